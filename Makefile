@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+DEMO_PASSWORD ?= demo-labeling
+export PYTHON := $(abspath $(PY))
+export PORT DEMO_PASSWORD
+
+# Tests use the PostgreSQL and Redis on this machine; each run makes (and drops) its own
+# database, and sends its tasks to a queue of its own.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install migrate demo run web worker beat test check ci clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py demo --password "$(DEMO_PASSWORD)"
+
+run: demo
+	bin/run
+
+web: install
+	bin/web
+
+worker: install
+	bin/worker
+
+beat: install
+	bin/beat
+
+check: install
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+test: install
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
+	TEST_DATABASE_NAME="test_annotate_$$$$" CELERY_QUEUE="test-$$$$" \
+	DATA_DIR="$$(mktemp -d)" $(PY) -m pytest $(PYTEST_ARGS)
+
+ci: check test
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,53 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from annotate.models import Assignment, Decision, Image, Label, Project, User, Vote
+
+
+@admin.register(User)
+class LabelingUserAdmin(UserAdmin):
+    list_display = ["username", "email", "role", "votes_count", "is_staff", "date_joined"]
+    list_filter = ["role", "is_staff", "is_superuser"]
+    fieldsets = [*UserAdmin.fieldsets, ("Labeling", {"fields": ["role", "votes_count"]})]
+    readonly_fields = ["votes_count"]
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    extra = 0
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "mode", "min_votes", "max_votes", "agreement", "serving_order"]
+    inlines = [LabelInline]
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "original_name", "state", "votes_count", "leases_count", "is_gold"]
+    list_filter = ["project", "state", "is_gold"]
+    search_fields = ["original_name", "sha256"]
+    # Counters and state change only through the services, which keep them consistent.
+    readonly_fields = ["sha256", "votes_count", "leases_count", "free_slots", "state"]
+    raw_id_fields = ["gold_label"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "image", "user", "state", "expires_at"]
+    list_filter = ["state"]
+    raw_id_fields = ["image", "user"]
+
+
+@admin.register(Vote)
+class VoteAdmin(admin.ModelAdmin):
+    list_display = ["id", "image", "user", "label", "created_at"]
+    raw_id_fields = ["image", "user", "assignment", "label"]
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    list_display = ["id", "image", "label", "excluded", "rule", "confidence", "is_current", "created_at"]
+    list_filter = ["rule", "is_current"]
+    raw_id_fields = ["image", "label", "decided_by", "replaces"]

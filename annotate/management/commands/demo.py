@@ -1,0 +1,99 @@
+"""A demo project with generated images of a few shape classes, and one user per role."""
+
+import io
+import math
+import random
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
+
+from annotate.models import Project, User
+from annotate.services import accounts, ingest, projects
+
+DEMO_PROJECT = "Demo: shapes"
+SYNSETS = """\
+circle circle, round shape
+square square, quadrilateral
+triangle triangle, trigon
+star star, five-pointed star
+"""
+
+
+def draw_shape(kind: str, rng: random.Random, size: int = 256) -> bytes:
+    """A shape of `kind` in a random colour, place and size, on a noisy background."""
+    background = tuple(rng.randint(150, 255) for _ in range(3))
+    img = Image.new("RGB", (size, size), background)
+    draw = ImageDraw.Draw(img)
+    for _ in range(20):  # clutter, so that no two images are alike
+        x, y = rng.randrange(size), rng.randrange(size)
+        draw.point((x, y), fill=tuple(rng.randint(0, 255) for _ in range(3)))
+    colour = tuple(rng.randint(0, 140) for _ in range(3))
+    cx, cy = rng.randint(80, size - 80), rng.randint(80, size - 80)
+    r = rng.randint(35, 70)
+    angle = rng.uniform(0, 2 * math.pi)
+    if kind == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    elif kind == "square":
+        points = [(cx + r * math.cos(angle + k * math.pi / 2), cy + r * math.sin(angle + k * math.pi / 2)) for k in range(4)]
+        draw.polygon(points, fill=colour)
+    elif kind == "triangle":
+        points = [(cx + r * math.cos(angle + k * 2 * math.pi / 3), cy + r * math.sin(angle + k * 2 * math.pi / 3)) for k in range(3)]
+        draw.polygon(points, fill=colour)
+    else:
+        points = [
+            (cx + (r if k % 2 == 0 else r * 0.45) * math.cos(angle + k * math.pi / 5),
+             cy + (r if k % 2 == 0 else r * 0.45) * math.sin(angle + k * math.pi / 5))
+            for k in range(10)
+        ]
+        draw.polygon(points, fill=colour)
+    img = img.filter(ImageFilter.GaussianBlur(0.6))
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo project, its images, and the users admin, reviewer, volunteer."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--images", type=int, default=60, help="how many images to generate")
+        parser.add_argument("--password", default="demo-labeling", help="password for the demo users")
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args, images: int, password: str, seed: int, **options):
+        with transaction.atomic():
+            for username, role in (("admin", User.Role.ADMIN), ("reviewer", User.Role.REVIEWER),
+                                   ("volunteer", User.Role.VOLUNTEER)):
+                user, _ = User.objects.get_or_create(username=username)
+                user.set_password(password)
+                user.is_superuser = role == User.Role.ADMIN
+                user.save()
+                accounts.user_set_role(user=user, role=role)
+                accounts.user_token(user=user)
+            project = Project.objects.filter(name=DEMO_PROJECT).first() or projects.project_create(
+                name=DEMO_PROJECT,
+                description="Generated shapes. Pick the shape you see; 0 if none fits.",
+                min_votes=2,
+                max_votes=4,
+                agreement=0.75,
+            )
+            ingest.labels_import(project=project, text=SYNSETS)
+        rng = random.Random(seed)
+        kinds = [line.split()[0] for line in SYNSETS.splitlines()]
+        created = duplicates = 0
+        for index in tqdm(range(images), desc="demo images", unit="img", disable=None):
+            kind = kinds[index % len(kinds)]
+            data = draw_shape(kind, rng)
+            result = ingest.images_upload(
+                project=project, files=[(f"{kind}_{index:04d}.jpg", io.BytesIO(data))]
+            )
+            created += len(result.created)
+            duplicates += result.duplicates
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo project {project.name!r} (id {project.pk}): {created} images added, "
+                f"{duplicates} already there. Users admin, reviewer, volunteer; password: {password}"
+            )
+        )

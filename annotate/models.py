@@ -1,0 +1,258 @@
+"""Data and the invariants the database can enforce. Business rules live in annotate.services."""
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class User(AbstractUser):
+    class Role(models.TextChoices):
+        VOLUNTEER = "volunteer"
+        REVIEWER = "reviewer"
+        ADMIN = "admin"
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VOLUNTEER)
+    # Kept in the vote's transaction so "rank" never counts the votes table.
+    votes_count = models.PositiveIntegerField(default=0, db_index=True)
+
+    @property
+    def is_reviewer(self) -> bool:
+        return self.role in (self.Role.REVIEWER, self.Role.ADMIN) or self.is_superuser
+
+    @property
+    def is_project_admin(self) -> bool:
+        return self.role == self.Role.ADMIN or self.is_superuser
+
+
+class Project(TimeStamped):
+    class Mode(models.TextChoices):
+        MAJORITY = "majority"
+        DYNAMIC = "dynamic"
+
+    class ServingOrder(models.TextChoices):
+        CLOSEST = "closest", "closest to a decision first"
+        RANDOM = "random"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    # Consensus policy (PRODUCT.md section 3).
+    min_votes = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_votes = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    agreement = models.FloatField(
+        default=0.75,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Share of the votes the top label needs (majority mode).",
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.MAJORITY)
+    target_confidence = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.9999)]
+    )
+    show_suggestions = models.BooleanField(default=True)
+    serving_order = models.CharField(
+        max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
+    )
+    gold_rate = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(10), MaxValueValidator(24 * 3600)]
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_votes__gte=F("min_votes")), name="project_max_votes_gte_min"
+            ),
+            models.CheckConstraint(condition=Q(min_votes__gte=1), name="project_min_votes_positive"),
+            models.CheckConstraint(
+                condition=Q(agreement__gte=0.5, agreement__lte=1.0), name="project_agreement_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+label_key_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "A label id is a WordNet id like n02123045 or a slug of letters, digits, '_', '.', '-'.",
+)
+
+
+class Label(TimeStamped):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    wnid = models.CharField(max_length=64, validators=[label_key_validator])
+    name = models.CharField(max_length=200)
+    gloss = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0, help_text="Order on the labeling page.")
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "wnid"], name="label_unique_wnid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wnid} {self.name}"
+
+
+def image_upload_to(instance: "Image", filename: str) -> str:
+    return f"images/{instance.project_id}/{instance.sha256[:2]}/{instance.sha256}/{filename}"
+
+
+class Image(TimeStamped):
+    class State(models.TextChoices):
+        OPEN = "open"
+        CONSENSUS = "consensus"
+        DISPUTED = "disputed"
+        REVIEWED = "reviewed"
+        EXCLUDED = "excluded"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to=image_upload_to, max_length=400)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField()
+    format = models.CharField(max_length=16)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    preprocessed = models.FileField(max_length=400, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    is_gold = models.BooleanField(default=False)
+    gold_label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Hot-path counters, changed only inside the transaction that changes their rows.
+    votes_count = models.PositiveSmallIntegerField(default=0)
+    leases_count = models.PositiveSmallIntegerField(default=0)
+    # How many more volunteers may lease this image now: derived from the state, the counters
+    # and the project's policy, but stored so the serving index can skip full images.
+    free_slots = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sha256"], name="image_unique_sha256"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "state"], name="image_project_state"),
+            # Serving, "closest to a decision first": walk this index, skip what V has seen.
+            models.Index(
+                "project",
+                F("votes_count").desc(),
+                "id",
+                condition=Q(state="open", free_slots__gt=0),
+                name="image_serving_closest",
+            ),
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(state="open", free_slots__gt=0),
+                name="image_serving_by_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.pk} ({self.original_name})"
+
+
+class Assignment(TimeStamped):
+    """A lease of one image to one volunteer. One per (user, image): nobody sees an image twice."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        VOTED = "voted"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "image"], name="assignment_unique_user_image"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"], condition=Q(state="active"), name="assignment_active_expiry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk}: image {self.image_id} to user {self.user_id} ({self.state})"
+
+
+class Vote(TimeStamped):
+    """One volunteer's answer for one image. A null label means "none of these"."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes"
+    )
+    assignment = models.OneToOneField(
+        Assignment, null=True, on_delete=models.SET_NULL, related_name="vote"
+    )
+    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "image"], name="vote_unique_user_image"),
+        ]
+        indexes = [models.Index(fields=["image"], name="vote_image")]
+
+    def __str__(self) -> str:
+        return f"vote by {self.user_id} on image {self.image_id}: {self.label_id}"
+
+
+class Decision(TimeStamped):
+    """The final label of an image and how it was reached. Older decisions stay as history."""
+
+    class Rule(models.TextChoices):
+        MAJORITY = "majority"
+        DYNAMIC = "dynamic"
+        GOLD = "gold"
+        REVIEW = "review"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="decisions")
+    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.PROTECT)
+    excluded = models.BooleanField(default=False, help_text="No label fits or the image is bad.")
+    rule = models.CharField(max_length=16, choices=Rule.choices)
+    confidence = models.FloatField(null=True, blank=True)
+    votes_count = models.PositiveSmallIntegerField(default=0)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
+    )
+    is_current = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image"], condition=Q(is_current=True), name="decision_one_current"
+            ),
+            models.CheckConstraint(
+                condition=Q(excluded=True, label__isnull=True)
+                | Q(excluded=False, label__isnull=False),
+                name="decision_label_xor_excluded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"decision on image {self.image_id}: {self.label_id} by {self.rule}"

@@ -1,0 +1,54 @@
+"""Reads that deserve a name. No writes here."""
+
+from collections import defaultdict
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from annotate.models import Decision, Image, Project, User, Vote
+
+
+def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Image counts per state for each project, in one grouped query."""
+    progress: dict[int, dict[str, int]] = defaultdict(
+        lambda: {state: 0 for state in Image.State.values}
+    )
+    rows = (
+        Image.objects.filter(project_id__in=project_ids)
+        .values("project_id", "state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        progress[row["project_id"]][row["state"]] = row["n"]
+    result = {}
+    for project_id in project_ids:
+        counts = dict(progress[project_id])
+        counts["total"] = sum(counts.values())
+        result[project_id] = counts
+    return result
+
+
+def projects_for_user(*, user: User) -> QuerySet[Project]:
+    return Project.objects.prefetch_related("labels").order_by("id")
+
+
+def images_for_review(*, project: Project, state: str | None = None) -> QuerySet[Image]:
+    images = Image.objects.filter(project=project).order_by("id")
+    if state:
+        images = images.filter(state=state)
+    return images
+
+
+def user_stats(*, user: User) -> dict:
+    """A user's own figures: votes, agreement with decisions, rank among volunteers."""
+    current = Decision.objects.filter(image=OuterRef("image"), is_current=True)
+    decided = Vote.objects.filter(user=user).filter(Exists(current))
+    agreed = decided.filter(
+        Exists(current.filter(label=OuterRef("label"), excluded=False))
+        | Q(label__isnull=True, image__state=Image.State.EXCLUDED)
+    )
+    decided_count = decided.count()
+    agreement = agreed.count() / decided_count if decided_count else None
+    votes = User.objects.filter(pk=user.pk).values_list("votes_count", flat=True).first() or 0
+    rank = User.objects.filter(votes_count__gt=votes).count() + 1 if votes else None
+    return {"votes": votes, "decided_votes": decided_count, "agreement": agreement, "rank": rank}

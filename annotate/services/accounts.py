@@ -1,0 +1,50 @@
+"""Users and roles."""
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from rest_framework.authtoken.models import Token
+
+from annotate.models import User
+from annotate.services.errors import Conflict, InvalidInput
+from annotate.services.projects import validation_message
+
+
+def user_register(*, username: str, password: str, email: str = "") -> tuple[User, str]:
+    """Create a volunteer and its API token."""
+    user = User(username=username.strip(), email=email.strip(), role=User.Role.VOLUNTEER)
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as error:
+        if "username" in getattr(error, "message_dict", {}) and User.objects.filter(
+            username__iexact=user.username
+        ).exists():
+            raise Conflict("That username is taken.", field="username") from None
+        raise InvalidInput(validation_message(error)) from None
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise InvalidInput(" ".join(error.messages), field="password") from None
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+            token = Token.objects.create(user=user)
+    except IntegrityError:
+        raise Conflict("That username is taken.", field="username") from None
+    return user, token.key
+
+
+def user_set_role(*, user: User, role: str) -> User:
+    """Make `user` a volunteer, reviewer or admin. Admins may use the Django admin too."""
+    if role not in User.Role.values:
+        raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(User.Role.values)}.")
+    user.role = role
+    user.is_staff = role == User.Role.ADMIN or user.is_superuser
+    user.save(update_fields=["role", "is_staff"])
+    return user
+
+
+def user_token(*, user: User) -> str:
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key

@@ -1,0 +1,79 @@
+"""Projects, their consensus policy and their labels."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from annotate.models import Label, Project
+from annotate.services.errors import Conflict, InvalidInput
+from annotate.services.serving import project_refresh_free_slots
+
+POLICY_FIELDS = ("min_votes", "max_votes", "agreement", "mode", "target_confidence")
+PROJECT_FIELDS = (
+    "name",
+    "description",
+    *POLICY_FIELDS,
+    "show_suggestions",
+    "serving_order",
+    "gold_rate",
+    "lease_seconds",
+)
+
+
+def validation_message(error: ValidationError) -> str:
+    if hasattr(error, "message_dict"):
+        return "; ".join(
+            f"{field}: {' '.join(messages)}" if field != "__all__" else " ".join(messages)
+            for field, messages in error.message_dict.items()
+        )
+    return " ".join(error.messages)
+
+
+def _full_clean(instance, **kwargs) -> None:
+    try:
+        instance.full_clean(**kwargs)
+    except ValidationError as error:
+        field = next(iter(getattr(error, "message_dict", {}) or {}), None)
+        raise InvalidInput(validation_message(error), field=field) from None
+
+
+def project_create(*, name: str, **fields: Any) -> Project:
+    unknown = set(fields) - set(PROJECT_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown project fields: {', '.join(sorted(unknown))}.")
+    project = Project(name=name, **fields)
+    _full_clean(project)
+    project.save()
+    return project
+
+
+def project_update(*, project: Project, **changes: Any) -> Project:
+    """Change settings; a policy change re-computes which open images may still be leased."""
+    unknown = set(changes) - set(PROJECT_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown project fields: {', '.join(sorted(unknown))}.")
+    policy_changed = any(
+        field in changes and changes[field] != getattr(project, field) for field in POLICY_FIELDS
+    )
+    for field, value in changes.items():
+        setattr(project, field, value)
+    _full_clean(project)
+    with transaction.atomic():
+        project.save()
+        if policy_changed:
+            project_refresh_free_slots(project=project)
+    return project
+
+
+def label_create(*, project: Project, wnid: str, name: str, gloss: str = "") -> Label:
+    """Add a label at the end of the project's label list."""
+    wnid, name = wnid.strip(), name.strip()
+    if Label.objects.filter(project=project, wnid=wnid).exists():
+        raise Conflict(f"Label {wnid!r} already exists in this project.", field="wnid")
+    position = (Label.objects.filter(project=project).aggregate(m=Max("position"))["m"] or 0) + 1
+    label = Label(project=project, wnid=wnid, name=name, gloss=gloss.strip(), position=position)
+    _full_clean(label, exclude=["project"])
+    label.save()
+    return label

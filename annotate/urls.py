@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from annotate import views
+
+urlpatterns = [
+    path("", views.project_list, name="project-list"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("projects/<int:project_id>/label/", views.label_page, name="label"),
+    path("me/", views.my_stats, name="my-stats"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/", include("labeling_api.urls")),
+]

@@ -1,0 +1,115 @@
+"""Output shapes shared by several API views. Input serializers live beside their view."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from annotate.models import Assignment, Decision, Image, Label, Project
+
+
+class LabelOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "wnid", "name", "gloss", "position"]
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer):
+    labels = LabelOutputSerializer(many=True, read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "description",
+            "min_votes",
+            "max_votes",
+            "agreement",
+            "mode",
+            "target_confidence",
+            "show_suggestions",
+            "serving_order",
+            "gold_rate",
+            "lease_seconds",
+            "labels",
+            "progress",
+            "created_at",
+        ]
+
+    def get_progress(self, project: Project) -> dict[str, int]:
+        return self.context["progress"][project.pk]
+
+
+def image_url(image_id: int) -> str:
+    return reverse("api:image-file", args=[image_id])
+
+
+class ImageRefSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["id", "url", "width", "height"]
+
+    def get_url(self, image: Image) -> str:
+        return image_url(image.pk)
+
+
+class DecisionOutputSerializer(serializers.ModelSerializer):
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Decision
+        fields = ["label", "excluded", "rule", "confidence", "votes_count", "decided_by", "created_at"]
+
+
+class ImageOutputSerializer(ImageRefSerializer):
+    decision = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "url",
+            "original_name",
+            "width",
+            "height",
+            "format",
+            "size_bytes",
+            "sha256",
+            "state",
+            "is_gold",
+            "gold_label",
+            "votes_count",
+            "leases_count",
+            "decision",
+            "created_at",
+        ]
+
+    def get_decision(self, image: Image) -> dict | None:
+        current = getattr(image, "current_decisions", None)
+        if current is None:
+            current = list(image.decisions.filter(is_current=True))
+        return DecisionOutputSerializer(current[0]).data if current else None
+
+
+class SuggestionSerializer(serializers.Serializer):
+    label = serializers.IntegerField()
+    confidence = serializers.FloatField()
+
+
+class AssignmentOutputSerializer(serializers.ModelSerializer):
+    image = ImageRefSerializer(read_only=True)
+    labels = serializers.SerializerMethodField()
+    suggestion = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "image", "labels", "suggestion", "expires_at"]
+
+    def get_labels(self, assignment: Assignment) -> list[dict]:
+        return LabelOutputSerializer(self.context["labels"], many=True).data
+
+    def get_suggestion(self, assignment: Assignment) -> dict | None:
+        # Model suggestions arrive with the ML worker; until a model is active there is none.
+        return None

@@ -1,0 +1,409 @@
+"""REST API: parse input, check permissions, call one service, shape the answer."""
+
+from django.contrib.auth import authenticate
+from django.db.models import Prefetch
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate import selectors
+from annotate.models import Assignment, Decision, Image, Label, Project, User
+from annotate.services import accounts, ingest, projects, serving
+from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
+from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
+from labeling_api.serializers import (
+    AssignmentOutputSerializer,
+    ImageOutputSerializer,
+    LabelOutputSerializer,
+    ProjectOutputSerializer,
+)
+
+
+def _project(project_id: int) -> Project:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist.")
+    return project
+
+
+def _project_answer(project: Project, status_code: int = status.HTTP_200_OK) -> Response:
+    project = Project.objects.prefetch_related("labels").get(pk=project.pk)
+    progress = selectors.project_progress(project_ids=[project.pk])
+    return Response(
+        ProjectOutputSerializer(project, context={"progress": progress}).data, status=status_code
+    )
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+class UserRegisterApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=128, write_only=True)
+        email = serializers.EmailField(required=False, allow_blank=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "RegisterOutput",
+                {"id": serializers.IntegerField(), "username": serializers.CharField(),
+                 "token": serializers.CharField()},
+            )
+        },
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, token = accounts.user_register(**data.validated_data)
+        return Response(
+            {"id": user.pk, "username": user.username, "token": token},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class TokenObtainApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        password = serializers.CharField(write_only=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: inline_serializer("TokenOutput", {"token": serializers.CharField()})},
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None:
+            raise InvalidInput("Unable to sign in with that username and password.")
+        return Response({"token": accounts.user_token(user=user)})
+
+
+class MeApi(APIView):
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "MeOutput",
+                {
+                    "id": serializers.IntegerField(),
+                    "username": serializers.CharField(),
+                    "role": serializers.CharField(),
+                    "votes": serializers.IntegerField(),
+                    "decided_votes": serializers.IntegerField(),
+                    "agreement": serializers.FloatField(allow_null=True),
+                    "rank": serializers.IntegerField(allow_null=True),
+                },
+            )
+        }
+    )
+    def get(self, request):
+        user = request.user
+        role = User.Role.ADMIN if user.is_superuser else user.role
+        return Response(
+            {"id": user.pk, "username": user.username, "role": role}
+            | selectors.user_stats(user=user)
+        )
+
+
+class UserRoleApi(APIView):
+    permission_classes = [IsProjectAdmin]
+
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=User.Role.choices)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "UserRoleOutput",
+                {"id": serializers.IntegerField(), "username": serializers.CharField(),
+                 "role": serializers.CharField()},
+            )
+        },
+    )
+    def patch(self, request, user_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = User.objects.filter(pk=user_id).first()
+        if user is None:
+            raise NotFound(f"User {user_id} does not exist.")
+        accounts.user_set_role(user=user, role=data.validated_data["role"])
+        return Response({"id": user.pk, "username": user.username, "role": user.role})
+
+
+# --- projects and labels ----------------------------------------------------------------------
+
+
+class ProjectInputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = list(projects.PROJECT_FIELDS)
+        # Uniqueness and policy rules are the service's to check.
+        validators: list = []
+        extra_kwargs = {"name": {"validators": []}}
+
+
+class ProjectListCreateApi(GenericAPIView):
+    permission_classes = [ReadOrAdmin]
+    serializer_class = ProjectOutputSerializer
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request):
+        queryset = selectors.projects_for_user(user=request.user)
+        page = self.paginate_queryset(queryset)
+        progress = selectors.project_progress(project_ids=[p.pk for p in page])
+        data = ProjectOutputSerializer(page, many=True, context={"progress": progress}).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request):
+        data = ProjectInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = projects.project_create(**data.validated_data)
+        return _project_answer(project, status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    permission_classes = [ReadOrAdmin]
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request, project_id: int):
+        return _project_answer(_project(project_id))
+
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request, project_id: int):
+        project = _project(project_id)
+        data = ProjectInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        projects.project_update(project=project, **data.validated_data)
+        return _project_answer(project)
+
+
+class LabelListCreateApi(APIView):
+    permission_classes = [ReadOrAdmin]
+
+    class InputSerializer(serializers.Serializer):
+        wnid = serializers.CharField(max_length=64)
+        name = serializers.CharField(max_length=200)
+        gloss = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(responses=LabelOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        labels = Label.objects.filter(project=_project(project_id))
+        return Response(LabelOutputSerializer(labels, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: LabelOutputSerializer})
+    def post(self, request, project_id: int):
+        project = _project(project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        label = projects.label_create(project=project, **data.validated_data)
+        return Response(LabelOutputSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+class LabelImportApi(APIView):
+    permission_classes = [IsProjectAdmin]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(required=False, help_text="A synset mapping file.")
+        text = serializers.CharField(required=False, help_text="Or the mapping as text.")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "LabelImportOutput",
+                {
+                    "created": serializers.IntegerField(),
+                    "existing": serializers.IntegerField(),
+                    "errors": serializers.ListField(child=serializers.DictField()),
+                },
+            )
+        },
+    )
+    def post(self, request, project_id: int):
+        project = _project(project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "file" in data.validated_data:
+            raw = data.validated_data["file"].read(5 * 1024 * 1024 + 1)
+            if len(raw) > 5 * 1024 * 1024:
+                raise InvalidInput("A synset mapping file may be at most 5 MB.", field="file")
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise InvalidInput("The mapping file is not UTF-8 text.", field="file") from None
+        elif "text" in data.validated_data:
+            text = data.validated_data["text"]
+        else:
+            raise InvalidInput("Send a synset mapping as `file` or `text`.", field="file")
+        result = ingest.labels_import(project=project, text=text)
+        return Response(
+            {"created": result.created, "existing": result.existing, "errors": result.errors},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+class ImageListUploadApi(GenericAPIView):
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = ImageOutputSerializer
+
+    class UploadInputSerializer(serializers.Serializer):
+        files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+        gold_label = serializers.CharField(
+            required=False, help_text="Label id or wnid: the uploaded images are gold."
+        )
+
+    def get_permissions(self):
+        return [IsProjectAdmin()] if self.request.method == "POST" else [IsReviewer()]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, enum=Image.State.values)],
+        responses=ImageOutputSerializer(many=True),
+    )
+    def get(self, request, project_id: int):
+        state = request.query_params.get("state")
+        if state and state not in Image.State.values:
+            raise InvalidInput(
+                f"Unknown state {state!r}; use one of {', '.join(Image.State.values)}.",
+                field="state",
+            )
+        images = selectors.images_for_review(project=_project(project_id), state=state)
+        images = images.prefetch_related(
+            Prefetch(
+                "decisions",
+                queryset=Decision.objects.filter(is_current=True).select_related("decided_by"),
+                to_attr="current_decisions",
+            )
+        )
+        page = self.paginate_queryset(images)
+        return self.get_paginated_response(ImageOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=UploadInputSerializer,
+        responses={
+            201: inline_serializer(
+                "ImageUploadOutput",
+                {
+                    "created": serializers.IntegerField(),
+                    "duplicates": serializers.IntegerField(),
+                    "rejected": serializers.ListField(child=serializers.DictField()),
+                    "ids": serializers.ListField(child=serializers.IntegerField()),
+                },
+            )
+        },
+    )
+    def post(self, request, project_id: int):
+        project = _project(project_id)
+        data = self.UploadInputSerializer(
+            data={"files": request.FILES.getlist("files"), **request.data.dict()}
+        )
+        data.is_valid(raise_exception=True)
+        gold_label = None
+        if key := data.validated_data.get("gold_label"):
+            labels = Label.objects.filter(project=project)
+            gold_label = (
+                labels.filter(pk=int(key)).first() if key.isdigit() else None
+            ) or labels.filter(wnid=key).first()
+            if gold_label is None:
+                raise InvalidInput(f"No label {key!r} in this project.", field="gold_label")
+        result = ingest.images_upload(
+            project=project,
+            files=[(f.name, f) for f in data.validated_data["files"]],
+            gold_label=gold_label,
+        )
+        return Response(
+            {
+                "created": len(result.created),
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+                "ids": result.created,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ImageFileApi(APIView):
+    """The stored image, for those allowed to see it: its assignee, reviewers and admins."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, image_id: int):
+        image = Image.objects.filter(pk=image_id).first()
+        if image is None:
+            raise NotFound(f"Image {image_id} does not exist.")
+        user = request.user
+        if not user.is_reviewer and not Assignment.objects.filter(image=image, user=user).exists():
+            raise PermissionDenied("This image is not assigned to you.")
+        response = FileResponse(image.file.open("rb"), as_attachment=False)
+        response["Content-Type"] = f"image/{image.format.lower()}"
+        # Served inline as an image only; never sniffed or run as a page.
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+# --- the volunteer loop -----------------------------------------------------------------------
+
+
+class AssignmentLeaseApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={201: AssignmentOutputSerializer, 204: None})
+    def post(self, request, project_id: int):
+        project = _project(project_id)
+        assignment = serving.assignment_lease(project=project, user=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        assignment = Assignment.objects.select_related("image").get(pk=assignment.pk)
+        labels = list(Label.objects.filter(project=project))
+        data = AssignmentOutputSerializer(assignment, context={"labels": labels}).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class VoteSubmitApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        label = serializers.IntegerField(
+            allow_null=True, help_text='A label id, or null for "none of these".'
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "VoteOutput",
+                {"id": serializers.IntegerField(), "image_state": serializers.CharField()},
+            )
+        },
+    )
+    def post(self, request, assignment_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        vote, image = serving.vote_submit(
+            assignment_id=assignment_id, user=request.user, label_id=data.validated_data["label"]
+        )
+        return Response({"id": vote.pk, "image_state": image.state}, status=status.HTTP_201_CREATED)
+
+
+class AssignmentSkipApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, assignment_id: int):
+        serving.assignment_skip(assignment_id=assignment_id, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

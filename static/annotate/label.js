@@ -1,0 +1,131 @@
+// The labeling page: lease an image, vote with one key, and show the next image at once.
+// The next assignment is leased and its image decoded while the current one is on screen.
+(function () {
+  "use strict";
+  const root = document.getElementById("labeling");
+  const projectId = root.dataset.project;
+  const labels = JSON.parse(document.getElementById("labels-data").textContent);
+  const img = document.getElementById("image");
+  const empty = document.getElementById("empty");
+  const loading = document.getElementById("loading");
+  const message = document.getElementById("message");
+  const count = document.getElementById("count");
+  const suggestionBox = document.getElementById("suggestion");
+
+  let current = null; // the assignment on screen
+  let upcoming = null; // a promise of the next one (or null when none is left)
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) {
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
+      throw new Error(detail);
+    }
+    return response.status === 204 ? null : response.json();
+  }
+
+  async function lease() {
+    const assignment = await api(`/api/projects/${projectId}/assignments/`);
+    if (assignment) {
+      const preload = new Image();
+      preload.src = assignment.image.url;
+      try { await preload.decode(); } catch (e) { /* shown anyway; the browser retries */ }
+    }
+    return assignment;
+  }
+
+  function say(text, isError) {
+    message.textContent = text;
+    message.classList.toggle("error", Boolean(isError));
+  }
+
+  function show(assignment) {
+    current = assignment;
+    loading.hidden = true;
+    if (!assignment) {
+      img.hidden = true;
+      img.removeAttribute("src");
+      img.dataset.assignment = "";
+      empty.hidden = false;
+      suggestionBox.hidden = true;
+      return;
+    }
+    img.src = assignment.image.url;
+    img.width = assignment.image.width;
+    img.height = assignment.image.height;
+    img.dataset.assignment = assignment.id;
+    img.hidden = false;
+    empty.hidden = true;
+    const suggestion = assignment.suggestion;
+    const suggested = suggestion && labels.find((l) => l.id === suggestion.label);
+    suggestionBox.hidden = !suggested;
+    if (suggested) {
+      document.getElementById("suggestion-name").textContent = suggested.name;
+      document.getElementById("suggestion-confidence").textContent =
+        Math.round(suggestion.confidence * 100) + "%";
+    }
+  }
+
+  async function advance() {
+    const next = upcoming ? await upcoming.catch((e) => { say(e.message, true); return null; }) : null;
+    upcoming = next ? lease() : null;
+    show(next);
+  }
+
+  function act(path, body, onDone) {
+    if (!current) return;
+    const assignment = current;
+    current = null; // ignore further keys until the next image is on screen
+    api(`/api/assignments/${assignment.id}/${path}/`, body)
+      .then((result) => { say(""); onDone(result); })
+      .catch((e) => say(e.message, true));
+    advance();
+  }
+
+  function vote(labelId) {
+    act("vote", { label: labelId }, () => { count.textContent = String(Number(count.textContent) + 1); });
+  }
+
+  function skip() {
+    act("skip", undefined, () => {});
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest("input, textarea, select")) return;
+    const key = event.key.toLowerCase();
+    if (key === "0" || key === "n") { vote(null); event.preventDefault(); return; }
+    if (key === "s") { skip(); event.preventDefault(); return; }
+    if (key === "enter" && current && current.suggestion) { vote(current.suggestion.label); event.preventDefault(); return; }
+    const label = labels.find((l) => l.key && l.key === key);
+    if (label) { vote(label.id); event.preventDefault(); }
+  });
+
+  document.getElementById("labels").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-label]");
+    if (button) vote(button.dataset.label ? Number(button.dataset.label) : null);
+  });
+  document.getElementById("skip").addEventListener("click", skip);
+
+  (async function start() {
+    try {
+      const first = await lease();
+      upcoming = first ? lease() : null;
+      show(first);
+    } catch (e) {
+      loading.hidden = true;
+      say(e.message, true);
+    }
+  })();
+})();

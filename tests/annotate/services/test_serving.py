@@ -1,0 +1,205 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotate.models import Assignment, Decision, Image, Project, User, Vote
+from annotate.services import projects, serving
+from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
+
+
+def refreshed(obj):
+    obj.refresh_from_db()
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("votes", "min_votes", "max_votes", "expected"),
+    [(0, 3, 5, 3), (2, 3, 5, 1), (3, 3, 5, 1), (4, 3, 5, 1), (5, 3, 5, 0), (0, 1, 1, 1), (1, 1, 1, 0)],
+)
+def test_image_capacity(votes, min_votes, max_votes, expected):
+    assert serving.image_capacity(votes_count=votes, min_votes=min_votes, max_votes=max_votes) == expected
+
+
+def test_lease_prefers_images_closest_to_a_decision(project, volunteer):
+    fresh = ImageFactory(project=project)
+    closer = ImageFactory(project=project, votes_count=1)
+
+    first = serving.assignment_lease(project=project, user=volunteer)
+    second = serving.assignment_lease(project=project, user=volunteer)
+
+    assert (first.image_id, second.image_id) == (closer.pk, fresh.pk)
+    assert serving.assignment_lease(project=project, user=volunteer) is None
+
+
+def test_lease_takes_a_slot_and_never_over_fills(volunteer):
+    project = ProjectFactory(min_votes=2, max_votes=4)
+    image = ImageFactory(project=project)
+    assert image.free_slots == 2
+
+    users = [UserFactory() for _ in range(3)]
+    leases = [serving.assignment_lease(project=project, user=u) for u in users]
+
+    assert [lease is not None for lease in leases] == [True, True, False]
+    image = refreshed(image)
+    assert (image.leases_count, image.free_slots) == (2, 0)
+
+
+def test_lease_skips_images_of_other_projects_and_decided_ones(project, volunteer):
+    ImageFactory(project=ProjectFactory())
+    ImageFactory(project=project, state=Image.State.CONSENSUS)
+    assert serving.assignment_lease(project=project, user=volunteer) is None
+
+
+def test_random_order_serves_every_image_once(volunteer):
+    project = ProjectFactory(serving_order=Project.ServingOrder.RANDOM)
+    images = {ImageFactory(project=project).pk for _ in range(6)}
+    served = set()
+    while (assignment := serving.assignment_lease(project=project, user=volunteer)) is not None:
+        assert assignment.image_id not in served
+        served.add(assignment.image_id)
+    assert served == images
+
+
+def test_vote_decides_by_majority(project, labels):
+    image = ImageFactory(project=project)  # min 2, max 4, agreement 0.75
+    states = []
+    for _ in range(2):
+        user = UserFactory()
+        assignment = serving.assignment_lease(project=project, user=user)
+        _, after = serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=labels[1].pk)
+        states.append(after.state)
+
+    image = refreshed(image)
+    assert states == [Image.State.OPEN, Image.State.CONSENSUS]
+    assert (image.votes_count, image.leases_count, image.free_slots) == (2, 0, 0)
+    assert Decision.objects.get(image=image, is_current=True).label == labels[1]
+    assert User.objects.filter(votes_count=1).count() == 2
+
+
+def test_disagreement_until_max_votes_disputes(project, labels):
+    image = ImageFactory(project=project)
+    answers = [labels[0], labels[1], labels[2], labels[0]]
+    for label in answers:
+        user = UserFactory()
+        assignment = serving.assignment_lease(project=project, user=user)
+        assert assignment is not None and assignment.image_id == image.pk
+        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+    image = refreshed(image)
+    assert (image.state, image.votes_count, image.free_slots) == (Image.State.DISPUTED, 4, 0)
+    assert not Decision.objects.filter(image=image).exists()
+
+
+def test_after_min_votes_only_one_volunteer_at_a_time(project, labels):
+    image = ImageFactory(project=project)
+    for label in labels[:2]:  # two votes that disagree: open, needs more
+        user = UserFactory()
+        assignment = serving.assignment_lease(project=project, user=user)
+        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+    assert refreshed(image).free_slots == 1
+    assert serving.assignment_lease(project=project, user=UserFactory()) is not None
+    assert serving.assignment_lease(project=project, user=UserFactory()) is None
+
+
+def test_none_of_these_majority_excludes(project, labels):
+    image = ImageFactory(project=project)
+    for _ in range(2):
+        user = UserFactory()
+        assignment = serving.assignment_lease(project=project, user=user)
+        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=None)
+    image = refreshed(image)
+    decision = Decision.objects.get(image=image, is_current=True)
+    assert (image.state, decision.label, decision.excluded) == (Image.State.EXCLUDED, None, True)
+
+
+def test_vote_errors_change_nothing(project, labels, volunteer, other_volunteer):
+    image = ImageFactory(project=project)
+    assignment = serving.assignment_lease(project=project, user=volunteer)
+    foreign_label = LabelFactory(project=ProjectFactory())
+
+    with pytest.raises(InvalidInput):
+        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=foreign_label.pk)
+    with pytest.raises(PermissionDenied):
+        serving.vote_submit(assignment_id=assignment.pk, user=other_volunteer, label_id=labels[0].pk)
+    with pytest.raises(NotFound):
+        serving.vote_submit(assignment_id=assignment.pk + 1000, user=volunteer, label_id=None)
+
+    assert Vote.objects.count() == 0
+    assert refreshed(image).votes_count == 0
+    assert refreshed(assignment).state == Assignment.State.ACTIVE
+
+    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
+    with pytest.raises(Conflict, match="already voted"):
+        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[1].pk)
+    assert Vote.objects.count() == 1
+    assert refreshed(image).votes_count == 1
+
+
+def test_skip_frees_the_slot_and_hides_the_image(project, labels, volunteer):
+    image = ImageFactory(project=project)
+    assignment = serving.assignment_lease(project=project, user=volunteer)
+
+    serving.assignment_skip(assignment_id=assignment.pk, user=volunteer)
+    serving.assignment_skip(assignment_id=assignment.pk, user=volunteer)  # harmless twice
+
+    image = refreshed(image)
+    assert (image.leases_count, image.free_slots) == (0, 2)
+    assert serving.assignment_lease(project=project, user=volunteer) is None
+    with pytest.raises(Conflict, match="skipped"):
+        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
+
+
+def test_expired_leases_free_their_slots(volunteer):
+    project = ProjectFactory(min_votes=1, max_votes=1)
+    image = ImageFactory(project=project)
+    stale = serving.assignment_lease(project=project, user=volunteer)
+    later = timezone.now() + timedelta(seconds=project.lease_seconds + 1)
+
+    # Nothing free until the lease expires; then serving sweeps it and leases the image again.
+    other = UserFactory()
+    assert serving.assignment_lease(project=project, user=other, now=timezone.now()) is None
+    fresh = serving.assignment_lease(project=project, user=other, now=later)
+
+    assert fresh is not None and fresh.image_id == image.pk
+    assert refreshed(stale).state == Assignment.State.EXPIRED
+    assert refreshed(image).leases_count == 1
+
+
+def test_vote_on_expired_lease_is_refused_when_the_image_is_full(volunteer, labels):
+    project = labels[0].project
+    projects.project_update(project=project, min_votes=1, max_votes=1, agreement=1.0)
+    image = ImageFactory(project=project)
+    stale = serving.assignment_lease(project=project, user=volunteer)
+    later = timezone.now() + timedelta(seconds=project.lease_seconds + 1)
+    other = UserFactory()
+    fresh = serving.assignment_lease(project=project, user=other, now=later)
+    serving.vote_submit(assignment_id=fresh.pk, user=other, label_id=labels[0].pk)
+
+    with pytest.raises(Conflict, match="expired"):
+        serving.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[1].pk)
+    assert refreshed(image).votes_count == 1
+
+
+def test_vote_on_expired_lease_counts_while_the_image_has_room(volunteer, labels):
+    project = labels[0].project
+    image = ImageFactory(project=project)
+    stale = serving.assignment_lease(project=project, user=volunteer)
+    assert serving.assignments_expire(now=timezone.now() + timedelta(seconds=project.lease_seconds + 1)) == 1
+
+    serving.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[0].pk)
+
+    image = refreshed(image)
+    assert (image.votes_count, image.leases_count, image.free_slots) == (1, 0, 1)
+
+
+def test_policy_change_refreshes_free_slots_like_the_python_rule(project):
+    images = [
+        ImageFactory(project=project, votes_count=v, leases_count=l)
+        for v, l in [(0, 0), (0, 2), (1, 0), (2, 0), (3, 1)]
+    ]
+    projects.project_update(project=project, min_votes=3, max_votes=4)
+    for image in images:
+        image = refreshed(image)
+        assert image.free_slots == serving.image_free_slots(image=image, project=project)
+    assert [refreshed(i).free_slots for i in images] == [3, 1, 2, 1, 0]

@@ -1,0 +1,53 @@
+import pytest
+from rest_framework.test import APIClient
+
+from annotate.models import User
+from tests.factories import LabelFactory, ProjectFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def volunteer(db):
+    return UserFactory(role=User.Role.VOLUNTEER)
+
+
+@pytest.fixture
+def other_volunteer(db):
+    return UserFactory(role=User.Role.VOLUNTEER)
+
+
+@pytest.fixture
+def reviewer(db):
+    return UserFactory(role=User.Role.REVIEWER)
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(role=User.Role.ADMIN, is_staff=True)
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def labels(project):
+    return [LabelFactory(project=project, wnid=f"n0000000{i}", name=f"class {i}") for i in range(3)]
+
+
+@pytest.fixture
+def client_for():
+    """An API client signed in as the given user (or anonymous for None)."""
+
+    def make(user):
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return make
