@@ -4,7 +4,7 @@ from collections import defaultdict
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from annotate.models import Decision, Image, Project, User, Vote
+from annotate.models import Assignment, Decision, Image, Project, User, Vote
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -37,6 +37,13 @@ def images_for_review(*, project: Project, state: str | None = None) -> QuerySet
     if state:
         images = images.filter(state=state)
     return images
+
+
+def images_awaiting_others(*, project: Project, user: User) -> QuerySet[Image]:
+    """Open images `user` has not seen whose every slot is leased to someone else right now:
+    work may come back to this user when those leases end in a vote-less way or need more."""
+    already_seen = Assignment.objects.filter(user=user, image=OuterRef("pk"))
+    return Image.objects.filter(project=project, state=Image.State.OPEN).exclude(Exists(already_seen))
 
 
 def user_stats(*, user: User) -> dict:

@@ -24,6 +24,10 @@ from labeling_api.serializers import (
 )
 
 
+# When every remaining image is leased to other volunteers, how soon to ask again.
+RETRY_AFTER_SECONDS = 5
+
+
 def _project(project_id: int) -> Project:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
@@ -312,9 +316,10 @@ class ImageListUploadApi(GenericAPIView):
     )
     def post(self, request, project_id: int):
         project = _project(project_id)
-        data = self.UploadInputSerializer(
-            data={"files": request.FILES.getlist("files"), **request.data.dict()}
-        )
+        fields = {"files": request.FILES.getlist("files")}
+        if "gold_label" in request.data:
+            fields["gold_label"] = request.data["gold_label"]
+        data = self.UploadInputSerializer(data=fields)
         data.is_valid(raise_exception=True)
         gold_label = None
         if key := data.validated_data.get("gold_label"):
@@ -366,12 +371,21 @@ class ImageFileApi(APIView):
 class AssignmentLeaseApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=None, responses={201: AssignmentOutputSerializer, 204: None})
+    @extend_schema(
+        request=None,
+        responses={201: AssignmentOutputSerializer, 204: None},
+        description="204 when nothing is left for this volunteer; with a Retry-After header "
+        "when the remaining images are leased to others and may need this volunteer later.",
+    )
     def post(self, request, project_id: int):
         project = _project(project_id)
         assignment = serving.assignment_lease(project=project, user=request.user)
         if assignment is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
+            response = Response(status=status.HTTP_204_NO_CONTENT)
+            if selectors.images_awaiting_others(project=project, user=request.user).exists():
+                # Nothing free now, but open images are leased to others: ask again later.
+                response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         assignment = Assignment.objects.select_related("image").get(pk=assignment.pk)
         labels = list(Label.objects.filter(project=project))
         data = AssignmentOutputSerializer(assignment, context={"labels": labels}).data

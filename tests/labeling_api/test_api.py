@@ -1,0 +1,365 @@
+"""The REST contract of PRODUCT.md section 7 for the labeling loop."""
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotate.models import Assignment, Image, Label, Project, User, Vote
+from tests.factories import ImageFactory, ProjectFactory, UserFactory, image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(name: str, data: bytes, content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+def test_register_makes_a_volunteer_with_a_token(client_for):
+    client = client_for(None)
+    response = client.post(
+        "/api/auth/register/", {"username": "ada", "password": "a-long-passphrase"}, format="json"
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "username", "token"}
+    assert User.objects.get(pk=body["id"]).role == User.Role.VOLUNTEER
+
+    me = client_for(None)
+    me.credentials(HTTP_AUTHORIZATION=f"Token {body['token']}")
+    assert me.get("/api/me/").json()["username"] == "ada"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"username": "ada", "password": "short"}, 400, "password"),
+        ({"username": "", "password": "a-long-passphrase"}, 400, "username"),
+        ({"password": "a-long-passphrase"}, 400, "username"),
+    ],
+)
+def test_register_rejects_bad_input(client_for, payload, status, field):
+    response = client_for(None).post("/api/auth/register/", payload, format="json")
+    assert response.status_code == status
+    assert field in str(response.json())
+    assert not User.objects.exists()
+
+
+def test_register_twice_is_a_conflict(client_for):
+    client = client_for(None)
+    payload = {"username": "ada", "password": "a-long-passphrase"}
+    assert client.post("/api/auth/register/", payload, format="json").status_code == 201
+    response = client.post("/api/auth/register/", payload, format="json")
+    assert response.status_code == 409
+    assert User.objects.count() == 1
+
+
+def test_token_for_good_and_bad_credentials(client_for, volunteer):
+    client = client_for(None)
+    good = client.post(
+        "/api/auth/token/",
+        {"username": volunteer.username, "password": "correct-horse-battery"},
+        format="json",
+    )
+    bad = client.post(
+        "/api/auth/token/", {"username": volunteer.username, "password": "wrong"}, format="json"
+    )
+    assert good.status_code == 200 and len(good.json()["token"]) == 40
+    assert bad.status_code == 400 and "Unable to sign in" in bad.json()["detail"]
+
+
+def test_admin_sets_roles_and_others_cannot(client_for, admin_user, volunteer, reviewer):
+    url = f"/api/users/{volunteer.pk}/"
+    assert client_for(reviewer).patch(url, {"role": "admin"}, format="json").status_code == 403
+    assert client_for(volunteer).patch(url, {"role": "admin"}, format="json").status_code == 403
+    assert client_for(admin_user).patch(url, {"role": "boss"}, format="json").status_code == 400
+    volunteer.refresh_from_db()
+    assert volunteer.role == User.Role.VOLUNTEER
+
+    response = client_for(admin_user).patch(url, {"role": "reviewer"}, format="json")
+    assert response.status_code == 200 and response.json()["role"] == "reviewer"
+    volunteer.refresh_from_db()
+    assert volunteer.role == User.Role.REVIEWER
+    assert client_for(admin_user).patch("/api/users/999999/", {"role": "admin"}, format="json").status_code == 404
+
+
+# --- projects and labels ----------------------------------------------------------------------
+
+
+def test_project_list_has_labels_and_progress(client_for, volunteer, project, labels):
+    ImageFactory(project=project)
+    ImageFactory(project=project, state=Image.State.DISPUTED)
+    body = client_for(volunteer).get("/api/projects/").json()
+    assert body["count"] == 1
+    listed = body["results"][0]
+    assert [label["wnid"] for label in listed["labels"]] == [label.wnid for label in labels]
+    assert listed["progress"]["open"] == 1
+    assert listed["progress"]["disputed"] == 1
+    assert listed["progress"]["total"] == 2
+
+
+def test_anonymous_is_refused(client_for, project):
+    for path in ["/api/projects/", "/api/me/", f"/api/projects/{project.pk}/labels/"]:
+        assert client_for(None).get(path).status_code == 401
+
+
+def test_only_admins_create_and_change_projects(client_for, admin_user, volunteer, reviewer):
+    payload = {"name": "Birds", "min_votes": 3, "max_votes": 5, "agreement": 0.6}
+    for user in (volunteer, reviewer):
+        assert client_for(user).post("/api/projects/", payload, format="json").status_code == 403
+    response = client_for(admin_user).post("/api/projects/", payload, format="json")
+    assert response.status_code == 201
+    project_id = response.json()["id"]
+    assert response.json()["progress"]["total"] == 0
+
+    patch = client_for(admin_user).patch(
+        f"/api/projects/{project_id}/", {"serving_order": "random"}, format="json"
+    )
+    assert patch.status_code == 200 and patch.json()["serving_order"] == "random"
+    assert client_for(volunteer).patch(
+        f"/api/projects/{project_id}/", {"min_votes": 1}, format="json"
+    ).status_code == 403
+    assert Project.objects.get(pk=project_id).min_votes == 3
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"min_votes": 4, "max_votes": 3},
+        {"agreement": 0.2},
+        {"min_votes": 0},
+        {"mode": "telepathy"},
+    ],
+)
+def test_bad_policy_is_a_400_and_changes_nothing(client_for, admin_user, project, payload):
+    before = Project.objects.values().get(pk=project.pk)
+    response = client_for(admin_user).patch(f"/api/projects/{project.pk}/", payload, format="json")
+    assert response.status_code == 400
+    assert response.json()
+    assert Project.objects.values().get(pk=project.pk) == before
+
+
+def test_duplicate_project_name_is_a_400(client_for, admin_user, project):
+    response = client_for(admin_user).post("/api/projects/", {"name": project.name}, format="json")
+    assert response.status_code == 400
+    assert "name" in response.json()["detail"]
+
+
+def test_missing_project_is_a_404_with_a_message(client_for, volunteer):
+    for method, path in [("get", "/api/projects/999/"), ("post", "/api/projects/999/assignments/"),
+                         ("get", "/api/projects/999/labels/")]:
+        response = getattr(client_for(volunteer), method)(path)
+        assert response.status_code == 404
+        assert "does not exist" in response.json()["detail"]
+
+
+def test_labels_add_and_list(client_for, admin_user, volunteer, project):
+    url = f"/api/projects/{project.pk}/labels/"
+    payload = {"wnid": "n02123045", "name": "tabby, tabby cat", "gloss": "a striped cat"}
+    assert client_for(volunteer).post(url, payload, format="json").status_code == 403
+    created = client_for(admin_user).post(url, payload, format="json")
+    assert created.status_code == 201 and created.json()["wnid"] == "n02123045"
+    assert client_for(admin_user).post(url, payload, format="json").status_code == 409
+    bad = client_for(admin_user).post(url, {"wnid": "../etc", "name": "x"}, format="json")
+    assert bad.status_code == 400
+    listed = client_for(volunteer).get(url).json()
+    assert [label["wnid"] for label in listed] == ["n02123045"]
+
+
+def test_labels_import_reports_bad_lines(client_for, admin_user, project):
+    mapping = b"n01440764 tench, Tinca tinca\nn01443537 goldfish\n\nbad-line-without-name\nn01440764 again\n"
+    url = f"/api/projects/{project.pk}/labels/import/"
+    response = client_for(admin_user).post(url, {"file": upload("map.txt", mapping, "text/plain")})
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["created"], body["existing"]) == (2, 0)
+    assert [error["line"] for error in body["errors"]] == [3, 4, 5]
+    again = client_for(admin_user).post(url, {"text": mapping.decode()}, format="json").json()
+    assert (again["created"], again["existing"]) == (0, 2)
+    assert Label.objects.filter(project=project).count() == 2
+    binary = client_for(admin_user).post(url, {"file": upload("x.bin", b"\xff\xfe\x00garbage")})
+    assert binary.status_code == 400
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def test_upload_stores_images_and_reports_duplicates_and_rejects(client_for, admin_user, project):
+    url = f"/api/projects/{project.pk}/images/"
+    red = image_bytes((255, 0, 0))
+    files = [
+        upload("red.jpg", red),
+        upload("red-again.jpg", red),
+        upload("blue.png", image_bytes((0, 0, 255), fmt="PNG"), "image/png"),
+        upload("notes.txt", b"hello, not an image", "text/plain"),
+        upload("cut.jpg", red[: len(red) // 2]),
+    ]
+    response = client_for(admin_user).post(url, {"files": files})
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["created"], body["duplicates"]) == (2, 1)
+    assert {r["name"] for r in body["rejected"]} == {"notes.txt", "cut.jpg"}
+    images = Image.objects.filter(project=project).order_by("id")
+    assert [(i.original_name, i.format, i.width, i.height, i.state, i.free_slots) for i in images] == [
+        ("red.jpg", "JPEG", 64, 48, "open", 2),
+        ("blue.png", "PNG", 64, 48, "open", 2),
+    ]
+    with images[0].file.open("rb") as f:
+        assert f.read() == red  # stored as uploaded
+
+
+def test_upload_needs_admin_and_files(client_for, admin_user, volunteer, project):
+    url = f"/api/projects/{project.pk}/images/"
+    assert client_for(volunteer).post(url, {"files": [upload("a.jpg", image_bytes())]}).status_code == 403
+    assert client_for(admin_user).post(url, {}).status_code == 400
+    assert not Image.objects.exists()
+
+
+def test_gold_upload_is_decided(client_for, admin_user, project, labels):
+    url = f"/api/projects/{project.pk}/images/"
+    response = client_for(admin_user).post(
+        url, {"files": [upload("g.jpg", image_bytes())], "gold_label": labels[1].wnid}
+    )
+    assert response.status_code == 201
+    image = Image.objects.get()
+    assert (image.is_gold, image.gold_label, image.state) == (True, labels[1], Image.State.CONSENSUS)
+    bad = client_for(admin_user).post(url, {"files": [upload("h.jpg", image_bytes((1, 2, 3)))], "gold_label": "nope"})
+    assert bad.status_code == 400 and Image.objects.count() == 1
+
+
+def test_image_list_is_for_reviewers(client_for, volunteer, reviewer, project):
+    ImageFactory(project=project)
+    ImageFactory(project=project, state=Image.State.DISPUTED)
+    url = f"/api/projects/{project.pk}/images/"
+    assert client_for(volunteer).get(url).status_code == 403
+    body = client_for(reviewer).get(url, {"state": "disputed"}).json()
+    assert body["count"] == 1 and body["results"][0]["state"] == "disputed"
+    assert client_for(reviewer).get(url, {"state": "nonsense"}).status_code == 400
+
+
+# --- the volunteer loop -----------------------------------------------------------------------
+
+
+def test_lease_vote_skip_round_trip(client_for, volunteer, project, labels):
+    first, second = ImageFactory(project=project), ImageFactory(project=project)
+    client = client_for(volunteer)
+
+    leased = client.post(f"/api/projects/{project.pk}/assignments/")
+    assert leased.status_code == 201
+    body = leased.json()
+    assert set(body) == {"id", "image", "labels", "suggestion", "expires_at"}
+    assert body["image"] == {"id": first.pk, "url": f"/api/images/{first.pk}/file/", "width": 64, "height": 48}
+    assert [label["id"] for label in body["labels"]] == [label.pk for label in labels]
+    assert body["suggestion"] is None
+
+    voted = client.post(f"/api/assignments/{body['id']}/vote/", {"label": labels[0].pk}, format="json")
+    assert voted.status_code == 201 and voted.json()["image_state"] == "open"
+    again = client.post(f"/api/assignments/{body['id']}/vote/", {"label": labels[0].pk}, format="json")
+    assert again.status_code == 409
+
+    second_lease = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    assert second_lease["image"]["id"] == second.pk
+    assert client.post(f"/api/assignments/{second_lease['id']}/skip/").status_code == 204
+    assert client.post(f"/api/projects/{project.pk}/assignments/").status_code == 204
+    assert Vote.objects.filter(user=volunteer).count() == 1
+
+
+@pytest.mark.parametrize("payload", [{"label": 999999}, {"label": "cat"}, {}])
+def test_bad_vote_is_a_400_and_stores_nothing(client_for, volunteer, project, labels, payload):
+    ImageFactory(project=project)
+    client = client_for(volunteer)
+    assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    response = client.post(f"/api/assignments/{assignment['id']}/vote/", payload, format="json")
+    assert response.status_code == 400
+    assert response.json()
+    assert not Vote.objects.exists()
+
+
+def test_none_of_these_vote(client_for, volunteer, project, labels):
+    ImageFactory(project=project)
+    client = client_for(volunteer)
+    assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": None}, format="json")
+    assert response.status_code == 201
+    assert Vote.objects.get().label is None
+
+
+def test_someone_elses_assignment_is_forbidden(client_for, volunteer, other_volunteer, project, labels):
+    ImageFactory(project=project)
+    assignment = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
+    intruder = client_for(other_volunteer)
+    assert intruder.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json").status_code == 403
+    assert intruder.post(f"/api/assignments/{assignment['id']}/skip/").status_code == 403
+    assert intruder.post("/api/assignments/999999/vote/", {"label": None}, format="json").status_code == 404
+    assert Assignment.objects.get().state == Assignment.State.ACTIVE
+
+
+def test_image_file_only_for_its_assignee_and_reviewers(client_for, admin_user, volunteer, other_volunteer, reviewer, project):
+    client_for(admin_user).post(
+        f"/api/projects/{project.pk}/images/", {"files": [upload("a.jpg", image_bytes())]}
+    )
+    image = Image.objects.get()
+    url = f"/api/images/{image.pk}/file/"
+    assert client_for(volunteer).get(url).status_code == 403
+    client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")
+    response = client_for(volunteer).get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(response.streaming_content) == image_bytes()
+    assert client_for(other_volunteer).get(url).status_code == 403
+    assert client_for(reviewer).get(url).status_code == 200
+    assert client_for(None).get(url).status_code == 401
+
+
+def test_me_counts_votes_agreement_and_rank(client_for, project, labels):
+    users = [UserFactory() for _ in range(2)]
+    image = ImageFactory(project=project)
+    for user in users:
+        client = client_for(user)
+        assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
+        client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json")
+    extra = ImageFactory(project=project)
+    client = client_for(users[0])
+    assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    assert assignment["image"]["id"] == extra.pk
+    client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[1].pk}, format="json")
+
+    image.refresh_from_db()
+    assert image.state == Image.State.CONSENSUS
+    me = client.get("/api/me/").json()
+    assert (me["votes"], me["decided_votes"], me["agreement"], me["rank"]) == (2, 1, 1.0, 1)
+    other = client_for(users[1]).get("/api/me/").json()
+    assert (other["votes"], other["rank"], other["role"]) == (1, 2, "volunteer")
+
+
+def test_schema_and_docs(client_for, volunteer):
+    schema = client_for(volunteer).get("/api/schema/", {"format": "json"})
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in ["/api/auth/register/", "/api/projects/{project_id}/assignments/",
+                 "/api/assignments/{assignment_id}/vote/", "/api/me/"]:
+        assert path in paths
+    docs = client_for(volunteer).get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
+    assert b"cdn." not in docs.content  # served from our static files
+
+
+def test_204_says_when_to_ask_again_while_others_hold_the_last_images(client_for, volunteer, other_volunteer, labels):
+    project = labels[0].project
+    project.min_votes = project.max_votes = 1
+    project.agreement = 1.0
+    project.save()
+    ImageFactory(project=project)
+    holder = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
+
+    waiting = client_for(other_volunteer).post(f"/api/projects/{project.pk}/assignments/")
+    assert waiting.status_code == 204 and waiting["Retry-After"] == "5"
+
+    client_for(volunteer).post(f"/api/assignments/{holder['id']}/vote/", {"label": labels[0].pk}, format="json")
+    done = client_for(other_volunteer).post(f"/api/projects/{project.pk}/assignments/")
+    assert done.status_code == 204 and not done.has_header("Retry-After")
