@@ -167,21 +167,23 @@ if REDIS_URL:
     }
 else:
     BROKER_DIR = DATA_DIR / "broker"
-    CELERY_BROKER_URL = "atomicfs://"
+    CELERY_BROKER_URL = "atomicfs://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "staging_folder": str(BROKER_DIR / "staging"),
         "claimed_folder": str(BROKER_DIR / "claimed"),
         "control_folder": str(BROKER_DIR / "control"),
-        "polling_interval": 0.1,
+        "polling_interval": 0.05,
     }
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
     (DATA_DIR / "results").mkdir(exist_ok=True)
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One task at a time per process on Redis (long trainings must not hold others back). A
+# polling broker only fetches when it polls, so there a worker takes a few tasks at once.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1 if REDIS_URL else 8
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3900
 CELERY_RESULT_EXPIRES = timedelta(days=1)

@@ -65,6 +65,7 @@ class DecisionOutputSerializer(serializers.ModelSerializer):
 
 class ImageOutputSerializer(ImageRefSerializer):
     decision = serializers.SerializerMethodField()
+    preprocessed = serializers.SerializerMethodField(help_text="The CNN's copy is ready.")
 
     class Meta:
         model = Image
@@ -82,9 +83,13 @@ class ImageOutputSerializer(ImageRefSerializer):
             "gold_label",
             "votes_count",
             "leases_count",
+            "preprocessed",
             "decision",
             "created_at",
         ]
+
+    def get_preprocessed(self, image: Image) -> bool:
+        return bool(image.preprocessed)
 
     def get_decision(self, image: Image) -> dict | None:
         current = getattr(image, "current_decisions", None)

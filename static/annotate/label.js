@@ -20,7 +20,7 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  async function api(path, body) {
+  async function api(path, body, onNoContent) {
     const response = await fetch(path, {
       method: "POST",
       credentials: "same-origin",
@@ -32,11 +32,35 @@
       try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
       throw new Error(detail);
     }
-    return response.status === 204 ? null : response.json();
+    if (response.status === 204) {
+      if (onNoContent) onNoContent(response);
+      return null;
+    }
+    return response.json();
   }
 
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // The next assignment, or null when nothing is left for this volunteer. While the last
+  // images are leased to others (204 with Retry-After) it waits and asks again; a failed
+  // request is shown and retried, never mistaken for "nothing left".
   async function lease() {
-    const assignment = await api(`/api/projects/${projectId}/assignments/`);
+    for (let attempt = 0; ; attempt++) {
+      let retryAfter = null;
+      try {
+        const assignment = await api(`/api/projects/${projectId}/assignments/`, undefined,
+          (response) => { retryAfter = response.headers.get("Retry-After"); });
+        if (assignment || retryAfter === null) return preload(assignment);
+        if (!current) say("The last images are with other volunteers right now; checking again shortly…");
+      } catch (e) {
+        say(`Could not load the next image (${e.message}); retrying…`, true);
+        retryAfter = Math.min(2 ** attempt, 30);
+      }
+      await sleep(Number(retryAfter) * 1000);
+    }
+  }
+
+  async function preload(assignment) {
     if (assignment) {
       const preload = new Image();
       preload.src = assignment.image.url;
@@ -78,8 +102,9 @@
   }
 
   async function advance() {
-    const next = upcoming ? await upcoming.catch((e) => { say(e.message, true); return null; }) : null;
+    const next = upcoming ? await upcoming : null;
     upcoming = next ? lease() : null;
+    if (next && message.textContent.startsWith("The last images")) say("");
     show(next);
   }
 
@@ -102,7 +127,8 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // A held key must not vote on images the volunteer has not seen.
+    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest("input, textarea, select")) return;
     const key = event.key.toLowerCase();
     if (key === "0" || key === "n") { vote(null); event.preventDefault(); return; }
@@ -114,9 +140,12 @@
 
   document.getElementById("labels").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-label]");
-    if (button) vote(button.dataset.label ? Number(button.dataset.label) : null);
+    if (!button) return;
+    // Drop focus, or Enter/Space would click the same label again on the next image.
+    button.blur();
+    vote(button.dataset.label ? Number(button.dataset.label) : null);
   });
-  document.getElementById("skip").addEventListener("click", skip);
+  document.getElementById("skip").addEventListener("click", (event) => { event.currentTarget.blur(); skip(); });
 
   (async function start() {
     try {
