@@ -50,13 +50,13 @@ class UserRegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    class InputSerializer(serializers.Serializer):
+    class UserRegisterInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, write_only=True)
         email = serializers.EmailField(required=False, allow_blank=True)
 
     @extend_schema(
-        request=InputSerializer,
+        request=UserRegisterInputSerializer,
         responses={
             201: inline_serializer(
                 "RegisterOutput",
@@ -66,7 +66,7 @@ class UserRegisterApi(APIView):
         },
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.UserRegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user, token = accounts.user_register(**data.validated_data)
         return Response(
@@ -79,16 +79,16 @@ class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    class InputSerializer(serializers.Serializer):
+    class TokenObtainInputSerializer(serializers.Serializer):
         username = serializers.CharField()
         password = serializers.CharField(write_only=True)
 
     @extend_schema(
-        request=InputSerializer,
+        request=TokenObtainInputSerializer,
         responses={200: inline_serializer("TokenOutput", {"token": serializers.CharField()})},
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.TokenObtainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
         if user is None:
@@ -125,11 +125,11 @@ class MeApi(APIView):
 class UserRoleApi(APIView):
     permission_classes = [IsProjectAdmin]
 
-    class InputSerializer(serializers.Serializer):
+    class UserRoleInputSerializer(serializers.Serializer):
         role = serializers.ChoiceField(choices=User.Role.choices)
 
     @extend_schema(
-        request=InputSerializer,
+        request=UserRoleInputSerializer,
         responses={
             200: inline_serializer(
                 "UserRoleOutput",
@@ -139,7 +139,7 @@ class UserRoleApi(APIView):
         },
     )
     def patch(self, request, user_id: int):
-        data = self.InputSerializer(data=request.data)
+        data = self.UserRoleInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = User.objects.filter(pk=user_id).first()
         if user is None:
@@ -199,7 +199,7 @@ class ProjectDetailApi(APIView):
 class LabelListCreateApi(APIView):
     permission_classes = [ReadOrAdmin]
 
-    class InputSerializer(serializers.Serializer):
+    class LabelListCreateInputSerializer(serializers.Serializer):
         wnid = serializers.CharField(max_length=64)
         name = serializers.CharField(max_length=200)
         gloss = serializers.CharField(required=False, allow_blank=True, default="")
@@ -209,10 +209,10 @@ class LabelListCreateApi(APIView):
         labels = Label.objects.filter(project=_project(project_id))
         return Response(LabelOutputSerializer(labels, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: LabelOutputSerializer})
+    @extend_schema(request=LabelListCreateInputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request, project_id: int):
         project = _project(project_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.LabelListCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         label = projects.label_create(project=project, **data.validated_data)
         return Response(LabelOutputSerializer(label).data, status=status.HTTP_201_CREATED)
@@ -222,12 +222,12 @@ class LabelImportApi(APIView):
     permission_classes = [IsProjectAdmin]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    class InputSerializer(serializers.Serializer):
+    class LabelImportInputSerializer(serializers.Serializer):
         file = serializers.FileField(required=False, help_text="A synset mapping file.")
         text = serializers.CharField(required=False, help_text="Or the mapping as text.")
 
     @extend_schema(
-        request=InputSerializer,
+        request=LabelImportInputSerializer,
         responses={
             201: inline_serializer(
                 "LabelImportOutput",
@@ -241,7 +241,7 @@ class LabelImportApi(APIView):
     )
     def post(self, request, project_id: int):
         project = _project(project_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.LabelImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if "file" in data.validated_data:
             raw = data.validated_data["file"].read(5 * 1024 * 1024 + 1)
@@ -269,7 +269,7 @@ class ImageListUploadApi(GenericAPIView):
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = ImageOutputSerializer
 
-    class UploadInputSerializer(serializers.Serializer):
+    class ImageUploadInputSerializer(serializers.Serializer):
         files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
         gold_label = serializers.CharField(
             required=False, help_text="Label id or wnid: the uploaded images are gold."
@@ -301,7 +301,7 @@ class ImageListUploadApi(GenericAPIView):
         return self.get_paginated_response(ImageOutputSerializer(page, many=True).data)
 
     @extend_schema(
-        request=UploadInputSerializer,
+        request=ImageUploadInputSerializer,
         responses={
             201: inline_serializer(
                 "ImageUploadOutput",
@@ -319,7 +319,7 @@ class ImageListUploadApi(GenericAPIView):
         fields = {"files": request.FILES.getlist("files")}
         if "gold_label" in request.data:
             fields["gold_label"] = request.data["gold_label"]
-        data = self.UploadInputSerializer(data=fields)
+        data = self.ImageUploadInputSerializer(data=fields)
         data.is_valid(raise_exception=True)
         gold_label = None
         if key := data.validated_data.get("gold_label"):
@@ -393,13 +393,13 @@ class AssignmentLeaseApi(APIView):
 
 
 class VoteSubmitApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class VoteSubmitInputSerializer(serializers.Serializer):
         label = serializers.IntegerField(
             allow_null=True, help_text='A label id, or null for "none of these".'
         )
 
     @extend_schema(
-        request=InputSerializer,
+        request=VoteSubmitInputSerializer,
         responses={
             201: inline_serializer(
                 "VoteOutput",
@@ -408,7 +408,7 @@ class VoteSubmitApi(APIView):
         },
     )
     def post(self, request, assignment_id: int):
-        data = self.InputSerializer(data=request.data)
+        data = self.VoteSubmitInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         vote, image = serving.vote_submit(
             assignment_id=assignment_id, user=request.user, label_id=data.validated_data["label"]

@@ -1,0 +1,11 @@
+# One image for web, worker and beat (docker-compose.yml runs it three ways).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHON=python DATA_DIR=/data \
+    STATIC_ROOT=/app/staticfiles
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN DEBUG=False SECRET_KEY=build-only DATA_DIR=/tmp/build python manage.py collectstatic --noinput
+EXPOSE 8000
+CMD ["bin/web"]

@@ -1,0 +1,92 @@
+"""`make run` on the embedded defaults (SQLite, local media, file-system broker): it serves the
+demo, its worker processes Celery tasks, and Ctrl-C stops everything it started."""
+
+import io
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.factories import image_bytes
+from tests.processes import REPO, Process, free_port, wait_until, worker_env
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "smoke-test-password"
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    port = free_port()
+    env = worker_env(
+        DATABASE_URL=None, REDIS_URL=None, CELERY_QUEUE=None, TEST_DATABASE_NAME=None,
+        DATA_DIR=str(tmp_path / "data"), PORT=str(port), DEMO_PASSWORD=PASSWORD,
+    )
+    venv = Path(sys.executable).parent.parent
+    process = Process(["make", "run", f"VENV={venv}"], env, tmp_path / "make-run.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return requests.get(f"{base}/healthz", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(healthy, 180, "make run to serve", interval=0.5, log=process.log)
+        yield base, process
+    finally:
+        if process.group_alive():
+            process.stop(signal.SIGKILL, group=True, timeout=5)
+
+
+def test_make_run_serves_the_demo_and_processes_tasks(make_run):
+    base, process = make_run
+    output = process.log()
+    assert f"http://127.0.0.1:{base.rsplit(':', 1)[1]}/" in output
+    assert PASSWORD in output  # it tells people how to sign in
+
+    token = requests.post(f"{base}/api/auth/token/", json={"username": "admin", "password": PASSWORD}).json()["token"]
+    admin = {"Authorization": f"Token {token}"}
+    projects = requests.get(f"{base}/api/projects/", headers=admin).json()["results"]
+    demo = next(p for p in projects if p["name"] == "Demo: shapes")
+    assert len(demo["labels"]) == 4 and demo["progress"]["open"] == 60
+
+    # The worker processes a task: the CNN copy of a new upload appears.
+    upload = requests.post(
+        f"{base}/api/projects/{demo['id']}/images/",
+        files=[("files", ("new.png", io.BytesIO(image_bytes((9, 99, 199), fmt="PNG")), "image/png"))],
+        headers=admin,
+    )
+    assert upload.status_code == 201 and upload.json()["created"] == 1
+    new_id = upload.json()["ids"][0]
+
+    def preprocessed():
+        listed = requests.get(f"{base}/api/projects/{demo['id']}/images/?page=2", headers=admin).json()
+        return any(image["id"] == new_id and image["preprocessed"] for image in listed["results"])
+
+    wait_until(preprocessed, 60, "the worker to preprocess the upload", log=process.log)
+
+    # The volunteer loop over HTTP, and the labeling page.
+    vtoken = requests.post(f"{base}/api/auth/token/", json={"username": "volunteer", "password": PASSWORD}).json()["token"]
+    volunteer = {"Authorization": f"Token {vtoken}"}
+    lease = requests.post(f"{base}/api/projects/{demo['id']}/assignments/", headers=volunteer)
+    assert lease.status_code == 201
+    image = requests.get(base + lease.json()["image"]["url"], headers=volunteer)
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/jpeg"
+    label = lease.json()["labels"][0]["id"]
+    vote = requests.post(f"{base}/api/assignments/{lease.json()['id']}/vote/", json={"label": label}, headers=volunteer)
+    assert vote.status_code == 201
+    page = requests.get(f"{base}/accounts/login/")
+    assert page.status_code == 200 and "Sign in" in page.text
+    static = requests.get(f"{base}/static/annotate/label.js")
+    assert static.status_code == 200 and "assignments" in static.text
+
+    # Ctrl-C in the terminal: SIGINT to the whole foreground process group.
+    process.stop(signal.SIGINT, group=True, timeout=30)
+    assert not process.group_alive(), "make run left processes behind"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/healthz", timeout=2)
+    assert "Stopped." in process.log()
