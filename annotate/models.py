@@ -61,9 +61,23 @@ class Project(TimeStamped):
     serving_order = models.CharField(
         max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
     )
+    # Gold schedule: a new volunteer sees gold at `gold_rate`, falling toward `gold_rate_min`
+    # (halving every `gold_half_life` votes); an unreliable volunteer stays at `gold_rate`.
     gold_rate = models.FloatField(
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
+    gold_rate_min = models.FloatField(
+        default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    gold_half_life = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    reliability_threshold = models.FloatField(
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Volunteers estimated below this accuracy are flagged as unreliable.",
+    )
+    # Share of each answer among decided images ({label id or "none": count}), refreshed by
+    # the periodic re-aggregation: the dynamic consensus's prior when no model suggests.
+    answer_counts = models.JSONField(default=dict, blank=True)
     lease_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(10), MaxValueValidator(24 * 3600)]
     )
@@ -77,6 +91,10 @@ class Project(TimeStamped):
             models.CheckConstraint(condition=Q(min_votes__gte=1), name="project_min_votes_positive"),
             models.CheckConstraint(
                 condition=Q(agreement__gte=0.5, agreement__lte=1.0), name="project_agreement_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_rate_min__lte=F("gold_rate")) | Q(gold_rate=0),
+                name="project_gold_rate_min_lte_rate",
             ),
         ]
 
@@ -133,6 +151,9 @@ class Image(TimeStamped):
     gold_label = models.ForeignKey(
         Label, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Set by the periodic re-aggregation when Dawid-Skene disagrees with the crowd's decision.
+    flagged_for_review = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=200, blank=True)
     # Hot-path counters, changed only inside the transaction that changes their rows.
     votes_count = models.PositiveSmallIntegerField(default=0)
     leases_count = models.PositiveSmallIntegerField(default=0)
@@ -159,6 +180,12 @@ class Image(TimeStamped):
                 fields=["project", "id"],
                 condition=Q(state="open", free_slots__gt=0),
                 name="image_serving_by_id",
+            ),
+            models.Index(fields=["project", "id"], condition=Q(is_gold=True), name="image_gold"),
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(state="disputed") | Q(flagged_for_review=True),
+                name="image_review_queue",
             ),
         ]
 
@@ -256,3 +283,28 @@ class Decision(TimeStamped):
 
     def __str__(self) -> str:
         return f"decision on image {self.image_id}: {self.label_id} by {self.rule}"
+
+
+class AnnotatorStats(TimeStamped):
+    """One volunteer's record in one project, updated in the transactions that change it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotators")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_stats"
+    )
+    votes = models.PositiveIntegerField(default=0)
+    decided_votes = models.PositiveIntegerField(default=0, help_text="Votes on decided images.")
+    agreed_votes = models.PositiveIntegerField(default=0, help_text="...that match the decision.")
+    gold_votes = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    estimated_accuracy = models.FloatField()
+    # Dawid-Skene's estimate from the last batch re-aggregation (null before the first).
+    batch_accuracy = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="annotator_stats_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} in project {self.project_id}: {self.estimated_accuracy:.2f}"

@@ -4,7 +4,7 @@ from collections import defaultdict
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from annotate.models import Assignment, Decision, Image, Project, User, Vote
+from annotate.models import AnnotatorStats, Assignment, Decision, Image, Project, User, Vote
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -44,6 +44,11 @@ def images_awaiting_others(*, project: Project, user: User) -> QuerySet[Image]:
     work may come back to this user when those leases end in a vote-less way or need more."""
     already_seen = Assignment.objects.filter(user=user, image=OuterRef("pk"))
     return Image.objects.filter(project=project, state=Image.State.OPEN).exclude(Exists(already_seen))
+
+
+def project_annotators(*, project: Project) -> QuerySet[AnnotatorStats]:
+    """The project's volunteers with their record, most active first."""
+    return AnnotatorStats.objects.filter(project=project).select_related("user").order_by("-votes", "user_id")
 
 
 def user_stats(*, user: User) -> dict:

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from annotate.services import ingest, serving
+from annotate.models import Project
+from annotate.services import aggregation, ingest, serving
 
 
 @shared_task(name="annotate.image_preprocess", max_retries=3, autoretry_for=(OSError,),
@@ -20,3 +21,21 @@ def assignments_expire() -> int:
 def ping(value: str) -> str:
     """Round-trip check for deployments and the smoke test."""
     return value
+
+
+@shared_task(name="annotate.project_reaggregate")
+def project_reaggregate(project_id: int) -> dict:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {}
+    return vars(aggregation.project_reaggregate(project=project))
+
+
+@shared_task(name="annotate.projects_reaggregate")
+def projects_reaggregate() -> int:
+    """Beat: queue a re-aggregation per project (each its own task, so one slow project
+    does not hold the others)."""
+    ids = list(Project.objects.values_list("id", flat=True))
+    for project_id in ids:
+        project_reaggregate.delay(project_id)
+    return len(ids)

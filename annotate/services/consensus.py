@@ -1,9 +1,19 @@
-"""Consensus: when do the votes on an image decide it (PRODUCT.md section 3)."""
+"""Consensus: when do the votes on an image decide it (PRODUCT.md section 3).
+
+Two rules. *majority*: a share of the votes. *dynamic*: the posterior over the true answer
+under a one-coin model (a volunteer with accuracy a gives the true answer with probability a,
+each wrong one with (1 - a) / (K - 1)), times a prior; decided once the top posterior reaches
+the project's target, so easy images finish with fewer votes and hard ones get more.
+"""
 
 from collections import Counter
 from dataclasses import dataclass
 
-from annotate.models import Decision, Image, Project, Vote
+import numpy as np
+
+from annotate.models import Decision, Image, Label, Project, Vote
+from annotate.services import reliability
+from annotate.services.reliability import StatsDelta
 
 # The key for "none of these" among vote counts (a vote whose label is null).
 NONE_OF_THESE = None
@@ -37,30 +47,99 @@ def majority_outcome(
     return Outcome(state=Image.State.OPEN)
 
 
-def image_vote_counts(*, image: Image) -> Counter:
-    return Counter(Vote.objects.filter(image=image).values_list("label_id", flat=True))
+def one_coin_posterior(
+    answers: list[int], accuracies: list[float], prior: np.ndarray
+) -> np.ndarray:
+    """Posterior over K answers given each vote's answer index and its voter's accuracy.
+
+    An accuracy at or below chance (1/K) carries no information, so it is clipped there: a
+    spammer's votes neither help nor, as an "anti-expert", flip the answer.
+    """
+    k = len(prior)
+    log_posterior = np.log(np.clip(np.asarray(prior, dtype=float), 1e-12, None))
+    for answer, accuracy in zip(answers, accuracies):
+        accuracy = min(max(accuracy, 1.0 / k), 0.995)
+        wrong = (1.0 - accuracy) / (k - 1)
+        log_posterior += np.log(wrong)
+        log_posterior[answer] += np.log(accuracy) - np.log(wrong)
+    posterior = np.exp(log_posterior - log_posterior.max())
+    return posterior / posterior.sum()
 
 
-def image_apply_consensus(*, image: Image, project: Project) -> Outcome:
+def dynamic_outcome(
+    posterior: np.ndarray, answer_keys: list, *, votes: int, min_votes: int, max_votes: int,
+    target_confidence: float,
+) -> Outcome:
+    top = int(np.argmax(posterior))
+    confidence = float(posterior[top])
+    if votes >= min_votes and confidence >= target_confidence:
+        label_id = answer_keys[top]
+        state = Image.State.EXCLUDED if label_id is NONE_OF_THESE else Image.State.CONSENSUS
+        return Outcome(state=state, label_id=label_id, confidence=confidence)
+    if votes >= max_votes:
+        return Outcome(state=Image.State.DISPUTED, confidence=confidence)
+    return Outcome(state=Image.State.OPEN, confidence=confidence)
+
+
+def answer_keys_for(*, project: Project) -> list:
+    """The answers a vote can give, in a fixed order: the labels, then "none of these"."""
+    return [*Label.objects.filter(project=project).order_by("id").values_list("id", flat=True), None]
+
+
+def answer_prior(*, project: Project, answer_keys: list) -> np.ndarray:
+    """The prior over answers: the project's answer frequencies among decided images (from
+    the last re-aggregation), smoothed so that no answer starts impossible."""
+    counts = project.answer_counts or {}
+    weights = np.array(
+        [1.0 + counts.get("none" if key is None else str(key), 0) for key in answer_keys]
+    )
+    return weights / weights.sum()
+
+
+def image_posterior(*, image: Image, project: Project) -> tuple[np.ndarray, list, int]:
+    """The dynamic rule's posterior for an image's votes: (posterior, answer keys, votes)."""
+    votes = list(Vote.objects.filter(image=image).values_list("user_id", "label_id"))
+    keys = answer_keys_for(project=project)
+    index = {key: i for i, key in enumerate(keys)}
+    accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
+    posterior = one_coin_posterior(
+        [index[label_id] for _, label_id in votes],
+        [accuracy[user_id] for user_id, _ in votes],
+        answer_prior(project=project, answer_keys=keys),
+    )
+    return posterior, keys, len(votes)
+
+
+def image_apply_consensus(
+    *, image: Image, project: Project, voter_deltas: dict[int, StatsDelta] | None = None
+) -> Outcome:
     """Evaluate the policy on the image's votes and record a decision if they decide it.
 
     Call inside the transaction that holds the image row lock; the caller saves `image.state`.
+    `voter_deltas` (the vote's own stats change) is applied with the decision's in one pass.
     """
-    counts = image_vote_counts(image=image)
-    outcome = majority_outcome(
-        counts,
-        min_votes=project.min_votes,
-        max_votes=project.max_votes,
-        agreement=project.agreement,
-    )
+    if project.mode == Project.Mode.DYNAMIC:
+        posterior, keys, votes = image_posterior(image=image, project=project)
+        outcome = dynamic_outcome(
+            posterior, keys, votes=votes, min_votes=project.min_votes,
+            max_votes=project.max_votes, target_confidence=project.target_confidence,
+        )
+        rule = Decision.Rule.DYNAMIC
+    else:
+        counts = Counter(Vote.objects.filter(image=image).values_list("label_id", flat=True))
+        votes = sum(counts.values())
+        outcome = majority_outcome(
+            counts, min_votes=project.min_votes, max_votes=project.max_votes,
+            agreement=project.agreement,
+        )
+        rule = Decision.Rule.MAJORITY
     if outcome.state in (Image.State.CONSENSUS, Image.State.EXCLUDED):
         decision_record(
-            image=image,
-            label_id=outcome.label_id,
-            rule=Decision.Rule.MAJORITY,
-            confidence=outcome.confidence,
-            votes_count=sum(counts.values()),
+            image=image, label_id=outcome.label_id, rule=rule, confidence=outcome.confidence,
+            votes_count=votes, also=voter_deltas,
         )
+    elif voter_deltas:
+        reliability.stats_apply(project_id=project.pk, deltas=voter_deltas)
     image.state = outcome.state
     return outcome
 
@@ -73,9 +152,11 @@ def decision_record(
     confidence: float | None = None,
     votes_count: int = 0,
     decided_by=None,
+    also: dict[int, StatsDelta] | None = None,
 ) -> Decision:
     """Make `label_id` (None: excluded) the image's current decision, keeping the old one as
-    history. Call while holding the image row lock."""
+    history, and update the voters' agreement (plus the `also` stats changes, in the same
+    pass). Call while holding the image row lock."""
     previous = Decision.objects.filter(image=image, is_current=True).first()
     if previous is not None:
         previous.is_current = False
@@ -92,4 +173,10 @@ def decision_record(
     )
     decision.full_clean(exclude=["image", "label", "decided_by", "replaces"])
     decision.save()
+    deltas = reliability.decision_deltas(image_id=image.pk, previous=previous, current=decision)
+    for user_id, delta in (also or {}).items():
+        merged = deltas.setdefault(user_id, StatsDelta())
+        for field in ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct"):
+            setattr(merged, field, getattr(merged, field) + getattr(delta, field))
+    reliability.stats_apply(project_id=image.project_id, deltas=deltas)
     return decision

@@ -13,8 +13,10 @@ from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, QueryS
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from annotate.models import Assignment, Image, Label, Project, User, Vote
+from annotate.models import Assignment, Decision, Image, Label, Project, User, Vote
+from annotate.services import reliability
 from annotate.services.consensus import image_apply_consensus
+from annotate.services.reliability import StatsDelta
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 
@@ -98,6 +100,24 @@ def _lease_once(*, project: Project, user: User, now: datetime) -> Assignment | 
         return Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
 
 
+def _lease_gold(*, project: Project, user: User, now: datetime) -> Assignment | None:
+    """Lease a random gold image this user has not seen. Gold images have no vote limit."""
+    seen = Assignment.objects.filter(user=user, image=OuterRef("pk"))
+    gold = Image.objects.filter(project=project, is_gold=True).exclude(Exists(seen))
+    bounds = gold.aggregate(low=Min("id"), high=Max("id"))
+    if bounds["low"] is None:
+        return None
+    pivot = random.randint(bounds["low"], bounds["high"])
+    image_id = (
+        gold.filter(id__gte=pivot).order_by("id").values_list("id", flat=True).first()
+        or gold.order_by("id").values_list("id", flat=True).first()
+    )
+    with transaction.atomic():
+        Image.objects.filter(pk=image_id).update(leases_count=F("leases_count") + 1)
+        expires_at = now + timedelta(seconds=project.lease_seconds)
+        return Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
+
+
 class _Retry(Exception):
     """The picked image was taken between the pick and the lease; pick again."""
 
@@ -109,6 +129,13 @@ def assignment_lease(*, project: Project, user: User, now: datetime | None = Non
     never offered again.
     """
     now = now or timezone.now()
+    if reliability.gold_due(project=project, user=user):
+        try:
+            gold = _lease_gold(project=project, user=user, now=now)
+        except IntegrityError:  # a concurrent lease by the same user took the same image
+            gold = None
+        if gold is not None:
+            return gold
     swept = False
     for _ in range(5):
         try:
@@ -148,9 +175,9 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
         if label_id is not None and not Label.objects.filter(pk=label_id, project=project).exists():
             raise InvalidInput(f"Label {label_id} is not a label of this project.", field="label")
         # An expired lease still holds its slot until it is swept; once swept, the vote is
-        # welcome only if the image still has room for it.
+        # welcome only if the image still has room for it. Gold images take any number.
         holds_slot = assignment.state == Assignment.State.ACTIVE
-        if not holds_slot and image_free_slots(image=image, project=project) <= 0:
+        if not holds_slot and not image.is_gold and image_free_slots(image=image, project=project) <= 0:
             raise Conflict("Your lease expired and this image no longer needs your vote.")
         try:
             with transaction.atomic():
@@ -163,10 +190,21 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
         assignment.save(update_fields=["state", "updated_at"])
         image.votes_count += 1
         if holds_slot:
-            image.leases_count -= 1
-        # A vote on an image a reviewer already decided is kept but decides nothing.
+            image.leases_count = max(0, image.leases_count - 1)
+        own = StatsDelta(votes=1)
+        if image.is_gold:
+            own.gold_votes = 1
+            own.gold_correct = int(label_id == image.gold_label_id)
         if image.state == Image.State.OPEN:
-            image_apply_consensus(image=image, project=project)
+            image_apply_consensus(image=image, project=project, voter_deltas={user.pk: own})
+        else:
+            # Gold, or decided while this lease was out: the vote is kept but decides nothing;
+            # on a decided image it still counts toward the volunteer's agreement.
+            current = Decision.objects.filter(image=image, is_current=True).first()
+            if current is not None and not image.is_gold:
+                own.decided_votes = 1
+                own.agreed_votes = int(label_id == current.label_id)
+            reliability.stats_apply(project_id=project.pk, deltas={user.pk: own})
         image.free_slots = image_free_slots(image=image, project=project)
         image.save(update_fields=["votes_count", "leases_count", "free_slots", "state", "updated_at"])
         User.objects.filter(pk=user.pk).update(votes_count=F("votes_count") + 1)
