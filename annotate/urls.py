@@ -10,6 +10,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/<int:project_id>/label/", views.label_page, name="label"),
+    path("projects/<int:project_id>/review/", views.review_page, name="review"),
+    path("projects/<int:project_id>/annotators/", views.annotators_page, name="annotators"),
     path("me/", views.my_stats, name="my-stats"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -41,7 +42,17 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=project_id)
-    labels = [
+    labels = _label_rows(project)
+    stats = selectors.user_stats(user=request.user)
+    return render(
+        request,
+        "annotate/label.html",
+        {"project": project, "labels": labels, "stats": stats},
+    )
+
+
+def _label_rows(project: Project) -> list[dict]:
+    return [
         {
             "id": label.pk,
             "wnid": label.wnid,
@@ -51,12 +62,31 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
         }
         for index, label in enumerate(Label.objects.filter(project=project))
     ]
-    stats = selectors.user_stats(user=request.user)
-    return render(
-        request,
-        "annotate/label.html",
-        {"project": project, "labels": labels, "stats": stats},
-    )
+
+
+@login_required
+def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    if not request.user.is_reviewer:
+        raise PermissionDenied("Only reviewers and admins may review.")
+    project = get_object_or_404(Project, pk=project_id)
+    return render(request, "annotate/review.html", {"project": project, "labels": _label_rows(project)})
+
+
+@login_required
+def annotators_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    if not request.user.is_reviewer:
+        raise PermissionDenied("Only reviewers and admins may see the annotator table.")
+    project = get_object_or_404(Project, pk=project_id)
+    rows = [
+        {
+            "stats": stats,
+            "agreement": stats.agreed_votes / stats.decided_votes if stats.decided_votes else None,
+            "gold_accuracy": stats.gold_correct / stats.gold_votes if stats.gold_votes else None,
+            "unreliable": stats.estimated_accuracy < project.reliability_threshold,
+        }
+        for stats in selectors.project_annotators(project=project)[:500]
+    ]
+    return render(request, "annotate/annotators.html", {"project": project, "rows": rows})
 
 
 @login_required

@@ -1,0 +1,142 @@
+// The review page: one disputed or flagged image at a time, decided with one key; the next
+// item's image is decoded in advance so the switch is instant.
+(function () {
+  "use strict";
+  const root = document.getElementById("review");
+  const projectId = root.dataset.project;
+  const labels = JSON.parse(document.getElementById("labels-data").textContent);
+  const img = document.getElementById("image");
+  const empty = document.getElementById("empty");
+  const loading = document.getElementById("loading");
+  const message = document.getElementById("message");
+  const votesList = document.getElementById("votes");
+  const why = document.getElementById("why");
+  const remaining = document.getElementById("remaining");
+
+  let queue = []; // items not yet shown
+  let current = null;
+  const handled = new Set(); // items decided or passed over in this visit: never shown twice
+  const labelName = (id) => (labels.find((l) => l.id === id) || {}).name || "none of these";
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function say(text, isError) {
+    message.textContent = text;
+    message.classList.toggle("error", Boolean(isError));
+  }
+
+  async function fetchQueue() {
+    const response = await fetch(`/api/projects/${projectId}/review/`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`could not load the queue (${response.status})`);
+    const page = await response.json();
+    remaining.textContent = `${page.count} in the queue`;
+    queue = page.results.filter((item) => !handled.has(item.id));
+    queue.slice(0, 2).forEach((item) => { new Image().src = item.url; });
+  }
+
+  function renderVotes(item) {
+    votesList.replaceChildren();
+    const total = item.votes.reduce((sum, v) => sum + v.count, 0) || 1;
+    for (const answer of item.votes) {
+      const li = document.createElement("li");
+      const title = document.createElement("div");
+      title.textContent = `${answer.name} — ${answer.count} vote${answer.count === 1 ? "" : "s"}`;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.style.width = `${Math.round((100 * answer.count) / total)}%`;
+      bar.setAttribute("role", "img");
+      bar.setAttribute("aria-label", `${answer.count} of ${total} votes`);
+      const voters = document.createElement("div");
+      voters.className = "voters";
+      answer.voters.forEach((voter, i) => {
+        const span = document.createElement("span");
+        const accuracy = voter.estimated_accuracy === null ? "new" : `${Math.round(voter.estimated_accuracy * 100)}%`;
+        span.textContent = `${i ? ", " : ""}${voter.username} (${accuracy}${voter.unreliable ? ", unreliable" : ""})`;
+        if (voter.unreliable) span.className = "unreliable";
+        voters.appendChild(span);
+      });
+      li.append(title, bar, voters);
+      votesList.appendChild(li);
+    }
+  }
+
+  function show(item) {
+    current = item;
+    loading.hidden = true;
+    if (!item) {
+      img.hidden = true;
+      img.dataset.image = "";
+      empty.hidden = false;
+      votesList.replaceChildren();
+      why.textContent = "";
+      return;
+    }
+    img.src = item.url;
+    img.dataset.image = item.id;
+    img.hidden = false;
+    empty.hidden = true;
+    const decided = item.decision ? ` Current decision: ${item.decision.excluded ? "excluded" : labelName(item.decision.label)} (${item.decision.rule}).` : "";
+    why.textContent = (item.state === "disputed" ? "The crowd could not agree." : item.flag_reason) + decided;
+    renderVotes(item);
+  }
+
+  async function next() {
+    if (!queue.length) await fetchQueue();
+    show(queue.shift() || null);
+    if (queue[0]) new Image().src = queue[0].url;
+  }
+
+  function decide(body) {
+    if (!current) return;
+    const item = current;
+    current = null;
+    handled.add(item.id);
+    fetch(`/api/images/${item.id}/decision/`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    }).then(async (response) => {
+      if (!response.ok) {
+        const detail = (await response.json().catch(() => ({}))).detail || response.statusText;
+        say(`Image ${item.id}: ${detail}`, true);
+      } else {
+        say(`Image ${item.id} decided.`);
+      }
+    }).catch((e) => say(e.message, true));
+    next().catch((e) => say(e.message, true));
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key.toLowerCase();
+    if (key === "0" || key === "n") { decide({ label: null }); event.preventDefault(); return; }
+    if (key === "x") { decide({ label: null, exclude: true }); event.preventDefault(); return; }
+    if (key === "s" && current) {
+      handled.add(current.id);
+      current = null;
+      next().catch((e) => say(e.message, true));
+      event.preventDefault();
+      return;
+    }
+    const label = labels.find((l) => l.key && l.key === key);
+    if (label) { decide({ label: label.id }); event.preventDefault(); }
+  });
+
+  document.getElementById("labels").addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    button.blur();
+    if (button.dataset.exclude) decide({ label: null, exclude: true });
+    else decide({ label: button.dataset.label ? Number(button.dataset.label) : null });
+  });
+  document.getElementById("skip").addEventListener("click", (event) => {
+    event.currentTarget.blur();
+    if (current) { handled.add(current.id); current = null; next(); }
+  });
+
+  next().catch((e) => { loading.hidden = true; say(e.message, true); });
+})();

@@ -1,0 +1,74 @@
+"""A reviewer clears a disputed image with one key; volunteers are refused the review pages."""
+
+import io
+
+import pytest
+
+from annotate.models import Decision, Image
+from annotate.services import serving
+from annotate.services.ingest import images_upload
+from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def sign_in(page, user):
+    page.goto("/accounts/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "correct-horse-battery")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/")
+
+
+def disputed_project():
+    project = ProjectFactory(name="Disputes", min_votes=2, max_votes=2, agreement=1.0)
+    labels = [LabelFactory(project=project, name=name, position=i) for i, name in enumerate(["cat", "dog"])]
+    stored = images_upload(
+        project=project,
+        files=[(f"pet-{i}.jpg", io.BytesIO(image_bytes(color, size=(320, 240)))) for i, color in enumerate([(200, 120, 40), (60, 60, 60)])],
+    )
+    images = list(Image.objects.filter(pk__in=stored.created).order_by("id"))
+    for label in labels:  # two volunteers disagree on both images
+        user = UserFactory()
+        for _ in images:
+            assignment = serving.assignment_lease(project=project, user=user)
+            serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+    for image in images:
+        image.refresh_from_db()
+        assert image.state == Image.State.DISPUTED
+    return project, labels, images
+
+
+def test_reviewer_decides_with_hotkeys(transactional_db, page, screenshot_path):
+    project, labels, images = disputed_project()
+    sign_in(page, UserFactory(role="reviewer"))
+    page.goto(f"/projects/{project.pk}/review/")
+    page.wait_for_function("() => document.getElementById('image').dataset.image")
+    first = int(page.get_attribute("#image", "data-image"))
+    assert first == images[0].pk
+    votes_text = page.locator("#votes").inner_text()
+    assert "cat" in votes_text and "dog" in votes_text and "1 vote" in votes_text
+    page.screenshot(path=screenshot_path("review.png"), full_page=True)
+
+    with page.expect_response(lambda r: r.url.endswith(f"/api/images/{first}/decision/")) as answer:
+        page.keyboard.press("2")
+    assert answer.value.status == 201
+    page.wait_for_function(f"() => document.getElementById('image').dataset.image === '{images[1].pk}'")
+    with page.expect_response(lambda r: r.url.endswith(f"/api/images/{images[1].pk}/decision/")) as answer:
+        page.keyboard.press("x")
+    assert answer.value.status == 201
+    page.locator("#empty").wait_for(state="visible")
+
+    decided = {d.image_id: d for d in Decision.objects.filter(is_current=True)}
+    assert decided[images[0].pk].label == labels[1] and decided[images[0].pk].rule == "review"
+    assert decided[images[1].pk].excluded
+    assert page.js_errors == []
+
+
+def test_volunteer_is_refused_review_and_admin_pages(transactional_db, page):
+    project = ProjectFactory()
+    sign_in(page, UserFactory(role="volunteer"))
+    for path in [f"/projects/{project.pk}/review/", f"/projects/{project.pk}/annotators/", "/admin/"]:
+        response = page.goto(path)
+        assert response.status == 403 or "/admin/login/" in page.url, path
+        assert "Disputes" not in page.content()
