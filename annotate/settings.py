@@ -207,6 +207,9 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# Only bench/volunteer_load.py turns this on, in the server it starts.
+BENCH_FLOOR_ENDPOINT = env.bool("BENCH_FLOOR_ENDPOINT", default=False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -17,3 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("labeling_api.urls")),
 ]
+
+if settings.BENCH_FLOOR_ENDPOINT:
+    from annotate import benchmark
+
+    urlpatterns.append(path("bench/floor/<int:image_id>/", benchmark.floor, name="bench-floor"))

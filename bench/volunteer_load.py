@@ -1,0 +1,444 @@
+"""The volunteer loop under load, beside a floor measured in the same server and run.
+
+Creates a PostgreSQL database of its own, seeds a project (100,000 images and about 300,000
+votes by default, with their assignments and decisions, by COPY), starts gunicorn with the
+production settings (DEBUG off, persistent connections, Redis), and drives simulated
+volunteers with an async HTTP client:
+
+1. closed loop: C volunteers (1, 8, 32) lease and vote with no pause, for --duration seconds;
+   then the same C clients hit a minimal endpoint doing one indexed SELECT and one INSERT
+   (the floor). Prints requests/s of both and their ratio, and latency percentiles per call.
+2. open loop: labels started at a steady --rate per second (lease, then vote), as ~200 people
+   labeling one image every 2 s; prints p50/p95/p99 of each call.
+3. EXPLAIN ANALYZE of the serving query, and the invariants: no duplicate vote, no image over
+   max_votes, every counter equal to its rows.
+
+With --scale it runs the open loop at 10,000 and at 1,000,000 images and prints the ratio.
+
+    python bench/volunteer_load.py [--images 100000] [--votes 300000] [--duration 20]
+    python bench/volunteer_load.py --scale
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+MIN_VOTES, MAX_VOTES = 3, 5
+LABELS = 10
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+def create_database() -> str:
+    import psycopg
+
+    name = f"bench_load_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def setup_django(name: str) -> None:
+    os.environ["DATABASE_URL"] = database_url(name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
+    os.environ.setdefault("DATA_DIR", f"/tmp/{name}")
+    import django
+
+    django.setup()
+
+
+def copy_rows(cursor, model, rows, overrides_fn) -> None:
+    """COPY `rows` into `model`'s table; columns not given take the field's default, so a
+    field added to a model later needs no change here."""
+    fields = [f for f in model._meta.concrete_fields]
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    with cursor.copy(f'COPY "{model._meta.db_table}" ({columns}) FROM STDIN') as copy:
+        for row in rows:
+            values = overrides_fn(row)
+            copy.write_row(
+                [values[f.attname] if f.attname in values else _default(f) for f in fields]
+            )
+
+
+def _default(field):
+    if field.has_default():
+        value = field.get_default()
+        return value
+    if field.null:
+        return None
+    if field.get_internal_type() in ("CharField", "TextField", "FileField"):
+        return ""
+    raise ValueError(f"no value for {field.model.__name__}.{field.attname}")
+
+
+def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2000) -> dict:
+    """A project mid-way: images with 0-5 votes (decided at 3+), their votes, assignments and
+    decisions; then `volunteers` fresh users with tokens for the load."""
+    from django.db import connection
+
+    from annotate.models import Assignment, Decision, Image, Label, Project, User, Vote
+    from annotate.services.serving import image_capacity
+    from rest_framework.authtoken.models import Token
+
+    rng = np.random.default_rng(1)
+    project = Project.objects.create(name="load", min_votes=MIN_VOTES, max_votes=MAX_VOTES, agreement=0.6)
+    labels = [Label.objects.create(project=project, wnid=f"n{i:08d}", name=f"class {i}", position=i) for i in range(LABELS)]
+    label_ids = [l.pk for l in labels]
+    now = datetime.now(timezone.utc)
+    mean = votes_target / images
+    # Votes per image: a spread around the target mean, capped at max_votes.
+    per_image = np.clip(rng.poisson(mean, images), 0, MAX_VOTES)
+    base_user = 1_000_000
+    with connection.cursor() as django_cursor:
+        cursor = django_cursor.connection.cursor()
+        copy_rows(cursor, User, range(seed_users), lambda i: {
+            "id": base_user + i, "username": f"seed{i}", "password": "!", "role": "volunteer",
+            "is_superuser": False, "is_staff": False, "is_active": True, "date_joined": now,
+            "first_name": "", "last_name": "", "email": "", "votes_count": 0,
+        })
+
+        def image_row(i):
+            v = int(per_image[i])
+            state = "consensus" if v >= MIN_VOTES else "open"
+            free = image_capacity(votes_count=v, min_votes=MIN_VOTES, max_votes=MAX_VOTES) if state == "open" else 0
+            return {
+                "id": i + 1, "created_at": now, "updated_at": now, "project_id": project.pk,
+                "file": f"images/load/{i}.jpg", "original_name": f"{i}.jpg", "sha256": f"{i:064x}",
+                "size_bytes": 1000, "format": "JPEG", "width": 500, "height": 375, "state": state,
+                "votes_count": v, "leases_count": 0, "free_slots": free,
+            }
+
+        copy_rows(cursor, Image, range(images), image_row)
+        voters = [rng.choice(seed_users, size=int(v), replace=False) for v in per_image]
+        answers = rng.choice(label_ids, size=int(per_image.sum()))
+        pairs = [(i + 1, int(u)) for i, users in enumerate(voters) for u in users]
+        copy_rows(cursor, Assignment, range(len(pairs)), lambda k: {
+            "id": k + 1, "created_at": now, "updated_at": now, "image_id": pairs[k][0],
+            "user_id": base_user + pairs[k][1], "state": "voted", "expires_at": now,
+        })
+        copy_rows(cursor, Vote, range(len(pairs)), lambda k: {
+            "id": k + 1, "created_at": now, "updated_at": now, "image_id": pairs[k][0],
+            "user_id": base_user + pairs[k][1], "assignment_id": k + 1, "label_id": int(answers[k]),
+        })
+        decided = [i for i in range(images) if per_image[i] >= MIN_VOTES]
+        copy_rows(cursor, Decision, range(len(decided)), lambda k: {
+            "id": k + 1, "created_at": now, "updated_at": now, "image_id": decided[k] + 1,
+            "label_id": int(answers[0]), "excluded": False, "rule": "majority", "confidence": 0.67,
+            "votes_count": int(per_image[decided[k]]), "is_current": True,
+        })
+        for table in ("annotate_user", "annotate_image", "annotate_assignment", "annotate_vote", "annotate_decision"):
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        cursor.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())")
+        cursor.execute("ANALYZE")
+    tokens = []
+    for i in range(volunteers):
+        user = User.objects.create(username=f"load{i}")
+        tokens.append(Token.objects.create(user=user).key)
+    return {"project": project.pk, "labels": label_ids, "tokens": tokens, "votes": len(pairs),
+            "open": int((per_image < MIN_VOTES).sum())}
+
+
+# --- server -----------------------------------------------------------------------------------
+
+
+def start_server(name: str, port: int, workers: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEBUG": "False",
+        "SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": database_url(name),
+        "REDIS_URL": REDIS_URL,
+        "CELERY_QUEUE": f"bench-{name}",
+        "BENCH_FLOOR_ENDPOINT": "True",
+        "PORT": str(port),
+        "WEB_WORKERS": str(workers),
+        "WEB_THREADS": "1",
+        "ACCESS_LOG": "off",
+        "LOG_LEVEL": "WARNING",
+        "DATA_DIR": f"/tmp/{name}",
+    }
+    server = subprocess.Popen([str(REPO / "bin" / "web")], env=env, start_new_session=True)
+    import requests
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                return server
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not start")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self):
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.latencies.setdefault(kind, []).append(seconds)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def line(self, kind: str) -> str:
+        values = sorted(self.latencies.get(kind, []))
+        if not values:
+            return f"{kind:6s} no samples"
+        pct = lambda p: values[min(len(values) - 1, int(p * len(values)))] * 1000  # noqa: E731
+        return (f"{kind:6s} n={len(values):6d}  p50 {pct(0.50):6.1f} ms  p95 {pct(0.95):6.1f} ms  "
+                f"p99 {pct(0.99):6.1f} ms  max {values[-1] * 1000:6.1f} ms  errors {self.errors.get(kind, 0)}")
+
+
+async def label_once(session, base, project, token, label, recorder) -> bool:
+    headers = {"Authorization": f"Token {token}"}
+    start = time.perf_counter()
+    async with session.post(f"{base}/api/projects/{project}/assignments/", headers=headers) as r:
+        body = await r.json() if r.status == 201 else None
+        if r.status != 201:
+            recorder.error("lease")
+            return False
+    recorder.add("lease", time.perf_counter() - start)
+    start = time.perf_counter()
+    async with session.post(f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers) as r:
+        await r.read()
+        if r.status != 201:
+            recorder.error("vote")
+            return False
+    recorder.add("vote", time.perf_counter() - start)
+    return True
+
+
+async def closed_loop(base, seeded, concurrency, duration, floor: bool) -> tuple[float, Recorder]:
+    import aiohttp
+
+    recorder = Recorder()
+    done = 0
+    deadline = time.perf_counter() + duration
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def volunteer(i):
+            nonlocal done
+            token = seeded["tokens"][i]
+            while time.perf_counter() < deadline:
+                if floor:
+                    start = time.perf_counter()
+                    async with session.post(f"{base}/bench/floor/{1 + (done * 7919) % 10000}/") as r:
+                        await r.read()
+                        ok = r.status == 201
+                    if ok:
+                        recorder.add("floor", time.perf_counter() - start)
+                        done += 1
+                    else:
+                        recorder.error("floor")
+                elif await label_once(session, base, seeded["project"], token, seeded["labels"][i % LABELS], recorder):
+                    done += 2  # two requests: lease and vote
+
+        started = time.perf_counter()
+        await asyncio.gather(*(volunteer(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return done / elapsed, recorder
+
+
+async def open_loop(base, seeded, rate, duration, volunteers) -> tuple[Recorder, float, int]:
+    """Start a label every 1/rate s, each by the next idle volunteer; report call latencies
+    and how late the generator started labels (it must keep up for the figures to count)."""
+    import aiohttp
+
+    recorder = Recorder()
+    idle = asyncio.Queue()
+    for i in range(volunteers):
+        idle.put_nowait(i)
+    lateness = []
+    tasks = []
+    connector = aiohttp.TCPConnector(limit=volunteers)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i):
+            try:
+                await label_once(session, base, seeded["project"], seeded["tokens"][i], seeded["labels"][i % LABELS], recorder)
+            finally:
+                idle.put_nowait(i)
+
+        start = time.perf_counter()
+        total = int(rate * duration)
+        for n in range(total):
+            scheduled = start + n / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            i = await idle.get()
+            lateness.append(time.perf_counter() - scheduled)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        achieved = total / (time.perf_counter() - start)
+    return recorder, achieved, int(np.percentile(np.array(lateness) * 1000, 99))
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def explain_serving(seeded) -> str:
+    from django.db import transaction
+
+    from annotate.models import Project, User
+    from annotate.services.serving import _serving_candidates
+
+    project = Project.objects.get(pk=seeded["project"])
+    user = User.objects.get(username="load0")
+    with transaction.atomic():
+        queryset = _serving_candidates(project=project, user=user).order_by("-votes_count", "id")
+        plan = queryset.select_for_update(skip_locked=True).values_list("id", flat=True)[:1].explain(analyze=True)
+    return plan
+
+
+def invariants() -> list[str]:
+    from django.db import connection
+
+    problems = []
+    checks = {
+        "duplicate votes": "SELECT count(*) FROM (SELECT user_id, image_id FROM annotate_vote GROUP BY 1, 2 HAVING count(*) > 1) d",
+        "images over max_votes": f"SELECT count(*) FROM annotate_image WHERE votes_count > {MAX_VOTES}",
+        "vote counters off": "SELECT count(*) FROM annotate_image i WHERE votes_count <> (SELECT count(*) FROM annotate_vote v WHERE v.image_id = i.id)",
+        "lease counters off": "SELECT count(*) FROM annotate_image i WHERE leases_count <> (SELECT count(*) FROM annotate_assignment a WHERE a.image_id = i.id AND a.state = 'active')",
+    }
+    with connection.cursor() as cursor:
+        for name, sql in checks.items():
+            cursor.execute(sql)
+            count = cursor.fetchone()[0]
+            problems.append(f"{name}: {count}")
+    return problems
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def run(args, images: int, votes: int, *, closed: bool) -> dict:
+    name = create_database()
+    server = None
+    try:
+        setup_django(name)
+        from django.core.management import call_command
+
+        log(f"database {name}: migrating")
+        call_command("migrate", verbosity=0)
+        log(f"seeding {images} images and ~{votes} votes")
+        started = time.perf_counter()
+        seeded = seed(images=images, votes_target=votes, volunteers=max([args.volunteers, *args.concurrency]))
+        log(f"seeded {seeded['votes']} votes, {seeded['open']} open images in {time.perf_counter() - started:.0f}s")
+        server = start_server(name, args.port, args.workers)
+        base = f"http://127.0.0.1:{args.port}"
+        result = {}
+        if closed and args.concurrency:
+            for concurrency in args.concurrency:
+                real_rps, real = asyncio.run(closed_loop(base, seeded, concurrency, args.duration, floor=False))
+                floor_rps, floor = asyncio.run(closed_loop(base, seeded, concurrency, args.duration, floor=True))
+                print(f"\nclosed loop, {concurrency} volunteers, {args.duration}s each:")
+                print(f"  lease+vote {real_rps:7.1f} requests/s ({real_rps / 2:6.1f} labels/s)   "
+                      f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   ratio {real_rps / floor_rps:.2f}")
+                print("  " + real.line("lease"))
+                print("  " + real.line("vote"))
+                print("  " + floor.line("floor"))
+        recorder, achieved, late = asyncio.run(open_loop(base, seeded, args.rate, args.duration, args.volunteers))
+        print(f"\nopen loop, {args.rate} labels/s target ({achieved:.1f} achieved, start lateness p99 {late} ms), "
+              f"{images} images:")
+        print("  " + recorder.line("lease"))
+        print("  " + recorder.line("vote"))
+        result["p99"] = {k: float(np.percentile(v, 99)) for k, v in recorder.latencies.items()}
+        result["p50"] = {k: float(np.percentile(v, 50)) for k, v in recorder.latencies.items()}
+        stop_server(server)
+        server = None
+        print("\nserving query plan (EXPLAIN ANALYZE):")
+        print("  " + explain_serving(seeded).replace("\n", "\n  "))
+        print("invariants after the run: " + "; ".join(invariants()))
+        print("RESULT " + json.dumps(result))
+        return result
+    finally:
+        if server is not None:
+            stop_server(server)
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep_db:
+            drop_database(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--votes", type=int, default=300_000)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 8, 32])
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--volunteers", type=int, default=200, help="pool for the open loop")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--port", type=int, default=8311)
+    parser.add_argument("--scale", action="store_true", help="open loop at 10,000 and 1,000,000 images")
+    parser.add_argument("--keep-db", action="store_true")
+    args = parser.parse_args()
+    print(f"volunteer load: {os.cpu_count()} cores, gunicorn {args.workers} workers, PostgreSQL + Redis on loopback")
+    if not args.scale:
+        run(args, args.images, args.votes, closed=True)
+        return
+    # Django can be set up once per process: run each size in a child process.
+    figures = {}
+    for images in (10_000, 1_000_000):
+        child = subprocess.run(
+            [sys.executable, __file__, "--images", str(images), "--votes", str(3 * images),
+             "--duration", str(args.duration), "--rate", str(args.rate), "--concurrency", "",
+             "--port", str(args.port), "--workers", str(args.workers)],
+            capture_output=True, text=True,
+        )
+        print(child.stdout, child.stderr[-2000:] if child.returncode else "")
+        line = next(l for l in child.stdout.splitlines() if l.startswith("RESULT "))
+        figures[images] = json.loads(line[len("RESULT "):])
+    print("\nscale: open-loop latency at 1,000,000 images / at 10,000 images (target <= 1.5)")
+    for kind in ("lease", "vote"):
+        for stat in ("p50", "p99"):
+            small, large = figures[10_000][stat][kind], figures[1_000_000][stat][kind]
+            print(f"  {kind:5s} {stat}: {small * 1000:6.1f} ms -> {large * 1000:6.1f} ms  ratio {large / small:.2f}")
+
+
+if __name__ == "__main__":
+    main()
