@@ -386,7 +386,6 @@ class AssignmentLeaseApi(APIView):
                 # Nothing free now, but open images are leased to others: ask again later.
                 response["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
-        assignment = Assignment.objects.select_related("image").get(pk=assignment.pk)
         labels = list(Label.objects.filter(project=project))
         data = AssignmentOutputSerializer(assignment, context={"labels": labels}).data
         return Response(data, status=status.HTTP_201_CREATED)

@@ -12,6 +12,8 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.db.models import F
+
 from annotate.models import AnnotatorStats, Decision, Project, User, Vote
 
 PRIOR_ACCURACY = 0.7
@@ -42,6 +44,15 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
     """
     if not deltas:
         return
+    if len(deltas) == 1:
+        (user_id, delta), = deltas.items()
+        if delta == StatsDelta(votes=delta.votes):
+            # The common case, a vote that decides nothing: the estimate does not depend on
+            # the vote count, so one UPDATE does it.
+            if AnnotatorStats.objects.filter(project_id=project_id, user_id=user_id).update(
+                votes=F("votes") + delta.votes
+            ):
+                return
     user_ids = sorted(deltas)
     rows = {
         row.user_id: row

@@ -61,8 +61,8 @@ def _serving_candidates(*, project: Project, user: User) -> QuerySet:
     )
 
 
-def _pick_image_id(*, project: Project, user: User) -> int | None:
-    """The id of the next image for `user`, its row locked; None when nothing is left."""
+def _pick_image(*, project: Project, user: User) -> tuple[int, int, int] | None:
+    """(id, width, height) of the next image for `user`, its row locked; None when none."""
     candidates = _serving_candidates(project=project, user=user)
     if project.serving_order == Project.ServingOrder.RANDOM:
         # A random point in the id range, then the next id up (or from the start): two index
@@ -76,19 +76,18 @@ def _pick_image_id(*, project: Project, user: User) -> int | None:
         orderings = [candidates.order_by("-votes_count", "id")]
     for queryset in orderings:
         # SKIP LOCKED: volunteers asking at the same moment take different images, never wait.
-        image_id = (
-            queryset.select_for_update(skip_locked=True).values_list("id", flat=True).first()
-        )
-        if image_id is not None:
-            return image_id
+        picked = queryset.select_for_update(skip_locked=True).values_list("id", "width", "height").first()
+        if picked is not None:
+            return picked
     return None
 
 
 def _lease_once(*, project: Project, user: User, now: datetime) -> Assignment | None:
     with transaction.atomic():
-        image_id = _pick_image_id(project=project, user=user)
-        if image_id is None:
+        picked = _pick_image(project=project, user=user)
+        if picked is None:
             return None
+        image_id, width, height = picked
         # Conditional on a free slot: on PostgreSQL the row lock already guarantees it; on
         # SQLite (no row locks) this keeps an image from being over-filled all the same.
         taken = Image.objects.filter(
@@ -97,7 +96,10 @@ def _lease_once(*, project: Project, user: User, now: datetime) -> Assignment | 
         if not taken:
             raise _Retry
         expires_at = now + timedelta(seconds=project.lease_seconds)
-        return Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
+        assignment = Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
+    # What the answer shows of the image, without reading its row again.
+    assignment.image = Image(pk=image_id, project=project, width=width, height=height)
+    return assignment
 
 
 def _lease_gold(*, project: Project, user: User, now: datetime) -> Assignment | None:
@@ -108,14 +110,17 @@ def _lease_gold(*, project: Project, user: User, now: datetime) -> Assignment | 
     if bounds["low"] is None:
         return None
     pivot = random.randint(bounds["low"], bounds["high"])
-    image_id = (
-        gold.filter(id__gte=pivot).order_by("id").values_list("id", flat=True).first()
-        or gold.order_by("id").values_list("id", flat=True).first()
+    picked = (
+        gold.filter(id__gte=pivot).order_by("id").values_list("id", "width", "height").first()
+        or gold.order_by("id").values_list("id", "width", "height").first()
     )
+    image_id, width, height = picked
     with transaction.atomic():
         Image.objects.filter(pk=image_id).update(leases_count=F("leases_count") + 1)
         expires_at = now + timedelta(seconds=project.lease_seconds)
-        return Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
+        assignment = Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
+    assignment.image = Image(pk=image_id, project=project, width=width, height=height)
+    return assignment
 
 
 class _Retry(Exception):
@@ -164,14 +169,24 @@ def _assignment_for_update(*, assignment_id: int, user: User) -> Assignment:
 def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
     """Record `user`'s answer for the leased image and apply the consensus rule, all in one
     transaction. `label_id` None means "none of these". Returns the vote and the image."""
+    try:
+        return _vote_submit(assignment_id=assignment_id, user=user, label_id=label_id)
+    except IntegrityError:
+        raise Conflict("You already voted on this image.") from None
+
+
+def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
     with transaction.atomic():
         assignment = _assignment_for_update(assignment_id=assignment_id, user=user)
         if assignment.state == Assignment.State.VOTED:
             raise Conflict("You already voted on this image.")
         if assignment.state == Assignment.State.SKIPPED:
             raise Conflict("You skipped this image; it can no longer be voted on.")
-        image = Image.objects.select_for_update().get(pk=assignment.image_id)
-        project = Project.objects.get(pk=image.project_id)
+        image = (
+            Image.objects.select_for_update(of=("self",)).select_related("project")
+            .get(pk=assignment.image_id)
+        )
+        project = image.project
         if label_id is not None and not Label.objects.filter(pk=label_id, project=project).exists():
             raise InvalidInput(f"Label {label_id} is not a label of this project.", field="label")
         # An expired lease still holds its slot until it is swept; once swept, the vote is
@@ -179,13 +194,9 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
         holds_slot = assignment.state == Assignment.State.ACTIVE
         if not holds_slot and not image.is_gold and image_free_slots(image=image, project=project) <= 0:
             raise Conflict("Your lease expired and this image no longer needs your vote.")
-        try:
-            with transaction.atomic():
-                vote = Vote.objects.create(
-                    image=image, user=user, assignment=assignment, label_id=label_id
-                )
-        except IntegrityError:
-            raise Conflict("You already voted on this image.") from None
+        # The assignment's row lock and state already rule out a second vote; the unique
+        # constraint is the last guard (its error rolls the whole vote back, see below).
+        vote = Vote.objects.create(image=image, user=user, assignment=assignment, label_id=label_id)
         assignment.state = Assignment.State.VOTED
         assignment.save(update_fields=["state", "updated_at"])
         image.votes_count += 1

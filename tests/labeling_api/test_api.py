@@ -363,3 +363,18 @@ def test_204_says_when_to_ask_again_while_others_hold_the_last_images(client_for
     client_for(volunteer).post(f"/api/assignments/{holder['id']}/vote/", {"label": labels[0].pk}, format="json")
     done = client_for(other_volunteer).post(f"/api/projects/{project.pk}/assignments/")
     assert done.status_code == 204 and not done.has_header("Retry-After")
+
+
+def test_lease_and_vote_stay_within_their_query_budget(client_for, volunteer, project, labels, django_assert_max_num_queries):
+    """The hot path: a regression here costs every volunteer on every image."""
+    for _ in range(3):
+        ImageFactory(project=project)
+    client = client_for(volunteer)
+    # The first vote in a project creates the volunteer's record; then the steady state.
+    first = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    client.post(f"/api/assignments/{first['id']}/vote/", {"label": labels[0].pk}, format="json")
+    with django_assert_max_num_queries(7):
+        assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    with django_assert_max_num_queries(12):
+        response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json")
+    assert response.status_code == 201
