@@ -1,6 +1,7 @@
 """Every error answer is a 4xx with a message: {"detail": "...", "field"?: "..."}."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import status
 from rest_framework.response import Response
@@ -16,6 +17,15 @@ def exception_handler(exc, context):
         if exc.field:
             body["field"] = exc.field
         return Response(body, status=exc.status)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database went away mid-request: the transaction rolled back, so nothing was
+        # half-applied and the client may simply retry.
+        response = Response(
+            {"detail": "The database is unavailable right now; nothing was changed. Retry shortly."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "2"
+        return response
     if isinstance(exc, DjangoValidationError):
         return Response({"detail": validation_message(exc)}, status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from annotate.models import Project
-from annotate.services import aggregation, ingest, serving
+from annotate.services import aggregation, ingest, jobs, serving
 
 
 @shared_task(name="annotate.image_preprocess", max_retries=3, autoretry_for=(OSError,),
@@ -39,3 +39,9 @@ def projects_reaggregate() -> int:
     for project_id in ids:
         project_reaggregate.delay(project_id)
     return len(ids)
+
+
+@shared_task(name="annotate.jobs_flush")
+def jobs_flush() -> int:
+    """Beat: send jobs queued while the broker was down."""
+    return jobs.jobs_flush()

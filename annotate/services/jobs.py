@@ -2,26 +2,54 @@
 
 Services never import the worker package: the Celery app (worker.celery, loaded by the
 `worker` Django app) is the current app, and tasks are sent by name.
+
+Every job goes through an outbox row written in the caller's transaction: it is sent right
+after the commit and its row deleted; if the broker is down, the row stays and
+`jobs_flush` (Celery beat) sends it once the broker is back. So a
+Redis outage delays work but loses none, and never fails the request that asked for it.
 """
 
 import logging
+from datetime import timedelta
 
 from celery import current_app
 from django.db import transaction
+from django.utils import timezone
+
+from annotate.models import QueuedJob
 
 logger = logging.getLogger(__name__)
 
 
-def enqueue(task_name: str, *args) -> bool:
-    """Send a task now. A broker that is down must not fail the request that asked: the work
-    is logged as not queued and periodic catch-up tasks pick it up later."""
+def _send(job: QueuedJob) -> bool:
     try:
-        current_app.send_task(task_name, args=args)
-    except Exception:  # the broker's client raises many kinds of connection errors
-        logger.exception("could not queue %s%r; it will be picked up later", task_name, args)
+        # No publish retries: a down broker must not hold a web request; the flush retries.
+        current_app.send_task(job.task_name, args=job.args, retry=False)
+    except Exception as error:  # the broker's clients raise many kinds of connection errors
+        QueuedJob.objects.filter(pk=job.pk).update(attempts=job.attempts + 1, last_error=str(error)[:500])
+        logger.warning("could not queue %s; it stays in the outbox: %s", job, error)
         return False
+    QueuedJob.objects.filter(pk=job.pk).delete()
     return True
 
 
-def enqueue_on_commit(task_name: str, *args) -> None:
-    transaction.on_commit(lambda: enqueue(task_name, *args))
+def enqueue_on_commit(task_name: str, *args) -> QueuedJob:
+    """Queue `task_name(*args)` to run once the current transaction commits (now, outside one)."""
+    job = QueuedJob.objects.create(task_name=task_name, args=list(args))
+    transaction.on_commit(lambda: _send(job))
+    return job
+
+
+def jobs_flush(*, older_than: timedelta = timedelta(seconds=5), limit: int = 1000) -> int:
+    """Send outbox jobs that did not go out after their commit. Returns how many were sent.
+
+    Jobs younger than `older_than` are left to their own on-commit send. A job could go out
+    twice if a send succeeds and its row's delete does not; tasks are idempotent for that.
+    """
+    cutoff = timezone.now() - older_than
+    sent = 0
+    for job in QueuedJob.objects.filter(created_at__lt=cutoff).order_by("id")[:limit]:
+        if not _send(job):
+            break  # the broker is still down
+        sent += 1
+    return sent
