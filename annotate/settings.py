@@ -142,6 +142,14 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labeling_api.exceptions.exception_handler",
+    # Guessing passwords or mass-registering: a few tries per minute per client address, on
+    # the API and on the sign-in and sign-up pages alike.
+    "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", default="20/min")},
+}
+# Throttle counters are shared by all web processes through the database (a table made by
+# migration annotate 0004), so limits hold across processes and nothing depends on Redis.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "labeling_cache"}
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image labeling API",
@@ -210,6 +218,9 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Behind a proxy that ends TLS, redirecting is the proxy's job; set these where it is ours.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 
 # Only bench/volunteer_load.py turns this on, in the server it starts.
 BENCH_FLOOR_ENDPOINT = env.bool("BENCH_FLOOR_ENDPOINT", default=False)

@@ -8,7 +8,7 @@ from annotate import views
 urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/<int:project_id>/label/", views.label_page, name="label"),
     path("projects/<int:project_id>/review/", views.review_page, name="review"),

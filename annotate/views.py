@@ -1,6 +1,11 @@
 """Server-rendered pages. The labeling page talks to the REST API from its small script."""
 
+from functools import wraps
+
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.utils.decorators import method_decorator
+from rest_framework.throttling import SimpleRateThrottle
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
@@ -18,6 +23,28 @@ from annotate.services.errors import ServiceError
 LABEL_KEYS = list("123456789") + [c for c in "abcdefghijklmopqrtvwxy"]
 
 
+class AuthPageThrottle(SimpleRateThrottle):
+    """The API's "auth" rate, per client address, for the sign-in and sign-up forms."""
+
+    scope = "auth"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def throttle_posts(view):
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method == "POST" and not AuthPageThrottle().allow_request(request, None):
+            return HttpResponse(
+                "Too many attempts; wait a minute and try again.", status=429, content_type="text/plain"
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@throttle_posts
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -99,3 +126,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
+
+
+@method_decorator(throttle_posts, name="dispatch")
+class LoginView(auth_views.LoginView):
+    """Django's sign-in page, with a limit on attempts per client address."""

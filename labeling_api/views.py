@@ -9,6 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotate import selectors
@@ -49,6 +50,8 @@ def _project_answer(project: Project, status_code: int = status.HTTP_200_OK) -> 
 class UserRegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
 
     class UserRegisterInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -78,6 +81,8 @@ class UserRegisterApi(APIView):
 class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
 
     class TokenObtainInputSerializer(serializers.Serializer):
         username = serializers.CharField()

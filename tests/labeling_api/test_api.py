@@ -378,3 +378,22 @@ def test_lease_and_vote_stay_within_their_query_budget(client_for, volunteer, pr
     with django_assert_max_num_queries(12):
         response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json")
     assert response.status_code == 201
+
+
+def test_sign_in_and_registration_are_throttled(client_for, volunteer, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "3/min"}}
+    from rest_framework.throttling import SimpleRateThrottle
+
+    SimpleRateThrottle.THROTTLE_RATES = {"auth": "3/min"}
+    try:
+        client = client_for(None)
+        answers = [client.post("/api/auth/token/", {"username": volunteer.username, "password": "x"}, format="json").status_code for _ in range(4)]
+        assert answers == [400, 400, 400, 429]
+        assert client.post("/api/auth/register/", {"username": "z", "password": "a-long-passphrase"}, format="json").status_code == 429
+        pages = [client.post("/accounts/login/", {"username": volunteer.username, "password": "x"}).status_code for _ in range(1)]
+        assert pages == [429]  # same client address, same budget
+        assert not User.objects.filter(username="z").exists()
+    finally:
+        from rest_framework.settings import api_settings
+
+        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
