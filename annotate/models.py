@@ -24,6 +24,9 @@ class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VOLUNTEER)
     # Kept in the vote's transaction so "rank" never counts the votes table.
     votes_count = models.PositiveIntegerField(default=0, db_index=True)
+    show_on_leaderboard = models.BooleanField(
+        default=False, help_text="Show my name in the volunteers' ranking (hidden by default)."
+    )
 
     @property
     def is_reviewer(self) -> bool:

@@ -3,6 +3,7 @@
 from collections import defaultdict
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from annotate.models import AnnotatorStats, Assignment, Decision, Image, Project, User, Vote
 
@@ -63,4 +64,20 @@ def user_stats(*, user: User) -> dict:
     agreement = agreed.count() / decided_count if decided_count else None
     votes = User.objects.filter(pk=user.pk).values_list("votes_count", flat=True).first() or 0
     rank = User.objects.filter(votes_count__gt=votes).count() + 1 if votes else None
-    return {"votes": votes, "decided_votes": decided_count, "agreement": agreement, "rank": rank}
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    today = Vote.objects.filter(user=user, created_at__gte=midnight).count()
+    return {"votes": votes, "today": today, "decided_votes": decided_count, "agreement": agreement, "rank": rank}
+
+
+def leaderboard(*, viewer: User, limit: int = 10) -> list[dict]:
+    """The most active volunteers; names only of those who opted in (and the viewer's own)."""
+    rows = User.objects.filter(votes_count__gt=0).order_by("-votes_count", "id")[:limit]
+    return [
+        {
+            "rank": index,
+            "name": user.username if user.show_on_leaderboard or user.pk == viewer.pk else "anonymous volunteer",
+            "votes": user.votes_count,
+            "me": user.pk == viewer.pk,
+        }
+        for index, user in enumerate(rows, start=1)
+    ]

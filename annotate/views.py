@@ -118,7 +118,19 @@ def annotators_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @login_required
 def my_stats(request: HttpRequest) -> HttpResponse:
-    return render(request, "annotate/my_stats.html", {"stats": selectors.user_stats(user=request.user)})
+    if request.method == "POST":
+        accounts.user_set_leaderboard_visibility(
+            user=request.user, visible=request.POST.get("show_on_leaderboard") == "on"
+        )
+        return redirect("my-stats")
+    return render(
+        request,
+        "annotate/my_stats.html",
+        {
+            "stats": selectors.user_stats(user=request.user),
+            "leaderboard": selectors.leaderboard(viewer=request.user),
+        },
+    )
 
 
 @require_GET

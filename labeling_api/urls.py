@@ -26,6 +26,7 @@ urlpatterns = [
     ),
     path("assignments/<int:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
     path("assignments/<int:assignment_id>/skip/", views.AssignmentSkipApi.as_view(), name="skip"),
+    path("assignments/<int:assignment_id>/undo/", views.VoteUndoApi.as_view(), name="undo"),
     path("images/<int:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
     path("projects/<int:project_id>/review/", review_views.ReviewQueueApi.as_view(), name="review"),
     path(

@@ -111,6 +111,7 @@ class MeApi(APIView):
                     "username": serializers.CharField(),
                     "role": serializers.CharField(),
                     "votes": serializers.IntegerField(),
+                    "today": serializers.IntegerField(),
                     "decided_votes": serializers.IntegerField(),
                     "agreement": serializers.FloatField(allow_null=True),
                     "rank": serializers.IntegerField(allow_null=True),
@@ -425,3 +426,16 @@ class AssignmentSkipApi(APIView):
     def post(self, request, assignment_id: int):
         serving.assignment_skip(assignment_id=assignment_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VoteUndoApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: AssignmentOutputSerializer},
+        description="Take back your vote within a short window while it has decided nothing; "
+        "the image is leased to you again.",
+    )
+    def post(self, request, assignment_id: int):
+        assignment = serving.vote_undo(assignment_id=assignment_id, user=request.user)
+        labels = list(Label.objects.filter(project_id=assignment.image.project_id))
+        return Response(AssignmentOutputSerializer(assignment, context={"labels": labels}).data)

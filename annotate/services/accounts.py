@@ -48,3 +48,9 @@ def user_set_role(*, user: User, role: str) -> User:
 def user_token(*, user: User) -> str:
     token, _ = Token.objects.get_or_create(user=user)
     return token.key
+
+
+def user_set_leaderboard_visibility(*, user: User, visible: bool) -> User:
+    user.show_on_leaderboard = visible
+    user.save(update_fields=["show_on_leaderboard"])
+    return user

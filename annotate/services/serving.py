@@ -273,3 +273,41 @@ def assignments_expire(
         total += len(rows)
         if len(rows) < batch_size:
             return total
+
+
+UNDO_SECONDS = 30
+
+
+def vote_undo(*, assignment_id: int, user: User, now: datetime | None = None) -> Assignment:
+    """Take back one's vote within UNDO_SECONDS, while it has decided nothing: the vote is
+    deleted and the image is leased to the same volunteer again, to answer anew."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = _assignment_for_update(assignment_id=assignment_id, user=user)
+        vote = Vote.objects.filter(assignment=assignment).first()
+        if assignment.state != Assignment.State.VOTED or vote is None:
+            raise Conflict("There is no vote of yours on this assignment to undo.")
+        if (now - vote.created_at).total_seconds() > UNDO_SECONDS:
+            raise Conflict(f"Votes can be undone for {UNDO_SECONDS} seconds only.")
+        image = (
+            Image.objects.select_for_update(of=("self",)).select_related("project")
+            .get(pk=assignment.image_id)
+        )
+        project = image.project
+        if image.is_gold or image.state != Image.State.OPEN:
+            raise Conflict("This image is already decided; a reviewer can still change it.")
+        vote.delete()
+        image.votes_count -= 1
+        if image_free_slots(image=image, project=project) <= 0:
+            # Others hold every slot now: refuse, and the vote stays as it was.
+            raise Conflict("Too late to undo: the image went to another volunteer.")
+        image.leases_count += 1
+        image.free_slots = image_free_slots(image=image, project=project)
+        image.save(update_fields=["votes_count", "leases_count", "free_slots", "updated_at"])
+        assignment.state = Assignment.State.ACTIVE
+        assignment.expires_at = now + timedelta(seconds=project.lease_seconds)
+        assignment.save(update_fields=["state", "expires_at", "updated_at"])
+        User.objects.filter(pk=user.pk).update(votes_count=F("votes_count") - 1)
+        reliability.stats_apply(project_id=project.pk, deltas={user.pk: StatsDelta(votes=-1)})
+    assignment.image = image
+    return assignment

@@ -14,6 +14,10 @@
 
   let current = null; // the assignment on screen
   let upcoming = null; // a promise of the next one (or null when none is left)
+  const backlog = []; // assignments put aside by an undo, shown again before new ones
+  let lastVote = null; // {assignment, at}: what U takes back
+  const UNDO_MS = 30000;
+  const today = document.getElementById("today");
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -102,6 +106,10 @@
   }
 
   async function advance() {
+    if (backlog.length) {
+      show(backlog.pop());
+      return;
+    }
     const next = upcoming ? await upcoming : null;
     upcoming = next ? lease() : null;
     if (next && message.textContent.startsWith("The last images")) say("");
@@ -118,8 +126,40 @@
     advance();
   }
 
+  function bump(element, by) {
+    if (element) element.textContent = String(Number(element.textContent) + by);
+  }
+
   function vote(labelId) {
-    act("vote", { label: labelId }, () => { count.textContent = String(Number(count.textContent) + 1); });
+    const assignment = current;
+    act("vote", { label: labelId }, () => {
+      bump(count, 1);
+      bump(today, 1);
+      lastVote = { assignment, at: Date.now() };
+    });
+  }
+
+  // U: take back the last vote (within 30 s, while it decided nothing) and answer again.
+  function undo() {
+    if (!lastVote || Date.now() - lastVote.at > UNDO_MS) {
+      say("Nothing to undo: votes can be taken back for 30 seconds.", true);
+      return;
+    }
+    const target = lastVote.assignment;
+    lastVote = null;
+    api(`/api/assignments/${target.id}/undo/`)
+      .then((assignment) => {
+        bump(count, -1);
+        bump(today, -1);
+        if (current) backlog.push(current);
+        say("Vote taken back: answer again.");
+        show(assignment);
+      })
+      .catch((e) => say(e.message, true));
+  }
+
+  function toggleZoom() {
+    img.closest(".frame").classList.toggle("zoomed");
   }
 
   function skip() {
@@ -133,6 +173,8 @@
     const key = event.key.toLowerCase();
     if (key === "0" || key === "n") { vote(null); event.preventDefault(); return; }
     if (key === "s") { skip(); event.preventDefault(); return; }
+    if (key === "u") { undo(); event.preventDefault(); return; }
+    if (key === "z") { toggleZoom(); event.preventDefault(); return; }
     if (key === "enter" && current && current.suggestion) { vote(current.suggestion.label); event.preventDefault(); return; }
     const label = labels.find((l) => l.key && l.key === key);
     if (label) { vote(label.id); event.preventDefault(); }
@@ -146,6 +188,7 @@
     vote(button.dataset.label ? Number(button.dataset.label) : null);
   });
   document.getElementById("skip").addEventListener("click", (event) => { event.currentTarget.blur(); skip(); });
+  img.addEventListener("click", toggleZoom);
 
   (async function start() {
     try {

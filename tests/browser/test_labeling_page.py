@@ -153,3 +153,36 @@ def test_label_names_are_text_not_markup(transactional_db, page):
     assert dialogs == []
     assert page.js_errors == []
     assert Label.objects.filter(name=markup).count() == 1
+
+
+def test_undo_and_zoom_with_the_keyboard(transactional_db, page):
+    project, labels = make_project(name="Undo", label_names=["heron", "stork"], n_images=3)
+    # Two votes per image, so a single vote decides nothing and may be taken back.
+    from annotate.services.projects import project_update
+
+    project_update(project=project, min_votes=2, max_votes=3, agreement=1.0)
+    user = UserFactory(username="uma")
+    page.goto("/accounts/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "correct-horse-battery")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"/projects/{project.pk}/label/")
+    first = shown_assignment(page)
+
+    page.keyboard.press("z")
+    assert "zoomed" in page.get_attribute("figure.frame", "class")
+    page.keyboard.press("z")
+    assert "zoomed" not in page.get_attribute("figure.frame", "class")
+
+    press_and_wait(page, "1", first, "vote")
+    page.wait_for_function("() => document.getElementById('count').textContent.trim() === '1'")
+    with page.expect_response(lambda r: r.url.endswith(f"/api/assignments/{first}/undo/")) as answer:
+        page.keyboard.press("u")
+    assert answer.value.status == 200
+    page.wait_for_function(f"() => document.getElementById('image').dataset.assignment === '{first}'")
+    assert page.locator("#count").inner_text() == "0"
+    assert not Vote.objects.filter(user=user).exists()
+
+    press_and_wait(page, "2", first, "vote")
+    assert Vote.objects.get(user=user).label == labels[1]
+    assert page.js_errors == []

@@ -203,3 +203,34 @@ def test_policy_change_refreshes_free_slots_like_the_python_rule(project):
         image = refreshed(image)
         assert image.free_slots == serving.image_free_slots(image=image, project=project)
     assert [refreshed(i).free_slots for i in images] == [3, 1, 2, 1, 0]
+
+
+def test_undo_gives_the_image_back_to_answer_again(project, labels, volunteer):
+    image = ImageFactory(project=project)
+    assignment = serving.assignment_lease(project=project, user=volunteer)
+    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
+
+    again = serving.vote_undo(assignment_id=assignment.pk, user=volunteer)
+
+    assert again.state == Assignment.State.ACTIVE and again.image_id == image.pk
+    image = refreshed(image)
+    assert (image.votes_count, image.leases_count, image.free_slots) == (0, 1, 1)
+    assert not Vote.objects.exists()
+    assert refreshed(volunteer).votes_count == 0
+    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[1].pk)
+    assert Vote.objects.get().label == labels[1]
+
+
+def test_undo_is_refused_late_after_a_decision_or_for_others(project, labels, volunteer, other_volunteer):
+    ImageFactory(project=project)  # min 2 votes: the second vote decides
+    first = serving.assignment_lease(project=project, user=volunteer)
+    serving.vote_submit(assignment_id=first.pk, user=volunteer, label_id=labels[0].pk)
+    with pytest.raises(PermissionDenied):
+        serving.vote_undo(assignment_id=first.pk, user=other_volunteer)
+    with pytest.raises(Conflict, match="30 seconds"):
+        serving.vote_undo(assignment_id=first.pk, user=volunteer, now=timezone.now() + timedelta(seconds=31))
+    second = serving.assignment_lease(project=project, user=other_volunteer)
+    serving.vote_submit(assignment_id=second.pk, user=other_volunteer, label_id=labels[0].pk)
+    with pytest.raises(Conflict, match="already decided"):
+        serving.vote_undo(assignment_id=second.pk, user=other_volunteer)
+    assert Vote.objects.count() == 2

@@ -1,0 +1,51 @@
+"""Server-rendered pages: who may open them and what they show."""
+
+import pytest
+
+from annotate.models import User
+from tests.factories import ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def signed_in(client):
+    def sign_in(user):
+        client.force_login(user)
+        return client
+
+    return sign_in
+
+
+def test_pages_need_sign_in(client):
+    project = ProjectFactory()
+    for path in ["/", f"/projects/{project.pk}/label/", "/me/", f"/projects/{project.pk}/review/"]:
+        response = client.get(path)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.parametrize(("role", "status"), [("volunteer", 403), ("reviewer", 200), ("admin", 200)])
+def test_review_pages_by_role(signed_in, role, status):
+    project = ProjectFactory()
+    client = signed_in(UserFactory(role=role))
+    assert client.get(f"/projects/{project.pk}/review/").status_code == status
+    assert client.get(f"/projects/{project.pk}/annotators/").status_code == status
+
+
+def test_leaderboard_hides_names_unless_opted_in(signed_in):
+    shy = UserFactory(username="shy_one", votes_count=50)
+    proud = UserFactory(username="proud_one", votes_count=40, show_on_leaderboard=True)
+    me = UserFactory(username="me_myself", votes_count=10)
+    page = signed_in(me).get("/me/").content.decode()
+    assert "proud_one" in page and "me_myself" in page
+    assert "shy_one" not in page and "anonymous volunteer" in page
+    assert "#3" in page  # my rank
+
+    signed_in(shy).post("/me/", {"show_on_leaderboard": "on"})
+    assert User.objects.get(pk=shy.pk).show_on_leaderboard
+    assert "shy_one" in signed_in(me).get("/me/").content.decode()
+
+
+def test_forms_carry_csrf_tokens(client):
+    for path in ["/accounts/login/", "/accounts/signup/"]:
+        assert b"csrfmiddlewaretoken" in client.get(path).content
