@@ -3,6 +3,7 @@
 from collections import defaultdict
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from annotate.models import AnnotatorStats, Assignment, Decision, Image, Project, User, Vote
@@ -81,3 +82,36 @@ def leaderboard(*, viewer: User, limit: int = 10) -> list[dict]:
         }
         for index, user in enumerate(rows, start=1)
     ]
+
+
+def project_class_counts(*, project: Project) -> list[tuple[str, int]]:
+    """Decided images per label (and excluded), most first."""
+    rows = (
+        Decision.objects.filter(image__project=project, is_current=True)
+        .values("label__wnid", "label__name")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+    )
+    return [
+        (f"{row['label__name']}" if row["label__wnid"] else "excluded", row["n"]) for row in rows
+    ]
+
+
+def project_votes_per_day(*, project: Project, days: int = 30) -> list[tuple[str, int]]:
+    since = timezone.now() - timezone.timedelta(days=days)
+    rows = (
+        Vote.objects.filter(image__project=project, created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .order_by("day")
+    )
+    return [(row["day"].isoformat(), row["n"]) for row in rows]
+
+
+def project_active_volunteers(*, project: Project, days: int) -> int:
+    since = timezone.now() - timezone.timedelta(days=days)
+    return (
+        Vote.objects.filter(image__project=project, created_at__gte=since)
+        .values("user_id").distinct().count()
+    )
