@@ -209,3 +209,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# Exports (PRODUCT.md section 6): datasets are written under EXPORT_DIR (a temporary folder
+# renamed when complete), downloaded as a tar stream, and removed EXPORT_TTL_HOURS after they
+# finish by a periodic clean-up, which also fails exports whose job stopped beating.
+EXPORT_DIR = Path(env("EXPORT_DIR", default=str(DATA_DIR / "exports")))
+EXPORT_TTL_HOURS = env.float("EXPORT_TTL_HOURS", default=7 * 24)
+EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
+EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=600)
+EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
+# Below Redis's visibility timeout, so a running export is never delivered a second time.
+EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3 * 3600)
+CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
+    "task": "annotate.exports_cleanup",
+    "schedule": env.float("EXPORT_CLEANUP_SECONDS", default=900.0),
+}
