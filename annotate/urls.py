@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/<int:project_id>/label/", views.label_page, name="label"),
     path("me/", views.my_stats, name="my-stats"),
+    path("projects/<int:project_id>/export/", views.export_page, name="export"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("labeling_api.urls")),
