@@ -458,6 +458,8 @@ def export_build(
             f"No class has at least {export.min_per_class} decided images"
             + (f" (too small: {', '.join(sorted(plan.too_small))})." if plan.too_small else ".")
         )
+    if heartbeat is not None:
+        heartbeat(0, plan.total)
     index = {c.label_id: i for i, c in enumerate(plan.classes)}
     wnid_of = {c.label_id: c.wnid for c in plan.classes}
     total = plan.total
@@ -717,6 +719,10 @@ def export_run(
         final = destination
         location = destination
         build_root = work / "dataset"
+    if destination is None:
+        # Folders of earlier attempts of this export, killed mid-way: the claim is ours now.
+        for leftover in (export_dir() / TMP_FOLDER).glob(f"{export.pk}-*"):
+            _remove(leftover)
     try:
         work.mkdir(parents=True)
         if tar:
