@@ -68,6 +68,7 @@ def test_status_progress_and_download_after_the_job(client_for, admin_user, smal
     response = client.get(body["urls"]["download"])
     assert response.status_code == 200 and response.streaming
     assert response["Content-Disposition"] == f'attachment; filename="{export.name}.tar"'
+    assert response["Content-Type"] == "application/x-tar"
     data = b"".join(response.streaming_content)
     assert len(data) == int(response["Content-Length"])
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

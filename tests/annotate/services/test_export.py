@@ -1,6 +1,7 @@
 """The export service: layout, torchvision loading, split rules, manifest, failures, clean-up."""
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -69,10 +70,17 @@ def decided_project(db):
 
 
 def run_export(project, **options) -> tuple[Export, Path]:
+    """Run an export as its job does; return it and its tar, unpacked."""
     export = export_service.export_create(project=project, enqueue=False, **options)
     assert export_service.export_run(export_id=export.pk, run_token="test") == "done"
     export.refresh_from_db()
-    return export, Path(export.location)
+    tar_path = Path(export.location)
+    assert tar_path.name == f"{export.name}.tar" and export.size_bytes == tar_path.stat().st_size
+    unpacked = tar_path.parent.parent.parent / "unpacked" / str(export.pk)
+    with tarfile.open(tar_path) as tar:
+        assert all(name.startswith(f"{export.name}/") for name in tar.getnames())
+        tar.extractall(unpacked, filter="data")
+    return export, unpacked / export.name
 
 
 def expected_label(image_id: int) -> str:
@@ -323,19 +331,21 @@ def test_bad_options_are_refused(decided_project, options):
     assert not Export.objects.exists()
 
 
-def test_tar_stream_holds_every_file_and_its_length_is_known(decided_project):
+def test_download_streams_the_tar_and_gzip_and_the_manifest_sits_beside_it(decided_project):
     export, root = run_export(decided_project["project"])
     download = export_service.export_download(export=export)
     data = b"".join(download.chunks)
-    assert len(data) == download.size
+    assert len(data) == download.size and data == Path(export.location).read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
     on_disk = {f"{export.name}/{p.relative_to(root)}": p.read_bytes()
                for p in root.rglob("*") if p.is_file()}
     assert members == on_disk
     gz = export_service.export_download(export=export, compress=True)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(gz.chunks)), mode="r:gz") as tar:
-        assert {m.name for m in tar.getmembers() if m.isfile()} == set(on_disk)
+    assert gz.filename == f"{export.name}.tar.gz"
+    assert gzip.decompress(b"".join(gz.chunks)) == data
+    assert export_service.export_manifest_path(export=export).read_bytes() == (
+        root / "manifest.json").read_bytes()
 
 
 def test_downloads_only_of_finished_exports(decided_project):
@@ -368,7 +378,7 @@ def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
 
     assert (result.expired, result.failed_stale, result.removed_temporary) == (1, 1, 1)
     assert Export.objects.get(pk=old.pk).state == Export.State.EXPIRED
-    assert not old_root.exists() and fresh_root.is_dir()
+    assert not Path(old.location).exists() and Path(fresh.location).is_file()
     assert Export.objects.get(pk=fresh.pk).state == Export.State.DONE
     assert Export.objects.get(pk=dead.pk).state == Export.State.FAILED
     assert list((export_dir / export_service.TMP_FOLDER).iterdir()) == []
