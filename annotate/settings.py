@@ -224,3 +224,5 @@ CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
     "task": "annotate.exports_cleanup",
     "schedule": env.float("EXPORT_CLEANUP_SECONDS", default=900.0),
 }
+# Threads that read, convert and hash images while an export writes them.
+EXPORT_THREADS = env.int("EXPORT_THREADS", default=2)

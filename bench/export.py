@@ -128,19 +128,30 @@ def child(project_id: int, mode: str, out: Path) -> None:
     export = export_service.export_create(
         project=Project.objects.get(pk=project_id), enqueue=False
     )
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started = time.perf_counter()
-    if mode == "folder":
+    if mode == "job":  # what the Celery job does: one tar file under EXPORT_DIR
         outcome = export_service.export_run(export_id=export.pk, run_token="bench")
-    else:
+    else:  # the command without --tar: a dataset folder
         outcome = export_service.export_run(export_id=export.pk, run_token="bench",
-                                            destination=out, tar=True)
+                                            destination=out)
     seconds = time.perf_counter() - started
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
     assert outcome == "done", outcome
     export.refresh_from_db()
     result = {"seconds": seconds, "peak_rss": peak_rss_mb(), "start_rss": start_rss,
               "export_id": export.pk, "location": export.location, "bytes": export.size_bytes}
-    if mode == "folder":
-        # The download: the same folder as a tar stream, written to a file.
+    if mode == "job":
+        # The download: the tar read in chunks, written to a file.
         download = export_service.export_download(export=export)
         started = time.perf_counter()
         with open(out, "wb") as f:
@@ -157,6 +168,8 @@ def run_child(env: dict, project_id: int, mode: str, out: Path) -> dict:
         [sys.executable, __file__, "--child", str(project_id), "--mode", mode, "--out", str(out)],
         env=env, capture_output=True, text=True, check=False,
     )
+    if os.environ.get("BENCH_PROFILE"):
+        print(done.stderr[-6000:])
     if done.returncode != 0:
         sys.exit(f"export child failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -182,7 +195,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--kb", type=int, default=40, help="approximate size of each JPEG")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", default="folder", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="job", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -230,22 +243,22 @@ def main() -> None:
             (scratch / "warm.tar").unlink()
             tar_seconds = tar_cf(source, relative, scratch / "source.tar")
             (scratch / "source.tar").unlink()
-            folder = run_child(env, projects[n], "folder", scratch / "download.tar")
+            job = run_child(env, projects[n], "job", scratch / "download.tar")
             (scratch / "download.tar").unlink()
-            shutil.rmtree(Path(folder["location"]).parent)
-            tarred = run_child(env, projects[n], "tar", scratch / "export.tar")
-            (scratch / "export.tar").unlink()
+            shutil.rmtree(Path(job["location"]).parent)
+            folder = run_child(env, projects[n], "folder", scratch / "dataset")
+            shutil.rmtree(scratch / "dataset")
             print(f"N={n}: {n} images, {megabytes:.1f} MB of source files")
             print(line("tar -cf (source files)", tar_seconds, n, megabytes, None))
-            print(line("export to a folder", folder["seconds"], n, megabytes, tar_seconds))
-            print(line("export to a tar (--tar)", tarred["seconds"], n, megabytes, tar_seconds))
-            print(line("download stream (tar)", folder["stream_seconds"], n,
-                       folder["stream_bytes"] / 1e6, tar_seconds))
-            print(f"  peak RSS of the export process: {folder['peak_rss']:.1f} MB "
-                  f"(+{folder['peak_rss'] - folder['start_rss']:.1f} MB over its start; "
-                  f"{folder['peak_rss_after_stream']:.1f} MB after the download stream), "
-                  f"--tar: {tarred['peak_rss']:.1f} MB")
-            peaks[n] = folder
+            print(line("export job (tar file)", job["seconds"], n, megabytes, tar_seconds))
+            print(line("export command (folder)", folder["seconds"], n, megabytes, tar_seconds))
+            print(line("download stream", job["stream_seconds"], n,
+                       job["stream_bytes"] / 1e6, tar_seconds))
+            print(f"  peak RSS of the export process: {job['peak_rss']:.1f} MB "
+                  f"(+{job['peak_rss'] - job['start_rss']:.1f} MB over its start; "
+                  f"{job['peak_rss_after_stream']:.1f} MB after the download stream); "
+                  f"folder export: {folder['peak_rss']:.1f} MB")
+            peaks[n] = job
         small, large = (peaks[n] for n in sizes)
         print(f"memory 4N/N: peak RSS {large['peak_rss'] / small['peak_rss']:.3f}x "
               f"(target <= 1.2x); growth over start "

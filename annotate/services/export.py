@@ -29,8 +29,9 @@ import time
 import uuid
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ import PIL.Image
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.text import slugify
@@ -58,6 +59,8 @@ EXPORT_TASK = "annotate.export_run"
 # How often a running export writes its progress (and so shows it is alive).
 PROGRESS_SECONDS = 0.5
 TMP_FOLDER = ".tmp"
+# Images being read and converted ahead of the writer: bounds the memory an export holds.
+LOAD_AHEAD = 32
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -199,6 +202,78 @@ class SplitPlan:
         return sum(c.val + c.train for c in self.classes)
 
 
+_SPLIT_COLUMNS = ("project_id", "image_id", "seed", "val_fraction", "key", "side", "created_at",
+                  "updated_at")
+
+
+def _insert_missing_rows(*, export: Export, missing: QuerySet, batch_size: int) -> None:
+    """Add the missing assignments as plain rows (building model instances for 10^6 images
+    would take minutes), their keys computed here."""
+    quote = connection.ops.quote_name
+    insert = (f"INSERT INTO {quote(SplitAssignment._meta.db_table)} "
+              f"({', '.join(quote(c) for c in _SPLIT_COLUMNS)}) "
+              "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    batch: list[tuple] = []
+    with connection.cursor() as cursor:
+        for image_id, sha in missing.iterator(chunk_size=batch_size):
+            batch.append((export.project_id, image_id, export.seed, export.val_fraction,
+                          split_key(seed=export.seed, sha256=sha), "", now, now))
+            if len(batch) >= batch_size:
+                cursor.executemany(insert, batch)
+                batch = []
+        if batch:
+            cursor.executemany(insert, batch)
+
+
+def _insert_missing_postgresql(*, export: Export, missing: QuerySet) -> None:
+    """The same in one INSERT ... SELECT: PostgreSQL computes the keys (its sha256() gives
+    the bytes split_key() hashes), and no row travels to Python."""
+    quote = connection.ops.quote_name
+    select, params = missing.query.sql_with_params()
+    sql = (
+        f"INSERT INTO {quote(SplitAssignment._meta.db_table)} "
+        f"({', '.join(quote(c) for c in _SPLIT_COLUMNS)}) "
+        "SELECT %s, missing.image_id, %s, %s, "
+        "encode(sha256(convert_to(%s || ':' || missing.sha256, 'UTF8')), 'hex'), '', %s, %s "
+        f"FROM ({select}) AS missing (image_id, sha256) ON CONFLICT DO NOTHING"
+    )
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (export.project_id, export.seed, export.val_fraction, str(export.seed),
+                             now, now, *params))
+
+
+def _assign_new(*, export: Export, quotas: dict[int, int]) -> None:
+    """In one UPDATE: per class, its unassigned images ranked by (key, image id); the first
+    `quotas[class]` go to val, the others to train. (PostgreSQL, and SQLite >= 3.33.)"""
+    if not quotas:
+        return
+    quote = connection.ops.quote_name
+    table = quote(SplitAssignment._meta.db_table)
+    unassigned = (
+        _assigned(export=export, side="", image__decisions__label_id__in=list(quotas))
+        .annotate(row_id=F("pk"), class_id=F("image__decisions__label_id"), row_key=F("key"),
+                  row_image=F("image_id"))
+        .values_list("row_id", "class_id", "row_key", "row_image")
+        .order_by()
+    )
+    select, params = unassigned.query.sql_with_params()
+    values = ", ".join(["(%s, %s)"] * len(quotas))
+    sql = (
+        f"UPDATE {table} SET {quote('side')} = CASE WHEN ranked.rn <= quota.column2 "
+        f"THEN '{SplitAssignment.Side.VAL}' ELSE '{SplitAssignment.Side.TRAIN}' END "
+        "FROM (SELECT u.row_id AS id, u.class_id AS class_id, ROW_NUMBER() OVER ("
+        "PARTITION BY u.class_id ORDER BY u.row_key, u.row_image) AS rn "
+        f"FROM ({select}) AS u) AS ranked "
+        f"JOIN (VALUES {values}) AS quota ON quota.column1 = ranked.class_id "
+        f"WHERE {table}.id = ranked.id"
+    )
+    flat_quotas = [number for pair in quotas.items() for number in pair]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*params, *flat_quotas))
+
+
 def split_assign(*, export: Export) -> SplitPlan:
     """Give every eligible image of `export`'s project a side for its (seed, val fraction),
     keeping the sides taken before, and return the per-class plan.
@@ -217,23 +292,10 @@ def split_assign(*, export: Export) -> SplitPlan:
             .values_list("image_id", "image__sha256")
             .order_by()
         )
-        batch: list[SplitAssignment] = []
-        for image_id, sha in missing.iterator(chunk_size=batch_size):
-            batch.append(
-                SplitAssignment(
-                    project=project,
-                    image_id=image_id,
-                    seed=export.seed,
-                    val_fraction=export.val_fraction,
-                    key=split_key(seed=export.seed, sha256=sha),
-                    side="",
-                )
-            )
-            if len(batch) >= batch_size:
-                SplitAssignment.objects.bulk_create(batch, ignore_conflicts=True)
-                batch = []
-        if batch:
-            SplitAssignment.objects.bulk_create(batch, ignore_conflicts=True)
+        if connection.vendor == "postgresql":
+            _insert_missing_postgresql(export=export, missing=missing)
+        else:
+            _insert_missing_rows(export=export, missing=missing, batch_size=batch_size)
 
         assigned = _assigned(export=export)
         counts: dict[int, Counter] = {}
@@ -245,6 +307,7 @@ def split_assign(*, export: Export) -> SplitPlan:
             label.pk: label for label in Label.objects.filter(project=project, pk__in=counts)
         }
         plan = SplitPlan(classes=[])
+        quotas: dict[int, int] = {}  # class -> how many of its new images go to val
         for label_id, sides in counts.items():
             label = labels[label_id]
             size = sum(sides.values())
@@ -254,16 +317,8 @@ def split_assign(*, export: Export) -> SplitPlan:
             target = val_target(size=size, val_fraction=export.val_fraction)
             new = sides[""]
             to_val = max(0, min(target - sides[SplitAssignment.Side.VAL], new))
-            unassigned = _assigned(export=export, image__decisions__label_id=label_id, side="")
-            if to_val:
-                first = unassigned.order_by("key", "image_id").values("pk")[:to_val]
-                SplitAssignment.objects.filter(pk__in=Subquery(first)).update(
-                    side=SplitAssignment.Side.VAL
-                )
-            if new - to_val:
-                SplitAssignment.objects.filter(
-                    pk__in=Subquery(unassigned.values("pk"))
-                ).update(side=SplitAssignment.Side.TRAIN)
+            if new:
+                quotas[label_id] = to_val
             plan.classes.append(
                 ClassPlan(
                     label_id=label_id,
@@ -275,6 +330,7 @@ def split_assign(*, export: Export) -> SplitPlan:
                     train=sides[SplitAssignment.Side.TRAIN] + new - to_val,
                 )
             )
+        _assign_new(export=export, quotas=quotas)
     # The class index is the position in wnid order, as ImageFolder sorts folder names.
     plan.classes.sort(key=lambda c: c.wnid)
     return plan
@@ -396,28 +452,35 @@ class DirectorySink:
 
 
 class TarSink:
-    """Writes the dataset's files into a tar file, under the folder `prefix`."""
+    """Writes the dataset's files into a tar file, under the folder `prefix`: a header block,
+    the bytes, padding to 512 (POSIX ustar; GNU long names when a path needs one)."""
 
     def __init__(self, fileobj: BinaryIO, prefix: str):
-        # GNU headers: one 512-byte block for the short ASCII names exports use (PAX would
-        # add an extended header per file), long names still work.
-        self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.GNU_FORMAT)
+        self.file = fileobj
         self.prefix = prefix
         self.mtime = int(time.time())
 
-    def add_bytes(self, relpath: str, data: bytes) -> None:
+    def _header(self, relpath: str, size: int) -> bytes:
         info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
-        info.size, info.mtime, info.mode = len(data), self.mtime, 0o644
-        self.tar.addfile(info, io.BytesIO(data))
+        info.size, info.mtime, info.mode = size, self.mtime, 0o644
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+
+    def add_bytes(self, relpath: str, data: bytes) -> None:
+        self.file.write(self._header(relpath, len(data)))
+        self.file.write(data)
+        if pad := -len(data) % tarfile.BLOCKSIZE:
+            self.file.write(bytes(pad))
 
     def add_file(self, relpath: str, source: Path) -> None:
-        info = self.tar.gettarinfo(str(source), arcname=f"{self.prefix}/{relpath}")
-        info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
-        with open(source, "rb") as f:
-            self.tar.addfile(info, f)
+        size = source.stat().st_size
+        self.file.write(self._header(relpath, size))
+        with open(source, "rb") as f:  # written by this export and closed: its size holds
+            shutil.copyfileobj(f, self.file, 1 << 20)
+        if pad := -size % tarfile.BLOCKSIZE:
+            self.file.write(bytes(pad))
 
     def close(self) -> None:
-        self.tar.close()
+        self.file.write(bytes(2 * tarfile.BLOCKSIZE))  # the end-of-archive marker
 
 
 class _HashingWriter:
@@ -550,35 +613,58 @@ def export_build(
         side_rows(SplitAssignment.Side.VAL,
                   *(("key", "image_id") if flat else ("image__decisions__label_id", "image_id"))),
     ]
+    resize = export.resize
+
+    def load(file_name: str) -> tuple[bytes, str] | Exception:
+        """Read, convert and hash one image (in a pool thread: file reads, Pillow's codecs
+        and hashlib release the GIL). A file that can't be read is returned as its error."""
+        try:
+            with default_storage.open(file_name, "rb") as source:
+                data = jpeg_bytes(source.read(), resize=resize, quality=quality)
+        except (OSError, SyntaxError, ValueError, EOFError,
+                PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
+            return error
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write(image_id: int, label_id: int, side: str, loaded: tuple[bytes, str] | Exception):
+        nonlocal done, unreadable, last_beat
+        done += 1
+        if isinstance(loaded, Exception):
+            unreadable += 1
+            left_log.write(json.dumps([image_id, None, f"unreadable: {loaded}"[:300]]) + "\n")
+            return
+        data, digest = loaded
+        wnid = wnid_of[label_id]
+        if side == SplitAssignment.Side.VAL and flat:
+            number = len(flat_val_wnids) + 1
+            relpath = f"val/ILSVRC_val_{number:08d}.JPEG"
+            flat_val_wnids.append(wnid)
+            lists["val_ground_truth.txt"].write(f"{index[label_id] + 1}\n")
+            lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
+        else:
+            relpath = f"{side}/{wnid}/{wnid}_{image_id}.JPEG"
+        sink.add_bytes(relpath, data)
+        log_file(relpath, digest, len(data), image_id)
+        lists[f"{side}.txt"].write(f"{relpath} {index[label_id]}\n")
+        written[(wnid, side)] += 1
+        if heartbeat is not None and time.monotonic() - last_beat >= PROGRESS_SECONDS:
+            heartbeat(done, total)
+            last_beat = time.monotonic()
+
     try:
-        for queryset in passes:
-            for image_id, file_name, label_id, side in queryset.iterator(chunk_size=1000):
-                wnid = wnid_of[label_id]
-                try:
-                    with default_storage.open(file_name, "rb") as source:
-                        data = jpeg_bytes(source.read(), resize=export.resize, quality=quality)
-                except (OSError, SyntaxError, ValueError, EOFError,
-                        PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
-                    unreadable += 1
-                    left_log.write(json.dumps([image_id, None, f"unreadable: {error}"[:300]]) + "\n")
-                    done += 1
-                    continue
-                if side == SplitAssignment.Side.VAL and flat:
-                    number = len(flat_val_wnids) + 1
-                    relpath = f"val/ILSVRC_val_{number:08d}.JPEG"
-                    flat_val_wnids.append(wnid)
-                    lists["val_ground_truth.txt"].write(f"{index[label_id] + 1}\n")
-                    lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
-                else:
-                    relpath = f"{side}/{wnid}/{wnid}_{image_id}.JPEG"
-                sink.add_bytes(relpath, data)
-                log_file(relpath, hashlib.sha256(data).hexdigest(), len(data), image_id)
-                lists[f"{side}.txt"].write(f"{relpath} {index[label_id]}\n")
-                written[(wnid, side)] += 1
-                done += 1
-                if heartbeat is not None and time.monotonic() - last_beat >= PROGRESS_SECONDS:
-                    heartbeat(done, total)
-                    last_beat = time.monotonic()
+        # Images are loaded by a few threads, a bounded window ahead of the writer, and
+        # written in query order: the output is the same whatever the threads' timing.
+        with ThreadPoolExecutor(max_workers=settings.EXPORT_THREADS) as pool:
+            for queryset in passes:
+                window: deque = deque()
+                for image_id, file_name, label_id, side in queryset.iterator(chunk_size=1000):
+                    window.append((image_id, label_id, side, pool.submit(load, file_name)))
+                    if len(window) >= LOAD_AHEAD:
+                        image_id, label_id, side, future = window.popleft()
+                        write(image_id, label_id, side, future.result())
+                while window:
+                    image_id, label_id, side, future = window.popleft()
+                    write(image_id, label_id, side, future.result())
 
         # Class list, meta.bin as torchvision's ImageNet reads it, the split lists.
         synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
@@ -778,7 +864,7 @@ def export_run(
             out = work / "out"
             out.mkdir()
             tar_path = out / f"{prefix}.tar"
-            with open(tar_path, "wb") as tar_file:
+            with open(tar_path, "wb", buffering=4 << 20) as tar_file:
                 sink: DirectorySink | TarSink = TarSink(tar_file, prefix)
                 result = export_build(export=export, sink=sink, scratch=scratch, heartbeat=beat)
                 sink.close()
