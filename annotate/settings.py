@@ -226,3 +226,5 @@ CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
 }
 # Threads that read, convert and hash images while an export writes them.
 EXPORT_THREADS = env.int("EXPORT_THREADS", default=2)
+# How often a running export writes its progress (which also shows that its job is alive).
+EXPORT_PROGRESS_SECONDS = env.float("EXPORT_PROGRESS_SECONDS", default=0.5)

@@ -56,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 DECIDED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
 EXPORT_TASK = "annotate.export_run"
-# How often a running export writes its progress (and so shows it is alive).
-PROGRESS_SECONDS = 0.5
 TMP_FOLDER = ".tmp"
 # Images being read and converted ahead of the writer: bounds the memory an export holds.
 LOAD_AHEAD = 32
@@ -577,7 +575,7 @@ def export_build(
     """Write the whole dataset of `export` into `sink`, using `scratch` for its lists.
 
     Raises ExportEmpty when no class qualifies. `heartbeat(done, total)` is called every
-    PROGRESS_SECONDS and at the end; it may raise ExportAborted to stop the build."""
+    EXPORT_PROGRESS_SECONDS and at the end; it may raise ExportAborted to stop the build."""
     plan = split_assign(export=export)
     if not plan.classes:
         raise ExportEmpty(
@@ -630,6 +628,7 @@ def export_build(
     ]
     resize = export.resize
     read_stored = _stored_file_reader()
+    progress_seconds = settings.EXPORT_PROGRESS_SECONDS
 
     def load(file_name: str, sha256: str) -> tuple[bytes, str] | Exception:
         """Read and convert one image (in a pool thread: file reads, Pillow's codecs and
@@ -669,7 +668,7 @@ def export_build(
         log_file(relpath, digest, len(data), image_id)
         lists[f"{side}.txt"].write(f"{relpath} {index[label_id]}\n")
         written[(wnid, side)] += 1
-        if heartbeat is not None and time.monotonic() - last_beat >= PROGRESS_SECONDS:
+        if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
             heartbeat(done, total)
             last_beat = time.monotonic()
 

@@ -24,7 +24,7 @@ def jobs_in_a_thread(monkeypatch, settings, tmp_path):
     """The export job runs in a thread of this process instead of a worker (the live server
     and the browser are here too), a little slowed down so that the page sees it running."""
     settings.EXPORT_DIR = tmp_path / "exports"
-    monkeypatch.setattr(export_service, "PROGRESS_SECONDS", 0.0)
+    settings.EXPORT_PROGRESS_SECONDS = 0.0
     real_jpeg_bytes = export_service.jpeg_bytes
 
     def slow_jpeg_bytes(*args, **kwargs):

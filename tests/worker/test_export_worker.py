@@ -44,7 +44,8 @@ def export_worker(tmp_path, settings):
     worker = Process(
         ["bin/worker", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         worker_env(DATABASE_URL=database_url(), WORKER_CONCURRENCY="1",
-                   EXPORT_DIR=str(settings.EXPORT_DIR), MEDIA_ROOT=str(settings.MEDIA_ROOT)),
+                   EXPORT_DIR=str(settings.EXPORT_DIR), MEDIA_ROOT=str(settings.MEDIA_ROOT),
+                   EXPORT_PROGRESS_SECONDS="0"),  # progress after every image
         tmp_path / "worker.log",
     )
     wait_until(lambda: "ready." in worker.log(), 60, "the worker to start", log=worker.log)
@@ -115,12 +116,12 @@ def test_a_worker_killed_mid_export_leaves_no_dataset_and_the_export_is_redone(
 
     export = export_service.export_create(project=project, user=None)
     tmp = Path(settings.EXPORT_DIR) / export_service.TMP_FOLDER
-    def written() -> int:
-        return sum(p.stat().st_size for p in tmp.glob(f"{export.pk}-*/out/*.tar"))
+    def progress() -> int:
+        return Export.objects.get(pk=export.pk).progress_done
 
-    # The test images are 2-3 KB; the job stops at the 30th, after at least 16 of them.
-    wait_until(lambda: written() >= 20_000, 60, "the job to write part of the dataset",
-               log=export_worker.log)
+    # The job stops at the 30th image, after at least 16 others.
+    wait_until(lambda: progress() >= 10 and list(tmp.glob(f"{export.pk}-*/out/*.tar")), 60,
+               "the job to write part of the dataset", log=export_worker.log)
     assert state_of(export.pk) == "running"
     assert not (Path(settings.EXPORT_DIR) / str(export.pk)).exists()
 
