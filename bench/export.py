@@ -125,6 +125,7 @@ def child(project_id: int, mode: str, out: Path) -> None:
     from annotate.services import export as export_service
 
     start_rss = rss_mb()
+    os.sync()  # no dirty pages of an earlier step to write back while this one is timed
     export = export_service.export_create(
         project=Project.objects.get(pk=project_id), enqueue=False
     )
@@ -153,6 +154,7 @@ def child(project_id: int, mode: str, out: Path) -> None:
     if mode == "job":
         # The download: the tar read in chunks, written to a file.
         download = export_service.export_download(export=export)
+        os.sync()
         started = time.perf_counter()
         with open(out, "wb") as f:
             for chunk in download.chunks:
@@ -178,6 +180,7 @@ def run_child(env: dict, project_id: int, mode: str, out: Path) -> dict:
 def tar_cf(source_root: Path, relative: str, out: Path, fsync: bool = False) -> float:
     """`tar -cf` of the source files; with `fsync`, also until the tar is on disk, as the
     export's job makes sure of its tar before it renames it into place and says done."""
+    os.sync()  # start with no dirty pages left by an earlier step, as each export does
     started = time.perf_counter()
     subprocess.run(["tar", "-cf", str(out), "-C", str(source_root), relative], check=True)
     if fsync:

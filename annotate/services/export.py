@@ -1025,8 +1025,9 @@ def exports_cleanup() -> CleanupResult:
     ttl = timedelta(hours=settings.EXPORT_TTL_HOURS)
     stale = now - timedelta(seconds=settings.EXPORT_STALE_SECONDS)
     for export in Export.objects.filter(state=Export.State.DONE, finished_at__lt=now - ttl).iterator():
-        if export.location and _inside_export_dir(export.location):
-            _remove(export_dir() / str(export.pk))
+        if not _inside_export_dir(export.location):
+            continue  # written by the command to a path of its own: not ours to remove
+        _remove(export_dir() / str(export.pk))
         Export.objects.filter(pk=export.pk, state=Export.State.DONE).update(
             state=Export.State.EXPIRED, updated_at=now
         )
@@ -1070,9 +1071,11 @@ def export_downloadable(*, export: Export) -> Path:
     if export.state != Export.State.DONE:
         raise Conflict(f"This export is {export.state}; it can be downloaded once it is done.")
     path = Path(export.location)
-    if not _inside_export_dir(export.location) or not path.is_file():
+    if not _inside_export_dir(export.location):
         raise Conflict("This export was written to a local path by a command; it is not "
                        "downloadable.")
+    if not path.is_file():
+        raise Gone("This export's files are gone; start a new export.")
     return path
 
 

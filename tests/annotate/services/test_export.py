@@ -382,3 +382,24 @@ def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
     assert Export.objects.get(pk=fresh.pk).state == Export.State.DONE
     assert Export.objects.get(pk=dead.pk).state == Export.State.FAILED
     assert list((export_dir / export_service.TMP_FOLDER).iterdir()) == []
+
+
+def test_cleanup_never_touches_what_the_command_wrote_elsewhere(decided_project, settings, tmp_path):
+    export = export_service.export_create(project=decided_project["project"], enqueue=False)
+    out = tmp_path / "mine"
+    assert export_service.export_run(export_id=export.pk, run_token="cmd", destination=out) == "done"
+    Export.objects.filter(pk=export.pk).update(
+        finished_at=timezone.now() - timedelta(hours=settings.EXPORT_TTL_HOURS + 1))
+    assert export_service.exports_cleanup().expired == 0
+    assert (out / "manifest.json").is_file()
+    export.refresh_from_db()
+    assert export.state == Export.State.DONE
+    with pytest.raises(Conflict, match="command"):
+        export_service.export_download(export=export)
+
+
+def test_a_done_export_whose_files_vanished_is_gone(decided_project):
+    export, _ = run_export(decided_project["project"])
+    Path(export.location).unlink()
+    with pytest.raises(export_service.Gone):
+        export_service.export_download(export=export)
