@@ -51,3 +51,17 @@ class DecisionAdmin(admin.ModelAdmin):
     list_display = ["id", "image", "label", "excluded", "rule", "confidence", "is_current", "created_at"]
     list_filter = ["rule", "is_current"]
     raw_id_fields = ["image", "label", "decided_by", "replaces"]
+
+
+# Exports (issue 6): read-only; they are made and changed by the export service.
+from annotate.models import Export  # noqa: E402
+
+
+@admin.register(Export)
+class ExportAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "state", "val_fraction", "seed", "val_layout", "created_at"]
+    list_filter = ["state", "project"]
+    readonly_fields = [field.name for field in Export._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -160,6 +160,11 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from static files: the docs page works with no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Several models have a `state`; name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStateEnum": "annotate.models.Image.State",
+        "ExportStateEnum": "annotate.models.Export.State",
+    },
 }
 
 # Celery: Redis when REDIS_URL is set, else a file-system broker that needs no server.
@@ -231,3 +236,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# Exports (PRODUCT.md section 6): datasets are written under EXPORT_DIR (a temporary folder
+# renamed when complete), downloaded as a tar stream, and removed EXPORT_TTL_HOURS after they
+# finish by a periodic clean-up, which also fails exports whose job stopped beating.
+EXPORT_DIR = Path(env("EXPORT_DIR", default=str(DATA_DIR / "exports")))
+EXPORT_TTL_HOURS = env.float("EXPORT_TTL_HOURS", default=7 * 24)
+EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
+EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=600)
+EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
+# Below Redis's visibility timeout, so a running export is never delivered a second time.
+EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3 * 3600)
+CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
+    "task": "annotate.exports_cleanup",
+    "schedule": env.float("EXPORT_CLEANUP_SECONDS", default=900.0),
+}
+# Threads that read, convert and hash images while an export writes them.
+EXPORT_THREADS = env.int("EXPORT_THREADS", default=2)
+# How often a running export writes its progress (which also shows that its job is alive).
+EXPORT_PROGRESS_SECONDS = env.float("EXPORT_PROGRESS_SECONDS", default=0.5)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("projects/<int:project_id>/review/", views.review_page, name="review"),
     path("projects/<int:project_id>/annotators/", views.annotators_page, name="annotators"),
     path("me/", views.my_stats, name="my-stats"),
+    path("projects/<int:project_id>/export/", views.export_page, name="export"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("labeling_api.urls")),

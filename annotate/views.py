@@ -143,3 +143,27 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @method_decorator(throttle_posts, name="dispatch")
 class LoginView(auth_views.LoginView):
     """Django's sign-in page, with a limit on attempts per client address."""
+
+# --- export page (issue 6): a form, a progress bar and a download link; the script uses the API.
+
+
+@login_required
+def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    from django.core.exceptions import PermissionDenied as PageForbidden
+
+    from annotate.models import Export
+
+    project = get_object_or_404(Project, pk=project_id)
+    if not request.user.is_project_admin:
+        raise PageForbidden("Only admins export datasets.")
+    progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
+    return render(
+        request,
+        "annotate/export.html",
+        {
+            "project": project,
+            "decided": progress["consensus"] + progress["reviewed"],
+            "exports": Export.objects.filter(project=project).order_by("-id")[:20],
+            "layouts": Export.ValLayout.choices,
+        },
+    )

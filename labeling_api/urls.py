@@ -38,3 +38,25 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
+
+# Exports (issue 6), kept in their own module and block so they merge on their own.
+from labeling_api import export_views  # noqa: E402
+
+urlpatterns += [
+    path(
+        "projects/<int:project_id>/exports/",
+        export_views.ExportListCreateApi.as_view(),
+        name="exports",
+    ),
+    path("exports/<int:export_id>/", export_views.ExportDetailApi.as_view(), name="export-detail"),
+    path(
+        "exports/<int:export_id>/download/",
+        export_views.ExportDownloadApi.as_view(),
+        name="export-download",
+    ),
+    path(
+        "exports/<int:export_id>/manifest/",
+        export_views.ExportManifestApi.as_view(),
+        name="export-manifest",
+    ),
+]

@@ -1,9 +1,11 @@
 """Thin tasks: take ids, call one service. Safe to run twice (acks_late redelivers)."""
 
 from celery import shared_task
+from django.conf import settings
 
 from annotate.models import Project
 from annotate.services import aggregation, ingest, jobs, serving
+from annotate.services import export as export_service
 
 
 @shared_task(name="annotate.image_preprocess", max_retries=3, autoretry_for=(OSError,),
@@ -45,3 +47,19 @@ def projects_reaggregate() -> int:
 def jobs_flush() -> int:
     """Beat: send jobs queued while the broker was down."""
     return jobs.jobs_flush()
+
+# --- exports ----------------------------------------------------------------------------------
+
+
+# Exports: the row exists before the job; a redelivered job (its worker died) carries the same
+# id and takes the export over, any other copy returns at once. Not retried on errors: a
+# failed export records why, and the admin starts a new one.
+@shared_task(name="annotate.export_run", bind=True, acks_late=True,
+             soft_time_limit=settings.EXPORT_TIME_LIMIT, time_limit=settings.EXPORT_TIME_LIMIT + 300)
+def export_run(self, export_id: int) -> str:
+    return export_service.export_run(export_id=export_id, run_token=self.request.id or "eager")
+
+
+@shared_task(name="annotate.exports_cleanup")
+def exports_cleanup() -> dict:
+    return vars(export_service.exports_cleanup())

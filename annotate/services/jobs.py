@@ -21,16 +21,26 @@ from annotate.models import QueuedJob
 logger = logging.getLogger(__name__)
 
 
+def publish(task_name: str, *args) -> None:
+    """Hand one task to the broker; raises when the broker can't be reached."""
+    # No publish retries: a down broker must not hold a web request; the flush retries.
+    current_app.send_task(task_name, args=args, retry=False)
+
+
 def _send(job: QueuedJob) -> bool:
     try:
-        # No publish retries: a down broker must not hold a web request; the flush retries.
-        current_app.send_task(job.task_name, args=job.args, retry=False)
+        publish(job.task_name, *job.args)
     except Exception as error:  # the broker's clients raise many kinds of connection errors
         QueuedJob.objects.filter(pk=job.pk).update(attempts=job.attempts + 1, last_error=str(error)[:500])
         logger.warning("could not queue %s; it stays in the outbox: %s", job, error)
         return False
     QueuedJob.objects.filter(pk=job.pk).delete()
     return True
+
+
+def enqueue(task_name: str, *args) -> bool:
+    """Queue `task_name(*args)` now (outside a transaction); False if it waits in the outbox."""
+    return _send(QueuedJob.objects.create(task_name=task_name, args=list(args)))
 
 
 def enqueue_on_commit(task_name: str, *args) -> QueuedJob:

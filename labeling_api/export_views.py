@@ -1,0 +1,135 @@
+"""REST API for exports (PRODUCT.md sections 6 and 7): start one, watch it, download it."""
+
+from django.http import FileResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.models import Export, Project
+from annotate.services import export as export_service
+from annotate.services.errors import InvalidInput, NotFound
+from labeling_api.permissions import IsProjectAdmin
+
+
+def _project(project_id: int) -> Project:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist.")
+    return project
+
+
+def _validated(serializer: serializers.Serializer) -> dict:
+    """The serializer's data, or a 400 {"detail", "field"} naming the first bad field."""
+    if not serializer.is_valid():
+        field, messages = next(iter(serializer.errors.items()))
+        message = messages[0] if isinstance(messages, list) and messages else messages
+        if field == "non_field_errors":
+            raise InvalidInput(str(message))
+        raise InvalidInput(f"{field}: {message}", field=field)
+    return serializer.validated_data
+
+
+class ExportOutputSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = [
+            "id", "project", "name", "state", "val_fraction", "seed", "val_layout", "resize",
+            "include_gold", "min_per_class", "progress", "counts", "size_bytes", "error",
+            "attempts", "created_at", "finished_at", "urls",
+        ]
+
+    def get_progress(self, export: Export) -> dict:
+        total = export.progress_total
+        fraction = 1.0 if export.state == Export.State.DONE else (
+            export.progress_done / total if total else 0.0
+        )
+        return {"done": export.progress_done, "total": total, "fraction": round(fraction, 4)}
+
+    def get_urls(self, export: Export) -> dict:
+        urls = {"self": f"/api/exports/{export.pk}/"}
+        if export.state == Export.State.DONE:
+            urls["download"] = f"/api/exports/{export.pk}/download/"
+            urls["download_gzip"] = f"/api/exports/{export.pk}/download/?compress=gzip"
+            urls["manifest"] = f"/api/exports/{export.pk}/manifest/"
+        return urls
+
+
+class ExportListCreateApi(GenericAPIView):
+    permission_classes = [IsProjectAdmin]
+    serializer_class = ExportOutputSerializer
+
+    class ExportCreateInputSerializer(serializers.Serializer):
+        val_fraction = serializers.FloatField(default=0.1, help_text="Share of each class in val.")
+        seed = serializers.IntegerField(default=0, min_value=0, max_value=2**63 - 1)
+        val_layout = serializers.ChoiceField(choices=Export.ValLayout.choices, default="folders")
+        resize = serializers.IntegerField(
+            required=False, allow_null=True, min_value=8, max_value=8192,
+            help_text="Shorter side in pixels; images are never enlarged.",
+        )
+        include_gold = serializers.BooleanField(default=False)
+        min_per_class = serializers.IntegerField(default=2, min_value=2, max_value=10**6)
+
+    @extend_schema(responses=ExportOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        exports = Export.objects.filter(project=_project(project_id)).order_by("-id")
+        page = self.paginate_queryset(exports)
+        return self.get_paginated_response(ExportOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=ExportCreateInputSerializer, responses={202: ExportOutputSerializer})
+    def post(self, request, project_id: int):
+        project = _project(project_id)
+        if not isinstance(request.data, dict):
+            raise InvalidInput("Send the export options as an object.")
+        data = _validated(self.ExportCreateInputSerializer(data=request.data))
+        export = export_service.export_create(project=project, user=request.user, **data)
+        return Response(ExportOutputSerializer(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetailApi(APIView):
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(responses=ExportOutputSerializer)
+    def get(self, request, export_id: int):
+        return Response(ExportOutputSerializer(export_service.export_get(export_id=export_id)).data)
+
+
+class ExportDownloadApi(APIView):
+    """The dataset as a tar, written while it is sent (no copy in memory or on disk)."""
+
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("compress", str, enum=["gzip"], required=False)],
+        responses={(200, "application/x-tar"): bytes},
+    )
+    def get(self, request, export_id: int):
+        compress = request.query_params.get("compress", "")
+        if compress not in ("", "none", "gzip"):
+            raise InvalidInput("compress must be 'gzip' or left out.", field="compress")
+        export = export_service.export_get(export_id=export_id)
+        download = export_service.export_download(export=export, compress=compress == "gzip")
+        response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
+        if download.size is not None:
+            response["Content-Length"] = str(download.size)
+        response["Content-Disposition"] = f'attachment; filename="{download.filename}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class ExportManifestApi(APIView):
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer("ExportManifest", {"files": serializers.DictField()})
+        }
+    )
+    def get(self, request, export_id: int):
+        export = export_service.export_get(export_id=export_id)
+        path = export_service.export_manifest_path(export=export)
+        return FileResponse(open(path, "rb"), content_type="application/json")

@@ -1,0 +1,110 @@
+"""The admin's export flow in a real browser: sign in, open the export page from the project
+list, start an export, watch the progress bar fill, download the tar, load it in torchvision."""
+
+import random
+import tarfile
+import threading
+
+import pytest
+from django.db import connection
+from torchvision.datasets import ImageFolder, ImageNet
+
+from annotate.models import Export, User
+from annotate.services import export as export_service
+from tests.export_helpers import decided_images
+from tests.factories import LabelFactory, ProjectFactory, UserFactory
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+PASSWORD = "Exp0rt-all-the-things!"
+
+
+@pytest.fixture
+def jobs_in_a_thread(monkeypatch, settings, tmp_path):
+    """The export job runs in a thread of this process instead of a worker (the live server
+    and the browser are here too), a little slowed down so that the page sees it running."""
+    settings.EXPORT_DIR = tmp_path / "exports"
+    settings.EXPORT_PROGRESS_SECONDS = 0.0
+    real_jpeg_bytes = export_service.jpeg_bytes
+
+    def slow_jpeg_bytes(*args, **kwargs):
+        threading.Event().wait(0.03)
+        return real_jpeg_bytes(*args, **kwargs)
+
+    monkeypatch.setattr(export_service, "jpeg_bytes", slow_jpeg_bytes)
+    threads = []
+
+    def run_in_thread(name, *args):
+        if name != "annotate.export_run":
+            return True  # image preprocessing: not needed here
+
+        def run():
+            try:
+                export_service.export_run(export_id=args[0], run_token="browser")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+        return True
+
+    monkeypatch.setattr("annotate.services.jobs.publish", run_in_thread)
+    yield threads
+    for thread in threads:
+        thread.join(30)
+
+
+def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
+    transactional_db, live_server, page, jobs_in_a_thread, tmp_path, screenshot_path
+):
+    rng = random.Random(3)
+    project = ProjectFactory(name="Browser shapes")
+    for i, name in enumerate(["circle", "square"]):
+        label = LabelFactory(project=project, wnid=f"n0300000{i}", name=name)
+        decided_images(project, label, 15, rng)
+    admin = UserFactory(username="ada", role=User.Role.ADMIN, is_staff=True)
+    admin.set_password(PASSWORD)
+    admin.save()
+
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "ada")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/")
+    page.locator("li.card", has_text="Browser shapes").get_by_role("link", name="Export").click()
+    page.wait_for_url(f"**/projects/{project.pk}/export/")
+
+    page.fill("#val_fraction", "0.2")
+    page.fill("#seed", "4")
+    # Record every value the progress bar takes, as the admin would see it move.
+    page.evaluate(
+        "() => { window.seen = []; const bar = document.getElementById('export-progress');"
+        " new MutationObserver(() => window.seen.push(bar.value))"
+        ".observe(bar, {attributes: true}); }"
+    )
+    page.get_by_role("button", name="Export").click()
+    download_link = page.locator("#export-download")
+    assert download_link.is_hidden()
+    page.locator("#export-progress").wait_for(state="visible")
+    download_link.wait_for(state="visible")
+    assert page.inner_text("#export-error") == ""
+    assert "6 val images in 2 classes" in page.inner_text("#export-text")
+    seen = page.evaluate("window.seen")
+    assert seen[-1] == 1 and seen == sorted(seen), seen
+    page.screenshot(path=screenshot_path("export-done.png"))
+
+    with page.expect_download() as info:
+        download_link.click()
+    saved = tmp_path / "download.tar"
+    info.value.save_as(saved)
+    export = Export.objects.get()
+    assert (export.state, export.seed, export.val_fraction, export.created_by) == (
+        "done", 4, 0.2, admin)
+    with tarfile.open(saved) as tar:
+        tar.extractall(tmp_path / "got", filter="data")
+    root = tmp_path / "got" / export.name
+    val = ImageNet(str(root), split="val")
+    assert len(val) == 6 and val.wnids == ["n03000000", "n03000001"]
+    assert len(ImageFolder(root / "train")) == 24
+    assert page.js_errors == []
