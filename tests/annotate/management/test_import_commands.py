@@ -1,0 +1,113 @@
+"""import_images and import_labels, the way an admin runs them."""
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotate.models import Decision, Image, Label
+from tests.ingest_files import noise_image, zip_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def run(*args) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def image_folder(root: Path, labels) -> Path:
+    """train/<wnid>/..., <wnid>/..., a stray file, a non-label folder and a zip of more."""
+    files = {
+        f"train/{labels[0].wnid}/a.jpg": noise_image(1),
+        f"train/{labels[0].wnid}/b.png": noise_image(2, fmt="PNG"),
+        f"{labels[1].wnid}/c.jpg": noise_image(3),
+        "README.txt": b"how this folder was made",
+        "misc/d.jpg": noise_image(4),
+    }
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (root / "more.zip").write_bytes(zip_bytes({f"{labels[2].wnid}/e.jpg": noise_image(5)}))
+    return root
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_import_images_gold_from_folders_and_reruns_add_nothing(project, labels, tmp_path, workers):
+    folder = image_folder(tmp_path / "photos", labels)
+    out, err = run("import_images", str(project.pk), str(folder), "--gold-from-folders",
+                   "--workers", str(workers))
+    assert "4 images created (0 of them near duplicates), 0 already in the project, 2 rejected" in out
+    assert "rejected README.txt: folder" not in err
+    assert "rejected README.txt: not inside a label folder (<wnid>/...)" in err
+    assert f"rejected misc/d.jpg: folder 'misc' is not a label of this project" in err
+    gold = dict(Image.objects.values_list("original_name", "gold_label__wnid"))
+    assert gold == {
+        f"train/{labels[0].wnid}/a.jpg": labels[0].wnid,
+        f"train/{labels[0].wnid}/b.png": labels[0].wnid,
+        f"{labels[1].wnid}/c.jpg": labels[1].wnid,
+        f"more.zip/{labels[2].wnid}/e.jpg": labels[2].wnid,
+    }
+    assert Decision.objects.filter(rule=Decision.Rule.GOLD, is_current=True).count() == 4
+    assert all(image.preprocessed for image in Image.objects.all())
+
+    again, _ = run("import_images", project.name, str(folder), "--gold-from-folders",
+                   "--workers", str(workers))
+    assert "0 images created (0 of them near duplicates), 4 already in the project, 2 rejected" in again
+    assert Image.objects.count() == 4
+
+
+def test_import_images_from_a_zip_without_gold(project, tmp_path):
+    archive = tmp_path / "set.zip"
+    archive.write_bytes(zip_bytes({"x/1.jpg": noise_image(10), "x/2.jpg": noise_image(11),
+                                   "../3.jpg": noise_image(12)}))
+    out, err = run("import_images", str(project.pk), str(archive), "--workers", "2")
+    assert "2 images created" in out and "1 rejected" in out
+    assert "rejected set.zip/../3.jpg: path with '..' in the archive" in err
+    assert set(Image.objects.values_list("state", "is_gold")) == {(Image.State.OPEN, False)}
+
+
+def test_import_images_refuses_bad_arguments(project, tmp_path):
+    with pytest.raises(CommandError, match="neither a folder nor a zip"):
+        run("import_images", str(project.pk), str(tmp_path / "missing"))
+    with pytest.raises(CommandError, match="No label 'nope'"):
+        run("import_images", str(project.pk), str(tmp_path), "--gold-label", "nope")
+    with pytest.raises(CommandError, match="workers must be at least 1"):
+        run("import_images", str(project.pk), str(tmp_path), "--workers", "0")
+    with pytest.raises(CommandError, match="No project"):
+        run("import_images", "no such project", str(tmp_path))
+
+
+def test_import_labels_reports_lines_and_keeps_html_as_text(project, tmp_path):
+    lines = ["n01440764 tench, Tinca tinca", "", "n01443537", "n01440764 tench again",
+             "<i>n0</i> goldfish", "n01443537 goldfish, <b>Carassius</b> auratus"]
+    mapping = tmp_path / "LOC_synset_mapping.txt"
+    mapping.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out, err = run("import_labels", str(project.pk), str(mapping))
+    assert "2 labels created, 0 already present, 4 lines with problems." in out
+    assert err.splitlines() == [
+        "line 2: blank line",
+        "line 3: expected '<wnid> <name>[, <other names>]'",
+        "line 4: duplicate id n01440764 (first on line 1)",
+        "line 5: '<i>n0</i>' is not a valid label id (WordNet id or slug)",
+    ]
+    assert Label.objects.get(wnid="n01443537").name == "goldfish, <b>Carassius</b> auratus"
+    out, _ = run("import_labels", str(project.pk), str(mapping))
+    assert "0 labels created, 2 already present" in out
+
+
+def test_import_labels_a_thousand_lines(project, tmp_path):
+    mapping = tmp_path / "map.txt"
+    mapping.write_text("".join(f"n{i:08d} class {i}, thing {i}\n" for i in range(1000)))
+    out, _ = run("import_labels", str(project.pk), str(mapping))
+    assert "1000 labels created" in out
+    assert list(Label.objects.filter(project=project).values_list("position", flat=True)) == list(range(1000))
