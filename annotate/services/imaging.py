@@ -7,6 +7,7 @@ The rules of what is accepted are the ingest service's; the caps arrive as `Limi
 import contextlib
 import hashlib
 import io
+import math
 import struct
 import tempfile
 import warnings
@@ -133,10 +134,16 @@ def inspect(stream: BinaryIO, limits: Limits) -> Inspected:
                         f"decompression bomb refused: {img.width}x{img.height} is {pixels} "
                         f"pixels, over the limit of {limits.max_pixels}"
                     )
+                stored_size = img.size
+                if img.format == "JPEG":
+                    # libjpeg reads and entropy-decodes every byte of the file at any scale,
+                    # so truncated or damaged data fails the same way; only the inverse DCT
+                    # runs at the smallest scale still above the CNN copy's size.
+                    img.draft(None, _at_least(img.size, limits.short_side))
                 img.load()  # the whole first frame: truncated or damaged data fails here
                 fmt = img.format or ""
                 small = preprocessed_copy(img, limits.short_side)
-                oriented_size = _oriented_size(img)
+                oriented_size = _oriented_size(img, stored_size)
     except ImageRejected:
         raise
     except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
@@ -158,13 +165,21 @@ def inspect(stream: BinaryIO, limits: Limits) -> Inspected:
     )
 
 
-def _oriented_size(img: PIL.Image.Image) -> tuple[int, int]:
+def _at_least(size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """`size` scaled down so that its shorter side is `short_side` (never up), rounded up."""
+    shorter = min(size)
+    if shorter <= short_side:
+        return size
+    return (math.ceil(size[0] * short_side / shorter), math.ceil(size[1] * short_side / shorter))
+
+
+def _oriented_size(img: PIL.Image.Image, size: tuple[int, int]) -> tuple[int, int]:
     try:
         orientation = img.getexif().get(0x0112, 1)
     except (OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
         orientation = 1
     # Orientations 5 to 8 turn the image a quarter.
-    return (img.height, img.width) if orientation in (5, 6, 7, 8) else (img.width, img.height)
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
 def hamming(a: str, b: str) -> int:
@@ -263,3 +278,8 @@ def inspect_source(source: Source, limits: Limits) -> Inspected | str:
         return str(error)
     except OSError as error:
         return f"cannot read the file: {error.strerror or error}"
+
+
+def inspect_sources(sources: list[Source], limits: Limits) -> list[Inspected | str]:
+    """inspect_source for a few files at once: one round trip to a worker process."""
+    return [inspect_source(source, limits) for source in sources]

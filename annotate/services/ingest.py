@@ -131,7 +131,8 @@ class Candidate:
 
 Progress = Callable[[int], None]  # called with the number of files just finished
 
-STORE_BATCH = 50  # files per transaction; each file still has its own savepoint
+STORE_BATCH = 50  # files per transaction
+INSPECT_CHUNK = 8  # files per task sent to a worker process
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HASH_BANDS = 4  # 16-bit quarters of the 64-bit perceptual hash (models.ImageHashBand)
 
@@ -302,26 +303,43 @@ def _inspected(
             else:
                 yield candidate, imaging.inspect_source(candidate.source, limits)
         return
-    window: collections.deque[tuple[Candidate, Future | None]] = collections.deque()
+    # Files go to the workers in small chunks (less inter-process traffic per file); at most
+    # a few chunks per worker are in flight.
+    window: collections.deque[tuple[list[Candidate], Future | None]] = collections.deque()
     # spawn, not fork: a forked child would share the parent's database connection.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        for candidate in candidates:
-            future = None
-            if candidate.problem is None and candidate.source is not None:
-                if isinstance(candidate.source, imaging.StreamSource):
-                    raise ValueError("open streams cannot be sent to worker processes")
-                future = pool.submit(imaging.inspect_source, candidate.source, limits)
-            window.append((candidate, future))
-            while len(window) > workers * 8:
-                yield _settled(*window.popleft())
+        for chunk in _chunks(candidates, INSPECT_CHUNK):
+            sources = [c.source for c in chunk if c.problem is None and c.source is not None]
+            if any(isinstance(source, imaging.StreamSource) for source in sources):
+                raise ValueError("open streams cannot be sent to worker processes")
+            future = pool.submit(imaging.inspect_sources, sources, limits) if sources else None
+            window.append((chunk, future))
+            while len(window) > workers * 4:
+                yield from _settled(*window.popleft())
         while window:
-            yield _settled(*window.popleft())
+            yield from _settled(*window.popleft())
 
 
-def _settled(candidate: Candidate, future: Future | None) -> tuple[Candidate, Inspected | str]:
-    if future is None:
-        return candidate, candidate.problem or "nothing to read"
-    return candidate, future.result()
+def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
+    chunk: list[Candidate] = []
+    for candidate in candidates:
+        chunk.append(candidate)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _settled(
+    chunk: list[Candidate], future: Future | None
+) -> Iterator[tuple[Candidate, Inspected | str]]:
+    outcomes = iter(future.result() if future is not None else ())
+    for candidate in chunk:
+        if candidate.problem is not None or candidate.source is None:
+            yield candidate, candidate.problem or "nothing to read"
+        else:
+            yield candidate, next(outcomes)
 
 
 # --- store ------------------------------------------------------------------------------------
@@ -332,22 +350,36 @@ def _band_keys(phash: str) -> list[int]:
     return [band * 65536 + ((value >> (16 * band)) & 0xFFFF) for band in range(HASH_BANDS)]
 
 
-def image_near_duplicate(*, project: Project, phash: str) -> tuple[int, int] | None:
-    """The closest earlier image of the project within NEAR_DUPLICATE_MAX_DISTANCE of `phash`,
-    as (image id, distance), or None. Exact for distances up to 3 (see ImageHashBand)."""
-    rows = (
-        ImageHashBand.objects.filter(project=project, key__in=_band_keys(phash))
+def _hashes_sharing_a_band(*, project: Project, phashes: Iterable[str]) -> dict[int, str]:
+    """Earlier images of the project whose hash shares a band with one of `phashes`: every
+    image within distance 3 of any of them is among these (see ImageHashBand)."""
+    keys = {key for phash in phashes for key in _band_keys(phash)}
+    if not keys:
+        return {}
+    return dict(
+        ImageHashBand.objects.filter(project=project, key__in=keys)
         .values_list("image_id", "image__phash")
         .distinct()
     )
+
+
+def _closest(phash: str, others: Iterable[tuple[int, str]]) -> tuple[int, int] | None:
+    """The (id, distance) of the closest hash within NEAR_DUPLICATE_MAX_DISTANCE, ties to
+    the earliest image, or None."""
     best = None
-    for image_id, other in rows:
+    for image_id, other in others:
         distance = imaging.hamming(phash, other)
         if distance <= settings.NEAR_DUPLICATE_MAX_DISTANCE and (
             best is None or (distance, image_id) < (best[1], best[0])
         ):
             best = (image_id, distance)
     return best
+
+
+def image_near_duplicate(*, project: Project, phash: str) -> tuple[int, int] | None:
+    """The closest earlier image of the project within NEAR_DUPLICATE_MAX_DISTANCE of `phash`,
+    as (image id, distance), or None."""
+    return _closest(phash, _hashes_sharing_a_band(project=project, phashes=[phash]).items())
 
 
 def _stored_name(name: str) -> str:
@@ -386,68 +418,81 @@ def _files_delete(names: Iterable[str]) -> None:
             logger.exception("could not delete %s after a failed ingest", name)
 
 
-def _image_rows_create(*, image: Image, project: Project, gold_label: Label | None) -> None:
-    """The image row, its hash bands and (gold) its decision. Call inside a transaction."""
-    image.save()
-    ImageHashBand.objects.bulk_create(
-        ImageHashBand(image=image, project=project, key=key) for key in _band_keys(image.phash)
-    )
-    if gold_label is not None:
-        decision_record(
-            image=image, label_id=gold_label.pk, rule=Decision.Rule.GOLD, confidence=1.0
+def _image_rows_create(
+    *, images: list[Image], project: Project, links: dict[int, tuple[int, int]] | None = None
+) -> None:
+    """The rows of freshly stored images: images, hash bands, gold decisions. Call inside a
+    transaction. `links` maps an image's index to (index of an earlier image in `images`,
+    distance): near duplicates within the batch, linked once both have ids."""
+    Image.objects.bulk_create(images)
+    if links:
+        for index, (earlier, distance) in links.items():
+            images[index].near_duplicate_of_id = images[earlier].pk
+            images[index].near_duplicate_distance = distance
+        Image.objects.bulk_update(
+            [images[index] for index in links],
+            ["near_duplicate_of", "near_duplicate_distance"],
         )
+    ImageHashBand.objects.bulk_create(
+        ImageHashBand(image=image, project=project, key=key)
+        for image in images
+        for key in _band_keys(image.phash)
+    )
+    for image in images:
+        if image.gold_label is not None:
+            decision_record(
+                image=image, label_id=image.gold_label.pk, rule=Decision.Rule.GOLD,
+                confidence=1.0,
+            )
 
 
 def _store_batch(
     *, project: Project, batch: list[tuple[Candidate, Inspected]], result: UploadResult
 ) -> None:
-    """Store a batch in one transaction, each file in its own savepoint.
+    """Store a batch of checked files, each one all or nothing.
 
-    Files are written before their rows; every file written for an image whose rows did not
-    commit is deleted again, whatever went wrong. So no row is ever without its files, and
-    no file outlives a failed row.
+    Files are written before their rows, and every file written for an image whose rows did
+    not commit is deleted again, whatever went wrong: no row is ever without its files, no
+    file outlives a failed row. The rows of the batch go in one transaction; if another
+    upload stored some of the same bytes meanwhile, the batch is redone file by file.
     """
     known = set(
         Image.objects.filter(
             project=project, sha256__in=[inspected.sha256 for _, inspected in batch]
         ).values_list("sha256", flat=True)
     )
-    written: list[str] = []
-    created: list[tuple[Candidate, Image]] = []
-    duplicates = 0
+    fresh: list[tuple[Candidate, Inspected]] = []
+    for candidate, inspected in batch:
+        if inspected.sha256 in known:
+            result.duplicates += 1
+        else:
+            known.add(inspected.sha256)
+            fresh.append((candidate, inspected))
+    earlier = _hashes_sharing_a_band(project=project, phashes=[i.phash for _, i in fresh])
+    stored: list[tuple[Candidate, Image, list[str]]] = []
     try:
-        with transaction.atomic():
-            for candidate, inspected in batch:
-                if inspected.sha256 in known:
-                    duplicates += 1
-                    continue
-                image = _image_new(project=project, candidate=candidate, inspected=inspected)
-                try:
-                    files = _files_write(image, candidate, inspected)
-                except OSError as error:
-                    logger.exception("could not store %s", candidate.name)
-                    result.rejected.append(
-                        {"name": candidate.name, "reason": f"could not store the file: {error}"}
-                    )
-                    continue
-                written.extend(files)
-                try:
-                    with transaction.atomic():
-                        _image_rows_create(
-                            image=image, project=project, gold_label=candidate.gold_label
-                        )
-                except IntegrityError:
-                    # The same bytes arrived through another upload in the meantime.
-                    _files_delete(files)
-                    duplicates += 1
-                    continue
-                known.add(inspected.sha256)
-                created.append((candidate, image))
+        for candidate, inspected in fresh:
+            image = _image_new(project=project, candidate=candidate, inspected=inspected)
+            try:
+                files = _files_write(image, candidate, inspected)
+            except OSError as error:
+                logger.exception("could not store %s", candidate.name)
+                result.rejected.append(
+                    {"name": candidate.name, "reason": f"could not store the file: {error}"}
+                )
+                continue
+            stored.append((candidate, image, files))
+        images = [image for _, image, _ in stored]
+        links = _near_duplicates_link(images=images, earlier=earlier)
+        try:
+            with transaction.atomic():
+                _image_rows_create(images=images, project=project, links=links)
+        except IntegrityError:
+            stored = _store_one_by_one(project=project, stored=stored, result=result)
     except BaseException:
-        _files_delete(written)
+        _files_delete(name for _, _, files in stored for name in files)
         raise
-    result.duplicates += duplicates
-    for candidate, image in created:
+    for candidate, image, _ in stored:
         result.created.append(image.pk)
         if image.near_duplicate_of_id is not None:
             result.near_duplicates.append(
@@ -458,6 +503,48 @@ def _store_batch(
                     "distance": image.near_duplicate_distance,
                 }
             )
+
+
+def _near_duplicates_link(
+    *, images: list[Image], earlier: dict[int, str]
+) -> dict[int, tuple[int, int]]:
+    """Link each image to the closest earlier one: one already stored (set here), or one
+    earlier in this batch (returned as index -> (earlier index, distance), for after the
+    insert). Images already stored win ties: they are the earlier ones."""
+    links = {}
+    for index, image in enumerate(images):
+        best = _closest(image.phash, earlier.items())
+        in_batch = _closest(image.phash, ((i, other.phash) for i, other in enumerate(images[:index])))
+        if best is not None and (in_batch is None or best[1] <= in_batch[1]):
+            image.near_duplicate_of_id, image.near_duplicate_distance = best
+        elif in_batch is not None:
+            links[index] = in_batch
+    return links
+
+
+def _store_one_by_one(
+    *, project: Project, stored: list[tuple[Candidate, Image, list[str]]], result: UploadResult
+) -> list[tuple[Candidate, Image, list[str]]]:
+    """The slow path after a conflict: each image in its own transaction, relinked."""
+    kept = []
+    for candidate, image, files in stored:
+        image.pk = None
+        image.near_duplicate_of = None
+        image.near_duplicate_of_id = None
+        image.near_duplicate_distance = None
+        near = image_near_duplicate(project=project, phash=image.phash)
+        if near is not None:
+            image.near_duplicate_of_id, image.near_duplicate_distance = near
+        try:
+            with transaction.atomic():
+                _image_rows_create(images=[image], project=project)
+        except IntegrityError:
+            # The same bytes arrived through another upload in the meantime.
+            _files_delete(files)
+            result.duplicates += 1
+            continue
+        kept.append((candidate, image, files))
+    return kept
 
 
 def _image_new(*, project: Project, candidate: Candidate, inspected: Inspected) -> Image:
@@ -476,9 +563,6 @@ def _image_new(*, project: Project, candidate: Candidate, inspected: Inspected) 
         state=Image.State.CONSENSUS if gold_label is not None else Image.State.OPEN,
     )
     image.free_slots = image_free_slots(image=image, project=project)
-    near = image_near_duplicate(project=project, phash=inspected.phash)
-    if near is not None:
-        image.near_duplicate_of_id, image.near_duplicate_distance = near
     return image
 
 

@@ -332,3 +332,22 @@ def test_gold_from_folders_in_a_zip(project, media, labels):
     gold = dict(Image.objects.values_list("original_name", "gold_label__wnid"))
     assert gold == {f"set.zip/train/{labels[0].wnid}/a.jpg": labels[0].wnid,
                     f"set.zip/{labels[1].wnid}/sub/b.jpg": labels[1].wnid}
+
+
+def test_a_concurrent_upload_of_the_same_bytes_is_a_duplicate(project, media, monkeypatch):
+    from tests.factories import ImageFactory
+
+    first, second = noise_image(90), noise_image(91)
+    real_write = ingest._files_write
+
+    def write_while_another_upload_wins(image, candidate, inspected):
+        if candidate.name == "second.jpg":  # meanwhile, another request stores these bytes
+            ImageFactory(project=project, sha256=inspected.sha256, phash="")
+        return real_write(image, candidate, inspected)
+
+    monkeypatch.setattr(ingest, "_files_write", write_while_another_upload_wins)
+    result = upload(project, ("first.jpg", first), ("second.jpg", second))
+    assert (len(result.created), result.duplicates, result.rejected) == (1, 1, [])
+    assert Image.objects.get(pk=result.created[0]).original_name == "first.jpg"
+    files = stored_files(media)
+    assert len(files) == 2 and not any("second" in f for f in files)
