@@ -46,6 +46,12 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
+def truncated_big_jpeg() -> bytes:
+    # Big enough that the JPEG is decoded at a reduced DCT scale: truncation must still fail.
+    data = noise_image(1, size=(1200, 900), quality=95)
+    return data[: len(data) * 2 // 3]
+
+
 def ico_file() -> bytes:
     buffer = io.BytesIO()
     PILImage.new("RGB", (16, 16), (1, 2, 3)).save(buffer, "ICO")
@@ -58,6 +64,7 @@ def ico_file() -> bytes:
         ("cat.jpg", b"this is a text file, not a JPEG\n", "not an image in an accepted format"),
         ("empty.jpg", b"", "empty file"),
         ("cut.png", truncated_png(), "damaged or truncated image"),
+        ("cut.jpg", truncated_big_jpeg(), "damaged or truncated image"),
         ("bomb.png", png_header_only(30000, 30000), "decompression bomb refused"),
         ("icon.ico", ico_file(), "not an image in an accepted format"),
     ],
