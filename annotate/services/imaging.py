@@ -114,7 +114,14 @@ def perceptual_hash(img: PIL.Image.Image) -> str:
     return str(imagehash.phash(img))
 
 
-def inspect(stream: BinaryIO, limits: Limits) -> Inspected:
+@dataclass(frozen=True)
+class Known:
+    """The file's SHA-256 is one the project holds already: it was not decoded again."""
+
+    sha256: str
+
+
+def inspect(stream: BinaryIO, limits: Limits, known: frozenset[str] = frozenset()) -> Inspected | Known:
     """Check one file and prepare what ingest stores with it. `stream` must be seekable.
 
     Raises ImageRejected for anything that is not a complete image in an accepted format
@@ -122,6 +129,8 @@ def inspect(stream: BinaryIO, limits: Limits) -> Inspected:
     the pixel cap is checked, so a decompression bomb is refused before it is decoded.
     """
     sha256, size = file_digest(stream, limits.max_bytes)
+    if sha256 in known:
+        return Known(sha256)
     stream.seek(0)
     try:
         with warnings.catch_warnings():
@@ -265,21 +274,32 @@ def archives_close() -> None:
 Source = PathSource | ZipMemberSource | StreamSource
 
 
-def inspect_source(source: Source, limits: Limits) -> Inspected | str:
-    """Open and inspect one source: the Inspected, or the reason it was rejected.
+_known: frozenset[str] = frozenset()
+
+
+def known_set(sha256s: frozenset[str]) -> None:
+    """Worker process initializer: the SHA-256s the project holds when the import starts."""
+    global _known
+    _known = sha256s
+
+
+def inspect_source(
+    source: Source, limits: Limits, known: frozenset[str] | None = None
+) -> Inspected | Known | str:
+    """Open and inspect one source: the Inspected, Known, or the reason it was rejected.
 
     The entry point of worker processes; it returns the reason rather than raising it, so
     that nothing but plain values crosses the process boundary.
     """
     try:
         with source.open() as stream:
-            return inspect(stream, limits)
+            return inspect(stream, limits, _known if known is None else known)
     except ImageRejected as error:
         return str(error)
     except OSError as error:
         return f"cannot read the file: {error.strerror or error}"
 
 
-def inspect_sources(sources: list[Source], limits: Limits) -> list[Inspected | str]:
+def inspect_sources(sources: list[Source], limits: Limits) -> list[Inspected | Known | str]:
     """inspect_source for a few files at once: one round trip to a worker process."""
     return [inspect_source(source, limits) for source in sources]

@@ -133,6 +133,7 @@ Progress = Callable[[int], None]  # called with the number of files just finishe
 
 STORE_BATCH = 50  # files per transaction
 INSPECT_CHUNK = 8  # files per task sent to a worker process
+KNOWN_SHA256_MAX = 250_000  # hashes of a project's images handed to the inspection
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HASH_BANDS = 4  # 16-bit quarters of the 64-bit perceptual hash (models.ImageHashBand)
 
@@ -288,12 +289,13 @@ def _folder_candidates(root: Path, gold: _GoldRule) -> Iterator[Candidate]:
 
 
 def _inspected(
-    candidates: Iterable[Candidate], *, workers: int
-) -> Iterator[tuple[Candidate, Inspected | str]]:
+    candidates: Iterable[Candidate], *, workers: int, known: frozenset[str]
+) -> Iterator[tuple[Candidate, Inspected | imaging.Known | str]]:
     """Each candidate with its inspection (or the reason it was refused), in input order.
 
-    With workers > 1 the decoding runs in that many processes, at most a few files ahead of
-    the storing, so memory stays flat however many files there are.
+    Files whose SHA-256 is in `known` are not decoded (re-runs of an import are quick). With
+    workers > 1 the decoding runs in that many processes, at most a few files ahead of the
+    storing, so memory stays flat however many files there are.
     """
     limits = _limits()
     if workers <= 1:
@@ -301,13 +303,18 @@ def _inspected(
             if candidate.problem is not None or candidate.source is None:
                 yield candidate, candidate.problem or "nothing to read"
             else:
-                yield candidate, imaging.inspect_source(candidate.source, limits)
+                yield candidate, imaging.inspect_source(candidate.source, limits, known)
         return
     # Files go to the workers in small chunks (less inter-process traffic per file); at most
     # a few chunks per worker are in flight.
     window: collections.deque[tuple[list[Candidate], Future | None]] = collections.deque()
     # spawn, not fork: a forked child would share the parent's database connection.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=imaging.known_set,
+        initargs=(known,),
+    ) as pool:
         for chunk in _chunks(candidates, INSPECT_CHUNK):
             sources = [c.source for c in chunk if c.problem is None and c.source is not None]
             if any(isinstance(source, imaging.StreamSource) for source in sources):
@@ -333,7 +340,7 @@ def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candida
 
 def _settled(
     chunk: list[Candidate], future: Future | None
-) -> Iterator[tuple[Candidate, Inspected | str]]:
+) -> Iterator[tuple[Candidate, Inspected | imaging.Known | str]]:
     outcomes = iter(future.result() if future is not None else ())
     for candidate in chunk:
         if candidate.problem is not None or candidate.source is None:
@@ -572,14 +579,25 @@ def _ingest(
     candidates: Iterable[Candidate],
     workers: int = 1,
     progress: Progress | None = None,
+    skip_known: bool = False,
 ) -> UploadResult:
     result = UploadResult()
     batch: list[tuple[Candidate, Inspected]] = []
     pending = 0
-    for candidate, outcome in _inspected(candidates, workers=workers):
+    known: frozenset[str] = frozenset()
+    if skip_known:
+        # Bulk imports skip decoding what the project holds already, so a re-run is quick.
+        # Up to this many hashes are cheap to hand to each worker; past it, a re-run decodes
+        # again, and the database still finds every duplicate.
+        shas = Image.objects.filter(project=project).values_list("sha256", flat=True)
+        first = list(shas[: KNOWN_SHA256_MAX + 1])
+        known = frozenset(first) if len(first) <= KNOWN_SHA256_MAX else frozenset()
+    for candidate, outcome in _inspected(candidates, workers=workers, known=known):
         pending += 1
         if isinstance(outcome, str):
             result.rejected.append({"name": candidate.name, "reason": outcome})
+        elif isinstance(outcome, imaging.Known):
+            result.duplicates += 1
         else:
             batch.append((candidate, outcome))
         if len(batch) >= STORE_BATCH:
@@ -641,7 +659,11 @@ def images_import(
         raise InvalidInput(f"{path} is neither a folder nor a zip archive.", field="path")
     try:
         return _ingest(
-            project=project, candidates=candidates, workers=workers, progress=progress
+            project=project,
+            candidates=candidates,
+            workers=workers,
+            progress=progress,
+            skip_known=True,
         )
     finally:
         imaging.archives_close()

@@ -358,3 +358,19 @@ def test_a_concurrent_upload_of_the_same_bytes_is_a_duplicate(project, media, mo
     assert Image.objects.get(pk=result.created[0]).original_name == "first.jpg"
     files = stored_files(media)
     assert len(files) == 2 and not any("second" in f for f in files)
+
+
+def test_a_rerun_of_an_import_does_not_decode_again(project, media, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(noise_image(100 + i))
+    first = ingest.images_import(project=project, path=folder)
+    assert (len(first.created), first.duplicates) == (3, 0)
+    (folder / "new.jpg").write_bytes(noise_image(110))
+    decoded = []
+    real = imaging.preprocessed_copy
+    monkeypatch.setattr(imaging, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side))
+    again = ingest.images_import(project=project, path=folder)
+    assert (len(again.created), again.duplicates, again.rejected) == (1, 3, [])
+    assert decoded == [1]  # only the new file was decoded
