@@ -7,6 +7,7 @@ import re
 import zipfile
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from annotate.models import Decision, Image, ImageHashBand, Label, Project, label_key_validator
 from annotate.services import imaging
@@ -613,9 +615,14 @@ def _ingest(
     return result
 
 
-def _gold_check(project: Project, gold_label: Label | None) -> None:
+def _gold_check(project: Project, gold_label: Label | None, from_folders: bool) -> None:
     if gold_label is not None and gold_label.project_id != project.pk:
         raise InvalidInput("The gold label belongs to another project.", field="gold_label")
+    if gold_label is not None and from_folders:
+        raise InvalidInput(
+            "Give either one gold label or gold labels from folders, not both.",
+            field="gold_label",
+        )
 
 
 def images_upload(
@@ -627,7 +634,7 @@ def images_upload(
 ) -> UploadResult:
     """Ingest uploaded files (images and zip archives), each file on its own: one bad file
     is one `rejected` entry; exact duplicates are counted, not stored."""
-    _gold_check(project, gold_label)
+    _gold_check(project, gold_label, gold_from_folders)
     gold = _GoldRule(project=project, gold_label=gold_label, from_folders=gold_from_folders)
     return _ingest(project=project, candidates=_upload_candidates(files, gold))
 
@@ -647,7 +654,7 @@ def images_import(
     `progress(n)` is called as files finish; with `workers` > 1 the decoding runs in that
     many processes.
     """
-    _gold_check(project, gold_label)
+    _gold_check(project, gold_label, gold_from_folders)
     if workers < 1:
         raise InvalidInput("workers must be at least 1.", field="workers")
     gold = _GoldRule(project=project, gold_label=gold_label, from_folders=gold_from_folders)
@@ -716,3 +723,46 @@ def near_duplicates_for_review(*, project: Project):
         .select_related("near_duplicate_of")
         .order_by("-id")
     )
+
+
+def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:
+    """Stored originals and CNN copies that no image row points at, older than `min_age`.
+
+    Ingest deletes the files of every image whose rows did not commit; only a process killed
+    between the two (or a deleted project) leaves such files. `min_age` spares the files of
+    imports still running. With `delete`, they are deleted. Works on any storage backend.
+    """
+    cutoff = timezone.now() - min_age
+    orphans = []
+    for top in ("images", "preprocessed"):
+        for project_folder in _listdir(top)[0]:
+            referenced: set[str] = set()
+            if project_folder.isdigit():
+                rows = Image.objects.filter(project_id=int(project_folder))
+                referenced = set(rows.values_list("file", flat=True)) | set(
+                    rows.values_list("preprocessed", flat=True)
+                )
+            for name in _walk(f"{top}/{project_folder}"):
+                if name in referenced:
+                    continue
+                if default_storage.get_modified_time(name) > cutoff:
+                    continue
+                orphans.append(name)
+                if delete:
+                    default_storage.delete(name)
+    return orphans
+
+
+def _listdir(path: str) -> tuple[list[str], list[str]]:
+    try:
+        return default_storage.listdir(path)
+    except FileNotFoundError:
+        return [], []
+
+
+def _walk(path: str) -> Iterator[str]:
+    folders, files = _listdir(path)
+    for name in sorted(files):
+        yield f"{path}/{name}"
+    for folder in sorted(folders):
+        yield from _walk(f"{path}/{folder}")

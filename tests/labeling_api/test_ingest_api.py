@@ -114,3 +114,12 @@ def test_labels_with_html_are_escaped_on_the_labeling_page(client, admin_user, v
     page = client.get(f"/projects/{project.pk}/label/").content.decode()
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; tench" in page
+
+
+def test_one_gold_label_and_gold_from_folders_are_exclusive(client_for, admin_user, project, labels, media):
+    response = client_for(admin_user).post(
+        f"/api/projects/{project.pk}/images/",
+        {"files": [upload("a.jpg", noise_image(8))], "gold_label": labels[0].wnid, "gold_from_folders": "true"},
+    )
+    assert response.status_code == 400 and "not both" in response.json()["detail"]
+    assert not Image.objects.exists() and files_under(media) == []

@@ -111,3 +111,22 @@ def test_import_labels_a_thousand_lines(project, tmp_path):
     out, _ = run("import_labels", str(project.pk), str(mapping))
     assert "1000 labels created" in out
     assert list(Label.objects.filter(project=project).values_list("position", flat=True)) == list(range(1000))
+
+
+def test_ingest_orphans_finds_and_deletes_files_without_rows(project, tmp_path, media):
+    from annotate.services import ingest
+
+    ingest.images_upload(project=project, files=[("kept.jpg", io.BytesIO(noise_image(1)))])
+    kept = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+    stray = [media / f"images/{project.pk}/ab/abc/left.jpg", media / f"preprocessed/{project.pk}/ab/abc.jpg",
+             media / "images/999999/cd/cde/of-a-deleted-project.jpg"]
+    for path in stray:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    out, _ = run("ingest_orphans")  # young files are spared
+    assert "0 files without an image row found" in out
+    out, _ = run("ingest_orphans", "--min-age-minutes", "0")
+    assert "3 files without an image row found" in out and all(p.exists() for p in stray)
+    out, _ = run("ingest_orphans", "--min-age-minutes", "0", "--delete")
+    assert "3 files without an image row deleted" in out
+    assert sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()) == kept
