@@ -34,7 +34,8 @@ def photo_like(seed: int, size: tuple[int, int]) -> bytes:
     rng = random.Random(seed)
     w, h = size
     base = Image.new("RGB", (w // 25, h // 25))
-    base.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range((w // 25) * (h // 25))])
+    cells = (w // 25) * (h // 25)
+    base.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range(cells)])
     img = base.resize(size, Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
     for _ in range(12):
@@ -104,7 +105,8 @@ def main() -> None:
         sizes = list(pool.map(_write_one, [(i, str(source), size) for i in range(args.images)],
                               chunksize=32))
     files = sorted(source.iterdir())
-    print(f"{args.images} generated JPEGs of {size[0]}x{size[1]}, mean {sum(sizes) / len(sizes) / 1024:.0f} KiB; "
+    mean_kib = sum(sizes) / len(sizes) / 1024
+    print(f"{args.images} generated JPEGs of {size[0]}x{size[1]}, mean {mean_kib:.0f} KiB; "
           f"{args.workers} worker processes on {os.cpu_count()} CPUs; "
           f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
     projects = []

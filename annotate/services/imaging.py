@@ -124,7 +124,9 @@ class Known:
     sha256: str
 
 
-def inspect(stream: BinaryIO, limits: Limits, known: frozenset[str] = frozenset()) -> Inspected | Known:
+def inspect(
+    stream: BinaryIO, limits: Limits, known: frozenset[str] = frozenset()
+) -> Inspected | Known:
     """Check one file and prepare what ingest stores with it. `stream` must be seekable.
 
     Raises ImageRejected for anything that is not a complete image in an accepted format
@@ -248,10 +250,10 @@ class ZipMemberSource:
         except ImageRejected:
             copy.close()
             raise
-        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError) as error:
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError) as e:
             # CRC mismatch, damaged deflate data, encryption, an unknown compression method.
             copy.close()
-            raise ImageRejected(f"cannot read this archive member: {error}") from None
+            raise ImageRejected(f"cannot read this archive member: {e}") from None
         copy.seek(0)
         return copy  # type: ignore[return-value]
 

@@ -104,7 +104,8 @@ def labels_import(*, project: Project, text: str) -> LabelImportResult:
 #   inspect    each candidate: byte cap, identify, pixel cap, full decode, SHA-256, perceptual
 #              hash, the CNN's copy (imaging.inspect; in worker processes for bulk imports);
 #   store      each accepted file all or nothing: original and CNN copy written first, then
-#              the rows in a savepoint; any failure deletes the files it wrote.
+#              the rows (one transaction per batch); any failure deletes the files of every
+#              image whose rows did not commit.
 
 
 class UploadTooLarge(ServiceError):
@@ -523,7 +524,7 @@ def _near_duplicates_link(
     links = {}
     for index, image in enumerate(images):
         best = _closest(image.phash, earlier.items())
-        in_batch = _closest(image.phash, ((i, other.phash) for i, other in enumerate(images[:index])))
+        in_batch = _closest(image.phash, ((i, o.phash) for i, o in enumerate(images[:index])))
         if best is not None and (in_batch is None or best[1] <= in_batch[1]):
             image.near_duplicate_of_id, image.near_duplicate_distance = best
         elif in_batch is not None:

@@ -38,9 +38,8 @@ class Command(BaseCommand):
         label = None
         if gold_label:
             labels = Label.objects.filter(project=target)
-            label = (labels.filter(pk=int(gold_label)).first() if gold_label.isdigit() else None) or (
-                labels.filter(wnid=gold_label).first()
-            )
+            by_id = labels.filter(pk=int(gold_label)).first() if gold_label.isdigit() else None
+            label = by_id or labels.filter(wnid=gold_label).first()
             if label is None:
                 raise CommandError(f"No label {gold_label!r} in project {target.name!r}.")
         total = ingest.images_count_files(path=path) if path.exists() else None
