@@ -678,17 +678,22 @@ def images_import(
 
 
 def images_count_files(*, path: Path) -> int:
-    """How many files an import of `path` will look at (for progress bars)."""
+    """How many files an import of `path` will look at, zip members included (for progress)."""
     if path.is_file():
-        try:
-            with zipfile.ZipFile(path) as archive:
-                return sum(1 for info in archive.infolist() if not info.is_dir())
-        except (zipfile.BadZipFile, OSError):
-            return 1
+        return _archive_size(path)
     total = 0
-    for _, _, names in os.walk(path):
-        total += len(names)
+    for folder, _, names in os.walk(path):
+        for name in names:
+            total += _archive_size(Path(folder) / name) if name.lower().endswith(".zip") else 1
     return total
+
+
+def _archive_size(path: Path) -> int:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(1 for info in archive.infolist() if not info.is_dir())
+    except (zipfile.BadZipFile, OSError):
+        return 1
 
 
 def image_preprocess(*, image_id: int) -> bool:

@@ -130,3 +130,13 @@ def test_ingest_orphans_finds_and_deletes_files_without_rows(project, tmp_path, 
     out, _ = run("ingest_orphans", "--min-age-minutes", "0", "--delete")
     assert "3 files without an image row deleted" in out
     assert sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()) == kept
+
+
+def test_the_progress_total_counts_zip_members(project, labels, tmp_path):
+    from annotate.services import ingest
+
+    folder = image_folder(tmp_path / "photos", labels)
+    (folder / "broken.zip").write_bytes(b"not a zip")
+    # 5 files, more.zip with one member, broken.zip counted as the one rejection it will be
+    assert ingest.images_count_files(path=folder) == 7
+    assert ingest.images_count_files(path=folder / "more.zip") == 1
