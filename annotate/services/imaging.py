@@ -48,6 +48,9 @@ class Inspected:
     height: int
     phash: str  # 64-bit perceptual hash of the oriented image, 16 hex digits
     preprocessed: bytes  # RGB JPEG, shorter side `Limits.short_side`
+    # Set when a worker process has stored the original and the CNN copy already.
+    stored_name: str = ""
+    preprocessed_name: str = ""
 
 
 def file_digest(stream: BinaryIO, max_bytes: int) -> tuple[str, int]:

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.models import Decision, Image, ImageHashBand, Label, Project, label_key_validator
-from annotate.services import imaging
+from annotate.services import imaging, ingest_worker
 from annotate.services.consensus import decision_record
 from annotate.services.errors import InvalidInput, ServiceError
 from annotate.services.imaging import ImageRejected, Inspected
@@ -292,7 +292,7 @@ def _folder_candidates(root: Path, gold: _GoldRule) -> Iterator[Candidate]:
 
 
 def _inspected(
-    candidates: Iterable[Candidate], *, workers: int, known: frozenset[str]
+    candidates: Iterable[Candidate], *, workers: int, known: frozenset[str], project_id: int
 ) -> Iterator[tuple[Candidate, Inspected | imaging.Known | str]]:
     """Each candidate with its inspection (or the reason it was refused), in input order.
 
@@ -309,25 +309,68 @@ def _inspected(
                 yield candidate, imaging.inspect_source(candidate.source, limits, known)
         return
     # Files go to the workers in small chunks (less inter-process traffic per file); at most
-    # a few chunks per worker are in flight.
+    # a few chunks per worker are in flight. The workers also write the files, so that this
+    # process, which writes the rows one batch after the other, is never the bottleneck.
     window: collections.deque[tuple[list[Candidate], Future | None]] = collections.deque()
     # spawn, not fork: a forked child would share the parent's database connection.
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=get_context("spawn"),
-        initializer=imaging.known_set,
-        initargs=(known,),
+        initializer=ingest_worker.worker_init,
+        initargs=(known, _storage_target(project_id)),
     ) as pool:
-        for chunk in _chunks(candidates, INSPECT_CHUNK):
-            sources = [c.source for c in chunk if c.problem is None and c.source is not None]
-            if any(isinstance(source, imaging.StreamSource) for source in sources):
-                raise ValueError("open streams cannot be sent to worker processes")
-            future = pool.submit(imaging.inspect_sources, sources, limits) if sources else None
-            window.append((chunk, future))
-            while len(window) > workers * 4:
-                yield from _settled(*window.popleft())
-        while window:
-            yield from _settled(*window.popleft())
+        current: list[tuple[Candidate, Inspected | imaging.Known | str]] = []  # not handed out
+        try:
+            for chunk in _chunks(candidates, INSPECT_CHUNK):
+                items = [(c.name, c.source) for c in chunk if c.problem is None and c.source]
+                if any(isinstance(source, imaging.StreamSource) for _, source in items):
+                    raise ValueError("open streams cannot be sent to worker processes")
+                future = (
+                    pool.submit(ingest_worker.inspect_and_store, items, limits) if items else None
+                )
+                window.append((chunk, future))
+                while len(window) > workers * 4:
+                    current = _settled(*window.popleft())
+                    while current:
+                        yield current.pop(0)
+            while window:
+                current = _settled(*window.popleft())
+                while current:
+                    yield current.pop(0)
+        except BaseException:
+            # Stopped half-way: the files workers wrote for what nobody will store go too.
+            _files_delete(_worker_files(outcome for _, outcome in current))
+            for _, future in window:
+                if future is not None and not future.cancel():
+                    try:
+                        outcomes = future.result()
+                    except Exception:  # the worker failed: it wrote nothing we know of
+                        continue
+                    _files_delete(_worker_files(outcomes))
+            raise
+
+
+def _storage_target(project_id: int) -> ingest_worker.StorageTarget:
+    """The default storage as worker processes can rebuild it, with its place made explicit
+    (settings changed at run time, as in tests, do not reach a spawned process)."""
+    config = settings.STORAGES["default"]
+    options = dict(config.get("OPTIONS", {}))
+    if config["BACKEND"] == "django.core.files.storage.FileSystemStorage":
+        options.setdefault("location", str(settings.MEDIA_ROOT))
+        options.setdefault("base_url", settings.MEDIA_URL)
+    return ingest_worker.StorageTarget(
+        backend=config["BACKEND"], options=options, project_id=project_id
+    )
+
+
+def _worker_files(outcomes: Iterable[object]) -> list[str]:
+    return [
+        name
+        for outcome in outcomes
+        if isinstance(outcome, Inspected)
+        for name in (outcome.stored_name, outcome.preprocessed_name)
+        if name
+    ]
 
 
 def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
@@ -343,13 +386,14 @@ def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candida
 
 def _settled(
     chunk: list[Candidate], future: Future | None
-) -> Iterator[tuple[Candidate, Inspected | imaging.Known | str]]:
+) -> list[tuple[Candidate, Inspected | imaging.Known | str]]:
     outcomes = iter(future.result() if future is not None else ())
-    for candidate in chunk:
-        if candidate.problem is not None or candidate.source is None:
-            yield candidate, candidate.problem or "nothing to read"
-        else:
-            yield candidate, next(outcomes)
+    return [
+        (candidate, candidate.problem or "nothing to read")
+        if candidate.problem is not None or candidate.source is None
+        else (candidate, next(outcomes))
+        for candidate in chunk
+    ]
 
 
 # --- store ------------------------------------------------------------------------------------
@@ -392,32 +436,23 @@ def image_near_duplicate(*, project: Project, phash: str) -> tuple[int, int] | N
     return _closest(phash, _hashes_sharing_a_band(project=project, phashes=[phash]).items())
 
 
-def _stored_name(name: str) -> str:
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, extension = base.rpartition(".")
-    if dot and len(extension) <= 10:
-        base = f"{stem[:90]}.{extension}"
-    return default_storage.get_valid_name(base[:100]) or "image"
-
-
 def _files_write(image: Image, candidate: Candidate, inspected: Inspected) -> list[str]:
-    """Write the original and the CNN copy; return their names. On failure nothing stays."""
-    written: list[str] = []
-    try:
+    """Write the original and the CNN copy (unless a worker process did); return their names.
+    On failure nothing of them stays."""
+    if inspected.stored_name:
+        image.file.name, image.preprocessed.name = inspected.stored_name, inspected.preprocessed_name
+    else:
         assert candidate.source is not None
-        with candidate.source.open() as stream:
-            image.file.save(_stored_name(candidate.name), File(stream), save=False)
-        written.append(image.file.name)
-        sha = inspected.sha256
-        image.preprocessed.name = default_storage.save(
-            f"preprocessed/{image.project_id}/{sha[:2]}/{sha}.jpg",
-            ContentFile(inspected.preprocessed),
+        image.file.name, image.preprocessed.name = ingest_worker.files_write(
+            storage=default_storage, project_id=project_id_of(image), name=candidate.name,
+            source=candidate.source, inspected=inspected,
         )
-        written.append(image.preprocessed.name)
-    except BaseException:
-        _files_delete(written)
-        raise
-    return written
+    return [image.file.name, image.preprocessed.name]
+
+
+def project_id_of(image: Image) -> int:
+    assert image.project_id is not None
+    return image.project_id
 
 
 def _files_delete(names: Iterable[str]) -> None:
@@ -472,14 +507,17 @@ def _store_batch(
         ).values_list("sha256", flat=True)
     )
     fresh: list[tuple[Candidate, Inspected]] = []
+    worker_files = _worker_files(inspected for _, inspected in batch)
     for candidate, inspected in batch:
         if inspected.sha256 in known:
             result.duplicates += 1
+            _files_delete(_worker_files([inspected]))
         else:
             known.add(inspected.sha256)
             fresh.append((candidate, inspected))
     earlier = _hashes_sharing_a_band(project=project, phashes=[i.phash for _, i in fresh])
     stored: list[tuple[Candidate, Image, list[str]]] = []
+    handed_over = False  # to the file-by-file path, which then cleans up after itself
     try:
         for candidate, inspected in fresh:
             image = _image_new(project=project, candidate=candidate, inspected=inspected)
@@ -498,9 +536,11 @@ def _store_batch(
             with transaction.atomic():
                 _image_rows_create(images=images, project=project, links=links)
         except IntegrityError:
+            handed_over = True
             stored = _store_one_by_one(project=project, stored=stored, result=result)
     except BaseException:
-        _files_delete(name for _, _, files in stored for name in files)
+        if not handed_over:
+            _files_delete({name for _, _, files in stored for name in files} | set(worker_files))
         raise
     for candidate, image, _ in stored:
         result.created.append(image.pk)
@@ -537,7 +577,7 @@ def _store_one_by_one(
 ) -> list[tuple[Candidate, Image, list[str]]]:
     """The slow path after a conflict: each image in its own transaction, relinked."""
     kept = []
-    for candidate, image, files in stored:
+    for index, (candidate, image, files) in enumerate(stored):
         image.pk = None
         image.near_duplicate_of = None
         image.near_duplicate_of_id = None
@@ -553,6 +593,9 @@ def _store_one_by_one(
             _files_delete(files)
             result.duplicates += 1
             continue
+        except BaseException:
+            _files_delete(name for _, _, rest in stored[index:] for name in rest)
+            raise
         kept.append((candidate, image, files))
     return kept
 
@@ -595,22 +638,31 @@ def _ingest(
         shas = Image.objects.filter(project=project).values_list("sha256", flat=True)
         first = list(shas[: KNOWN_SHA256_MAX + 1])
         known = frozenset(first) if len(first) <= KNOWN_SHA256_MAX else frozenset()
-    for candidate, outcome in _inspected(candidates, workers=workers, known=known):
-        pending += 1
-        if isinstance(outcome, str):
-            result.rejected.append({"name": candidate.name, "reason": outcome})
-        elif isinstance(outcome, imaging.Known):
-            result.duplicates += 1
-        else:
-            batch.append((candidate, outcome))
-        if len(batch) >= STORE_BATCH:
-            _store_batch(project=project, batch=batch, result=result)
-            batch = []
-            if progress is not None:
-                progress(pending)
-            pending = 0
-    if batch:
-        _store_batch(project=project, batch=batch, result=result)
+    inspected = _inspected(candidates, workers=workers, known=known, project_id=project.pk)
+    try:
+        for candidate, outcome in inspected:
+            pending += 1
+            if isinstance(outcome, str):
+                result.rejected.append({"name": candidate.name, "reason": outcome})
+            elif isinstance(outcome, imaging.Known):
+                result.duplicates += 1
+            else:
+                batch.append((candidate, outcome))
+            if len(batch) >= STORE_BATCH:
+                stored, batch = batch, []
+                _store_batch(project=project, batch=stored, result=result)
+                if progress is not None:
+                    progress(pending)
+                pending = 0
+        if batch:
+            stored, batch = batch, []
+            _store_batch(project=project, batch=stored, result=result)
+    except BaseException:
+        # Interrupted between inspecting and storing: what workers wrote for it goes too.
+        _files_delete(_worker_files(outcome for _, outcome in batch))
+        raise
+    finally:
+        inspected.close()  # stops the workers, deleting what they wrote for unstored files
     if progress is not None and pending:
         progress(pending)
     return result

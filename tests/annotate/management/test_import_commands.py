@@ -42,7 +42,7 @@ def image_folder(root: Path, labels) -> Path:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_import_images_gold_from_folders_and_reruns_add_nothing(project, labels, tmp_path, workers):
+def test_import_images_gold_from_folders_and_reruns_add_nothing(project, labels, tmp_path, media, workers):
     folder = image_folder(tmp_path / "photos", labels)
     out, err = run("import_images", str(project.pk), str(folder), "--gold-from-folders",
                    "--workers", str(workers))
@@ -58,7 +58,11 @@ def test_import_images_gold_from_folders_and_reruns_add_nothing(project, labels,
         f"more.zip/{labels[2].wnid}/e.jpg": labels[2].wnid,
     }
     assert Decision.objects.filter(rule=Decision.Rule.GOLD, is_current=True).count() == 4
-    assert all(image.preprocessed for image in Image.objects.all())
+    stored = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+    expected = sorted(
+        name for image in Image.objects.all() for name in (image.file.name, image.preprocessed.name)
+    )
+    assert stored == expected and len(stored) == 8
 
     again, _ = run("import_images", project.name, str(folder), "--gold-from-folders",
                    "--workers", str(workers))
@@ -140,3 +144,31 @@ def test_the_progress_total_counts_zip_members(project, labels, tmp_path):
     # 5 files, more.zip with one member, broken.zip counted as the one rejection it will be
     assert ingest.images_count_files(path=folder) == 7
     assert ingest.images_count_files(path=folder / "more.zip") == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failure_in_a_bulk_import_leaves_no_files_behind(project, tmp_path, media, monkeypatch, workers):
+    from annotate.services import ingest
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(120):  # more than one batch: the first commits, the second fails
+        (folder / f"{i:03d}.jpg").write_bytes(noise_image(200 + i, size=(40, 30)))
+    real = ingest._image_rows_create
+    calls = []
+
+    def fail_on_the_second_batch(**kwargs):
+        calls.append(1)
+        real(**kwargs)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(ingest, "_image_rows_create", fail_on_the_second_batch)
+    with pytest.raises(RuntimeError, match="injected"):
+        ingest.images_import(project=project, path=folder, workers=workers)
+    assert Image.objects.count() == ingest.STORE_BATCH
+    stored = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+    expected = sorted(
+        name for image in Image.objects.all() for name in (image.file.name, image.preprocessed.name)
+    )
+    assert stored == expected

@@ -374,3 +374,13 @@ def test_a_rerun_of_an_import_does_not_decode_again(project, media, tmp_path, mo
     again = ingest.images_import(project=project, path=folder)
     assert (len(again.created), again.duplicates, again.rejected) == (1, 3, [])
     assert decoded == [1]  # only the new file was decoded
+
+
+def test_workers_store_originals_where_the_model_would(project):
+    from annotate.models import image_upload_to
+    from annotate.services import ingest_worker
+
+    image = Image(project=project, sha256="ab" * 32)
+    assert ingest_worker.original_name(
+        project_id=project.pk, sha256=image.sha256, filename="x.jpg"
+    ) == image_upload_to(image, "x.jpg")
