@@ -306,8 +306,3 @@ def inspect_source(
         return str(error)
     except OSError as error:
         return f"cannot read the file: {error.strerror or error}"
-
-
-def inspect_sources(sources: list[Source], limits: Limits) -> list[Inspected | Known | str]:
-    """inspect_source for a few files at once: one round trip to a worker process."""
-    return [inspect_source(source, limits) for source in sources]
