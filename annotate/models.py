@@ -163,6 +163,13 @@ class Image(TimeStamped):
     # How many more volunteers may lease this image now: derived from the state, the counters
     # and the project's policy, but stored so the serving index can skip full images.
     free_slots = models.PositiveSmallIntegerField(default=0)
+    # Perceptual hash (64 bits, hex) and, when an earlier image of the project looks the same,
+    # that image and the Hamming distance between the hashes. Set by the ingest service.
+    phash = models.CharField(max_length=16, blank=True)
+    near_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
+    )
+    near_duplicate_distance = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -194,6 +201,25 @@ class Image(TimeStamped):
 
     def __str__(self) -> str:
         return f"image {self.pk} ({self.original_name})"
+
+
+class ImageHashBand(models.Model):
+    """One 16-bit quarter of an image's perceptual hash, indexed for near-duplicate search.
+
+    Two hashes within Hamming distance 3 share at least one quarter exactly, so an indexed
+    lookup of the four quarters finds every candidate without scanning the project.
+    """
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="hash_bands")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # band number * 65536 + the band's value: one indexed integer per band.
+    key = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "key"], name="imagehashband_lookup")]
+
+    def __str__(self) -> str:
+        return f"hash band {self.key} of image {self.image_id}"
 
 
 class Assignment(TimeStamped):

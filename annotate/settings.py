@@ -113,8 +113,31 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(DATA_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 MEDIA_URL = "media/"
+# Images and their CNN copies go through Django's storage API: local media by default, any
+# S3-compatible object store when S3_BUCKET is set (django-storages; README "Storage").
+# https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html
+S3_BUCKET = env("S3_BUCKET", default="")
+if S3_BUCKET:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env("S3_ENDPOINT_URL", default="") or None,
+            "region_name": env("S3_REGION", default="") or None,
+            "access_key": env("S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env("S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env("S3_PREFIX", default=""),
+            # Images are served through the API's permission check, never by public URL.
+            "default_acl": "private",
+            "querystring_auth": True,
+            # A second upload of the same name gets its own key instead of overwriting.
+            "file_overwrite": False,
+        },
+    }
+else:
+    DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
         if not DEBUG
@@ -123,12 +146,26 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-# Upload limits: a request body larger than this is refused by Django before any view runs.
+# Upload limits. Non-file form fields over this are refused by Django (files don't count).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#data-upload-max-memory-size
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+# Uploaded files over this size are streamed to a temporary file, not held in memory.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#file-upload-max-memory-size
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=1000)
+# The whole body of one upload request: over this, a 413 before any of it is read.
+UPLOAD_MAX_REQUEST_BYTES = env.int("UPLOAD_MAX_REQUEST_BYTES", default=2 * 1024**3)
 # Per-image caps checked by the ingest service.
 IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", default=50 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=64_000_000)
+# Zip archives: the sum of the members' sizes and their number (zip bombs are refused whole).
+ZIP_MAX_TOTAL_BYTES = env.int("ZIP_MAX_TOTAL_BYTES", default=8 * 1024**3)
+ZIP_MAX_MEMBERS = env.int("ZIP_MAX_MEMBERS", default=200_000)
+# Perceptual-hash distance (of 64 bits) at or below which an image is flagged as a near
+# duplicate of an earlier one. The indexed search is exact up to 3 (annotate.models.ImageHashBand).
+NEAR_DUPLICATE_MAX_DISTANCE = env.int("NEAR_DUPLICATE_MAX_DISTANCE", default=3)
+if not 0 <= NEAR_DUPLICATE_MAX_DISTANCE <= 3:
+    raise ImproperlyConfigured("NEAR_DUPLICATE_MAX_DISTANCE must be between 0 and 3")
 # Shorter side of the preprocessed copy the CNN reads.
 PREPROCESSED_SHORT_SIDE = env.int("PREPROCESSED_SHORT_SIDE", default=160)
 

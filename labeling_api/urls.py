@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from labeling_api import review_views, views
+from labeling_api import ingest_views, review_views, views
 
 app_name = "api"
 
@@ -19,6 +19,11 @@ urlpatterns = [
         name="labels-import",
     ),
     path("projects/<int:project_id>/images/", views.ImageListUploadApi.as_view(), name="images"),
+    path(
+        "projects/<int:project_id>/images/near-duplicates/",
+        ingest_views.NearDuplicateListApi.as_view(),
+        name="images-near-duplicates",
+    ),
     path(
         "projects/<int:project_id>/assignments/",
         views.AssignmentLeaseApi.as_view(),

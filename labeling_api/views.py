@@ -1,6 +1,7 @@
 """REST API: parse input, check permissions, call one service, shape the answer."""
 
 from django.contrib.auth import authenticate
+from django.core.exceptions import SuspiciousOperation
 from django.db.models import Prefetch
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -280,6 +281,11 @@ class ImageListUploadApi(GenericAPIView):
         gold_label = serializers.CharField(
             required=False, help_text="Label id or wnid: the uploaded images are gold."
         )
+        gold_from_folders = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Gold labels from the folders of zip members: <wnid>/... or train/<wnid>/...",
+        )
 
     def get_permissions(self):
         return [IsProjectAdmin()] if self.request.method == "POST" else [IsReviewer()]
@@ -315,16 +321,31 @@ class ImageListUploadApi(GenericAPIView):
                     "created": serializers.IntegerField(),
                     "duplicates": serializers.IntegerField(),
                     "rejected": serializers.ListField(child=serializers.DictField()),
+                    "near_duplicates": serializers.ListField(child=serializers.DictField()),
                     "ids": serializers.ListField(child=serializers.IntegerField()),
                 },
             )
         },
+        description="Images and zip archives. Each file is stored whole or not at all; refused "
+        "files are listed in `rejected` with the reason. 413 when the request is over "
+        "UPLOAD_MAX_REQUEST_BYTES.",
     )
     def post(self, request, project_id: int):
         project = _project(project_id)
-        fields = {"files": request.FILES.getlist("files")}
-        if "gold_label" in request.data:
-            fields["gold_label"] = request.data["gold_label"]
+        try:
+            content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            content_length = None
+        # Before the body is parsed: big files would otherwise be spooled to disk first.
+        ingest.upload_size_check(content_length=content_length)
+        try:
+            fields = {"files": request.FILES.getlist("files")}
+            form = request.data
+        except SuspiciousOperation as error:  # too many files or form fields, too big a form
+            raise InvalidInput(f"The upload was refused: {error}", field="files") from None
+        for key in ("gold_label", "gold_from_folders"):
+            if key in form:
+                fields[key] = form[key]
         data = self.ImageUploadInputSerializer(data=fields)
         data.is_valid(raise_exception=True)
         gold_label = None
@@ -339,12 +360,14 @@ class ImageListUploadApi(GenericAPIView):
             project=project,
             files=[(f.name, f) for f in data.validated_data["files"]],
             gold_label=gold_label,
+            gold_from_folders=data.validated_data["gold_from_folders"],
         )
         return Response(
             {
                 "created": len(result.created),
                 "duplicates": result.duplicates,
                 "rejected": result.rejected,
+                "near_duplicates": result.near_duplicates,
                 "ids": result.created,
             },
             status=status.HTTP_201_CREATED,

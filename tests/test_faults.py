@@ -12,7 +12,8 @@ import pytest
 import requests
 from django.db import OperationalError, connection
 
-from annotate.models import Image, QueuedJob, Vote
+from annotate.models import Export, Image, QueuedJob, Vote
+from annotate.services.ingest import images_upload
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
 from tests.processes import Process, free_port, wait_until, worker_env
 
@@ -64,8 +65,9 @@ def test_labeling_goes_on_while_redis_is_down_and_queued_work_completes_after(tm
     redis_server.start()
     project = ProjectFactory(min_votes=1, max_votes=1, agreement=1.0)
     label = LabelFactory(project=project)
-    for _ in range(3):
-        ImageFactory(project=project)
+    images_upload(project=project, files=[
+        (f"{i}.png", io.BytesIO(image_bytes((10 * i, 2, 3), fmt="PNG"))) for i in range(4)
+    ])
     volunteer = UserFactory()
     admin = UserFactory(role="admin")
     env = worker_env(
@@ -84,30 +86,28 @@ def test_labeling_goes_on_while_redis_is_down_and_queued_work_completes_after(tm
 
         # Volunteers label with Redis down.
         token = _token(base, volunteer)
-        for _ in range(3):
+        for _ in range(4):
             lease = requests.post(f"{base}/api/projects/{project.pk}/assignments/", headers=token, timeout=10)
             assert lease.status_code == 201, lease.text
             vote = requests.post(f"{base}/api/assignments/{lease.json()['id']}/vote/",
                                  json={"label": label.pk}, headers=token, timeout=10)
             assert vote.status_code == 201, vote.text
-        assert Vote.objects.filter(user=volunteer).count() == 3
+        assert Vote.objects.filter(user=volunteer).count() == 4
 
-        # An upload while Redis is down: stored at once, its preprocessing waits in the outbox.
-        upload = requests.post(
-            f"{base}/api/projects/{project.pk}/images/", headers=_token(base, admin), timeout=30,
-            files=[("files", ("late.png", io.BytesIO(image_bytes((1, 2, 3), fmt="PNG")), "image/png"))],
-        )
-        assert upload.status_code == 201, upload.text
-        image_id = upload.json()["ids"][0]
-        assert QueuedJob.objects.filter(task_name="annotate.image_preprocess", args=[image_id]).exists()
+        # An export asked for while Redis is down: recorded at once, its job waits in the outbox.
+        started = requests.post(f"{base}/api/projects/{project.pk}/exports/", json={"val_fraction": 0.25},
+                                headers=_token(base, admin), timeout=30)
+        assert started.status_code == 202, started.text
+        export_id = started.json()["id"]
+        assert QueuedJob.objects.filter(task_name="annotate.export_run", args=[export_id]).exists()
         time.sleep(2)
-        assert Image.objects.get(pk=image_id).preprocessed == ""
+        assert Export.objects.get(pk=export_id).state == Export.State.PENDING
 
         # Redis returns: beat flushes the outbox and the worker does the work.
         redis_server.start()
         wait_until(
-            lambda: Image.objects.get(pk=image_id).preprocessed != "", 90,
-            "the queued preprocessing to complete", log=lambda: worker.log()[-3000:],
+            lambda: Export.objects.get(pk=export_id).state == Export.State.DONE, 90,
+            "the queued export to complete", log=lambda: worker.log()[-3000:],
         )
         assert not QueuedJob.objects.exists()
     finally:

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from annotate.models import Assignment, Image
-from annotate.services import ingest, serving
+from annotate.services import ingest, jobs, serving
 from tests.factories import ImageFactory, ProjectFactory, UserFactory, image_bytes
 from tests.processes import Process, wait_until, worker_env
 
@@ -39,7 +39,7 @@ def redis_worker(tmp_path):
     worker.stop()
 
 
-def test_worker_on_redis_preprocesses_an_uploaded_image(redis_worker):
+def test_worker_on_redis_preprocesses_an_image_without_its_copy(redis_worker):
     project = ProjectFactory()
     # A portrait PNG with alpha: the CNN's copy must come out RGB, shorter side 160.
     result = ingest.images_upload(
@@ -47,6 +47,12 @@ def test_worker_on_redis_preprocesses_an_uploaded_image(redis_worker):
         files=[("tall.png", io.BytesIO(image_bytes((10, 200, 10, 128), size=(200, 320), fmt="PNG")))],
     )
     image_id = result.created[0]
+    # Ingest makes the copy itself; the task repairs an image that lacks one.
+    image = Image.objects.get(pk=image_id)
+    assert image.preprocessed
+    image.preprocessed.delete(save=False)
+    Image.objects.filter(pk=image_id).update(preprocessed="")
+    assert jobs.enqueue("annotate.image_preprocess", image_id)
 
     image = wait_until(
         lambda: Image.objects.filter(pk=image_id).exclude(preprocessed="").first(),
@@ -54,7 +60,7 @@ def test_worker_on_redis_preprocesses_an_uploaded_image(redis_worker):
     )
     with image.preprocessed.open("rb") as f, PIL.Image.open(f) as copy:
         assert (copy.format, copy.mode, copy.size) == ("JPEG", "RGB", (160, 256))
-    assert "annotate.image_preprocess" in redis_worker.log()
+    assert "Task annotate.image_preprocess[" in redis_worker.log()
     # A round trip through the result backend too.
     assert current_app.send_task("annotate.ping", args=["pong"]).get(timeout=30) == "pong"
 

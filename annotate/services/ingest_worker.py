@@ -1,0 +1,116 @@
+"""The worker-process side of a bulk import: inspect files and write them to storage.
+
+No models and no database here: worker processes start with `spawn` and import only this, the
+pure imaging module and Django's file storage. They write the original and the CNN copy, so
+that the importing process is left with the rows alone; it deletes the files again of every
+image whose rows do not commit (annotate.services.ingest).
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import Storage
+from django.utils.module_loading import import_string
+
+from annotate.services import imaging
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where a worker writes: a storage backend and options (picklable), and the project."""
+
+    backend: str
+    options: dict
+    project_id: int
+
+    def storage(self) -> Storage:
+        return import_string(self.backend)(**self.options)
+
+
+def original_name(*, project_id: int, sha256: str, filename: str) -> str:
+    """Where an original is stored: the layout of annotate.models.image_upload_to."""
+    return f"images/{project_id}/{sha256[:2]}/{sha256}/{filename}"
+
+
+def preprocessed_name(*, project_id: int, sha256: str) -> str:
+    return f"preprocessed/{project_id}/{sha256[:2]}/{sha256}.jpg"
+
+
+def stored_filename(storage: Storage, name: str) -> str:
+    """A safe, short file name for the original, from the name it arrived with."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, extension = base.rpartition(".")
+    if dot and len(extension) <= 10:
+        base = f"{stem[:90]}.{extension}"
+    return storage.get_valid_name(base[:100]) or "image"
+
+
+def files_write(
+    *, storage: Storage, project_id: int, name: str, source: imaging.Source,
+    inspected: imaging.Inspected,
+) -> tuple[str, str]:
+    """Write the original (as it arrived) and the CNN copy; their stored names. On any failure
+    nothing of them stays."""
+    written: list[str] = []
+    try:
+        with source.open() as stream:
+            written.append(
+                storage.save(
+                    original_name(
+                        project_id=project_id,
+                        sha256=inspected.sha256,
+                        filename=stored_filename(storage, name),
+                    ),
+                    File(stream),
+                )
+            )
+        written.append(
+            storage.save(
+                preprocessed_name(project_id=project_id, sha256=inspected.sha256),
+                ContentFile(inspected.preprocessed),
+            )
+        )
+    except BaseException:
+        for stored in written:
+            storage.delete(stored)
+        raise
+    return written[0], written[1]
+
+
+_target: StorageTarget | None = None
+_storage: Storage | None = None
+
+
+def worker_init(known: frozenset[str], target: StorageTarget) -> None:
+    """Process pool initializer."""
+    global _target, _storage
+    imaging.known_set(known)
+    _target, _storage = target, target.storage()
+
+
+def inspect_and_store(
+    items: list[tuple[str, imaging.Source]], limits: imaging.Limits
+) -> list[imaging.Inspected | imaging.Known | str]:
+    """Inspect a few files and store the accepted ones: one round trip to a worker process.
+
+    An accepted file comes back with its stored names and without the CNN copy's bytes.
+    """
+    assert _target is not None and _storage is not None, "call worker_init first"
+    outcomes: list[imaging.Inspected | imaging.Known | str] = []
+    for name, source in items:
+        outcome = imaging.inspect_source(source, limits)
+        if isinstance(outcome, imaging.Inspected):
+            try:
+                stored, copy = files_write(
+                    storage=_storage, project_id=_target.project_id, name=name,
+                    source=source, inspected=outcome,
+                )
+            except OSError as error:
+                outcome = f"could not store the file: {error}"
+            else:
+                outcome = dataclasses.replace(
+                    outcome, preprocessed=b"", stored_name=stored, preprocessed_name=copy
+                )
+        outcomes.append(outcome)
+    return outcomes

@@ -1,0 +1,38 @@
+"""Ingest views beyond the upload itself: the near duplicates an admin should look at."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
+
+from annotate.models import Image, Project
+from annotate.services import ingest
+from annotate.services.errors import NotFound
+from labeling_api.permissions import IsProjectAdmin
+from labeling_api.serializers import ImageRefSerializer
+
+
+class NearDuplicateOutputSerializer(ImageRefSerializer):
+    near_duplicate_of = ImageRefSerializer(help_text="The earlier image it resembles.")
+    distance = serializers.IntegerField(
+        source="near_duplicate_distance", help_text="Hamming distance of the perceptual hashes."
+    )
+
+    class Meta:
+        model = Image
+        fields = ["id", "url", "original_name", "width", "height", "state", "near_duplicate_of",
+                  "distance", "created_at"]
+
+
+class NearDuplicateListApi(GenericAPIView):
+    """Images stored although an earlier image of the project looks the same, newest first."""
+
+    permission_classes = [IsProjectAdmin]
+    serializer_class = NearDuplicateOutputSerializer
+
+    @extend_schema(responses=NearDuplicateOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            raise NotFound(f"Project {project_id} does not exist.")
+        page = self.paginate_queryset(ingest.near_duplicates_for_review(project=project))
+        return self.get_paginated_response(NearDuplicateOutputSerializer(page, many=True).data)
