@@ -3,6 +3,7 @@ demo, its worker processes Celery tasks, and Ctrl-C stops everything it started.
 
 import io
 import signal
+import tarfile
 import sys
 from pathlib import Path
 
@@ -54,31 +55,46 @@ def test_make_run_serves_the_demo_and_processes_tasks(make_run):
     demo = next(p for p in projects if p["name"] == "Demo: shapes")
     assert len(demo["labels"]) == 4 and demo["progress"]["open"] == 60
 
-    # The worker processes a task: the CNN copy of a new upload appears.
+    # An upload is checked, stored and given its CNN copy.
     upload = requests.post(
         f"{base}/api/projects/{demo['id']}/images/",
         files=[("files", ("new.png", io.BytesIO(image_bytes((9, 99, 199), fmt="PNG")), "image/png"))],
         headers=admin,
     )
     assert upload.status_code == 201 and upload.json()["created"] == 1
-    new_id = upload.json()["ids"][0]
 
-    def preprocessed():
-        listed = requests.get(f"{base}/api/projects/{demo['id']}/images/?page=2", headers=admin).json()
-        return any(image["id"] == new_id and image["preprocessed"] for image in listed["results"])
-
-    wait_until(preprocessed, 60, "the worker to preprocess the upload", log=process.log)
-
-    # The volunteer loop over HTTP, and the labeling page.
+    # The volunteer loop over HTTP: two users agree on 12 images, which decides them.
     vtoken = requests.post(f"{base}/api/auth/token/", json={"username": "volunteer", "password": PASSWORD}).json()["token"]
     volunteer = {"Authorization": f"Token {vtoken}"}
-    lease = requests.post(f"{base}/api/projects/{demo['id']}/assignments/", headers=volunteer)
-    assert lease.status_code == 201
-    image = requests.get(base + lease.json()["image"]["url"], headers=volunteer)
-    assert image.status_code == 200 and image.headers["Content-Type"] == "image/jpeg"
-    label = lease.json()["labels"][0]["id"]
-    vote = requests.post(f"{base}/api/assignments/{lease.json()['id']}/vote/", json={"label": label}, headers=volunteer)
-    assert vote.status_code == 201
+    labels = [label["id"] for label in demo["labels"]]
+    for headers in (volunteer, admin):
+        for _ in range(12):
+            lease = requests.post(f"{base}/api/projects/{demo['id']}/assignments/", headers=headers)
+            assert lease.status_code == 201
+            body = lease.json()
+            if headers is volunteer:
+                image = requests.get(base + body["image"]["url"], headers=volunteer)
+                assert image.status_code == 200 and image.headers["Content-Type"] == "image/jpeg"
+            label = labels[body["image"]["id"] % len(labels)]
+            vote = requests.post(f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers)
+            assert vote.status_code == 201
+    decided = requests.get(f"{base}/api/projects/{demo['id']}/", headers=admin).json()["progress"]["consensus"]
+    assert decided == 12
+
+    # The embedded worker runs a real job: an export of the decided images, downloaded as a tar.
+    started = requests.post(f"{base}/api/projects/{demo['id']}/exports/", json={"val_fraction": 0.3}, headers=admin)
+    assert started.status_code == 202, started.text
+    export_url = f"{base}/api/exports/{started.json()['id']}/"
+    done = wait_until(
+        lambda: (lambda e: e if e["state"] in ("done", "failed") else None)(requests.get(export_url, headers=admin).json()),
+        120, "the worker to run the export", log=process.log,
+    )
+    assert done["state"] == "done", done
+    download = requests.get(export_url + "download/", headers=admin)
+    with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
+        jpegs = [name for name in tar.getnames() if name.endswith(".JPEG")]
+    assert len(jpegs) == 12
+
     page = requests.get(f"{base}/accounts/login/")
     assert page.status_code == 200 and "Sign in" in page.text
     static = requests.get(f"{base}/static/annotate/label.js")
