@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/<int:project_id>/label/", views.label_page, name="label"),
     path("projects/<int:project_id>/review/", views.review_page, name="review"),
+    path("projects/<int:project_id>/dashboard/", views.dashboard_page, name="dashboard"),
     path("projects/<int:project_id>/annotators/", views.annotators_page, name="annotators"),
     path("me/", views.my_stats, name="my-stats"),
     path("projects/<int:project_id>/export/", views.export_page, name="export"),

@@ -2,20 +2,21 @@
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.utils.decorators import method_decorator
-from rest_framework.throttling import SimpleRateThrottle
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_GET
+from rest_framework.throttling import SimpleRateThrottle
 
-from annotate import selectors
+from annotate import charts, selectors
 from annotate.forms import SignupForm
-from annotate.models import Label, Project
+from annotate.models import Image, Label, Project
 from annotate.services import accounts
 from annotate.services.errors import ServiceError
 
@@ -114,6 +115,42 @@ def annotators_page(request: HttpRequest, project_id: int) -> HttpResponse:
         for stats in selectors.project_annotators(project=project)[:500]
     ]
     return render(request, "annotate/annotators.html", {"project": project, "rows": rows})
+
+
+@login_required
+def dashboard_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Where an admin sees where a project stands: progress, classes, activity, volunteers."""
+    if not request.user.is_project_admin:
+        raise PermissionDenied("Only admins see the project dashboard.")
+    project = get_object_or_404(Project, pk=project_id)
+    progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
+    states = [(state, progress[state]) for state in Image.State.values]
+    annotators = list(selectors.project_annotators(project=project)[:10])
+    context = {
+        "project": project,
+        "progress": progress,
+        "progress_chart": charts.bar_chart(states, title="Images by state"),
+        "class_chart": charts.bar_chart(
+            selectors.project_class_counts(project=project)[:30], title="Decided images per class"
+        ),
+        "votes_chart": charts.line_chart(
+            selectors.project_votes_per_day(project=project), title="Votes per day (30 days)"
+        ),
+        "active_today": selectors.project_active_volunteers(project=project, days=1),
+        "active_week": selectors.project_active_volunteers(project=project, days=7),
+        "annotators": [
+            {"stats": s, "unreliable": s.estimated_accuracy < project.reliability_threshold}
+            for s in annotators
+        ],
+        "upload_limit_mb": settings.UPLOAD_MAX_REQUEST_BYTES // (1024 * 1024),
+    }
+    context.update(_model_context(project))
+    return render(request, "annotate/dashboard.html", context)
+
+
+def _model_context(project: Project) -> dict:
+    """The model section of the dashboard; empty until the project has model versions."""
+    return {}
 
 
 @login_required
