@@ -197,6 +197,8 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from static files: the docs page works with no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Ids in paths (annotate.converters.IdConverter) are integers of at most 18 digits.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}},
     # Several models have a `state`; name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "ImageStateEnum": "annotate.models.Image.State",

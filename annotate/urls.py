@@ -4,18 +4,19 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from annotate import views
+import annotate.converters  # noqa: F401  (registers the `id` path converter)
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("projects/<int:project_id>/label/", views.label_page, name="label"),
-    path("projects/<int:project_id>/review/", views.review_page, name="review"),
-    path("projects/<int:project_id>/dashboard/", views.dashboard_page, name="dashboard"),
-    path("projects/<int:project_id>/annotators/", views.annotators_page, name="annotators"),
+    path("projects/<id:project_id>/label/", views.label_page, name="label"),
+    path("projects/<id:project_id>/review/", views.review_page, name="review"),
+    path("projects/<id:project_id>/dashboard/", views.dashboard_page, name="dashboard"),
+    path("projects/<id:project_id>/annotators/", views.annotators_page, name="annotators"),
     path("me/", views.my_stats, name="my-stats"),
-    path("projects/<int:project_id>/export/", views.export_page, name="export"),
+    path("projects/<id:project_id>/export/", views.export_page, name="export"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("labeling_api.urls")),
@@ -24,4 +25,4 @@ urlpatterns = [
 if settings.BENCH_FLOOR_ENDPOINT:
     from annotate import benchmark
 
-    urlpatterns.append(path("bench/floor/<int:image_id>/", benchmark.floor, name="bench-floor"))
+    urlpatterns.append(path("bench/floor/<id:image_id>/", benchmark.floor, name="bench-floor"))

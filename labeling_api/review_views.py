@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate.models import AnnotatorStats, Image
@@ -52,7 +53,7 @@ class ReviewQueueApi(GenericAPIView):
         return self.get_paginated_response(data)
 
 
-class ImageDecisionApi(GenericAPIView):
+class ImageDecisionApi(APIView):
     permission_classes = [IsReviewer]
 
     class ImageDecisionInputSerializer(serializers.Serializer):

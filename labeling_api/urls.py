@@ -1,6 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import annotate.converters  # noqa: F401  (registers the `id` path converter)
 from labeling_api import ingest_views, review_views, views
 
 app_name = "api"
@@ -9,37 +10,37 @@ urlpatterns = [
     path("auth/register/", views.UserRegisterApi.as_view(), name="register"),
     path("auth/token/", views.TokenObtainApi.as_view(), name="token"),
     path("me/", views.MeApi.as_view(), name="me"),
-    path("users/<int:user_id>/", views.UserRoleApi.as_view(), name="user-role"),
+    path("users/<id:user_id>/", views.UserRoleApi.as_view(), name="user-role"),
     path("projects/", views.ProjectListCreateApi.as_view(), name="project-list"),
-    path("projects/<int:project_id>/", views.ProjectDetailApi.as_view(), name="project-detail"),
-    path("projects/<int:project_id>/labels/", views.LabelListCreateApi.as_view(), name="labels"),
+    path("projects/<id:project_id>/", views.ProjectDetailApi.as_view(), name="project-detail"),
+    path("projects/<id:project_id>/labels/", views.LabelListCreateApi.as_view(), name="labels"),
     path(
-        "projects/<int:project_id>/labels/import/",
+        "projects/<id:project_id>/labels/import/",
         views.LabelImportApi.as_view(),
         name="labels-import",
     ),
-    path("projects/<int:project_id>/images/", views.ImageListUploadApi.as_view(), name="images"),
+    path("projects/<id:project_id>/images/", views.ImageListUploadApi.as_view(), name="images"),
     path(
-        "projects/<int:project_id>/images/near-duplicates/",
+        "projects/<id:project_id>/images/near-duplicates/",
         ingest_views.NearDuplicateListApi.as_view(),
         name="images-near-duplicates",
     ),
     path(
-        "projects/<int:project_id>/assignments/",
+        "projects/<id:project_id>/assignments/",
         views.AssignmentLeaseApi.as_view(),
         name="assignments",
     ),
-    path("assignments/<int:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
-    path("assignments/<int:assignment_id>/skip/", views.AssignmentSkipApi.as_view(), name="skip"),
-    path("assignments/<int:assignment_id>/undo/", views.VoteUndoApi.as_view(), name="undo"),
-    path("images/<int:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
-    path("projects/<int:project_id>/review/", review_views.ReviewQueueApi.as_view(), name="review"),
+    path("assignments/<id:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
+    path("assignments/<id:assignment_id>/skip/", views.AssignmentSkipApi.as_view(), name="skip"),
+    path("assignments/<id:assignment_id>/undo/", views.VoteUndoApi.as_view(), name="undo"),
+    path("images/<id:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
+    path("projects/<id:project_id>/review/", review_views.ReviewQueueApi.as_view(), name="review"),
     path(
-        "projects/<int:project_id>/annotators/",
+        "projects/<id:project_id>/annotators/",
         review_views.AnnotatorListApi.as_view(),
         name="annotators",
     ),
-    path("images/<int:image_id>/decision/", review_views.ImageDecisionApi.as_view(), name="decision"),
+    path("images/<id:image_id>/decision/", review_views.ImageDecisionApi.as_view(), name="decision"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
@@ -49,18 +50,18 @@ from labeling_api import export_views  # noqa: E402
 
 urlpatterns += [
     path(
-        "projects/<int:project_id>/exports/",
+        "projects/<id:project_id>/exports/",
         export_views.ExportListCreateApi.as_view(),
         name="exports",
     ),
-    path("exports/<int:export_id>/", export_views.ExportDetailApi.as_view(), name="export-detail"),
+    path("exports/<id:export_id>/", export_views.ExportDetailApi.as_view(), name="export-detail"),
     path(
-        "exports/<int:export_id>/download/",
+        "exports/<id:export_id>/download/",
         export_views.ExportDownloadApi.as_view(),
         name="export-download",
     ),
     path(
-        "exports/<int:export_id>/manifest/",
+        "exports/<id:export_id>/manifest/",
         export_views.ExportManifestApi.as_view(),
         name="export-manifest",
     ),

@@ -104,7 +104,7 @@ def test_every_api_route_is_in_the_matrix():
 
     routes = {str(p.pattern) for p in urls.urlpatterns}
     covered = {path.removeprefix("/api/") for _, path, _, _ in CASES}
-    normalise = lambda route: __import__("re").sub(r"<int:(\w+)>|\{(\w+)\}", "{}", route)  # noqa: E731
+    normalise = lambda route: __import__("re").sub(r"<\w+:(\w+)>|\{(\w+)\}", "{}", route)  # noqa: E731
     missing = {normalise(r) for r in routes} - {normalise(c) for c in covered} - {
         "auth/register/", "auth/token/", "docs/", "exports/{}/manifest/",
     }
