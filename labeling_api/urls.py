@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from labeling_api import views
+from labeling_api import ml_views, views
 
 app_name = "api"
 
@@ -27,6 +27,12 @@ urlpatterns = [
     path("assignments/<int:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
     path("assignments/<int:assignment_id>/skip/", views.AssignmentSkipApi.as_view(), name="skip"),
     path("images/<int:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
+    path("projects/<int:project_id>/models/", ml_views.ProjectModelsApi.as_view(), name="models"),
+    path(
+        "projects/<int:project_id>/models/train/",
+        ml_views.ModelTrainApi.as_view(),
+        name="models-train",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
