@@ -1,4 +1,4 @@
-"""The image cache as a dataset: small RGB JPEGs written at ingest, decoded with libjpeg-turbo.
+"""The image cache as a dataset: small RGB JPEGs written at ingest, decoded by Pillow.
 
 Items are uint8 tensors of one fixed size; conversion to float and normalisation happen on
 the device, once per batch, so loader processes stay light and batches cross to a GPU at a
@@ -7,10 +7,11 @@ quarter of the float size.
 
 from collections.abc import Sequence
 
+import PIL.Image
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from worker.ml.config import TrainConfig
 
@@ -43,7 +44,9 @@ class CachedImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
-        image = decode_image(read_file(path), mode=ImageReadMode.RGB)
+        # torchvision's own decoders are deprecated (0.29); Pillow uses libjpeg-turbo too.
+        with PIL.Image.open(path) as img:
+            image = pil_to_tensor(img.convert("RGB"))
         return self.transform(image), target
 
 
