@@ -7,7 +7,7 @@ import signal
 from datetime import timedelta
 
 import pytest
-from celery import current_app
+from celery import Celery, current_app
 from django.conf import settings
 from django.utils import timezone
 
@@ -168,3 +168,42 @@ def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
     run.refresh_from_db()
     assert run.status == "failed" and "worker lost" in run.error
     assert Project.objects.get(pk=project.pk).active_model.version == active
+
+
+def test_training_and_inference_are_routed_to_the_ml_queue():
+    route = current_app.amqp.router.route
+    for name in ("annotate.ml_train", "annotate.ml_suggest", "annotate.ml_suggest_missing"):
+        assert route({}, name)["queue"].name == settings.CELERY_ML_QUEUE
+    assert settings.CELERY_ML_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
+    assert route({}, "annotate.image_preprocess")["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def test_the_embedded_worker_of_make_run_takes_the_ml_queue_too(tmp_path):
+    """No Redis (the `make run` default): one plain bin/worker consumes both queues."""
+    data_dir = tmp_path / "embedded"
+    broker = data_dir / "broker"
+    app = Celery("embedded-ml")
+    app.conf.update(
+        broker_url="atomicfs://localhost/",
+        broker_transport_options={
+            "data_folder_in": str(broker / "queue"), "data_folder_out": str(broker / "queue"),
+            "staging_folder": str(broker / "staging"), "claimed_folder": str(broker / "claimed"),
+            "control_folder": str(broker / "control"),
+        },
+        result_backend=f"file://{data_dir / 'results'}",
+    )
+    (data_dir / "results").mkdir(parents=True)
+    worker = Process(
+        ["bin/worker"],
+        worker_env(DATABASE_URL=database_url(), REDIS_URL=None, CELERY_QUEUE=None,
+                   CELERY_ML_QUEUE=None, WORKER_QUEUES=None, DATA_DIR=str(data_dir)),
+        tmp_path / "embedded-ml-worker.log",
+    )
+    try:
+        wait_until(lambda: "ready." in worker.log(), 60, "the embedded worker", log=worker.log)
+        # Project 0 has no active model: the task answers 0 suggestions written.
+        result = app.send_task("annotate.ml_suggest", args=[0], queue="ml", routing_key="ml")
+        assert result.get(timeout=60, interval=0.05) == 0
+    finally:
+        worker.stop()
+    assert "annotate.ml_suggest[" in worker.log()
