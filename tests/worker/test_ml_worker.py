@@ -182,7 +182,8 @@ def test_the_embedded_worker_of_make_run_takes_the_ml_queue_too(tmp_path):
     """No Redis (the `make run` default): one plain bin/worker consumes both queues."""
     data_dir = tmp_path / "embedded"
     broker = data_dir / "broker"
-    app = Celery("embedded-ml")
+    # Not the current app: the project's app must keep sending the later tests' tasks to Redis.
+    app = Celery("embedded-ml", set_as_current=False)
     app.conf.update(
         broker_url="atomicfs://localhost/",
         broker_transport_options={
