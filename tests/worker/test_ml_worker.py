@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 # A small, quick model: 32 px crops, a few epochs, one thread (the test machine is shared).
 ML_ENV = {
     "ML_IMAGE_SIZE": "32", "ML_EPOCHS": "4", "ML_BATCH_SIZE": "8", "ML_THREADS": "1",
-    "ML_PRETRAINED": "false", "ML_MIN_TRAIN_LABELS": "10",
+    "ML_PRETRAINED": "false", "ML_MIN_TRAIN_LABELS": "10", "ML_MIN_STEPS": "0",
 }
 
 
@@ -138,7 +138,8 @@ def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
     project, labels, _ = colour_project
     # The active model, trained here in the test process with the real backend.
     settings.ML_TRAIN_CONFIG = settings.ML_TRAIN_CONFIG | {
-        "image_size": 32, "epochs": 1, "batch_size": 8, "num_threads": 1, "pretrained": False}
+        "image_size": 32, "epochs": 1, "min_steps": 0, "batch_size": 8, "num_threads": 1,
+        "pretrained": False}
     from worker.ml.backend import TorchBackend
 
     first_run = TrainingRun.objects.create(project=project, reason="requested")

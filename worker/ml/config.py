@@ -18,6 +18,9 @@ class TrainConfig:
     image_size: int = 128
     batch_size: int = 32
     epochs: int = 10
+    # At least this many optimizer steps whatever the data size: a first model trained on a
+    # few dozen images would otherwise take ten steps in ten epochs and learn nothing.
+    min_steps: int = 0
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     # 0: all cores of this machine. Set it to the cores a worker process is given, or several

@@ -204,18 +204,19 @@ def train(
     model = built.model.to(device)
     normalize = Normalize().to(device)
     loader = make_loader(train_samples, config, training=True, device=device)
+    epochs = max(config.epochs, math.ceil(config.min_steps / max(1, len(loader))))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=max(1, config.epochs * len(loader)),
+        optimizer, max_lr=config.learning_rate, total_steps=max(1, epochs * len(loader)),
         pct_start=0.2,
     ) if config.learning_rate > 0 else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         loss = train_one_epoch(
             model, normalize, loader, optimizer, scheduler, device, epoch=epoch, on_progress=on_progress
         )
-        logger.info("epoch %d/%d: training loss %.4f", epoch + 1, config.epochs, loss)
+        logger.info("epoch %d/%d: training loss %.4f", epoch + 1, epochs, loss)
     holdout_loader = make_loader(holdout_samples, config, training=False, device=device)
     logits, targets = collect_logits(model, normalize, holdout_loader, device)
     temperature = fit_temperature(logits, targets)
@@ -243,7 +244,7 @@ def train(
         seconds=seconds,
         train_size=len(train_samples),
         holdout_size=len(holdout_samples),
-        epochs=config.epochs,
+        epochs=epochs,
         temperature=temperature,
         holdout=holdout,
     )

@@ -136,6 +136,15 @@ def test_a_failed_checkpoint_write_leaves_the_old_file_intact(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
+def test_a_small_data_set_still_gets_the_minimum_number_of_steps(colour_samples, tmp_path):
+    steps = []
+    config = TrainConfig(**TINY | {"epochs": 1, "min_steps": 7, "learning_rate": 0.0})
+    result = train(colour_samples[:24], colour_samples[24:28], num_classes=3, config=config,
+                   checkpoint_path=str(tmp_path / "m.pt"), on_progress=lambda *step: steps.append(step))
+    # 24 images in batches of 8: 3 steps an epoch, so 3 epochs reach 7 steps.
+    assert result.epochs == 3 and len(steps) == 9 and steps[-1] == (2, 3, 3)
+
+
 def test_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="unknown architecture"):
         TrainConfig(arch="vgg11")
