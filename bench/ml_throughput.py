@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=int(env("ML_LOADER_WORKERS", "0")))
     parser.add_argument("--device", default=env("ML_DEVICE", "auto"))
     parser.add_argument("--images", type=int, default=0, help="images per measurement (default: by device)")
-    parser.add_argument("--repeats", type=int, default=1, help="measure each figure this many times, keep the best")
+    parser.add_argument("--repeats", type=int, default=3, help="pipeline/bare pairs measured per figure")
     args = parser.parse_args()
 
     config = TrainConfig(arch=args.arch, batch_size=args.batch_size, image_size=args.image_size,
@@ -161,12 +161,15 @@ def main() -> None:
         }
         rows = []
         for name, (pipeline, bare) in measures.items():
-            # Alternated, best of each: a shared machine's load hits both sides alike.
+            # Alternated, so that a shared machine's load hits both sides alike: the best of
+            # each, and the median of the ratios of back-to-back pairs.
             figures = [(pipeline(), bare()) for _ in range(args.repeats)]
-            rows.append((name, max(f[0] for f in figures), max(f[1] for f in figures)))
-    print(f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'ratio':>6}")
-    for name, pipeline, bare in rows:
-        print(f"{name:10} {pipeline:15.1f} {bare:11.1f} {pipeline / bare:6.2f}")
+            best_pipeline, best_bare = max(f[0] for f in figures), max(f[1] for f in figures)
+            ratios = sorted(p / b for p, b in figures)
+            rows.append((name, best_pipeline, best_bare, ratios[len(ratios) // 2]))
+    print(f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'ratio':>6} {'median pair ratio':>18}")
+    for name, pipeline, bare, median_ratio in rows:
+        print(f"{name:10} {pipeline:15.1f} {bare:11.1f} {pipeline / bare:6.2f} {median_ratio:18.2f}")
 
 
 if __name__ == "__main__":
