@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import torch
 import torch.nn.functional as F
@@ -56,15 +57,32 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+class Timer:
+    """Wall time and this process's CPU time (all threads). On a shared machine the wall clock
+    swings with other people's load; CPU seconds per image do not (with loader workers 0, all
+    decoding happens in this process and is counted)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def rates(self, images: int) -> tuple[float, float]:
+        """(images per wall second, images per CPU second)"""
+        return images / self.wall, images / self.cpu
+
+
 def pipeline_inference(model, samples, config, device) -> float:
     loader = make_loader(samples, config, training=False, device=device)
     normalize = Normalize().to(device)
     collect_logits(model, normalize, make_loader(samples[: config.batch_size], config, training=False, device=device), device)
     synchronize(device)
-    started = time.perf_counter()
-    logits, _ = collect_logits(model, normalize, loader, device)
-    synchronize(device)
-    return len(logits) / (time.perf_counter() - started)
+    with Timer() as timer:
+        logits, _ = collect_logits(model, normalize, loader, device)
+        synchronize(device)
+    return timer.rates(len(logits))
 
 
 def bare_inference(model, count, config, device) -> float:
@@ -74,11 +92,11 @@ def bare_inference(model, count, config, device) -> float:
     with torch.inference_mode():
         model(batch)
         synchronize(device)
-        started = time.perf_counter()
-        for _ in range(steps):
-            model(batch).float().cpu()  # the pipeline brings logits back to the CPU too
-        synchronize(device)
-    return steps * config.batch_size / (time.perf_counter() - started)
+        with Timer() as timer:
+            for _ in range(steps):
+                model(batch).float().cpu()  # the pipeline brings logits back to the CPU too
+            synchronize(device)
+    return timer.rates(steps * config.batch_size)
 
 
 def optimizer_for(model, config):
@@ -94,10 +112,10 @@ def pipeline_training(model, samples, config, device) -> float:
     train_one_epoch(model, normalize, warmup, optimizer, scheduler, device, epoch=0)
     loader = make_loader(samples, config, training=True, device=device)
     synchronize(device)
-    started = time.perf_counter()
-    train_one_epoch(model, normalize, loader, optimizer, scheduler, device, epoch=0)
-    synchronize(device)
-    return len(loader) * config.batch_size / (time.perf_counter() - started)
+    with Timer() as timer:
+        train_one_epoch(model, normalize, loader, optimizer, scheduler, device, epoch=0)
+        synchronize(device)
+    return timer.rates(len(loader) * config.batch_size)
 
 
 def bare_training(model, count, config, device, num_classes) -> float:
@@ -116,11 +134,11 @@ def bare_training(model, count, config, device, num_classes) -> float:
 
     step()
     synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return steps * config.batch_size / (time.perf_counter() - started)
+    with Timer() as timer:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    return timer.rates(steps * config.batch_size)
 
 
 def main() -> None:
@@ -161,15 +179,18 @@ def main() -> None:
         }
         rows = []
         for name, (pipeline, bare) in measures.items():
-            # Alternated, so that a shared machine's load hits both sides alike: the best of
-            # each, and the median of the ratios of back-to-back pairs.
-            figures = [(pipeline(), bare()) for _ in range(args.repeats)]
-            best_pipeline, best_bare = max(f[0] for f in figures), max(f[1] for f in figures)
-            ratios = sorted(p / b for p, b in figures)
-            rows.append((name, best_pipeline, best_bare, ratios[len(ratios) // 2]))
-    print(f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'ratio':>6} {'median pair ratio':>18}")
-    for name, pipeline, bare, median_ratio in rows:
-        print(f"{name:10} {pipeline:15.1f} {bare:11.1f} {pipeline / bare:6.2f} {median_ratio:18.2f}")
+            # Alternated pairs, so that a shared machine's load hits both sides alike.
+            pairs = [(pipeline(), bare()) for _ in range(args.repeats)]
+            rows.append((name, pairs))
+    cpu_note = "" if device.type == "cuda" else " (ratio per CPU second: robust to other load)"
+    print(f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'wall ratio':>11} {'CPU ratio':>10}{cpu_note}")
+    for name, pairs in rows:
+        best_pipeline = max(p[0] for p, _ in pairs)
+        best_bare = max(b[0] for _, b in pairs)
+        wall_ratio = median([p[0] / b[0] for p, b in pairs])
+        cpu_ratio = median([p[1] / b[1] for p, b in pairs])
+        print(f"{name:10} {best_pipeline:15.1f} {best_bare:11.1f} {wall_ratio:11.2f} {cpu_ratio:10.2f}")
+    print("img/s: best of the repeats; ratios: median over back-to-back pipeline/bare pairs")
 
 
 if __name__ == "__main__":
