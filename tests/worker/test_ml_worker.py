@@ -209,3 +209,33 @@ def test_the_embedded_worker_of_make_run_takes_the_ml_queue_too(tmp_path):
     finally:
         worker.stop()
     assert "annotate.ml_suggest[" in worker.log()
+
+
+def test_beat_starts_a_training_by_itself_once_enough_labels_are_verified(
+    colour_project, start_ml_worker, tmp_path
+):
+    project, _, open_images = colour_project
+    worker = start_ml_worker()
+    beat_dir = tmp_path / "beat"
+    beat_dir.mkdir()
+    beat = Process(
+        ["bin/beat"],
+        worker_env(DATABASE_URL=database_url(), DATA_DIR=str(beat_dir), ML_RETRAIN_CHECK_SECONDS="1"),
+        tmp_path / "beat.log",
+    )
+    try:
+        run = wait_until(
+            lambda: TrainingRun.objects.filter(project=project, status="succeeded").first(),
+            120, "beat's check to start a training and the worker to finish it",
+            log=lambda: beat.log() + worker.log(),
+        )
+        wait_until(
+            lambda: Suggestion.objects.filter(image_id__in=open_images).count() == len(open_images),
+            60, "suggestions after the promotion", log=worker.log,
+        )
+    finally:
+        beat.stop()
+    assert (run.reason, run.verified_count, run.promoted) == ("growth", 36, True)
+    assert "annotate.ml_retrain_check" in beat.log()
+    # Nothing grew since: later checks start no second training.
+    assert TrainingRun.objects.filter(project=project).count() == 1
