@@ -6,7 +6,17 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from annotate.models import AnnotatorStats, Assignment, Decision, Image, Project, User, Vote
+from annotate.models import (
+    ActiveModel,
+    AnnotatorStats,
+    Assignment,
+    Decision,
+    Image,
+    ModelVersion,
+    Project,
+    User,
+    Vote,
+)
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -115,3 +125,11 @@ def project_active_volunteers(*, project: Project, days: int) -> int:
         Vote.objects.filter(image__project=project, created_at__gte=since)
         .values("user_id").distinct().count()
     )
+
+
+def project_model_versions(*, project: Project) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project=project).order_by("id")
+
+
+def project_active_model_id(*, project: Project) -> int | None:
+    return ActiveModel.objects.filter(project=project).values_list("version_id", flat=True).first()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -294,3 +295,72 @@ CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
 EXPORT_THREADS = env.int("EXPORT_THREADS", default=2)
 # How often a running export writes its progress (which also shows that its job is alive).
 EXPORT_PROGRESS_SECONDS = env.float("EXPORT_PROGRESS_SECONDS", default=0.5)
+
+# --- the ML worker (PRODUCT.md section 5) -----------------------------------------------------
+# Training and inference go to their own queue, so that a GPU machine can run a worker that
+# takes only those (`WORKER_QUEUES=ml bin/worker`); a plain `bin/worker` consumes both queues.
+# A test run names its own CELERY_QUEUE and the ML queue follows it, so runs never share one.
+# https://docs.celeryq.dev/en/stable/userguide/routing.html
+CELERY_ML_QUEUE = env(
+    "CELERY_ML_QUEUE",
+    default="ml" if CELERY_TASK_DEFAULT_QUEUE == "celery" else f"{CELERY_TASK_DEFAULT_QUEUE}-ml",
+)
+CELERY_TASK_QUEUES = [
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(CELERY_ML_QUEUE, routing_key=CELERY_ML_QUEUE),
+]
+# Only the heavy tasks: the periodic checks are light and must not wait behind a training.
+CELERY_TASK_ROUTES = {
+    name: {"queue": CELERY_ML_QUEUE, "routing_key": CELERY_ML_QUEUE}
+    for name in ("annotate.ml_train", "annotate.ml_suggest", "annotate.ml_suggest_missing")
+}
+
+ML_MODELS_DIR = Path(env("ML_MODELS_DIR", default=str(DATA_DIR / "models")))
+# Defaults of worker.ml.TrainConfig; a training request may override epochs, arch, lr.
+ML_TRAIN_CONFIG = {
+    "arch": env("ML_ARCH", default="resnet18"),  # resnet18, mobilenet_v3_small, resnet50
+    "image_size": env.int("ML_IMAGE_SIZE", default=128),
+    "batch_size": env.int("ML_BATCH_SIZE", default=32),
+    "epochs": env.int("ML_EPOCHS", default=10),
+    "min_steps": env.int("ML_MIN_STEPS", default=0),  # e.g. 200 for small data sets on a GPU
+    "learning_rate": env.float("ML_LEARNING_RATE", default=1e-3),
+    "num_threads": env.int("ML_THREADS", default=0),  # 0: all cores
+    "num_workers": env.int("ML_LOADER_WORKERS", default=0),
+    "device": env("ML_DEVICE", default="auto"),  # auto: CUDA when present
+    "pretrained": env.bool("ML_PRETRAINED", default=True),
+    "init_checkpoint": env("ML_INIT_CHECKPOINT", default=""),
+    "seed": env.int("ML_SEED", default=0),
+}
+# Retraining starts when verified labels grew by ML_RETRAIN_NEW_LABELS, or by the share
+# ML_RETRAIN_GROWTH of those at the last training, whichever comes first; the first training
+# once a project has ML_MIN_TRAIN_LABELS.
+ML_MIN_TRAIN_LABELS = env.int("ML_MIN_TRAIN_LABELS", default=20)
+ML_RETRAIN_NEW_LABELS = env.int("ML_RETRAIN_NEW_LABELS", default=200)
+ML_RETRAIN_GROWTH = env.float("ML_RETRAIN_GROWTH", default=0.25)
+# Share of verified images held out for evaluation and calibration; an image's side depends
+# only on its SHA-256, so a model is never compared on images another one trained on.
+ML_HOLDOUT_FRACTION = env.float("ML_HOLDOUT_FRACTION", default=0.2)
+ML_SUGGESTION_TOP_K = 5
+ML_SUGGESTION_BATCH = env.int("ML_SUGGESTION_BATCH", default=512)
+# A RUNNING training that has not recorded progress for this long lost its worker.
+ML_RUN_STALE_SECONDS = env.int("ML_RUN_STALE_SECONDS", default=600)
+ML_RUN_MAX_ATTEMPTS = 2
+# Time limits; the training limit stays below the Redis visibility timeout (see above), or a
+# running training would be delivered a second time.
+ML_TRAIN_SOFT_TIME_LIMIT = env.int("ML_TRAIN_SOFT_TIME_LIMIT", default=3 * 3600)
+ML_SUGGEST_SOFT_TIME_LIMIT = env.int("ML_SUGGEST_SOFT_TIME_LIMIT", default=1800)
+CELERY_BEAT_SCHEDULE |= {
+    "ml-retrain-check": {
+        "task": "annotate.ml_retrain_check",
+        "schedule": env.float("ML_RETRAIN_CHECK_SECONDS", default=60.0),
+    },
+    # Suggestions for images that arrived after the last promotion.
+    "ml-suggest-missing": {
+        "task": "annotate.ml_suggest_missing",
+        "schedule": env.float("ML_SUGGEST_SWEEP_SECONDS", default=60.0),
+    },
+    "ml-recover-runs": {
+        "task": "annotate.ml_recover_runs",
+        "schedule": env.float("ML_RECOVER_SECONDS", default=120.0),
+    },
+}

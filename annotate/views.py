@@ -149,8 +149,22 @@ def dashboard_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _model_context(project: Project) -> dict:
-    """The model section of the dashboard; empty until the project has model versions."""
-    return {}
+    """The model section: versions with held-out accuracy, oldest first, and which is active."""
+    versions = list(selectors.project_model_versions(project=project))
+    if not versions:
+        return {}
+    active = selectors.project_active_model_id(project=project)
+    rows = [
+        {"label": f"v{v.pk}", "train_size": v.train_size, "accuracy": v.top1, "active": v.pk == active}
+        for v in versions
+    ]
+    return {
+        "model_versions": rows,
+        "accuracy_chart": charts.line_chart(
+            [(f"{r['label']} ({r['train_size']} images)", r["accuracy"]) for r in rows],
+            title="Held-out top-1 accuracy by version (training images)", y_max=1.0, percent=True,
+        ),
+    }
 
 
 @login_required

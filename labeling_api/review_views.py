@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate.models import AnnotatorStats, Image
-from annotate.services import review
+from annotate.services import ml, review
 from annotate.services.errors import NotFound
 from labeling_api.permissions import IsReviewer
 from labeling_api.serializers import DecisionOutputSerializer, ImageRefSerializer, image_url
@@ -35,7 +35,7 @@ class ReviewItemSerializer(ImageRefSerializer):
         return DecisionOutputSerializer(current[0]).data if current else None
 
     def get_suggestion(self, image: Image) -> dict | None:
-        return None
+        return ml.suggestion_for_image(image_id=image.pk)
 
 
 class ReviewQueueApi(GenericAPIView):

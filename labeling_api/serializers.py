@@ -1,9 +1,11 @@
 """Output shapes shared by several API views. Input serializers live beside their view."""
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Assignment, Decision, Image, Label, Project
+from annotate.services import ml
 
 
 class LabelOutputSerializer(serializers.ModelSerializer):
@@ -115,6 +117,7 @@ class AssignmentOutputSerializer(serializers.ModelSerializer):
     def get_labels(self, assignment: Assignment) -> list[dict]:
         return LabelOutputSerializer(self.context["labels"], many=True).data
 
+    @extend_schema_field(SuggestionSerializer(allow_null=True))
     def get_suggestion(self, assignment: Assignment) -> dict | None:
-        # Model suggestions arrive with the ML worker; until a model is active there is none.
-        return None
+        # The active model's calibrated top label, when the project shows suggestions.
+        return ml.suggestion_for_image(image_id=assignment.image_id)

@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
-from labeling_api import ingest_views, review_views, views
+from labeling_api import ingest_views, ml_views, review_views, views
 
 app_name = "api"
 
@@ -41,6 +41,12 @@ urlpatterns = [
         name="annotators",
     ),
     path("images/<id:image_id>/decision/", review_views.ImageDecisionApi.as_view(), name="decision"),
+    path("projects/<id:project_id>/models/", ml_views.ProjectModelsApi.as_view(), name="models"),
+    path(
+        "projects/<id:project_id>/models/train/",
+        ml_views.ModelTrainApi.as_view(),
+        name="models-train",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

@@ -49,3 +49,23 @@ def test_leaderboard_hides_names_unless_opted_in(signed_in):
 def test_forms_carry_csrf_tokens(client):
     for path in ["/accounts/login/", "/accounts/signup/"]:
         assert b"csrfmiddlewaretoken" in client.get(path).content
+
+
+def test_dashboard_shows_model_accuracy_over_versions(signed_in):
+    from django.utils import timezone
+
+    from annotate.models import ActiveModel, ModelVersion
+
+    project = ProjectFactory()
+    versions = [
+        ModelVersion.objects.create(
+            project=project, arch="resnet18", file=f"v{i}.pt", weights_source="scratch", device="cpu",
+            train_size=size, holdout_size=10, training_seconds=1.0, top1=top1,
+        )
+        for i, (size, top1) in enumerate([(40, 0.5), (120, 0.75)])
+    ]
+    ActiveModel.objects.create(project=project, version=versions[1], promoted_at=timezone.now())
+    page = signed_in(UserFactory(role="admin")).get(f"/projects/{project.pk}/dashboard/").content.decode()
+    assert "Held-out top-1 accuracy by version" in page
+    assert "50%" in page and "75%" in page and "active" in page
+    assert page.count("<circle") == 2  # one point per version; no votes yet, so no votes chart

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from annotate.models import Project
-from annotate.services import aggregation, ingest, jobs, serving
+from annotate.services import aggregation, ingest, jobs, ml, serving
 from annotate.services import export as export_service
 
 
@@ -63,3 +63,43 @@ def export_run(self, export_id: int) -> str:
 @shared_task(name="annotate.exports_cleanup")
 def exports_cleanup() -> dict:
     return vars(export_service.exports_cleanup())
+
+# --- the ML loop: on the ML queue (settings.CELERY_TASK_ROUTES), so a GPU worker can take only
+# these. PyTorch is imported inside the tasks: the web processes, which load this module to
+# send tasks, never pay for it.
+
+
+def _ml_backend():
+    from worker.ml.backend import TorchBackend
+
+    return TorchBackend()
+
+
+@shared_task(name="annotate.ml_train", acks_late=True, soft_time_limit=settings.ML_TRAIN_SOFT_TIME_LIMIT,
+             time_limit=settings.ML_TRAIN_SOFT_TIME_LIMIT + 300)
+def ml_train(run_id: int) -> int | None:
+    """Returns the new version's id (None: nothing to do, or the data could not support it)."""
+    version = ml.training_run_execute(run_id=run_id, backend=_ml_backend())
+    return version.pk if version else None
+
+
+@shared_task(name="annotate.ml_suggest", soft_time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT,
+             time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120)
+def ml_suggest(project_id: int) -> int:
+    return ml.suggestions_compute(project_id=project_id, backend=_ml_backend())
+
+
+@shared_task(name="annotate.ml_suggest_missing", soft_time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT,
+             time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120)
+def ml_suggest_missing() -> int:
+    return ml.suggestions_missing_sweep(backend=_ml_backend())
+
+
+@shared_task(name="annotate.ml_retrain_check")
+def ml_retrain_check() -> list[int]:
+    return ml.projects_retrain_check()
+
+
+@shared_task(name="annotate.ml_recover_runs")
+def ml_recover_runs() -> int:
+    return ml.training_runs_recover()

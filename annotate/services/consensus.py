@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotate.models import Decision, Image, Label, Project, Vote
-from annotate.services import reliability
+from annotate.services import ml, reliability
 from annotate.services.reliability import StatsDelta
 
 # The key for "none of these" among vote counts (a vote whose label is null).
@@ -86,14 +86,28 @@ def answer_keys_for(*, project: Project) -> list:
     return [*Label.objects.filter(project=project).order_by("id").values_list("id", flat=True), None]
 
 
-def answer_prior(*, project: Project, answer_keys: list) -> np.ndarray:
-    """The prior over answers: the project's answer frequencies among decided images (from
-    the last re-aggregation), smoothed so that no answer starts impossible."""
+def answer_prior(*, project: Project, answer_keys: list, model: dict[int, float] | None = None) -> np.ndarray:
+    """The prior over answers.
+
+    With the active model's calibrated probabilities for the image (`model`), those, leaving
+    "none of these" the share it has among decided images; without, the project's answer
+    frequencies among decided images (from the last re-aggregation). Smoothed either way so
+    that no answer starts impossible.
+    """
     counts = project.answer_counts or {}
     weights = np.array(
         [1.0 + counts.get("none" if key is None else str(key), 0) for key in answer_keys]
     )
-    return weights / weights.sum()
+    frequencies = weights / weights.sum()
+    if not model or len(answer_keys) < 2:
+        return frequencies
+    is_label = np.array([key is not None for key in answer_keys])
+    none_share = float(frequencies[~is_label].sum())
+    labels = np.array([model.get(key, 0.0) for key in answer_keys if key is not None])
+    labels = 0.98 * labels / max(labels.sum(), 1e-12) + 0.02 / len(labels)
+    prior = np.full(len(answer_keys), none_share)
+    prior[is_label] = labels * (1.0 - none_share)
+    return prior
 
 
 def image_posterior(*, image: Image, project: Project) -> tuple[np.ndarray, list, int]:
@@ -105,7 +119,7 @@ def image_posterior(*, image: Image, project: Project) -> tuple[np.ndarray, list
     posterior = one_coin_posterior(
         [index[label_id] for _, label_id in votes],
         [accuracy[user_id] for user_id, _ in votes],
-        answer_prior(project=project, answer_keys=keys),
+        answer_prior(project=project, answer_keys=keys, model=ml.image_model_prior(image_id=image.pk)),
     )
     return posterior, keys, len(votes)
 

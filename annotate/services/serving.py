@@ -72,6 +72,8 @@ def _pick_image(*, project: Project, user: User) -> tuple[int, int, int] | None:
             return None
         pivot = random.randint(bounds["low"], bounds["high"])
         orderings = [candidates.filter(id__gte=pivot).order_by("id"), candidates.order_by("id")]
+    elif project.serving_order == Project.ServingOrder.UNCERTAIN:
+        orderings = [candidates.order_by("-uncertainty", "id")]
     else:
         orderings = [candidates.order_by("-votes_count", "id")]
     for queryset in orderings:

@@ -81,6 +81,11 @@
     const decided = item.decision ? ` Current decision: ${item.decision.excluded ? "excluded" : labelName(item.decision.label)} (${item.decision.rule}).` : "";
     why.textContent = (item.state === "disputed" ? "The crowd could not agree." : item.flag_reason) + decided;
     renderVotes(item);
+    const suggestion = document.getElementById("suggestion");
+    suggestion.hidden = !item.suggestion;
+    if (item.suggestion) {
+      suggestion.textContent = `Model suggests ${labelName(item.suggestion.label)} (${Math.round(item.suggestion.confidence * 100)}%).`;
+    }
   }
 
   async function next() {

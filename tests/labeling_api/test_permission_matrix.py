@@ -77,6 +77,9 @@ CASES = [
     ("post", "/api/projects/{p}/exports/", lambda w: {"val_fraction": 0.2}, {A: 401, V: 403, O: 403, R: 403, D: 202}),
     ("get", "/api/exports/{export}/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     ("get", "/api/exports/{export}/download/", None, {A: 401, V: 403, O: 403, R: 403, D: 409}),
+    ("get", "/api/projects/{p}/models/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
+    # Too few verified labels for a training yet: the admin is let through and told so.
+    ("post", "/api/projects/{p}/models/train/", None, {A: 401, V: 403, O: 403, R: 403, D: 400}),
     ("get", "/api/schema/", None, {A: 200, V: 200, O: 200, R: 200, D: 200}),  # the contract is public
 ]
 

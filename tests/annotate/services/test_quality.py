@@ -289,3 +289,16 @@ def test_reaggregation_flags_decisions_dawid_skene_would_change():
     liar_stats = AnnotatorStats.objects.get(project=project, user=liars[0])
     expert_stats = AnnotatorStats.objects.get(project=project, user=experts[0])
     assert liar_stats.batch_accuracy < 0.3 < 0.9 < expert_stats.batch_accuracy
+
+
+def test_model_prior_shapes_the_dynamic_posterior():
+    from annotate.services.consensus import answer_keys_for, answer_prior
+
+    project = ProjectFactory(mode=Project.Mode.DYNAMIC, answer_counts={"none": 1})
+    a, b = LabelFactory(project=project), LabelFactory(project=project)
+    keys = answer_keys_for(project=project)
+    plain = answer_prior(project=project, answer_keys=keys)
+    assert plain == pytest.approx([1 / 4, 1 / 4, 2 / 4])
+    shaped = answer_prior(project=project, answer_keys=keys, model={a.pk: 0.9, b.pk: 0.1})
+    assert shaped[2] == pytest.approx(0.5)  # "none of these" keeps its share
+    assert shaped[0] > 4 * shaped[1] and shaped.sum() == pytest.approx(1.0)

@@ -1,0 +1,501 @@
+"""The ML loop's rules (PRODUCT.md section 5): when to train, on what, whether the result
+replaces the active model, and which suggestions to compute.
+
+The PyTorch side arrives as a `MLBackend` handed in by the Celery task (worker.ml's
+TorchBackend), because services never import the worker package. It takes and returns plain
+data: file paths, class indices, dicts of figures.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from annotate.models import (
+    ActiveModel,
+    Decision,
+    Image,
+    Label,
+    ModelVersion,
+    Project,
+    Suggestion,
+    TrainingRun,
+    User,
+)
+from annotate.services import jobs
+from annotate.services.errors import Conflict, InvalidInput
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "resnet50")
+# Images whose label counts as verified: decided by the crowd (gold included) or a reviewer.
+VERIFIED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
+# Images that get suggestions: those volunteers still label, and those reviewers will decide.
+SUGGESTED_STATES = (Image.State.OPEN, Image.State.DISPUTED)
+# How often a training writes its heartbeat at most (each write is a database round trip).
+HEARTBEAT_SECONDS = 10.0
+
+
+class MLBackend(Protocol):
+    def train(
+        self,
+        train_samples: Sequence[tuple[str, int]],
+        holdout_samples: Sequence[tuple[str, int]],
+        *,
+        num_classes: int,
+        config: dict[str, Any],
+        checkpoint_path: str,
+        on_progress: Callable[[int, int, int], None] | None = None,
+    ) -> dict[str, Any]: ...
+
+    def evaluate(
+        self, checkpoint_path: str, samples: Sequence[tuple[str, int]], *, config: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    def predict(
+        self, checkpoint_path: str, paths: Sequence[str], *, config: dict[str, Any]
+    ) -> list[list[float]]: ...
+
+
+class TrainingImpossible(Exception):
+    """The data can't support a training (too few images or classes); the run fails, no retry."""
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def _verified_decisions(project: Project):
+    return Decision.objects.filter(
+        image__project=project, is_current=True, excluded=False, image__state__in=VERIFIED_STATES
+    )
+
+
+def project_verified_count(*, project: Project) -> int:
+    return _verified_decisions(project).count()
+
+
+def model_path(relative: str) -> Path:
+    return Path(settings.ML_MODELS_DIR) / relative
+
+
+def is_holdout(sha256: str, fraction: float | None = None) -> bool:
+    """An image's side (held out or trained on) is a function of its SHA-256 alone, so it never
+    changes as data grows: a new model and the active one are compared on images neither
+    trained on."""
+    fraction = settings.ML_HOLDOUT_FRACTION if fraction is None else fraction
+    return int(sha256[:8], 16) / 0x1_0000_0000 < fraction
+
+
+def suggestion_for_image(*, image_id: int) -> dict | None:
+    """{label, confidence} of the active model for an image of a project that shows
+    suggestions; None otherwise. One indexed query."""
+    row = (
+        Suggestion.objects.filter(
+            image_id=image_id, model_version__active_in__project__show_suggestions=True
+        )
+        .values_list("label_id", "confidence")
+        .first()
+    )
+    return {"label": row[0], "confidence": row[1]} if row else None
+
+
+def image_model_prior(*, image_id: int) -> dict[int, float] | None:
+    """The active model's calibrated probability of every label for an image (the dynamic
+    consensus prior), whether or not the project shows suggestions; None without one."""
+    probabilities = (
+        Suggestion.objects.filter(image_id=image_id, model_version__active_in__isnull=False)
+        .values_list("probabilities", flat=True)
+        .first()
+    )
+    if probabilities is None:
+        return None
+    return {int(label_id): p for label_id, p in probabilities.items()}
+
+
+def project_models_overview(*, project: Project, runs: int = 20) -> dict[str, Any]:
+    active = ActiveModel.objects.filter(project=project).values_list("version_id", flat=True).first()
+    return {
+        "active_version": active,
+        "verified_labels": project_verified_count(project=project),
+        "versions": list(ModelVersion.objects.filter(project=project).order_by("-id")),
+        "runs": list(TrainingRun.objects.filter(project=project).order_by("-id")[:runs]),
+    }
+
+
+# --- starting trainings -----------------------------------------------------------------------
+
+
+def _clean_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "arch":
+            if value not in ARCHITECTURES:
+                raise InvalidInput(f"arch must be one of {', '.join(ARCHITECTURES)}.", field="arch")
+        elif key == "epochs":
+            if not isinstance(value, int) or not 1 <= value <= 500:
+                raise InvalidInput("epochs must be a whole number from 1 to 500.", field="epochs")
+        elif key == "learning_rate":
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise InvalidInput("learning_rate must be from 0 to 1.", field="learning_rate")
+        else:
+            raise InvalidInput(f"Unknown training setting {key!r}.", field=key)
+        clean[key] = value
+    return clean
+
+
+def training_request(
+    *,
+    project: Project,
+    reason: str = TrainingRun.Reason.REQUESTED,
+    requested_by: User | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainingRun:
+    """Create a PENDING run and queue its training once the transaction commits.
+
+    Refuses (409) while another training of the project is pending or running, and (400)
+    while the project has fewer verified labels than ML_MIN_TRAIN_LABELS.
+    """
+    config = _clean_overrides(overrides or {})
+    verified = project_verified_count(project=project)
+    if verified < settings.ML_MIN_TRAIN_LABELS:
+        raise InvalidInput(
+            f"The project has {verified} verified labels; training needs at least "
+            f"{settings.ML_MIN_TRAIN_LABELS}."
+        )
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                project=project, reason=reason, requested_by=requested_by, config=config,
+                verified_count=verified,
+            )
+            jobs.enqueue_on_commit("annotate.ml_train", run.pk)
+    except IntegrityError:
+        open_run = TrainingRun.objects.filter(
+            project=project, status__in=[TrainingRun.Status.PENDING, TrainingRun.Status.RUNNING]
+        ).first()
+        raise Conflict(
+            f"A training of this project is already {open_run.status if open_run else 'open'}"
+            + (f" (run {open_run.pk})." if open_run else ".")
+        ) from None
+    return run
+
+
+def retrain_due(*, verified: int, last_verified: int | None) -> bool:
+    """The first training once there are enough verified labels; then again when they grew by
+    ML_RETRAIN_NEW_LABELS, or by the share ML_RETRAIN_GROWTH, since the last training."""
+    if verified < settings.ML_MIN_TRAIN_LABELS:
+        return False
+    if last_verified is None:
+        return True
+    growth = verified - last_verified
+    if growth <= 0:
+        return False
+    return growth >= settings.ML_RETRAIN_NEW_LABELS or growth >= settings.ML_RETRAIN_GROWTH * last_verified
+
+
+def projects_retrain_check() -> list[int]:
+    """Beat's check: start a training in each project whose verified labels grew enough.
+
+    The baseline is the last run of any outcome, so a training that failed on its data is not
+    retried every minute, only once the data grew again. Returns the new runs' ids.
+    """
+    started = []
+    for project in Project.objects.order_by("id"):
+        last = TrainingRun.objects.filter(project=project).order_by("-id").values_list(
+            "verified_count", flat=True
+        ).first()
+        verified = project_verified_count(project=project)
+        if not retrain_due(verified=verified, last_verified=last):
+            continue
+        try:
+            run = training_request(project=project, reason=TrainingRun.Reason.GROWTH)
+        except (Conflict, InvalidInput):
+            continue  # one is running already, or labels went away since the count
+        started.append(run.pk)
+        logger.info("project %s: %d verified labels (last training: %s); training run %d queued",
+                    project.pk, verified, last, run.pk)
+    return started
+
+
+# --- running a training -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Example:
+    path: str
+    label_id: int
+
+
+def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_Example]]:
+    """Class order (label ids) and the verified examples, split into training and held out.
+    Images whose cached copy is not written yet wait for the next training."""
+    classes = list(Label.objects.filter(project=project).order_by("position", "id").values_list("id", flat=True))
+    train, holdout = [], []
+    rows = _verified_decisions(project).exclude(image__preprocessed="").values_list(
+        "image__sha256", "image__preprocessed", "label_id"
+    )
+    for sha256, preprocessed, label_id in rows.order_by("image_id"):
+        example = _Example(default_storage.path(preprocessed), label_id)
+        (holdout if is_holdout(sha256) else train).append(example)
+    if len({e.label_id for e in train}) < 2:
+        raise TrainingImpossible("training needs verified images of at least two labels")
+    if not holdout:
+        raise TrainingImpossible("no verified image falls in the held-out share yet")
+    return classes, train, holdout
+
+
+def _claim(run_id: int, now: datetime) -> int | None:
+    """Take the run for this worker: PENDING, or RUNNING with a stale heartbeat (its worker
+    was lost and the broker redelivered the task). Returns the attempt number, or None when
+    another worker has it or it is finished."""
+    stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
+    claimable = Q(status=TrainingRun.Status.PENDING) | Q(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale
+    )
+    claimed = (
+        TrainingRun.objects.filter(claimable, pk=run_id, attempts__lt=settings.ML_RUN_MAX_ATTEMPTS)
+        .update(status=TrainingRun.Status.RUNNING, attempts=F("attempts") + 1, started_at=now,
+                heartbeat_at=now, error="", updated_at=now)
+    )
+    if not claimed:
+        return None
+    return TrainingRun.objects.values_list("attempts", flat=True).get(pk=run_id)
+
+
+def _heartbeat(run_id: int, attempt: int) -> Callable[[int, int, int], None]:
+    last = time.monotonic()
+
+    def beat(epoch: int, step: int, steps: int) -> None:
+        nonlocal last
+        if time.monotonic() - last < HEARTBEAT_SECONDS:
+            return
+        last = time.monotonic()
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING, attempts=attempt).update(
+            heartbeat_at=timezone.now()
+        )
+
+    return beat
+
+
+def _beats(new: dict[str, Any], baseline: dict[str, Any] | None) -> bool:
+    """Better top-1 on the same held-out images; on a tie, a lower calibrated log loss (small
+    held-out sets often tie at 100%, and the model trained on more data should then win)."""
+    if baseline is None:
+        return True
+    if new["top1"] != baseline["top1"]:
+        return new["top1"] > baseline["top1"]
+    return new["nll"] < baseline["nll"]
+
+
+def training_run_execute(*, run_id: int, backend: MLBackend) -> ModelVersion | None:
+    """Claim the run, train, record a ModelVersion and promote it if it beats the active model.
+
+    Safe to deliver twice: a run already claimed or finished is left alone (returns None).
+    The active model changes only by one compare-and-set UPDATE after the new checkpoint file
+    is complete, so a training that crashes or is killed leaves it as it was.
+    """
+    attempt = _claim(run_id, timezone.now())
+    if attempt is None:
+        logger.info("training run %s is claimed or finished already; nothing to do", run_id)
+        return None
+    run = TrainingRun.objects.select_related("project").get(pk=run_id)
+    try:
+        return _train_and_promote(run, attempt, backend)
+    except TrainingImpossible as error:
+        _finish(run, attempt, status=TrainingRun.Status.FAILED, error=str(error))
+        logger.warning("training run %s failed: %s", run.pk, error)
+        return None
+    except BaseException as error:
+        # Also time limits and worker shutdown; the error is recorded, then Celery sees it.
+        _finish(run, attempt, status=TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _finish(run: TrainingRun, attempt: int, **fields: Any) -> int:
+    now = timezone.now()
+    return TrainingRun.objects.filter(
+        pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=attempt
+    ).update(finished_at=now, updated_at=now, **fields)
+
+
+def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> ModelVersion | None:
+    project = run.project
+    classes, train, holdout = _training_data(project)
+    class_index = {label_id: index for index, label_id in enumerate(classes)}
+    config = settings.ML_TRAIN_CONFIG | run.config
+    relative = f"project-{project.pk}/run-{run.pk}.pt"
+    result = backend.train(
+        [(e.path, class_index[e.label_id]) for e in train],
+        [(e.path, class_index[e.label_id]) for e in holdout],
+        num_classes=len(classes),
+        config=config,
+        checkpoint_path=str(model_path(relative)),
+        on_progress=_heartbeat(run.pk, attempt),
+    )
+    figures = result["holdout"]
+    active = ActiveModel.objects.filter(project=project).select_related("version").first()
+    baseline = _baseline(active.version, holdout, config, backend) if active else None
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            project=project,
+            training_run=run,
+            arch=config["arch"],
+            config=config,
+            classes=classes,
+            file=relative,
+            weights_source=result["weights_source"],
+            device=result["device"],
+            train_size=result["train_size"],
+            holdout_size=result["holdout_size"],
+            training_seconds=result["seconds"],
+            temperature=result["temperature"],
+            top1=figures["top1"],
+            top5=figures["top5"],
+            nll=figures["nll"] if figures["nll"] != float("inf") else None,
+            per_class={str(classes[int(index)]): value for index, value in figures["per_class"].items()},
+            baseline_top1=baseline["top1"] if baseline else None,
+        )
+        promoted = _beats(figures, baseline) and _promote(
+            project=project, version=version, expected=active.version_id if active else None
+        )
+        if not _finish(run, attempt, status=TrainingRun.Status.SUCCEEDED, promoted=promoted):
+            # Our claim was lost (recorded as failed while we trained): keep nothing.
+            transaction.set_rollback(True)
+            return None
+        if promoted:
+            jobs.enqueue_on_commit("annotate.ml_suggest", project.pk)
+    logger.info(
+        "training run %s: version %s, held-out top-1 %.3f against %s: %s",
+        run.pk, version.pk, figures["top1"], baseline["top1"] if baseline else "no active model",
+        "promoted" if promoted else "kept inactive",
+    )
+    return version
+
+
+def _baseline(
+    version: ModelVersion, holdout: list[_Example], config: dict[str, Any], backend: MLBackend
+) -> dict[str, Any] | None:
+    """The active model's figures on the new held-out images, mapped to its own classes (a
+    label it was not trained on counts as a miss). An unreadable active checkpoint can serve
+    nothing, so any new model replaces it."""
+    own_index = {label_id: index for index, label_id in enumerate(version.classes)}
+    samples = [(e.path, own_index.get(e.label_id, -1)) for e in holdout]
+    try:
+        return backend.evaluate(str(model_path(version.file)), samples, config=config)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        logger.error("active model version %s can't be evaluated (%s); it will be replaced", version.pk, error)
+        return None
+
+
+def _promote(*, project: Project, version: ModelVersion, expected: int | None) -> bool:
+    """Make `version` active if the active one is still `expected`: one conditional UPDATE (or
+    the first INSERT), so two trainings finishing together can't both win."""
+    now = timezone.now()
+    if expected is None:
+        try:
+            with transaction.atomic():
+                ActiveModel.objects.create(project=project, version=version, promoted_at=now)
+        except IntegrityError:
+            return False
+        return True
+    return bool(
+        ActiveModel.objects.filter(project=project, version_id=expected).update(
+            version=version, promoted_at=now
+        )
+    )
+
+
+def training_runs_recover(*, now: datetime | None = None) -> int:
+    """Mark trainings whose worker was lost (no heartbeat for ML_RUN_STALE_SECONDS) as failed.
+    The active model was never touched by them. Returns how many."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
+    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale).update(
+        status=TrainingRun.Status.FAILED, finished_at=now, updated_at=now,
+        error="worker lost: no progress for longer than ML_RUN_STALE_SECONDS",
+    )
+
+
+# --- suggestions ------------------------------------------------------------------------------
+
+
+def _uncertainty(probabilities: list[float]) -> float:
+    """1 - margin between the two most probable labels: 0 sure, 1 torn between two."""
+    top = sorted(probabilities, reverse=True)
+    return 1.0 - (top[0] - (top[1] if len(top) > 1 else 0.0))
+
+
+def suggestions_compute(
+    *, project_id: int, backend: MLBackend, batch_size: int | None = None
+) -> int:
+    """Suggestions of the active model for the project's open and disputed images that lack
+    one, in batches. Idempotent: a (image, version) pair is computed once (unique constraint);
+    stops early if another version is promoted meanwhile. Returns how many were written."""
+    active = ActiveModel.objects.filter(project_id=project_id).select_related("version").first()
+    if active is None:
+        return 0
+    version = active.version
+    batch_size = batch_size or settings.ML_SUGGESTION_BATCH
+    top_k = min(settings.ML_SUGGESTION_TOP_K, len(version.classes))
+    checkpoint = str(model_path(version.file))
+    has_suggestion = Suggestion.objects.filter(image=OuterRef("pk"), model_version=version)
+    written, after_id = 0, 0
+    while True:
+        batch = list(
+            Image.objects.filter(project_id=project_id, state__in=SUGGESTED_STATES, id__gt=after_id)
+            .exclude(preprocessed="")
+            .exclude(Exists(has_suggestion))
+            .order_by("id")
+            .values_list("id", "preprocessed")[:batch_size]
+        )
+        if not batch:
+            return written
+        after_id = batch[-1][0]
+        # A cached copy deleted behind our back is skipped, not allowed to fail the batch.
+        present = [(image_id, default_storage.path(name)) for image_id, name in batch
+                   if default_storage.exists(name)]
+        rows = backend.predict(checkpoint, [path for _, path in present], config=version.config) if present else []
+        suggestions, uncertainty = [], {}
+        for (image_id, _), probabilities in zip(present, rows):
+            ranked = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)
+            suggestions.append(Suggestion(
+                image_id=image_id,
+                model_version=version,
+                label_id=version.classes[ranked[0]],
+                confidence=probabilities[ranked[0]],
+                top=[{"label": version.classes[i], "probability": probabilities[i]} for i in ranked[:top_k]],
+                probabilities={str(label_id): p for label_id, p in zip(version.classes, probabilities)},
+            ))
+            uncertainty[image_id] = _uncertainty(probabilities)
+        with transaction.atomic():
+            if not ActiveModel.objects.filter(project_id=project_id, version=version).exists():
+                return written  # a newer version took over; its own task does the rest
+            Suggestion.objects.bulk_create(suggestions, ignore_conflicts=True)
+            if uncertainty:
+                Image.objects.filter(pk__in=uncertainty).update(uncertainty=Case(
+                    *[When(pk=image_id, then=Value(u)) for image_id, u in uncertainty.items()],
+                    output_field=FloatField(),
+                ))
+        written += len(suggestions)
+        if len(batch) < batch_size:
+            return written
+
+
+def suggestions_missing_sweep(*, backend: MLBackend) -> int:
+    """Beat's catch-up: suggestions for images that arrived (or got their cached copy) after
+    the last promotion, in every project with an active model."""
+    return sum(
+        suggestions_compute(project_id=project_id, backend=backend)
+        for project_id in ActiveModel.objects.order_by("project_id").values_list("project_id", flat=True)
+    )

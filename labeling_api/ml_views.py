@@ -1,0 +1,92 @@
+"""REST API of the ML loop: model versions with their figures, and starting a training."""
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.models import ModelVersion, Project, TrainingRun
+from annotate.services import ml
+from annotate.services.errors import NotFound
+from labeling_api.permissions import IsProjectAdmin
+
+
+def _project(project_id: int) -> Project:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist.")
+    return project
+
+
+class ModelVersionOutputSerializer(serializers.ModelSerializer):
+    is_active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "is_active", "arch", "weights_source", "device", "train_size", "holdout_size",
+            "top1", "top5", "nll", "baseline_top1", "per_class", "temperature",
+            "training_seconds", "classes", "training_run", "created_at",
+        ]
+
+    def get_is_active(self, version: ModelVersion) -> bool:
+        return version.pk == self.context["active_version"]
+
+
+class TrainingRunOutputSerializer(serializers.ModelSerializer):
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "status", "reason", "config", "verified_count", "attempts", "promoted",
+            "model_version", "error", "created_at", "started_at", "finished_at",
+        ]
+
+    def get_model_version(self, run: TrainingRun) -> int | None:
+        version = getattr(run, "model_version", None)
+        return version.pk if version else None
+
+
+class ProjectModelsApi(APIView):
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ProjectModelsOutput",
+            {
+                "active_version": serializers.IntegerField(allow_null=True),
+                "verified_labels": serializers.IntegerField(),
+                "versions": ModelVersionOutputSerializer(many=True),
+                "runs": TrainingRunOutputSerializer(many=True),
+            },
+        )
+    )
+    def get(self, request, project_id: int):
+        overview = ml.project_models_overview(project=_project(project_id))
+        context = {"active_version": overview["active_version"]}
+        return Response({
+            "active_version": overview["active_version"],
+            "verified_labels": overview["verified_labels"],
+            "versions": ModelVersionOutputSerializer(overview["versions"], many=True, context=context).data,
+            "runs": TrainingRunOutputSerializer(overview["runs"], many=True).data,
+        })
+
+
+class ModelTrainApi(APIView):
+    permission_classes = [IsProjectAdmin]
+
+    class ModelTrainInputSerializer(serializers.Serializer):
+        arch = serializers.ChoiceField(choices=ml.ARCHITECTURES, required=False)
+        epochs = serializers.IntegerField(min_value=1, max_value=500, required=False)
+        learning_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+
+    @extend_schema(request=ModelTrainInputSerializer, responses={202: TrainingRunOutputSerializer})
+    def post(self, request, project_id: int):
+        project = _project(project_id)
+        data = self.ModelTrainInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = ml.training_request(
+            project=project, requested_by=request.user, overrides=dict(data.validated_data)
+        )
+        return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,99 @@
+"""Build a torchvision classifier: from a local checkpoint, pretrained weights, or scratch."""
+
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from worker.ml.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait for the weights server: without this a host that drops packets would hang
+# the training task until its time limit.
+DOWNLOAD_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class BuiltModel:
+    model: nn.Module
+    # "checkpoint:<path>", "pretrained:<weights>" or "scratch": recorded with the version.
+    weights_source: str
+
+
+def replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
+    """Swap the ImageNet classifier for one with `num_classes` outputs."""
+    if arch.startswith("resnet"):
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    elif arch.startswith("mobilenet_v3"):
+        last = model.classifier[-1]
+        model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    else:
+        raise ValueError(f"no classifier head known for {arch}")
+
+
+def _pretrained_state_dict(arch: str) -> tuple[dict, str]:
+    """torchvision's default ImageNet weights for `arch` (from its cache, or downloaded)."""
+    weights = models.get_model_weights(arch).DEFAULT
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True), str(weights)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _checkpoint_state_dict(path: str) -> dict:
+    """Our checkpoints hold {"state_dict": ...}; a bare state_dict is accepted too."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{path} holds no state_dict")
+    return state
+
+
+def _load_backbone(model: nn.Module, state: dict) -> list[str]:
+    """Load every tensor whose name and shape match; the classifier head of another class
+    count is left freshly initialised. Returns the names left out."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = sorted(set(own) - set(usable))
+    if len(usable) < len(own) / 2:
+        raise ValueError("the checkpoint does not fit this architecture")
+    model.load_state_dict(usable, strict=False)
+    return missing
+
+
+def build_model(config: TrainConfig, num_classes: int) -> BuiltModel:
+    model = models.get_model(config.arch, weights=None)
+    if config.init_checkpoint:
+        # An explicit local checkpoint is a deliberate choice: failing to read it is an error.
+        state = _checkpoint_state_dict(config.init_checkpoint)
+        replace_head(model, config.arch, num_classes)
+        fresh = _load_backbone(model, state)
+        logger.info("model %s starts from the local checkpoint %s (fresh: %s)",
+                    config.arch, config.init_checkpoint, ", ".join(fresh) or "nothing")
+        return BuiltModel(model, f"checkpoint:{Path(config.init_checkpoint).name}")
+    if config.pretrained:
+        try:
+            state, weights_name = _pretrained_state_dict(config.arch)
+        except (OSError, RuntimeError, ValueError) as error:
+            # No network (URLError is an OSError), a broken cache or a bad hash.
+            logger.warning(
+                "pretrained weights for %s could not be loaded (%s: %s); "
+                "falling back to training from scratch",
+                config.arch, type(error).__name__, error,
+            )
+        else:
+            model.load_state_dict(state)
+            replace_head(model, config.arch, num_classes)
+            logger.info("model %s starts from torchvision's %s", config.arch, weights_name)
+            return BuiltModel(model, f"pretrained:{weights_name}")
+    else:
+        logger.info("model %s trains from scratch (pretrained weights not requested)", config.arch)
+    replace_head(model, config.arch, num_classes)
+    return BuiltModel(model, "scratch")
