@@ -105,6 +105,23 @@ class SuggestionSerializer(serializers.Serializer):
     confidence = serializers.FloatField()
 
 
+_datetime = serializers.DateTimeField()
+LABEL_FIELDS = ("id", "wnid", "name", "gloss", "position")
+
+
+def assignment_answer(assignment: Assignment, project_id: int) -> dict:
+    """The lease answer, built without serializer machinery: it is on every volunteer's every
+    image. Shape documented (and checked against) AssignmentOutputSerializer."""
+    image = assignment.image
+    return {
+        "id": assignment.pk,
+        "image": {"id": image.pk, "url": image_url(image.pk), "width": image.width, "height": image.height},
+        "labels": list(Label.objects.filter(project_id=project_id).order_by("position", "id").values(*LABEL_FIELDS)),
+        "suggestion": ml.suggestion_for_image(image_id=image.pk),
+        "expires_at": _datetime.to_representation(assignment.expires_at),
+    }
+
+
 class AssignmentOutputSerializer(serializers.ModelSerializer):
     image = ImageRefSerializer(read_only=True)
     labels = serializers.SerializerMethodField()

@@ -20,6 +20,7 @@ from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
 from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
 from labeling_api.serializers import (
     AssignmentOutputSerializer,
+    assignment_answer,
     ImageOutputSerializer,
     LabelOutputSerializer,
     ProjectOutputSerializer,
@@ -415,9 +416,7 @@ class AssignmentLeaseApi(APIView):
                 # Nothing free now, but open images are leased to others: ask again later.
                 response["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
-        labels = list(Label.objects.filter(project=project))
-        data = AssignmentOutputSerializer(assignment, context={"labels": labels}).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return Response(assignment_answer(assignment, project.pk), status=status.HTTP_201_CREATED)
 
 
 class VoteSubmitApi(APIView):
@@ -460,5 +459,4 @@ class VoteUndoApi(APIView):
     )
     def post(self, request, assignment_id: int):
         assignment = serving.vote_undo(assignment_id=assignment_id, user=request.user)
-        labels = list(Label.objects.filter(project_id=assignment.image.project_id))
-        return Response(AssignmentOutputSerializer(assignment, context={"labels": labels}).data)
+        return Response(assignment_answer(assignment, assignment.image.project_id))

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from django.utils import timezone
 
 from annotate.models import Decision, Image, Label, Project, Vote
 from annotate.services import ml, reliability
@@ -171,11 +172,14 @@ def decision_record(
     """Make `label_id` (None: excluded) the image's current decision, keeping the old one as
     history, and update the voters' agreement (plus the `also` stats changes, in the same
     pass). Call while holding the image row lock."""
+    if rule not in Decision.Rule.values:
+        raise ValueError(f"unknown decision rule {rule!r}")
     previous = Decision.objects.filter(image=image, is_current=True).first()
     if previous is not None:
-        previous.is_current = False
-        previous.save(update_fields=["is_current", "updated_at"])
-    decision = Decision(
+        Decision.objects.filter(pk=previous.pk).update(is_current=False, updated_at=timezone.now())
+    # The database's constraints (one current decision per image; a label or excluded) guard
+    # this row; a model full_clean() would cost a query per constraint on the voting path.
+    decision = Decision.objects.create(
         image=image,
         label_id=label_id,
         excluded=label_id is None,
@@ -185,8 +189,6 @@ def decision_record(
         decided_by=decided_by,
         replaces=previous,
     )
-    decision.full_clean(exclude=["image", "label", "decided_by", "replaces"])
-    decision.save()
     deltas = reliability.decision_deltas(image_id=image.pk, previous=previous, current=decision)
     for user_id, delta in (also or {}).items():
         merged = deltas.setdefault(user_id, StatsDelta())

@@ -60,15 +60,14 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
         .filter(project_id=project_id, user_id__in=user_ids)
         .order_by("user_id")
     }
+    missing = [user_id for user_id in user_ids if user_id not in rows]
+    for user_id in missing:
+        rows[user_id], _ = AnnotatorStats.objects.select_for_update().get_or_create(
+            project_id=project_id, user_id=user_id, defaults={"estimated_accuracy": PRIOR_ACCURACY}
+        )
     for user_id in user_ids:
-        row = rows.get(user_id)
-        if row is None:
-            row, _ = AnnotatorStats.objects.select_for_update().get_or_create(
-                project_id=project_id, user_id=user_id,
-                defaults={"estimated_accuracy": PRIOR_ACCURACY},
-            )
-        delta = deltas[user_id]
-        row.votes += delta.votes
+        row, delta = rows[user_id], deltas[user_id]
+        row.votes = max(0, row.votes + delta.votes)
         row.decided_votes = max(0, row.decided_votes + delta.decided_votes)
         row.agreed_votes = max(0, row.agreed_votes + delta.agreed_votes)
         row.gold_votes += delta.gold_votes
@@ -79,7 +78,11 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
             decided_votes=row.decided_votes,
             agreed_votes=row.agreed_votes,
         )
-        row.save()
+    # One UPDATE for all of them (the rows are locked above, in user-id order).
+    AnnotatorStats.objects.bulk_update(
+        [rows[user_id] for user_id in user_ids],
+        ["votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct", "estimated_accuracy"],
+    )
 
 
 def _matches(vote_label_id: int | None, decision: Decision | None) -> bool:

@@ -200,7 +200,7 @@ def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tup
         # constraint is the last guard (its error rolls the whole vote back, see below).
         vote = Vote.objects.create(image=image, user=user, assignment=assignment, label_id=label_id)
         assignment.state = Assignment.State.VOTED
-        assignment.save(update_fields=["state", "updated_at"])
+        Assignment.objects.filter(pk=assignment.pk).update(state=assignment.state, updated_at=vote.created_at)
         image.votes_count += 1
         if holds_slot:
             image.leases_count = max(0, image.leases_count - 1)
@@ -219,7 +219,10 @@ def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tup
                 own.agreed_votes = int(label_id == current.label_id)
             reliability.stats_apply(project_id=project.pk, deltas={user.pk: own})
         image.free_slots = image_free_slots(image=image, project=project)
-        image.save(update_fields=["votes_count", "leases_count", "free_slots", "state", "updated_at"])
+        Image.objects.filter(pk=image.pk).update(
+            votes_count=image.votes_count, leases_count=image.leases_count,
+            free_slots=image.free_slots, state=image.state, updated_at=vote.created_at,
+        )
         User.objects.filter(pk=user.pk).update(votes_count=F("votes_count") + 1)
     return vote, image
 

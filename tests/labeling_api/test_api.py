@@ -397,3 +397,14 @@ def test_sign_in_and_registration_are_throttled(client_for, volunteer, settings)
         from rest_framework.settings import api_settings
 
         SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+
+def test_lease_answer_has_the_documented_shape(client_for, volunteer, project, labels):
+    """The lease answer is built by hand for speed; it must stay what the schema says."""
+    from labeling_api.serializers import AssignmentOutputSerializer
+
+    ImageFactory(project=project)
+    body = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
+    assignment = Assignment.objects.select_related("image").get(pk=body["id"])
+    documented = AssignmentOutputSerializer(assignment, context={"labels": labels}).data
+    assert body == documented
