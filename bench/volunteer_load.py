@@ -370,6 +370,10 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
         result = {}
+        # Warm up (not recorded): gunicorn's workers import the app and open their database
+        # connections on their first requests; the figures are for the steady state.
+        asyncio.run(closed_loop(base, seeded, 8, args.warmup, floor=False))
+        asyncio.run(closed_loop(base, seeded, 8, args.warmup / 2, floor=True))
         if closed and args.concurrency:
             for concurrency in args.concurrency:
                 real_rps, real = asyncio.run(closed_loop(base, seeded, concurrency, args.duration, floor=False))
@@ -411,6 +415,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 8, 32])
     parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of unrecorded load first")
     parser.add_argument("--volunteers", type=int, default=200, help="pool for the open loop")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--port", type=int, default=8311)
@@ -427,7 +432,7 @@ def main() -> None:
         child = subprocess.run(
             [sys.executable, __file__, "--images", str(images), "--votes", str(3 * images),
              "--duration", str(args.duration), "--rate", str(args.rate), "--concurrency", "",
-             "--port", str(args.port), "--workers", str(args.workers)],
+             "--port", str(args.port), "--workers", str(args.workers), "--warmup", str(args.warmup)],
             capture_output=True, text=True,
         )
         print(child.stdout, child.stderr[-2000:] if child.returncode else "")

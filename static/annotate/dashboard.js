@@ -11,10 +11,7 @@
   const rejectedList = document.getElementById("import-rejected");
   const goldFromFolders = document.getElementById("import-gold-from-folders");
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
+  const csrfToken = window.labeling.csrfToken;
 
   function upload(files) {
     if (!files.length) return;

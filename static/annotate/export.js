@@ -12,10 +12,7 @@
   const downloadGz = document.getElementById("export-download-gz");
   const error = document.getElementById("export-error");
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
+  const csrfToken = window.labeling.csrfToken;
 
   async function call(path, options) {
     const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options));

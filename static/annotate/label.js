@@ -19,10 +19,7 @@
   const UNDO_MS = 30000;
   const today = document.getElementById("today");
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
+  const csrfToken = window.labeling.csrfToken;
 
   async function api(path, body, onNoContent) {
     const response = await fetch(path, {

@@ -18,10 +18,7 @@
   const handled = new Set(); // items decided or passed over in this visit: never shown twice
   const labelName = (id) => (labels.find((l) => l.id === id) || {}).name || "none of these";
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
+  const csrfToken = window.labeling.csrfToken;
 
   function say(text, isError) {
     message.textContent = text;

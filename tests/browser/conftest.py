@@ -92,3 +92,12 @@ def page(browser, live_server):
 def screenshot_path():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return lambda name: SCREENSHOTS / name
+
+
+def sign_in(page, user, password: str = "correct-horse-battery") -> None:
+    """Sign in through the page, as a person would, and wait for the project list."""
+    page.goto("/accounts/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/")

@@ -8,17 +8,11 @@ import pytest
 
 from annotate.models import Image
 from annotate.services import serving
+from tests.browser.conftest import sign_in
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-
-def sign_in(page, user):
-    page.goto("/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "correct-horse-battery")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
 
 
 def test_admin_sees_the_project_and_imports_a_zip(transactional_db, page, tmp_path, screenshot_path):

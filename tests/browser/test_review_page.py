@@ -7,17 +7,11 @@ import pytest
 from annotate.models import Decision, Image
 from annotate.services import serving
 from annotate.services.ingest import images_upload
+from tests.browser.conftest import sign_in
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-
-def sign_in(page, user):
-    page.goto("/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "correct-horse-battery")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
 
 
 def disputed_project():
