@@ -1,4 +1,5 @@
-"""32 volunteers leasing and voting at once on PostgreSQL: nothing lost, doubled or over-filled."""
+"""32 and 64 volunteers leasing and voting at once on PostgreSQL until a small project is
+finished: nothing lost, doubled or over-filled."""
 
 import random
 import threading
@@ -12,19 +13,19 @@ from rest_framework.test import APIClient
 from annotate.models import Assignment, Decision, Image, Vote
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
 
-VOLUNTEERS = 32
 IMAGES = 40
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_volunteers_never_overfill_or_double_vote():
+@pytest.mark.parametrize("volunteers", [32, 64])
+def test_concurrent_volunteers_never_overfill_or_double_vote(volunteers):
     assert connection.vendor == "postgresql", "this test needs PostgreSQL (set DATABASE_URL)"
     project = ProjectFactory(min_votes=2, max_votes=4, agreement=0.75)
     labels = [LabelFactory(project=project) for _ in range(3)]
     for _ in range(IMAGES):
         ImageFactory(project=project)
-    users = [UserFactory() for _ in range(VOLUNTEERS)]
-    start = threading.Barrier(VOLUNTEERS)
+    users = [UserFactory() for _ in range(volunteers)]
+    start = threading.Barrier(volunteers)
     errors: list[str] = []
     answered = {user.pk: 0 for user in users}
 

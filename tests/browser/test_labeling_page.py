@@ -186,3 +186,31 @@ def test_undo_and_zoom_with_the_keyboard(transactional_db, page):
     press_and_wait(page, "2", first, "vote")
     assert Vote.objects.get(user=user).label == labels[1]
     assert page.js_errors == []
+
+
+def test_labeling_works_by_touch_on_a_phone(transactional_db, browser, live_server):
+    project, labels = make_project(name="Phone", label_names=["heron", "stork"], n_images=2)
+    user = UserFactory(username="pia")
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    try:
+        page.goto("/accounts/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", "correct-horse-battery")
+        page.get_by_role("button", name="Sign in").tap()
+        page.wait_for_url(f"{live_server.url}/")
+        page.goto(f"/projects/{project.pk}/label/")
+        first = shown_assignment(page)
+        # One column on a phone: the label buttons sit below the image, within the screen width.
+        button = page.locator("#labels button[data-key='2']")
+        box = button.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box["y"] > page.locator("figure.frame").bounding_box()["y"]
+        with page.expect_response(lambda r: r.url.endswith(f"/api/assignments/{first}/vote/")) as answer:
+            button.tap()
+        assert answer.value.status == 201
+        assert Vote.objects.get(user=user).label == labels[1]
+    finally:
+        context.close()
