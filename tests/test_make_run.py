@@ -79,7 +79,7 @@ def test_make_run_serves_the_demo_and_processes_tasks(make_run):
             vote = requests.post(f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers)
             assert vote.status_code == 201
     decided = requests.get(f"{base}/api/projects/{demo['id']}/", headers=admin).json()["progress"]["consensus"]
-    assert decided == 12
+    assert decided == 12 + 160  # and the demo's gold images
 
     # The embedded worker runs a real job: an export of the decided images, downloaded as a tar.
     started = requests.post(f"{base}/api/projects/{demo['id']}/exports/", json={"val_fraction": 0.3}, headers=admin)

@@ -58,11 +58,15 @@ class Command(BaseCommand):
     help = "Create (or refresh) the demo project, its images, and the users admin, reviewer, volunteer."
 
     def add_arguments(self, parser):
-        parser.add_argument("--images", type=int, default=60, help="how many images to generate")
+        parser.add_argument("--images", type=int, default=60, help="how many images to label")
+        parser.add_argument(
+            "--gold", type=int, default=160,
+            help="how many gold images (known labels): enough for the CNN to learn the shapes",
+        )
         parser.add_argument("--password", default="demo-labeling", help="password for the demo users")
         parser.add_argument("--seed", type=int, default=7)
 
-    def handle(self, *args, images: int, password: str, seed: int, **options):
+    def handle(self, *args, images: int, gold: int, password: str, seed: int, **options):
         with transaction.atomic():
             for username, role in (("admin", User.Role.ADMIN), ("reviewer", User.Role.REVIEWER),
                                    ("volunteer", User.Role.VOLUNTEER)):
@@ -91,9 +95,23 @@ class Command(BaseCommand):
             )
             created += len(result.created)
             duplicates += result.duplicates
+        # Gold images: verified labels from the start, so the worker trains a first model by
+        # itself (beat) and suggestions appear; the model improves as volunteers decide more.
+        labels = {label.wnid: label for label in project.labels.all()}
+        gold_rng = random.Random(seed + 1)
+        for index in tqdm(range(gold), desc="demo gold images", unit="img", disable=None):
+            kind = kinds[index % len(kinds)]
+            result = ingest.images_upload(
+                project=project,
+                files=[(f"gold_{kind}_{index:04d}.jpg", io.BytesIO(draw_shape(kind, gold_rng)))],
+                gold_label=labels[kind],
+            )
+            created += len(result.created)
+            duplicates += result.duplicates
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo project {project.name!r} (id {project.pk}): {created} images added, "
-                f"{duplicates} already there. Users admin, reviewer, volunteer; password: {password}"
+                f"Demo project {project.name!r} (id {project.pk}): {created} images added "
+                f"({gold} of them gold), {duplicates} already there. "
+                f"Users admin, reviewer, volunteer; password: {password}"
             )
         )
