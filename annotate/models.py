@@ -153,7 +153,7 @@ class Image(TimeStamped):
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     is_gold = models.BooleanField(default=False)
     gold_label = models.ForeignKey(
-        Label, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Label, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     # Set by the periodic re-aggregation when Dawid-Skene disagrees with the crowd's decision.
     flagged_for_review = models.BooleanField(default=False)
@@ -274,7 +274,7 @@ class Vote(TimeStamped):
     assignment = models.OneToOneField(
         Assignment, null=True, on_delete=models.SET_NULL, related_name="vote"
     )
-    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.PROTECT)
+    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.RESTRICT)
 
     class Meta:
         constraints = [
@@ -296,7 +296,7 @@ class Decision(TimeStamped):
         REVIEW = "review"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="decisions")
-    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.PROTECT)
+    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.RESTRICT)
     excluded = models.BooleanField(default=False, help_text="No label fits or the image is bad.")
     rule = models.CharField(max_length=16, choices=Rule.choices)
     confidence = models.FloatField(null=True, blank=True)
@@ -556,7 +556,7 @@ class ActiveModel(models.Model):
     project = models.OneToOneField(
         Project, primary_key=True, on_delete=models.CASCADE, related_name="active_model"
     )
-    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="active_in")
+    version = models.ForeignKey(ModelVersion, on_delete=models.RESTRICT, related_name="active_in")
     promoted_at = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -302,3 +302,17 @@ def test_model_prior_shapes_the_dynamic_posterior():
     shaped = answer_prior(project=project, answer_keys=keys, model={a.pk: 0.9, b.pk: 0.1})
     assert shaped[2] == pytest.approx(0.5)  # "none of these" keeps its share
     assert shaped[0] > 4 * shaped[1] and shaped.sum() == pytest.approx(1.0)
+
+
+def test_a_project_with_votes_decisions_and_gold_can_be_deleted_but_a_used_label_cannot():
+    from django.db.models import RestrictedError
+
+    project = ProjectFactory(min_votes=1, max_votes=1, agreement=1.0)
+    label = LabelFactory(project=project)
+    ImageFactory(project=project, is_gold=True, gold_label=label, state=Image.State.CONSENSUS)
+    ImageFactory(project=project)
+    vote(project, UserFactory(), label)
+    with pytest.raises(RestrictedError):
+        label.delete()  # votes and decisions still name it
+    project.delete()
+    assert not Image.objects.exists() and not Decision.objects.exists()
