@@ -17,6 +17,15 @@ from annotate.models import (
     User,
     Vote,
 )
+from annotate.services.errors import NotFound
+
+
+def project_get(*, project_id: int) -> Project:
+    """The project, or a NotFound that every face turns into its own 404."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist.")
+    return project
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:

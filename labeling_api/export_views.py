@@ -7,17 +7,15 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import selectors
 from annotate.models import Export, Project
 from annotate.services import export as export_service
-from annotate.services.errors import InvalidInput, NotFound
+from annotate.services.errors import InvalidInput
 from labeling_api.permissions import IsProjectAdmin
 
 
 def _project(project_id: int) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound(f"Project {project_id} does not exist.")
-    return project
+    return selectors.project_get(project_id=project_id)
 
 
 def _validated(serializer: serializers.Serializer) -> dict:

@@ -4,9 +4,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 
-from annotate.models import Image, Project
+from annotate import selectors
+from annotate.models import Image
 from annotate.services import ingest
-from annotate.services.errors import NotFound
 from labeling_api.permissions import IsProjectAdmin
 from labeling_api.serializers import ImageRefSerializer
 
@@ -31,8 +31,6 @@ class NearDuplicateListApi(GenericAPIView):
 
     @extend_schema(responses=NearDuplicateOutputSerializer(many=True))
     def get(self, request, project_id: int):
-        project = Project.objects.filter(pk=project_id).first()
-        if project is None:
-            raise NotFound(f"Project {project_id} does not exist.")
+        project = selectors.project_get(project_id=project_id)
         page = self.paginate_queryset(ingest.near_duplicates_for_review(project=project))
         return self.get_paginated_response(NearDuplicateOutputSerializer(page, many=True).data)

@@ -5,17 +5,14 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import selectors
 from annotate.models import ModelVersion, Project, TrainingRun
 from annotate.services import ml
-from annotate.services.errors import NotFound
 from labeling_api.permissions import IsProjectAdmin
 
 
 def _project(project_id: int) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound(f"Project {project_id} does not exist.")
-    return project
+    return selectors.project_get(project_id=project_id)
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer):

@@ -11,7 +11,7 @@ from annotate.models import AnnotatorStats, Image
 from annotate.services import ml, review
 from annotate.services.errors import NotFound
 from labeling_api.permissions import IsReviewer
-from labeling_api.serializers import DecisionOutputSerializer, ImageRefSerializer, image_url
+from labeling_api.serializers import DecisionOutputSerializer, ImageRefSerializer
 from labeling_api.views import _project
 
 

@@ -32,10 +32,7 @@ RETRY_AFTER_SECONDS = 5
 
 
 def _project(project_id: int) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound(f"Project {project_id} does not exist.")
-    return project
+    return selectors.project_get(project_id=project_id)
 
 
 def _project_answer(project: Project, status_code: int = status.HTTP_200_OK) -> Response:

@@ -14,7 +14,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import PIL.Image
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -23,7 +23,7 @@ from annotate.models import Decision, Image, ImageHashBand, Label, Project, labe
 from annotate.services import imaging, ingest_worker
 from annotate.services.consensus import decision_record
 from annotate.services.errors import InvalidInput, ServiceError
-from annotate.services.imaging import ImageRejected, Inspected
+from annotate.services.imaging import Inspected
 from annotate.services.serving import image_free_slots
 
 logger = logging.getLogger(__name__)
