@@ -6,6 +6,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from annotate import rows
 from annotate.models import (
     ActiveModel,
     AnnotatorStats,
@@ -21,11 +22,38 @@ from annotate.services.errors import NotFound
 
 
 def project_get(*, project_id: int) -> Project:
-    """The project, or a NotFound that every face turns into its own 404."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
+    """The project, or a NotFound that every face turns into its own 404. (Every lease reads
+    it, hence SQL text: see annotate.rows.)"""
+    project_columns = rows.columns(Project, "p")
+    row = rows.fetch_one(f"SELECT {project_columns.sql} FROM annotate_project p WHERE p.id = %s", [project_id])
+    if row is None:
         raise NotFound(f"Project {project_id} does not exist.")
-    return project
+    return project_columns.build(row)
+
+
+LABEL_FIELDS = ("id", "wnid", "name", "gloss", "position")
+
+
+def labels_and_suggestion(*, project_id: int, image_id: int | None) -> tuple[list[dict], dict | None]:
+    """The project's labels as the volunteer sees them, in their order, and the active model's
+    suggestion for the image ({label, confidence}) where the project shows suggestions.
+
+    Both in one statement, as every lease answer needs them: the suggested label is one of the
+    project's labels, so its row carries the suggestion's confidence."""
+    found = rows.fetch_all(
+        f"SELECT {', '.join('l.' + field for field in LABEL_FIELDS)}, s.confidence"
+        " FROM annotate_label l LEFT JOIN (annotate_suggestion s"
+        " JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
+        " JOIN annotate_project p ON p.id = m.project_id AND p.show_suggestions)"
+        " ON s.image_id = %s AND s.label_id = l.id"
+        " WHERE l.project_id = %s ORDER BY l.position, l.id",
+        [image_id, project_id],
+    )
+    labels = [dict(zip(LABEL_FIELDS, row)) for row in found]
+    suggestion = next(
+        ({"label": row[0], "confidence": row[-1]} for row in found if row[-1] is not None), None
+    )
+    return labels, suggestion
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -142,3 +170,14 @@ def project_model_versions(*, project: Project) -> QuerySet[ModelVersion]:
 
 def project_active_model_id(*, project: Project) -> int | None:
     return ActiveModel.objects.filter(project=project).values_list("version_id", flat=True).first()
+
+
+def user_for_token(*, key: str) -> User | None:
+    """The owner of an API token, in one statement (every API call of a volunteer reads it)."""
+    user_columns = rows.columns(User, "u")
+    row = rows.fetch_one(
+        f"SELECT {user_columns.sql} FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id"
+        " WHERE t.key = %s",
+        [key],
+    )
+    return None if row is None else user_columns.build(row)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -325,17 +325,17 @@ async def open_loop(base, seeded, rate, duration, volunteers) -> tuple[Recorder,
 
 
 def explain_serving(seeded) -> str:
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from annotate.models import Project, User
-    from annotate.services.serving import _serving_candidates
+    from annotate.services.serving import serving_query
 
     project = Project.objects.get(pk=seeded["project"])
     user = User.objects.get(username="load0")
-    with transaction.atomic():
-        queryset = _serving_candidates(project=project, user=user).order_by("-votes_count", "id")
-        plan = queryset.select_for_update(skip_locked=True).values_list("id", flat=True)[:1].explain(analyze=True)
-    return plan
+    sql, params = serving_query(project=project, user=user)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN ANALYZE " + sql, params)
+        return "\n".join(line for line, in cursor.fetchall())
 
 
 def invariants() -> list[str]:

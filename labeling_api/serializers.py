@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Assignment, Decision, Image, Label, Project
+from annotate import selectors
 from annotate.services import ml
 
 
@@ -106,18 +107,18 @@ class SuggestionSerializer(serializers.Serializer):
 
 
 _datetime = serializers.DateTimeField()
-LABEL_FIELDS = ("id", "wnid", "name", "gloss", "position")
 
 
 def assignment_answer(assignment: Assignment, project_id: int) -> dict:
     """The lease answer, built without serializer machinery: it is on every volunteer's every
     image. Shape documented (and checked against) AssignmentOutputSerializer."""
     image = assignment.image
+    labels, suggestion = selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
     return {
         "id": assignment.pk,
         "image": {"id": image.pk, "url": image_url(image.pk), "width": image.width, "height": image.height},
-        "labels": list(Label.objects.filter(project_id=project_id).order_by("position", "id").values(*LABEL_FIELDS)),
-        "suggestion": ml.suggestion_for_image(image_id=image.pk),
+        "labels": labels,
+        "suggestion": suggestion,
         "expires_at": _datetime.to_representation(assignment.expires_at),
     }
 

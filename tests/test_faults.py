@@ -165,8 +165,9 @@ def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for):
     image = ImageFactory(project=project)
     client = client_for(UserFactory())
     assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
-    # The connection breaks after the vote row is written, before the transaction commits.
-    with mock.patch("annotate.services.serving.image_apply_consensus", side_effect=OperationalError("server closed the connection unexpectedly")):
+    # The connection breaks after the vote rows are written (the vote decides the image, so a
+    # decision follows), before the transaction commits.
+    with mock.patch("annotate.services.serving.decision_record", side_effect=OperationalError("server closed the connection unexpectedly")):
         response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": label.pk}, format="json")
     assert response.status_code == 503
     assert response["Retry-After"] == "2"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.utils import timezone
 
-from annotate.models import Decision, Image, Label, Project, Vote
+from annotate import rows
+from annotate.models import Decision, Image, Project
 from annotate.services import ml, reliability
 from annotate.services.reliability import StatsDelta
 
@@ -84,7 +85,13 @@ def dynamic_outcome(
 
 def answer_keys_for(*, project: Project) -> list:
     """The answers a vote can give, in a fixed order: the labels, then "none of these"."""
-    return [*Label.objects.filter(project=project).order_by("id").values_list("id", flat=True), None]
+    ids = rows.fetch_all("SELECT id FROM annotate_label WHERE project_id = %s ORDER BY id", [project.pk])
+    return [*(label_id for label_id, in ids), None]
+
+
+def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
+    """(user id, label id) of every vote on the image."""
+    return rows.fetch_all("SELECT user_id, label_id FROM annotate_vote WHERE image_id = %s", [image_id])
 
 
 def answer_prior(*, project: Project, answer_keys: list, model: dict[int, float] | None = None) -> np.ndarray:
@@ -111,9 +118,13 @@ def answer_prior(*, project: Project, answer_keys: list, model: dict[int, float]
     return prior
 
 
-def image_posterior(*, image: Image, project: Project) -> tuple[np.ndarray, list, int]:
-    """The dynamic rule's posterior for an image's votes: (posterior, answer keys, votes)."""
-    votes = list(Vote.objects.filter(image=image).values_list("user_id", "label_id"))
+def image_posterior(
+    *, image: Image, project: Project, votes: list[tuple[int, int | None]] | None = None
+) -> tuple[np.ndarray, list, int]:
+    """The dynamic rule's posterior for an image's votes (read when not given): (posterior,
+    answer keys, votes)."""
+    if votes is None:
+        votes = image_votes(image_id=image.pk)
     keys = answer_keys_for(project=project)
     index = {key: i for i, key in enumerate(keys)}
     accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
@@ -125,6 +136,29 @@ def image_posterior(*, image: Image, project: Project) -> tuple[np.ndarray, list
     return posterior, keys, len(votes)
 
 
+def image_outcome(
+    *, image: Image, project: Project, votes: list[tuple[int, int | None]]
+) -> tuple[Outcome, str]:
+    """What the project's policy makes of the image's (user id, label id) votes, and the
+    decision rule that applies."""
+    if project.mode == Project.Mode.DYNAMIC:
+        posterior, keys, _ = image_posterior(image=image, project=project, votes=votes)
+        outcome = dynamic_outcome(
+            posterior, keys, votes=len(votes), min_votes=project.min_votes,
+            max_votes=project.max_votes, target_confidence=project.target_confidence,
+        )
+        return outcome, Decision.Rule.DYNAMIC
+    counts = Counter(label_id for _, label_id in votes)
+    outcome = majority_outcome(
+        counts, min_votes=project.min_votes, max_votes=project.max_votes, agreement=project.agreement,
+    )
+    return outcome, Decision.Rule.MAJORITY
+
+
+def decides(outcome: Outcome) -> bool:
+    return outcome.state in (Image.State.CONSENSUS, Image.State.EXCLUDED)
+
+
 def image_apply_consensus(
     *, image: Image, project: Project, voter_deltas: dict[int, StatsDelta] | None = None
 ) -> Outcome:
@@ -133,25 +167,12 @@ def image_apply_consensus(
     Call inside the transaction that holds the image row lock; the caller saves `image.state`.
     `voter_deltas` (the vote's own stats change) is applied with the decision's in one pass.
     """
-    if project.mode == Project.Mode.DYNAMIC:
-        posterior, keys, votes = image_posterior(image=image, project=project)
-        outcome = dynamic_outcome(
-            posterior, keys, votes=votes, min_votes=project.min_votes,
-            max_votes=project.max_votes, target_confidence=project.target_confidence,
-        )
-        rule = Decision.Rule.DYNAMIC
-    else:
-        counts = Counter(Vote.objects.filter(image=image).values_list("label_id", flat=True))
-        votes = sum(counts.values())
-        outcome = majority_outcome(
-            counts, min_votes=project.min_votes, max_votes=project.max_votes,
-            agreement=project.agreement,
-        )
-        rule = Decision.Rule.MAJORITY
-    if outcome.state in (Image.State.CONSENSUS, Image.State.EXCLUDED):
+    votes = image_votes(image_id=image.pk)
+    outcome, rule = image_outcome(image=image, project=project, votes=votes)
+    if decides(outcome):
         decision_record(
             image=image, label_id=outcome.label_id, rule=rule, confidence=outcome.confidence,
-            votes_count=votes, also=voter_deltas,
+            votes_count=len(votes), also=voter_deltas, votes=votes,
         )
     elif voter_deltas:
         reliability.stats_apply(project_id=project.pk, deltas=voter_deltas)
@@ -168,18 +189,23 @@ def decision_record(
     votes_count: int = 0,
     decided_by=None,
     also: dict[int, StatsDelta] | None = None,
+    votes: list[tuple[int, int | None]] | None = None,
 ) -> Decision:
     """Make `label_id` (None: excluded) the image's current decision, keeping the old one as
     history, and update the voters' agreement (plus the `also` stats changes, in the same
-    pass). Call while holding the image row lock."""
+    pass). `votes`: the image's (user id, label id) votes when the caller has read them. Call
+    while holding the image row lock."""
     if rule not in Decision.Rule.values:
         raise ValueError(f"unknown decision rule {rule!r}")
-    previous = Decision.objects.filter(image=image, is_current=True).first()
+    previous = current_decision(image_id=image.pk)
     if previous is not None:
-        Decision.objects.filter(pk=previous.pk).update(is_current=False, updated_at=timezone.now())
+        rows.execute(
+            "UPDATE annotate_decision SET is_current = %s, updated_at = %s WHERE id = %s",
+            [False, rows.moment(timezone.now()), previous.pk],
+        )
     # The database's constraints (one current decision per image; a label or excluded) guard
     # this row; a model full_clean() would cost a query per constraint on the voting path.
-    decision = Decision.objects.create(
+    decision = Decision(
         image=image,
         label_id=label_id,
         excluded=label_id is None,
@@ -189,10 +215,22 @@ def decision_record(
         decided_by=decided_by,
         replaces=previous,
     )
-    deltas = reliability.decision_deltas(image_id=image.pk, previous=previous, current=decision)
+    rows.insert(decision)
+    deltas = reliability.decision_deltas(
+        image_id=image.pk, previous=previous, current=decision, votes=votes
+    )
     for user_id, delta in (also or {}).items():
         merged = deltas.setdefault(user_id, StatsDelta())
         for field in ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct"):
             setattr(merged, field, getattr(merged, field) + getattr(delta, field))
     reliability.stats_apply(project_id=image.project_id, deltas=deltas)
     return decision
+
+
+def current_decision(*, image_id: int) -> Decision | None:
+    decision_columns = rows.columns(Decision, "d")
+    row = rows.fetch_one(
+        f"SELECT {decision_columns.sql} FROM annotate_decision d WHERE d.image_id = %s AND d.is_current",
+        [image_id],
+    )
+    return None if row is None else decision_columns.build(row)

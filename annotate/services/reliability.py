@@ -12,8 +12,9 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db.models import F
+from django.utils import timezone
 
+from annotate import rows
 from annotate.models import AnnotatorStats, Decision, Project, User, Vote
 
 PRIOR_ACCURACY = 0.7
@@ -36,6 +37,27 @@ class StatsDelta:
     gold_correct: int = 0
 
 
+_STATS_FIELDS = ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct", "estimated_accuracy")
+
+
+def only_votes_added(delta: StatsDelta) -> bool:
+    return delta.votes > 0 and delta == StatsDelta(votes=delta.votes)
+
+
+def votes_added_statement(*, project_id: int, user_id: int, votes: int) -> tuple[str, list]:
+    """The common case of stats_apply(), a vote that decides nothing, as one statement: the
+    estimate does not depend on the vote count, so adding to it (or starting the volunteer's
+    record at the prior) is all there is to do."""
+    now = rows.moment(timezone.now())
+    return (
+        "INSERT INTO annotate_annotatorstats (created_at, updated_at, project_id, user_id, votes,"
+        " decided_votes, agreed_votes, gold_votes, gold_correct, estimated_accuracy)"
+        " VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 0, %s) ON CONFLICT (project_id, user_id)"
+        " DO UPDATE SET votes = annotate_annotatorstats.votes + excluded.votes",
+        [now, now, project_id, user_id, votes, PRIOR_ACCURACY],
+    )
+
+
 def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
     """Add `deltas` (by user id) to the project's annotator stats and re-estimate accuracy.
 
@@ -46,27 +68,26 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
         return
     if len(deltas) == 1:
         (user_id, delta), = deltas.items()
-        if delta == StatsDelta(votes=delta.votes):
-            # The common case, a vote that decides nothing: the estimate does not depend on
-            # the vote count, so one UPDATE does it.
-            if AnnotatorStats.objects.filter(project_id=project_id, user_id=user_id).update(
-                votes=F("votes") + delta.votes
-            ):
-                return
+        if only_votes_added(delta):
+            rows.execute(*votes_added_statement(project_id=project_id, user_id=user_id, votes=delta.votes))
+            return
     user_ids = sorted(deltas)
-    rows = {
-        row.user_id: row
-        for row in AnnotatorStats.objects.select_for_update()
-        .filter(project_id=project_id, user_id__in=user_ids)
-        .order_by("user_id")
-    }
-    missing = [user_id for user_id in user_ids if user_id not in rows]
-    for user_id in missing:
-        rows[user_id], _ = AnnotatorStats.objects.select_for_update().get_or_create(
-            project_id=project_id, user_id=user_id, defaults={"estimated_accuracy": PRIOR_ACCURACY}
-        )
+    stats_columns = rows.columns(AnnotatorStats, "s")
+    marks = ", ".join(["%s"] * len(user_ids))
+    found = rows.fetch_all(
+        f"SELECT {stats_columns.sql} FROM annotate_annotatorstats s WHERE s.project_id = %s"
+        f" AND s.user_id IN ({marks}) ORDER BY s.user_id{rows.lock()}",
+        [project_id, *user_ids],
+    )
+    by_user = {row.user_id: row for row in map(stats_columns.build, found)}
     for user_id in user_ids:
-        row, delta = rows[user_id], deltas[user_id]
+        if user_id not in by_user:  # a volunteer's first vote in this project
+            by_user[user_id], _ = AnnotatorStats.objects.select_for_update().get_or_create(
+                project_id=project_id, user_id=user_id, defaults={"estimated_accuracy": PRIOR_ACCURACY}
+            )
+    changed = []
+    for user_id in user_ids:
+        row, delta = by_user[user_id], deltas[user_id]
         row.votes = max(0, row.votes + delta.votes)
         row.decided_votes = max(0, row.decided_votes + delta.decided_votes)
         row.agreed_votes = max(0, row.agreed_votes + delta.agreed_votes)
@@ -78,11 +99,10 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
             decided_votes=row.decided_votes,
             agreed_votes=row.agreed_votes,
         )
-    # One UPDATE for all of them (the rows are locked above, in user-id order).
-    AnnotatorStats.objects.bulk_update(
-        [rows[user_id] for user_id in user_ids],
-        ["votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct", "estimated_accuracy"],
-    )
+        changed.append([*(getattr(row, field) for field in _STATS_FIELDS), row.pk])
+    # The rows are locked above, in user-id order.
+    assignments = ", ".join(f"{field} = %s" for field in _STATS_FIELDS)
+    rows.execute_many(f"UPDATE annotate_annotatorstats SET {assignments} WHERE id = %s", changed)
 
 
 def _matches(vote_label_id: int | None, decision: Decision | None) -> bool:
@@ -90,11 +110,15 @@ def _matches(vote_label_id: int | None, decision: Decision | None) -> bool:
 
 
 def decision_deltas(
-    *, image_id: int, previous: Decision | None, current: Decision
+    *, image_id: int, previous: Decision | None, current: Decision,
+    votes: list[tuple[int, int | None]] | None = None,
 ) -> dict[int, StatsDelta]:
-    """How a new decision changes the record of everyone who voted on the image."""
+    """How a new decision changes the record of everyone who voted on the image (`votes`:
+    its (user id, label id) votes, read here when not given)."""
+    if votes is None:
+        votes = list(Vote.objects.filter(image_id=image_id).values_list("user_id", "label_id"))
     deltas: dict[int, StatsDelta] = defaultdict(StatsDelta)
-    for user_id, label_id in Vote.objects.filter(image_id=image_id).values_list("user_id", "label_id"):
+    for user_id, label_id in votes:
         delta = deltas[user_id]
         if previous is None:
             delta.decided_votes += 1
@@ -104,11 +128,14 @@ def decision_deltas(
 
 def accuracies(*, project_id: int, user_ids: list[int]) -> dict[int, float]:
     """Estimated accuracy of each user (the prior for those with no record yet)."""
-    known = dict(
-        AnnotatorStats.objects.filter(project_id=project_id, user_id__in=user_ids).values_list(
-            "user_id", "estimated_accuracy"
-        )
-    )
+    known = {}
+    if user_ids:
+        marks = ", ".join(["%s"] * len(user_ids))
+        known = dict(rows.fetch_all(
+            "SELECT user_id, estimated_accuracy FROM annotate_annotatorstats"
+            f" WHERE project_id = %s AND user_id IN ({marks})",
+            [project_id, *user_ids],
+        ))
     return {user_id: known.get(user_id, PRIOR_ACCURACY) for user_id in user_ids}
 
 
@@ -129,5 +156,10 @@ def gold_due(*, project: Project, user: User, rng: random.Random | None = None) 
     """Whether this lease should be a gold image, drawn at the volunteer's gold rate."""
     if project.gold_rate <= 0:
         return False
-    stats = AnnotatorStats.objects.filter(project=project, user=user).first()
+    stats_columns = rows.columns(AnnotatorStats, "s")
+    row = rows.fetch_one(
+        f"SELECT {stats_columns.sql} FROM annotate_annotatorstats s WHERE s.project_id = %s AND s.user_id = %s",
+        [project.pk, user.pk],
+    )
+    stats = None if row is None else stats_columns.build(row)
     return (rng or random).random() < gold_rate_for(project=project, stats=stats)

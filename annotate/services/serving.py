@@ -8,14 +8,20 @@ import random
 from collections import Counter
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, QuerySet, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from annotate.models import Assignment, Decision, Image, Label, Project, User, Vote
+from annotate import rows
+from annotate.models import Assignment, Image, Project, User, Vote
 from annotate.services import reliability
-from annotate.services.consensus import image_apply_consensus
+from annotate.services.consensus import (
+    current_decision,
+    decides,
+    decision_record,
+    image_outcome,
+)
 from annotate.services.reliability import StatsDelta
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
@@ -54,54 +60,109 @@ def project_refresh_free_slots(*, project: Project) -> int:
     )
 
 
-def _serving_candidates(*, project: Project, user: User) -> QuerySet:
-    already_seen = Assignment.objects.filter(user=user, image=OuterRef("pk"))
-    return Image.objects.filter(project=project, state=Image.State.OPEN, free_slots__gt=0).exclude(
-        Exists(already_seen)
+# The images `user` may be offered: open, with a free slot, never leased to them before. Written
+# as SQL text (annotate.rows explains why); the partial indexes image_serving_* cover it.
+_CANDIDATES = (
+    "FROM annotate_image i WHERE i.project_id = %s AND i.state = 'open' AND i.free_slots > 0"
+    " AND NOT EXISTS (SELECT 1 FROM annotate_assignment a WHERE a.user_id = %s AND a.image_id = i.id)"
+)
+_ORDER = {
+    Project.ServingOrder.CLOSEST: "i.votes_count DESC, i.id",
+    Project.ServingOrder.UNCERTAIN: "i.uncertainty DESC, i.id",
+    Project.ServingOrder.RANDOM: "i.id",
+}
+
+
+def serving_query(*, project: Project, user: User, from_id: int | None = None) -> tuple[str, list]:
+    """The statement that picks (and locks) the next image for `user`, with its parameters;
+    from `from_id` up when given. Public so that the load benchmark can EXPLAIN it."""
+    params: list = [project.pk, user.pk]
+    extra = ""
+    if from_id is not None:
+        extra, params = " AND i.id >= %s", [*params, from_id]
+    # SKIP LOCKED: volunteers asking at the same moment take different images, never wait.
+    sql = (
+        f"SELECT i.id, i.width, i.height {_CANDIDATES}{extra}"
+        f" ORDER BY {_ORDER[project.serving_order]} LIMIT 1{rows.lock(skip_locked=True)}"
     )
+    return sql, params
+
+
+def _pick_starts(*, project: Project, user: User) -> list[int | None]:
+    """The ids the pick starts from, in turn (None: the first in serving order); none when
+    nothing is left for `user`. In random order a random point in the id range, then the next
+    id up or from the start: two index probes instead of ORDER BY random(), which would sort
+    every open image."""
+    if project.serving_order != Project.ServingOrder.RANDOM:
+        return [None]
+    low, high = rows.fetch_one(f"SELECT MIN(i.id), MAX(i.id) {_CANDIDATES}", [project.pk, user.pk])
+    return [] if low is None else [random.randint(low, high), None]
 
 
 def _pick_image(*, project: Project, user: User) -> tuple[int, int, int] | None:
     """(id, width, height) of the next image for `user`, its row locked; None when none."""
-    candidates = _serving_candidates(project=project, user=user)
-    if project.serving_order == Project.ServingOrder.RANDOM:
-        # A random point in the id range, then the next id up (or from the start): two index
-        # probes instead of ORDER BY random(), which would sort every open image.
-        bounds = candidates.aggregate(low=Min("id"), high=Max("id"))
-        if bounds["low"] is None:
-            return None
-        pivot = random.randint(bounds["low"], bounds["high"])
-        orderings = [candidates.filter(id__gte=pivot).order_by("id"), candidates.order_by("id")]
-    elif project.serving_order == Project.ServingOrder.UNCERTAIN:
-        orderings = [candidates.order_by("-uncertainty", "id")]
-    else:
-        orderings = [candidates.order_by("-votes_count", "id")]
-    for queryset in orderings:
-        # SKIP LOCKED: volunteers asking at the same moment take different images, never wait.
-        picked = queryset.select_for_update(skip_locked=True).values_list("id", "width", "height").first()
+    for start in _pick_starts(project=project, user=user):
+        picked = rows.fetch_one(*serving_query(project=project, user=user, from_id=start))
         if picked is not None:
             return picked
     return None
 
 
 def _lease_once(*, project: Project, user: User, now: datetime) -> Assignment | None:
+    expires_at = now + timedelta(seconds=project.lease_seconds)
+    assignment = Assignment(user=user, expires_at=expires_at)
+    if connection.vendor == "postgresql":
+        picked = _lease_in_one_statement(project=project, user=user, assignment=assignment)
+    else:
+        picked = _lease_step_by_step(project=project, user=user, assignment=assignment)
+    if picked is None:
+        return None
+    # What the answer shows of the image, without reading its row again.
+    image_id, width, height = picked
+    assignment.image = Image(pk=image_id, project=project, width=width, height=height)
+    return assignment
+
+
+def _lease_step_by_step(*, project: Project, user: User, assignment: Assignment) -> tuple | None:
     with transaction.atomic():
         picked = _pick_image(project=project, user=user)
         if picked is None:
             return None
-        image_id, width, height = picked
-        # Conditional on a free slot: on PostgreSQL the row lock already guarantees it; on
-        # SQLite (no row locks) this keeps an image from being over-filled all the same.
-        taken = Image.objects.filter(
-            pk=image_id, state=Image.State.OPEN, free_slots__gt=0
-        ).update(leases_count=F("leases_count") + 1, free_slots=F("free_slots") - 1)
+        # Conditional on a free slot: with no row locks (SQLite) this is what keeps an image
+        # from being over-filled.
+        taken = rows.execute(
+            "UPDATE annotate_image SET leases_count = leases_count + 1, free_slots = free_slots - 1"
+            " WHERE id = %s AND state = 'open' AND free_slots > 0",
+            [picked[0]],
+        )
         if not taken:
             raise _Retry
-        expires_at = now + timedelta(seconds=project.lease_seconds)
-        assignment = Assignment.objects.create(image_id=image_id, user=user, expires_at=expires_at)
-    # What the answer shows of the image, without reading its row again.
-    assignment.image = Image(pk=image_id, project=project, width=width, height=height)
-    return assignment
+        assignment.image_id = picked[0]
+        rows.insert(assignment)
+    return picked
+
+
+def _lease_in_one_statement(*, project: Project, user: User, assignment: Assignment) -> tuple | None:
+    """The steps of _lease_step_by_step() as one statement: one round trip, and no transaction
+    to open and commit. Pick and lock an image, take one of its slots, insert the assignment."""
+    now = rows.moment(timezone.now())
+    for from_id in _pick_starts(project=project, user=user):
+        pick_sql, pick_params = serving_query(project=project, user=user, from_id=from_id)
+        row = rows.fetch_one(
+            f"WITH picked AS ({pick_sql}),"
+            " taken AS (UPDATE annotate_image SET leases_count = leases_count + 1,"
+            " free_slots = free_slots - 1 WHERE id = (SELECT id FROM picked) RETURNING id),"
+            " made AS (INSERT INTO annotate_assignment"
+            " (created_at, updated_at, image_id, user_id, state, expires_at)"
+            " SELECT %s, %s, taken.id, %s, %s, %s FROM taken RETURNING id)"
+            " SELECT picked.id, picked.width, picked.height, made.id FROM picked LEFT JOIN made ON true",
+            [*pick_params, now, now, user.pk, Assignment.State.ACTIVE, rows.moment(assignment.expires_at)],
+        )
+        if row is not None:
+            assignment.image_id = row[0]
+            rows.inserted(assignment, (row[3],))
+            return row[:3]
+    return None
 
 
 def _lease_gold(*, project: Project, user: User, now: datetime) -> Assignment | None:
@@ -160,12 +221,30 @@ def assignment_lease(*, project: Project, user: User, now: datetime | None = Non
 
 
 def _assignment_for_update(*, assignment_id: int, user: User) -> Assignment:
-    assignment = Assignment.objects.select_for_update().filter(pk=assignment_id).first()
-    if assignment is None:
+    assignment_columns = rows.columns(Assignment, "a")
+    row = rows.fetch_one(
+        f"SELECT {assignment_columns.sql} FROM annotate_assignment a WHERE a.id = %s{rows.lock()}",
+        [assignment_id],
+    )
+    if row is None:
         raise NotFound(f"Assignment {assignment_id} does not exist.")
+    assignment = assignment_columns.build(row)
     if assignment.user_id != user.pk:
         raise PermissionDenied("This assignment belongs to another volunteer.")
     return assignment
+
+
+def _image_for_update(*, image_id: int) -> Image:
+    """The image, its row locked, with its project loaded in the same statement."""
+    image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
+    row = rows.fetch_one(
+        f"SELECT {image_columns.sql}, {project_columns.sql} FROM annotate_image i"
+        f" JOIN annotate_project p ON p.id = i.project_id WHERE i.id = %s{rows.lock(of='i')}",
+        [image_id],
+    )
+    image = image_columns.build(row[: len(image_columns)])
+    image.project = project_columns.build(row[len(image_columns):])
+    return image
 
 
 def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
@@ -177,30 +256,60 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
         raise Conflict("You already voted on this image.") from None
 
 
+def _vote_target_for_update(
+    *, assignment_id: int, user: User, label_id: int | None
+) -> tuple[Assignment, Image, bool, list[tuple[int, int | None]]]:
+    """The assignment, its image (with the project), whether `label_id` is a label of that
+    project, and the image's votes so far as (user id, label id): one statement, one row per
+    vote, that locks the assignment, the image and the voter's row.
+
+    The voter's row is locked here, first, because the vote's last statement updates it
+    together with their annotator stats: every vote takes these locks in the same order."""
+    assignment_columns = rows.columns(Assignment, "a")
+    image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
+    found = rows.fetch_all(
+        f"SELECT {assignment_columns.sql}, {image_columns.sql}, {project_columns.sql},"
+        " EXISTS (SELECT 1 FROM annotate_label l WHERE l.id = %s AND l.project_id = i.project_id),"
+        " v.user_id, v.label_id"
+        " FROM annotate_assignment a JOIN annotate_image i ON i.id = a.image_id"
+        " JOIN annotate_project p ON p.id = i.project_id JOIN annotate_user u ON u.id = a.user_id"
+        " LEFT JOIN annotate_vote v ON v.image_id = i.id"
+        f" WHERE a.id = %s{rows.lock(of='a, i, u')}",
+        [label_id, assignment_id],
+    )
+    if not found:
+        raise NotFound(f"Assignment {assignment_id} does not exist.")
+    row = found[0]
+    images_from = len(assignment_columns)
+    projects_from = images_from + len(image_columns)
+    extras_from = projects_from + len(project_columns)
+    assignment = assignment_columns.build(row[:images_from])
+    if assignment.user_id != user.pk:
+        raise PermissionDenied("This assignment belongs to another volunteer.")
+    image = image_columns.build(row[images_from:projects_from])
+    image.project = project_columns.build(row[projects_from:extras_from])
+    votes = [(voter, label) for *_, voter, label in found if voter is not None]
+    return assignment, image, bool(row[extras_from]), votes
+
+
 def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
     with transaction.atomic():
-        assignment = _assignment_for_update(assignment_id=assignment_id, user=user)
+        assignment, image, label_known, votes = _vote_target_for_update(
+            assignment_id=assignment_id, user=user, label_id=label_id
+        )
         if assignment.state == Assignment.State.VOTED:
             raise Conflict("You already voted on this image.")
         if assignment.state == Assignment.State.SKIPPED:
             raise Conflict("You skipped this image; it can no longer be voted on.")
-        image = (
-            Image.objects.select_for_update(of=("self",)).select_related("project")
-            .get(pk=assignment.image_id)
-        )
         project = image.project
-        if label_id is not None and not Label.objects.filter(pk=label_id, project=project).exists():
+        if label_id is not None and not label_known:
             raise InvalidInput(f"Label {label_id} is not a label of this project.", field="label")
         # An expired lease still holds its slot until it is swept; once swept, the vote is
         # welcome only if the image still has room for it. Gold images take any number.
         holds_slot = assignment.state == Assignment.State.ACTIVE
         if not holds_slot and not image.is_gold and image_free_slots(image=image, project=project) <= 0:
             raise Conflict("Your lease expired and this image no longer needs your vote.")
-        # The assignment's row lock and state already rule out a second vote; the unique
-        # constraint is the last guard (its error rolls the whole vote back, see below).
-        vote = Vote.objects.create(image=image, user=user, assignment=assignment, label_id=label_id)
-        assignment.state = Assignment.State.VOTED
-        Assignment.objects.filter(pk=assignment.pk).update(state=assignment.state, updated_at=vote.created_at)
+        vote = Vote(image=image, user=user, assignment=assignment, label_id=label_id)
         image.votes_count += 1
         if holds_slot:
             image.leases_count = max(0, image.leases_count - 1)
@@ -208,22 +317,45 @@ def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tup
         if image.is_gold:
             own.gold_votes = 1
             own.gold_correct = int(label_id == image.gold_label_id)
+        decided = None
         if image.state == Image.State.OPEN:
-            image_apply_consensus(image=image, project=project, voter_deltas={user.pk: own})
+            votes.append((user.pk, label_id))
+            outcome, rule = image_outcome(image=image, project=project, votes=votes)
+            image.state = outcome.state
+            decided = outcome if decides(outcome) else None
         else:
             # Gold, or decided while this lease was out: the vote is kept but decides nothing;
             # on a decided image it still counts toward the volunteer's agreement.
-            current = Decision.objects.filter(image=image, is_current=True).first()
+            current = current_decision(image_id=image.pk)
             if current is not None and not image.is_gold:
                 own.decided_votes = 1
                 own.agreed_votes = int(label_id == current.label_id)
-            reliability.stats_apply(project_id=project.pk, deltas={user.pk: own})
         image.free_slots = image_free_slots(image=image, project=project)
-        Image.objects.filter(pk=image.pk).update(
-            votes_count=image.votes_count, leases_count=image.leases_count,
-            free_slots=image.free_slots, state=image.state, updated_at=vote.created_at,
-        )
-        User.objects.filter(pk=user.pk).update(votes_count=F("votes_count") + 1)
+        # The assignment's row lock and state already rule out a second vote; the unique
+        # constraint is the last guard (its error rolls the whole vote back, see vote_submit).
+        insert_vote = rows.insert_statement(vote)
+        at = rows.moment(vote.created_at)
+        writes = [
+            insert_vote,
+            ("UPDATE annotate_assignment SET state = %s, updated_at = %s WHERE id = %s",
+             [Assignment.State.VOTED, at, assignment.pk]),
+            ("UPDATE annotate_image SET votes_count = %s, leases_count = %s, free_slots = %s,"
+             " state = %s, updated_at = %s WHERE id = %s",
+             [image.votes_count, image.leases_count, image.free_slots, image.state, at, image.pk]),
+            ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [user.pk]),
+        ]
+        own_in_writes = decided is None and reliability.only_votes_added(own)
+        if own_in_writes:
+            writes.append(reliability.votes_added_statement(project_id=project.pk, user_id=user.pk, votes=own.votes))
+        rows.inserted(vote, rows.write_together(writes))
+        assignment.state = Assignment.State.VOTED
+        if decided is not None:
+            decision_record(
+                image=image, label_id=decided.label_id, rule=rule, confidence=decided.confidence,
+                votes_count=len(votes), also={user.pk: own}, votes=votes,
+            )
+        elif not own_in_writes:
+            reliability.stats_apply(project_id=project.pk, deltas={user.pk: own})
     return vote, image
 
 
@@ -294,10 +426,7 @@ def vote_undo(*, assignment_id: int, user: User, now: datetime | None = None) ->
             raise Conflict("There is no vote of yours on this assignment to undo.")
         if (now - vote.created_at).total_seconds() > UNDO_SECONDS:
             raise Conflict(f"Votes can be undone for {UNDO_SECONDS} seconds only.")
-        image = (
-            Image.objects.select_for_update(of=("self",)).select_related("project")
-            .get(pk=assignment.image_id)
-        )
+        image = _image_for_update(image_id=assignment.image_id)
         project = image.project
         if image.is_gold or image.state != Image.State.OPEN:
             raise Conflict("This image is already decided; a reviewer can still change it.")
