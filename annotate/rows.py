@@ -83,8 +83,10 @@ def cursor():
     `prepare_threshold` runs (settings.py) and PostgreSQL stops planning it anew: EXPLAIN
     ANALYZE of the serving query showed 0.9 ms of planning for 0.1 ms of execution. Django's
     own cursors bind on the client and are never prepared; only the statements here are.
+    While queries are logged (DEBUG, or a test counting them) a client-binding cursor is used
+    instead, because only that one logs the SQL text with its values.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or connection.queries_logged:
         return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
