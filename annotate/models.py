@@ -141,7 +141,9 @@ class Image(TimeStamped):
         REVIEWED = "reviewed"
         EXCLUDED = "excluded"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    # Not indexed alone: every index below starts with the project (and each index is more
+    # work on every vote, which rewrites the row).
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images", db_index=False)
     file = models.FileField(upload_to=image_upload_to, max_length=400)
     original_name = models.CharField(max_length=255)
     sha256 = models.CharField(max_length=64)
@@ -244,8 +246,9 @@ class Assignment(TimeStamped):
         EXPIRED = "expired"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="assignments")
+    # Indexed by the unique (user, image) constraint.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     expires_at = models.DateTimeField()
@@ -267,9 +270,10 @@ class Assignment(TimeStamped):
 class Vote(TimeStamped):
     """One volunteer's answer for one image. A null label means "none of these"."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="votes")
+    # Indexed by vote_image and by the unique (user, image) constraint.
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="votes", db_index=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes", db_index=False
     )
     assignment = models.OneToOneField(
         Assignment, null=True, on_delete=models.SET_NULL, related_name="vote"
@@ -329,7 +333,8 @@ class Decision(TimeStamped):
 class AnnotatorStats(TimeStamped):
     """One volunteer's record in one project, updated in the transactions that change it."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotators")
+    # Indexed by the unique (project, user) constraint.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotators", db_index=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_stats"
     )
