@@ -625,8 +625,7 @@ def export_build(
     def side_rows(side: str, *order: str) -> QuerySet:
         return (
             _assigned(export=export, image__decisions__label_id__in=list(index), side=side)
-            .values_list("image_id", "image__file", "image__sha256", "image__decisions__label_id",
-                         "side")
+            .values_list("image_id", "image__file", "image__decisions__label_id", "side")
             .order_by(*order)
         )
 
@@ -639,21 +638,18 @@ def export_build(
     read_stored = _stored_file_reader()
     progress_seconds = settings.EXPORT_PROGRESS_SECONDS
 
-    def load(file_name: str, sha256: str) -> tuple[bytes, str] | Exception:
-        """Read and convert one image (in a pool thread: file reads, Pillow's codecs and
+    def load(file_name: str) -> tuple[bytes, str] | Exception:
+        """Read, convert and hash one image (in a pool thread: file reads, Pillow's codecs and
         hashlib release the GIL). A file that can't be read is returned as its error.
 
-        A file copied byte for byte keeps the SHA-256 recorded when it was uploaded: that is
-        the hash of these bytes, and hashing them again would cost as much as the rest of
-        the copy. (Should a stored file ever rot, the manifest then says what it should be.)"""
+        The SHA-256 is always of the bytes that will be written, even for a file copied byte
+        for byte: the one recorded at upload says what the file was then, and a manifest that
+        repeats it would vouch for a stored file that has since rotted."""
         try:
-            original = read_stored(file_name)
-            data = jpeg_bytes(original, resize=resize, quality=quality)
+            data = jpeg_bytes(read_stored(file_name), resize=resize, quality=quality)
         except (OSError, SyntaxError, ValueError, EOFError,
                 PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
             return error
-        if data is original:
-            return data, sha256
         return data, hashlib.sha256(data).hexdigest()
 
     def write(image_id: int, label_id: int, side: str, loaded: tuple[bytes, str] | Exception):
@@ -688,10 +684,10 @@ def export_build(
         threads = settings.EXPORT_THREADS
 
         def load_batch(rows: list[tuple]) -> list:
-            return [load(row[1], row[2]) for row in rows]
+            return [load(row[1]) for row in rows]
 
         def write_batch(rows: list[tuple], future: Future) -> None:
-            for (image_id, _, _, label_id, side), loaded in zip(rows, future.result()):
+            for (image_id, _, label_id, side), loaded in zip(rows, future.result()):
                 write(image_id, label_id, side, loaded)
 
         with ThreadPoolExecutor(max_workers=threads) if threads > 0 else _Inline() as pool:

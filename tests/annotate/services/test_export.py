@@ -179,6 +179,24 @@ def test_manifest_checksums_cover_and_match_every_file(decided_project):
             "LOC_val_solution.csv"} <= set(on_disk)
 
 
+def test_manifest_checksums_are_of_the_bytes_written_not_the_ones_recorded_at_upload(
+    decided_project,
+):
+    # A stored JPEG that changed after upload (rot, or a hand edit) is still copied byte for
+    # byte; its manifest entry must describe what the dataset holds, not the upload's hash.
+    image = decided_project["images"]["n09999999"][0]
+    stored = Path(image.file.path)
+    changed = stored.read_bytes() + b"changed after upload"  # still a valid RGB JPEG
+    stored.write_bytes(changed)
+    _, root = run_export(decided_project["project"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    (relpath, entry), = ((p, e) for p, e in manifest["files"].items() if e.get("image") == image.pk)
+    assert (root / relpath).read_bytes() == changed
+    assert entry == {"sha256": hashlib.sha256(changed).hexdigest(), "bytes": len(changed),
+                     "image": image.pk}
+    assert entry["sha256"] != image.sha256
+
+
 def test_flat_validation_layout_ground_truth_matches_the_decisions(decided_project):
     _, root = run_export(decided_project["project"], val_layout="flat", val_fraction=0.3)
     wnids = sorted(SIZES)
