@@ -36,7 +36,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import PIL.Image
 from django.conf import settings
@@ -61,6 +61,11 @@ TMP_FOLDER = ".tmp"
 # Images being read and converted ahead of the writer: bounds the memory an export holds.
 LOAD_AHEAD = 64
 LOAD_BATCH = 16
+# Batches of LOAD_BATCH images laid out whose writing and hashing may still be on its way.
+HASH_AHEAD = 4
+# A tar being written is written back to disk every this many bytes (see _Writeback).
+WRITEBACK_BYTES = 64 << 20
+_ZEROS = bytes(512)
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./-]+")
 
 ProgressCallback = Callable[[int, int], None]
@@ -382,26 +387,33 @@ def jpeg_header(data: bytes) -> tuple[int, int] | None:
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        segment = data[i + 4:i + 2 + length]
         if marker == 0xDA:  # start of scan: the header is over
             return size
+        length = data[i + 2] << 8 | data[i + 3]
+        # Only the two segments read are sliced out: the tables between them are skipped.
         if marker in _SOF_MARKERS:
+            segment = data[i + 4:i + 2 + length]
             if len(segment) < 6 or segment[0] != 8 or segment[5] != 3:
                 return None
             size = (int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big"))
-        elif marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
-            if _exif_orientation(segment) not in (None, 1):
+        elif marker == 0xE1 and data.startswith(b"Exif\x00\x00", i + 4):
+            if _exif_orientation(data[i + 4:i + 2 + length]) not in (None, 1):
                 return None
         i += 2 + length
     return None
 
 
+def jpeg_kept(data: bytes, resize: int | None) -> bool:
+    """Whether `data` is an RGB JPEG that needs no change (no resize, or already small enough;
+    upright): one that jpeg_bytes() returns byte for byte."""
+    header = jpeg_header(data)
+    return header is not None and (resize is None or min(header) <= resize)
+
+
 def jpeg_bytes(data: bytes, *, resize: int | None, quality: int) -> bytes:
     """The image as an RGB JPEG, its shorter side at most `resize`. An RGB JPEG that needs no
-    change (no resize, or already small enough; upright) is returned byte for byte."""
-    header = jpeg_header(data)
-    if header is not None and (resize is None or min(header) <= resize):
+    change (see jpeg_kept) is returned byte for byte."""
+    if jpeg_kept(data, resize):
         return data
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
@@ -427,75 +439,175 @@ def jpeg_bytes(data: bytes, *, resize: int | None, quality: int) -> bytes:
 
 
 class DirectorySink:
-    """Writes the dataset's files under `root`."""
+    """Writes the dataset's files under `root`.
+
+    Files are laid out by place(), by one thread in the dataset's order; write() of a placed
+    file may then run in any thread, in any order (as in TarSink)."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._made: set[Path] = set()
+        self._made: set[str] = set()
 
-    def _target(self, relpath: str) -> Path:
-        target = self.root / relpath
-        parent = target.parent
-        if parent not in self._made:  # one entry per folder: a class, not an image
-            parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(parent)
-        return target
+    def place(self, relpath: str, size: int) -> str:
+        folder = relpath.rpartition("/")[0]
+        if folder not in self._made:  # one entry per folder: a class, not an image
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+        return os.path.join(self.root, relpath)
 
-    def add_bytes(self, relpath: str, data: bytes) -> None:
-        with open(self._target(relpath), "wb") as f:
+    def write(self, place: str, data: bytes) -> None:
+        with open(place, "wb") as f:
             f.write(data)
 
+    def write_many(self, places: list[str], batch: list[bytes]) -> None:
+        for place, data in zip(places, batch):
+            self.write(place, data)
+
+    def add_bytes(self, relpath: str, data: bytes) -> None:
+        self.write(self.place(relpath, len(data)), data)
+
     def add_file(self, relpath: str, source: Path) -> None:
-        os.replace(source, self._target(relpath))
+        os.replace(source, self.place(relpath, 0))
 
     def close(self) -> None:
         pass
 
 
-class TarSink:
-    """Writes the dataset's files into a tar file, under the folder `prefix`: a header block,
-    the bytes, padding to 512 (POSIX ustar; GNU long names when a path needs one)."""
+def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
+    """Write `buffers` at `offset`, in one system call: the bytes go from where they were read
+    straight to the page cache. (Through a 4 MiB buffer, each file was copied once more, into
+    a buffer too large for the CPU's cache, which made writing cost as much as reading and
+    hashing together.) A regular file takes everything at once short of a full disk or a
+    signal; what a short write left is written after it."""
+    written = os.pwritev(fd, buffers, offset)
+    if written < sum(map(len, buffers)):
+        rest = memoryview(b"".join(buffers))[written:]
+        offset += written
+        while rest:
+            written = os.pwrite(fd, rest, offset)
+            rest, offset = rest[written:], offset + written
 
-    def __init__(self, fileobj: BinaryIO, prefix: str):
-        self.file = fileobj
-        self.prefix = prefix
-        self.mtime = int(time.time())
 
-    def _header(self, relpath: str, size: int) -> bytes:
-        name = f"{self.prefix}/{relpath}"
-        raw = name.encode()
-        if len(raw) > 100 or size >= 8**11:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = size, self.mtime, 0o644
-            return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-        # The common case, built directly (a third of the time tarfile takes): a POSIX
-        # ustar header for a regular file.
-        header = bytearray(tarfile.BLOCKSIZE)
-        header[0:len(raw)] = raw
-        header[100:124] = b"0000644\x000000000\x000000000\x00"  # mode, uid, gid
-        header[124:148] = b"%011o\x00%011o\x00" % (size, self.mtime)
-        header[148:156] = b"        "  # the checksum counts its own field as spaces
-        header[156] = ord(tarfile.REGTYPE)
-        header[257:265] = b"ustar\x0000"
-        header[148:156] = b"%06o\x00 " % sum(header)
-        return bytes(header)
+class _Writeback:
+    """Has the disk write a growing file's data in the background, in a thread (no GIL held
+    while it waits), every `every` bytes: the fsync that makes the file durable at the end
+    then finds little left to write, instead of waiting for all of it after the last byte."""
 
-    def add_bytes(self, relpath: str, data: bytes) -> None:
-        self.file.write(self._header(relpath, len(data)))
-        self.file.write(data)
-        if pad := -len(data) % tarfile.BLOCKSIZE:
-            self.file.write(bytes(pad))
+    def __init__(self, fd: int, every: int):
+        self.fd = fd
+        self.every = every
+        self.next = every
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writeback")
+        self.pending: Future | None = None
 
-    def add_file(self, relpath: str, source: Path) -> None:
-        size = source.stat().st_size
-        self.file.write(self._header(relpath, size))
-        with open(source, "rb") as f:  # written by this export and closed: its size holds
-            shutil.copyfileobj(f, self.file, 1 << 20)
-        if pad := -size % tarfile.BLOCKSIZE:
-            self.file.write(bytes(pad))
+    def wrote(self, position: int) -> None:
+        if position < self.next or (self.pending is not None and not self.pending.done()):
+            return
+        if self.pending is not None:
+            self.pending.result()  # a write error is reported to one fdatasync only: raise it
+        self.pending = self.pool.submit(os.fdatasync, self.fd)
+        self.next = position + self.every
+
+    def stop(self) -> None:
+        """Wait for the write-back under way: none may outlive the file it syncs."""
+        self.pool.shutdown(wait=True)
 
     def close(self) -> None:
-        self.file.write(bytes(2 * tarfile.BLOCKSIZE))  # the end-of-archive marker
+        self.stop()
+        if self.pending is not None:
+            self.pending.result()
+
+
+class TarSink:
+    """Writes the dataset's files into a tar file, under the folder `prefix`: a header block,
+    the bytes, padding to 512 (POSIX ustar; GNU long names when a path needs one).
+
+    `fd` is a file opened for writing, at its start. Members are laid out by place(), by one
+    thread in the dataset's order: each gets its offset in the tar then, as its size is
+    known. write() of a placed member may then run in any thread, in any order: it writes at
+    that offset. The file's data is written back to disk as it grows (see _Writeback); the
+    caller fsyncs it when the sink is closed."""
+
+    def __init__(self, fd: int, prefix: str, writeback_every: int = WRITEBACK_BYTES):
+        self.fd = fd
+        self.prefix = prefix
+        self.mtime = int(time.time())
+        self.position = 0
+        self._writeback = _Writeback(fd, writeback_every)
+        # A ustar header for a regular file: the fields after the name and size are the same
+        # for every file, and so is their share of the checksum (a plain sum of the bytes,
+        # the checksum field counting as spaces), which leaves only the name's and size's
+        # bytes to add up per file.
+        self._owner = b"0000644\x000000000\x000000000\x00"  # mode, uid, gid
+        self._mtime = b"%011o\x00" % self.mtime
+        self._tail = (tarfile.REGTYPE + bytes(100) + b"ustar\x0000").ljust(
+            tarfile.BLOCKSIZE - 156, b"\x00")
+        self._fixed_sum = sum(self._owner) + sum(self._mtime) + sum(b" " * 8) + sum(self._tail)
+        self._prefix = f"{prefix}/".encode()
+        self._prefix_sum = sum(self._prefix)
+
+    def _header(self, relpath: str, size: int) -> bytes:
+        raw = relpath.encode()
+        if len(self._prefix) + len(raw) > 100 or size >= 8**11:
+            info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
+            info.size, info.mtime, info.mode = size, self.mtime, 0o644
+            return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+        size_field = b"%011o\x00" % size
+        checksum = self._fixed_sum + self._prefix_sum + sum(raw) + sum(size_field)
+        return b"".join((
+            (self._prefix + raw).ljust(100, b"\x00"), self._owner, size_field, self._mtime,
+            b"%06o\x00 " % checksum, self._tail,
+        ))
+
+    def place(self, relpath: str, size: int) -> tuple[int, bytes, int]:
+        """Lay out the next member: its offset, its header and its padding."""
+        header = self._header(relpath, size)
+        pad = -size % tarfile.BLOCKSIZE
+        offset = self.position
+        self.position += len(header) + size + pad
+        self._writeback.wrote(offset)
+        return offset, header, pad
+
+    def write(self, place: tuple[int, bytes, int], data: bytes) -> None:
+        offset, header, pad = place
+        _pwrite_all(self.fd, [header, data, _ZEROS[:pad]], offset)
+
+    def write_many(self, places: list[tuple[int, bytes, int]], batch: list[bytes]) -> None:
+        """write() of each, in one system call for members placed one after the other."""
+        buffers = []
+        end = places[0][0]
+        for (offset, header, pad), data in zip(places, batch):
+            if offset != end:  # not contiguous: one at a time
+                for place, data in zip(places, batch):
+                    self.write(place, data)
+                return
+            buffers += (header, data, _ZEROS[:pad])
+            end = offset + len(header) + len(data) + pad
+        _pwrite_all(self.fd, buffers, places[0][0])
+
+    def add_bytes(self, relpath: str, data: bytes) -> None:
+        self.write(self.place(relpath, len(data)), data)
+
+    def add_file(self, relpath: str, source: Path) -> None:
+        with open(source, "rb") as f:  # written by this export and closed: its size holds
+            size = os.fstat(f.fileno()).st_size
+            offset, header, pad = self.place(relpath, size)
+            _pwrite_all(self.fd, [header], offset)
+            offset += len(header)
+            while chunk := f.read(1 << 20):
+                _pwrite_all(self.fd, [chunk], offset)
+                offset += len(chunk)
+        _pwrite_all(self.fd, [_ZEROS[:pad]], offset)
+
+    def close(self) -> None:
+        """Once every placed member is written: the end of the archive."""
+        _pwrite_all(self.fd, [bytes(2 * tarfile.BLOCKSIZE)], self.position)
+        self.position += 2 * tarfile.BLOCKSIZE
+        self._writeback.close()
+
+    def abandon(self) -> None:
+        """After a failure: stop, leaving the file to be removed."""
+        self._writeback.stop()
 
 
 class _HashingWriter:
@@ -594,8 +706,10 @@ def export_build(
     quality = settings.EXPORT_JPEG_QUALITY
 
     scratch.mkdir(parents=True, exist_ok=True)
-    files_log = open(scratch / "files.jsonl", "w", encoding="utf-8")
-    left_log = open(scratch / "left_out.jsonl", "w", encoding="utf-8")
+    # The manifest's "files" and "left_out" entries, each written once in its final text as
+    # the export goes: the manifest is the summary with these copied in.
+    files_log = open(scratch / "files.part", "w", encoding="utf-8")
+    left_log = open(scratch / "left_out.part", "w", encoding="utf-8")
     lists = {"train.txt": _HashingWriter(scratch / "train.txt"),
              "val.txt": _HashingWriter(scratch / "val.txt")}
     if flat:
@@ -608,19 +722,26 @@ def export_build(
     flat_val_wnids: list[str] = []  # one shared str per class: 8 bytes per val image
     done = 0
     total_bytes = 0
+    files_logged = left_logged = 0
     last_beat = time.monotonic()
 
     def log_file(relpath: str, digest: str, size: int, image_id: int | None = None) -> None:
-        nonlocal total_bytes
+        nonlocal total_bytes, files_logged
         total_bytes += size
-        # Formatted by hand (json.dumps per file is a tenth of an export's time): the paths
-        # hold only label ids ([A-Za-z0-9_.-]), digits and '/', nothing JSON must escape.
-        if not _PLAIN_PATH.fullmatch(relpath):  # a label id that skipped validation
-            entry = [relpath, digest, size] + ([image_id] if image_id is not None else [])
-            files_log.write(json.dumps(entry) + "\n")
-            return
-        image = f",{image_id}" if image_id is not None else ""
-        files_log.write(f'["{relpath}","{digest}",{size}{image}]\n')
+        # Formatted by hand, as json.dumps(entry) writes it (json.dumps per file was a tenth
+        # of an export's time): the paths hold only label ids ([A-Za-z0-9_.-]), digits and
+        # '/', nothing JSON must escape, save a label id that skipped validation.
+        name = f'"{relpath}"' if _PLAIN_PATH.fullmatch(relpath) else json.dumps(relpath)
+        image = f', "image": {image_id}' if image_id is not None else ""
+        files_log.write(f'{"," if files_logged else ""}\n  {name}: '
+                        f'{{"sha256": "{digest}", "bytes": {size}{image}}}')
+        files_logged += 1
+
+    def log_left(image_id: int, sha: str | None, reason: str) -> None:
+        nonlocal left_logged
+        entry = {"image": image_id, "sha256": sha, "reason": reason}
+        left_log.write(f'{"," if left_logged else ""}\n  {json.dumps(entry)}')
+        left_logged += 1
 
     def side_rows(side: str, *order: str) -> QuerySet:
         return (
@@ -638,28 +759,29 @@ def export_build(
     read_stored = _stored_file_reader()
     progress_seconds = settings.EXPORT_PROGRESS_SECONDS
 
-    def load(file_name: str) -> tuple[bytes, str] | Exception:
-        """Read, convert and hash one image (in a pool thread: file reads, Pillow's codecs and
-        hashlib release the GIL). A file that can't be read is returned as its error.
+    unreadable_errors = (OSError, SyntaxError, ValueError, EOFError,
+                         PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning)
 
-        The SHA-256 is always of the bytes that will be written, even for a file copied byte
-        for byte: the one recorded at upload says what the file was then, and a manifest that
-        repeats it would vouch for a stored file that has since rotted."""
+    def convert(original: bytes) -> bytes | Exception:
+        """Re-encode an image that can't be copied as it is (in a pool thread: Pillow's codecs
+        release the GIL). One that can't be decoded is returned as its error."""
         try:
-            data = jpeg_bytes(read_stored(file_name), resize=resize, quality=quality)
-        except (OSError, SyntaxError, ValueError, EOFError,
-                PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
+            return jpeg_bytes(original, resize=resize, quality=quality)
+        except unreadable_errors as error:
             return error
-        return data, hashlib.sha256(data).hexdigest()
 
-    def write(image_id: int, label_id: int, side: str, loaded: tuple[bytes, str] | Exception):
+    def lay_out(image_id: int, label_id: int, side: str, data: bytes | Exception):
+        """Give one image its place in the sink and its lines in the lists; returns its path
+        and place, or None if it is unreadable."""
         nonlocal done, unreadable, last_beat
         done += 1
-        if isinstance(loaded, Exception):
+        if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
+            heartbeat(done, total)
+            last_beat = time.monotonic()
+        if isinstance(data, Exception):
             unreadable += 1
-            left_log.write(json.dumps([image_id, None, f"unreadable: {loaded}"[:300]]) + "\n")
-            return
-        data, digest = loaded
+            log_left(image_id, None, f"unreadable: {data}"[:300])
+            return None
         wnid = wnid_of[label_id]
         if side == SplitAssignment.Side.VAL and flat:
             number = len(flat_val_wnids) + 1
@@ -669,42 +791,96 @@ def export_build(
             lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
         else:
             relpath = f"{side}/{wnid}/{wnid}_{image_id}.JPEG"
-        sink.add_bytes(relpath, data)
-        log_file(relpath, digest, len(data), image_id)
-        lists[f"{side}.txt"].write(f"{relpath} {index[label_id]}\n")
+        lists[side_list[side]].write(f"{relpath} {index[label_id]}\n")
         written[(wnid, side)] += 1
-        if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
-            heartbeat(done, total)
-            last_beat = time.monotonic()
+        return relpath, sink.place(relpath, len(data))
 
+    def store(places: list, batch: list[bytes]) -> list[str]:
+        """Write a batch of placed images and return their SHA-256s: hashes of the very bytes
+        written, whatever was recorded at upload (a stored file may have rotted since)."""
+        sink.write_many(places, batch)
+        return [hashlib.sha256(data).hexdigest() for data in batch]
+
+    side_list = {SplitAssignment.Side.TRAIN: "train.txt", SplitAssignment.Side.VAL: "val.txt"}
     try:
-        # Images are loaded by a few threads, a bounded window ahead of the writer, and
-        # written in query order: the output is the same whatever the threads' timing.
-        # They go in batches of LOAD_BATCH rows, so a thread hand-off is not paid per image.
+        # Per image, the time goes to reading the file, hashing it and writing it (the rows,
+        # the lists and the manifest cost little beside them). This thread reads each image
+        # and lays the images out in query order: the path, the lists, the place in the tar.
+        # The pool writes them at their places and hashes them, in batches of LOAD_BATCH
+        # (file writes and hashlib release the GIL), and the manifest entries are logged in
+        # order as the batches come back. When a batch is due and the pool has not started
+        # it (it is busy, or has no CPU free), this thread does it rather than wait. An image
+        # that must be converted goes to the pool first, and holds those after it back at
+        # most LOAD_AHEAD images. The output is the same whatever the threads' timing, and
+        # the memory held is bounded by those two windows.
         threads = settings.EXPORT_THREADS
+        to_lay_out: deque = deque()  # [image id, label id, side, bytes | Exception | Future]
+        to_log: deque = deque()  # [[(path, image id)], [place], [bytes], SHA-256s | Future]
+        batch_entries: list[tuple[str, int]] = []
+        batch_places: list = []
+        batch: list[bytes] = []
 
-        def load_batch(rows: list[tuple]) -> list:
-            return [load(row[1]) for row in rows]
+        def send_batch() -> None:
+            nonlocal batch_entries, batch_places, batch
+            if batch:
+                future = pool.submit(store, batch_places, batch)
+                to_log.append([batch_entries, batch_places, batch, future])
+                batch_entries, batch_places, batch = [], [], []
 
-        def write_batch(rows: list[tuple], future: Future) -> None:
-            for (image_id, _, label_id, side), loaded in zip(rows, future.result()):
-                write(image_id, label_id, side, loaded)
+        def log_stored(ahead: int) -> None:
+            while to_log:
+                entries, places, data, digests = to_log[0]
+                if isinstance(digests, Future) and not digests.done():
+                    if len(to_log) <= ahead:
+                        return
+                    # Due: take over the oldest batch the pool has not started, if any,
+                    # rather than wait.
+                    for item in to_log:
+                        if isinstance(item[3], Future) and item[3].cancel():
+                            item[3] = store(item[1], item[2])
+                            break
+                    else:
+                        digests.result()
+                    continue
+                to_log.popleft()
+                if isinstance(digests, Future):
+                    digests = digests.result()
+                for (relpath, image_id), size, digest in zip(entries, map(len, data), digests):
+                    log_file(relpath, digest, size, image_id)
+
+        def lay_out_ready(ahead: int) -> None:
+            while to_lay_out:
+                image_id, label_id, side, data = to_lay_out[0]
+                if isinstance(data, Future):
+                    if not data.done() and len(to_lay_out) <= ahead:
+                        return
+                    data = data.result()
+                to_lay_out.popleft()
+                laid_out = lay_out(image_id, label_id, side, data)
+                if laid_out is not None:
+                    batch_entries.append((laid_out[0], image_id))
+                    batch_places.append(laid_out[1])
+                    batch.append(data)
+                    if len(batch) >= LOAD_BATCH:
+                        send_batch()
+                        log_stored(HASH_AHEAD)
 
         with ThreadPoolExecutor(max_workers=threads) if threads > 0 else _Inline() as pool:
             for queryset in passes:
-                window: deque = deque()
-                batch: list[tuple] = []
-                for row in queryset.iterator(chunk_size=1000):
-                    batch.append(row)
-                    if len(batch) >= LOAD_BATCH:
-                        window.append((batch, pool.submit(load_batch, batch)))
-                        batch = []
-                        if len(window) * LOAD_BATCH >= LOAD_AHEAD:
-                            write_batch(*window.popleft())
-                if batch:
-                    window.append((batch, pool.submit(load_batch, batch)))
-                while window:
-                    write_batch(*window.popleft())
+                # (Not bound to a name: a failure must close the database cursor at once.)
+                for image_id, file_name, label_id, side in queryset.iterator(chunk_size=2000):
+                    try:
+                        data: bytes | Exception | Future = read_stored(file_name)
+                    except unreadable_errors as error:
+                        data = error
+                    else:
+                        if not jpeg_kept(data, resize):
+                            data = pool.submit(convert, data)
+                    to_lay_out.append((image_id, label_id, side, data))
+                    lay_out_ready(LOAD_AHEAD)
+            lay_out_ready(0)
+            send_batch()
+            log_stored(0)
 
         # Class list, meta.bin as torchvision's ImageNet reads it, the split lists.
         synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
@@ -725,7 +901,7 @@ def export_build(
         files_log.close()
 
         for image_id, sha, reason in _left_out_rows(export=export, plan=plan):
-            left_log.write(json.dumps([image_id, sha, reason]) + "\n")
+            log_left(image_id, sha, reason)
         left_log.close()
 
         per_class = {
@@ -773,7 +949,7 @@ def export_build(
             "classes_off_target": off_target,
         }
         manifest = scratch / "manifest.json"
-        _write_manifest(manifest, summary, scratch / "files.jsonl", scratch / "left_out.jsonl")
+        _write_manifest(manifest, summary, scratch / "files.part", scratch / "left_out.part")
         sink.add_file("manifest.json", manifest)
         if heartbeat is not None:
             heartbeat(done, total)
@@ -784,9 +960,11 @@ def export_build(
 
 
 def _stored_file_reader() -> Callable[[str], bytes]:
-    """How to read a stored image by its name. On local storage, a plain open() under its
+    """How to read a stored image by its name. On local storage, a plain read under its
     folder: the names come from our own rows, written by the storage, and the storage's own
-    open() (a path check and a File wrapper) costs about as much as reading a small image."""
+    open() (a path check and a File wrapper) costs about as much as reading a small image.
+    So does Python's open(): its file objects make seven system calls per file, where an
+    open, a stat for the size, one read and a close do."""
     if isinstance(default_storage, FileSystemStorage) or isinstance(
         getattr(default_storage, "_wrapped", None), FileSystemStorage
     ):
@@ -795,8 +973,18 @@ def _stored_file_reader() -> Callable[[str], bytes]:
         def read_local(name: str) -> bytes:
             if name.startswith(("/", "..")) or "/../" in name:
                 raise OSError(f"refusing to read {name!r} outside the storage")
-            with open(os.path.join(base, name), "rb") as f:
-                return f.read()
+            fd = os.open(f"{base}/{name}", os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                data = os.read(fd, size + 1)  # a byte more than its size, to see its end
+                if len(data) > size:  # it grew since: read on to its end
+                    chunks = [data]
+                    while chunk := os.read(fd, 1 << 20):
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
+                return data
+            finally:
+                os.close(fd)
 
         return read_local
 
@@ -830,26 +1018,20 @@ def _torch_save_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _write_manifest(path: Path, summary: dict, files_log: Path, left_log: Path) -> None:
-    """manifest.json, streamed: the summary, then `files` ({path: {sha256, bytes, image?}})
-    and `left_out` ([{image, sha256, reason}]) read back line by line from the scratch lists."""
+def _write_manifest(path: Path, summary: dict, files_part: Path, left_part: Path) -> None:
+    """manifest.json: the summary, then `files` ({path: {sha256, bytes, image?}}) and
+    `left_out` ([{image, sha256, reason}]) copied from the parts written as the export went."""
     with open(path, "w", encoding="utf-8") as out:
         out.write("{\n")
         for key, value in summary.items():
             out.write(f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)},\n")
         out.write(' "files": {')
-        with open(files_log, encoding="utf-8") as lines:
-            for n, line in enumerate(lines):
-                relpath, digest, size, *image = json.loads(line)
-                entry = {"sha256": digest, "bytes": size} | ({"image": image[0]} if image else {})
-                out.write(("," if n else "") + f"\n  {json.dumps(relpath)}: {json.dumps(entry)}")
-        out.write("\n },\n \"left_out\": [")
-        with open(left_log, encoding="utf-8") as lines:
-            for n, line in enumerate(lines):
-                image_id, sha, reason = json.loads(line)
-                entry = {"image": image_id, "sha256": sha, "reason": reason}
-                out.write(("," if n else "") + f"\n  {json.dumps(entry)}")
-        out.write("\n ]\n}\n")
+        out.flush()
+        for part, closing in ((files_part, '\n },\n "left_out": ['), (left_part, "\n ]\n}\n")):
+            with open(part, "rb") as entries:
+                shutil.copyfileobj(entries, out.buffer, 1 << 20)
+            out.write(closing)
+            out.flush()
 
 
 # --- running --------------------------------------------------------------------------------
@@ -943,11 +1125,15 @@ def export_run(
             out = work / "out"
             out.mkdir()
             tar_path = out / f"{prefix}.tar"
-            with open(tar_path, "wb", buffering=4 << 20) as tar_file:
-                sink: DirectorySink | TarSink = TarSink(tar_file, prefix)
-                result = export_build(export=export, sink=sink, scratch=scratch, heartbeat=beat)
-                sink.close()
-                tar_file.flush()
+            with open(tar_path, "wb", buffering=0) as tar_file:
+                sink: DirectorySink | TarSink = TarSink(tar_file.fileno(), prefix)
+                try:
+                    result = export_build(export=export, sink=sink, scratch=scratch,
+                                          heartbeat=beat)
+                    sink.close()
+                except BaseException:
+                    sink.abandon()
+                    raise
                 os.fsync(tar_file.fileno())
             size = tar_path.stat().st_size
             if destination is None:

@@ -289,17 +289,28 @@ def test_an_unreadable_file_is_left_out_and_reported(decided_project):
     assert export.counts["counts"]["unreadable"] == 1
 
 
-def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkeypatch, export_dir):
+@pytest.mark.parametrize("where", ["read", "conversion"])
+def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkeypatch, export_dir,
+                                                          where):
+    # A failure no export expects, in the thread that reads and writes or in a pool thread
+    # that converts (the PNG and the grey JPEG are converted, the others copied).
     calls = []
-    real = export_service.jpeg_bytes
 
-    def failing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise RuntimeError("disk on fire")
-        return real(*args, **kwargs)
+    def fail_at(call: int, real):
+        def failing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == call:
+                raise RuntimeError("disk on fire")
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(export_service, "jpeg_bytes", failing)
+        return failing
+
+    if where == "read":
+        real_reader = export_service._stored_file_reader
+        monkeypatch.setattr(export_service, "_stored_file_reader",
+                            lambda: fail_at(5, real_reader()))
+    else:
+        monkeypatch.setattr(export_service, "jpeg_bytes", fail_at(2, export_service.jpeg_bytes))
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
     with pytest.raises(RuntimeError):
         export_service.export_run(export_id=export.pk, run_token="t")
