@@ -43,7 +43,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import SHA256, Concat
 from django.utils import timezone
 from django.utils.text import slugify
 from PIL import ImageOps
@@ -212,72 +213,87 @@ _SPLIT_COLUMNS = ("project_id", "image_id", "seed", "val_fraction", "key", "side
                   "updated_at")
 
 
-def _insert_missing_rows(*, export: Export, missing: QuerySet, batch_size: int) -> None:
-    """Add the missing assignments as plain rows (building model instances for 10^6 images
-    would take minutes), their keys computed here."""
-    quote = connection.ops.quote_name
-    insert = (f"INSERT INTO {quote(SplitAssignment._meta.db_table)} "
-              f"({', '.join(quote(c) for c in _SPLIT_COLUMNS)}) "
-              "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    batch: list[tuple] = []
-    with connection.cursor() as cursor:
-        for image_id, sha in missing.iterator(chunk_size=batch_size):
-            batch.append((export.project_id, image_id, export.seed, export.val_fraction,
-                          split_key(seed=export.seed, sha256=sha), "", now, now))
-            if len(batch) >= batch_size:
-                cursor.executemany(insert, batch)
-                batch = []
-        if batch:
-            cursor.executemany(insert, batch)
+def _sides_to_take(*, export: Export) -> QuerySet[Decision]:
+    """The eligible images with no side yet for `export`'s (seed, val fraction): new ones, and
+    any left without one while their class was too small (rows with a blank side)."""
+    sided = SplitAssignment.objects.filter(
+        image=OuterRef("image"), seed=export.seed, val_fraction=export.val_fraction,
+        side__in=[SplitAssignment.Side.TRAIN, SplitAssignment.Side.VAL],
+    )
+    return _eligible(project=export.project, include_gold=export.include_gold).filter(
+        ~Exists(sided)
+    )
 
 
-def _insert_missing_postgresql(*, export: Export, missing: QuerySet) -> None:
-    """The same in one INSERT ... SELECT: PostgreSQL computes the keys (its sha256() gives
-    the bytes split_key() hashes), and no row travels to Python."""
+def _upsert_sql(table: str, columns: str, values: str) -> str:
+    # A row left with a blank side takes one; the key is the same function of the image.
     quote = connection.ops.quote_name
-    select, params = missing.query.sql_with_params()
-    sql = (
-        f"INSERT INTO {quote(SplitAssignment._meta.db_table)} "
-        f"({', '.join(quote(c) for c in _SPLIT_COLUMNS)}) "
-        "SELECT %s, missing.image_id, %s, %s, "
-        "encode(sha256(convert_to(%s || ':' || missing.sha256, 'UTF8')), 'hex'), '', %s, %s "
-        f"FROM ({select}) AS missing (image_id, sha256) ON CONFLICT DO NOTHING"
+    return (f"INSERT INTO {table} ({columns}) {values} "
+            f"ON CONFLICT ({quote('image_id')}, {quote('seed')}, {quote('val_fraction')}) "
+            f"DO UPDATE SET {quote('side')} = excluded.{quote('side')}, "
+            f"{quote('updated_at')} = excluded.{quote('updated_at')}")
+
+
+def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, int]) -> None:
+    """Write the sides of `rows` in one INSERT ... SELECT: PostgreSQL computes the keys (its
+    sha256() gives the bytes split_key() hashes) and ranks each class's images by (key,
+    image id); the first `quotas[class]` go to val, the others to train. No row travels to
+    Python, and each is written once, with its side."""
+    quote = connection.ops.quote_name
+    select, params = rows.values_list("image_id", "label_id", "image__sha256").order_by() \
+        .query.sql_with_params()
+    values = ", ".join(["(%s, %s)"] * len(quotas))
+    sql = _upsert_sql(
+        quote(SplitAssignment._meta.db_table),
+        ", ".join(quote(c) for c in _SPLIT_COLUMNS),
+        "SELECT %s, r.image_id, %s, %s, r.key, CASE WHEN ROW_NUMBER() OVER ("
+        "PARTITION BY r.class_id ORDER BY r.key, r.image_id) <= quota.column2 "
+        f"THEN '{SplitAssignment.Side.VAL}' ELSE '{SplitAssignment.Side.TRAIN}' END, %s, %s "
+        "FROM (SELECT n.image_id, n.class_id, "
+        "encode(sha256(convert_to(%s || ':' || n.sha256, 'UTF8')), 'hex') AS key "
+        f"FROM ({select}) AS n (image_id, class_id, sha256)) AS r "
+        f"JOIN (VALUES {values}) AS quota ON quota.column1 = r.class_id",
     )
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (export.project_id, export.seed, export.val_fraction, str(export.seed),
-                             now, now, *params))
-
-
-def _assign_new(*, export: Export, quotas: dict[int, int]) -> None:
-    """In one UPDATE: per class, its unassigned images ranked by (key, image id); the first
-    `quotas[class]` go to val, the others to train. (PostgreSQL, and SQLite >= 3.33.)"""
-    if not quotas:
-        return
-    quote = connection.ops.quote_name
-    table = quote(SplitAssignment._meta.db_table)
-    unassigned = (
-        _assigned(export=export, side="", image__decisions__label_id__in=list(quotas))
-        .annotate(row_id=F("pk"), class_id=F("image__decisions__label_id"), row_key=F("key"),
-                  row_image=F("image_id"))
-        .values_list("row_id", "class_id", "row_key", "row_image")
-        .order_by()
-    )
-    select, params = unassigned.query.sql_with_params()
-    values = ", ".join(["(%s, %s)"] * len(quotas))
-    sql = (
-        f"UPDATE {table} SET {quote('side')} = CASE WHEN ranked.rn <= quota.column2 "
-        f"THEN '{SplitAssignment.Side.VAL}' ELSE '{SplitAssignment.Side.TRAIN}' END "
-        "FROM (SELECT u.row_id AS id, u.class_id AS class_id, ROW_NUMBER() OVER ("
-        "PARTITION BY u.class_id ORDER BY u.row_key, u.row_image) AS rn "
-        f"FROM ({select}) AS u) AS ranked "
-        f"JOIN (VALUES {values}) AS quota ON quota.column1 = ranked.class_id "
-        f"WHERE {table}.id = ranked.id"
-    )
     flat_quotas = [number for pair in quotas.items() for number in pair]
     with connection.cursor() as cursor:
-        cursor.execute(sql, (*params, *flat_quotas))
+        cursor.execute(sql, (export.project_id, export.seed, export.val_fraction, now, now,
+                             str(export.seed), *params, *flat_quotas))
+
+
+def _take_sides_rows(*, export: Export, rows: QuerySet, quotas: dict[int, int],
+                     batch_size: int) -> None:
+    """The same for SQLite, which ranks the rows (by keys from the SHA256() Django gives it)
+    but would join them to the quotas by scanning the quotas once per row: the sides are
+    given here as the ranked rows stream by, and written in batches."""
+    quote = connection.ops.quote_name
+    sql = _upsert_sql(
+        quote(SplitAssignment._meta.db_table),
+        ", ".join(quote(c) for c in _SPLIT_COLUMNS),
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+    )
+    ranked = (
+        rows.annotate(key=SHA256(Concat(Value(f"{export.seed}:"), F("image__sha256"))))
+        .values_list("image_id", "label_id", "key")
+        .order_by("label_id", "key", "image_id")
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    batch: list[tuple] = []
+    current, taken = None, 0
+    with connection.cursor() as cursor:
+        for image_id, class_id, key in ranked.iterator(chunk_size=batch_size):
+            if class_id != current:
+                current, taken = class_id, 0
+            side = SplitAssignment.Side.VAL if taken < quotas[class_id] else \
+                SplitAssignment.Side.TRAIN
+            taken += 1
+            batch.append((export.project_id, image_id, export.seed, export.val_fraction, key,
+                          side, now, now))
+            if len(batch) >= batch_size:
+                cursor.executemany(sql, batch)
+                batch = []
+        if batch:
+            cursor.executemany(sql, batch)
 
 
 def split_assign(*, export: Export) -> SplitPlan:
@@ -286,29 +302,19 @@ def split_assign(*, export: Export) -> SplitPlan:
 
     Runs under the project row lock, so two exports never assign the same images at once."""
     project = export.project
-    batch_size = 2000
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        known = SplitAssignment.objects.filter(
-            image=OuterRef("image"), seed=export.seed, val_fraction=export.val_fraction
-        )
-        missing = (
-            _eligible(project=project, include_gold=export.include_gold)
-            .filter(~Exists(known))
-            .values_list("image_id", "image__sha256")
-            .order_by()
-        )
-        if connection.vendor == "postgresql":
-            _insert_missing_postgresql(export=export, missing=missing)
-        else:
-            _insert_missing_rows(export=export, missing=missing, batch_size=batch_size)
-
-        assigned = _assigned(export=export)
         counts: dict[int, Counter] = {}
-        for row in (
-            assigned.values("image__decisions__label_id", "side").annotate(n=Count("id")).order_by()
+        sided = _assigned(export=export, side__in=[SplitAssignment.Side.TRAIN,
+                                                   SplitAssignment.Side.VAL])
+        for label_id, side, n in (
+            sided.values_list("image__decisions__label_id", "side").annotate(n=Count("id"))
+            .order_by()
         ):
-            counts.setdefault(row["image__decisions__label_id"], Counter())[row["side"]] = row["n"]
+            counts.setdefault(label_id, Counter())[side] = n
+        to_take = _sides_to_take(export=export)
+        for label_id, n in to_take.values_list("label_id").annotate(n=Count("id")).order_by():
+            counts.setdefault(label_id, Counter())[""] = n
         labels = {
             label.pk: label for label in Label.objects.filter(project=project, pk__in=counts)
         }
@@ -336,7 +342,14 @@ def split_assign(*, export: Export) -> SplitPlan:
                     train=sides[SplitAssignment.Side.TRAIN] + new - to_val,
                 )
             )
-        _assign_new(export=export, quotas=quotas)
+        if quotas:
+            # Each class's new images ranked by (key, image id): the first quotas[class] go
+            # to val, the others to train.
+            rows = to_take.filter(label_id__in=list(quotas))
+            if connection.vendor == "postgresql":
+                _take_sides_postgresql(export=export, rows=rows, quotas=quotas)
+            else:
+                _take_sides_rows(export=export, rows=rows, quotas=quotas, batch_size=2000)
     # The class index is the position in wnid order, as ImageFolder sorts folder names.
     plan.classes.sort(key=lambda c: c.wnid)
     return plan

@@ -253,6 +253,28 @@ def test_the_split_is_a_function_of_the_images_and_the_seed(decided_project):
         assert sorted(by_key[: len(in_val)]) == in_val
 
 
+def test_a_class_too_small_at_first_takes_its_sides_once_it_is_big_enough(decided_project):
+    project, labels, rng = (decided_project[k] for k in ("project", "labels", "rng"))
+    export, _ = run_export(project, min_per_class=8, seed=4)
+    assert export.counts["classes_too_small"] == {"n09999999": 7}
+    # Earlier versions left such images a row with a blank side: it must take one as well.
+    first = decided_project["images"]["n09999999"][0]
+    SplitAssignment.objects.update_or_create(
+        image=first, seed=4, val_fraction=0.1,
+        defaults={"project": project, "side": "",
+                  "key": export_service.split_key(seed=4, sha256=first.sha256)})
+    images = decided_project["images"]["n09999999"] + decided_images(
+        project, labels["n09999999"], 2, rng)
+    export, root = run_export(project, min_per_class=8, seed=4)
+
+    assert export.counts["classes_too_small"] == {}
+    taken = sides(root)
+    by_key = sorted(images, key=lambda i: export_service.split_key(seed=4, sha256=i.sha256))
+    in_val = export_service.val_target(size=len(images), val_fraction=0.1)
+    assert [taken[i.pk] for i in by_key] == ["val"] * in_val + ["train"] * (len(images) - in_val)
+    assert not SplitAssignment.objects.filter(seed=4, side="").exists()
+
+
 def test_resize_scales_the_shorter_side_and_reencodes(decided_project):
     export, root = run_export(decided_project["project"], resize=16)
     files = list(root.rglob("*.JPEG"))
