@@ -168,24 +168,19 @@ def _eligible(*, project: Project, include_gold: bool) -> QuerySet[Decision]:
     return decisions
 
 
-def _assigned(*, export: Export, **more: Any) -> QuerySet[SplitAssignment]:
-    """This export's (seed, fraction) assignments of images that are eligible right now.
+def _assigned(*, export: Export, sides: list[str], **more: Any) -> QuerySet[Decision]:
+    """The current decisions of the images eligible right now that took one of `sides` for
+    `export`'s (seed, val fraction); that row is `image__split_assignments`.
 
-    `more` joins the same filter() call: a second filter() on `image__decisions` would join
-    the decisions again and match old decisions too."""
-    rows = SplitAssignment.objects.filter(
-        project=export.project_id,
-        seed=export.seed,
-        val_fraction=export.val_fraction,
-        image__state__in=DECIDED_STATES,
-        image__decisions__is_current=True,
-        image__decisions__excluded=False,
-        image__decisions__label__isnull=False,
+    Starting from the decisions, as for the eligible images, rather than from the sides is
+    2 to 4 times quicker on SQLite (the same on PostgreSQL). The side's conditions, and
+    `more`, sit in one filter() call: they hold for one and the same row."""
+    return _eligible(project=export.project, include_gold=export.include_gold).filter(
+        image__split_assignments__seed=export.seed,
+        image__split_assignments__val_fraction=export.val_fraction,
+        image__split_assignments__side__in=sides,
         **more,
     )
-    if not export.include_gold:
-        rows = rows.filter(image__is_gold=False)
-    return rows
 
 
 @dataclass
@@ -305,11 +300,11 @@ def split_assign(*, export: Export) -> SplitPlan:
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         counts: dict[int, Counter] = {}
-        sided = _assigned(export=export, side__in=[SplitAssignment.Side.TRAIN,
-                                                   SplitAssignment.Side.VAL])
+        sided = _assigned(export=export,
+                          sides=[SplitAssignment.Side.TRAIN, SplitAssignment.Side.VAL])
         for label_id, side, n in (
-            sided.values_list("image__decisions__label_id", "side").annotate(n=Count("id"))
-            .order_by()
+            sided.values_list("label_id", "image__split_assignments__side")
+            .annotate(n=Count("id")).order_by()
         ):
             counts.setdefault(label_id, Counter())[side] = n
         to_take = _sides_to_take(export=export)
@@ -756,17 +751,14 @@ def export_build(
         left_log.write(f'{"," if left_logged else ""}\n  {json.dumps(entry)}')
         left_logged += 1
 
-    def side_rows(side: str, *order: str) -> QuerySet:
-        return (
-            _assigned(export=export, image__decisions__label_id__in=list(index), side=side)
-            .values_list("image_id", "image__file", "image__decisions__label_id", "side")
-            .order_by(*order)
-        )
+    def side_rows(side: str, *order: str) -> tuple[str, QuerySet]:
+        rows = _assigned(export=export, sides=[side], label_id__in=list(index))
+        return side, rows.values_list("image_id", "image__file", "label_id").order_by(*order)
 
     passes = [
-        side_rows(SplitAssignment.Side.TRAIN, "image__decisions__label_id", "image_id"),
-        side_rows(SplitAssignment.Side.VAL,
-                  *(("key", "image_id") if flat else ("image__decisions__label_id", "image_id"))),
+        side_rows(SplitAssignment.Side.TRAIN, "label_id", "image_id"),
+        side_rows(SplitAssignment.Side.VAL, *(("image__split_assignments__key", "image_id")
+                                              if flat else ("label_id", "image_id"))),
     ]
     resize = export.resize
     read_stored = _stored_file_reader()
@@ -879,9 +871,9 @@ def export_build(
                         log_stored(HASH_AHEAD)
 
         with ThreadPoolExecutor(max_workers=threads) if threads > 0 else _Inline() as pool:
-            for queryset in passes:
+            for side, queryset in passes:
                 # (Not bound to a name: a failure must close the database cursor at once.)
-                for image_id, file_name, label_id, side in queryset.iterator(chunk_size=2000):
+                for image_id, file_name, label_id in queryset.iterator(chunk_size=2000):
                     try:
                         data: bytes | Exception | Future = read_stored(file_name)
                     except unreadable_errors as error:
