@@ -297,7 +297,8 @@ CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
     "task": "annotate.exports_cleanup",
     "schedule": env.float("EXPORT_CLEANUP_SECONDS", default=900.0),
 }
-# Threads that read, convert and hash images while an export writes them.
+# Threads that convert the images an export can't copy as they are (plus one that writes and
+# hashes what the export reads; 0: everything in the export's own thread).
 EXPORT_THREADS = env.int("EXPORT_THREADS", default=2)
 # How often a running export writes its progress (which also shows that its job is alive).
 EXPORT_PROGRESS_SECONDS = env.float("EXPORT_PROGRESS_SECONDS", default=0.5)

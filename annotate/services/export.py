@@ -809,15 +809,16 @@ def export_build(
     side_list = {SplitAssignment.Side.TRAIN: "train.txt", SplitAssignment.Side.VAL: "val.txt"}
     try:
         # Per image, the time goes to reading the file, hashing it and writing it (the rows,
-        # the lists and the manifest cost little beside them). This thread reads each image
-        # and lays the images out in query order: the path, the lists, the place in the tar.
-        # The pool writes them at their places and hashes them, in batches of LOAD_BATCH
-        # (file writes and hashlib release the GIL), and the manifest entries are logged in
-        # order as the batches come back. When a batch is due and the pool has not started
-        # it (it is busy, or has no CPU free), this thread does it rather than wait. An image
-        # that must be converted goes to the pool first, and holds those after it back at
-        # most LOAD_AHEAD images. The output is the same whatever the threads' timing, and
-        # the memory held is bounded by those two windows.
+        # the lists and the manifest cost less). This thread reads each image and lays the
+        # images out in query order: the path, the lists, the place in the tar. A second
+        # thread writes them at their places and hashes them, in batches of LOAD_BATCH (file
+        # writes and hashlib release the GIL), and the manifest entries are logged in order
+        # as the batches come back. When a batch is due and that thread has not started it
+        # (it is busy, or has no CPU free), this one does it rather than wait. (A third
+        # thread for batches was slower on two cores: it only competes with these two.) An
+        # image that must be converted goes to the pool of EXPORT_THREADS first, and holds
+        # those after it back at most LOAD_AHEAD images. The output is the same whatever the
+        # threads' timing, and the memory held is bounded by those two windows.
         threads = settings.EXPORT_THREADS
         to_lay_out: deque = deque()  # [image id, label id, side, bytes | Exception | Future]
         to_log: deque = deque()  # [[(path, image id)], [place], [bytes], SHA-256s | Future]
@@ -828,7 +829,7 @@ def export_build(
         def send_batch() -> None:
             nonlocal batch_entries, batch_places, batch
             if batch:
-                future = pool.submit(store, batch_places, batch)
+                future = storer.submit(store, batch_places, batch)
                 to_log.append([batch_entries, batch_places, batch, future])
                 batch_entries, batch_places, batch = [], [], []
 
@@ -870,7 +871,8 @@ def export_build(
                         send_batch()
                         log_stored(HASH_AHEAD)
 
-        with ThreadPoolExecutor(max_workers=threads) if threads > 0 else _Inline() as pool:
+        with ThreadPoolExecutor(max_workers=threads) if threads > 0 else _Inline() as pool, \
+                ThreadPoolExecutor(max_workers=1) if threads > 0 else _Inline() as storer:
             for side, queryset in passes:
                 # (Not bound to a name: a failure must close the database cursor at once.)
                 for image_id, file_name, label_id in queryset.iterator(chunk_size=2000):
