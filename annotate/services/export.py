@@ -233,7 +233,7 @@ def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, 
     """Write the sides of `rows` in one INSERT ... SELECT: PostgreSQL computes the keys (its
     sha256() gives the bytes split_key() hashes) and ranks each class's images by (key,
     image id); the first `quotas[class]` go to val, the others to train. No row travels to
-    Python, and each is written once, with its side."""
+    Python, and each is written once, with its side, in image order (as on SQLite)."""
     quote = connection.ops.quote_name
     select, params = rows.values_list("image_id", "label_id", "image__sha256").order_by() \
         .query.sql_with_params()
@@ -247,7 +247,7 @@ def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, 
         "FROM (SELECT n.image_id, n.class_id, "
         "encode(sha256(convert_to(%s || ':' || n.sha256, 'UTF8')), 'hex') AS key "
         f"FROM ({select}) AS n (image_id, class_id, sha256)) AS r "
-        f"JOIN (VALUES {values}) AS quota ON quota.column1 = r.class_id",
+        f"JOIN (VALUES {values}) AS quota ON quota.column1 = r.class_id ORDER BY r.image_id",
     )
     now = timezone.now()
     flat_quotas = [number for pair in quotas.items() for number in pair]
