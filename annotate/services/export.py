@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import tarfile
 import time
@@ -67,7 +66,6 @@ HASH_AHEAD = 4
 # A tar being written is written back to disk every this many bytes (see _Writeback).
 WRITEBACK_BYTES = 64 << 20
 _ZEROS = bytes(512)
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./-]+")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -725,7 +723,8 @@ def export_build(
         lists["LOC_val_solution.csv"] = _HashingWriter(scratch / "LOC_val_solution.csv")
         lists["LOC_val_solution.csv"].write("ImageId,PredictionString\n")
 
-    written = Counter()  # (wnid, side) -> images written
+    side_list = {SplitAssignment.Side.TRAIN: "train.txt", SplitAssignment.Side.VAL: "val.txt"}
+    written = Counter()  # (label id, side) -> images written
     unreadable = 0
     flat_val_wnids: list[str] = []  # one shared str per class: 8 bytes per val image
     done = 0
@@ -733,13 +732,12 @@ def export_build(
     files_logged = left_logged = 0
     last_beat = time.monotonic()
 
-    def log_file(relpath: str, digest: str, size: int, image_id: int | None = None) -> None:
+    def log_file(name: str, digest: str, size: int, image_id: int | None = None) -> None:
+        """Log a file of the dataset; `name` is its path as a JSON string."""
         nonlocal total_bytes, files_logged
         total_bytes += size
-        # Formatted by hand, as json.dumps(entry) writes it (json.dumps per file was a tenth
-        # of an export's time): the paths hold only label ids ([A-Za-z0-9_.-]), digits and
-        # '/', nothing JSON must escape, save a label id that skipped validation.
-        name = f'"{relpath}"' if _PLAIN_PATH.fullmatch(relpath) else json.dumps(relpath)
+        # Formatted by hand, as json.dumps(entry) writes it: json.dumps per file was a tenth
+        # of an export's time.
         image = f', "image": {image_id}' if image_id is not None else ""
         files_log.write(f'{"," if files_logged else ""}\n  {name}: '
                         f'{{"sha256": "{digest}", "bytes": {size}{image}}}')
@@ -775,9 +773,21 @@ def export_build(
         except unreadable_errors as error:
             return error
 
+    # Per class and side: the start of its images' paths, the same as a JSON string (less
+    # its closing quote), how to write a line of its list, and the end of those lines. Made
+    # once, not per image.
+    folders: dict[tuple[int, str], tuple[str, str, Callable[[str], Any], str]] = {}
+
+    def folder(label_id: int, side: str) -> tuple[str, str, Callable[[str], Any], str]:
+        wnid = wnid_of[label_id]
+        start = f"{side}/{wnid}/{wnid}_"
+        folders[label_id, side] = made = (start, json.dumps(start)[:-1],
+                                          lists[side_list[side]].write, f" {index[label_id]}\n")
+        return made
+
     def lay_out(image_id: int, label_id: int, side: str, data: bytes | Exception):
         """Give one image its place in the sink and its lines in the lists; returns its path
-        and place, or None if it is unreadable."""
+        as a JSON string and its place, or None if it is unreadable."""
         nonlocal done, unreadable, last_beat
         done += 1
         if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
@@ -787,18 +797,23 @@ def export_build(
             unreadable += 1
             log_left(image_id, None, f"unreadable: {data}"[:300])
             return None
-        wnid = wnid_of[label_id]
         if side == SplitAssignment.Side.VAL and flat:
+            wnid = wnid_of[label_id]
             number = len(flat_val_wnids) + 1
             relpath = f"val/ILSVRC_val_{number:08d}.JPEG"
+            name = f'"{relpath}"'
             flat_val_wnids.append(wnid)
             lists["val_ground_truth.txt"].write(f"{index[label_id] + 1}\n")
             lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
+            lists["val.txt"].write(f"{relpath} {index[label_id]}\n")
         else:
-            relpath = f"{side}/{wnid}/{wnid}_{image_id}.JPEG"
-        lists[side_list[side]].write(f"{relpath} {index[label_id]}\n")
-        written[(wnid, side)] += 1
-        return relpath, sink.place(relpath, len(data))
+            start, quoted, write_line, line_end = folders.get((label_id, side)) or folder(
+                label_id, side)
+            relpath = f"{start}{image_id}.JPEG"
+            name = f'{quoted}{image_id}.JPEG"'
+            write_line(relpath + line_end)
+        written[label_id, side] += 1
+        return name, sink.place(relpath, len(data))
 
     def store(places: list, batch: list[bytes]) -> list[str]:
         """Write a batch of placed images and return their SHA-256s: hashes of the very bytes
@@ -806,7 +821,6 @@ def export_build(
         sink.write_many(places, batch)
         return [hashlib.sha256(data).hexdigest() for data in batch]
 
-    side_list = {SplitAssignment.Side.TRAIN: "train.txt", SplitAssignment.Side.VAL: "val.txt"}
     try:
         # Per image, the time goes to reading the file, hashing it and writing it (the rows,
         # the lists and the manifest cost less). This thread reads each image and lays the
@@ -892,19 +906,20 @@ def export_build(
         # Class list, meta.bin as torchvision's ImageNet reads it, the split lists.
         synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
         sink.add_bytes("LOC_synset_mapping.txt", synsets)
-        log_file("LOC_synset_mapping.txt", hashlib.sha256(synsets).hexdigest(), len(synsets))
+        log_file('"LOC_synset_mapping.txt"', hashlib.sha256(synsets).hexdigest(), len(synsets))
         if flat:
             val_wnids = flat_val_wnids
         else:  # in the order of the val files' sorted paths: by class folder
-            val_wnids = [c.wnid for c in plan.classes for _ in range(written[(c.wnid, "val")])]
+            val_wnids = [c.wnid for c in plan.classes
+                         for _ in range(written[c.label_id, SplitAssignment.Side.VAL])]
         meta = _torch_save_bytes(({c.wnid: _class_names(c.name) for c in plan.classes}, val_wnids))
         sink.add_bytes("meta.bin", meta)
-        log_file("meta.bin", hashlib.sha256(meta).hexdigest(), len(meta))
+        log_file('"meta.bin"', hashlib.sha256(meta).hexdigest(), len(meta))
         for relpath, writer in lists.items():
             writer.close()
             digest, size = _file_sha256(writer.path)
             sink.add_file(relpath, writer.path)
-            log_file(relpath, digest, size)
+            log_file(json.dumps(relpath), digest, size)
         files_log.close()
 
         for image_id, sha, reason in _left_out_rows(export=export, plan=plan):
@@ -915,8 +930,8 @@ def export_build(
             c.wnid: {
                 "index": i,
                 "name": c.name,
-                "train": written[(c.wnid, "train")],
-                "val": written[(c.wnid, "val")],
+                "train": written[c.label_id, SplitAssignment.Side.TRAIN],
+                "val": written[c.label_id, SplitAssignment.Side.VAL],
                 "val_target": c.target,
             }
             for i, c in enumerate(plan.classes)
