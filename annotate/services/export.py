@@ -552,43 +552,51 @@ class TarSink:
         self._prefix = f"{prefix}/".encode()
         self._prefix_sum = sum(self._prefix)
 
-    def _header(self, relpath: str, size: int) -> bytes:
-        raw = relpath.encode()
-        if len(self._prefix) + len(raw) > 100 or size >= 8**11:
-            info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
-            info.size, info.mtime, info.mode = size, self.mtime, 0o644
-            return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    def _ustar(self, name: bytes, size: int) -> bytes:
+        """The header of a member whose name (after the prefix) fits in it."""
         size_field = b"%011o\x00" % size
-        checksum = self._fixed_sum + self._prefix_sum + sum(raw) + sum(size_field)
+        checksum = self._fixed_sum + self._prefix_sum + sum(name) + sum(size_field)
         return b"".join((
-            (self._prefix + raw).ljust(100, b"\x00"), self._owner, size_field, self._mtime,
+            (self._prefix + name).ljust(100, b"\x00"), self._owner, size_field, self._mtime,
             b"%06o\x00 " % checksum, self._tail,
         ))
 
-    def place(self, relpath: str, size: int) -> tuple[int, bytes, int]:
-        """Lay out the next member: its offset, its header and its padding."""
-        header = self._header(relpath, size)
-        pad = -size % tarfile.BLOCKSIZE
+    def place(self, relpath: str, size: int) -> tuple[int, bytes, bytes | None]:
+        """Lay out the next member: its offset, its name, and its header if it is not a plain
+        ustar one (write() makes those: they are most of the work of laying one out)."""
+        name = relpath.encode()
+        header = None
+        if len(self._prefix) + len(name) > 100 or size >= 8**11:
+            info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
+            info.size, info.mtime, info.mode = size, self.mtime, 0o644
+            header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
         offset = self.position
-        self.position += len(header) + size + pad
+        self.position += (len(header) if header else tarfile.BLOCKSIZE) + size \
+            + -size % tarfile.BLOCKSIZE
         self._writeback.wrote(offset)
-        return offset, header, pad
+        return offset, name, header
 
-    def write(self, place: tuple[int, bytes, int], data: bytes) -> None:
-        offset, header, pad = place
-        _pwrite_all(self.fd, [header, data, _ZEROS[:pad]], offset)
+    def _buffers(self, place: tuple[int, bytes, bytes | None], data: bytes) -> list[bytes]:
+        _, name, header = place
+        return [header or self._ustar(name, len(data)), data,
+                _ZEROS[:-len(data) % tarfile.BLOCKSIZE]]
 
-    def write_many(self, places: list[tuple[int, bytes, int]], batch: list[bytes]) -> None:
+    def write(self, place: tuple[int, bytes, bytes | None], data: bytes) -> None:
+        _pwrite_all(self.fd, self._buffers(place, data), place[0])
+
+    def write_many(self, places: list[tuple[int, bytes, bytes | None]],
+                   batch: list[bytes]) -> None:
         """write() of each, in one system call for members placed one after the other."""
-        buffers = []
+        buffers: list[bytes] = []
         end = places[0][0]
-        for (offset, header, pad), data in zip(places, batch):
-            if offset != end:  # not contiguous: one at a time
+        for place, data in zip(places, batch):
+            if place[0] != end:  # not contiguous: one at a time
                 for place, data in zip(places, batch):
                     self.write(place, data)
                 return
-            buffers += (header, data, _ZEROS[:pad])
-            end = offset + len(header) + len(data) + pad
+            member = self._buffers(place, data)
+            buffers += member
+            end += sum(map(len, member))
         _pwrite_all(self.fd, buffers, places[0][0])
 
     def add_bytes(self, relpath: str, data: bytes) -> None:
@@ -597,13 +605,14 @@ class TarSink:
     def add_file(self, relpath: str, source: Path) -> None:
         with open(source, "rb") as f:  # written by this export and closed: its size holds
             size = os.fstat(f.fileno()).st_size
-            offset, header, pad = self.place(relpath, size)
+            offset, name, header = self.place(relpath, size)
+            header = header or self._ustar(name, size)
             _pwrite_all(self.fd, [header], offset)
             offset += len(header)
             while chunk := f.read(1 << 20):
                 _pwrite_all(self.fd, [chunk], offset)
                 offset += len(chunk)
-        _pwrite_all(self.fd, [_ZEROS[:pad]], offset)
+        _pwrite_all(self.fd, [_ZEROS[:-size % tarfile.BLOCKSIZE]], offset)
 
     def close(self) -> None:
         """Once every placed member is written: the end of the archive."""
@@ -732,16 +741,16 @@ def export_build(
     files_logged = left_logged = 0
     last_beat = time.monotonic()
 
-    def log_file(name: str, digest: str, size: int, image_id: int | None = None) -> None:
-        """Log a file of the dataset; `name` is its path as a JSON string."""
+    def log_files(entries: str, count: int, size: int) -> None:
+        """Log `count` files of the dataset, `size` bytes in all: their manifest entries."""
         nonlocal total_bytes, files_logged
         total_bytes += size
-        # Formatted by hand, as json.dumps(entry) writes it: json.dumps per file was a tenth
-        # of an export's time.
-        image = f', "image": {image_id}' if image_id is not None else ""
-        files_log.write(f'{"," if files_logged else ""}\n  {name}: '
-                        f'{{"sha256": "{digest}", "bytes": {size}{image}}}')
-        files_logged += 1
+        files_log.write(f",{entries}" if files_logged else entries)
+        files_logged += count
+
+    def log_file(name: str, data: bytes) -> None:
+        log_files(_manifest_entry(name, hashlib.sha256(data).hexdigest(), len(data)), 1,
+                  len(data))
 
     def log_left(image_id: int, sha: str | None, reason: str) -> None:
         nonlocal left_logged
@@ -815,11 +824,15 @@ def export_build(
         written[label_id, side] += 1
         return name, sink.place(relpath, len(data))
 
-    def store(places: list, batch: list[bytes]) -> list[str]:
-        """Write a batch of placed images and return their SHA-256s: hashes of the very bytes
-        written, whatever was recorded at upload (a stored file may have rotted since)."""
+    def store(entries: list[tuple[str, int]], places: list, batch: list[bytes]) -> str:
+        """Write a batch of placed images; return their manifest entries, with the SHA-256s of
+        the very bytes written, whatever was recorded at upload (a stored file may have
+        rotted since)."""
         sink.write_many(places, batch)
-        return [hashlib.sha256(data).hexdigest() for data in batch]
+        return ",".join(
+            _manifest_entry(name, hashlib.sha256(data).hexdigest(), len(data), image_id)
+            for (name, image_id), data in zip(entries, batch)
+        )
 
     try:
         # Per image, the time goes to reading the file, hashing it and writing it (the rows,
@@ -843,30 +856,29 @@ def export_build(
         def send_batch() -> None:
             nonlocal batch_entries, batch_places, batch
             if batch:
-                future = storer.submit(store, batch_places, batch)
+                future = storer.submit(store, batch_entries, batch_places, batch)
                 to_log.append([batch_entries, batch_places, batch, future])
                 batch_entries, batch_places, batch = [], [], []
 
         def log_stored(ahead: int) -> None:
             while to_log:
-                entries, places, data, digests = to_log[0]
-                if isinstance(digests, Future) and not digests.done():
+                entries, places, data, stored = to_log[0]
+                if isinstance(stored, Future) and not stored.done():
                     if len(to_log) <= ahead:
                         return
                     # Due: take over the oldest batch the pool has not started, if any,
                     # rather than wait.
                     for item in to_log:
                         if isinstance(item[3], Future) and item[3].cancel():
-                            item[3] = store(item[1], item[2])
+                            item[3] = store(*item[:3])
                             break
                     else:
-                        digests.result()
+                        stored.result()
                     continue
                 to_log.popleft()
-                if isinstance(digests, Future):
-                    digests = digests.result()
-                for (relpath, image_id), size, digest in zip(entries, map(len, data), digests):
-                    log_file(relpath, digest, size, image_id)
+                if isinstance(stored, Future):
+                    stored = stored.result()
+                log_files(stored, len(entries), sum(map(len, data)))
 
         def lay_out_ready(ahead: int) -> None:
             while to_lay_out:
@@ -906,7 +918,7 @@ def export_build(
         # Class list, meta.bin as torchvision's ImageNet reads it, the split lists.
         synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
         sink.add_bytes("LOC_synset_mapping.txt", synsets)
-        log_file('"LOC_synset_mapping.txt"', hashlib.sha256(synsets).hexdigest(), len(synsets))
+        log_file('"LOC_synset_mapping.txt"', synsets)
         if flat:
             val_wnids = flat_val_wnids
         else:  # in the order of the val files' sorted paths: by class folder
@@ -914,12 +926,12 @@ def export_build(
                          for _ in range(written[c.label_id, SplitAssignment.Side.VAL])]
         meta = _torch_save_bytes(({c.wnid: _class_names(c.name) for c in plan.classes}, val_wnids))
         sink.add_bytes("meta.bin", meta)
-        log_file('"meta.bin"', hashlib.sha256(meta).hexdigest(), len(meta))
+        log_file('"meta.bin"', meta)
         for relpath, writer in lists.items():
             writer.close()
             digest, size = _file_sha256(writer.path)
             sink.add_file(relpath, writer.path)
-            log_file(json.dumps(relpath), digest, size)
+            log_files(_manifest_entry(json.dumps(relpath), digest, size), 1, size)
         files_log.close()
 
         for image_id, sha, reason in _left_out_rows(export=export, plan=plan):
@@ -979,6 +991,13 @@ def export_build(
         for handle in (files_log, left_log, *(w.file for w in lists.values())):
             handle.close()
     return BuildResult(summary=summary, files=sum(written.values()), bytes=total_bytes)
+
+
+def _manifest_entry(name: str, digest: str, size: int, image_id: int | None = None) -> str:
+    """A file's entry in the manifest, `name` being its path as a JSON string: formatted by
+    hand as json.dumps() writes it (json.dumps per file was a tenth of an export's time)."""
+    image = f', "image": {image_id}' if image_id is not None else ""
+    return f'\n  {name}: {{"sha256": "{digest}", "bytes": {size}{image}}}'
 
 
 def _stored_file_reader() -> Callable[[str], bytes]:
