@@ -382,6 +382,33 @@ def test_bad_options_are_refused(decided_project, options):
     assert not Export.objects.exists()
 
 
+def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_in(
+    tmp_path, monkeypatch
+):
+    # Members are laid out in order and written at their offsets by whichever thread gets
+    # them, in batches; a short write (a full disk, a signal) is finished where it stopped.
+    members = [(f"train/n1/n1_{i}.JPEG", bytes([i]) * (100 * i)) for i in range(1, 40)]
+    members.insert(7, ("val/" + "long-class-name/" * 8 + "a.JPEG", b"long name"))  # GNU header
+    members.insert(9, ("empty.txt", b""))
+    real_pwritev = os.pwritev
+    monkeypatch.setattr(export_service.os, "pwritev",
+                        lambda fd, buffers, offset: real_pwritev(fd, buffers[:1], offset))
+    path = tmp_path / "out.tar"
+    with open(path, "wb", buffering=0) as f:
+        sink = export_service.TarSink(f.fileno(), "dataset")
+        places = [sink.place(relpath, len(data)) for relpath, data in members]
+        batches = [(places[i:i + 8], [data for _, data in members[i:i + 8]])
+                   for i in range(0, len(members), 8)]
+        for batch_places, batch in reversed(batches):
+            sink.write_many(batch_places, batch)
+        sink.add_bytes("meta.bin", b"after the batches")
+        sink.close()
+    with tarfile.open(path) as tar:
+        read = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    assert read == [(f"dataset/{relpath}", data) for relpath, data in members] + [
+        ("dataset/meta.bin", b"after the batches")]
+
+
 def test_download_streams_the_tar_and_gzip_and_the_manifest_sits_beside_it(decided_project):
     export, root = run_export(decided_project["project"])
     download = export_service.export_download(export=export)
