@@ -42,8 +42,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value, Window
-from django.db.models.functions import SHA256, Concat, RowNumber
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 from PIL import ImageOps
@@ -227,66 +226,72 @@ def _upsert_sql(table: str, columns: str, values: str) -> str:
             f"{quote('updated_at')} = excluded.{quote('updated_at')}")
 
 
+def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]:
+    """SQL ranking `rows` per class by (key, image id), and its parameters: columns image_id,
+    class_id, key, rn (1 for the first). The database computes the keys as split_key() does:
+    PostgreSQL with its sha256(), SQLite with the SHA256() function Django gives it."""
+    select, params = (
+        rows.annotate(class_id=F("label_id"), sha=F("image__sha256"))
+        .values_list("image_id", "class_id", "sha").order_by().query.sql_with_params()
+    )
+    if connection.vendor == "postgresql":
+        key, keyed = "encode(sha256(convert_to(%s || s.sha, 'UTF8')), 'hex')", ""
+    else:
+        # SQLite would otherwise compute each key twice, once per use (in Python).
+        key = "SHA256(%s || s.sha)"
+        keyed = "MATERIALIZED " if connection.Database.sqlite_version_info >= (3, 35) else ""
+    sql = (f"WITH n AS {keyed}(SELECT s.image_id, s.class_id, {key} AS key "
+           f"FROM ({select}) AS s) "
+           "SELECT image_id, class_id, key, "
+           "ROW_NUMBER() OVER (PARTITION BY class_id ORDER BY key, image_id) AS rn FROM n")
+    return sql, [f"{export.seed}:", *params]
+
+
 def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, int]) -> None:
-    """Write the sides of `rows` in one INSERT ... SELECT: PostgreSQL computes the keys (its
-    sha256() gives the bytes split_key() hashes) and ranks each class's images by (key,
-    image id); the first `quotas[class]` go to val, the others to train. No row travels to
-    Python, and each is written once, with its side, in image order (as on SQLite)."""
+    """Write the sides of `rows` in one INSERT ... SELECT: each class's images ranked by
+    (key, image id), the first `quotas[class]` go to val, the others to train. No row
+    travels to Python, and each is written once, with its side, in image order (as on
+    SQLite)."""
     quote = connection.ops.quote_name
-    select, params = rows.values_list("image_id", "label_id", "image__sha256").order_by() \
-        .query.sql_with_params()
+    ranked, params = _ranked_sql(export=export, rows=rows)
     values = ", ".join(["(%s, %s)"] * len(quotas))
     sql = _upsert_sql(
         quote(SplitAssignment._meta.db_table),
         ", ".join(quote(c) for c in _SPLIT_COLUMNS),
-        "SELECT %s, r.image_id, %s, %s, r.key, CASE WHEN ROW_NUMBER() OVER ("
-        "PARTITION BY r.class_id ORDER BY r.key, r.image_id) <= quota.column2 "
+        f"SELECT %s, r.image_id, %s, %s, r.key, CASE WHEN r.rn <= quota.column2 "
         f"THEN '{SplitAssignment.Side.VAL}' ELSE '{SplitAssignment.Side.TRAIN}' END, %s, %s "
-        "FROM (SELECT n.image_id, n.class_id, "
-        "encode(sha256(convert_to(%s || ':' || n.sha256, 'UTF8')), 'hex') AS key "
-        f"FROM ({select}) AS n (image_id, class_id, sha256)) AS r "
-        f"JOIN (VALUES {values}) AS quota ON quota.column1 = r.class_id ORDER BY r.image_id",
+        f"FROM ({ranked}) AS r JOIN (VALUES {values}) AS quota ON quota.column1 = r.class_id "
+        "ORDER BY r.image_id",
     )
     now = timezone.now()
     flat_quotas = [number for pair in quotas.items() for number in pair]
     with connection.cursor() as cursor:
         cursor.execute(sql, (export.project_id, export.seed, export.val_fraction, now, now,
-                             str(export.seed), *params, *flat_quotas))
+                             *params, *flat_quotas))
 
 
 def _take_sides_rows(*, export: Export, rows: QuerySet, quotas: dict[int, int],
                      batch_size: int) -> None:
-    """The same for SQLite, which ranks the rows too (by keys from the SHA256() Django gives
-    it) but would join them to the quotas by scanning the quotas once per row: the sides are
-    given here, and written in batches, in image order (inserting in key order would scatter
-    the writes over the indexes and take twice as long)."""
+    """The same for SQLite, which would join the ranked rows to the quotas by scanning the
+    quotas once per row: the sides are given here, and written in batches, in image order
+    (inserting in key order would scatter the writes over the indexes: twice as long)."""
     quote = connection.ops.quote_name
-    sql = _upsert_sql(
+    insert = _upsert_sql(
         quote(SplitAssignment._meta.db_table),
         ", ".join(quote(c) for c in _SPLIT_COLUMNS),
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
     )
-    ranked = (
-        rows.annotate(
-            key=SHA256(Concat(Value(f"{export.seed}:"), F("image__sha256"))),
-            rank=Window(RowNumber(), partition_by=F("label_id"), order_by=[F("key"), F("image_id")]),
-        )
-        .values_list("image_id", "label_id", "key", "rank")
-        .order_by("image_id")
-    )
+    ranked, params = _ranked_sql(export=export, rows=rows)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    batch: list[tuple] = []
-    with connection.cursor() as cursor:
-        for image_id, class_id, key, rank in ranked.iterator(chunk_size=batch_size):
-            side = SplitAssignment.Side.VAL if rank <= quotas[class_id] else \
-                SplitAssignment.Side.TRAIN
-            batch.append((export.project_id, image_id, export.seed, export.val_fraction, key,
-                          side, now, now))
-            if len(batch) >= batch_size:
-                cursor.executemany(sql, batch)
-                batch = []
-        if batch:
-            cursor.executemany(sql, batch)
+    val, train = SplitAssignment.Side.VAL, SplitAssignment.Side.TRAIN
+    with connection.cursor() as reading, connection.cursor() as writing:
+        reading.execute(f"{ranked} ORDER BY image_id", params)
+        while chunk := reading.fetchmany(batch_size):
+            writing.executemany(insert, [
+                (export.project_id, image_id, export.seed, export.val_fraction, key,
+                 val if rn <= quotas[class_id] else train, now, now)
+                for image_id, class_id, key, rn in chunk
+            ])
 
 
 def split_assign(*, export: Export) -> SplitPlan:
