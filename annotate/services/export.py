@@ -57,10 +57,12 @@ logger = logging.getLogger(__name__)
 DECIDED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
 EXPORT_TASK = "annotate.export_run"
 TMP_FOLDER = ".tmp"
-# Images being read and converted ahead of the writer: bounds the memory an export holds.
+# Images read ahead of one still being converted: bounds the memory an export holds.
 LOAD_AHEAD = 64
+# Images per batch for the thread that writes and hashes them (one pwritev() per batch, of
+# three buffers per image: at most IOV_MAX / 3 = 341).
 LOAD_BATCH = 16
-# Batches of LOAD_BATCH images laid out whose writing and hashing may still be on its way.
+# Batches laid out whose writing and hashing may still be on their way.
 HASH_AHEAD = 4
 # A tar being written is written back to disk every this many bytes (see _Writeback).
 WRITEBACK_BYTES = 64 << 20
@@ -843,9 +845,9 @@ def export_build(
         # Per image, the time goes to reading the file, hashing it and writing it (the rows,
         # the lists and the manifest cost less). This thread reads each image and lays the
         # images out in query order: the path, the lists, the place in the tar. A second
-        # thread writes them at their places and hashes them, in batches of LOAD_BATCH (file
-        # writes and hashlib release the GIL), and the manifest entries are logged in order
-        # as the batches come back. When a batch is due and that thread has not started it
+        # thread writes them at their places and hashes them into their manifest entries, in
+        # batches of LOAD_BATCH (file writes and hashlib release the GIL), and the entries
+        # are logged in order as the batches come back. When a batch is due and that thread has not started it
         # (it is busy, or has no CPU free), this one does it rather than wait. (A third
         # thread for batches was slower on two cores: it only competes with these two.) An
         # image that must be converted goes to the pool of EXPORT_THREADS first, and holds
@@ -853,7 +855,7 @@ def export_build(
         # threads' timing, and the memory held is bounded by those two windows.
         threads = settings.EXPORT_THREADS
         to_lay_out: deque = deque()  # [image id, label id, side, bytes | Exception | Future]
-        to_log: deque = deque()  # [[(path, image id)], [place], [bytes], SHA-256s | Future]
+        to_log: deque = deque()  # [[(JSON path, image id)], [place], [bytes], entries | Future]
         batch_entries: list[tuple[str, int]] = []
         batch_places: list = []
         batch: list[bytes] = []
@@ -867,12 +869,12 @@ def export_build(
 
         def log_stored(ahead: int) -> None:
             while to_log:
-                entries, places, data, stored = to_log[0]
+                entries, _, data, stored = to_log[0]
                 if isinstance(stored, Future) and not stored.done():
                     if len(to_log) <= ahead:
                         return
-                    # Due: take over the oldest batch the pool has not started, if any,
-                    # rather than wait.
+                    # Due: take over the oldest batch the writing thread has not started,
+                    # if any, rather than wait.
                     for item in to_log:
                         if isinstance(item[3], Future) and item[3].cancel():
                             item[3] = store(*item[:3])
