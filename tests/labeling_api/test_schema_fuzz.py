@@ -2,6 +2,7 @@
 every operation. No answer may be a 5xx, and every documented answer must match the schema."""
 
 import io
+import sys
 
 import pytest
 import schemathesis
@@ -20,6 +21,19 @@ from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_byt
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+
+
+@pytest.fixture(autouse=True)
+def deep_enough_stack_for_ast():
+    """Hypothesis parses source code with `ast` while it generates cases, deep in a long stack.
+    CPython 3.11.7 can then fail with "SystemError: AST constructor recursion depth mismatch"
+    (python/cpython#106905, fixed in later releases: a RecursionError inside the AST
+    constructor left its depth counter wrong). With a higher recursion limit the constructor
+    does not reach that error path."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    yield
+    sys.setrecursionlimit(limit)
 
 
 @pytest.fixture
