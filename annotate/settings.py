@@ -4,6 +4,7 @@ With no variables set it runs embedded: SQLite, local media and a file-system Ce
 all under DATA_DIR. DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -297,9 +298,10 @@ CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
     "task": "annotate.exports_cleanup",
     "schedule": env.float("EXPORT_CLEANUP_SECONDS", default=900.0),
 }
-# Threads that convert the images an export can't copy as they are (plus one that writes and
-# hashes what the export reads; 0: everything in the export's own thread).
-EXPORT_THREADS = env.int("EXPORT_THREADS", default=2)
+# Worker processes that read, convert, hash and write an export's images while the export's
+# own process lays them out (annotate.services.export_worker); 0: all in the export's process.
+# One per core, up to 4: past that the laying out in the export's process is the limit.
+EXPORT_PROCESSES = env.int("EXPORT_PROCESSES", default=min(4, os.cpu_count() or 1))
 # How often a running export writes its progress (which also shows that its job is alive).
 EXPORT_PROGRESS_SECONDS = env.float("EXPORT_PROGRESS_SECONDS", default=0.5)
 

@@ -4,7 +4,9 @@ An export is a row (`Export`) created first, then filled by a job (or by the `ex
 command) that writes the dataset into a temporary folder and renames it into place when it is
 complete, so a killed export never leaves a folder that looks finished. Memory stays flat in
 the number of images: rows are read with `.iterator()`, lists of files go to scratch files on
-disk, and the download is a tar written on the fly.
+disk, images travel in bounded batches, and the download is a tar written on the fly. The
+files themselves are read, converted, hashed and written by worker processes
+(export_worker) while this module lays them out in order.
 
 The split is stratified per class and stable. The first time an image is exported with a given
 (seed, val fraction) it takes a side, and that side is stored (`SplitAssignment`), so a later
@@ -24,32 +26,43 @@ import logging
 import math
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tarfile
 import time
 import uuid
-import warnings
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import PIL.Image
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
-from PIL import ImageOps
 
 from annotate.models import Decision, Export, Image, Label, Project, SplitAssignment, User
-from annotate.services import jobs
+from annotate.services import ingest, ingest_worker, jobs
 from annotate.services.errors import Conflict, InvalidInput, NotFound
+from annotate.services.export_worker import (  # noqa: F401 - jpeg_* are this module's too
+    CopyConfig,
+    Copier,
+    UstarHeaders,
+    jpeg_bytes,
+    jpeg_header,
+    jpeg_kept,
+    member_buffers,
+    pwrite_all,
+)
 from annotate.services.projects import validation_message
 
 logger = logging.getLogger(__name__)
@@ -57,16 +70,19 @@ logger = logging.getLogger(__name__)
 DECIDED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
 EXPORT_TASK = "annotate.export_run"
 TMP_FOLDER = ".tmp"
-# Images read ahead of one still being converted: bounds the memory an export holds.
-LOAD_AHEAD = 64
-# Images per batch for the thread that writes and hashes them (one pwritev() per batch, of
-# three buffers per image: at most IOV_MAX / 3 = 341).
-LOAD_BATCH = 16
-# Batches laid out whose writing and hashing may still be on their way.
-HASH_AHEAD = 4
+# Images go to the worker processes in batches of at most COPY_BATCH images and about
+# COPY_BATCH_BYTES (as recorded at upload), and at most COPY_AHEAD batches per worker are read
+# ahead of the one being laid out: what the workers hold stays within a few such batches.
+COPY_BATCH = 64
+# The first batches are smaller, doubling up to COPY_BATCH, so that the workers all start soon
+# and a small export shows progress.
+COPY_FIRST_BATCH = 4
+COPY_BATCH_BYTES = 8 << 20
+COPY_AHEAD = 3
 # A tar being written is written back to disk every this many bytes (see _Writeback).
 WRITEBACK_BYTES = 64 << 20
-_ZEROS = bytes(512)
+# How long a worker process is given to end once its connection is closed.
+WORKER_EXIT_SECONDS = 10
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -203,8 +219,7 @@ class SplitPlan:
         return sum(c.val + c.train for c in self.classes)
 
 
-_SPLIT_COLUMNS = ("project_id", "image_id", "seed", "val_fraction", "key", "side", "created_at",
-                  "updated_at")
+_SPLIT_COLUMNS = ("image_id", "seed", "val_fraction", "key", "side", "created_at", "updated_at")
 
 
 def _sides_to_take(*, export: Export) -> QuerySet[Decision]:
@@ -260,7 +275,7 @@ def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, 
     sql = _upsert_sql(
         quote(SplitAssignment._meta.db_table),
         ", ".join(quote(c) for c in _SPLIT_COLUMNS),
-        f"SELECT %s, r.image_id, %s, %s, r.key, CASE WHEN r.rn <= quota.column2 "
+        f"SELECT r.image_id, %s, %s, r.key, CASE WHEN r.rn <= quota.column2 "
         f"THEN '{SplitAssignment.Side.VAL}' ELSE '{SplitAssignment.Side.TRAIN}' END, %s, %s "
         f"FROM ({ranked}) AS r JOIN (VALUES {values}) AS quota ON quota.column1 = r.class_id "
         "ORDER BY r.image_id",
@@ -268,7 +283,7 @@ def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, 
     now = timezone.now()
     flat_quotas = [number for pair in quotas.items() for number in pair]
     with connection.cursor() as cursor:
-        cursor.execute(sql, (export.project_id, export.seed, export.val_fraction, now, now,
+        cursor.execute(sql, (export.seed, export.val_fraction, now, now,
                              *params, *flat_quotas))
 
 
@@ -281,7 +296,7 @@ def _take_sides_rows(*, export: Export, rows: QuerySet, quotas: dict[int, int],
     insert = _upsert_sql(
         quote(SplitAssignment._meta.db_table),
         ", ".join(quote(c) for c in _SPLIT_COLUMNS),
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
     )
     ranked, params = _ranked_sql(export=export, rows=rows)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -290,7 +305,7 @@ def _take_sides_rows(*, export: Export, rows: QuerySet, quotas: dict[int, int],
         reading.execute(f"{ranked} ORDER BY image_id", params)
         while chunk := reading.fetchmany(batch_size):
             writing.executemany(insert, [
-                (export.project_id, image_id, export.seed, export.val_fraction, key,
+                (image_id, export.seed, export.val_fraction, key,
                  val if rn <= quotas[class_id] else train, now, now)
                 for image_id, class_id, key, rn in chunk
             ])
@@ -304,17 +319,27 @@ def split_assign(*, export: Export) -> SplitPlan:
     project = export.project
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
+        # Per class, how many eligible images are on each side already and how many have
+        # none yet (side ""): one pass over the eligible images, each joined to its side if
+        # it has one (a LEFT JOIN: there is at most one row per image, seed and fraction).
         counts: dict[int, Counter] = {}
-        sided = _assigned(export=export,
-                          sides=[SplitAssignment.Side.TRAIN, SplitAssignment.Side.VAL])
+        taken = _eligible(project=project, include_gold=export.include_gold).annotate(
+            taken=FilteredRelation("image__split_assignments", condition=Q(
+                image__split_assignments__seed=export.seed,
+                image__split_assignments__val_fraction=export.val_fraction,
+                image__split_assignments__side__in=[SplitAssignment.Side.TRAIN,
+                                                    SplitAssignment.Side.VAL],
+            ))
+        )
         for label_id, side, n in (
-            sided.values_list("label_id", "image__split_assignments__side")
-            .annotate(n=Count("id")).order_by()
+            taken.values_list("label_id", "taken__side").annotate(n=Count("id")).order_by()
         ):
-            counts.setdefault(label_id, Counter())[side] = n
-        to_take = _sides_to_take(export=export)
-        for label_id, n in to_take.values_list("label_id").annotate(n=Count("id")).order_by():
-            counts.setdefault(label_id, Counter())[""] = n
+            counts.setdefault(label_id, Counter())[side or ""] = n
+        # On a first export (nothing has a side yet) every eligible image takes one: no need
+        # to look each up among the sides.
+        first = not any(sides[SplitAssignment.Side.TRAIN] or sides[SplitAssignment.Side.VAL]
+                        for sides in counts.values())
+        to_take = taken if first else _sides_to_take(export=export)
         labels = {
             label.pk: label for label in Label.objects.filter(project=project, pk__in=counts)
         }
@@ -355,156 +380,46 @@ def split_assign(*, export: Export) -> SplitPlan:
     return plan
 
 
-# --- images ---------------------------------------------------------------------------------
-
-
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _exif_orientation(segment: bytes) -> int | None:
-    """The orientation tag (0x0112) of an APP1 Exif segment's first IFD, if any."""
-    tiff = segment[6:]
-    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-        return None
-    order = "little" if tiff[:2] == b"II" else "big"
-    offset = int.from_bytes(tiff[4:8], order)
-    if offset + 2 > len(tiff):
-        return None
-    count = int.from_bytes(tiff[offset:offset + 2], order)
-    for n in range(count):
-        entry = tiff[offset + 2 + 12 * n: offset + 14 + 12 * n]
-        if len(entry) < 12:
-            return None
-        if int.from_bytes(entry[:2], order) == 0x0112:
-            return int.from_bytes(entry[8:10], order)
-    return None
-
-
-def jpeg_header(data: bytes) -> tuple[int, int] | None:
-    """(width, height) when `data` is an 8-bit, 3-component (RGB) JPEG with no EXIF rotation,
-    that is a file that decodes upright to RGB as it is; None otherwise or when unsure.
-
-    Reads the markers up to the scan only: about 20 times cheaper than opening it with
-    Pillow, which matters when most of an export is copying such files."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    size = None
-    i, end = 2, len(data)
-    while i + 4 <= end:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        if marker == 0xDA:  # start of scan: the header is over
-            return size
-        length = data[i + 2] << 8 | data[i + 3]
-        # Only the two segments read are sliced out: the tables between them are skipped.
-        if marker in _SOF_MARKERS:
-            segment = data[i + 4:i + 2 + length]
-            if len(segment) < 6 or segment[0] != 8 or segment[5] != 3:
-                return None
-            size = (int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big"))
-        elif marker == 0xE1 and data.startswith(b"Exif\x00\x00", i + 4):
-            if _exif_orientation(data[i + 4:i + 2 + length]) not in (None, 1):
-                return None
-        i += 2 + length
-    return None
-
-
-def jpeg_kept(data: bytes, resize: int | None) -> bool:
-    """Whether `data` is an RGB JPEG that needs no change (no resize, or already small enough;
-    upright): one that jpeg_bytes() returns byte for byte."""
-    header = jpeg_header(data)
-    return header is not None and (resize is None or min(header) <= resize)
-
-
-def jpeg_bytes(data: bytes, *, resize: int | None, quality: int) -> bytes:
-    """The image as an RGB JPEG, its shorter side at most `resize`. An RGB JPEG that needs no
-    change (see jpeg_kept) is returned byte for byte."""
-    if jpeg_kept(data, resize):
-        return data
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-        with PIL.Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA", "P") or "transparency" in img.info:
-                img = img.convert("RGBA")
-                background = PIL.Image.new("RGB", img.size, (255, 255, 255))
-                background.paste(img, mask=img.getchannel("A"))
-                img = background
-            img = img.convert("RGB")
-            if resize is not None and min(img.size) > resize:
-                scale = resize / min(img.size)
-                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-                img = img.resize(size, PIL.Image.Resampling.BICUBIC, reducing_gap=3.0)
-            out = io.BytesIO()
-            img.save(out, "JPEG", quality=quality)
-            return out.getvalue()
-
-
-# --- where files go -------------------------------------------------------------------------
+# --- sinks ----------------------------------------------------------------------------------
 
 
 class DirectorySink:
     """Writes the dataset's files under `root`.
 
-    Files are laid out by place(), by one thread in the dataset's order; write() of a placed
-    file may then run in any thread, in any order (as in TarSink)."""
+    Files are laid out by place(), in the dataset's order; a placed file may then be written
+    by this process (write()) or by a worker process (Copier.write) to the path it got."""
 
     def __init__(self, root: Path):
         self.root = root
         self._made: set[str] = set()
 
-    def place(self, relpath: str, size: int) -> str:
+    def place(self, relpath: str, size: int) -> tuple[None, str]:
+        """Lay out the next file: (no offset, its path)."""
         folder = relpath.rpartition("/")[0]
         if folder not in self._made:  # one entry per folder: a class, not an image
             (self.root / folder).mkdir(parents=True, exist_ok=True)
             self._made.add(folder)
-        return os.path.join(self.root, relpath)
+        return None, os.path.join(self.root, relpath)
 
-    def write(self, place: str, data: bytes) -> None:
-        with open(place, "wb") as f:
+    def write(self, placed: tuple[None, str], data: bytes) -> None:
+        with open(placed[1], "wb") as f:
             f.write(data)
-
-    def write_many(self, places: list[str], batch: list[bytes]) -> None:
-        for place, data in zip(places, batch):
-            self.write(place, data)
 
     def add_bytes(self, relpath: str, data: bytes) -> None:
         self.write(self.place(relpath, len(data)), data)
 
     def add_file(self, relpath: str, source: Path) -> None:
-        os.replace(source, self.place(relpath, 0))
+        os.replace(source, self.place(relpath, 0)[1])
 
     def close(self) -> None:
         pass
 
 
-def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
-    """Write `buffers` at `offset`, in one system call: the bytes go from where they were read
-    straight to the page cache. (Through a 4 MiB buffer, each file was copied once more, into
-    a buffer too large for the CPU's cache, which made writing cost as much as reading and
-    hashing together.) A regular file takes everything at once short of a full disk or a
-    signal; what a short write left is written after it."""
-    written = os.pwritev(fd, buffers, offset)
-    if written < sum(map(len, buffers)):
-        rest = memoryview(b"".join(buffers))[written:]
-        offset += written
-        while rest:
-            written = os.pwrite(fd, rest, offset)
-            rest, offset = rest[written:], offset + written
-
-
 class _Writeback:
     """Has the disk write a growing file's data in the background, in a thread (no GIL held
     while it waits), every `every` bytes: the fsync that makes the file durable at the end
-    then finds little left to write, instead of waiting for all of it after the last byte."""
+    then finds little left to write, instead of waiting for all of it after the last byte.
+    (fdatasync writes the file's pages whichever process wrote them.)"""
 
     def __init__(self, fd: int, every: int):
         self.fd = fd
@@ -535,76 +450,37 @@ class TarSink:
     """Writes the dataset's files into a tar file, under the folder `prefix`: a header block,
     the bytes, padding to 512 (POSIX ustar; GNU long names when a path needs one).
 
-    `fd` is a file opened for writing, at its start. Members are laid out by place(), by one
-    thread in the dataset's order: each gets its offset in the tar then, as its size is
-    known. write() of a placed member may then run in any thread, in any order: it writes at
-    that offset. The file's data is written back to disk as it grows (see _Writeback); the
-    caller fsyncs it when the sink is closed."""
+    `fd` is a file opened for writing, at its start, and `path` its path. Members are laid out by place(), in the
+    dataset's order: each gets its offset in the tar then, as its size is known. A placed
+    member may then be written by this process (write()) or by a worker process
+    (Copier.write), in any order: it goes at its offset. The file's data is written back to
+    disk as it grows (see _Writeback); the caller fsyncs it when the sink is closed."""
 
-    def __init__(self, fd: int, prefix: str, writeback_every: int = WRITEBACK_BYTES):
+    def __init__(self, fd: int, prefix: str, path: Path, writeback_every: int = WRITEBACK_BYTES):
         self.fd = fd
+        self.path = path  # where worker processes open it
         self.prefix = prefix
         self.mtime = int(time.time())
+        self.headers = UstarHeaders(prefix, self.mtime)
         self.position = 0
         self._writeback = _Writeback(fd, writeback_every)
-        # A ustar header for a regular file: the fields after the name and size are the same
-        # for every file, and so is their share of the checksum (a plain sum of the bytes,
-        # the checksum field counting as spaces), which leaves only the name's and size's
-        # bytes to add up per file.
-        self._owner = b"0000644\x000000000\x000000000\x00"  # mode, uid, gid
-        self._mtime = b"%011o\x00" % self.mtime
-        self._tail = (tarfile.REGTYPE + bytes(100) + b"ustar\x0000").ljust(
-            tarfile.BLOCKSIZE - 156, b"\x00")
-        self._fixed_sum = sum(self._owner) + sum(self._mtime) + sum(b" " * 8) + sum(self._tail)
-        self._prefix = f"{prefix}/".encode()
-        self._prefix_sum = sum(self._prefix)
 
-    def _ustar(self, name: bytes, size: int) -> bytes:
-        """The header of a member whose name (after the prefix) fits in it."""
-        size_field = b"%011o\x00" % size
-        checksum = self._fixed_sum + self._prefix_sum + sum(name) + sum(size_field)
-        return b"".join((
-            (self._prefix + name).ljust(100, b"\x00"), self._owner, size_field, self._mtime,
-            b"%06o\x00 " % checksum, self._tail,
-        ))
-
-    def place(self, relpath: str, size: int) -> tuple[int, bytes, bytes | None]:
-        """Lay out the next member: its offset, its name, and its header if it is not a plain
-        ustar one (write() makes those: they are most of the work of laying one out)."""
+    def place(self, relpath: str, size: int) -> tuple[int, tuple[bytes, bytes | None]]:
+        """Lay out the next member: (its offset, (its name, its header if it is not a plain
+        ustar one)). Plain headers are made by whoever writes the member: they are most of
+        the work of laying one out."""
         name = relpath.encode()
-        header = None
-        if len(self._prefix) + len(name) > 100 or size >= 8**11:
-            info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
-            info.size, info.mtime, info.mode = size, self.mtime, 0o644
-            header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+        header = None if self.headers.fits(name, size) else self.headers.gnu(relpath, size)
         offset = self.position
         self.position += (len(header) if header else tarfile.BLOCKSIZE) + size \
             + -size % tarfile.BLOCKSIZE
         self._writeback.wrote(offset)
-        return offset, name, header
+        return offset, (name, header)
 
-    def _buffers(self, place: tuple[int, bytes, bytes | None], data: bytes) -> list[bytes]:
-        _, name, header = place
-        return [header or self._ustar(name, len(data)), data,
-                _ZEROS[:-len(data) % tarfile.BLOCKSIZE]]
-
-    def write(self, place: tuple[int, bytes, bytes | None], data: bytes) -> None:
-        _pwrite_all(self.fd, self._buffers(place, data), place[0])
-
-    def write_many(self, places: list[tuple[int, bytes, bytes | None]],
-                   batch: list[bytes]) -> None:
-        """write() of each, in one system call for members placed one after the other."""
-        buffers: list[bytes] = []
-        end = places[0][0]
-        for place, data in zip(places, batch):
-            if place[0] != end:  # not contiguous: one at a time
-                for place, data in zip(places, batch):
-                    self.write(place, data)
-                return
-            member = self._buffers(place, data)
-            buffers += member
-            end += sum(map(len, member))
-        _pwrite_all(self.fd, buffers, places[0][0])
+    def write(self, placed: tuple[int, tuple[bytes, bytes | None]], data: bytes) -> None:
+        offset, (name, header) = placed
+        pwrite_all(self.fd, member_buffers(header or self.headers(name, len(data)), data),
+                   offset)
 
     def add_bytes(self, relpath: str, data: bytes) -> None:
         self.write(self.place(relpath, len(data)), data)
@@ -612,24 +488,136 @@ class TarSink:
     def add_file(self, relpath: str, source: Path) -> None:
         with open(source, "rb") as f:  # written by this export and closed: its size holds
             size = os.fstat(f.fileno()).st_size
-            offset, name, header = self.place(relpath, size)
-            header = header or self._ustar(name, size)
-            _pwrite_all(self.fd, [header], offset)
+            offset, (name, header) = self.place(relpath, size)
+            header = header or self.headers(name, size)
+            pwrite_all(self.fd, [header], offset)
             offset += len(header)
             while chunk := f.read(1 << 20):
-                _pwrite_all(self.fd, [chunk], offset)
+                pwrite_all(self.fd, [chunk], offset)
                 offset += len(chunk)
-        _pwrite_all(self.fd, [_ZEROS[:-size % tarfile.BLOCKSIZE]], offset)
+        pwrite_all(self.fd, [bytes(-size % tarfile.BLOCKSIZE)], offset)
 
     def close(self) -> None:
         """Once every placed member is written: the end of the archive."""
-        _pwrite_all(self.fd, [bytes(2 * tarfile.BLOCKSIZE)], self.position)
+        pwrite_all(self.fd, [bytes(2 * tarfile.BLOCKSIZE)], self.position)
         self.position += 2 * tarfile.BLOCKSIZE
         self._writeback.close()
 
     def abandon(self) -> None:
         """After a failure: stop, leaving the file to be removed."""
         self._writeback.stop()
+
+
+# --- copying ---------------------------------------------------------------------------------
+
+
+class CopyFailed(Exception):
+    """A worker process failed or died: the export fails with its reason."""
+
+
+def _copy_source(project_id: int) -> str | ingest_worker.StorageTarget:
+    """Where the workers read stored images: the local folder of the default storage, or that
+    storage as a worker process rebuilds it (as the import's workers do)."""
+    if isinstance(default_storage, FileSystemStorage) or isinstance(
+        getattr(default_storage, "_wrapped", None), FileSystemStorage
+    ):
+        return os.path.abspath(default_storage.location)
+    return ingest.storage_target(project_id)
+
+
+def _worker_command(fd: int) -> list[str]:
+    return [sys.executable, "-m", "annotate.services.export_worker", str(fd), str(os.getpid())]
+
+
+class _Copiers:
+    """The copying side of one export: `processes` worker processes (annotate.services.
+    export_worker), batch b going to worker b % processes; or, with none, a Copier in this
+    process. read(b, names), then results(b), then write(b, start, members), in batch order;
+    finish() returns once every batch is written."""
+
+    def __init__(self, config: CopyConfig, processes: int):
+        self.local = Copier(config) if processes <= 0 else None
+        self.results_of: dict[int, list] = {}
+        self.connections: list[Connection] = []
+        self.processes: list[subprocess.Popen] = []
+        self.unwritten: list[int] = []
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(settings.BASE_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        try:
+            for _ in range(max(processes, 0)):
+                ours, theirs = socket.socketpair()
+                with ours, theirs:
+                    self.processes.append(subprocess.Popen(
+                        _worker_command(theirs.fileno()), pass_fds=[theirs.fileno()],
+                        env=environment, stdin=subprocess.DEVNULL))
+                    self.connections.append(Connection(ours.detach()))
+                self.unwritten.append(0)
+                self.connections[-1].send(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, worker: int) -> None:
+        try:
+            message = self.connections[worker].recv()
+        except (EOFError, OSError):
+            process = self.processes[worker]
+            try:
+                code = process.wait(WORKER_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise CopyFailed(f"export worker process {process.pid} ended unexpectedly "
+                             f"(exit status {code})") from None
+        if message[0] == "read":
+            self.results_of[message[1]] = message[2]
+        elif message[0] == "written":
+            self.unwritten[worker] -= 1
+        else:
+            raise CopyFailed(f"export worker process {self.processes[worker].pid}: {message[2]}")
+
+    def read(self, batch: int, names: list[str]) -> None:
+        if self.local is not None:
+            self.results_of[batch] = self.local.read(batch, names)
+        else:
+            self.connections[batch % len(self.connections)].send(("read", batch, names))
+
+    def results(self, batch: int) -> list[tuple[int, str] | str]:
+        while batch not in self.results_of:
+            self._receive(batch % len(self.connections))
+        return self.results_of.pop(batch)
+
+    def write(self, batch: int, start: int | None, members: list) -> None:
+        if self.local is not None:
+            self.local.write(batch, start, members)
+        else:
+            worker = batch % len(self.connections)
+            self.connections[worker].send(("write", batch, start, members))
+            self.unwritten[worker] += 1
+
+    def finish(self) -> None:
+        for worker, _ in enumerate(self.connections):
+            while self.unwritten[worker]:
+                self._receive(worker)
+
+    def close(self) -> None:
+        """End the workers (a closed connection ends a worker's loop) and wait for them: none
+        may go on writing once the export is over, whether it succeeded or failed."""
+        if self.local is not None:
+            self.local.close()
+        for connection_ in self.connections:
+            connection_.close()
+        for process in self.processes:
+            try:
+                process.wait(WORKER_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def __enter__(self) -> "_Copiers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class _HashingWriter:
@@ -712,7 +700,23 @@ def export_build(
     """Write the whole dataset of `export` into `sink`, using `scratch` for its lists.
 
     Raises ExportEmpty when no class qualifies. `heartbeat(done, total)` is called every
-    EXPORT_PROGRESS_SECONDS and at the end; it may raise ExportAborted to stop the build."""
+    EXPORT_PROGRESS_SECONDS and at the end; it may raise ExportAborted to stop the build.
+    The worker processes start first: they get ready while the split is assigned."""
+    config = CopyConfig(
+        source=_copy_source(export.project_id),
+        tar_path=os.fspath(sink.path) if isinstance(sink, TarSink) else None,
+        tar_prefix=sink.prefix if isinstance(sink, TarSink) else "",
+        tar_mtime=sink.mtime if isinstance(sink, TarSink) else 0,
+        resize=export.resize,
+        quality=settings.EXPORT_JPEG_QUALITY,
+    )
+    with _Copiers(config, settings.EXPORT_PROCESSES) as copiers:
+        return _build(export=export, sink=sink, scratch=scratch, heartbeat=heartbeat,
+                      copiers=copiers)
+
+
+def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
+           heartbeat: Callable[[int, int], None] | None, copiers: _Copiers) -> BuildResult:
     plan = split_assign(export=export)
     if not plan.classes:
         raise ExportEmpty(
@@ -767,27 +771,15 @@ def export_build(
 
     def side_rows(side: str, *order: str) -> tuple[str, QuerySet]:
         rows = _assigned(export=export, sides=[side], label_id__in=list(index))
-        return side, rows.values_list("image_id", "image__file", "label_id").order_by(*order)
+        return side, rows.values_list("image_id", "image__file", "image__size_bytes",
+                                      "label_id").order_by(*order)
 
     passes = [
         side_rows(SplitAssignment.Side.TRAIN, "label_id", "image_id"),
         side_rows(SplitAssignment.Side.VAL, *(("image__split_assignments__key", "image_id")
                                               if flat else ("label_id", "image_id"))),
     ]
-    resize = export.resize
-    read_stored = _stored_file_reader()
     progress_seconds = settings.EXPORT_PROGRESS_SECONDS
-
-    unreadable_errors = (OSError, SyntaxError, ValueError, EOFError,
-                         PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning)
-
-    def convert(original: bytes) -> bytes | Exception:
-        """Re-encode an image that can't be copied as it is (in a pool thread: Pillow's codecs
-        release the GIL). One that can't be decoded is returned as its error."""
-        try:
-            return jpeg_bytes(original, resize=resize, quality=quality)
-        except unreadable_errors as error:
-            return error
 
     # Per class and side: the start of its images' paths, the same as a JSON string (less
     # its closing quote), how to write a line of its list, and the end of those lines. Made
@@ -801,18 +793,9 @@ def export_build(
                                           lists[side_list[side]].write, f" {index[label_id]}\n")
         return made
 
-    def lay_out(image_id: int, label_id: int, side: str, data: bytes | Exception):
+    def lay_out(image_id: int, label_id: int, side: str, size: int) -> tuple[str, tuple]:
         """Give one image its place in the sink and its lines in the lists; returns its path
-        as a JSON string and its place, or None if it is unreadable."""
-        nonlocal done, unreadable, last_beat
-        done += 1
-        if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
-            heartbeat(done, total)
-            last_beat = time.monotonic()
-        if isinstance(data, Exception):
-            unreadable += 1
-            log_left(image_id, None, f"unreadable: {data}"[:300])
-            return None
+        as a JSON string and its place."""
         if side == SplitAssignment.Side.VAL and flat:
             wnid = wnid_of[label_id]
             number = len(flat_val_wnids) + 1
@@ -829,98 +812,73 @@ def export_build(
             name = f'{quoted}{image_id}.JPEG"'
             write_line(relpath + line_end)
         written[label_id, side] += 1
-        return name, sink.place(relpath, len(data))
-
-    def store(entries: list[tuple[str, int]], places: list, batch: list[bytes]) -> str:
-        """Write a batch of placed images; return their manifest entries, with the SHA-256s of
-        the very bytes written, whatever was recorded at upload (a stored file may have
-        rotted since)."""
-        sink.write_many(places, batch)
-        return ",".join(
-            _manifest_entry(name, hashlib.sha256(data).hexdigest(), len(data), image_id)
-            for (name, image_id), data in zip(entries, batch)
-        )
+        return name, sink.place(relpath, size)
 
     try:
-        # Per image, the time goes to reading the file, hashing it and writing it (the rows,
-        # the lists and the manifest cost less). This thread reads each image and lays the
-        # images out in query order: the path, the lists, the place in the tar. A second
-        # thread writes them at their places and hashes them into their manifest entries, in
-        # batches of LOAD_BATCH (file writes and hashlib release the GIL), and the entries
-        # are logged in order as the batches come back. When a batch is due and that thread has not started it
-        # (it is busy, or has no CPU free), this one does it rather than wait. (A third
-        # thread for batches was slower on two cores: it only competes with these two.) An
-        # image that must be converted goes to the pool of EXPORT_THREADS first, and holds
-        # those after it back at most LOAD_AHEAD images. The output is the same whatever the
-        # threads' timing, and the memory held is bounded by those two windows.
-        threads = settings.EXPORT_THREADS
-        to_lay_out: deque = deque()  # [image id, label id, side, bytes | Exception | Future]
-        to_log: deque = deque()  # [[(JSON path, image id)], [place], [bytes], entries | Future]
-        batch_entries: list[tuple[str, int]] = []
-        batch_places: list = []
-        batch: list[bytes] = []
+        # Per image, the time goes to reading the file, hashing it and writing it; laying it
+        # out (its path, its lines in the lists, its place in the tar, its manifest entry)
+        # costs less, but is Python. So this process lays the images out, in query order,
+        # and the worker processes (export_worker) read, convert, hash and write them, a
+        # batch at a time, up to COPY_AHEAD batches per worker ahead of the one being laid
+        # out. The output is the same whatever the workers' timing.
+        in_flight: deque[tuple[int, list[tuple[int, int, str]]]] = deque()
+        ahead = COPY_AHEAD * max(settings.EXPORT_PROCESSES, 1)
+        batches = 0
+        batch_limit = COPY_FIRST_BATCH
 
-        def send_batch() -> None:
-            nonlocal batch_entries, batch_places, batch
-            if batch:
-                future = storer.submit(store, batch_entries, batch_places, batch)
-                to_log.append([batch_entries, batch_places, batch, future])
-                batch_entries, batch_places, batch = [], [], []
-
-        def log_stored(ahead: int) -> None:
-            while to_log:
-                entries, _, data, stored = to_log[0]
-                if isinstance(stored, Future) and not stored.done():
-                    if len(to_log) <= ahead:
-                        return
-                    # Due: take over the oldest batch the writing thread has not started,
-                    # if any, rather than wait.
-                    for item in to_log:
-                        if isinstance(item[3], Future) and item[3].cancel():
-                            item[3] = store(*item[:3])
-                            break
-                    else:
-                        stored.result()
+        def lay_out_batch() -> None:
+            nonlocal done, unreadable, last_beat
+            batch, rows = in_flight.popleft()
+            entries: list[str] = []
+            members: list = []
+            start = None
+            size_sum = 0
+            for (image_id, label_id, side), result in zip(rows, copiers.results(batch)):
+                if isinstance(result, str):  # why it is unreadable
+                    unreadable += 1
+                    log_left(image_id, None, result)
                     continue
-                to_log.popleft()
-                if isinstance(stored, Future):
-                    stored = stored.result()
-                log_files(stored, len(entries), sum(map(len, data)))
+                size, digest = result
+                name, (offset, member) = lay_out(image_id, label_id, side, size)
+                if start is None:
+                    start = offset
+                members.append(member)
+                entries.append(_manifest_entry(name, digest, size, image_id))
+                size_sum += size
+            copiers.write(batch, start, members)
+            if entries:
+                log_files(",".join(entries), len(entries), size_sum)
+            done += len(rows)
+            if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
+                heartbeat(done, total)
+                last_beat = time.monotonic()
 
-        def lay_out_ready(ahead: int) -> None:
-            while to_lay_out:
-                image_id, label_id, side, data = to_lay_out[0]
-                if isinstance(data, Future):
-                    if not data.done() and len(to_lay_out) <= ahead:
-                        return
-                    data = data.result()
-                to_lay_out.popleft()
-                laid_out = lay_out(image_id, label_id, side, data)
-                if laid_out is not None:
-                    batch_entries.append((laid_out[0], image_id))
-                    batch_places.append(laid_out[1])
-                    batch.append(data)
-                    if len(batch) >= LOAD_BATCH:
-                        send_batch()
-                        log_stored(HASH_AHEAD)
+        def send(rows: list[tuple[int, int, str]], names: list[str]) -> None:
+            nonlocal batches, batch_limit
+            copiers.read(batches, names)
+            in_flight.append((batches, rows))
+            batches += 1
+            batch_limit = min(2 * batch_limit, COPY_BATCH)
+            while len(in_flight) > ahead:
+                lay_out_batch()
 
-        with ThreadPoolExecutor(max_workers=threads) if threads > 0 else _Inline() as pool, \
-                ThreadPoolExecutor(max_workers=1) if threads > 0 else _Inline() as storer:
-            for side, queryset in passes:
-                # (Not bound to a name: a failure must close the database cursor at once.)
-                for image_id, file_name, label_id in queryset.iterator(chunk_size=2000):
-                    try:
-                        data: bytes | Exception | Future = read_stored(file_name)
-                    except unreadable_errors as error:
-                        data = error
-                    else:
-                        if not jpeg_kept(data, resize):
-                            data = pool.submit(convert, data)
-                    to_lay_out.append((image_id, label_id, side, data))
-                    lay_out_ready(LOAD_AHEAD)
-            lay_out_ready(0)
-            send_batch()
-            log_stored(0)
+        for side, queryset in passes:
+            rows: list[tuple[int, int, str]] = []
+            names: list[str] = []
+            batch_bytes = 0
+            # (Not bound to a name: a failure must close the database cursor at once.)
+            for image_id, file_name, size_bytes, label_id in queryset.iterator(chunk_size=2000):
+                rows.append((image_id, label_id, side))
+                names.append(file_name)
+                batch_bytes += size_bytes or 0
+                if len(rows) >= batch_limit or batch_bytes >= COPY_BATCH_BYTES:
+                    send(rows, names)
+                    rows, names, batch_bytes = [], [], 0
+            if rows:
+                send(rows, names)
+        while in_flight:
+            lay_out_batch()
+        copiers.finish()
 
         # Class list, meta.bin as torchvision's ImageNet reads it, the split lists.
         synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
@@ -1005,57 +963,6 @@ def _manifest_entry(name: str, digest: str, size: int, image_id: int | None = No
     hand as json.dumps() writes it (json.dumps per file was a tenth of an export's time)."""
     image = f', "image": {image_id}' if image_id is not None else ""
     return f'\n  {name}: {{"sha256": "{digest}", "bytes": {size}{image}}}'
-
-
-def _stored_file_reader() -> Callable[[str], bytes]:
-    """How to read a stored image by its name. On local storage, a plain read under its
-    folder: the names come from our own rows, written by the storage, and the storage's own
-    open() (a path check and a File wrapper) costs about as much as reading a small image.
-    So does Python's open(): its file objects make seven system calls per file, where an
-    open, a stat for the size, one read and a close do."""
-    if isinstance(default_storage, FileSystemStorage) or isinstance(
-        getattr(default_storage, "_wrapped", None), FileSystemStorage
-    ):
-        base = os.path.abspath(default_storage.location)
-
-        def read_local(name: str) -> bytes:
-            if name.startswith(("/", "..")) or "/../" in name:
-                raise OSError(f"refusing to read {name!r} outside the storage")
-            fd = os.open(f"{base}/{name}", os.O_RDONLY)
-            try:
-                size = os.fstat(fd).st_size
-                data = os.read(fd, size + 1)  # a byte more than its size, to see its end
-                if len(data) > size:  # it grew since: read on to its end
-                    chunks = [data]
-                    while chunk := os.read(fd, 1 << 20):
-                        chunks.append(chunk)
-                    data = b"".join(chunks)
-                return data
-            finally:
-                os.close(fd)
-
-        return read_local
-
-    def read_any(name: str) -> bytes:
-        with default_storage.open(name, "rb") as f:
-            return f.read()
-
-    return read_any
-
-
-class _Inline:
-    """A stand-in for a thread pool that runs each call at once (EXPORT_THREADS = 0)."""
-
-    def submit(self, fn: Callable, *args: Any) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args))
-        return future
-
-    def __enter__(self) -> "_Inline":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _torch_save_bytes(obj: Any) -> bytes:
@@ -1174,7 +1081,7 @@ def export_run(
             out.mkdir()
             tar_path = out / f"{prefix}.tar"
             with open(tar_path, "wb", buffering=0) as tar_file:
-                sink: DirectorySink | TarSink = TarSink(tar_file.fileno(), prefix)
+                sink: DirectorySink | TarSink = TarSink(tar_file.fileno(), prefix, tar_path)
                 try:
                     result = export_build(export=export, sink=sink, scratch=scratch,
                                           heartbeat=beat)

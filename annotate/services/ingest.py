@@ -317,7 +317,7 @@ def _inspected(
         max_workers=workers,
         mp_context=get_context("spawn"),
         initializer=ingest_worker.worker_init,
-        initargs=(known, _storage_target(project_id)),
+        initargs=(known, storage_target(project_id)),
     ) as pool:
         current: list[tuple[Candidate, Inspected | imaging.Known | str]] = []  # not handed out
         try:
@@ -350,7 +350,7 @@ def _inspected(
             raise
 
 
-def _storage_target(project_id: int) -> ingest_worker.StorageTarget:
+def storage_target(project_id: int) -> ingest_worker.StorageTarget:
     """The default storage as worker processes can rebuild it, with its place made explicit
     (settings changed at run time, as in tests, do not reach a spawned process)."""
     config = settings.STORAGES["default"]

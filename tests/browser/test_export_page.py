@@ -11,6 +11,7 @@ from torchvision.datasets import ImageFolder, ImageNet
 
 from annotate.models import Export, User
 from annotate.services import export as export_service
+from annotate.services import export_worker
 from tests.export_helpers import decided_images
 from tests.factories import LabelFactory, ProjectFactory, UserFactory
 
@@ -25,13 +26,16 @@ def jobs_in_a_thread(monkeypatch, settings, tmp_path):
     and the browser are here too), a little slowed down so that the page sees it running."""
     settings.EXPORT_DIR = tmp_path / "exports"
     settings.EXPORT_PROGRESS_SECONDS = 0.0
-    real_jpeg_bytes = export_service.jpeg_bytes
+    # Copied in this process, in batches of 4 images, each read a little slowly.
+    settings.EXPORT_PROCESSES = 0
+    monkeypatch.setattr(export_service, "COPY_BATCH", 4)
+    real_read = export_worker.Copier.read
 
-    def slow_jpeg_bytes(*args, **kwargs):
+    def slow_read(self, batch, names):
         threading.Event().wait(0.03)
-        return real_jpeg_bytes(*args, **kwargs)
+        return real_read(self, batch, names)
 
-    monkeypatch.setattr(export_service, "jpeg_bytes", slow_jpeg_bytes)
+    monkeypatch.setattr(export_worker.Copier, "read", slow_read)
     threads = []
 
     def run_in_thread(name, *args):

@@ -45,7 +45,8 @@ def export_worker(tmp_path, settings):
         ["bin/worker", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         worker_env(DATABASE_URL=database_url(), WORKER_CONCURRENCY="1",
                    EXPORT_DIR=str(settings.EXPORT_DIR), MEDIA_ROOT=str(settings.MEDIA_ROOT),
-                   EXPORT_PROGRESS_SECONDS="0"),  # progress after every image
+                   EXPORT_PROGRESS_SECONDS="0",  # progress after every batch
+                   EXPORT_PROCESSES="2"),
         tmp_path / "worker.log",
     )
     wait_until(lambda: "ready." in worker.log(), 60, "the worker to start", log=worker.log)
@@ -69,6 +70,15 @@ def make_project(per_class: int) -> tuple:
         label = LabelFactory(project=project, wnid=f"n0200000{i}", name=f"thing {i}, item {i}")
         images += decided_images(project, label, per_class, rng)
     return project, images
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (an orphan may stay a zombie a while)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
 
 
 def state_of(export_id: int) -> str:
@@ -119,7 +129,7 @@ def test_a_worker_killed_mid_export_leaves_no_dataset_and_the_export_is_redone(
     def progress() -> int:
         return Export.objects.get(pk=export.pk).progress_done
 
-    # The job stops at the 30th image, after at least 16 others.
+    # The job stops at the 30th image, after the first batches (4, 8 and 16 images).
     wait_until(lambda: progress() >= 10 and list(tmp.glob(f"{export.pk}-*/out/*.tar")), 60,
                "the job to write part of the dataset", log=export_worker.log)
     assert state_of(export.pk) == "running"
@@ -130,7 +140,12 @@ def test_a_worker_killed_mid_export_leaves_no_dataset_and_the_export_is_redone(
     children = Path(f"/proc/{export_worker.popen.pid}/task/{export_worker.popen.pid}/children")
     pool = [int(pid) for pid in children.read_text().split()]
     assert len(pool) == 1
+    # Its export worker processes, one of them blocked opening the pipe, end with it.
+    copiers = [int(pid) for pid in
+               Path(f"/proc/{pool[0]}/task/{pool[0]}/children").read_text().split()]
+    assert len(copiers) == 2
     os.kill(pool[0], signal.SIGKILL)
+    wait_until(lambda: not any(map(running, copiers)), 10, "the export's worker processes to end")
 
     # The pool process died with the job unacknowledged: the worker hands it back, the same
     # job runs again, takes its export over and finishes it.

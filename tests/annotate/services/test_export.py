@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import sys
 import tarfile
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from torchvision.datasets import ImageFolder, ImageNet
 
 from annotate.models import Export, Image, SplitAssignment
 from annotate.services import export as export_service
+from annotate.services import export_worker
 from annotate.services.errors import Conflict, InvalidInput
 from tests.export_helpers import add_image, decide, decided_images, unique_image
 from tests.factories import LabelFactory, ProjectFactory
@@ -261,7 +263,7 @@ def test_a_class_too_small_at_first_takes_its_sides_once_it_is_big_enough(decide
     first = decided_project["images"]["n09999999"][0]
     SplitAssignment.objects.update_or_create(
         image=first, seed=4, val_fraction=0.1,
-        defaults={"project": project, "side": "",
+        defaults={"side": "",
                   "key": export_service.split_key(seed=4, sha256=first.sha256)})
     images = decided_project["images"]["n09999999"] + decided_images(
         project, labels["n09999999"], 2, rng)
@@ -311,33 +313,54 @@ def test_an_unreadable_file_is_left_out_and_reported(decided_project):
     assert export.counts["counts"]["unreadable"] == 1
 
 
-@pytest.mark.parametrize("where", ["read", "conversion"])
-def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkeypatch, export_dir,
-                                                          where):
-    # A failure no export expects, in the thread that reads and writes or in a pool thread
-    # that converts (the PNG and the grey JPEG are converted, the others copied).
+def _failing_at(call: int, real, failure=RuntimeError("disk on fire")):
     calls = []
 
-    def fail_at(call: int, real):
-        def failing(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == call:
-                raise RuntimeError("disk on fire")
-            return real(*args, **kwargs)
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise failure
+        return real(*args, **kwargs)
 
-        return failing
+    return failing
 
-    if where == "read":
-        real_reader = export_service._stored_file_reader
-        monkeypatch.setattr(export_service, "_stored_file_reader",
-                            lambda: fail_at(5, real_reader()))
+
+# A worker process started as the export starts its own, less its read() or its conversion of
+# the second image it converts (the PNG and the grey JPEG are converted, the others copied).
+_BROKEN_WORKER = {
+    "worker fails": "from annotate.services import export_worker as w\n"
+                    "w.jpeg_bytes = lambda *a, **k: 1 / 0\n",
+    "worker dies": "import os\nfrom annotate.services import export_worker as w\n"
+                   "w.Copier.read = lambda *a: os._exit(9)\n",
+}
+
+
+@pytest.mark.parametrize("where", ["read", "conversion", "worker fails", "worker dies"])
+def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkeypatch, export_dir,
+                                                          settings, where):
+    if where == "read":  # in the export's own process
+        settings.EXPORT_PROCESSES = 0
+        real_reader = export_worker.local_reader
+        monkeypatch.setattr(export_worker, "local_reader",
+                            lambda base: _failing_at(5, real_reader(base)))
+        failure, reason = RuntimeError, "disk on fire"
+    elif where == "conversion":
+        settings.EXPORT_PROCESSES = 0
+        monkeypatch.setattr(export_worker, "jpeg_bytes",
+                            _failing_at(2, export_worker.jpeg_bytes))
+        failure, reason = RuntimeError, "disk on fire"
     else:
-        monkeypatch.setattr(export_service, "jpeg_bytes", fail_at(2, export_service.jpeg_bytes))
+        settings.EXPORT_PROCESSES = 2
+        code = _BROKEN_WORKER[where] + "import sys\nw.serve(int(sys.argv[1]))\n"
+        monkeypatch.setattr(export_service, "_worker_command",
+                            lambda fd: [sys.executable, "-c", code, str(fd)])
+        failure = export_service.CopyFailed
+        reason = "ZeroDivisionError" if where == "worker fails" else "ended unexpectedly"
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(failure):
         export_service.export_run(export_id=export.pk, run_token="t")
     export.refresh_from_db()
-    assert export.state == Export.State.FAILED and "disk on fire" in export.error
+    assert export.state == Export.State.FAILED and reason in export.error, export.error
     assert not (export_dir / str(export.pk)).exists()
     assert list((export_dir / export_service.TMP_FOLDER).iterdir()) == []
 
@@ -385,28 +408,44 @@ def test_bad_options_are_refused(decided_project, options):
 def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_in(
     tmp_path, monkeypatch
 ):
-    # Members are laid out in order and written at their offsets by whichever thread gets
-    # them, in batches; a short write (a full disk, a signal) is finished where it stopped.
-    members = [(f"train/n1/n1_{i}.JPEG", bytes([i]) * (100 * i)) for i in range(1, 40)]
-    members.insert(7, ("val/" + "long-class-name/" * 8 + "a.JPEG", b"long name"))  # GNU header
-    members.insert(9, ("empty.txt", b""))
+    # Members are laid out in order by the exporting process, and written at their offsets by
+    # the copiers of the worker processes, a batch at a time, in any order; a short write (a
+    # full disk, a signal) is finished where it stopped.
+    rng = random.Random(5)
+    stored = tmp_path / "stored"
+    stored.mkdir()
+    names = [f"{i}.jpg" for i in range(1, 40)]
+    for i, name in enumerate(names):
+        (stored / name).write_bytes(unique_image(rng, size=(8 + i, 8)))
+    relpaths = [f"train/n1/n1_{i}.JPEG" for i in range(1, 40)]
+    relpaths[7] = "val/" + "long-class-name/" * 8 + "a.JPEG"  # a GNU header
     real_pwritev = os.pwritev
-    monkeypatch.setattr(export_service.os, "pwritev",
+    monkeypatch.setattr(export_worker.os, "pwritev",
                         lambda fd, buffers, offset: real_pwritev(fd, buffers[:1], offset))
     path = tmp_path / "out.tar"
     with open(path, "wb", buffering=0) as f:
-        sink = export_service.TarSink(f.fileno(), "dataset")
-        places = [sink.place(relpath, len(data)) for relpath, data in members]
-        batches = [(places[i:i + 8], [data for _, data in members[i:i + 8]])
-                   for i in range(0, len(members), 8)]
-        for batch_places, batch in reversed(batches):
-            sink.write_many(batch_places, batch)
+        sink = export_service.TarSink(f.fileno(), "dataset", path)
+        copier = export_worker.Copier(export_worker.CopyConfig(
+            source=str(stored), tar_path=str(path), tar_prefix="dataset", tar_mtime=sink.mtime,
+            resize=None, quality=95))
+        batches = [range(i, min(i + 8, len(names))) for i in range(0, len(names), 8)]
+        placed = []
+        for number, batch in enumerate(batches):
+            results = copier.read(number, [names[i] for i in batch])
+            assert results == [(len(data), hashlib.sha256(data).hexdigest())
+                               for data in ((stored / names[i]).read_bytes() for i in batch)]
+            placed.append([sink.place(relpaths[i], size) for i, (size, _) in zip(batch, results)])
+        sink.add_bytes("empty.txt", b"")
+        for number in reversed(range(len(batches))):
+            copier.write(number, placed[number][0][0], [member for _, member in placed[number]])
         sink.add_bytes("meta.bin", b"after the batches")
         sink.close()
+        copier.close()
     with tarfile.open(path) as tar:
         read = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
-    assert read == [(f"dataset/{relpath}", data) for relpath, data in members] + [
-        ("dataset/meta.bin", b"after the batches")]
+    assert read == [(f"dataset/{relpath}", (stored / name).read_bytes())
+                    for relpath, name in zip(relpaths, names)] + [
+        ("dataset/empty.txt", b""), ("dataset/meta.bin", b"after the batches")]
 
 
 def test_download_streams_the_tar_and_gzip_and_the_manifest_sits_beside_it(decided_project):
