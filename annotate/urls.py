@@ -6,7 +6,9 @@ from django.urls import include, path
 from annotate import views
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
 
+# Django tries the patterns in order: the API, where the volunteer loop's requests go, first.
 urlpatterns = [
+    path("api/", include("labeling_api.urls")),
     path("", views.project_list, name="project-list"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
@@ -19,7 +21,6 @@ urlpatterns = [
     path("projects/<id:project_id>/export/", views.export_page, name="export"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("api/", include("labeling_api.urls")),
 ]
 
 if settings.BENCH_FLOOR_ENDPOINT:

@@ -6,7 +6,15 @@ from labeling_api import ingest_views, ml_views, review_views, views
 
 app_name = "api"
 
+# Django tries the patterns in order: the volunteer loop's two first (a lease and a vote per
+# label), then the rest.
 urlpatterns = [
+    path(
+        "projects/<id:project_id>/assignments/",
+        views.AssignmentLeaseApi.as_view(),
+        name="assignments",
+    ),
+    path("assignments/<id:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
     path("auth/register/", views.UserRegisterApi.as_view(), name="register"),
     path("auth/token/", views.TokenObtainApi.as_view(), name="token"),
     path("me/", views.MeApi.as_view(), name="me"),
@@ -25,12 +33,6 @@ urlpatterns = [
         ingest_views.NearDuplicateListApi.as_view(),
         name="images-near-duplicates",
     ),
-    path(
-        "projects/<id:project_id>/assignments/",
-        views.AssignmentLeaseApi.as_view(),
-        name="assignments",
-    ),
-    path("assignments/<id:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
     path("assignments/<id:assignment_id>/skip/", views.AssignmentSkipApi.as_view(), name="skip"),
     path("assignments/<id:assignment_id>/undo/", views.VoteUndoApi.as_view(), name="undo"),
     path("images/<id:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
