@@ -552,7 +552,7 @@ class _Copiers:
                         env=environment, stdin=subprocess.DEVNULL))
                     self.connections.append(Connection(ours.detach()))
                 self.unwritten.append(0)
-                self.connections[-1].send(config)
+                self._send(len(self.connections) - 1, config)
         except BaseException:
             self.close()
             raise
@@ -575,11 +575,18 @@ class _Copiers:
         else:
             raise CopyFailed(f"export worker process {self.processes[worker].pid}: {message[2]}")
 
+    def _send(self, worker: int, message: tuple) -> None:
+        try:
+            self.connections[worker].send(message)
+        except OSError:  # the worker has ended: what it said last tells why
+            while True:
+                self._receive(worker)  # raises CopyFailed at its failure or at the end
+
     def read(self, batch: int, names: list[str]) -> None:
         if self.local is not None:
             self.results_of[batch] = self.local.read(batch, names)
         else:
-            self.connections[batch % len(self.connections)].send(("read", batch, names))
+            self._send(batch % len(self.connections), ("read", batch, names))
 
     def results(self, batch: int) -> list[tuple[int, str] | str]:
         while batch not in self.results_of:
@@ -591,7 +598,7 @@ class _Copiers:
             self.local.write(batch, start, members)
         else:
             worker = batch % len(self.connections)
-            self.connections[worker].send(("write", batch, start, members))
+            self._send(worker, ("write", batch, start, members))
             self.unwritten[worker] += 1
 
     def finish(self) -> None:

@@ -365,6 +365,22 @@ def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkey
     assert list((export_dir / export_service.TMP_FOLDER).iterdir()) == []
 
 
+def test_a_worker_that_has_ended_is_reported_with_its_last_words(monkeypatch, tmp_path):
+    # Sending to a worker that has already ended fails; its failure message, still waiting
+    # in the connection, is what the export reports.
+    code = ("import sys\nfrom multiprocessing.connection import Connection\n"
+            "connection = Connection(int(sys.argv[1]))\nconnection.recv()\n"
+            "connection.send(('failed', None, 'RuntimeError: no disk'))\n")
+    monkeypatch.setattr(export_service, "_worker_command",
+                        lambda fd: [sys.executable, "-c", code, str(fd)])
+    config = export_worker.CopyConfig(source=str(tmp_path), tar_path=None, tar_prefix="",
+                                      tar_mtime=0, resize=None, quality=95)
+    with export_service._Copiers(config, 1) as copiers:
+        assert copiers.processes[0].wait(10) == 0
+        with pytest.raises(export_service.CopyFailed, match="RuntimeError: no disk"):
+            copiers.read(0, ["a.jpg"])
+
+
 def test_a_second_copy_of_the_job_leaves_a_claimed_export_alone(decided_project):
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
     Export.objects.filter(pk=export.pk).update(state=Export.State.RUNNING, run_token="first",
