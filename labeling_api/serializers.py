@@ -113,7 +113,9 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict:
     """The lease answer, built without serializer machinery: it is on every volunteer's every
     image. Shape documented (and checked against) AssignmentOutputSerializer."""
     image = assignment.image
-    labels, suggestion = selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
+    # Read with the lease itself where it could be (PostgreSQL), else here.
+    labels, suggestion = getattr(assignment, "labels_and_suggestion", None) or \
+        selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
     return {
         "id": assignment.pk,
         "image": {"id": image.pk, "url": image_url(image.pk), "width": image.width, "height": image.height},

@@ -13,7 +13,7 @@ from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from annotate import rows
+from annotate import rows, selectors
 from annotate.models import Assignment, Image, Project, User, Vote
 from annotate.services import reliability
 from annotate.services.consensus import (
@@ -144,7 +144,9 @@ def _lease_step_by_step(*, project: Project, user: User, assignment: Assignment)
 
 def _lease_in_one_statement(*, project: Project, user: User, assignment: Assignment) -> tuple | None:
     """The steps of _lease_step_by_step() as one statement: one round trip, and no transaction
-    to open and commit. Pick and lock an image, take one of its slots, insert the assignment."""
+    to open and commit. Pick and lock an image, take one of its slots, insert the assignment;
+    and read what the answer shows with it, the labels and the suggestion for that image
+    (kept on the assignment as `labels_and_suggestion`)."""
     now = rows.moment(timezone.now())
     for from_id in _pick_starts(project=project, user=user):
         pick_sql, pick_params = serving_query(project=project, user=user, from_id=from_id)
@@ -155,12 +157,16 @@ def _lease_in_one_statement(*, project: Project, user: User, assignment: Assignm
             " made AS (INSERT INTO annotate_assignment"
             " (created_at, updated_at, image_id, user_id, state, expires_at)"
             " SELECT %s, %s, taken.id, %s, %s, %s FROM taken RETURNING id)"
-            " SELECT picked.id, picked.width, picked.height, made.id FROM picked LEFT JOIN made ON true",
-            [*pick_params, now, now, user.pk, Assignment.State.ACTIVE, rows.moment(assignment.expires_at)],
+            " SELECT picked.id, picked.width, picked.height, made.id,"
+            f" {selectors.labels_and_suggestion_json(image='picked.id')}"
+            " FROM picked LEFT JOIN made ON true",
+            [*pick_params, now, now, user.pk, Assignment.State.ACTIVE, rows.moment(assignment.expires_at),
+             project.pk],
         )
         if row is not None:
             assignment.image_id = row[0]
             rows.inserted(assignment, (row[3],))
+            assignment.labels_and_suggestion = selectors.labels_and_suggestion_of(row[4] or [])
             return row[:3]
     return None
 

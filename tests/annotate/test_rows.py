@@ -31,7 +31,15 @@ def test_columns_build_what_the_orm_loads(model, make):
     assert _field_values(built) == _field_values(loaded)
     # Types too: a datetime is a datetime and a JSON field a dict on every database.
     assert {k: type(v) for k, v in _field_values(built).items()} == {k: type(v) for k, v in _field_values(loaded).items()}
-    assert not built._state.adding
+    # Nothing more and nothing less than the ORM's instance holds, and a state that saves
+    # it as an update of its row.
+    assert set(built.__dict__) == set(loaded.__dict__)
+    assert (built._state.adding, built._state.db) == (loaded._state.adding, loaded._state.db)
+    assert built == loaded and str(built) == str(loaded)
+    rows_before = model.objects.count()
+    built.save()  # an UPDATE of its row (an INSERT would fail on the primary key)
+    assert model.objects.count() == rows_before
+    assert _field_values(model.objects.get(pk=built.pk)) == _field_values(built)
 
 
 def test_insert_sets_defaults_and_auto_fields(project, volunteer):
