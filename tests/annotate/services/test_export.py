@@ -381,6 +381,36 @@ def test_a_worker_that_has_ended_is_reported_with_its_last_words(monkeypatch, tm
             copiers.read(0, ["a.jpg"])
 
 
+def test_an_export_whose_claim_is_taken_mid_way_stops_and_its_workers_end(
+    decided_project, monkeypatch, export_dir, settings
+):
+    settings.EXPORT_PROCESSES = 2
+    settings.EXPORT_PROGRESS_SECONDS = 0  # a heartbeat after every batch
+    workers = []
+    real_close = export_service._Copiers.close
+
+    def close_keeping_processes(copiers):
+        workers.extend(copiers.processes)
+        real_close(copiers)
+
+    monkeypatch.setattr(export_service._Copiers, "close", close_keeping_processes)
+    export = export_service.export_create(project=decided_project["project"], enqueue=False)
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done:  # part of the dataset written: clean-up fails the export meanwhile
+            Export.objects.filter(pk=export.pk).update(state=Export.State.FAILED)
+
+    assert export_service.export_run(export_id=export.pk, run_token="t",
+                                     progress=progress) == "aborted"
+    assert 0 < seen[-1] < sum(SIZES.values())
+    assert len(workers) == 2 and all(process.poll() is not None for process in workers)
+    assert not (export_dir / str(export.pk)).exists()
+    assert list((export_dir / export_service.TMP_FOLDER).iterdir()) == []
+    assert Export.objects.get(pk=export.pk).state == Export.State.FAILED
+
+
 def test_a_second_copy_of_the_job_leaves_a_claimed_export_alone(decided_project):
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
     Export.objects.filter(pk=export.pk).update(state=Export.State.RUNNING, run_token="first",
