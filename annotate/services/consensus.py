@@ -195,14 +195,54 @@ def decision_record(
     history, and update the voters' agreement (plus the `also` stats changes, in the same
     pass). `votes`: the image's (user id, label id) votes when the caller has read them. Call
     while holding the image row lock."""
-    if rule not in Decision.Rule.values:
-        raise ValueError(f"unknown decision rule {rule!r}")
     previous = current_decision(image_id=image.pk)
+    decision_retire(previous)
+    writes = decision_writes(
+        image=image, previous=previous, label_id=label_id, rule=rule, confidence=confidence,
+        votes_count=votes_count, decided_by=decided_by, also=also, votes=votes,
+    )
+    rows.inserted(writes.decision, rows.write_together(writes.statements))
+    reliability.stats_apply(project_id=image.project_id, deltas=writes.stats_left)
+    return writes.decision
+
+
+def decision_retire(previous: Decision | None) -> None:
+    """Make the image's current decision history, before a new one is written: only one
+    decision per image may be current, and the database checks that row by row."""
     if previous is not None:
         rows.execute(
             "UPDATE annotate_decision SET is_current = %s, updated_at = %s WHERE id = %s",
             [False, rows.moment(timezone.now()), previous.pk],
         )
+
+
+@dataclass
+class DecisionWrites:
+    decision: Decision  # not saved yet
+    # Its INSERT (... RETURNING id) first, then the voters' stats where one upsert does them:
+    # to run with rows.write_together(), alone or after other writes.
+    statements: list[tuple[str, list]]
+    # Stats changes that take something away, for reliability.stats_apply() afterwards.
+    stats_left: dict[int, StatsDelta]
+
+
+def decision_writes(
+    *,
+    image: Image,
+    previous: Decision | None,
+    label_id: int | None,
+    rule: str,
+    confidence: float | None,
+    votes_count: int,
+    decided_by=None,
+    also: dict[int, StatsDelta] | None = None,
+    votes: list[tuple[int, int | None]] | None = None,
+) -> DecisionWrites:
+    """The writes that record a new current decision for the image, replacing `previous` (its
+    current decision, read under the image lock, and already retired by decision_retire()),
+    and that update its voters' records, merged with the `also` changes."""
+    if rule not in Decision.Rule.values:
+        raise ValueError(f"unknown decision rule {rule!r}")
     # The database's constraints (one current decision per image; a label or excluded) guard
     # this row; a model full_clean() would cost a query per constraint on the voting path.
     decision = Decision(
@@ -215,7 +255,6 @@ def decision_record(
         decided_by=decided_by,
         replaces=previous,
     )
-    rows.insert(decision)
     deltas = reliability.decision_deltas(
         image_id=image.pk, previous=previous, current=decision, votes=votes
     )
@@ -223,8 +262,11 @@ def decision_record(
         merged = deltas.setdefault(user_id, StatsDelta())
         for field in ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct"):
             setattr(merged, field, getattr(merged, field) + getattr(delta, field))
-    reliability.stats_apply(project_id=image.project_id, deltas=deltas)
-    return decision
+    statements = [rows.insert_statement(decision)]
+    stats = reliability.stats_added_statement(project_id=image.project_id, deltas=deltas)
+    if stats is not None:
+        statements.append(stats)
+    return DecisionWrites(decision, statements, {} if stats is not None else dict(deltas))
 
 
 def current_decision(*, image_id: int) -> Decision | None:

@@ -12,6 +12,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.db import connection
 from django.utils import timezone
 
 from annotate import rows
@@ -37,41 +38,98 @@ class StatsDelta:
     gold_correct: int = 0
 
 
-_STATS_FIELDS = ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct", "estimated_accuracy")
+_COUNT_FIELDS = ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct")
+_STATS_FIELDS = (*_COUNT_FIELDS, "estimated_accuracy")
 
 
-def only_votes_added(delta: StatsDelta) -> bool:
-    return delta.votes > 0 and delta == StatsDelta(votes=delta.votes)
+def _added(field: str) -> str:
+    """SQL for a counter plus its delta in an upsert's DO UPDATE, never below zero."""
+    return f"CASE WHEN s.{field} + excluded.{field} < 0 THEN 0 ELSE s.{field} + excluded.{field} END"
 
 
-def votes_added_statement(*, project_id: int, user_id: int, votes: int) -> tuple[str, list]:
-    """The common case of stats_apply(), a vote that decides nothing, as one statement: the
-    estimate does not depend on the vote count, so adding to it (or starting the volunteer's
-    record at the prior) is all there is to do."""
+# estimated_accuracy() in SQL, over the counters as stats_added_statement() leaves them. Its
+# constants are written as exact decimal literals cast to double precision, so that the
+# arithmetic is the same floating point as Python's.
+def _double(value: float) -> str:
+    return f"CAST('{value!r}' AS DOUBLE PRECISION)"
+
+
+_ACCURACY_SQL = (
+    f"({_double(PRIOR_ACCURACY * PRIOR_STRENGTH)} + {_double(GOLD_WEIGHT)} * {{gold_correct}} + {{agreed_votes}})"
+    f" / ({_double(PRIOR_STRENGTH)} + {_double(GOLD_WEIGHT)} * {{gold_votes}} + {{decided_votes}})"
+).format(**{field: _added(field) for field in _COUNT_FIELDS})
+_STATS_INSERT = (
+    "INSERT INTO annotate_annotatorstats AS s (created_at, updated_at, project_id, user_id,"
+    f" {', '.join(_COUNT_FIELDS)}, estimated_accuracy) "
+)
+_STATS_CONFLICT = (
+    " ON CONFLICT (project_id, user_id) DO UPDATE SET updated_at = excluded.updated_at, "
+    + ", ".join(f"{field} = {_added(field)}" for field in _COUNT_FIELDS)
+    + f", estimated_accuracy = {_ACCURACY_SQL}"
+)
+# PostgreSQL: the volunteers' rows as arrays, so that the statement's text (prepared once per
+# connection) and its number of parameters stay the same for any number of voters.
+_STATS_FROM_ARRAYS = (
+    _STATS_INSERT
+    + "SELECT %s, %s, %s, d.user_id, d.votes, d.decided_votes, d.agreed_votes, d.gold_votes,"
+    " d.gold_correct, d.estimated_accuracy FROM unnest(CAST(%s AS bigint[]), CAST(%s AS integer[]),"
+    " CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]),"
+    " CAST(%s AS double precision[])) AS d(user_id, votes, decided_votes, agreed_votes, gold_votes,"
+    " gold_correct, estimated_accuracy) ORDER BY d.user_id"
+    + _STATS_CONFLICT
+)
+
+
+def stats_added_statement(*, project_id: int, deltas: dict[int, StatsDelta]) -> tuple[str, list] | None:
+    """stats_apply() as one statement, for deltas that only add (None when one takes away):
+    an upsert that adds each delta and re-estimates the accuracy in the database, a volunteer
+    with no record yet starting from zero. Its rows are locked in user-id order, so it may run
+    inside rows.write_together() with other writes.
+
+    (Why not for deltas that take away: the database checks each proposed row against the
+    counters' `>= 0` constraints before it finds the conflict, so a negative delta cannot
+    travel in the row; stats_apply() reads, locks and updates instead.)"""
+    if not deltas or any(getattr(delta, field) < 0 for delta in deltas.values() for field in _COUNT_FIELDS):
+        return None
     now = rows.moment(timezone.now())
-    return (
-        "INSERT INTO annotate_annotatorstats (created_at, updated_at, project_id, user_id, votes,"
-        " decided_votes, agreed_votes, gold_votes, gold_correct, estimated_accuracy)"
-        " VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 0, %s) ON CONFLICT (project_id, user_id)"
-        " DO UPDATE SET votes = annotate_annotatorstats.votes + excluded.votes",
-        [now, now, project_id, user_id, votes, PRIOR_ACCURACY],
-    )
+    records = [
+        (user_id, *(getattr(deltas[user_id], field) for field in _COUNT_FIELDS), estimated_accuracy(
+            gold_votes=deltas[user_id].gold_votes, gold_correct=deltas[user_id].gold_correct,
+            decided_votes=deltas[user_id].decided_votes, agreed_votes=deltas[user_id].agreed_votes,
+        ))
+        for user_id in sorted(deltas)
+    ]
+    if connection.vendor == "postgresql":
+        return _STATS_FROM_ARRAYS, [now, now, project_id, *map(list, zip(*records))]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
+    params = [value for record in records for value in (now, now, project_id, *record)]
+    return f"{_STATS_INSERT}VALUES {values}{_STATS_CONFLICT}", params
 
 
 def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
-    """Add `deltas` (by user id) to the project's annotator stats and re-estimate accuracy.
+    """Add `deltas` (by user id) to the project's annotator stats and re-estimate accuracy;
+    counters never go below zero.
 
     Call inside a transaction; rows are locked in user-id order so two decisions sharing
     voters never deadlock.
     """
+    added = stats_added_statement(project_id=project_id, deltas=deltas)
+    if added is not None:
+        rows.execute(*added)
+        return
     if not deltas:
         return
-    if len(deltas) == 1:
-        (user_id, delta), = deltas.items()
-        if only_votes_added(delta):
-            rows.execute(*votes_added_statement(project_id=project_id, user_id=user_id, votes=delta.votes))
-            return
     user_ids = sorted(deltas)
+    now = rows.moment(timezone.now())
+    # Volunteers with no record yet start at zero and the prior; then every row is read
+    # locked, in user-id order.
+    rows.execute(
+        "INSERT INTO annotate_annotatorstats (created_at, updated_at, project_id, user_id,"
+        f" {', '.join(_COUNT_FIELDS)}, estimated_accuracy) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, 0, 0, 0, 0, 0, %s)"] * len(user_ids))
+        + " ON CONFLICT (project_id, user_id) DO NOTHING",
+        [value for user_id in user_ids for value in (now, now, project_id, user_id, PRIOR_ACCURACY)],
+    )
     stats_columns = rows.columns(AnnotatorStats, "s")
     marks = ", ".join(["%s"] * len(user_ids))
     found = rows.fetch_all(
@@ -79,29 +137,19 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
         f" AND s.user_id IN ({marks}) ORDER BY s.user_id{rows.lock()}",
         [project_id, *user_ids],
     )
-    by_user = {row.user_id: row for row in map(stats_columns.build, found)}
-    for user_id in user_ids:
-        if user_id not in by_user:  # a volunteer's first vote in this project
-            by_user[user_id], _ = AnnotatorStats.objects.select_for_update().get_or_create(
-                project_id=project_id, user_id=user_id, defaults={"estimated_accuracy": PRIOR_ACCURACY}
-            )
     changed = []
-    for user_id in user_ids:
-        row, delta = by_user[user_id], deltas[user_id]
-        row.votes = max(0, row.votes + delta.votes)
-        row.decided_votes = max(0, row.decided_votes + delta.decided_votes)
-        row.agreed_votes = max(0, row.agreed_votes + delta.agreed_votes)
-        row.gold_votes += delta.gold_votes
-        row.gold_correct += delta.gold_correct
+    for row in map(stats_columns.build, found):
+        delta = deltas[row.user_id]
+        for field in _COUNT_FIELDS:
+            setattr(row, field, max(0, getattr(row, field) + getattr(delta, field)))
         row.estimated_accuracy = estimated_accuracy(
             gold_votes=row.gold_votes,
             gold_correct=row.gold_correct,
             decided_votes=row.decided_votes,
             agreed_votes=row.agreed_votes,
         )
-        changed.append([*(getattr(row, field) for field in _STATS_FIELDS), row.pk])
-    # The rows are locked above, in user-id order.
-    assignments = ", ".join(f"{field} = %s" for field in _STATS_FIELDS)
+        changed.append([*(getattr(row, field) for field in _STATS_FIELDS), now, row.pk])
+    assignments = ", ".join(f"{field} = %s" for field in (*_STATS_FIELDS, "updated_at"))
     rows.execute_many(f"UPDATE annotate_annotatorstats SET {assignments} WHERE id = %s", changed)
 
 

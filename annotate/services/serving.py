@@ -14,14 +14,9 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from annotate import rows, selectors
-from annotate.models import Assignment, Image, Project, User, Vote
+from annotate.models import Assignment, Decision, Image, Project, User, Vote
 from annotate.services import reliability
-from annotate.services.consensus import (
-    current_decision,
-    decides,
-    decision_record,
-    image_outcome,
-)
+from annotate.services.consensus import decides, decision_retire, decision_writes, image_outcome
 from annotate.services.reliability import StatsDelta
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
@@ -264,21 +259,24 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
 
 def _vote_target_for_update(
     *, assignment_id: int, user: User, label_id: int | None
-) -> tuple[Assignment, Image, bool, list[tuple[int, int | None]]]:
+) -> tuple[Assignment, Image, bool, list[tuple[int, int | None]], Decision | None]:
     """The assignment, its image (with the project), whether `label_id` is a label of that
-    project, and the image's votes so far as (user id, label id): one statement, one row per
-    vote, that locks the assignment, the image and the voter's row.
+    project, the image's votes so far as (user id, label id), and its current decision: one
+    statement, one row per vote, that locks the assignment, the image and the voter's row.
 
     The voter's row is locked here, first, because the vote's last statement updates it
     together with their annotator stats: every vote takes these locks in the same order."""
     assignment_columns = rows.columns(Assignment, "a")
     image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
+    decision_columns = rows.columns(Decision, "d")
     found = rows.fetch_all(
         f"SELECT {assignment_columns.sql}, {image_columns.sql}, {project_columns.sql},"
+        f" {decision_columns.sql},"
         " EXISTS (SELECT 1 FROM annotate_label l WHERE l.id = %s AND l.project_id = i.project_id),"
         " v.user_id, v.label_id"
         " FROM annotate_assignment a JOIN annotate_image i ON i.id = a.image_id"
         " JOIN annotate_project p ON p.id = i.project_id JOIN annotate_user u ON u.id = a.user_id"
+        " LEFT JOIN annotate_decision d ON d.image_id = i.id AND d.is_current"
         " LEFT JOIN annotate_vote v ON v.image_id = i.id"
         f" WHERE a.id = %s{rows.lock(of='a, i, u')}",
         [label_id, assignment_id],
@@ -288,19 +286,21 @@ def _vote_target_for_update(
     row = found[0]
     images_from = len(assignment_columns)
     projects_from = images_from + len(image_columns)
-    extras_from = projects_from + len(project_columns)
+    decisions_from = projects_from + len(project_columns)
+    extras_from = decisions_from + len(decision_columns)
     assignment = assignment_columns.build(row[:images_from])
     if assignment.user_id != user.pk:
         raise PermissionDenied("This assignment belongs to another volunteer.")
     image = image_columns.build(row[images_from:projects_from])
-    image.project = project_columns.build(row[projects_from:extras_from])
+    image.project = project_columns.build(row[projects_from:decisions_from])
+    decision = None if row[decisions_from] is None else decision_columns.build(row[decisions_from:extras_from])
     votes = [(voter, label) for *_, voter, label in found if voter is not None]
-    return assignment, image, bool(row[extras_from]), votes
+    return assignment, image, bool(row[extras_from]), votes, decision
 
 
 def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
     with transaction.atomic():
-        assignment, image, label_known, votes = _vote_target_for_update(
+        assignment, image, label_known, votes, current = _vote_target_for_update(
             assignment_id=assignment_id, user=user, label_id=label_id
         )
         if assignment.state == Assignment.State.VOTED:
@@ -329,13 +329,11 @@ def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tup
             outcome, rule = image_outcome(image=image, project=project, votes=votes)
             image.state = outcome.state
             decided = outcome if decides(outcome) else None
-        else:
-            # Gold, or decided while this lease was out: the vote is kept but decides nothing;
-            # on a decided image it still counts toward the volunteer's agreement.
-            current = current_decision(image_id=image.pk)
-            if current is not None and not image.is_gold:
-                own.decided_votes = 1
-                own.agreed_votes = int(label_id == current.label_id)
+        elif current is not None and not image.is_gold:
+            # Decided while this lease was out: the vote is kept but decides nothing; it still
+            # counts toward the volunteer's agreement.
+            own.decided_votes = 1
+            own.agreed_votes = int(label_id == current.label_id)
         image.free_slots = image_free_slots(image=image, project=project)
         # The assignment's row lock and state already rule out a second vote; the unique
         # constraint is the last guard (its error rolls the whole vote back, see vote_submit).
@@ -350,18 +348,25 @@ def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tup
              [image.votes_count, image.leases_count, image.free_slots, image.state, at, image.pk]),
             ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [user.pk]),
         ]
-        own_in_writes = decided is None and reliability.only_votes_added(own)
-        if own_in_writes:
-            writes.append(reliability.votes_added_statement(project_id=project.pk, user_id=user.pk, votes=own.votes))
+        # The decision this vote makes, if any, and everyone's stats go in the same statement
+        # (an open image rarely has a decision to retire: one reopened by a reviewer).
+        stats_left = {user.pk: own}
+        if decided is not None:
+            decision_retire(current)
+            record = decision_writes(
+                image=image, previous=current, label_id=decided.label_id, rule=rule,
+                confidence=decided.confidence, votes_count=len(votes), also=stats_left, votes=votes,
+            )
+            writes += record.statements
+            stats_left = record.stats_left
+        else:
+            own_stats = reliability.stats_added_statement(project_id=project.pk, deltas=stats_left)
+            if own_stats is not None:
+                writes.append(own_stats)
+                stats_left = {}
         rows.inserted(vote, rows.write_together(writes))
         assignment.state = Assignment.State.VOTED
-        if decided is not None:
-            decision_record(
-                image=image, label_id=decided.label_id, rule=rule, confidence=decided.confidence,
-                votes_count=len(votes), also={user.pk: own}, votes=votes,
-            )
-        elif not own_in_writes:
-            reliability.stats_apply(project_id=project.pk, deltas={user.pk: own})
+        reliability.stats_apply(project_id=project.pk, deltas=stats_left)
     return vote, image
 
 

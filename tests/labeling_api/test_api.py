@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate.models import Assignment, Image, Label, Project, User, Vote
+from annotate.models import AnnotatorStats, Assignment, Image, Label, Project, User, Vote
 from tests.factories import ImageFactory, ProjectFactory, UserFactory, image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -383,6 +383,28 @@ def test_lease_and_vote_stay_within_their_query_budget(client_for, volunteer, pr
     with django_assert_max_num_queries(vote_budget):
         response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json")
     assert response.status_code == 201
+
+
+def test_a_deciding_vote_stays_within_the_same_budget(client_for, volunteer, other_volunteer, project, labels, django_assert_max_num_queries):
+    """The vote that decides an image also writes the decision and every voter's record: on
+    PostgreSQL in the same statement as the vote, so it costs no more round trips."""
+    project.min_votes, project.max_votes, project.agreement = 2, 3, 0.6
+    project.save()
+    image = ImageFactory(project=project)
+    first = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
+    client_for(volunteer).post(f"/api/assignments/{first['id']}/vote/", {"label": labels[1].pk}, format="json")
+    client = client_for(other_volunteer)  # their first vote: it also starts their record
+    lease = client.post(f"/api/projects/{project.pk}/assignments/").json()
+    assert lease["image"]["id"] == image.pk
+    vote_budget = 4 if connection.vendor == "postgresql" else 12
+    with django_assert_max_num_queries(vote_budget):
+        response = client.post(f"/api/assignments/{lease['id']}/vote/", {"label": labels[1].pk}, format="json")
+    assert response.status_code == 201 and response.json()["image_state"] == "consensus"
+    decision = image.decisions.get(is_current=True)
+    assert (decision.label_id, decision.votes_count, decision.rule) == (labels[1].pk, 2, "majority")
+    for user in (volunteer, other_volunteer):
+        stats = AnnotatorStats.objects.get(project=project, user=user)
+        assert (stats.votes, stats.decided_votes, stats.agreed_votes) == (1, 1, 1)
 
 
 def test_sign_in_and_registration_are_throttled(client_for, volunteer, settings):

@@ -125,6 +125,43 @@ def test_stats_follow_votes_decisions_and_review_overrides():
     assert not AnnotatorStats.objects.filter(user=reviewer).exists()
 
 
+def test_stats_apply_adds_in_the_database_exactly_as_python_estimates():
+    """Deltas that only add go as one upsert that re-estimates in SQL; deltas that take away
+    go through a locked read. Both must leave the counters and the estimate Python computes."""
+    project = ProjectFactory()
+    known, new, other = UserFactory(), UserFactory(), UserFactory()
+    AnnotatorStats.objects.create(
+        project=project, user=known, votes=7, decided_votes=5, agreed_votes=3, gold_votes=2,
+        gold_correct=1, estimated_accuracy=0.5,
+    )
+    AnnotatorStats.objects.create(project=project, user=other, votes=1, estimated_accuracy=0.7)
+    added = {
+        known.pk: reliability.StatsDelta(votes=1, decided_votes=2, agreed_votes=1, gold_votes=1, gold_correct=1),
+        new.pk: reliability.StatsDelta(votes=1, decided_votes=1, agreed_votes=1),
+    }
+    assert reliability.stats_added_statement(project_id=project.pk, deltas=added) is not None
+    reliability.stats_apply(project_id=project.pk, deltas=added)
+    expected = {known.pk: (8, 7, 4, 3, 2), new.pk: (1, 1, 1, 0, 0), other.pk: (1, 0, 0, 0, 0)}
+
+    def check():
+        for stats in AnnotatorStats.objects.filter(project=project):
+            counts = (stats.votes, stats.decided_votes, stats.agreed_votes, stats.gold_votes, stats.gold_correct)
+            assert counts == expected[stats.user_id]
+            if stats.user_id != other.pk:  # untouched: keeps what it had
+                assert stats.estimated_accuracy == reliability.estimated_accuracy(
+                    gold_votes=counts[3], gold_correct=counts[4], decided_votes=counts[1], agreed_votes=counts[2]
+                )
+
+    check()
+    # Taking away: never below zero, and a volunteer with no record yet starts one at zero.
+    newest = UserFactory()
+    taken = {known.pk: reliability.StatsDelta(votes=-1, agreed_votes=-9), newest.pk: reliability.StatsDelta(votes=-1)}
+    assert reliability.stats_added_statement(project_id=project.pk, deltas=taken) is None
+    reliability.stats_apply(project_id=project.pk, deltas=taken)
+    expected.update({known.pk: (7, 7, 0, 3, 2), newest.pk: (0, 0, 0, 0, 0)})
+    check()
+
+
 def test_gold_schedule_falls_with_experience_and_stays_high_for_the_unreliable():
     project = ProjectFactory(gold_rate=0.5, gold_rate_min=0.1, gold_half_life=10, reliability_threshold=0.6)
     assert reliability.gold_rate_for(project=project, stats=None) == 0.5
