@@ -11,6 +11,7 @@ and the ratio floor / lease+vote.
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -37,13 +38,14 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         seeded = volunteer_load.seed(images=args.images, votes_target=3 * args.images, volunteers=50)
         client = Client()
+        rng = random.Random(1)
 
         def cycle(i: int) -> None:
             auth = {"HTTP_AUTHORIZATION": f"Token {seeded['tokens'][i % 50]}"}
             lease = client.post(f"/api/projects/{seeded['project']}/assignments/", **auth)
             assert lease.status_code == 201, lease.content
             vote = client.post(f"/api/assignments/{lease.json()['id']}/vote/",
-                               {"label": seeded["labels"][i % volunteer_load.LABELS]},
+                               {"label": volunteer_load.answer(seeded["labels"], lease.json()["image"]["id"], rng)},
                                content_type="application/json", **auth)
             assert vote.status_code == 201, vote.content
 

@@ -26,8 +26,10 @@ import os
 import signal
 import subprocess
 import sys
+import random
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +41,22 @@ ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 MIN_VOTES, MAX_VOTES = 3, 5
 LABELS = 10
+# Simulated volunteers give an image's true label with this probability, else one of the
+# others at random: most images are then decided at their third vote, as with real crowds.
+# (Until 2026-11-27 the bench voted a fixed label per volunteer, which decided few images.)
+ACCURACY = 0.8
+
+
+def true_label(labels: list[int], image_id: int) -> int:
+    return labels[(image_id * 7919) % len(labels)]
+
+
+def answer(labels: list[int], image_id: int, rng) -> int:
+    """A simulated volunteer's vote on an image."""
+    truth = true_label(labels, image_id)
+    if rng.random() < ACCURACY:
+        return truth
+    return rng.choice([label for label in labels if label != truth])
 
 
 def log(message: str) -> None:
@@ -106,7 +124,8 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
     decisions; then `volunteers` fresh users with tokens for the load."""
     from django.db import connection
 
-    from annotate.models import Assignment, Decision, Image, Label, Project, User, Vote
+    from annotate.models import AnnotatorStats, Assignment, Decision, Image, Label, Project, User, Vote
+    from annotate.services.reliability import estimated_accuracy
     from annotate.services.serving import image_capacity
     from rest_framework.authtoken.models import Token
 
@@ -140,23 +159,56 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
 
         copy_rows(cursor, Image, range(images), image_row)
         voters = [rng.choice(seed_users, size=int(v), replace=False) for v in per_image]
-        answers = rng.choice(label_ids, size=int(per_image.sum()))
         pairs = [(i + 1, int(u)) for i, users in enumerate(voters) for u in users]
+        # Each seeded vote as a simulated volunteer gives it (see answer()).
+        pair_images = np.array([image for image, _ in pairs])
+        truth = (pair_images * 7919) % LABELS
+        wrong = rng.random(len(pairs)) >= ACCURACY
+        picked = np.where(wrong, (truth + rng.integers(1, LABELS, len(pairs))) % LABELS, truth)
+        answers = [label_ids[int(k)] for k in picked]
         copy_rows(cursor, Assignment, range(len(pairs)), lambda k: {
             "id": k + 1, "created_at": now, "updated_at": now, "image_id": pairs[k][0],
             "user_id": base_user + pairs[k][1], "state": "voted", "expires_at": now,
         })
         copy_rows(cursor, Vote, range(len(pairs)), lambda k: {
             "id": k + 1, "created_at": now, "updated_at": now, "image_id": pairs[k][0],
-            "user_id": base_user + pairs[k][1], "assignment_id": k + 1, "label_id": int(answers[k]),
+            "user_id": base_user + pairs[k][1], "assignment_id": k + 1, "label_id": answers[k],
         })
-        decided = [i for i in range(images) if per_image[i] >= MIN_VOTES]
+        # Images with MIN_VOTES or more are decided, for their most common answer; each seed
+        # user's record (votes, votes on decided images, agreeing ones) follows from that.
+        by_image: dict[int, list[int]] = {}
+        for k, (image, _) in enumerate(pairs):
+            by_image.setdefault(image, []).append(k)
+        decision_of = {}
+        for image, ks in by_image.items():
+            if len(ks) >= MIN_VOTES:
+                decision_of[image] = Counter(answers[k] for k in ks).most_common(1)[0]
+        decided = sorted(decision_of)
         copy_rows(cursor, Decision, range(len(decided)), lambda k: {
-            "id": k + 1, "created_at": now, "updated_at": now, "image_id": decided[k] + 1,
-            "label_id": int(answers[0]), "excluded": False, "rule": "majority", "confidence": 0.67,
-            "votes_count": int(per_image[decided[k]]), "is_current": True,
+            "id": k + 1, "created_at": now, "updated_at": now, "image_id": decided[k],
+            "label_id": decision_of[decided[k]][0], "excluded": False, "rule": "majority",
+            "confidence": decision_of[decided[k]][1] / len(by_image[decided[k]]),
+            "votes_count": len(by_image[decided[k]]), "is_current": True,
         })
-        for table in ("annotate_user", "annotate_image", "annotate_assignment", "annotate_vote", "annotate_decision"):
+        records = np.zeros((seed_users, 3), dtype=np.int64)  # votes, decided, agreed
+        for k, (image, user) in enumerate(pairs):
+            records[user, 0] += 1
+            if image in decision_of:
+                records[user, 1] += 1
+                records[user, 2] += int(answers[k] == decision_of[image][0])
+        copy_rows(cursor, AnnotatorStats, range(seed_users), lambda u: {
+            "id": u + 1, "created_at": now, "updated_at": now, "project_id": project.pk,
+            "user_id": base_user + u, "votes": int(records[u, 0]), "decided_votes": int(records[u, 1]),
+            "agreed_votes": int(records[u, 2]), "gold_votes": 0, "gold_correct": 0,
+            "estimated_accuracy": estimated_accuracy(
+                gold_votes=0, gold_correct=0, decided_votes=int(records[u, 1]), agreed_votes=int(records[u, 2])
+            ),
+        })
+        cursor.execute(
+            "UPDATE annotate_user u SET votes_count = s.votes FROM annotate_annotatorstats s WHERE s.user_id = u.id"
+        )
+        for table in ("annotate_user", "annotate_image", "annotate_assignment", "annotate_vote", "annotate_decision",
+                      "annotate_annotatorstats"):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         cursor.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())")
     # Freshly copied rows: vacuum now (hint bits, visibility map, statistics), as a database in
@@ -235,16 +287,17 @@ class Recorder:
                 f"p99 {pct(0.99):6.1f} ms  max {values[-1] * 1000:6.1f} ms  errors {self.errors.get(kind, 0)}")
 
 
-async def label_once(session, base, project, token, label, recorder) -> bool:
+async def label_once(session, base, seeded, token, rng, recorder) -> bool:
     headers = {"Authorization": f"Token {token}"}
     start = time.perf_counter()
-    async with session.post(f"{base}/api/projects/{project}/assignments/", headers=headers) as r:
+    async with session.post(f"{base}/api/projects/{seeded['project']}/assignments/", headers=headers) as r:
         body = await r.json() if r.status == 201 else None
         if r.status != 201:
             recorder.error("lease")
             return False
     recorder.add("lease", time.perf_counter() - start)
     start = time.perf_counter()
+    label = answer(seeded["labels"], body["image"]["id"], rng)
     async with session.post(f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers) as r:
         await r.read()
         if r.status != 201:
@@ -266,6 +319,7 @@ async def closed_loop(base, seeded, concurrency, duration, floor: bool) -> tuple
         async def volunteer(i):
             nonlocal done
             token = seeded["tokens"][i]
+            rng = random.Random(i)
             while time.perf_counter() < deadline:
                 if floor:
                     start = time.perf_counter()
@@ -277,7 +331,7 @@ async def closed_loop(base, seeded, concurrency, duration, floor: bool) -> tuple
                         done += 1
                     else:
                         recorder.error("floor")
-                elif await label_once(session, base, seeded["project"], token, seeded["labels"][i % LABELS], recorder):
+                elif await label_once(session, base, seeded, token, rng, recorder):
                     done += 2  # two requests: lease and vote
 
         started = time.perf_counter()
@@ -293,6 +347,7 @@ async def open_loop(base, seeded, rate, duration, volunteers) -> tuple[Recorder,
 
     recorder = Recorder()
     idle = asyncio.Queue()
+    rngs = [random.Random(i) for i in range(volunteers)]
     for i in range(volunteers):
         idle.put_nowait(i)
     lateness = []
@@ -302,7 +357,7 @@ async def open_loop(base, seeded, rate, duration, volunteers) -> tuple[Recorder,
 
         async def one(i):
             try:
-                await label_once(session, base, seeded["project"], seeded["tokens"][i], seeded["labels"][i % LABELS], recorder)
+                await label_once(session, base, seeded, seeded["tokens"][i], rngs[i], recorder)
             finally:
                 idle.put_nowait(i)
 
