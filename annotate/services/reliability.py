@@ -100,7 +100,9 @@ def stats_added_statement(*, project_id: int, deltas: dict[int, StatsDelta]) -> 
         for user_id in sorted(deltas)
     ]
     if connection.vendor == "postgresql":
-        return _STATS_FROM_ARRAYS, [now, now, project_id, *map(list, zip(*records))]
+        # Each array as its text form: psycopg's list adaptation cost more than the statement.
+        columns = ("{" + ",".join(map(repr, column)) + "}" for column in zip(*records))
+        return _STATS_FROM_ARRAYS, [now, now, project_id, *columns]
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
     params = [value for record in records for value in (now, now, project_id, *record)]
     return f"{_STATS_INSERT}VALUES {values}{_STATS_CONFLICT}", params

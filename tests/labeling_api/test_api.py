@@ -435,3 +435,19 @@ def test_lease_answer_has_the_documented_shape(client_for, volunteer, project, l
     assignment = Assignment.objects.select_related("image").get(pk=body["id"])
     documented = AssignmentOutputSerializer(assignment, context={"labels": labels}).data
     assert body == documented
+
+
+def test_content_negotiation_answers_json_and_still_refuses_what_it_cannot_give(client_for, volunteer, project):
+    """The JSON shortcut (labeling_api.negotiation) changes no answer: JSON for API clients,
+    the browsable API for a browser, 406 for a type no renderer gives."""
+    client = client_for(volunteer)
+    url = f"/api/projects/{project.pk}/"
+    for accept in (None, "*/*", "application/json"):
+        headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+        response = client.get(url, **headers)
+        assert response.status_code == 200 and response["Content-Type"] == "application/json"
+        assert response.json()["id"] == project.pk
+    browser = client.get(url, HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert browser.status_code == 200 and browser["Content-Type"].startswith("text/html")
+    assert client.get(url, HTTP_ACCEPT="application/xml").status_code == 406
+    assert client.get(url + "?format=api", HTTP_ACCEPT="*/*")["Content-Type"].startswith("text/html")
