@@ -165,9 +165,9 @@ def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for):
     image = ImageFactory(project=project)
     client = client_for(UserFactory())
     assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
-    # The connection breaks after the vote rows are written (the vote decides the image, so a
-    # decision follows), before the transaction commits.
-    with mock.patch("annotate.services.serving.decision_record", side_effect=OperationalError("server closed the connection unexpectedly")):
+    # The connection breaks after the vote's rows are written (with the decision it makes and
+    # the voter's record), before the transaction commits.
+    with mock.patch("annotate.services.reliability.stats_apply", side_effect=OperationalError("server closed the connection unexpectedly")):
         response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": label.pk}, format="json")
     assert response.status_code == 503
     assert response["Retry-After"] == "2"
