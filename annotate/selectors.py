@@ -6,7 +6,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from annotate import rows
+from annotate import recent, rows
 from annotate.models import (
     ActiveModel,
     AnnotatorStats,
@@ -21,13 +21,19 @@ from annotate.models import (
 from annotate.services.errors import NotFound
 
 
-def project_get(*, project_id: int) -> Project:
+def project_get(*, project_id: int, recent_ok: bool = False) -> Project:
     """The project, or a NotFound that every face turns into its own 404. (Every lease reads
-    it, hence SQL text: see annotate.rows.)"""
+    it, hence SQL text: see annotate.rows.)
+
+    `recent_ok`: a copy read by this process up to READ_CACHE_SECONDS ago will do (see
+    annotate.recent); for the lease, which reads only settings that rarely change."""
     project_columns = rows.columns(Project, "p")
-    row = rows.fetch_one(f"SELECT {project_columns.sql} FROM annotate_project p WHERE p.id = %s", [project_id])
+    row = recent.get(("project", project_id)) if recent_ok else None
     if row is None:
-        raise NotFound(f"Project {project_id} does not exist.")
+        row = rows.fetch_one(f"SELECT {project_columns.sql} FROM annotate_project p WHERE p.id = %s", [project_id])
+        if row is None:
+            raise NotFound(f"Project {project_id} does not exist.")
+        recent.put(("project", project_id), row)
     return project_columns.build(row)
 
 
@@ -191,11 +197,21 @@ def project_active_model_id(*, project: Project) -> int | None:
 
 
 def user_for_token(*, key: str) -> User | None:
-    """The owner of an API token, in one statement (every API call of a volunteer reads it)."""
+    """The owner of an API token, in one statement (every API call of a volunteer reads it),
+    or none when this process read both up to READ_CACHE_SECONDS ago (see annotate.recent)."""
     user_columns = rows.columns(User, "u")
-    row = rows.fetch_one(
-        f"SELECT {user_columns.sql} FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id"
-        " WHERE t.key = %s",
-        [key],
-    )
-    return None if row is None else user_columns.build(row)
+    owner_id = recent.get(("token", key))
+    row = None if owner_id is None else recent.get(("user", owner_id))
+    if row is None:
+        row = rows.fetch_one(
+            f"SELECT {user_columns.sql} FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id"
+            " WHERE t.key = %s",
+            [key],
+        )
+        if row is None:
+            return None
+        user = user_columns.build(row)
+        recent.put(("token", key), user.pk)
+        recent.put(("user", user.pk), row)
+        return user
+    return user_columns.build(row)

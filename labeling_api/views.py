@@ -405,7 +405,8 @@ class AssignmentLeaseApi(APIView):
         "when the remaining images are leased to others and may need this volunteer later.",
     )
     def post(self, request, project_id: int):
-        project = _project(project_id)
+        # Its serving settings as this process read them up to READ_CACHE_SECONDS ago will do.
+        project = selectors.project_get(project_id=project_id, recent_ok=True)
         assignment = serving.assignment_lease(project=project, user=request.user)
         if assignment is None:
             response = Response(status=status.HTTP_204_NO_CONTENT)

@@ -10,6 +10,17 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def nothing_recent():
+    """Each test starts with no rows kept in this process (annotate.recent): a row kept by an
+    earlier test could carry an id that SQLite hands out again after a rollback."""
+    from annotate import recent
+
+    recent.forget_all()
+    yield
+    recent.forget_all()
+
+
 @pytest.fixture
 def volunteer(db):
     return UserFactory(role=User.Role.VOLUNTEER)

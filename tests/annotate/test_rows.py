@@ -91,7 +91,9 @@ def test_the_serving_statements_are_prepared(project, volunteer):
     assert any("WITH picked AS" in statement for statement in prepared), prepared
 
 
-def test_token_authentication_reads_the_user_and_refuses_bad_tokens(project):
+def test_token_authentication_reads_the_user_and_refuses_bad_tokens(project, settings):
+    # Read on every request here; what a process keeps is tested in test_recent_reads.
+    settings.READ_CACHE_SECONDS = 0
     LabelFactory(project=project)
     ImageFactory(project=project)
     user = UserFactory()

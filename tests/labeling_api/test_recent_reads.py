@@ -1,0 +1,163 @@
+"""The token owners and projects each process keeps for READ_CACHE_SECONDS (annotate.recent):
+fewer statements per request, changes made here applied at once, changes made elsewhere within
+the bound."""
+
+from datetime import datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotate import recent
+from annotate.models import User
+from tests.factories import ImageFactory
+
+
+@pytest.fixture
+def token(volunteer):
+    return Token.objects.create(user=volunteer)
+
+
+def token_client(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+@pytest.fixture
+def later(monkeypatch):
+    """Moves this process's clock for annotate.recent forward by the given seconds."""
+    offset = [0.0]
+    real_clock = recent.clock
+    monkeypatch.setattr(recent, "clock", lambda: real_clock() + offset[0])
+
+    def advance(seconds: float) -> None:
+        offset[0] += seconds
+
+    return advance
+
+
+def statements_of(call) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    assert response.status_code < 300, response.content
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_a_second_lease_reads_neither_the_token_nor_the_project(volunteer, token, project, labels, settings):
+    settings.READ_CACHE_SECONDS = 5
+    for _ in range(2):
+        ImageFactory(project=project)
+    client = token_client(token.key)
+    lease = lambda: client.post(f"/api/projects/{project.pk}/assignments/")  # noqa: E731
+
+    first = statements_of(lease)
+    second = statements_of(lease)
+
+    assert any("authtoken_token" in sql for sql in first)
+    assert any("FROM annotate_project p WHERE" in sql for sql in first)
+    assert not any("authtoken_token" in sql for sql in second)
+    assert not any("FROM annotate_project p WHERE" in sql for sql in second)
+    assert len(second) == len(first) - 2
+
+
+def test_with_no_cache_time_every_request_reads_them(volunteer, token, project, labels, settings):
+    settings.READ_CACHE_SECONDS = 0
+    for _ in range(2):
+        ImageFactory(project=project)
+    client = token_client(token.key)
+    lease = lambda: client.post(f"/api/projects/{project.pk}/assignments/")  # noqa: E731
+    statements_of(lease)
+    assert any("authtoken_token" in sql for sql in statements_of(lease))
+
+
+def test_what_this_process_changes_applies_at_once(client_for, admin_user, volunteer, token, settings):
+    settings.READ_CACHE_SECONDS = 3600
+    client = token_client(token.key)
+    assert client.get("/api/me/").json()["role"] == "volunteer"
+
+    # A role changed through the API (another request, same process): the next call sees it.
+    changed = client_for(admin_user).patch(f"/api/users/{volunteer.pk}/", {"role": "reviewer"}, format="json")
+    assert changed.status_code == 200
+    assert client.get("/api/me/").json()["role"] == "reviewer"
+
+    volunteer.refresh_from_db()
+    volunteer.is_active = False
+    volunteer.save()
+    assert client.get("/api/me/").status_code == 401
+
+    volunteer.is_active = True
+    volunteer.save()
+    assert client.get("/api/me/").status_code == 200
+    token.delete()
+    assert client.get("/api/me/").status_code == 401
+
+
+def test_a_change_made_elsewhere_applies_within_the_cache_time(volunteer, token, settings, later):
+    settings.READ_CACHE_SECONDS = 5
+    client = token_client(token.key)
+    assert client.get("/api/me/").status_code == 200
+    # Another process revokes the token: no signal reaches this one.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM authtoken_token WHERE key = %s", [token.key])
+
+    later(4.9)
+    assert client.get("/api/me/").status_code == 200  # the bounded delay, as documented
+    later(0.2)
+    assert client.get("/api/me/").status_code == 401
+    assert client.get("/api/me/").status_code == 401
+
+
+def test_a_deactivation_elsewhere_applies_within_the_cache_time(volunteer, token, settings, later):
+    settings.READ_CACHE_SECONDS = 5
+    client = token_client(token.key)
+    assert client.get("/api/me/").status_code == 200
+    User.objects.filter(pk=volunteer.pk).update(is_active=False)  # no signal, as from elsewhere
+    later(5.1)
+    response = client.get("/api/me/")
+    assert response.status_code == 401 and "inactive" in response.json()["detail"]
+
+
+def test_a_refused_token_is_not_remembered(volunteer, settings):
+    settings.READ_CACHE_SECONDS = 3600
+    client = token_client("f" * 40)
+    assert client.get("/api/me/").status_code == 401
+    Token.objects.create(user=volunteer, key="f" * 40)
+    assert client.get("/api/me/").status_code == 200
+
+
+def test_a_project_change_applies_to_the_next_lease(client_for, admin_user, volunteer, token, project, labels, settings, later):
+    settings.READ_CACHE_SECONDS = 5
+    for _ in range(4):
+        ImageFactory(project=project)
+    client = token_client(token.key)
+
+    def lease_seconds() -> float:
+        answer = client.post(f"/api/projects/{project.pk}/assignments/")
+        assert answer.status_code == 201
+        expires = datetime.fromisoformat(answer.json()["expires_at"].replace("Z", "+00:00"))
+        return (expires - datetime.now(expires.tzinfo)).total_seconds()
+
+    assert lease_seconds() == pytest.approx(project.lease_seconds, abs=5)
+    # Through the API, in this process: at once.
+    patched = client_for(admin_user).patch(f"/api/projects/{project.pk}/", {"lease_seconds": 3000}, format="json")
+    assert patched.status_code == 200
+    assert lease_seconds() == pytest.approx(3000, abs=5)
+    # By another process: after the cache time.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE annotate_project SET lease_seconds = 6000 WHERE id = %s", [project.pk])
+    later(5.1)
+    assert lease_seconds() == pytest.approx(6000, abs=5)
+
+
+def test_the_memory_is_bounded(settings):
+    """A flood of distinct tokens cannot grow a process: the least recently used go first."""
+    settings.READ_CACHE_SECONDS = 3600
+    recent.put(("token", "first"), 1)
+    for key in range(recent._kept.maxsize):
+        recent.put(("token", key), key)
+    assert recent.get(("token", "first")) is None
+    assert recent.get(("token", recent._kept.maxsize - 1)) == recent._kept.maxsize - 1
+    assert len(recent._kept) == recent._kept.maxsize
