@@ -262,22 +262,29 @@ def _vote_target_for_update(
 ) -> tuple[Assignment, Image, bool, list[tuple[int, int | None]], Decision | None]:
     """The assignment, its image (with the project), whether `label_id` is a label of that
     project, the image's votes so far as (user id, label id), and its current decision: one
-    statement, one row per vote, that locks the assignment, the image and the voter's row.
+    statement that locks the assignment, the image and the voter's row.
 
     The voter's row is locked here, first, because the vote's last statement updates it
     together with their annotator stats: every vote takes these locks in the same order."""
     assignment_columns = rows.columns(Assignment, "a")
     image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
     decision_columns = rows.columns(Decision, "d")
+    if connection.vendor == "postgresql":
+        # The votes as one array of [user, label] pairs: one row to read, not one per vote
+        # with every other column (and its timestamps to parse) repeated.
+        votes_sql = (", (SELECT array_agg(ARRAY[v.user_id, v.label_id] ORDER BY v.id)"
+                     " FROM annotate_vote v WHERE v.image_id = i.id)")
+        votes_join = ""
+    else:
+        votes_sql, votes_join = ", v.user_id, v.label_id", " LEFT JOIN annotate_vote v ON v.image_id = i.id"
     found = rows.fetch_all(
         f"SELECT {assignment_columns.sql}, {image_columns.sql}, {project_columns.sql},"
         f" {decision_columns.sql},"
-        " EXISTS (SELECT 1 FROM annotate_label l WHERE l.id = %s AND l.project_id = i.project_id),"
-        " v.user_id, v.label_id"
+        " EXISTS (SELECT 1 FROM annotate_label l WHERE l.id = %s AND l.project_id = i.project_id)"
+        f"{votes_sql}"
         " FROM annotate_assignment a JOIN annotate_image i ON i.id = a.image_id"
         " JOIN annotate_project p ON p.id = i.project_id JOIN annotate_user u ON u.id = a.user_id"
-        " LEFT JOIN annotate_decision d ON d.image_id = i.id AND d.is_current"
-        " LEFT JOIN annotate_vote v ON v.image_id = i.id"
+        f" LEFT JOIN annotate_decision d ON d.image_id = i.id AND d.is_current{votes_join}"
         f" WHERE a.id = %s{rows.lock(of='a, i, u')}",
         [label_id, assignment_id],
     )
@@ -294,7 +301,10 @@ def _vote_target_for_update(
     image = image_columns.build(row[images_from:projects_from])
     image.project = project_columns.build(row[projects_from:decisions_from])
     decision = None if row[decisions_from] is None else decision_columns.build(row[decisions_from:extras_from])
-    votes = [(voter, label) for *_, voter, label in found if voter is not None]
+    if connection.vendor == "postgresql":
+        votes = [(voter, label) for voter, label in row[extras_from + 1] or []]
+    else:
+        votes = [(voter, label) for *_, voter, label in found if voter is not None]
     return assignment, image, bool(row[extras_from]), votes, decision
 
 
