@@ -1,14 +1,14 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
-from rest_framework.authtoken.models import Token
 
 from annotate import selectors
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's token authentication (same header, same errors) with the token and its user read
-    by one prepared statement: through the ORM this lookup alone took about 1.5 ms per request
-    on the development machine, more than the lease it guards."""
+    by one prepared statement (through the ORM this lookup alone took about 1.5 ms per request
+    on the development machine, more than the lease it guards), and then kept by the process
+    for READ_CACHE_SECONDS (annotate.recent)."""
 
     def authenticate_credentials(self, key):
         user = selectors.user_for_token(key=key)
@@ -16,4 +16,6 @@ class TokenAuthentication(authentication.TokenAuthentication):
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        return user, Token(key=key, user=user)
+        # request.auth is the key itself: nothing here reads the Token instance, and making
+        # one (Model.__init__ setting its user) cost more than the cached lookup above.
+        return user, key

@@ -1,6 +1,8 @@
 """Output shapes shared by several API views. Input serializers live beside their view."""
 
-from django.urls import reverse
+import functools
+
+from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -44,7 +46,19 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
 
 
 def image_url(image_id: int) -> str:
-    return reverse("api:image-file", args=[image_id])
+    # reverse() once per script prefix rather than per image: it was 5% of a lease's time.
+    before, after = _image_url_around_id(get_script_prefix())
+    return f"{before}{image_id}{after}"
+
+
+@functools.lru_cache(maxsize=16)
+def _image_url_around_id(script_prefix: str) -> tuple[str, str]:
+    url = reverse("api:image-file", args=[_URL_MARK])
+    before, _, after = url.partition(str(_URL_MARK))
+    return before, after
+
+
+_URL_MARK = 987654321987  # an id that no other part of the URL contains
 
 
 class ImageRefSerializer(serializers.ModelSerializer):

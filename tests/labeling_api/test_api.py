@@ -451,3 +451,21 @@ def test_content_negotiation_answers_json_and_still_refuses_what_it_cannot_give(
     assert browser.status_code == 200 and browser["Content-Type"].startswith("text/html")
     assert client.get(url, HTTP_ACCEPT="application/xml").status_code == 406
     assert client.get(url + "?format=api", HTTP_ACCEPT="*/*")["Content-Type"].startswith("text/html")
+
+
+def test_image_urls_follow_the_script_prefix():
+    """The image URL is built from a reversed template, per script prefix (a deployment under
+    a sub-path gets its own)."""
+    from django.urls import get_script_prefix, reverse, set_script_prefix
+
+    from labeling_api.serializers import image_url
+
+    before = get_script_prefix()
+    try:
+        for prefix in ("/", "/labeling/"):
+            set_script_prefix(prefix)
+            for image_id in (1, 42, 987654321987, 10**17):
+                assert image_url(image_id) == reverse("api:image-file", args=[image_id])
+        assert image_url(7) == "/labeling/api/images/7/file/"
+    finally:
+        set_script_prefix(before)
