@@ -169,7 +169,7 @@ def insert(instance: Model) -> Model:
     return inserted(instance, fetch_one(*insert_statement(instance)))
 
 
-def write_together(statements: Sequence[tuple[str, Sequence[Any]]]) -> tuple | None:
+def write_together(statements: Sequence[tuple[str, Sequence[Any]]], check: str | None = None) -> tuple | None:
     """Run data-changing statements on different rows as one, and return the RETURNING row of
     the first (None if it has none or changed nothing).
 
@@ -177,8 +177,18 @@ def write_together(statements: Sequence[tuple[str, Sequence[Any]]]) -> tuple | N
     one snapshot, all or nothing. Elsewhere they run one after another (call inside a
     transaction). The order in which PostgreSQL applies them is unspecified, so lock the rows
     they change beforehand wherever lock order matters.
+
+    `check` (PostgreSQL only): an SQL expression evaluated with the statement, which may refer
+    to the RETURNING rows of statement i as `wi`; one that raises an error undoes them all.
     """
     returns = "RETURNING" in statements[0][0]
+    if check is not None:
+        if connection.vendor != "postgresql" or not returns:
+            raise ValueError("a check needs PostgreSQL and a first statement with RETURNING")
+        clauses = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(statements))
+        params = [value for _, statement_params in statements for value in statement_params]
+        found = fetch_one(f"WITH {clauses} SELECT w0.*, {check} FROM w0", params)
+        return None if found is None else found[:-1]
     if connection.vendor != "postgresql":
         found = None
         for index, (sql, params) in enumerate(statements):

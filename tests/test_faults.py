@@ -1,6 +1,7 @@
 """Faults with real services: Redis stopped while volunteers label; the database connection
 dropped between and during requests."""
 
+import contextlib
 import io
 import shutil
 import subprocess
@@ -159,15 +160,26 @@ def test_a_dropped_database_connection_is_reopened_for_the_next_request(tmp_path
         web.stop()
 
 
-def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for):
+@pytest.mark.parametrize("where", ["before COMMIT", "on the single write"])
+def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for, where):
     project = ProjectFactory(min_votes=1, max_votes=1, agreement=1.0)
     label = LabelFactory(project=project)
     image = ImageFactory(project=project)
     client = client_for(UserFactory())
     assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
-    # The connection breaks after the vote's rows are written (with the decision it makes and
-    # the voter's record), before the transaction commits.
-    with mock.patch("annotate.services.reliability.stats_apply", side_effect=OperationalError("server closed the connection unexpectedly")):
+    lost = OperationalError("server closed the connection unexpectedly")
+    if where == "before COMMIT":
+        # The vote in a transaction (SQLite's, and PostgreSQL's when the rows changed since
+        # they were read): the connection breaks after the vote's rows are written (with the
+        # decision it makes and the voter's record), before the transaction commits.
+        patches = [mock.patch("annotate.services.serving._vote_unless_changed", return_value=None),
+                   mock.patch("annotate.services.reliability.stats_apply", side_effect=lost)]
+    else:
+        # The vote as one write statement (PostgreSQL): the connection breaks on it.
+        patches = [mock.patch("annotate.rows.write_together", side_effect=lost)]
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
         response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": label.pk}, format="json")
     assert response.status_code == 503
     assert response["Retry-After"] == "2"

@@ -6,9 +6,11 @@ order when several are taken.
 
 import random
 from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
@@ -249,43 +251,62 @@ def _image_for_update(*, image_id: int) -> Image:
 
 
 def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
-    """Record `user`'s answer for the leased image and apply the consensus rule, all in one
-    transaction. `label_id` None means "none of these". Returns the vote and the image."""
+    """Record `user`'s answer for the leased image and apply the consensus rule, all or nothing.
+    `label_id` None means "none of these". Returns the vote and the image.
+
+    On PostgreSQL most votes are two statements and no transaction: a plain read, then every
+    write in one statement that applies only if the image and the assignment rows are still
+    the versions read (see _vote_unless_changed). Where that cannot be (another vote or a
+    reviewer changed them in between, or the vote needs more than one write statement) it
+    takes the rows' locks and does the same in a transaction."""
     try:
-        return _vote_submit(assignment_id=assignment_id, user=user, label_id=label_id)
+        if connection.vendor == "postgresql":
+            done = _vote_unless_changed(assignment_id=assignment_id, user=user, label_id=label_id)
+            if done is not None:
+                return done
+        return _vote_with_locks(assignment_id=assignment_id, user=user, label_id=label_id)
     except IntegrityError:
         raise Conflict("You already voted on this image.") from None
 
 
-def _vote_target_for_update(
-    *, assignment_id: int, user: User, label_id: int | None
-) -> tuple[Assignment, Image, bool, list[tuple[int, int | None]], Decision | None]:
-    """The assignment, its image (with the project), whether `label_id` is a label of that
-    project, the image's votes so far as (user id, label id), and its current decision: one
-    statement that locks the assignment, the image and the voter's row.
+@dataclass
+class _VoteTarget:
+    assignment: Assignment
+    image: Image  # with its project
+    label_known: bool  # whether the label is one of the project's
+    votes: list[tuple[int, int | None]]  # the image's votes so far: (user id, label id)
+    current: Decision | None  # the image's current decision
+    versions: tuple[str, str] | None  # PostgreSQL: the image's and the assignment's row versions
+
+
+def _vote_target(*, assignment_id: int, user: User, label_id: int | None, lock: bool) -> _VoteTarget:
+    """What a vote needs to know, in one statement; with `lock`, it locks the assignment, the
+    image and the voter's row.
 
     The voter's row is locked here, first, because the vote's last statement updates it
     together with their annotator stats: every vote takes these locks in the same order."""
     assignment_columns = rows.columns(Assignment, "a")
     image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
     decision_columns = rows.columns(Decision, "d")
-    if connection.vendor == "postgresql":
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:
         # The votes as one array of [user, label] pairs: one row to read, not one per vote
-        # with every other column (and its timestamps to parse) repeated.
-        votes_sql = (", (SELECT array_agg(ARRAY[v.user_id, v.label_id] ORDER BY v.id)"
-                     " FROM annotate_vote v WHERE v.image_id = i.id)")
+        # with every other column (and its timestamps to parse) repeated. xmin: the version
+        # of a row, new with every update of it.
+        extra_sql = (", (SELECT array_agg(ARRAY[v.user_id, v.label_id] ORDER BY v.id)"
+                     " FROM annotate_vote v WHERE v.image_id = i.id), i.xmin::text, a.xmin::text")
         votes_join = ""
     else:
-        votes_sql, votes_join = ", v.user_id, v.label_id", " LEFT JOIN annotate_vote v ON v.image_id = i.id"
+        extra_sql, votes_join = ", v.user_id, v.label_id", " LEFT JOIN annotate_vote v ON v.image_id = i.id"
     found = rows.fetch_all(
         f"SELECT {assignment_columns.sql}, {image_columns.sql}, {project_columns.sql},"
         f" {decision_columns.sql},"
         " EXISTS (SELECT 1 FROM annotate_label l WHERE l.id = %s AND l.project_id = i.project_id)"
-        f"{votes_sql}"
+        f"{extra_sql}"
         " FROM annotate_assignment a JOIN annotate_image i ON i.id = a.image_id"
         " JOIN annotate_project p ON p.id = i.project_id JOIN annotate_user u ON u.id = a.user_id"
         f" LEFT JOIN annotate_decision d ON d.image_id = i.id AND d.is_current{votes_join}"
-        f" WHERE a.id = %s{rows.lock(of='a, i, u')}",
+        f" WHERE a.id = %s{rows.lock(of='a, i, u') if lock else ''}",
         [label_id, assignment_id],
     )
     if not found:
@@ -301,83 +322,146 @@ def _vote_target_for_update(
     image = image_columns.build(row[images_from:projects_from])
     image.project = project_columns.build(row[projects_from:decisions_from])
     decision = None if row[decisions_from] is None else decision_columns.build(row[decisions_from:extras_from])
-    if connection.vendor == "postgresql":
+    if postgresql:
         votes = [(voter, label) for voter, label in row[extras_from + 1] or []]
+        versions = (row[extras_from + 2], row[extras_from + 3])
     else:
         votes = [(voter, label) for *_, voter, label in found if voter is not None]
-    return assignment, image, bool(row[extras_from]), votes, decision
+        versions = None
+    return _VoteTarget(assignment, image, bool(row[extras_from]), votes, decision, versions)
 
 
-def _vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
-    with transaction.atomic():
-        assignment, image, label_known, votes, current = _vote_target_for_update(
-            assignment_id=assignment_id, user=user, label_id=label_id
+@dataclass
+class _VotePlan:
+    vote: Vote  # not saved yet; its INSERT is the first of `writes`
+    image: Image
+    writes: list[tuple[str, list]]  # for rows.write_together()
+    retire: Decision | None  # a current decision to retire before the writes
+    stats_left: dict[int, StatsDelta]  # for reliability.stats_apply() after them
+
+
+def _vote_plan(*, target: _VoteTarget, user: User, label_id: int | None, guarded: bool = False) -> _VotePlan:
+    """Check the vote against what was read, apply the consensus rule, and return the writes
+    that record it. `guarded`: the assignment's and the image's UPDATEs (writes 1 and 2) apply
+    only to the row versions read, and say whether they did (RETURNING 1)."""
+    assignment, image, votes, current = target.assignment, target.image, target.votes, target.current
+    if assignment.state == Assignment.State.VOTED:
+        raise Conflict("You already voted on this image.") from None
+    if assignment.state == Assignment.State.SKIPPED:
+        raise Conflict("You skipped this image; it can no longer be voted on.")
+    project = image.project
+    if label_id is not None and not target.label_known:
+        raise InvalidInput(f"Label {label_id} is not a label of this project.", field="label")
+    # An expired lease still holds its slot until it is swept; once swept, the vote is
+    # welcome only if the image still has room for it. Gold images take any number.
+    holds_slot = assignment.state == Assignment.State.ACTIVE
+    if not holds_slot and not image.is_gold and image_free_slots(image=image, project=project) <= 0:
+        raise Conflict("Your lease expired and this image no longer needs your vote.")
+    vote = Vote(image=image, user=user, assignment=assignment, label_id=label_id)
+    image.votes_count += 1
+    if holds_slot:
+        image.leases_count = max(0, image.leases_count - 1)
+    own = StatsDelta(votes=1)
+    if image.is_gold:
+        own.gold_votes = 1
+        own.gold_correct = int(label_id == image.gold_label_id)
+    decided = None
+    if image.state == Image.State.OPEN:
+        votes.append((user.pk, label_id))
+        outcome, rule = image_outcome(image=image, project=project, votes=votes)
+        image.state = outcome.state
+        decided = outcome if decides(outcome) else None
+    elif current is not None and not image.is_gold:
+        # Decided while this lease was out: the vote is kept but decides nothing; it still
+        # counts toward the volunteer's agreement.
+        own.decided_votes = 1
+        own.agreed_votes = int(label_id == current.label_id)
+    image.free_slots = image_free_slots(image=image, project=project)
+    # The assignment's row lock (or version) and state already rule out a second vote; the
+    # unique constraint is the last guard (its error undoes the whole vote, see vote_submit).
+    insert_vote = rows.insert_statement(vote)  # sets vote.created_at
+    at = rows.moment(vote.created_at)
+    guard = ""
+    assignment_params: list = [Assignment.State.VOTED, at, assignment.pk]
+    image_params: list = [image.votes_count, image.leases_count, image.free_slots, image.state, at, image.pk]
+    if guarded:
+        image_version, assignment_version = target.versions
+        guard = " AND xmin = %s::xid RETURNING 1"
+        assignment_params.append(assignment_version)
+        image_params.append(image_version)
+    writes = [
+        insert_vote,
+        ("UPDATE annotate_assignment SET state = %s, updated_at = %s WHERE id = %s" + guard, assignment_params),
+        ("UPDATE annotate_image SET votes_count = %s, leases_count = %s, free_slots = %s,"
+         " state = %s, updated_at = %s WHERE id = %s" + guard, image_params),
+        ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [user.pk]),
+    ]
+    # The decision this vote makes, if any, and everyone's stats go in the same statement
+    # (an open image rarely has a decision to retire: one reopened by a reviewer).
+    stats_left = {user.pk: own}
+    retire = None
+    if decided is not None:
+        retire = current
+        record = decision_writes(
+            image=image, previous=current, label_id=decided.label_id, rule=rule,
+            confidence=decided.confidence, votes_count=len(votes), also=stats_left, votes=votes,
         )
-        if assignment.state == Assignment.State.VOTED:
-            raise Conflict("You already voted on this image.")
-        if assignment.state == Assignment.State.SKIPPED:
-            raise Conflict("You skipped this image; it can no longer be voted on.")
-        project = image.project
-        if label_id is not None and not label_known:
-            raise InvalidInput(f"Label {label_id} is not a label of this project.", field="label")
-        # An expired lease still holds its slot until it is swept; once swept, the vote is
-        # welcome only if the image still has room for it. Gold images take any number.
-        holds_slot = assignment.state == Assignment.State.ACTIVE
-        if not holds_slot and not image.is_gold and image_free_slots(image=image, project=project) <= 0:
-            raise Conflict("Your lease expired and this image no longer needs your vote.")
-        vote = Vote(image=image, user=user, assignment=assignment, label_id=label_id)
-        image.votes_count += 1
-        if holds_slot:
-            image.leases_count = max(0, image.leases_count - 1)
-        own = StatsDelta(votes=1)
-        if image.is_gold:
-            own.gold_votes = 1
-            own.gold_correct = int(label_id == image.gold_label_id)
-        decided = None
-        if image.state == Image.State.OPEN:
-            votes.append((user.pk, label_id))
-            outcome, rule = image_outcome(image=image, project=project, votes=votes)
-            image.state = outcome.state
-            decided = outcome if decides(outcome) else None
-        elif current is not None and not image.is_gold:
-            # Decided while this lease was out: the vote is kept but decides nothing; it still
-            # counts toward the volunteer's agreement.
-            own.decided_votes = 1
-            own.agreed_votes = int(label_id == current.label_id)
-        image.free_slots = image_free_slots(image=image, project=project)
-        # The assignment's row lock and state already rule out a second vote; the unique
-        # constraint is the last guard (its error rolls the whole vote back, see vote_submit).
-        insert_vote = rows.insert_statement(vote)
-        at = rows.moment(vote.created_at)
-        writes = [
-            insert_vote,
-            ("UPDATE annotate_assignment SET state = %s, updated_at = %s WHERE id = %s",
-             [Assignment.State.VOTED, at, assignment.pk]),
-            ("UPDATE annotate_image SET votes_count = %s, leases_count = %s, free_slots = %s,"
-             " state = %s, updated_at = %s WHERE id = %s",
-             [image.votes_count, image.leases_count, image.free_slots, image.state, at, image.pk]),
-            ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [user.pk]),
-        ]
-        # The decision this vote makes, if any, and everyone's stats go in the same statement
-        # (an open image rarely has a decision to retire: one reopened by a reviewer).
-        stats_left = {user.pk: own}
-        if decided is not None:
-            decision_retire(current)
-            record = decision_writes(
-                image=image, previous=current, label_id=decided.label_id, rule=rule,
-                confidence=decided.confidence, votes_count=len(votes), also=stats_left, votes=votes,
-            )
-            writes += record.statements
-            stats_left = record.stats_left
-        else:
-            own_stats = reliability.stats_added_statement(project_id=project.pk, deltas=stats_left)
-            if own_stats is not None:
-                writes.append(own_stats)
-                stats_left = {}
-        rows.inserted(vote, rows.write_together(writes))
-        assignment.state = Assignment.State.VOTED
-        reliability.stats_apply(project_id=project.pk, deltas=stats_left)
-    return vote, image
+        writes += record.statements
+        stats_left = record.stats_left
+    else:
+        own_stats = reliability.stats_added_statement(project_id=project.pk, deltas=stats_left)
+        if own_stats is not None:
+            writes.append(own_stats)
+            stats_left = {}
+    return _VotePlan(vote, image, writes, retire, stats_left)
+
+
+def _vote_with_locks(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
+    with transaction.atomic():
+        target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=True)
+        plan = _vote_plan(target=target, user=user, label_id=label_id)
+        decision_retire(plan.retire)
+        rows.inserted(plan.vote, rows.write_together(plan.writes))
+        target.assignment.state = Assignment.State.VOTED
+        reliability.stats_apply(project_id=plan.image.project_id, deltas=plan.stats_left)
+    return plan.vote, plan.image
+
+
+# The write statement counts the rows that its guarded UPDATEs changed (writes 1 and 2 of
+# _vote_plan: the assignment and the image) and fails unless each changed its row.
+_RETRY_STATES = ("40001", "40P01")
+_UNCHANGED_CHECK = "annotate_unchanged((SELECT count(*) FROM w1) = 1 AND (SELECT count(*) FROM w2) = 1)"
+
+
+def _vote_unless_changed(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image] | None:
+    """The vote as a plain read and one write statement, with no transaction to open and
+    commit (two round trips fewer than _vote_with_locks); None where it must take the locks.
+
+    The write is checked against what the read saw: the image's and the assignment's UPDATEs
+    apply only to the row versions read (xmin), and the statement fails as a whole, with a
+    serialization failure raised by annotate_unchanged() (migration 0012), unless both did.
+    Every change to an image's votes, decision or state updates its row, so an unchanged row
+    means the consensus was decided on the votes that are there. Another failure of this
+    statement (the vote's or a decision's unique index, a deadlock) also leaves nothing behind,
+    and the locked path then finds out what happened."""
+    target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=False)
+    plan = _vote_plan(target=target, user=user, label_id=label_id, guarded=True)
+    if plan.retire is not None or plan.stats_left:
+        return None  # more than one write statement: they need a transaction
+    try:
+        # Inside a caller's transaction (tests, scripts) a savepoint keeps a failure here from
+        # spoiling it; in a web request there is none, and this is a single statement.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            found = rows.write_together(plan.writes, check=_UNCHANGED_CHECK)
+    except (IntegrityError, OperationalError) as error:
+        # Serialization failure (the check) or deadlock: to be tried again with the locks. Any
+        # other operational error (the connection lost) is the caller's.
+        if isinstance(error, OperationalError) and getattr(error.__cause__, "sqlstate", None) not in _RETRY_STATES:
+            raise
+        return None
+    rows.inserted(plan.vote, found)
+    target.assignment.state = Assignment.State.VOTED
+    return plan.vote, plan.image
 
 
 def assignment_skip(*, assignment_id: int, user: User) -> Assignment:
@@ -385,7 +469,7 @@ def assignment_skip(*, assignment_id: int, user: User) -> Assignment:
     with transaction.atomic():
         assignment = _assignment_for_update(assignment_id=assignment_id, user=user)
         if assignment.state == Assignment.State.VOTED:
-            raise Conflict("You already voted on this image.")
+            raise Conflict("You already voted on this image.") from None
         if assignment.state == Assignment.State.ACTIVE:
             _release_leases({assignment.image_id: 1})
         if assignment.state != Assignment.State.SKIPPED:

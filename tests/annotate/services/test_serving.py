@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Assignment, Decision, Image, Project, User, Vote
@@ -234,3 +235,87 @@ def test_undo_is_refused_late_after_a_decision_or_for_others(project, labels, vo
     with pytest.raises(Conflict, match="already decided"):
         serving.vote_undo(assignment_id=second.pk, user=other_volunteer)
     assert Vote.objects.count() == 2
+
+
+def test_a_vote_takes_no_locks_on_postgresql_and_its_locks_elsewhere(volunteer, monkeypatch):
+    """PostgreSQL: a plain read and one guarded write, no transaction. SQLite: the transaction
+    with its locks."""
+    project = ProjectFactory(min_votes=2, max_votes=3, agreement=0.6)
+    label = LabelFactory(project=project)
+    ImageFactory(project=project)
+    paths = []
+    for name in ("_vote_unless_changed", "_vote_with_locks"):
+        original = getattr(serving, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            result = _original(*args, **kwargs)
+            paths.append((_name, result is not None))
+            return result
+
+        monkeypatch.setattr(serving, name, spy)
+    assignment = serving.assignment_lease(project=project, user=volunteer)
+    vote, image = serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+    expected = [("_vote_unless_changed", True)] if connection.vendor == "postgresql" else [("_vote_with_locks", True)]
+    assert paths == expected
+    assert refreshed(assignment).state == Assignment.State.VOTED
+    assert (refreshed(image).votes_count, image.leases_count, image.state) == (1, 0, Image.State.OPEN)
+    assert Vote.objects.get(pk=vote.pk).label_id == label.pk
+    assert refreshed(volunteer).votes_count == 1
+
+
+def test_a_vote_whose_image_changed_after_its_read_is_decided_on_the_fresh_rows(db, monkeypatch):
+    """Another vote lands between this vote's read and its write. The write, made for the rows
+    as read, must not apply: with it the image would count one vote and stay open. The vote is
+    then made again under the locks, sees both votes, and decides the image."""
+    project = ProjectFactory(min_votes=2, max_votes=3, agreement=0.6)
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project)
+    first, second = UserFactory(), UserFactory()
+    first_lease = serving.assignment_lease(project=project, user=first)
+    second_lease = serving.assignment_lease(project=project, user=second)
+    assert first_lease.image_id == second_lease.image_id == image.pk
+
+    original_plan = serving._vote_plan
+    interleaved = []
+
+    def plan_then_another_vote(*, target, user, label_id, guarded=False):
+        plan = original_plan(target=target, user=user, label_id=label_id, guarded=guarded)
+        if guarded and user == first and not interleaved:
+            interleaved.append(True)
+            # As another process would, in a transaction of its own (here a savepoint, which
+            # gives the rows it writes a new version).
+            with transaction.atomic():
+                serving.vote_submit(assignment_id=second_lease.pk, user=second, label_id=label.pk)
+        return plan
+
+    monkeypatch.setattr(serving, "_vote_plan", plan_then_another_vote)
+    vote, decided = serving.vote_submit(assignment_id=first_lease.pk, user=first, label_id=label.pk)
+
+    assert interleaved == ([True] if connection.vendor == "postgresql" else [])
+    image.refresh_from_db()
+    assert (image.votes_count, image.leases_count, image.state) == (
+        (2, 0, Image.State.CONSENSUS) if interleaved else (1, 1, Image.State.OPEN)
+    )
+    assert Vote.objects.filter(image=image).count() == image.votes_count
+    if interleaved:
+        decision = Decision.objects.get(image=image, is_current=True)
+        assert (decision.label_id, decision.votes_count) == (label.pk, 2)
+        assert decided.state == Image.State.CONSENSUS
+    assert refreshed(first).votes_count == 1
+
+
+def test_a_vote_that_would_retire_a_decision_takes_the_locks(volunteer, reviewer, monkeypatch):
+    """An open image with a current decision (reopened by a reviewer) needs two write
+    statements; they run in one transaction."""
+    project = ProjectFactory(min_votes=1, max_votes=3, agreement=1.0)
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project)
+    Decision.objects.create(image=image, label=label, rule=Decision.Rule.MAJORITY, votes_count=0)
+    locked = []
+    original = serving._vote_with_locks
+    monkeypatch.setattr(serving, "_vote_with_locks", lambda **kwargs: locked.append(True) or original(**kwargs))
+    assignment = serving.assignment_lease(project=project, user=volunteer)
+    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+    assert locked == [True]
+    current = Decision.objects.get(image=image, is_current=True)
+    assert current.votes_count == 1 and current.replaces_id is not None
