@@ -21,11 +21,19 @@ from django.db.models.base import ModelState
 
 
 class Columns:
-    """A model's concrete columns under a table alias, and how to make instances of them."""
+    """A model's concrete columns under a table alias, and how to make instances of them.
 
-    def __init__(self, model: type[Model], alias: str):
+    `only`: these fields' columns (the primary key always); the instances leave the others
+    deferred, as `QuerySet.only()` does, and read one from the database if it is used."""
+
+    def __init__(self, model: type[Model], alias: str, only: tuple[str, ...] | None = None):
         self.model = model
-        self.fields = model._meta.concrete_fields
+        self.fields = [
+            field for field in model._meta.concrete_fields
+            if only is None or field.primary_key or field.name in only or field.attname in only
+        ]
+        if only is not None and len(self.fields) != len(set(only) | {model._meta.pk.name}):
+            raise ValueError(f"unknown fields of {model.__name__} in {only}")
         self.attnames = [field.attname for field in self.fields]
         self.sql = ", ".join(f'{alias}."{field.column}"' for field in self.fields)
         self._converters: dict[str, list] = {}
@@ -65,8 +73,8 @@ class Columns:
 
 
 @cache
-def columns(model: type[Model], alias: str) -> Columns:
-    return Columns(model, alias)
+def columns(model: type[Model], alias: str, only: tuple[str, ...] | None = None) -> Columns:
+    return Columns(model, alias, only)
 
 
 def lock(*, of: str | None = None, skip_locked: bool = False) -> str:

@@ -279,14 +279,27 @@ class _VoteTarget:
     versions: tuple[str, str] | None  # PostgreSQL: the image's and the assignment's row versions
 
 
+# The columns a vote uses, of the rows it reads: not the file names, hashes, descriptions and
+# timestamps, which made up most of the row and of the time spent turning it into objects.
+# Any other field is still there if used: read then from the database (Columns' `only`).
+_VOTE_READS = {
+    "assignment": ("image", "user", "state"),
+    "image": ("project", "state", "is_gold", "gold_label", "flagged_for_review", "votes_count",
+              "leases_count", "free_slots"),
+    "project": ("min_votes", "max_votes", "agreement", "mode", "target_confidence", "answer_counts",
+                "gold_rate", "gold_rate_min", "gold_half_life", "reliability_threshold"),
+}
+
+
 def _vote_target(*, assignment_id: int, user: User, label_id: int | None, lock: bool) -> _VoteTarget:
     """What a vote needs to know, in one statement; with `lock`, it locks the assignment, the
     image and the voter's row.
 
     The voter's row is locked here, first, because the vote's last statement updates it
     together with their annotator stats: every vote takes these locks in the same order."""
-    assignment_columns = rows.columns(Assignment, "a")
-    image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
+    assignment_columns = rows.columns(Assignment, "a", _VOTE_READS["assignment"])
+    image_columns = rows.columns(Image, "i", _VOTE_READS["image"])
+    project_columns = rows.columns(Project, "p", _VOTE_READS["project"])
     decision_columns = rows.columns(Decision, "d")
     postgresql = connection.vendor == "postgresql"
     if postgresql:

@@ -109,3 +109,18 @@ def test_token_authentication_reads_the_user_and_refuses_bad_tokens(project, set
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     inactive = client.post(f"/api/projects/{project.pk}/assignments/")
     assert (inactive.status_code, inactive.json()["detail"]) == (401, "User inactive or deleted.")
+
+
+def test_columns_of_some_fields_leave_the_others_deferred(django_assert_num_queries):
+    image = ImageFactory(original_name="cat.jpg", votes_count=2)
+    columns = rows.columns(Image, "i", ("project", "votes_count"))
+    assert columns.sql == 'i."id", i."project_id", i."votes_count"'
+    row = rows.fetch_one(f"SELECT {columns.sql} FROM annotate_image i WHERE i.id = %s", [image.pk])
+    built = columns.build(row)
+    with django_assert_num_queries(0):
+        assert (built.pk, built.project_id, built.votes_count) == (image.pk, image.project_id, 2)
+    assert "original_name" in built.get_deferred_fields()
+    with django_assert_num_queries(1):  # read when used, as QuerySet.only() does
+        assert built.original_name == "cat.jpg"
+    with pytest.raises(ValueError, match="unknown fields"):
+        rows.columns(Image, "i", ("votes_count", "no_such_field"))
