@@ -11,7 +11,8 @@ export PORT DEMO_PASSWORD
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 SQLITE_TESTS ?= tests/annotate/services/test_serving.py tests/annotate/services/test_quality.py \
-	tests/annotate/services/test_consensus.py tests/labeling_api/test_api.py
+	tests/annotate/services/test_consensus.py tests/labeling_api/test_api.py \
+	tests/labeling_api/test_recent_reads.py tests/test_faults.py::test_database_failure_mid_request_is_a_503_and_changes_nothing
 
 .PHONY: install migrate demo run web worker beat test check ci clean
 
