@@ -25,7 +25,15 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "original_name", "state", "votes_count", "leases_count", "is_gold"]
+    list_display = [
+        "id",
+        "project",
+        "original_name",
+        "state",
+        "votes_count",
+        "leases_count",
+        "is_gold",
+    ]
     list_filter = ["project", "state", "is_gold"]
     search_fields = ["original_name", "sha256"]
     # Counters and state change only through the services, which keep them consistent.
@@ -48,7 +56,16 @@ class VoteAdmin(admin.ModelAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
-    list_display = ["id", "image", "label", "excluded", "rule", "confidence", "is_current", "created_at"]
+    list_display = [
+        "id",
+        "image",
+        "label",
+        "excluded",
+        "rule",
+        "confidence",
+        "is_current",
+        "created_at",
+    ]
     list_filter = ["rule", "is_current"]
     raw_id_fields = ["image", "label", "decided_by", "replaces"]
 

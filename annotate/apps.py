@@ -17,5 +17,7 @@ class AnnotateConfig(AppConfig):
         for model in (Token, User, Project):
             for name, signal in (("saved", post_save), ("deleted", post_delete)):
                 signal.connect(
-                    recent.forget_saved_or_deleted, sender=model, dispatch_uid=f"recent-{model.__name__}-{name}"
+                    recent.forget_saved_or_deleted,
+                    sender=model,
+                    dispatch_uid=f"recent-{model.__name__}-{name}",
                 )

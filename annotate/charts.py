@@ -6,7 +6,9 @@ from django.utils.safestring import SafeString, mark_safe
 PALETTE = ["#0b5fff", "#2e9d5b", "#c77c02", "#b3261e", "#7a4dd8", "#1b8fa6", "#5b6470"]
 
 
-def bar_chart(items: list[tuple[str, float]], *, title: str, width: int = 560, bar_height: int = 22) -> SafeString:
+def bar_chart(
+    items: list[tuple[str, float]], *, title: str, width: int = 560, bar_height: int = 22
+) -> SafeString:
     """Horizontal bars, one per (label, value), with the value written at the bar's end."""
     if not items:
         return mark_safe(f'<p class="muted">{escape(title)}: nothing yet.</p>')
@@ -29,8 +31,15 @@ def bar_chart(items: list[tuple[str, float]], *, title: str, width: int = 560, b
     )
 
 
-def line_chart(points: list[tuple[str, float]], *, title: str, width: int = 560, height: int = 180,
-               y_max: float | None = None, percent: bool = False) -> SafeString:
+def line_chart(
+    points: list[tuple[str, float]],
+    *,
+    title: str,
+    width: int = 560,
+    height: int = 180,
+    y_max: float | None = None,
+    percent: bool = False,
+) -> SafeString:
     """A line through (x label, value) points, evenly spaced, with the first and last x labels."""
     if not points:
         return mark_safe(f'<p class="muted">{escape(title)}: nothing yet.</p>')
@@ -40,7 +49,8 @@ def line_chart(points: list[tuple[str, float]], *, title: str, width: int = 560,
     span_y = height - top_pad - bottom
     step = span_x / max(len(points) - 1, 1)
     coords = [
-        (left + index * step, top_pad + span_y * (1 - value / top)) for index, (_, value) in enumerate(points)
+        (left + index * step, top_pad + span_y * (1 - value / top))
+        for index, (_, value) in enumerate(points)
     ]
     path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(coords))
     label = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:g}")

@@ -92,7 +92,9 @@ class Project(TimeStamped):
             models.CheckConstraint(
                 condition=Q(max_votes__gte=F("min_votes")), name="project_max_votes_gte_min"
             ),
-            models.CheckConstraint(condition=Q(min_votes__gte=1), name="project_min_votes_positive"),
+            models.CheckConstraint(
+                condition=Q(min_votes__gte=1), name="project_min_votes_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(agreement__gte=0.5, agreement__lte=1.0), name="project_agreement_range"
             ),
@@ -143,7 +145,9 @@ class Image(TimeStamped):
 
     # Not indexed alone: every index below starts with the project (and each index is more
     # work on every vote, which rewrites the row).
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images", db_index=False)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="images", db_index=False
+    )
     file = models.FileField(upload_to=image_upload_to, max_length=400)
     original_name = models.CharField(max_length=255)
     sha256 = models.CharField(max_length=64)
@@ -248,7 +252,10 @@ class Assignment(TimeStamped):
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="assignments")
     # Indexed by the unique (user, image) constraint.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        db_index=False,
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     expires_at = models.DateTimeField()
@@ -334,7 +341,9 @@ class AnnotatorStats(TimeStamped):
     """One volunteer's record in one project, updated in the transactions that change it."""
 
     # Indexed by the unique (project, user) constraint.
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotators", db_index=False)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="annotators", db_index=False
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_stats"
     )
@@ -372,6 +381,7 @@ class QueuedJob(models.Model):
     def __str__(self) -> str:
         return f"{self.task_name}{tuple(self.args)}"
 
+
 # --- exports (PRODUCT.md section 6) -----------------------------------------------------------
 
 
@@ -404,17 +414,22 @@ class Export(TimeStamped):
         max_length=16, choices=ValLayout.choices, default=ValLayout.FOLDERS
     )
     resize = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(8), MaxValueValidator(8192)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(8), MaxValueValidator(8192)],
         help_text="Shorter side in pixels (never enlarged); empty keeps the size.",
     )
     include_gold = models.BooleanField(default=False)
     min_per_class = models.PositiveIntegerField(
-        default=2, validators=[MinValueValidator(2)],
+        default=2,
+        validators=[MinValueValidator(2)],
         help_text="Classes with fewer decided images are left out (and reported).",
     )
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
-    counts = models.JSONField(default=dict, blank=True, help_text="The manifest without file lists.")
+    counts = models.JSONField(
+        default=dict, blank=True, help_text="The manifest without file lists."
+    )
     location = models.CharField(max_length=1000, blank=True, help_text="Where the files are.")
     size_bytes = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -451,8 +466,13 @@ class SplitAssignment(TimeStamped):
         TRAIN = "train"
         VAL = "val"
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="split_assignments",
-                              db_constraint=False, db_index=False)
+    image = models.ForeignKey(
+        Image,
+        on_delete=models.CASCADE,
+        related_name="split_assignments",
+        db_constraint=False,
+        db_index=False,
+    )
     seed = models.BigIntegerField()
     val_fraction = models.FloatField()
     key = models.CharField(max_length=64)
@@ -543,7 +563,9 @@ class ModelVersion(TimeStamped):
     training_seconds = models.FloatField()
     temperature = models.FloatField(default=1.0)
     top1 = models.FloatField(help_text="Held-out top-1 accuracy.")
-    top5 = models.FloatField(null=True, blank=True, help_text="Held-out top-5, more than 5 classes.")
+    top5 = models.FloatField(
+        null=True, blank=True, help_text="Held-out top-5, more than 5 classes."
+    )
     nll = models.FloatField(null=True, blank=True, help_text="Held-out log loss, calibrated.")
     # label id (as a string: JSON keys) -> {"support", "precision", "recall"}
     per_class = models.JSONField(default=dict)
@@ -554,7 +576,9 @@ class ModelVersion(TimeStamped):
         ordering = ["-id"]
 
     def __str__(self) -> str:
-        return f"model version {self.pk} of project {self.project_id} ({self.arch}, {self.top1:.3f})"
+        return (
+            f"model version {self.pk} of project {self.project_id} ({self.arch}, {self.top1:.3f})"
+        )
 
 
 class ActiveModel(models.Model):

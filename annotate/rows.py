@@ -29,7 +29,8 @@ class Columns:
     def __init__(self, model: type[Model], alias: str, only: tuple[str, ...] | None = None):
         self.model = model
         self.fields = [
-            field for field in model._meta.concrete_fields
+            field
+            for field in model._meta.concrete_fields
             if only is None or field.primary_key or field.name in only or field.attname in only
         ]
         if only is not None and len(self.fields) != len(set(only) | {model._meta.pk.name}):
@@ -47,7 +48,9 @@ class Columns:
             found = []
             for index, field in enumerate(self.fields):
                 column = field.get_col(self.model._meta.db_table)
-                functions = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+                functions = connection.ops.get_db_converters(column) + field.get_db_converters(
+                    connection
+                )
                 if functions:
                     found.append((index, column, functions))
             self._converters[connection.vendor] = found
@@ -146,7 +149,9 @@ class _Insert:
         self.fields = [field for field in meta.concrete_fields if not field.primary_key]
         names = ", ".join(f'"{field.column}"' for field in self.fields)
         marks = ", ".join(["%s"] * len(self.fields))
-        self.sql = f'INSERT INTO "{meta.db_table}" ({names}) VALUES ({marks}) RETURNING "{meta.pk.column}"'
+        self.sql = (
+            f'INSERT INTO "{meta.db_table}" ({names}) VALUES ({marks}) RETURNING "{meta.pk.column}"'
+        )
 
 
 @cache
@@ -159,7 +164,8 @@ def insert_statement(instance: Model) -> tuple[str, list]:
     auto_now fields included), with its parameters."""
     statement = _insert_for(type(instance))
     values = [
-        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in statement.fields
+        field.get_db_prep_save(field.pre_save(instance, True), connection)
+        for field in statement.fields
     ]
     return statement.sql, values
 
@@ -177,7 +183,9 @@ def insert(instance: Model) -> Model:
     return inserted(instance, fetch_one(*insert_statement(instance)))
 
 
-def write_together(statements: Sequence[tuple[str, Sequence[Any]]], check: str | None = None) -> tuple | None:
+def write_together(
+    statements: Sequence[tuple[str, Sequence[Any]]], check: str | None = None
+) -> tuple | None:
     """Run data-changing statements on different rows as one, and return the RETURNING row of
     the first (None if it has none or changed nothing).
 

@@ -30,7 +30,9 @@ def project_get(*, project_id: int, recent_ok: bool = False) -> Project:
     project_columns = rows.columns(Project, "p")
     row = recent.get(("project", project_id)) if recent_ok else None
     if row is None:
-        row = rows.fetch_one(f"SELECT {project_columns.sql} FROM annotate_project p WHERE p.id = %s", [project_id])
+        row = rows.fetch_one(
+            f"SELECT {project_columns.sql} FROM annotate_project p WHERE p.id = %s", [project_id]
+        )
         if row is None:
             raise NotFound(f"Project {project_id} does not exist.")
         recent.put(("project", project_id), row)
@@ -50,7 +52,9 @@ _LABELS_WITH_SUGGESTION = (
 )
 
 
-def labels_and_suggestion(*, project_id: int, image_id: int | None) -> tuple[list[dict], dict | None]:
+def labels_and_suggestion(
+    *, project_id: int, image_id: int | None
+) -> tuple[list[dict], dict | None]:
     """The project's labels as the volunteer sees them, in their order, and the active model's
     suggestion for the image ({label, confidence}) where the project shows suggestions.
 
@@ -67,8 +71,10 @@ def labels_and_suggestion_json(*, image: str) -> str:
     """labels_and_suggestion() as a subquery giving one JSON array of its rows (PostgreSQL), for
     a statement that has the image's id as the SQL expression `image`; its parameter is the
     project's id. The lease statement carries it: one round trip less per image served."""
-    return (f"(SELECT json_agg(json_build_array({_LABEL_COLUMNS}) ORDER BY l.position, l.id)"
-            f"{_LABELS_WITH_SUGGESTION.format(image=image)})")
+    return (
+        f"(SELECT json_agg(json_build_array({_LABEL_COLUMNS}) ORDER BY l.position, l.id)"
+        f"{_LABELS_WITH_SUGGESTION.format(image=image)})"
+    )
 
 
 def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
@@ -116,12 +122,18 @@ def images_awaiting_others(*, project: Project, user: User) -> QuerySet[Image]:
     """Open images `user` has not seen whose every slot is leased to someone else right now:
     work may come back to this user when those leases end in a vote-less way or need more."""
     already_seen = Assignment.objects.filter(user=user, image=OuterRef("pk"))
-    return Image.objects.filter(project=project, state=Image.State.OPEN).exclude(Exists(already_seen))
+    return Image.objects.filter(project=project, state=Image.State.OPEN).exclude(
+        Exists(already_seen)
+    )
 
 
 def project_annotators(*, project: Project) -> QuerySet[AnnotatorStats]:
     """The project's volunteers with their record, most active first."""
-    return AnnotatorStats.objects.filter(project=project).select_related("user").order_by("-votes", "user_id")
+    return (
+        AnnotatorStats.objects.filter(project=project)
+        .select_related("user")
+        .order_by("-votes", "user_id")
+    )
 
 
 def user_stats(*, user: User) -> dict:
@@ -138,7 +150,13 @@ def user_stats(*, user: User) -> dict:
     rank = User.objects.filter(votes_count__gt=votes).count() + 1 if votes else None
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     today = Vote.objects.filter(user=user, created_at__gte=midnight).count()
-    return {"votes": votes, "today": today, "decided_votes": decided_count, "agreement": agreement, "rank": rank}
+    return {
+        "votes": votes,
+        "today": today,
+        "decided_votes": decided_count,
+        "agreement": agreement,
+        "rank": rank,
+    }
 
 
 def leaderboard(*, viewer: User, limit: int = 10) -> list[dict]:
@@ -147,7 +165,9 @@ def leaderboard(*, viewer: User, limit: int = 10) -> list[dict]:
     return [
         {
             "rank": index,
-            "name": user.username if user.show_on_leaderboard or user.pk == viewer.pk else "anonymous volunteer",
+            "name": user.username
+            if user.show_on_leaderboard or user.pk == viewer.pk
+            else "anonymous volunteer",
             "votes": user.votes_count,
             "me": user.pk == viewer.pk,
         }
@@ -184,7 +204,9 @@ def project_active_volunteers(*, project: Project, days: int) -> int:
     since = timezone.now() - timezone.timedelta(days=days)
     return (
         Vote.objects.filter(image__project=project, created_at__gte=since)
-        .values("user_id").distinct().count()
+        .values("user_id")
+        .distinct()
+        .count()
     )
 
 

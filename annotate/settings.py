@@ -92,9 +92,11 @@ else:
     # The hot path's statements (annotate.rows) are prepared on their second run in each
     # connection. Set DB_PREPARE_THRESHOLD to an empty value behind a pooler in transaction
     # mode (PgBouncer), which cannot keep prepared statements; Django's own queries never are.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = env.int(
-        "DB_PREPARE_THRESHOLD", default=2
-    ) if env("DB_PREPARE_THRESHOLD", default="2") else None
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        env.int("DB_PREPARE_THRESHOLD", default=2)
+        if env("DB_PREPARE_THRESHOLD", default="2")
+        else None
+    )
 # Each process keeps the API tokens' owners and the projects' serving settings it read for this
 # many seconds (annotate.recent): a lease is then one statement instead of three. A token
 # deleted, a user deactivated or a project changed by another process takes effect here at
@@ -200,7 +202,10 @@ REST_FRAMEWORK = {
 # Throttle counters are shared by all web processes through the database (a table made by
 # migration annotate 0004), so limits hold across processes and nothing depends on Redis.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "labeling_cache"}
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "labeling_cache",
+    }
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image labeling API",
@@ -212,7 +217,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Ids in paths (annotate.converters.IdConverter) are integers of at most 18 digits.
-    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}},
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
+    },
     # Several models have a `state`; name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "ImageStateEnum": "annotate.models.Image.State",

@@ -38,7 +38,9 @@ def throttle_posts(view):
     def wrapped(request, *args, **kwargs):
         if request.method == "POST" and not AuthPageThrottle().allow_request(request, None):
             return HttpResponse(
-                "Too many attempts; wait a minute and try again.", status=429, content_type="text/plain"
+                "Too many attempts; wait a minute and try again.",
+                status=429,
+                content_type="text/plain",
             )
         return view(request, *args, **kwargs)
 
@@ -97,7 +99,9 @@ def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
     if not request.user.is_reviewer:
         raise PermissionDenied("Only reviewers and admins may review.")
     project = get_object_or_404(Project, pk=project_id)
-    return render(request, "annotate/review.html", {"project": project, "labels": _label_rows(project)})
+    return render(
+        request, "annotate/review.html", {"project": project, "labels": _label_rows(project)}
+    )
 
 
 @login_required
@@ -155,14 +159,21 @@ def _model_context(project: Project) -> dict:
         return {}
     active = selectors.project_active_model_id(project=project)
     rows = [
-        {"label": f"v{v.pk}", "train_size": v.train_size, "accuracy": v.top1, "active": v.pk == active}
+        {
+            "label": f"v{v.pk}",
+            "train_size": v.train_size,
+            "accuracy": v.top1,
+            "active": v.pk == active,
+        }
         for v in versions
     ]
     return {
         "model_versions": rows,
         "accuracy_chart": charts.line_chart(
             [(f"{r['label']} ({r['train_size']} images)", r["accuracy"]) for r in rows],
-            title="Held-out top-1 accuracy by version (training images)", y_max=1.0, percent=True,
+            title="Held-out top-1 accuracy by version (training images)",
+            y_max=1.0,
+            percent=True,
         ),
     }
 
@@ -194,6 +205,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @method_decorator(throttle_posts, name="dispatch")
 class LoginView(auth_views.LoginView):
     """Django's sign-in page, with a limit on attempts per client address."""
+
 
 # --- export page (issue 6): a form, a progress bar and a download link; the script uses the API.
 

@@ -88,7 +88,9 @@ def run_majority(crowd, orders, votes_needed):
         for volunteer in order[:votes_needed]:
             counts[crowd.answer(volunteer, image)] += 1
         votes_used += votes_needed
-        outcome = majority_outcome(counts, min_votes=votes_needed, max_votes=votes_needed, agreement=0.5)
+        outcome = majority_outcome(
+            counts, min_votes=votes_needed, max_votes=votes_needed, agreement=0.5
+        )
         if outcome.state == Image.State.CONSENSUS:
             decided += 1
             correct += int(outcome.label_id == crowd.truth[image])
@@ -102,15 +104,25 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
     and agreement with decisions, as the service keeps them) improve as the run goes on."""
     k = crowd.k
     keys = list(range(k))
-    stats = {v: dict(votes=0, gold_votes=0, gold_correct=0, decided_votes=0, agreed_votes=0) for v in range(crowd.n_volunteers)}
-    estimate = {v: estimated_accuracy(gold_votes=0, gold_correct=0, decided_votes=0, agreed_votes=0) for v in stats}
+    stats = {
+        v: dict(votes=0, gold_votes=0, gold_correct=0, decided_votes=0, agreed_votes=0)
+        for v in range(crowd.n_volunteers)
+    }
+    estimate = {
+        v: estimated_accuracy(gold_votes=0, gold_correct=0, decided_votes=0, agreed_votes=0)
+        for v in stats
+    }
     decided = correct = votes_used = gold_used = disputed = 0
     gold_image = 10**9  # ids for gold items, apart from the real images
     for image, order in enumerate(orders):
         if model_prior:
             # A calibrated model: top answer right with probability equal to its confidence.
             confidence = rng.uniform(0.3, 0.99)
-            top = crowd.truth[image] if rng.random() < confidence else rng.choice([c for c in keys if c != crowd.truth[image]])
+            top = (
+                crowd.truth[image]
+                if rng.random() < confidence
+                else rng.choice([c for c in keys if c != crowd.truth[image]])
+            )
             prior = np.full(k, (1 - confidence) / (k - 1))
             prior[top] = confidence
         else:
@@ -118,7 +130,9 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
         answers, accuracies, voters = [], [], []
         outcome = None
         for volunteer in order[:max_votes]:
-            record = AnnotatorStats(votes=stats[volunteer]["votes"], estimated_accuracy=estimate[volunteer])
+            record = AnnotatorStats(
+                votes=stats[volunteer]["votes"], estimated_accuracy=estimate[volunteer]
+            )
             if rng.random() < gold_rate_for(project=gold_project, stats=record):
                 gold_image += 1  # a gold item: its answer is drawn now, apart from the images
                 truth = int(rng.integers(0, k))
@@ -132,7 +146,14 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
             voters.append(volunteer)
             stats[volunteer]["votes"] += 1
             posterior = one_coin_posterior(answers, accuracies, prior)
-            outcome = dynamic_outcome(posterior, keys, votes=len(answers), min_votes=min_votes, max_votes=max_votes, target_confidence=target)
+            outcome = dynamic_outcome(
+                posterior,
+                keys,
+                votes=len(answers),
+                min_votes=min_votes,
+                max_votes=max_votes,
+                target_confidence=target,
+            )
             if outcome.state != Image.State.OPEN:
                 break
         votes_used += len(answers)
@@ -146,8 +167,15 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
             disputed += 1
         for volunteer in voters:
             s = stats[volunteer]
-            estimate[volunteer] = estimated_accuracy(gold_votes=s["gold_votes"], gold_correct=s["gold_correct"], decided_votes=s["decided_votes"], agreed_votes=s["agreed_votes"])
-    return dict(decided=decided, correct=correct, votes=votes_used, gold=gold_used, disputed=disputed)
+            estimate[volunteer] = estimated_accuracy(
+                gold_votes=s["gold_votes"],
+                gold_correct=s["gold_correct"],
+                decided_votes=s["decided_votes"],
+                agreed_votes=s["agreed_votes"],
+            )
+    return dict(
+        decided=decided, correct=correct, votes=votes_used, gold=gold_used, disputed=disputed
+    )
 
 
 def five_vote_data(crowd, orders):
@@ -162,9 +190,22 @@ def five_vote_data(crowd, orders):
 
 def run_dawid_skene_numpy(crowd, orders):
     items, workers, answers = five_vote_data(crowd, orders)
-    result = dawid_skene(items, workers, answers, n_items=len(orders), n_workers=crowd.n_volunteers, n_classes=crowd.k)
+    result = dawid_skene(
+        items,
+        workers,
+        answers,
+        n_items=len(orders),
+        n_workers=crowd.n_volunteers,
+        n_classes=crowd.k,
+    )
     labels = result.posteriors.argmax(axis=1)
-    return dict(decided=len(orders), correct=int((labels == crowd.truth).sum()), votes=len(items), gold=0, disputed=0)
+    return dict(
+        decided=len(orders),
+        correct=int((labels == crowd.truth).sum()),
+        votes=len(items),
+        gold=0,
+        disputed=0,
+    )
 
 
 def run_dawid_skene_crowdkit(crowd, orders):
@@ -176,13 +217,23 @@ def run_dawid_skene_crowdkit(crowd, orders):
     items, workers, answers = five_vote_data(crowd, orders)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        labels = DawidSkene(n_iter=100).fit_predict(pd.DataFrame({"task": items, "worker": workers, "label": answers}))
+        labels = DawidSkene(n_iter=100).fit_predict(
+            pd.DataFrame({"task": items, "worker": workers, "label": answers})
+        )
     labels = labels.sort_index().to_numpy()
-    return dict(decided=len(orders), correct=int((labels == crowd.truth).sum()), votes=len(items), gold=0, disputed=0)
+    return dict(
+        decided=len(orders),
+        correct=int((labels == crowd.truth).sum()),
+        votes=len(items),
+        gold=0,
+        disputed=0,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
@@ -193,10 +244,17 @@ def main() -> None:
     orders = voter_order(rng, crowd, args.images)
     gold = Project(gold_rate=0.2, gold_rate_min=0.02, gold_half_life=20, reliability_threshold=0.6)
     no_gold = Project(gold_rate=0.0)
+
     def dynamic(target, prior, gold_project, min_votes=2):
         return run_dynamic(
-            crowd, orders, np.random.default_rng(args.seed + 100), min_votes=min_votes,
-            max_votes=MAX_VOTES, target=target, model_prior=prior, gold_project=gold_project,
+            crowd,
+            orders,
+            np.random.default_rng(args.seed + 100),
+            min_votes=min_votes,
+            max_votes=MAX_VOTES,
+            target=target,
+            model_prior=prior,
+            gold_project=gold_project,
         )
 
     rows = [
@@ -214,16 +272,22 @@ def main() -> None:
         rows.append(("Dawid-Skene on 5 votes (crowd-kit)", crowdkit))
 
     honest = crowd.accuracy[~crowd.spammer]
-    print(f"crowd: {args.images} images, {args.classes} classes, {(~crowd.spammer).sum()} volunteers "
-          f"(accuracy {honest.min():.2f}-{honest.max():.2f}, mean {honest.mean():.2f}), "
-          f"{crowd.spammer.sum()} spammers, look-alike class pairs, seed {args.seed}")
-    print(f"{'strategy':40s} {'votes/img':>9s} {'+gold':>6s} {'votes/decided':>13s} {'accuracy':>9s} {'disputed':>9s}")
+    print(
+        f"crowd: {args.images} images, {args.classes} classes, {(~crowd.spammer).sum()} volunteers "
+        f"(accuracy {honest.min():.2f}-{honest.max():.2f}, mean {honest.mean():.2f}), "
+        f"{crowd.spammer.sum()} spammers, look-alike class pairs, seed {args.seed}"
+    )
+    print(
+        f"{'strategy':40s} {'votes/img':>9s} {'+gold':>6s} {'votes/decided':>13s} {'accuracy':>9s} {'disputed':>9s}"
+    )
     for name, r in rows:
         per_image = r["votes"] / args.images
         per_decided = (r["votes"] + r["gold"]) / max(r["decided"], 1)
         accuracy = r["correct"] / max(r["decided"], 1)
-        print(f"{name:40s} {per_image:9.2f} {r['gold'] / args.images:6.2f} {per_decided:13.2f} "
-              f"{accuracy:9.3f} {r['disputed'] / args.images:9.1%}")
+        print(
+            f"{name:40s} {per_image:9.2f} {r['gold'] / args.images:6.2f} {per_decided:13.2f} "
+            f"{accuracy:9.3f} {r['disputed'] / args.images:9.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,9 @@ def make_project(name: str, n: int, classes: int, bases: list[bytes]) -> int:
     def flush() -> None:
         created = Image.objects.bulk_create(batch)
         Decision.objects.bulk_create(
-            Decision(image=image, label=label, rule=Decision.Rule.MAJORITY, confidence=1.0,
-                     votes_count=3)
+            Decision(
+                image=image, label=label, rule=Decision.Rule.MAJORITY, confidence=1.0, votes_count=3
+            )
             for image, label in zip(created, labels_of)
         )
         batch.clear()
@@ -104,9 +105,19 @@ def make_project(name: str, n: int, classes: int, bases: list[bytes]) -> int:
         sha = hashlib.sha256(data).hexdigest()
         relative = f"bench/{project.pk}/{i}.jpg"
         (Path(settings.MEDIA_ROOT) / relative).write_bytes(data)
-        batch.append(Image(project=project, file=relative, original_name=f"{i}.jpg", sha256=sha,
-                           size_bytes=len(data), format="JPEG", width=1, height=1,
-                           state=Image.State.CONSENSUS))
+        batch.append(
+            Image(
+                project=project,
+                file=relative,
+                original_name=f"{i}.jpg",
+                sha256=sha,
+                size_bytes=len(data),
+                format="JPEG",
+                width=1,
+                height=1,
+                state=Image.State.CONSENSUS,
+            )
+        )
         labels_of.append(labels[i % classes])
         if len(batch) >= 2000:
             flush()
@@ -142,9 +153,7 @@ def child(project_id: int, mode: str, out: Path) -> None:
 
     export_service._Copiers.close = close_noting_peaks
     os.sync()  # no dirty pages of an earlier step to write back while this one is timed
-    export = export_service.export_create(
-        project=Project.objects.get(pk=project_id), enqueue=False
-    )
+    export = export_service.export_create(project=Project.objects.get(pk=project_id), enqueue=False)
     profiler = None
     if os.environ.get("BENCH_PROFILE"):
         import cProfile
@@ -155,8 +164,7 @@ def child(project_id: int, mode: str, out: Path) -> None:
     if mode == "job":  # what the Celery job does: one tar file under EXPORT_DIR
         outcome = export_service.export_run(export_id=export.pk, run_token="bench")
     else:  # the command without --tar: a dataset folder
-        outcome = export_service.export_run(export_id=export.pk, run_token="bench",
-                                            destination=out)
+        outcome = export_service.export_run(export_id=export.pk, run_token="bench", destination=out)
     seconds = time.perf_counter() - started
     if profiler is not None:
         import pstats
@@ -165,9 +173,15 @@ def child(project_id: int, mode: str, out: Path) -> None:
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     assert outcome == "done", outcome
     export.refresh_from_db()
-    result = {"seconds": seconds, "peak_rss": peak_rss_mb(), "start_rss": start_rss,
-              "workers_peak_rss": workers_peak[0],
-              "export_id": export.pk, "location": export.location, "bytes": export.size_bytes}
+    result = {
+        "seconds": seconds,
+        "peak_rss": peak_rss_mb(),
+        "start_rss": start_rss,
+        "workers_peak_rss": workers_peak[0],
+        "export_id": export.pk,
+        "location": export.location,
+        "bytes": export.size_bytes,
+    }
     if mode == "job":
         # The download: the tar read in chunks, written to a file.
         download = export_service.export_download(export=export)
@@ -185,7 +199,10 @@ def child(project_id: int, mode: str, out: Path) -> None:
 def run_child(env: dict, project_id: int, mode: str, out: Path) -> dict:
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(project_id), "--mode", mode, "--out", str(out)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if os.environ.get("BENCH_PROFILE"):
         print(done.stderr[-6000:])
@@ -207,8 +224,10 @@ def tar_cf(source_root: Path, relative: str, out: Path, fsync: bool = False) -> 
 
 
 def line(label: str, seconds: float, images: int, megabytes: float, base: float | None) -> str:
-    text = (f"  {label:<28} {seconds:7.2f} s {images / seconds:9.0f} img/s "
-            f"{megabytes / seconds:8.1f} MB/s")
+    text = (
+        f"  {label:<28} {seconds:7.2f} s {images / seconds:9.0f} img/s "
+        f"{megabytes / seconds:8.1f} MB/s"
+    )
     if base is not None:
         text += f"   {base / seconds:5.2f}x tar -cf"
     return text
@@ -228,8 +247,13 @@ def main() -> None:
         return
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-export-"))
-    env = dict(os.environ, DATA_DIR=str(data_dir), EXPORT_DIR=str(data_dir / "exports"),
-               DJANGO_SETTINGS_MODULE="annotate.settings", LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        DATA_DIR=str(data_dir),
+        EXPORT_DIR=str(data_dir / "exports"),
+        DJANGO_SETTINGS_MODULE="annotate.settings",
+        LOG_LEVEL="WARNING",
+    )
     env.pop("REDIS_URL", None)
     database = None
     if os.environ.get("DATABASE_URL"):
@@ -247,9 +271,11 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        print(f"bench/export.py: N={args.n} and 4N={4 * args.n} decided JPEGs (~{args.kb} KB), "
-              f"{args.classes} classes, database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]}, "
-              f"{os.cpu_count()} CPUs")
+        print(
+            f"bench/export.py: N={args.n} and 4N={4 * args.n} decided JPEGs (~{args.kb} KB), "
+            f"{args.classes} classes, database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]}, "
+            f"{os.cpu_count()} CPUs"
+        )
         rng = random.Random(1)
         bases = base_jpegs(200, args.kb, rng)
         sizes = [args.n, 4 * args.n]
@@ -283,25 +309,40 @@ def main() -> None:
             print(f"N={n}: {n} images, {megabytes:.1f} MB of source files")
             print(line("tar -cf (source files)", tar_seconds, n, megabytes, None))
             print(line("tar -cf, then fsync", tar_sync_seconds, n, megabytes, None))
-            print(line("export job (first)", job["seconds"], n, megabytes, tar_seconds)
-                  + f"   {tar_sync_seconds / job['seconds']:5.2f}x tar -cf+fsync")
-            print(line("export job, sides stored", again["seconds"], n, megabytes, tar_seconds)
-                  + f"   {tar_sync_seconds / again['seconds']:5.2f}x tar -cf+fsync")
+            print(
+                line("export job (first)", job["seconds"], n, megabytes, tar_seconds)
+                + f"   {tar_sync_seconds / job['seconds']:5.2f}x tar -cf+fsync"
+            )
+            print(
+                line("export job, sides stored", again["seconds"], n, megabytes, tar_seconds)
+                + f"   {tar_sync_seconds / again['seconds']:5.2f}x tar -cf+fsync"
+            )
             print(line("export command (folder)", folder["seconds"], n, megabytes, tar_seconds))
-            print(line("download stream", job["stream_seconds"], n,
-                       job["stream_bytes"] / 1e6, tar_seconds))
-            print(f"  peak RSS of the export process: {job['peak_rss']:.1f} MB "
-                  f"(+{job['peak_rss'] - job['start_rss']:.1f} MB over its start; "
-                  f"{job['peak_rss_after_stream']:.1f} MB after the download stream); "
-                  f"folder export: {folder['peak_rss']:.1f} MB; "
-                  f"largest worker process: {job['workers_peak_rss']:.1f} MB")
+            print(
+                line(
+                    "download stream",
+                    job["stream_seconds"],
+                    n,
+                    job["stream_bytes"] / 1e6,
+                    tar_seconds,
+                )
+            )
+            print(
+                f"  peak RSS of the export process: {job['peak_rss']:.1f} MB "
+                f"(+{job['peak_rss'] - job['start_rss']:.1f} MB over its start; "
+                f"{job['peak_rss_after_stream']:.1f} MB after the download stream); "
+                f"folder export: {folder['peak_rss']:.1f} MB; "
+                f"largest worker process: {job['workers_peak_rss']:.1f} MB"
+            )
             peaks[n] = job
         small, large = (peaks[n] for n in sizes)
-        print(f"memory 4N/N: peak RSS {large['peak_rss'] / small['peak_rss']:.3f}x "
-              f"(target <= 1.2x); growth over start "
-              f"{large['peak_rss'] - large['start_rss']:.1f} MB at 4N vs "
-              f"{small['peak_rss'] - small['start_rss']:.1f} MB at N; largest worker process "
-              f"{large['workers_peak_rss'] / small['workers_peak_rss']:.3f}x")
+        print(
+            f"memory 4N/N: peak RSS {large['peak_rss'] / small['peak_rss']:.3f}x "
+            f"(target <= 1.2x); growth over start "
+            f"{large['peak_rss'] - large['start_rss']:.1f} MB at 4N vs "
+            f"{small['peak_rss'] - small['start_rss']:.1f} MB at N; largest worker process "
+            f"{large['workers_peak_rss'] / small['workers_peak_rss']:.3f}x"
+        )
     finally:
         from django.db import connections
 
@@ -310,8 +351,9 @@ def main() -> None:
         if database:
             import psycopg
 
-            with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres",
-                                 autocommit=True) as conn:
+            with psycopg.connect(
+                os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", autocommit=True
+            ) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {database}")
 
 

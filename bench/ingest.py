@@ -102,13 +102,16 @@ def main() -> None:
     source = work / "source"
     source.mkdir()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        sizes = list(pool.map(_write_one, [(i, str(source), size) for i in range(args.images)],
-                              chunksize=32))
+        sizes = list(
+            pool.map(_write_one, [(i, str(source), size) for i in range(args.images)], chunksize=32)
+        )
     files = sorted(source.iterdir())
     mean_kib = sum(sizes) / len(sizes) / 1024
-    print(f"{args.images} generated JPEGs of {size[0]}x{size[1]}, mean {mean_kib:.0f} KiB; "
-          f"{args.workers} worker processes on {os.cpu_count()} CPUs; "
-          f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
+    print(
+        f"{args.images} generated JPEGs of {size[0]}x{size[1]}, mean {mean_kib:.0f} KiB; "
+        f"{args.workers} worker processes on {os.cpu_count()} CPUs; "
+        f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+    )
     projects = []
     try:
         base_rates, ingest_rates = [], []
@@ -128,10 +131,14 @@ def main() -> None:
         rerun_rate = args.images / (time.perf_counter() - started)
         assert again.duplicates == args.images and not again.created
         base, rate = sum(base_rates) / len(base_rates), sum(ingest_rates) / len(ingest_rates)
-        print(f"baseline (read + SHA-256 + Pillow decode + write): {base:7.1f} images/s "
-              f"(rounds: {', '.join(f'{r:.1f}' for r in base_rates)})")
-        print(f"ingest (images_import: checks, hashes, CNN copy, rows): {rate:7.1f} images/s "
-              f"(rounds: {', '.join(f'{r:.1f}' for r in ingest_rates)})")
+        print(
+            f"baseline (read + SHA-256 + Pillow decode + write): {base:7.1f} images/s "
+            f"(rounds: {', '.join(f'{r:.1f}' for r in base_rates)})"
+        )
+        print(
+            f"ingest (images_import: checks, hashes, CNN copy, rows): {rate:7.1f} images/s "
+            f"(rounds: {', '.join(f'{r:.1f}' for r in ingest_rates)})"
+        )
         print(f"ingest / baseline: {100 * rate / base:.0f}% (target >= 60%)")
         print(f"re-run of the same import (adds nothing): {rerun_rate:7.1f} images/s")
     finally:

@@ -44,8 +44,10 @@ def write_cache(folder: Path, count: int, seed: int = 0) -> list[tuple[str, int]
         draw = ImageDraw.Draw(img)
         for _ in range(30):
             x, y = rng.randrange(size[0]), rng.randrange(size[1])
-            draw.ellipse((x, y, x + rng.randint(5, 60), y + rng.randint(5, 60)),
-                         fill=tuple(rng.randrange(256) for _ in range(3)))
+            draw.ellipse(
+                (x, y, x + rng.randint(5, 60), y + rng.randint(5, 60)),
+                fill=tuple(rng.randrange(256) for _ in range(3)),
+            )
         path = folder / f"{i:06d}.jpg"
         img.save(path, "JPEG", quality=90)
         samples.append((str(path), i % 10))
@@ -77,7 +79,12 @@ class Timer:
 def pipeline_inference(model, samples, config, device) -> float:
     loader = make_loader(samples, config, training=False, device=device)
     normalize = Normalize().to(device)
-    collect_logits(model, normalize, make_loader(samples[: config.batch_size], config, training=False, device=device), device)
+    collect_logits(
+        model,
+        normalize,
+        make_loader(samples[: config.batch_size], config, training=False, device=device),
+        device,
+    )
     synchronize(device)
     with Timer() as timer:
         logits, _ = collect_logits(model, normalize, loader, device)
@@ -147,24 +154,38 @@ def main() -> None:
     parser.add_argument("--arch", default=env("ML_ARCH", "resnet18"))
     parser.add_argument("--batch-size", type=int, default=int(env("ML_BATCH_SIZE", "32")))
     parser.add_argument("--image-size", type=int, default=int(env("ML_IMAGE_SIZE", "128")))
-    parser.add_argument("--threads", type=int, default=int(env("ML_THREADS", "0")), help="0: all cores")
+    parser.add_argument(
+        "--threads", type=int, default=int(env("ML_THREADS", "0")), help="0: all cores"
+    )
     parser.add_argument("--loader-workers", type=int, default=int(env("ML_LOADER_WORKERS", "0")))
     parser.add_argument("--device", default=env("ML_DEVICE", "auto"))
-    parser.add_argument("--images", type=int, default=0, help="images per measurement (default: by device)")
-    parser.add_argument("--repeats", type=int, default=3, help="pipeline/bare pairs measured per figure")
+    parser.add_argument(
+        "--images", type=int, default=0, help="images per measurement (default: by device)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="pipeline/bare pairs measured per figure"
+    )
     args = parser.parse_args()
 
-    config = TrainConfig(arch=args.arch, batch_size=args.batch_size, image_size=args.image_size,
-                         num_threads=args.threads, num_workers=args.loader_workers,
-                         device=args.device, pretrained=False)
+    config = TrainConfig(
+        arch=args.arch,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        num_threads=args.threads,
+        num_workers=args.loader_workers,
+        device=args.device,
+        pretrained=False,
+    )
     apply_threads(config)
     device = resolve_device(config)
     count = args.images or (16384 if device.type == "cuda" else 320)
     count -= count % config.batch_size
     num_classes = 10
-    print(f"model {config.arch}, batch {config.batch_size}, {config.image_size} px, device {device}"
-          f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
-          f" loader workers {config.num_workers}, {count} images per figure, torch {torch.__version__}")
+    print(
+        f"model {config.arch}, batch {config.batch_size}, {config.image_size} px, device {device}"
+        f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
+        f" loader workers {config.num_workers}, {count} images per figure, torch {torch.__version__}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         samples = write_cache(Path(folder), count)
@@ -172,10 +193,14 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(config, num_classes).model.to(device)
         measures = {
-            "inference": (lambda: pipeline_inference(model, samples, config, device),
-                          lambda: bare_inference(model, count, config, device)),
-            "training": (lambda: pipeline_training(model, samples, config, device),
-                         lambda: bare_training(model, count, config, device, num_classes)),
+            "inference": (
+                lambda: pipeline_inference(model, samples, config, device),
+                lambda: bare_inference(model, count, config, device),
+            ),
+            "training": (
+                lambda: pipeline_training(model, samples, config, device),
+                lambda: bare_training(model, count, config, device, num_classes),
+            ),
         }
         rows = []
         for name, (pipeline, bare) in measures.items():
@@ -183,13 +208,17 @@ def main() -> None:
             pairs = [(pipeline(), bare()) for _ in range(args.repeats)]
             rows.append((name, pairs))
     cpu_note = "" if device.type == "cuda" else " (ratio per CPU second: robust to other load)"
-    print(f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'wall ratio':>11} {'CPU ratio':>10}{cpu_note}")
+    print(
+        f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'wall ratio':>11} {'CPU ratio':>10}{cpu_note}"
+    )
     for name, pairs in rows:
         best_pipeline = max(p[0] for p, _ in pairs)
         best_bare = max(b[0] for _, b in pairs)
         wall_ratio = median([p[0] / b[0] for p, b in pairs])
         cpu_ratio = median([p[1] / b[1] for p, b in pairs])
-        print(f"{name:10} {best_pipeline:15.1f} {best_bare:11.1f} {wall_ratio:11.2f} {cpu_ratio:10.2f}")
+        print(
+            f"{name:10} {best_pipeline:15.1f} {best_bare:11.1f} {wall_ratio:11.2f} {cpu_ratio:10.2f}"
+        )
     print("img/s: best of the repeats; ratios: median over back-to-back pipeline/bare pairs")
 
 

@@ -22,12 +22,19 @@ import volunteer_load  # noqa: E402  (same folder; sets up the repository on sys
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=500, help="lease+vote cycles, in 5 blocks")
     args = parser.parse_args()
-    os.environ.update(DEBUG="False", SECRET_KEY="bench-request-cpu-" + "x" * 40, ALLOWED_HOSTS="testserver",
-                      BENCH_FLOOR_ENDPOINT="True", LOG_LEVEL="WARNING")
+    os.environ.update(
+        DEBUG="False",
+        SECRET_KEY="bench-request-cpu-" + "x" * 40,
+        ALLOWED_HOSTS="testserver",
+        BENCH_FLOOR_ENDPOINT="True",
+        LOG_LEVEL="WARNING",
+    )
     name = volunteer_load.create_database()
     try:
         volunteer_load.setup_django(name)
@@ -36,7 +43,9 @@ def main() -> None:
         from django.test import Client
 
         call_command("migrate", verbosity=0)
-        seeded = volunteer_load.seed(images=args.images, votes_target=3 * args.images, volunteers=50)
+        seeded = volunteer_load.seed(
+            images=args.images, votes_target=3 * args.images, volunteers=50
+        )
         client = Client()
         rng = random.Random(1)
 
@@ -44,9 +53,16 @@ def main() -> None:
             auth = {"HTTP_AUTHORIZATION": f"Token {seeded['tokens'][i % 50]}"}
             lease = client.post(f"/api/projects/{seeded['project']}/assignments/", **auth)
             assert lease.status_code == 201, lease.content
-            vote = client.post(f"/api/assignments/{lease.json()['id']}/vote/",
-                               {"label": volunteer_load.answer(seeded["labels"], lease.json()["image"]["id"], rng)},
-                               content_type="application/json", **auth)
+            vote = client.post(
+                f"/api/assignments/{lease.json()['id']}/vote/",
+                {
+                    "label": volunteer_load.answer(
+                        seeded["labels"], lease.json()["image"]["id"], rng
+                    )
+                },
+                content_type="application/json",
+                **auth,
+            )
             assert vote.status_code == 201, vote.content
 
         def floor(i: int) -> None:
@@ -80,9 +96,15 @@ def main() -> None:
             loop_pg.append((postgres_cpu() - pg) / block / 2)
         f, c = statistics.median(floors), statistics.median(loops)
         print(f"CPU per request (Django + its PostgreSQL backend), medians of 5 blocks of {block}:")
-        print(f"  floor (SELECT+INSERT) {f * 1000:.2f} ms  (PostgreSQL {statistics.median(floor_pg) * 1000:.2f} ms)")
-        print(f"  lease+vote            {c * 1000:.2f} ms  (PostgreSQL {statistics.median(loop_pg) * 1000:.2f} ms)")
-        print(f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops))})")
+        print(
+            f"  floor (SELECT+INSERT) {f * 1000:.2f} ms  (PostgreSQL {statistics.median(floor_pg) * 1000:.2f} ms)"
+        )
+        print(
+            f"  lease+vote            {c * 1000:.2f} ms  (PostgreSQL {statistics.median(loop_pg) * 1000:.2f} ms)"
+        )
+        print(
+            f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops))})"
+        )
     finally:
         from django.db import connections
 

@@ -127,14 +127,28 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
     decisions; then `volunteers` fresh users with tokens for the load."""
     from django.db import connection
 
-    from annotate.models import AnnotatorStats, Assignment, Decision, Image, Label, Project, User, Vote
+    from annotate.models import (
+        AnnotatorStats,
+        Assignment,
+        Decision,
+        Image,
+        Label,
+        Project,
+        User,
+        Vote,
+    )
     from annotate.services.reliability import estimated_accuracy
     from annotate.services.serving import image_capacity
     from rest_framework.authtoken.models import Token
 
     rng = np.random.default_rng(1)
-    project = Project.objects.create(name="load", min_votes=MIN_VOTES, max_votes=MAX_VOTES, agreement=0.6)
-    labels = [Label.objects.create(project=project, wnid=f"n{i:08d}", name=f"class {i}", position=i) for i in range(LABELS)]
+    project = Project.objects.create(
+        name="load", min_votes=MIN_VOTES, max_votes=MAX_VOTES, agreement=0.6
+    )
+    labels = [
+        Label.objects.create(project=project, wnid=f"n{i:08d}", name=f"class {i}", position=i)
+        for i in range(LABELS)
+    ]
     label_ids = [l.pk for l in labels]
     now = datetime.now(timezone.utc)
     mean = votes_target / images
@@ -143,21 +157,50 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
     base_user = 1_000_000
     with connection.cursor() as django_cursor:
         cursor = django_cursor.connection.cursor()
-        copy_rows(cursor, User, range(seed_users), lambda i: {
-            "id": base_user + i, "username": f"seed{i}", "password": "!", "role": "volunteer",
-            "is_superuser": False, "is_staff": False, "is_active": True, "date_joined": now,
-            "first_name": "", "last_name": "", "email": "", "votes_count": 0,
-        })
+        copy_rows(
+            cursor,
+            User,
+            range(seed_users),
+            lambda i: {
+                "id": base_user + i,
+                "username": f"seed{i}",
+                "password": "!",
+                "role": "volunteer",
+                "is_superuser": False,
+                "is_staff": False,
+                "is_active": True,
+                "date_joined": now,
+                "first_name": "",
+                "last_name": "",
+                "email": "",
+                "votes_count": 0,
+            },
+        )
 
         def image_row(i):
             v = int(per_image[i])
             state = "consensus" if v >= MIN_VOTES else "open"
-            free = image_capacity(votes_count=v, min_votes=MIN_VOTES, max_votes=MAX_VOTES) if state == "open" else 0
+            free = (
+                image_capacity(votes_count=v, min_votes=MIN_VOTES, max_votes=MAX_VOTES)
+                if state == "open"
+                else 0
+            )
             return {
-                "id": i + 1, "created_at": now, "updated_at": now, "project_id": project.pk,
-                "file": f"images/load/{i}.jpg", "original_name": f"{i}.jpg", "sha256": f"{i:064x}",
-                "size_bytes": 1000, "format": "JPEG", "width": 500, "height": 375, "state": state,
-                "votes_count": v, "leases_count": 0, "free_slots": free,
+                "id": i + 1,
+                "created_at": now,
+                "updated_at": now,
+                "project_id": project.pk,
+                "file": f"images/load/{i}.jpg",
+                "original_name": f"{i}.jpg",
+                "sha256": f"{i:064x}",
+                "size_bytes": 1000,
+                "format": "JPEG",
+                "width": 500,
+                "height": 375,
+                "state": state,
+                "votes_count": v,
+                "leases_count": 0,
+                "free_slots": free,
             }
 
         copy_rows(cursor, Image, range(images), image_row)
@@ -169,14 +212,34 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         wrong = rng.random(len(pairs)) >= ACCURACY
         picked = np.where(wrong, (truth + rng.integers(1, LABELS, len(pairs))) % LABELS, truth)
         answers = [label_ids[int(k)] for k in picked]
-        copy_rows(cursor, Assignment, range(len(pairs)), lambda k: {
-            "id": k + 1, "created_at": now, "updated_at": now, "image_id": pairs[k][0],
-            "user_id": base_user + pairs[k][1], "state": "voted", "expires_at": now,
-        })
-        copy_rows(cursor, Vote, range(len(pairs)), lambda k: {
-            "id": k + 1, "created_at": now, "updated_at": now, "image_id": pairs[k][0],
-            "user_id": base_user + pairs[k][1], "assignment_id": k + 1, "label_id": answers[k],
-        })
+        copy_rows(
+            cursor,
+            Assignment,
+            range(len(pairs)),
+            lambda k: {
+                "id": k + 1,
+                "created_at": now,
+                "updated_at": now,
+                "image_id": pairs[k][0],
+                "user_id": base_user + pairs[k][1],
+                "state": "voted",
+                "expires_at": now,
+            },
+        )
+        copy_rows(
+            cursor,
+            Vote,
+            range(len(pairs)),
+            lambda k: {
+                "id": k + 1,
+                "created_at": now,
+                "updated_at": now,
+                "image_id": pairs[k][0],
+                "user_id": base_user + pairs[k][1],
+                "assignment_id": k + 1,
+                "label_id": answers[k],
+            },
+        )
         # Images with MIN_VOTES or more are decided, for their most common answer; each seed
         # user's record (votes, votes on decided images, agreeing ones) follows from that.
         by_image: dict[int, list[int]] = {}
@@ -187,33 +250,69 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             if len(ks) >= MIN_VOTES:
                 decision_of[image] = Counter(answers[k] for k in ks).most_common(1)[0]
         decided = sorted(decision_of)
-        copy_rows(cursor, Decision, range(len(decided)), lambda k: {
-            "id": k + 1, "created_at": now, "updated_at": now, "image_id": decided[k],
-            "label_id": decision_of[decided[k]][0], "excluded": False, "rule": "majority",
-            "confidence": decision_of[decided[k]][1] / len(by_image[decided[k]]),
-            "votes_count": len(by_image[decided[k]]), "is_current": True,
-        })
+        copy_rows(
+            cursor,
+            Decision,
+            range(len(decided)),
+            lambda k: {
+                "id": k + 1,
+                "created_at": now,
+                "updated_at": now,
+                "image_id": decided[k],
+                "label_id": decision_of[decided[k]][0],
+                "excluded": False,
+                "rule": "majority",
+                "confidence": decision_of[decided[k]][1] / len(by_image[decided[k]]),
+                "votes_count": len(by_image[decided[k]]),
+                "is_current": True,
+            },
+        )
         records = np.zeros((seed_users, 3), dtype=np.int64)  # votes, decided, agreed
         for k, (image, user) in enumerate(pairs):
             records[user, 0] += 1
             if image in decision_of:
                 records[user, 1] += 1
                 records[user, 2] += int(answers[k] == decision_of[image][0])
-        copy_rows(cursor, AnnotatorStats, range(seed_users), lambda u: {
-            "id": u + 1, "created_at": now, "updated_at": now, "project_id": project.pk,
-            "user_id": base_user + u, "votes": int(records[u, 0]), "decided_votes": int(records[u, 1]),
-            "agreed_votes": int(records[u, 2]), "gold_votes": 0, "gold_correct": 0,
-            "estimated_accuracy": estimated_accuracy(
-                gold_votes=0, gold_correct=0, decided_votes=int(records[u, 1]), agreed_votes=int(records[u, 2])
-            ),
-        })
+        copy_rows(
+            cursor,
+            AnnotatorStats,
+            range(seed_users),
+            lambda u: {
+                "id": u + 1,
+                "created_at": now,
+                "updated_at": now,
+                "project_id": project.pk,
+                "user_id": base_user + u,
+                "votes": int(records[u, 0]),
+                "decided_votes": int(records[u, 1]),
+                "agreed_votes": int(records[u, 2]),
+                "gold_votes": 0,
+                "gold_correct": 0,
+                "estimated_accuracy": estimated_accuracy(
+                    gold_votes=0,
+                    gold_correct=0,
+                    decided_votes=int(records[u, 1]),
+                    agreed_votes=int(records[u, 2]),
+                ),
+            },
+        )
         cursor.execute(
             "UPDATE annotate_user u SET votes_count = s.votes FROM annotate_annotatorstats s WHERE s.user_id = u.id"
         )
-        for table in ("annotate_user", "annotate_image", "annotate_assignment", "annotate_vote", "annotate_decision",
-                      "annotate_annotatorstats"):
-            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-        cursor.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())")
+        for table in (
+            "annotate_user",
+            "annotate_image",
+            "annotate_assignment",
+            "annotate_vote",
+            "annotate_decision",
+            "annotate_annotatorstats",
+        ):
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        cursor.execute(
+            "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())"
+        )
     # Freshly copied rows: vacuum now (hint bits, visibility map, statistics), as a database in
     # steady state would be, or autovacuum does it in the middle of the measurement.
     import psycopg
@@ -224,8 +323,13 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
     for i in range(volunteers):
         user = User.objects.create(username=f"load{i}")
         tokens.append(Token.objects.create(user=user).key)
-    return {"project": project.pk, "labels": label_ids, "tokens": tokens, "votes": len(pairs),
-            "open": int((per_image < MIN_VOTES).sum())}
+    return {
+        "project": project.pk,
+        "labels": label_ids,
+        "tokens": tokens,
+        "votes": len(pairs),
+        "open": int((per_image < MIN_VOTES).sum()),
+    }
 
 
 # --- server -----------------------------------------------------------------------------------
@@ -286,14 +390,18 @@ class Recorder:
         if not values:
             return f"{kind:6s} no samples"
         pct = lambda p: values[min(len(values) - 1, int(p * len(values)))] * 1000  # noqa: E731
-        return (f"{kind:6s} n={len(values):6d}  p50 {pct(0.50):6.1f} ms  p95 {pct(0.95):6.1f} ms  "
-                f"p99 {pct(0.99):6.1f} ms  max {values[-1] * 1000:6.1f} ms  errors {self.errors.get(kind, 0)}")
+        return (
+            f"{kind:6s} n={len(values):6d}  p50 {pct(0.50):6.1f} ms  p95 {pct(0.95):6.1f} ms  "
+            f"p99 {pct(0.99):6.1f} ms  max {values[-1] * 1000:6.1f} ms  errors {self.errors.get(kind, 0)}"
+        )
 
 
 async def label_once(session, base, seeded, token, rng, recorder) -> bool:
     headers = {"Authorization": f"Token {token}"}
     start = time.perf_counter()
-    async with session.post(f"{base}/api/projects/{seeded['project']}/assignments/", headers=headers) as r:
+    async with session.post(
+        f"{base}/api/projects/{seeded['project']}/assignments/", headers=headers
+    ) as r:
         body = await r.json() if r.status == 201 else None
         if r.status != 201:
             recorder.error("lease")
@@ -301,7 +409,9 @@ async def label_once(session, base, seeded, token, rng, recorder) -> bool:
     recorder.add("lease", time.perf_counter() - start)
     start = time.perf_counter()
     label = answer(seeded["labels"], body["image"]["id"], rng)
-    async with session.post(f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers) as r:
+    async with session.post(
+        f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers
+    ) as r:
         await r.read()
         if r.status != 201:
             recorder.error("vote")
@@ -310,7 +420,9 @@ async def label_once(session, base, seeded, token, rng, recorder) -> bool:
     return True
 
 
-async def closed_loop(base, seeded, concurrency, duration, floor: bool, recorder: Recorder | None = None) -> tuple[float, Recorder]:
+async def closed_loop(
+    base, seeded, concurrency, duration, floor: bool, recorder: Recorder | None = None
+) -> tuple[float, Recorder]:
     import aiohttp
 
     recorder = recorder or Recorder()
@@ -326,7 +438,9 @@ async def closed_loop(base, seeded, concurrency, duration, floor: bool, recorder
             while time.perf_counter() < deadline:
                 if floor:
                     start = time.perf_counter()
-                    async with session.post(f"{base}/bench/floor/{1 + (done * 7919) % 10000}/") as r:
+                    async with session.post(
+                        f"{base}/bench/floor/{1 + (done * 7919) % 10000}/"
+                    ) as r:
                         await r.read()
                         ok = r.status == 201
                     if ok:
@@ -393,7 +507,7 @@ def explain_serving(seeded) -> str:
     sql, params = serving_query(project=project, user=user)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("EXPLAIN ANALYZE " + sql, params)
-        return "\n".join(line for line, in cursor.fetchall())
+        return "\n".join(line for (line,) in cursor.fetchall())
 
 
 def invariants() -> list[str]:
@@ -428,8 +542,12 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         call_command("migrate", verbosity=0)
         log(f"seeding {images} images and ~{votes} votes")
         started = time.perf_counter()
-        seeded = seed(images=images, votes_target=votes, volunteers=max([args.volunteers, *args.concurrency]))
-        log(f"seeded {seeded['votes']} votes, {seeded['open']} open images in {time.perf_counter() - started:.0f}s")
+        seeded = seed(
+            images=images, votes_target=votes, volunteers=max([args.volunteers, *args.concurrency])
+        )
+        log(
+            f"seeded {seeded['votes']} votes, {seeded['open']} open images in {time.perf_counter() - started:.0f}s"
+        )
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
         result = {}
@@ -446,22 +564,38 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 real_rates, floor_rates = [], []
                 block = args.duration / args.rounds
                 for round_number in range(args.rounds):
-                    for is_floor in ((False, True) if round_number % 2 == 0 else (True, False)):
-                        rate, _ = asyncio.run(closed_loop(base, seeded, concurrency, block, floor=is_floor,
-                                                          recorder=floor if is_floor else real))
+                    for is_floor in (False, True) if round_number % 2 == 0 else (True, False):
+                        rate, _ = asyncio.run(
+                            closed_loop(
+                                base,
+                                seeded,
+                                concurrency,
+                                block,
+                                floor=is_floor,
+                                recorder=floor if is_floor else real,
+                            )
+                        )
                         (floor_rates if is_floor else real_rates).append(rate)
                 real_rps, floor_rps = float(np.mean(real_rates)), float(np.mean(floor_rates))
-                print(f"\nclosed loop, {concurrency} volunteers, {args.duration}s each in {args.rounds} "
-                      f"alternating blocks:")
-                print(f"  lease+vote {real_rps:7.1f} requests/s ({real_rps / 2:6.1f} labels/s)   "
-                      f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   ratio {real_rps / floor_rps:.2f}"
-                      f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates))})")
+                print(
+                    f"\nclosed loop, {concurrency} volunteers, {args.duration}s each in {args.rounds} "
+                    f"alternating blocks:"
+                )
+                print(
+                    f"  lease+vote {real_rps:7.1f} requests/s ({real_rps / 2:6.1f} labels/s)   "
+                    f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   ratio {real_rps / floor_rps:.2f}"
+                    f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates))})"
+                )
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))
                 print("  " + floor.line("floor"))
-        recorder, achieved, late = asyncio.run(open_loop(base, seeded, args.rate, args.duration, args.volunteers))
-        print(f"\nopen loop, {args.rate} labels/s target ({achieved:.1f} achieved, start lateness p99 {late} ms), "
-              f"{images} images:")
+        recorder, achieved, late = asyncio.run(
+            open_loop(base, seeded, args.rate, args.duration, args.volunteers)
+        )
+        print(
+            f"\nopen loop, {args.rate} labels/s target ({achieved:.1f} achieved, start lateness p99 {late} ms), "
+            f"{images} images:"
+        )
         print("  " + recorder.line("lease"))
         print("  " + recorder.line("vote"))
         result["p99"] = {k: float(np.percentile(v, 99)) for k, v in recorder.latencies.items()}
@@ -484,22 +618,38 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--votes", type=int, default=300_000)
     parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 8, 32])
-    parser.add_argument("--rate", type=float, default=32, help="open loop: labels started per second")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="closed loop: alternating blocks of lease+vote and floor per concurrency")
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 8, 32]
+    )
+    parser.add_argument(
+        "--rate", type=float, default=32, help="open loop: labels started per second"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="closed loop: alternating blocks of lease+vote and floor per concurrency",
+    )
     parser.add_argument("--warmup", type=float, default=5, help="seconds of unrecorded load first")
-    parser.add_argument("--volunteers", type=int, default=32, help="open loop: volunteers taking them")
+    parser.add_argument(
+        "--volunteers", type=int, default=32, help="open loop: volunteers taking them"
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--port", type=int, default=8311)
-    parser.add_argument("--scale", action="store_true", help="open loop at 10,000 and 1,000,000 images")
+    parser.add_argument(
+        "--scale", action="store_true", help="open loop at 10,000 and 1,000,000 images"
+    )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
-    print(f"volunteer load: {os.cpu_count()} cores, gunicorn {args.workers} workers, PostgreSQL + Redis on loopback")
+    print(
+        f"volunteer load: {os.cpu_count()} cores, gunicorn {args.workers} workers, PostgreSQL + Redis on loopback"
+    )
     if not args.scale:
         run(args, args.images, args.votes, closed=True)
         return
@@ -507,19 +657,39 @@ def main() -> None:
     figures = {}
     for images in (10_000, 1_000_000):
         child = subprocess.run(
-            [sys.executable, __file__, "--images", str(images), "--votes", str(3 * images),
-             "--duration", str(args.duration), "--rate", str(args.rate), "--concurrency", "",
-             "--port", str(args.port), "--workers", str(args.workers), "--warmup", str(args.warmup)],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--images",
+                str(images),
+                "--votes",
+                str(3 * images),
+                "--duration",
+                str(args.duration),
+                "--rate",
+                str(args.rate),
+                "--concurrency",
+                "",
+                "--port",
+                str(args.port),
+                "--workers",
+                str(args.workers),
+                "--warmup",
+                str(args.warmup),
+            ],
+            capture_output=True,
+            text=True,
         )
         print(child.stdout, child.stderr[-2000:] if child.returncode else "")
         line = next(l for l in child.stdout.splitlines() if l.startswith("RESULT "))
-        figures[images] = json.loads(line[len("RESULT "):])
+        figures[images] = json.loads(line[len("RESULT ") :])
     print("\nscale: open-loop latency at 1,000,000 images / at 10,000 images (target <= 1.5)")
     for kind in ("lease", "vote"):
         for stat in ("p50", "p99"):
             small, large = figures[10_000][stat][kind], figures[1_000_000][stat][kind]
-            print(f"  {kind:5s} {stat}: {small * 1000:6.1f} ms -> {large * 1000:6.1f} ms  ratio {large / small:.2f}")
+            print(
+                f"  {kind:5s} {stat}: {small * 1000:6.1f} ms -> {large * 1000:6.1f} ms  ratio {large / small:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ def exception_handler(exc, context):
         # The database went away mid-request: the transaction rolled back, so nothing was
         # half-applied and the client may simply retry.
         response = Response(
-            {"detail": "The database is unavailable right now; nothing was changed. Retry shortly."},
+            {
+                "detail": "The database is unavailable right now; nothing was changed. Retry shortly."
+            },
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
         response["Retry-After"] = "2"

@@ -36,15 +36,32 @@ class ExportOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Export
         fields = [
-            "id", "project", "name", "state", "val_fraction", "seed", "val_layout", "resize",
-            "include_gold", "min_per_class", "progress", "counts", "size_bytes", "error",
-            "attempts", "created_at", "finished_at", "urls",
+            "id",
+            "project",
+            "name",
+            "state",
+            "val_fraction",
+            "seed",
+            "val_layout",
+            "resize",
+            "include_gold",
+            "min_per_class",
+            "progress",
+            "counts",
+            "size_bytes",
+            "error",
+            "attempts",
+            "created_at",
+            "finished_at",
+            "urls",
         ]
 
     def get_progress(self, export: Export) -> dict:
         total = export.progress_total
-        fraction = 1.0 if export.state == Export.State.DONE else (
-            export.progress_done / total if total else 0.0
+        fraction = (
+            1.0
+            if export.state == Export.State.DONE
+            else (export.progress_done / total if total else 0.0)
         )
         return {"done": export.progress_done, "total": total, "fraction": round(fraction, 4)}
 
@@ -66,7 +83,10 @@ class ExportListCreateApi(GenericAPIView):
         seed = serializers.IntegerField(default=0, min_value=0, max_value=2**63 - 1)
         val_layout = serializers.ChoiceField(choices=Export.ValLayout.choices, default="folders")
         resize = serializers.IntegerField(
-            required=False, allow_null=True, min_value=8, max_value=8192,
+            required=False,
+            allow_null=True,
+            min_value=8,
+            max_value=8192,
             help_text="Shorter side in pixels; images are never enlarged.",
         )
         include_gold = serializers.BooleanField(default=False)
@@ -123,9 +143,7 @@ class ExportManifestApi(APIView):
     permission_classes = [IsProjectAdmin]
 
     @extend_schema(
-        responses={
-            200: inline_serializer("ExportManifest", {"files": serializers.DictField()})
-        }
+        responses={200: inline_serializer("ExportManifest", {"files": serializers.DictField()})}
     )
     def get(self, request, export_id: int):
         export = export_service.export_get(export_id=export_id)

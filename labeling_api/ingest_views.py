@@ -19,8 +19,17 @@ class NearDuplicateOutputSerializer(ImageRefSerializer):
 
     class Meta:
         model = Image
-        fields = ["id", "url", "original_name", "width", "height", "state", "near_duplicate_of",
-                  "distance", "created_at"]
+        fields = [
+            "id",
+            "url",
+            "original_name",
+            "width",
+            "height",
+            "state",
+            "near_duplicate_of",
+            "distance",
+            "created_at",
+        ]
 
 
 class NearDuplicateListApi(GenericAPIView):

@@ -21,9 +21,23 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "is_active", "arch", "weights_source", "device", "train_size", "holdout_size",
-            "top1", "top5", "nll", "baseline_top1", "per_class", "temperature",
-            "training_seconds", "classes", "training_run", "created_at",
+            "id",
+            "is_active",
+            "arch",
+            "weights_source",
+            "device",
+            "train_size",
+            "holdout_size",
+            "top1",
+            "top5",
+            "nll",
+            "baseline_top1",
+            "per_class",
+            "temperature",
+            "training_seconds",
+            "classes",
+            "training_run",
+            "created_at",
         ]
 
     def get_is_active(self, version: ModelVersion) -> bool:
@@ -36,8 +50,18 @@ class TrainingRunOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = [
-            "id", "status", "reason", "config", "verified_count", "attempts", "promoted",
-            "model_version", "error", "created_at", "started_at", "finished_at",
+            "id",
+            "status",
+            "reason",
+            "config",
+            "verified_count",
+            "attempts",
+            "promoted",
+            "model_version",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
     def get_model_version(self, run: TrainingRun) -> int | None:
@@ -62,12 +86,16 @@ class ProjectModelsApi(APIView):
     def get(self, request, project_id: int):
         overview = ml.project_models_overview(project=_project(project_id))
         context = {"active_version": overview["active_version"]}
-        return Response({
-            "active_version": overview["active_version"],
-            "verified_labels": overview["verified_labels"],
-            "versions": ModelVersionOutputSerializer(overview["versions"], many=True, context=context).data,
-            "runs": TrainingRunOutputSerializer(overview["runs"], many=True).data,
-        })
+        return Response(
+            {
+                "active_version": overview["active_version"],
+                "verified_labels": overview["verified_labels"],
+                "versions": ModelVersionOutputSerializer(
+                    overview["versions"], many=True, context=context
+                ).data,
+                "runs": TrainingRunOutputSerializer(overview["runs"], many=True).data,
+            }
+        )
 
 
 class ModelTrainApi(APIView):

@@ -5,7 +5,9 @@ class IsProjectAdmin(BasePermission):
     message = "Only admins may do this."
 
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_project_admin)
+        return bool(
+            request.user and request.user.is_authenticated and request.user.is_project_admin
+        )
 
 
 class IsReviewer(BasePermission):

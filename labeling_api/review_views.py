@@ -23,8 +23,17 @@ class ReviewItemSerializer(ImageRefSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "url", "width", "height", "state", "flagged_for_review", "flag_reason",
-            "votes_count", "votes", "decision", "suggestion",
+            "id",
+            "url",
+            "width",
+            "height",
+            "state",
+            "flagged_for_review",
+            "flag_reason",
+            "votes_count",
+            "votes",
+            "decision",
+            "suggestion",
         ]
 
     def get_votes(self, image: Image) -> list[dict]:
@@ -65,15 +74,20 @@ class ImageDecisionApi(APIView):
         image = Image.objects.filter(pk=image_id).first()
         if image is None:
             raise NotFound(f"Image {image_id} does not exist.")
-        return Response(DecisionOutputSerializer(review.decision_history(image=image), many=True).data)
+        return Response(
+            DecisionOutputSerializer(review.decision_history(image=image), many=True).data
+        )
 
     @extend_schema(
         request=ImageDecisionInputSerializer,
         responses={
             201: inline_serializer(
                 "ReviewDecisionOutput",
-                {"image": serializers.IntegerField(), "state": serializers.CharField(),
-                 "decision": DecisionOutputSerializer()},
+                {
+                    "image": serializers.IntegerField(),
+                    "state": serializers.CharField(),
+                    "decision": DecisionOutputSerializer(),
+                },
             )
         },
     )
@@ -81,12 +95,17 @@ class ImageDecisionApi(APIView):
         data = self.ImageDecisionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         decision = review.review_decide(
-            image_id=image_id, reviewer=request.user, label_id=data.validated_data["label"],
+            image_id=image_id,
+            reviewer=request.user,
+            label_id=data.validated_data["label"],
             exclude=data.validated_data["exclude"],
         )
         return Response(
-            {"image": image_id, "state": decision.image.state,
-             "decision": DecisionOutputSerializer(decision).data},
+            {
+                "image": image_id,
+                "state": decision.image.state,
+                "decision": DecisionOutputSerializer(decision).data,
+            },
             status=status.HTTP_201_CREATED,
         )
 
@@ -101,9 +120,18 @@ class AnnotatorSerializer(serializers.ModelSerializer):
     class Meta:
         model = AnnotatorStats
         fields = [
-            "id", "username", "votes", "decided_votes", "agreed_votes", "agreement",
-            "gold_votes", "gold_correct", "gold_accuracy", "estimated_accuracy",
-            "batch_accuracy", "unreliable",
+            "id",
+            "username",
+            "votes",
+            "decided_votes",
+            "agreed_votes",
+            "agreement",
+            "gold_votes",
+            "gold_correct",
+            "gold_accuracy",
+            "estimated_accuracy",
+            "batch_accuracy",
+            "unreliable",
         ]
 
     def get_agreement(self, stats: AnnotatorStats) -> float | None:
@@ -125,4 +153,6 @@ class AnnotatorListApi(GenericAPIView):
         project = _project(project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
         context = {"threshold": project.reliability_threshold}
-        return self.get_paginated_response(AnnotatorSerializer(page, many=True, context=context).data)
+        return self.get_paginated_response(
+            AnnotatorSerializer(page, many=True, context=context).data
+        )

@@ -77,7 +77,15 @@ class DecisionOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Decision
-        fields = ["label", "excluded", "rule", "confidence", "votes_count", "decided_by", "created_at"]
+        fields = [
+            "label",
+            "excluded",
+            "rule",
+            "confidence",
+            "votes_count",
+            "decided_by",
+            "created_at",
+        ]
 
 
 class ImageOutputSerializer(ImageRefSerializer):
@@ -128,11 +136,17 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict:
     image. Shape documented (and checked against) AssignmentOutputSerializer."""
     image = assignment.image
     # Read with the lease itself where it could be (PostgreSQL), else here.
-    labels, suggestion = getattr(assignment, "labels_and_suggestion", None) or \
-        selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
+    labels, suggestion = getattr(
+        assignment, "labels_and_suggestion", None
+    ) or selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
     return {
         "id": assignment.pk,
-        "image": {"id": image.pk, "url": image_url(image.pk), "width": image.width, "height": image.height},
+        "image": {
+            "id": image.pk,
+            "url": image_url(image.pk),
+            "width": image.width,
+            "height": image.height,
+        },
         "labels": labels,
         "suggestion": suggestion,
         "expires_at": _datetime.to_representation(assignment.expires_at),

@@ -42,7 +42,9 @@ urlpatterns = [
         review_views.AnnotatorListApi.as_view(),
         name="annotators",
     ),
-    path("images/<id:image_id>/decision/", review_views.ImageDecisionApi.as_view(), name="decision"),
+    path(
+        "images/<id:image_id>/decision/", review_views.ImageDecisionApi.as_view(), name="decision"
+    ),
     path("projects/<id:project_id>/models/", ml_views.ProjectModelsApi.as_view(), name="models"),
     path(
         "projects/<id:project_id>/models/train/",

@@ -62,8 +62,11 @@ class UserRegisterApi(APIView):
         responses={
             201: inline_serializer(
                 "RegisterOutput",
-                {"id": serializers.IntegerField(), "username": serializers.CharField(),
-                 "token": serializers.CharField()},
+                {
+                    "id": serializers.IntegerField(),
+                    "username": serializers.CharField(),
+                    "token": serializers.CharField(),
+                },
             )
         },
     )
@@ -138,8 +141,11 @@ class UserRoleApi(APIView):
         responses={
             200: inline_serializer(
                 "UserRoleOutput",
-                {"id": serializers.IntegerField(), "username": serializers.CharField(),
-                 "role": serializers.CharField()},
+                {
+                    "id": serializers.IntegerField(),
+                    "username": serializers.CharField(),
+                    "role": serializers.CharField(),
+                },
             )
         },
     )

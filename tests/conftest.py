@@ -68,10 +68,16 @@ def client_for():
 def fresh_throttle_counters(request):
     """Throttle counters live in the database cache; each database test starts with none."""
     uses_db = request.node.get_closest_marker("django_db") or {
-        "db", "transactional_db", "live_server"
+        "db",
+        "transactional_db",
+        "live_server",
     } & set(request.fixturenames)
     if uses_db:
         from django.core.cache import cache
 
-        request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "_django_db_helper")
+        request.getfixturevalue(
+            "transactional_db"
+            if "transactional_db" in request.fixturenames
+            else "_django_db_helper"
+        )
         cache.clear()

@@ -30,14 +30,27 @@ def decide(image: Image, label: Label | None, state: str = Image.State.CONSENSUS
     """Give `image` a current decision (label, or excluded for None) and `state`."""
     rule = Decision.Rule.REVIEW if state == Image.State.REVIEWED else Decision.Rule.MAJORITY
     if state != Image.State.DISPUTED:
-        decision_record(image=image, label_id=label.pk if label else None, rule=rule,
-                        confidence=0.9, votes_count=3)
+        decision_record(
+            image=image,
+            label_id=label.pk if label else None,
+            rule=rule,
+            confidence=0.9,
+            votes_count=3,
+        )
     Image.objects.filter(pk=image.pk).update(state=state, free_slots=0)
     image.refresh_from_db()
     return image
 
 
-def decided_images(project: Project, label: Label, count: int, rng: random.Random,
-                   state: str = Image.State.CONSENSUS, **image_args) -> list[Image]:
-    return [decide(add_image(project, unique_image(rng, **image_args)), label, state)
-            for _ in range(count)]
+def decided_images(
+    project: Project,
+    label: Label,
+    count: int,
+    rng: random.Random,
+    state: str = Image.State.CONSENSUS,
+    **image_args,
+) -> list[Image]:
+    return [
+        decide(add_image(project, unique_image(rng, **image_args)), label, state)
+        for _ in range(count)
+    ]

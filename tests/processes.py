@@ -25,7 +25,11 @@ class Process:
         self._log = open(log_path, "wb")
         full_env = {**env, "PYTHON": sys.executable}
         self.popen = subprocess.Popen(
-            args, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            args,
+            cwd=REPO,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -72,7 +76,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2, log=
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"\n{log()}" if log else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f"\n{log()}" if log else "")
+    )
 
 
 def worker_env(**overrides: str) -> dict[str, str]:

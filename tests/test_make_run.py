@@ -22,8 +22,13 @@ PASSWORD = "smoke-test-password"
 def make_run(tmp_path):
     port = free_port()
     env = worker_env(
-        DATABASE_URL=None, REDIS_URL=None, CELERY_QUEUE=None, TEST_DATABASE_NAME=None,
-        DATA_DIR=str(tmp_path / "data"), PORT=str(port), DEMO_PASSWORD=PASSWORD,
+        DATABASE_URL=None,
+        REDIS_URL=None,
+        CELERY_QUEUE=None,
+        TEST_DATABASE_NAME=None,
+        DATA_DIR=str(tmp_path / "data"),
+        PORT=str(port),
+        DEMO_PASSWORD=PASSWORD,
     )
     venv = Path(sys.executable).parent.parent
     process = Process(["make", "run", f"VENV={venv}"], env, tmp_path / "make-run.log")
@@ -49,7 +54,9 @@ def test_make_run_serves_the_demo_and_processes_tasks(make_run):
     assert f"http://127.0.0.1:{base.rsplit(':', 1)[1]}/" in output
     assert PASSWORD in output  # it tells people how to sign in
 
-    token = requests.post(f"{base}/api/auth/token/", json={"username": "admin", "password": PASSWORD}).json()["token"]
+    token = requests.post(
+        f"{base}/api/auth/token/", json={"username": "admin", "password": PASSWORD}
+    ).json()["token"]
     admin = {"Authorization": f"Token {token}"}
     projects = requests.get(f"{base}/api/projects/", headers=admin).json()["results"]
     demo = next(p for p in projects if p["name"] == "Demo: shapes")
@@ -58,13 +65,17 @@ def test_make_run_serves_the_demo_and_processes_tasks(make_run):
     # An upload is checked, stored and given its CNN copy.
     upload = requests.post(
         f"{base}/api/projects/{demo['id']}/images/",
-        files=[("files", ("new.png", io.BytesIO(image_bytes((9, 99, 199), fmt="PNG")), "image/png"))],
+        files=[
+            ("files", ("new.png", io.BytesIO(image_bytes((9, 99, 199), fmt="PNG")), "image/png"))
+        ],
         headers=admin,
     )
     assert upload.status_code == 201 and upload.json()["created"] == 1
 
     # The volunteer loop over HTTP: two users agree on 12 images, which decides them.
-    vtoken = requests.post(f"{base}/api/auth/token/", json={"username": "volunteer", "password": PASSWORD}).json()["token"]
+    vtoken = requests.post(
+        f"{base}/api/auth/token/", json={"username": "volunteer", "password": PASSWORD}
+    ).json()["token"]
     volunteer = {"Authorization": f"Token {vtoken}"}
     labels = [label["id"] for label in demo["labels"]]
     for headers in (volunteer, admin):
@@ -76,18 +87,28 @@ def test_make_run_serves_the_demo_and_processes_tasks(make_run):
                 image = requests.get(base + body["image"]["url"], headers=volunteer)
                 assert image.status_code == 200 and image.headers["Content-Type"] == "image/jpeg"
             label = labels[body["image"]["id"] % len(labels)]
-            vote = requests.post(f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers)
+            vote = requests.post(
+                f"{base}/api/assignments/{body['id']}/vote/", json={"label": label}, headers=headers
+            )
             assert vote.status_code == 201
-    decided = requests.get(f"{base}/api/projects/{demo['id']}/", headers=admin).json()["progress"]["consensus"]
+    decided = requests.get(f"{base}/api/projects/{demo['id']}/", headers=admin).json()["progress"][
+        "consensus"
+    ]
     assert decided == 12 + 160  # and the demo's gold images
 
     # The embedded worker runs a real job: an export of the decided images, downloaded as a tar.
-    started = requests.post(f"{base}/api/projects/{demo['id']}/exports/", json={"val_fraction": 0.3}, headers=admin)
+    started = requests.post(
+        f"{base}/api/projects/{demo['id']}/exports/", json={"val_fraction": 0.3}, headers=admin
+    )
     assert started.status_code == 202, started.text
     export_url = f"{base}/api/exports/{started.json()['id']}/"
     done = wait_until(
-        lambda: (lambda e: e if e["state"] in ("done", "failed") else None)(requests.get(export_url, headers=admin).json()),
-        120, "the worker to run the export", log=process.log,
+        lambda: (lambda e: e if e["state"] in ("done", "failed") else None)(
+            requests.get(export_url, headers=admin).json()
+        ),
+        120,
+        "the worker to run the export",
+        log=process.log,
     )
     assert done["state"] == "done", done
     download = requests.get(export_url + "download/", headers=admin)

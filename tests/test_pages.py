@@ -24,7 +24,9 @@ def test_pages_need_sign_in(client):
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-@pytest.mark.parametrize(("role", "status"), [("volunteer", 403), ("reviewer", 200), ("admin", 200)])
+@pytest.mark.parametrize(
+    ("role", "status"), [("volunteer", 403), ("reviewer", 200), ("admin", 200)]
+)
 def test_review_pages_by_role(signed_in, role, status):
     project = ProjectFactory()
     client = signed_in(UserFactory(role=role))
@@ -59,13 +61,24 @@ def test_dashboard_shows_model_accuracy_over_versions(signed_in):
     project = ProjectFactory()
     versions = [
         ModelVersion.objects.create(
-            project=project, arch="resnet18", file=f"v{i}.pt", weights_source="scratch", device="cpu",
-            train_size=size, holdout_size=10, training_seconds=1.0, top1=top1,
+            project=project,
+            arch="resnet18",
+            file=f"v{i}.pt",
+            weights_source="scratch",
+            device="cpu",
+            train_size=size,
+            holdout_size=10,
+            training_seconds=1.0,
+            top1=top1,
         )
         for i, (size, top1) in enumerate([(40, 0.5), (120, 0.75)])
     ]
     ActiveModel.objects.create(project=project, version=versions[1], promoted_at=timezone.now())
-    page = signed_in(UserFactory(role="admin")).get(f"/projects/{project.pk}/dashboard/").content.decode()
+    page = (
+        signed_in(UserFactory(role="admin"))
+        .get(f"/projects/{project.pk}/dashboard/")
+        .content.decode()
+    )
     assert "Held-out top-1 accuracy by version" in page
     assert "50%" in page and "75%" in page and "active" in page
     assert page.count("<circle") == 2  # one point per version; no votes yet, so no votes chart

@@ -58,8 +58,13 @@ class Transport(filesystem.Transport):
 
     def __init__(self, client, **kwargs):
         options = client.transport_options
-        for key in ("data_folder_in", "data_folder_out", "staging_folder", "claimed_folder",
-                    "control_folder"):
+        for key in (
+            "data_folder_in",
+            "data_folder_out",
+            "staging_folder",
+            "claimed_folder",
+            "control_folder",
+        ):
             if options.get(key):
                 Path(options[key]).mkdir(parents=True, exist_ok=True)
         super().__init__(client, **kwargs)

@@ -8,8 +8,13 @@ from annotate.services import aggregation, ingest, jobs, ml, serving
 from annotate.services import export as export_service
 
 
-@shared_task(name="annotate.image_preprocess", max_retries=3, autoretry_for=(OSError,),
-             retry_backoff=True, retry_jitter=True)
+@shared_task(
+    name="annotate.image_preprocess",
+    max_retries=3,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_jitter=True,
+)
 def image_preprocess(image_id: int) -> bool:
     return ingest.image_preprocess(image_id=image_id)
 
@@ -48,14 +53,20 @@ def jobs_flush() -> int:
     """Beat: send jobs queued while the broker was down."""
     return jobs.jobs_flush()
 
+
 # --- exports ----------------------------------------------------------------------------------
 
 
 # Exports: the row exists before the job; a redelivered job (its worker died) carries the same
 # id and takes the export over, any other copy returns at once. Not retried on errors: a
 # failed export records why, and the admin starts a new one.
-@shared_task(name="annotate.export_run", bind=True, acks_late=True,
-             soft_time_limit=settings.EXPORT_TIME_LIMIT, time_limit=settings.EXPORT_TIME_LIMIT + 300)
+@shared_task(
+    name="annotate.export_run",
+    bind=True,
+    acks_late=True,
+    soft_time_limit=settings.EXPORT_TIME_LIMIT,
+    time_limit=settings.EXPORT_TIME_LIMIT + 300,
+)
 def export_run(self, export_id: int) -> str:
     return export_service.export_run(export_id=export_id, run_token=self.request.id or "eager")
 
@@ -63,6 +74,7 @@ def export_run(self, export_id: int) -> str:
 @shared_task(name="annotate.exports_cleanup")
 def exports_cleanup() -> dict:
     return vars(export_service.exports_cleanup())
+
 
 # --- the ML loop: on the ML queue (settings.CELERY_TASK_ROUTES), so a GPU worker can take only
 # these. PyTorch is imported inside the tasks: the web processes, which load this module to
@@ -75,22 +87,32 @@ def _ml_backend():
     return TorchBackend()
 
 
-@shared_task(name="annotate.ml_train", acks_late=True, soft_time_limit=settings.ML_TRAIN_SOFT_TIME_LIMIT,
-             time_limit=settings.ML_TRAIN_SOFT_TIME_LIMIT + 300)
+@shared_task(
+    name="annotate.ml_train",
+    acks_late=True,
+    soft_time_limit=settings.ML_TRAIN_SOFT_TIME_LIMIT,
+    time_limit=settings.ML_TRAIN_SOFT_TIME_LIMIT + 300,
+)
 def ml_train(run_id: int) -> int | None:
     """Returns the new version's id (None: nothing to do, or the data could not support it)."""
     version = ml.training_run_execute(run_id=run_id, backend=_ml_backend())
     return version.pk if version else None
 
 
-@shared_task(name="annotate.ml_suggest", soft_time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT,
-             time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120)
+@shared_task(
+    name="annotate.ml_suggest",
+    soft_time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT,
+    time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120,
+)
 def ml_suggest(project_id: int) -> int:
     return ml.suggestions_compute(project_id=project_id, backend=_ml_backend())
 
 
-@shared_task(name="annotate.ml_suggest_missing", soft_time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT,
-             time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120)
+@shared_task(
+    name="annotate.ml_suggest_missing",
+    soft_time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT,
+    time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120,
+)
 def ml_suggest_missing() -> int:
     return ml.suggestions_missing_sweep(backend=_ml_backend())
 

@@ -16,9 +16,10 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
     try:
         user.full_clean(exclude=["password"])
     except ValidationError as error:
-        if "username" in getattr(error, "message_dict", {}) and User.objects.filter(
-            username__iexact=user.username
-        ).exists():
+        if (
+            "username" in getattr(error, "message_dict", {})
+            and User.objects.filter(username__iexact=user.username).exists()
+        ):
             raise Conflict("That username is taken.", field="username") from None
         raise InvalidInput(validation_message(error)) from None
     try:

@@ -29,8 +29,16 @@ class DawidSkeneResult:
 
 
 def dawid_skene(
-    items: np.ndarray, workers: np.ndarray, answers: np.ndarray, *, n_items: int, n_workers: int,
-    n_classes: int, max_iterations: int = 100, tolerance: float = 1e-5, smoothing: float = 0.01,
+    items: np.ndarray,
+    workers: np.ndarray,
+    answers: np.ndarray,
+    *,
+    n_items: int,
+    n_workers: int,
+    n_classes: int,
+    max_iterations: int = 100,
+    tolerance: float = 1e-5,
+    smoothing: float = 0.01,
 ) -> DawidSkeneResult:
     """Dawid & Skene (1979): each worker has a full confusion matrix; EM alternates between
     the posterior of each item's true class and the workers' matrices and class priors.
@@ -96,10 +104,13 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     report.images, report.votes = len(image_of), len(answers)
     best = result.posteriors.argmax(axis=1)
     batch_choice = {int(image_id): keys[int(k)] for image_id, k in zip(image_of, best)}
-    confidence = {int(image_id): float(p) for image_id, p in zip(image_of, result.posteriors.max(axis=1))}
+    confidence = {
+        int(image_id): float(p) for image_id, p in zip(image_of, result.posteriors.max(axis=1))
+    }
 
     crowd_decided = Decision.objects.filter(
-        image__project=project, is_current=True,
+        image__project=project,
+        is_current=True,
         rule__in=[Decision.Rule.MAJORITY, Decision.Rule.DYNAMIC],
     ).values_list("image_id", "label_id")
     to_flag, agreeing = [], []
@@ -122,10 +133,14 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         report.flagged = len(to_flag)
         for chunk in _chunks(agreeing):
             report.unflagged += Image.objects.filter(
-                pk__in=chunk, flagged_for_review=True, state__in=[Image.State.CONSENSUS, Image.State.EXCLUDED]
+                pk__in=chunk,
+                flagged_for_review=True,
+                state__in=[Image.State.CONSENSUS, Image.State.EXCLUDED],
             ).update(flagged_for_review=False, flag_reason="")
         # A worker's accuracy: the diagonal of its confusion matrix, weighted by class prior.
-        accuracy = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(axis=1)
+        accuracy = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(
+            axis=1
+        )
         for user_id, value in zip(user_of, accuracy):
             AnnotatorStats.objects.filter(project=project, user_id=int(user_id)).update(
                 batch_accuracy=float(value)

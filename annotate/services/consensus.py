@@ -69,7 +69,12 @@ def one_coin_posterior(
 
 
 def dynamic_outcome(
-    posterior: np.ndarray, answer_keys: list, *, votes: int, min_votes: int, max_votes: int,
+    posterior: np.ndarray,
+    answer_keys: list,
+    *,
+    votes: int,
+    min_votes: int,
+    max_votes: int,
     target_confidence: float,
 ) -> Outcome:
     top = int(np.argmax(posterior))
@@ -85,16 +90,22 @@ def dynamic_outcome(
 
 def answer_keys_for(*, project: Project) -> list:
     """The answers a vote can give, in a fixed order: the labels, then "none of these"."""
-    ids = rows.fetch_all("SELECT id FROM annotate_label WHERE project_id = %s ORDER BY id", [project.pk])
-    return [*(label_id for label_id, in ids), None]
+    ids = rows.fetch_all(
+        "SELECT id FROM annotate_label WHERE project_id = %s ORDER BY id", [project.pk]
+    )
+    return [*(label_id for (label_id,) in ids), None]
 
 
 def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
     """(user id, label id) of every vote on the image."""
-    return rows.fetch_all("SELECT user_id, label_id FROM annotate_vote WHERE image_id = %s", [image_id])
+    return rows.fetch_all(
+        "SELECT user_id, label_id FROM annotate_vote WHERE image_id = %s", [image_id]
+    )
 
 
-def answer_prior(*, project: Project, answer_keys: list, model: dict[int, float] | None = None) -> np.ndarray:
+def answer_prior(
+    *, project: Project, answer_keys: list, model: dict[int, float] | None = None
+) -> np.ndarray:
     """The prior over answers.
 
     With the active model's calibrated probabilities for the image (`model`), those, leaving
@@ -131,7 +142,9 @@ def image_posterior(
     posterior = one_coin_posterior(
         [index[label_id] for _, label_id in votes],
         [accuracy[user_id] for user_id, _ in votes],
-        answer_prior(project=project, answer_keys=keys, model=ml.image_model_prior(image_id=image.pk)),
+        answer_prior(
+            project=project, answer_keys=keys, model=ml.image_model_prior(image_id=image.pk)
+        ),
     )
     return posterior, keys, len(votes)
 
@@ -144,13 +157,20 @@ def image_outcome(
     if project.mode == Project.Mode.DYNAMIC:
         posterior, keys, _ = image_posterior(image=image, project=project, votes=votes)
         outcome = dynamic_outcome(
-            posterior, keys, votes=len(votes), min_votes=project.min_votes,
-            max_votes=project.max_votes, target_confidence=project.target_confidence,
+            posterior,
+            keys,
+            votes=len(votes),
+            min_votes=project.min_votes,
+            max_votes=project.max_votes,
+            target_confidence=project.target_confidence,
         )
         return outcome, Decision.Rule.DYNAMIC
     counts = Counter(label_id for _, label_id in votes)
     outcome = majority_outcome(
-        counts, min_votes=project.min_votes, max_votes=project.max_votes, agreement=project.agreement,
+        counts,
+        min_votes=project.min_votes,
+        max_votes=project.max_votes,
+        agreement=project.agreement,
     )
     return outcome, Decision.Rule.MAJORITY
 
@@ -171,8 +191,13 @@ def image_apply_consensus(
     outcome, rule = image_outcome(image=image, project=project, votes=votes)
     if decides(outcome):
         decision_record(
-            image=image, label_id=outcome.label_id, rule=rule, confidence=outcome.confidence,
-            votes_count=len(votes), also=voter_deltas, votes=votes,
+            image=image,
+            label_id=outcome.label_id,
+            rule=rule,
+            confidence=outcome.confidence,
+            votes_count=len(votes),
+            also=voter_deltas,
+            votes=votes,
         )
     elif voter_deltas:
         reliability.stats_apply(project_id=project.pk, deltas=voter_deltas)
@@ -198,8 +223,15 @@ def decision_record(
     previous = current_decision(image_id=image.pk)
     decision_retire(previous)
     writes = decision_writes(
-        image=image, previous=previous, label_id=label_id, rule=rule, confidence=confidence,
-        votes_count=votes_count, decided_by=decided_by, also=also, votes=votes,
+        image=image,
+        previous=previous,
+        label_id=label_id,
+        rule=rule,
+        confidence=confidence,
+        votes_count=votes_count,
+        decided_by=decided_by,
+        also=also,
+        votes=votes,
     )
     rows.inserted(writes.decision, rows.write_together(writes.statements))
     reliability.stats_apply(project_id=image.project_id, deltas=writes.stats_left)

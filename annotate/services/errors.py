@@ -26,4 +26,3 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     status = 409
-

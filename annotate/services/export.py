@@ -118,8 +118,9 @@ def export_create(
 ) -> Export:
     """Record an export of `project` and (with `enqueue`) start its job once committed."""
     if not isinstance(val_fraction, (int, float)) or not (0 < val_fraction < 1):
-        raise InvalidInput("val_fraction must be a number between 0 and 1 (exclusive).",
-                           field="val_fraction")
+        raise InvalidInput(
+            "val_fraction must be a number between 0 and 1 (exclusive).", field="val_fraction"
+        )
     export = Export(
         project=project,
         created_by=user,
@@ -226,7 +227,9 @@ def _sides_to_take(*, export: Export) -> QuerySet[Decision]:
     """The eligible images with no side yet for `export`'s (seed, val fraction): new ones, and
     any left without one while their class was too small (rows with a blank side)."""
     sided = SplitAssignment.objects.filter(
-        image=OuterRef("image"), seed=export.seed, val_fraction=export.val_fraction,
+        image=OuterRef("image"),
+        seed=export.seed,
+        val_fraction=export.val_fraction,
         side__in=[SplitAssignment.Side.TRAIN, SplitAssignment.Side.VAL],
     )
     return _eligible(project=export.project, include_gold=export.include_gold).filter(
@@ -237,10 +240,12 @@ def _sides_to_take(*, export: Export) -> QuerySet[Decision]:
 def _upsert_sql(table: str, columns: str, values: str) -> str:
     # A row left with a blank side takes one; the key is the same function of the image.
     quote = connection.ops.quote_name
-    return (f"INSERT INTO {table} ({columns}) {values} "
-            f"ON CONFLICT ({quote('image_id')}, {quote('seed')}, {quote('val_fraction')}) "
-            f"DO UPDATE SET {quote('side')} = excluded.{quote('side')}, "
-            f"{quote('updated_at')} = excluded.{quote('updated_at')}")
+    return (
+        f"INSERT INTO {table} ({columns}) {values} "
+        f"ON CONFLICT ({quote('image_id')}, {quote('seed')}, {quote('val_fraction')}) "
+        f"DO UPDATE SET {quote('side')} = excluded.{quote('side')}, "
+        f"{quote('updated_at')} = excluded.{quote('updated_at')}"
+    )
 
 
 def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]:
@@ -249,7 +254,9 @@ def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]
     PostgreSQL with its sha256(), SQLite with the SHA256() function Django gives it."""
     select, params = (
         rows.annotate(class_id=F("label_id"), sha=F("image__sha256"))
-        .values_list("image_id", "class_id", "sha").order_by().query.sql_with_params()
+        .values_list("image_id", "class_id", "sha")
+        .order_by()
+        .query.sql_with_params()
     )
     if connection.vendor == "postgresql":
         key, keyed = "encode(sha256(convert_to(%s || s.sha, 'UTF8')), 'hex')", ""
@@ -257,10 +264,12 @@ def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]
         # SQLite would otherwise compute each key twice, once per use (in Python).
         key = "SHA256(%s || s.sha)"
         keyed = "MATERIALIZED " if connection.Database.sqlite_version_info >= (3, 35) else ""
-    sql = (f"WITH n AS {keyed}(SELECT s.image_id, s.class_id, {key} AS key "
-           f"FROM ({select}) AS s) "
-           "SELECT image_id, class_id, key, "
-           "ROW_NUMBER() OVER (PARTITION BY class_id ORDER BY key, image_id) AS rn FROM n")
+    sql = (
+        f"WITH n AS {keyed}(SELECT s.image_id, s.class_id, {key} AS key "
+        f"FROM ({select}) AS s) "
+        "SELECT image_id, class_id, key, "
+        "ROW_NUMBER() OVER (PARTITION BY class_id ORDER BY key, image_id) AS rn FROM n"
+    )
     return sql, [f"{export.seed}:", *params]
 
 
@@ -283,12 +292,12 @@ def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, 
     now = timezone.now()
     flat_quotas = [number for pair in quotas.items() for number in pair]
     with connection.cursor() as cursor:
-        cursor.execute(sql, (export.seed, export.val_fraction, now, now,
-                             *params, *flat_quotas))
+        cursor.execute(sql, (export.seed, export.val_fraction, now, now, *params, *flat_quotas))
 
 
-def _take_sides_rows(*, export: Export, rows: QuerySet, quotas: dict[int, int],
-                     batch_size: int) -> None:
+def _take_sides_rows(
+    *, export: Export, rows: QuerySet, quotas: dict[int, int], batch_size: int
+) -> None:
     """The same for SQLite, which would join the ranked rows to the quotas by scanning the
     quotas once per row: the sides are given here, and written in batches, in image order
     (inserting in key order would scatter the writes over the indexes: twice as long)."""
@@ -304,11 +313,21 @@ def _take_sides_rows(*, export: Export, rows: QuerySet, quotas: dict[int, int],
     with connection.cursor() as reading, connection.cursor() as writing:
         reading.execute(f"{ranked} ORDER BY image_id", params)
         while chunk := reading.fetchmany(batch_size):
-            writing.executemany(insert, [
-                (image_id, export.seed, export.val_fraction, key,
-                 val if rn <= quotas[class_id] else train, now, now)
-                for image_id, class_id, key, rn in chunk
-            ])
+            writing.executemany(
+                insert,
+                [
+                    (
+                        image_id,
+                        export.seed,
+                        export.val_fraction,
+                        key,
+                        val if rn <= quotas[class_id] else train,
+                        now,
+                        now,
+                    )
+                    for image_id, class_id, key, rn in chunk
+                ],
+            )
 
 
 def split_assign(*, export: Export) -> SplitPlan:
@@ -324,12 +343,17 @@ def split_assign(*, export: Export) -> SplitPlan:
         # it has one (a LEFT JOIN: there is at most one row per image, seed and fraction).
         counts: dict[int, Counter] = {}
         taken = _eligible(project=project, include_gold=export.include_gold).annotate(
-            taken=FilteredRelation("image__split_assignments", condition=Q(
-                image__split_assignments__seed=export.seed,
-                image__split_assignments__val_fraction=export.val_fraction,
-                image__split_assignments__side__in=[SplitAssignment.Side.TRAIN,
-                                                    SplitAssignment.Side.VAL],
-            ))
+            taken=FilteredRelation(
+                "image__split_assignments",
+                condition=Q(
+                    image__split_assignments__seed=export.seed,
+                    image__split_assignments__val_fraction=export.val_fraction,
+                    image__split_assignments__side__in=[
+                        SplitAssignment.Side.TRAIN,
+                        SplitAssignment.Side.VAL,
+                    ],
+                ),
+            )
         )
         for label_id, side, n in (
             taken.values_list("label_id", "taken__side").annotate(n=Count("id")).order_by()
@@ -337,12 +361,12 @@ def split_assign(*, export: Export) -> SplitPlan:
             counts.setdefault(label_id, Counter())[side or ""] = n
         # On a first export (nothing has a side yet) every eligible image takes one: no need
         # to look each up among the sides.
-        first = not any(sides[SplitAssignment.Side.TRAIN] or sides[SplitAssignment.Side.VAL]
-                        for sides in counts.values())
+        first = not any(
+            sides[SplitAssignment.Side.TRAIN] or sides[SplitAssignment.Side.VAL]
+            for sides in counts.values()
+        )
         to_take = taken if first else _sides_to_take(export=export)
-        labels = {
-            label.pk: label for label in Label.objects.filter(project=project, pk__in=counts)
-        }
+        labels = {label.pk: label for label in Label.objects.filter(project=project, pk__in=counts)}
         plan = SplitPlan(classes=[])
         quotas: dict[int, int] = {}  # class -> how many of its new images go to val
         for label_id, sides in counts.items():
@@ -472,15 +496,15 @@ class TarSink:
         name = relpath.encode()
         header = None if self.headers.fits(name, size) else self.headers.gnu(relpath, size)
         offset = self.position
-        self.position += (len(header) if header else tarfile.BLOCKSIZE) + size \
-            + -size % tarfile.BLOCKSIZE
+        self.position += (
+            (len(header) if header else tarfile.BLOCKSIZE) + size + -size % tarfile.BLOCKSIZE
+        )
         self._writeback.wrote(offset)
         return offset, (name, header)
 
     def write(self, placed: tuple[int, tuple[bytes, bytes | None]], data: bytes) -> None:
         offset, (name, header) = placed
-        pwrite_all(self.fd, member_buffers(header or self.headers(name, len(data)), data),
-                   offset)
+        pwrite_all(self.fd, member_buffers(header or self.headers(name, len(data)), data), offset)
 
     def add_bytes(self, relpath: str, data: bytes) -> None:
         self.write(self.place(relpath, len(data)), data)
@@ -541,15 +565,24 @@ class _Copiers:
         self.connections: list[Connection] = []
         self.processes: list[subprocess.Popen] = []
         self.unwritten: list[int] = []
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(settings.BASE_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        environment = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                [str(settings.BASE_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        )
         try:
             for _ in range(max(processes, 0)):
                 ours, theirs = socket.socketpair()
                 with ours, theirs:
-                    self.processes.append(subprocess.Popen(
-                        _worker_command(theirs.fileno()), pass_fds=[theirs.fileno()],
-                        env=environment, stdin=subprocess.DEVNULL))
+                    self.processes.append(
+                        subprocess.Popen(
+                            _worker_command(theirs.fileno()),
+                            pass_fds=[theirs.fileno()],
+                            env=environment,
+                            stdin=subprocess.DEVNULL,
+                        )
+                    )
                     self.connections.append(Connection(ours.detach()))
                 self.unwritten.append(0)
                 self._send(len(self.connections) - 1, config)
@@ -566,8 +599,9 @@ class _Copiers:
                 code = process.wait(WORKER_EXIT_SECONDS)
             except subprocess.TimeoutExpired:
                 code = None
-            raise CopyFailed(f"export worker process {process.pid} ended unexpectedly "
-                             f"(exit status {code})") from None
+            raise CopyFailed(
+                f"export worker process {process.pid} ended unexpectedly (exit status {code})"
+            ) from None
         if message[0] == "read":
             self.results_of[message[1]] = message[2]
         elif message[0] == "written":
@@ -670,8 +704,8 @@ def _left_out_rows(*, export: Export, plan: SplitPlan) -> Iterator[tuple[int, st
     )
     decided = images.filter(state__in=DECIDED_STATES)
     if not export.include_gold:
-        for image_id, sha in decided.filter(is_gold=True).values_list("id", "sha256").iterator(
-            chunk_size=2000
+        for image_id, sha in (
+            decided.filter(is_gold=True).values_list("id", "sha256").iterator(chunk_size=2000)
         ):
             yield image_id, sha, "gold"
         decided = decided.filter(is_gold=False)
@@ -684,8 +718,8 @@ def _left_out_rows(*, export: Export, plan: SplitPlan) -> Iterator[tuple[int, st
     current = Decision.objects.filter(
         image=OuterRef("pk"), is_current=True, excluded=False, label__isnull=False
     )
-    for image_id, sha in decided.filter(~Exists(current)).values_list("id", "sha256").iterator(
-        chunk_size=2000
+    for image_id, sha in (
+        decided.filter(~Exists(current)).values_list("id", "sha256").iterator(chunk_size=2000)
     ):
         yield image_id, sha, "no_label"
 
@@ -718,12 +752,19 @@ def export_build(
         quality=settings.EXPORT_JPEG_QUALITY,
     )
     with _Copiers(config, settings.EXPORT_PROCESSES) as copiers:
-        return _build(export=export, sink=sink, scratch=scratch, heartbeat=heartbeat,
-                      copiers=copiers)
+        return _build(
+            export=export, sink=sink, scratch=scratch, heartbeat=heartbeat, copiers=copiers
+        )
 
 
-def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
-           heartbeat: Callable[[int, int], None] | None, copiers: _Copiers) -> BuildResult:
+def _build(
+    *,
+    export: Export,
+    sink: DirectorySink | TarSink,
+    scratch: Path,
+    heartbeat: Callable[[int, int], None] | None,
+    copiers: _Copiers,
+) -> BuildResult:
     plan = split_assign(export=export)
     if not plan.classes:
         raise ExportEmpty(
@@ -743,8 +784,10 @@ def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
     # the export goes: the manifest is the summary with these copied in.
     files_log = open(scratch / "files.part", "w", encoding="utf-8")
     left_log = open(scratch / "left_out.part", "w", encoding="utf-8")
-    lists = {"train.txt": _HashingWriter(scratch / "train.txt"),
-             "val.txt": _HashingWriter(scratch / "val.txt")}
+    lists = {
+        "train.txt": _HashingWriter(scratch / "train.txt"),
+        "val.txt": _HashingWriter(scratch / "val.txt"),
+    }
     if flat:
         lists["val_ground_truth.txt"] = _HashingWriter(scratch / "val_ground_truth.txt")
         lists["LOC_val_solution.csv"] = _HashingWriter(scratch / "LOC_val_solution.csv")
@@ -767,24 +810,26 @@ def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
         files_logged += count
 
     def log_file(name: str, data: bytes) -> None:
-        log_files(_manifest_entry(name, hashlib.sha256(data).hexdigest(), len(data)), 1,
-                  len(data))
+        log_files(_manifest_entry(name, hashlib.sha256(data).hexdigest(), len(data)), 1, len(data))
 
     def log_left(image_id: int, sha: str | None, reason: str) -> None:
         nonlocal left_logged
         entry = {"image": image_id, "sha256": sha, "reason": reason}
-        left_log.write(f'{"," if left_logged else ""}\n  {json.dumps(entry)}')
+        left_log.write(f"{',' if left_logged else ''}\n  {json.dumps(entry)}")
         left_logged += 1
 
     def side_rows(side: str, *order: str) -> tuple[str, QuerySet]:
         rows = _assigned(export=export, sides=[side], label_id__in=list(index))
-        return side, rows.values_list("image_id", "image__file", "image__size_bytes",
-                                      "label_id").order_by(*order)
+        return side, rows.values_list(
+            "image_id", "image__file", "image__size_bytes", "label_id"
+        ).order_by(*order)
 
     passes = [
         side_rows(SplitAssignment.Side.TRAIN, "label_id", "image_id"),
-        side_rows(SplitAssignment.Side.VAL, *(("image__split_assignments__key", "image_id")
-                                              if flat else ("label_id", "image_id"))),
+        side_rows(
+            SplitAssignment.Side.VAL,
+            *(("image__split_assignments__key", "image_id") if flat else ("label_id", "image_id")),
+        ),
     ]
     progress_seconds = settings.EXPORT_PROGRESS_SECONDS
 
@@ -796,8 +841,12 @@ def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
     def folder(label_id: int, side: str) -> tuple[str, str, Callable[[str], Any], str]:
         wnid = wnid_of[label_id]
         start = f"{side}/{wnid}/{wnid}_"
-        folders[label_id, side] = made = (start, json.dumps(start)[:-1],
-                                          lists[side_list[side]].write, f" {index[label_id]}\n")
+        folders[label_id, side] = made = (
+            start,
+            json.dumps(start)[:-1],
+            lists[side_list[side]].write,
+            f" {index[label_id]}\n",
+        )
         return made
 
     def lay_out(image_id: int, label_id: int, side: str, size: int) -> tuple[str, tuple]:
@@ -814,7 +863,8 @@ def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
             lists["val.txt"].write(f"{relpath} {index[label_id]}\n")
         else:
             start, quoted, write_line, line_end = folders.get((label_id, side)) or folder(
-                label_id, side)
+                label_id, side
+            )
             relpath = f"{start}{image_id}.JPEG"
             name = f'{quoted}{image_id}.JPEG"'
             write_line(relpath + line_end)
@@ -894,8 +944,11 @@ def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
         if flat:
             val_wnids = flat_val_wnids
         else:  # in the order of the val files' sorted paths: by class folder
-            val_wnids = [c.wnid for c in plan.classes
-                         for _ in range(written[c.label_id, SplitAssignment.Side.VAL])]
+            val_wnids = [
+                c.wnid
+                for c in plan.classes
+                for _ in range(written[c.label_id, SplitAssignment.Side.VAL])
+            ]
         meta = _torch_save_bytes(({c.wnid: _class_names(c.name) for c in plan.classes}, val_wnids))
         sink.add_bytes("meta.bin", meta)
         log_file('"meta.bin"', meta)
@@ -921,7 +974,8 @@ def _build(*, export: Export, sink: DirectorySink | TarSink, scratch: Path,
             for i, c in enumerate(plan.classes)
         }
         off_target = sorted(
-            wnid for wnid, row in per_class.items()
+            wnid
+            for wnid, row in per_class.items()
             if abs(row["val"] - export.val_fraction * (row["train"] + row["val"])) > 1
         )
         summary = {
@@ -1014,13 +1068,24 @@ def _claim(*, export_id: int, run_token: str) -> Export | None:
     claimed = base.filter(
         Q(state=Export.State.PENDING) | Q(state=Export.State.RUNNING, run_token=run_token),
         attempts__lt=settings.EXPORT_MAX_ATTEMPTS,
-    ).update(state=Export.State.RUNNING, run_token=run_token, heartbeat_at=now, updated_at=now,
-             progress_done=0, error="", attempts=F("attempts") + 1)
+    ).update(
+        state=Export.State.RUNNING,
+        run_token=run_token,
+        heartbeat_at=now,
+        updated_at=now,
+        progress_done=0,
+        error="",
+        attempts=F("attempts") + 1,
+    )
     if not claimed:
         gave_up = base.filter(
             Q(state=Export.State.PENDING) | Q(state=Export.State.RUNNING, run_token=run_token),
-        ).update(state=Export.State.FAILED, finished_at=now, updated_at=now,
-                 error=f"Gave up after {settings.EXPORT_MAX_ATTEMPTS} attempts.")
+        ).update(
+            state=Export.State.FAILED,
+            finished_at=now,
+            updated_at=now,
+            error=f"Gave up after {settings.EXPORT_MAX_ATTEMPTS} attempts.",
+        )
         if gave_up:
             logger.warning("export %s failed: too many attempts", export_id)
         return None
@@ -1090,8 +1155,7 @@ def export_run(
             with open(tar_path, "wb", buffering=0) as tar_file:
                 sink: DirectorySink | TarSink = TarSink(tar_file.fileno(), prefix, tar_path)
                 try:
-                    result = export_build(export=export, sink=sink, scratch=scratch,
-                                          heartbeat=beat)
+                    result = export_build(export=export, sink=sink, scratch=scratch, heartbeat=beat)
                     sink.close()
                 except BaseException:
                     sink.abandon()
@@ -1190,7 +1254,9 @@ def exports_cleanup() -> CleanupResult:
     now = timezone.now()
     ttl = timedelta(hours=settings.EXPORT_TTL_HOURS)
     stale = now - timedelta(seconds=settings.EXPORT_STALE_SECONDS)
-    for export in Export.objects.filter(state=Export.State.DONE, finished_at__lt=now - ttl).iterator():
+    for export in Export.objects.filter(
+        state=Export.State.DONE, finished_at__lt=now - ttl
+    ).iterator():
         if not _inside_export_dir(export.location):
             continue  # written by the command to a path of its own: not ours to remove
         _remove(export_dir() / str(export.pk))
@@ -1200,8 +1266,12 @@ def exports_cleanup() -> CleanupResult:
         result.expired += 1
     result.failed_stale = Export.objects.filter(
         state=Export.State.RUNNING, heartbeat_at__lt=stale
-    ).update(state=Export.State.FAILED, finished_at=now, updated_at=now,
-             error="The export job stopped (worker lost); start a new export.")
+    ).update(
+        state=Export.State.FAILED,
+        finished_at=now,
+        updated_at=now,
+        error="The export job stopped (worker lost); start a new export.",
+    )
     for export_id in Export.objects.filter(
         state=Export.State.PENDING, created_at__lt=stale
     ).values_list("pk", flat=True):
@@ -1209,7 +1279,8 @@ def exports_cleanup() -> CleanupResult:
         # the export claimed and returns.
         result.requeued += jobs.enqueue(EXPORT_TASK, export_id)
     running = {
-        str(pk) for pk in Export.objects.filter(state=Export.State.RUNNING).values_list("pk", flat=True)
+        str(pk)
+        for pk in Export.objects.filter(state=Export.State.RUNNING).values_list("pk", flat=True)
     }
     temporary = export_dir() / TMP_FOLDER
     if temporary.is_dir():
@@ -1219,9 +1290,12 @@ def exports_cleanup() -> CleanupResult:
                 result.removed_temporary += 1
     for entry in export_dir().iterdir():
         # Folders of exports that are gone or never finished (killed after the rename).
-        if entry.name.isdigit() and not Export.objects.filter(
-            pk=int(entry.name), state__in=[Export.State.DONE, Export.State.RUNNING]
-        ).exists():
+        if (
+            entry.name.isdigit()
+            and not Export.objects.filter(
+                pk=int(entry.name), state__in=[Export.State.DONE, Export.State.RUNNING]
+            ).exists()
+        ):
             _remove(entry)
             result.removed_temporary += 1
     return result
@@ -1238,8 +1312,9 @@ def export_downloadable(*, export: Export) -> Path:
         raise Conflict(f"This export is {export.state}; it can be downloaded once it is done.")
     path = Path(export.location)
     if not _inside_export_dir(export.location):
-        raise Conflict("This export was written to a local path by a command; it is not "
-                       "downloadable.")
+        raise Conflict(
+            "This export was written to a local path by a command; it is not downloadable."
+        )
     if not path.is_file():
         raise Gone("This export's files are gone; start a new export.")
     return path
@@ -1271,8 +1346,7 @@ def export_download(*, export: Export, compress: bool = False) -> Download:
     """The export's tar, read in chunks (never whole into memory), or gzipped on the fly."""
     path = export_downloadable(export=export)
     if compress:
-        return Download(gzip_stream(file_chunks(path)), f"{path.name}.gz", "application/gzip",
-                        None)
+        return Download(gzip_stream(file_chunks(path)), f"{path.name}.gz", "application/gzip", None)
     return Download(file_chunks(path), path.name, "application/x-tar", path.stat().st_size)
 
 

@@ -42,8 +42,14 @@ _ZEROS = bytes(tarfile.BLOCKSIZE)
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # What a stored file that cannot be read or decoded raises: it is left out and reported.
-UNREADABLE_ERRORS = (OSError, SyntaxError, ValueError, EOFError,
-                     PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning)
+UNREADABLE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    PIL.Image.DecompressionBombError,
+    PIL.Image.DecompressionBombWarning,
+)
 
 
 # --- JPEG ------------------------------------------------------------------------------------
@@ -61,9 +67,9 @@ def _exif_orientation(segment: bytes) -> int | None:
     offset = int.from_bytes(tiff[4:8], order)
     if offset + 2 > len(tiff):
         return None
-    count = int.from_bytes(tiff[offset:offset + 2], order)
+    count = int.from_bytes(tiff[offset : offset + 2], order)
     for n in range(count):
-        entry = tiff[offset + 2 + 12 * n: offset + 14 + 12 * n]
+        entry = tiff[offset + 2 + 12 * n : offset + 14 + 12 * n]
         if len(entry) < 12:
             return None
         if int.from_bytes(entry[:2], order) == 0x0112:
@@ -96,12 +102,12 @@ def jpeg_header(data: bytes) -> tuple[int, int] | None:
         length = data[i + 2] << 8 | data[i + 3]
         # Only the two segments read are sliced out: the tables between them are skipped.
         if marker in _SOF_MARKERS:
-            segment = data[i + 4:i + 2 + length]
+            segment = data[i + 4 : i + 2 + length]
             if len(segment) < 6 or segment[0] != 8 or segment[5] != 3:
                 return None
             size = (int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big"))
         elif marker == 0xE1 and data.startswith(b"Exif\x00\x00", i + 4):
-            if _exif_orientation(data[i + 4:i + 2 + length]) not in (None, 1):
+            if _exif_orientation(data[i + 4 : i + 2 + length]) not in (None, 1):
                 return None
         i += 2 + length
     return None
@@ -155,7 +161,8 @@ class UstarHeaders:
         self._owner = b"0000644\x000000000\x000000000\x00"  # mode, uid, gid
         self._mtime = b"%011o\x00" % mtime
         self._tail = (tarfile.REGTYPE + bytes(100) + b"ustar\x0000").ljust(
-            tarfile.BLOCKSIZE - 156, b"\x00")
+            tarfile.BLOCKSIZE - 156, b"\x00"
+        )
         self._fixed_sum = sum(self._owner) + sum(self._mtime) + sum(b" " * 8) + sum(self._tail)
         self._prefix = f"{prefix}/".encode()
         self._prefix_sum = sum(self._prefix)
@@ -173,15 +180,21 @@ class UstarHeaders:
     def __call__(self, name: bytes, size: int) -> bytes:
         size_field = b"%011o\x00" % size
         checksum = self._fixed_sum + self._prefix_sum + sum(name) + sum(size_field)
-        return b"".join((
-            (self._prefix + name).ljust(100, b"\x00"), self._owner, size_field, self._mtime,
-            b"%06o\x00 " % checksum, self._tail,
-        ))
+        return b"".join(
+            (
+                (self._prefix + name).ljust(100, b"\x00"),
+                self._owner,
+                size_field,
+                self._mtime,
+                b"%06o\x00 " % checksum,
+                self._tail,
+            )
+        )
 
 
 def member_buffers(header: bytes, data: bytes) -> list[bytes]:
     """A tar member: its header, its bytes, and the zeros padding it to a whole block."""
-    return [header, data, _ZEROS[:-len(data) % tarfile.BLOCKSIZE]]
+    return [header, data, _ZEROS[: -len(data) % tarfile.BLOCKSIZE]]
 
 
 def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
@@ -263,11 +276,13 @@ class Copier:
 
     def __init__(self, config: CopyConfig):
         self.config = config
-        self.read_stored = (local_reader(config.source) if isinstance(config.source, str)
-                            else storage_reader(config.source))
+        self.read_stored = (
+            local_reader(config.source)
+            if isinstance(config.source, str)
+            else storage_reader(config.source)
+        )
         self.headers = UstarHeaders(config.tar_prefix, config.tar_mtime)
-        self.out = (os.open(config.tar_path, os.O_WRONLY | os.O_CLOEXEC)
-                    if config.tar_path else None)
+        self.out = os.open(config.tar_path, os.O_WRONLY | os.O_CLOEXEC) if config.tar_path else None
         self.held: dict[int, list[bytes]] = {}
 
     def convert(self, data: bytes) -> bytes:
@@ -308,8 +323,9 @@ class Copier:
         offset = start
         for first in range(0, len(members), _MEMBERS_PER_CALL):
             buffers: list[bytes] = []
-            for (name, header), content in zip(members[first:first + _MEMBERS_PER_CALL],
-                                               data[first:first + _MEMBERS_PER_CALL]):
+            for (name, header), content in zip(
+                members[first : first + _MEMBERS_PER_CALL], data[first : first + _MEMBERS_PER_CALL]
+            ):
                 buffers += member_buffers(header or self.headers(name, len(content)), content)
             pwrite_all(self.out, buffers, offset)
             offset += sum(map(len, buffers))

@@ -440,12 +440,18 @@ def _files_write(image: Image, candidate: Candidate, inspected: Inspected) -> li
     """Write the original and the CNN copy (unless a worker process did); return their names.
     On failure nothing of them stays."""
     if inspected.stored_name:
-        image.file.name, image.preprocessed.name = inspected.stored_name, inspected.preprocessed_name
+        image.file.name, image.preprocessed.name = (
+            inspected.stored_name,
+            inspected.preprocessed_name,
+        )
     else:
         assert candidate.source is not None
         image.file.name, image.preprocessed.name = ingest_worker.files_write(
-            storage=default_storage, project_id=project_id_of(image), name=candidate.name,
-            source=candidate.source, inspected=inspected,
+            storage=default_storage,
+            project_id=project_id_of(image),
+            name=candidate.name,
+            source=candidate.source,
+            inspected=inspected,
         )
     return [image.file.name, image.preprocessed.name]
 
@@ -486,7 +492,9 @@ def _image_rows_create(
     for image in images:
         if image.gold_label is not None:
             decision_record(
-                image=image, label_id=image.gold_label.pk, rule=Decision.Rule.GOLD,
+                image=image,
+                label_id=image.gold_label.pk,
+                rule=Decision.Rule.GOLD,
                 confidence=1.0,
             )
 

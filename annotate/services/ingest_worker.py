@@ -47,7 +47,11 @@ def stored_filename(storage: Storage, name: str) -> str:
 
 
 def files_write(
-    *, storage: Storage, project_id: int, name: str, source: imaging.Source,
+    *,
+    storage: Storage,
+    project_id: int,
+    name: str,
+    source: imaging.Source,
     inspected: imaging.Inspected,
 ) -> tuple[str, str]:
     """Write the original (as it arrived) and the CNN copy; their stored names. On any failure
@@ -103,8 +107,11 @@ def inspect_and_store(
         if isinstance(outcome, imaging.Inspected):
             try:
                 stored, copy = files_write(
-                    storage=_storage, project_id=_target.project_id, name=name,
-                    source=source, inspected=outcome,
+                    storage=_storage,
+                    project_id=_target.project_id,
+                    name=name,
+                    source=source,
+                    inspected=outcome,
                 )
             except OSError as error:
                 outcome = f"could not store the file: {error}"

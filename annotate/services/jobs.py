@@ -31,7 +31,9 @@ def _send(job: QueuedJob) -> bool:
     try:
         publish(job.task_name, *job.args)
     except Exception as error:  # the broker's clients raise many kinds of connection errors
-        QueuedJob.objects.filter(pk=job.pk).update(attempts=job.attempts + 1, last_error=str(error)[:500])
+        QueuedJob.objects.filter(pk=job.pk).update(
+            attempts=job.attempts + 1, last_error=str(error)[:500]
+        )
         logger.warning("could not queue %s; it stays in the outbox: %s", job, error)
         return False
     QueuedJob.objects.filter(pk=job.pk).delete()

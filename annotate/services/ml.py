@@ -127,7 +127,9 @@ def image_model_prior(*, image_id: int) -> dict[int, float] | None:
 
 
 def project_models_overview(*, project: Project, runs: int = 20) -> dict[str, Any]:
-    active = ActiveModel.objects.filter(project=project).values_list("version_id", flat=True).first()
+    active = (
+        ActiveModel.objects.filter(project=project).values_list("version_id", flat=True).first()
+    )
     return {
         "active_version": active,
         "verified_labels": project_verified_count(project=project),
@@ -181,7 +183,10 @@ def training_request(
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
-                project=project, reason=reason, requested_by=requested_by, config=config,
+                project=project,
+                reason=reason,
+                requested_by=requested_by,
+                config=config,
                 verified_count=verified,
             )
             jobs.enqueue_on_commit("annotate.ml_train", run.pk)
@@ -206,7 +211,10 @@ def retrain_due(*, verified: int, last_verified: int | None) -> bool:
     growth = verified - last_verified
     if growth <= 0:
         return False
-    return growth >= settings.ML_RETRAIN_NEW_LABELS or growth >= settings.ML_RETRAIN_GROWTH * last_verified
+    return (
+        growth >= settings.ML_RETRAIN_NEW_LABELS
+        or growth >= settings.ML_RETRAIN_GROWTH * last_verified
+    )
 
 
 def projects_retrain_check() -> list[int]:
@@ -217,9 +225,12 @@ def projects_retrain_check() -> list[int]:
     """
     started = []
     for project in Project.objects.order_by("id"):
-        last = TrainingRun.objects.filter(project=project).order_by("-id").values_list(
-            "verified_count", flat=True
-        ).first()
+        last = (
+            TrainingRun.objects.filter(project=project)
+            .order_by("-id")
+            .values_list("verified_count", flat=True)
+            .first()
+        )
         verified = project_verified_count(project=project)
         if not retrain_due(verified=verified, last_verified=last):
             continue
@@ -228,8 +239,13 @@ def projects_retrain_check() -> list[int]:
         except (Conflict, InvalidInput):
             continue  # one is running already, or labels went away since the count
         started.append(run.pk)
-        logger.info("project %s: %d verified labels (last training: %s); training run %d queued",
-                    project.pk, verified, last, run.pk)
+        logger.info(
+            "project %s: %d verified labels (last training: %s); training run %d queued",
+            project.pk,
+            verified,
+            last,
+            run.pk,
+        )
     return started
 
 
@@ -245,10 +261,16 @@ class _Example:
 def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_Example]]:
     """Class order (label ids) and the verified examples, split into training and held out.
     Images whose cached copy is not written yet wait for the next training."""
-    classes = list(Label.objects.filter(project=project).order_by("position", "id").values_list("id", flat=True))
+    classes = list(
+        Label.objects.filter(project=project)
+        .order_by("position", "id")
+        .values_list("id", flat=True)
+    )
     train, holdout = [], []
-    rows = _verified_decisions(project).exclude(image__preprocessed="").values_list(
-        "image__sha256", "image__preprocessed", "label_id"
+    rows = (
+        _verified_decisions(project)
+        .exclude(image__preprocessed="")
+        .values_list("image__sha256", "image__preprocessed", "label_id")
     )
     for sha256, preprocessed, label_id in rows.order_by("image_id"):
         example = _Example(default_storage.path(preprocessed), label_id)
@@ -268,10 +290,15 @@ def _claim(run_id: int, now: datetime) -> int | None:
     claimable = Q(status=TrainingRun.Status.PENDING) | Q(
         status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale
     )
-    claimed = (
-        TrainingRun.objects.filter(claimable, pk=run_id, attempts__lt=settings.ML_RUN_MAX_ATTEMPTS)
-        .update(status=TrainingRun.Status.RUNNING, attempts=F("attempts") + 1, started_at=now,
-                heartbeat_at=now, error="", updated_at=now)
+    claimed = TrainingRun.objects.filter(
+        claimable, pk=run_id, attempts__lt=settings.ML_RUN_MAX_ATTEMPTS
+    ).update(
+        status=TrainingRun.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        error="",
+        updated_at=now,
     )
     if not claimed:
         return None
@@ -286,9 +313,9 @@ def _heartbeat(run_id: int, attempt: int) -> Callable[[int, int, int], None]:
         if time.monotonic() - last < HEARTBEAT_SECONDS:
             return
         last = time.monotonic()
-        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING, attempts=attempt).update(
-            heartbeat_at=timezone.now()
-        )
+        TrainingRun.objects.filter(
+            pk=run_id, status=TrainingRun.Status.RUNNING, attempts=attempt
+        ).update(heartbeat_at=timezone.now())
 
     return beat
 
@@ -323,7 +350,9 @@ def training_run_execute(*, run_id: int, backend: MLBackend) -> ModelVersion | N
         return None
     except BaseException as error:
         # Also time limits and worker shutdown; the error is recorded, then Celery sees it.
-        _finish(run, attempt, status=TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        _finish(
+            run, attempt, status=TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}"
+        )
         raise
 
 
@@ -368,7 +397,9 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
             top1=figures["top1"],
             top5=figures["top5"],
             nll=figures["nll"] if figures["nll"] != float("inf") else None,
-            per_class={str(classes[int(index)]): value for index, value in figures["per_class"].items()},
+            per_class={
+                str(classes[int(index)]): value for index, value in figures["per_class"].items()
+            },
             baseline_top1=baseline["top1"] if baseline else None,
         )
         promoted = _beats(figures, baseline) and _promote(
@@ -382,7 +413,10 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
             jobs.enqueue_on_commit("annotate.ml_suggest", project.pk)
     logger.info(
         "training run %s: version %s, held-out top-1 %.3f against %s: %s",
-        run.pk, version.pk, figures["top1"], baseline["top1"] if baseline else "no active model",
+        run.pk,
+        version.pk,
+        figures["top1"],
+        baseline["top1"] if baseline else "no active model",
         "promoted" if promoted else "kept inactive",
     )
     return version
@@ -399,7 +433,11 @@ def _baseline(
     try:
         return backend.evaluate(str(model_path(version.file)), samples, config=config)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        logger.error("active model version %s can't be evaluated (%s); it will be replaced", version.pk, error)
+        logger.error(
+            "active model version %s can't be evaluated (%s); it will be replaced",
+            version.pk,
+            error,
+        )
         return None
 
 
@@ -426,8 +464,12 @@ def training_runs_recover(*, now: datetime | None = None) -> int:
     The active model was never touched by them. Returns how many."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
-    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale).update(
-        status=TrainingRun.Status.FAILED, finished_at=now, updated_at=now,
+    return TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale
+    ).update(
+        status=TrainingRun.Status.FAILED,
+        finished_at=now,
+        updated_at=now,
         error="worker lost: no progress for longer than ML_RUN_STALE_SECONDS",
     )
 
@@ -468,30 +510,46 @@ def suggestions_compute(
             return written
         after_id = batch[-1][0]
         # A cached copy deleted behind our back is skipped, not allowed to fail the batch.
-        present = [(image_id, default_storage.path(name)) for image_id, name in batch
-                   if default_storage.exists(name)]
-        rows = backend.predict(checkpoint, [path for _, path in present], config=version.config) if present else []
+        present = [
+            (image_id, default_storage.path(name))
+            for image_id, name in batch
+            if default_storage.exists(name)
+        ]
+        rows = (
+            backend.predict(checkpoint, [path for _, path in present], config=version.config)
+            if present
+            else []
+        )
         suggestions, uncertainty = [], {}
         for (image_id, _), probabilities in zip(present, rows):
             ranked = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)
-            suggestions.append(Suggestion(
-                image_id=image_id,
-                model_version=version,
-                label_id=version.classes[ranked[0]],
-                confidence=probabilities[ranked[0]],
-                top=[{"label": version.classes[i], "probability": probabilities[i]} for i in ranked[:top_k]],
-                probabilities={str(label_id): p for label_id, p in zip(version.classes, probabilities)},
-            ))
+            suggestions.append(
+                Suggestion(
+                    image_id=image_id,
+                    model_version=version,
+                    label_id=version.classes[ranked[0]],
+                    confidence=probabilities[ranked[0]],
+                    top=[
+                        {"label": version.classes[i], "probability": probabilities[i]}
+                        for i in ranked[:top_k]
+                    ],
+                    probabilities={
+                        str(label_id): p for label_id, p in zip(version.classes, probabilities)
+                    },
+                )
+            )
             uncertainty[image_id] = _uncertainty(probabilities)
         with transaction.atomic():
             if not ActiveModel.objects.filter(project_id=project_id, version=version).exists():
                 return written  # a newer version took over; its own task does the rest
             Suggestion.objects.bulk_create(suggestions, ignore_conflicts=True)
             if uncertainty:
-                Image.objects.filter(pk__in=uncertainty).update(uncertainty=Case(
-                    *[When(pk=image_id, then=Value(u)) for image_id, u in uncertainty.items()],
-                    output_field=FloatField(),
-                ))
+                Image.objects.filter(pk__in=uncertainty).update(
+                    uncertainty=Case(
+                        *[When(pk=image_id, then=Value(u)) for image_id, u in uncertainty.items()],
+                        output_field=FloatField(),
+                    )
+                )
         written += len(suggestions)
         if len(batch) < batch_size:
             return written
@@ -502,5 +560,7 @@ def suggestions_missing_sweep(*, backend: MLBackend) -> int:
     the last promotion, in every project with an active model."""
     return sum(
         suggestions_compute(project_id=project_id, backend=backend)
-        for project_id in ActiveModel.objects.order_by("project_id").values_list("project_id", flat=True)
+        for project_id in ActiveModel.objects.order_by("project_id").values_list(
+            "project_id", flat=True
+        )
     )

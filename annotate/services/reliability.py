@@ -23,7 +23,9 @@ PRIOR_STRENGTH = 4.0
 GOLD_WEIGHT = 2.0
 
 
-def estimated_accuracy(*, gold_votes: int, gold_correct: int, decided_votes: int, agreed_votes: int) -> float:
+def estimated_accuracy(
+    *, gold_votes: int, gold_correct: int, decided_votes: int, agreed_votes: int
+) -> float:
     hits = PRIOR_ACCURACY * PRIOR_STRENGTH + GOLD_WEIGHT * gold_correct + agreed_votes
     total = PRIOR_STRENGTH + GOLD_WEIGHT * gold_votes + decided_votes
     return hits / total
@@ -44,7 +46,9 @@ _STATS_FIELDS = (*_COUNT_FIELDS, "estimated_accuracy")
 
 def _added(field: str) -> str:
     """SQL for a counter plus its delta in an upsert's DO UPDATE, never below zero."""
-    return f"CASE WHEN s.{field} + excluded.{field} < 0 THEN 0 ELSE s.{field} + excluded.{field} END"
+    return (
+        f"CASE WHEN s.{field} + excluded.{field} < 0 THEN 0 ELSE s.{field} + excluded.{field} END"
+    )
 
 
 # estimated_accuracy() in SQL, over the counters as stats_added_statement() leaves them. Its
@@ -75,12 +79,13 @@ _STATS_FROM_ARRAYS = (
     " d.gold_correct, d.estimated_accuracy FROM unnest(CAST(%s AS bigint[]), CAST(%s AS integer[]),"
     " CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]),"
     " CAST(%s AS double precision[])) AS d(user_id, votes, decided_votes, agreed_votes, gold_votes,"
-    " gold_correct, estimated_accuracy) ORDER BY d.user_id"
-    + _STATS_CONFLICT
+    " gold_correct, estimated_accuracy) ORDER BY d.user_id" + _STATS_CONFLICT
 )
 
 
-def stats_added_statement(*, project_id: int, deltas: dict[int, StatsDelta]) -> tuple[str, list] | None:
+def stats_added_statement(
+    *, project_id: int, deltas: dict[int, StatsDelta]
+) -> tuple[str, list] | None:
     """stats_apply() as one statement, for deltas that only add (None when one takes away):
     an upsert that adds each delta and re-estimates the accuracy in the database, a volunteer
     with no record yet starting from zero. Its rows are locked in user-id order, so it may run
@@ -89,14 +94,22 @@ def stats_added_statement(*, project_id: int, deltas: dict[int, StatsDelta]) -> 
     (Why not for deltas that take away: the database checks each proposed row against the
     counters' `>= 0` constraints before it finds the conflict, so a negative delta cannot
     travel in the row; stats_apply() reads, locks and updates instead.)"""
-    if not deltas or any(getattr(delta, field) < 0 for delta in deltas.values() for field in _COUNT_FIELDS):
+    if not deltas or any(
+        getattr(delta, field) < 0 for delta in deltas.values() for field in _COUNT_FIELDS
+    ):
         return None
     now = rows.moment(timezone.now())
     records = [
-        (user_id, *(getattr(deltas[user_id], field) for field in _COUNT_FIELDS), estimated_accuracy(
-            gold_votes=deltas[user_id].gold_votes, gold_correct=deltas[user_id].gold_correct,
-            decided_votes=deltas[user_id].decided_votes, agreed_votes=deltas[user_id].agreed_votes,
-        ))
+        (
+            user_id,
+            *(getattr(deltas[user_id], field) for field in _COUNT_FIELDS),
+            estimated_accuracy(
+                gold_votes=deltas[user_id].gold_votes,
+                gold_correct=deltas[user_id].gold_correct,
+                decided_votes=deltas[user_id].decided_votes,
+                agreed_votes=deltas[user_id].agreed_votes,
+            ),
+        )
         for user_id in sorted(deltas)
     ]
     if connection.vendor == "postgresql":
@@ -130,7 +143,11 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
         f" {', '.join(_COUNT_FIELDS)}, estimated_accuracy) VALUES "
         + ", ".join(["(%s, %s, %s, %s, 0, 0, 0, 0, 0, %s)"] * len(user_ids))
         + " ON CONFLICT (project_id, user_id) DO NOTHING",
-        [value for user_id in user_ids for value in (now, now, project_id, user_id, PRIOR_ACCURACY)],
+        [
+            value
+            for user_id in user_ids
+            for value in (now, now, project_id, user_id, PRIOR_ACCURACY)
+        ],
     )
     stats_columns = rows.columns(AnnotatorStats, "s")
     marks = ", ".join(["%s"] * len(user_ids))
@@ -160,7 +177,10 @@ def _matches(vote_label_id: int | None, decision: Decision | None) -> bool:
 
 
 def decision_deltas(
-    *, image_id: int, previous: Decision | None, current: Decision,
+    *,
+    image_id: int,
+    previous: Decision | None,
+    current: Decision,
     votes: list[tuple[int, int | None]] | None = None,
 ) -> dict[int, StatsDelta]:
     """How a new decision changes the record of everyone who voted on the image (`votes`:
@@ -181,11 +201,13 @@ def accuracies(*, project_id: int, user_ids: list[int]) -> dict[int, float]:
     known = {}
     if user_ids:
         marks = ", ".join(["%s"] * len(user_ids))
-        known = dict(rows.fetch_all(
-            "SELECT user_id, estimated_accuracy FROM annotate_annotatorstats"
-            f" WHERE project_id = %s AND user_id IN ({marks})",
-            [project_id, *user_ids],
-        ))
+        known = dict(
+            rows.fetch_all(
+                "SELECT user_id, estimated_accuracy FROM annotate_annotatorstats"
+                f" WHERE project_id = %s AND user_id IN ({marks})",
+                [project_id, *user_ids],
+            )
+        )
     return {user_id: known.get(user_id, PRIOR_ACCURACY) for user_id in user_ids}
 
 

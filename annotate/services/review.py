@@ -12,9 +12,11 @@ from annotate.services.errors import InvalidInput, NotFound
 
 def review_queue(*, project: Project) -> QuerySet[Image]:
     """Disputed images and decisions flagged by re-aggregation, oldest first."""
-    return Image.objects.filter(project=project).filter(
-        Q(state=Image.State.DISPUTED) | Q(flagged_for_review=True)
-    ).order_by("id")
+    return (
+        Image.objects.filter(project=project)
+        .filter(Q(state=Image.State.DISPUTED) | Q(flagged_for_review=True))
+        .order_by("id")
+    )
 
 
 def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict]]:
@@ -56,7 +58,8 @@ def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict]]:
                 "id": vote.user_id,
                 "username": vote.user.username,
                 "estimated_accuracy": accuracy,
-                "unreliable": accuracy is not None and accuracy < threshold[project_of[vote.image_id]],
+                "unreliable": accuracy is not None
+                and accuracy < threshold[project_of[vote.image_id]],
             }
         )
     return {
@@ -79,20 +82,31 @@ def review_decide(
         image = Image.objects.select_for_update().filter(pk=image_id).first()
         if image is None:
             raise NotFound(f"Image {image_id} does not exist.")
-        if label_id is not None and not Label.objects.filter(pk=label_id, project_id=image.project_id).exists():
+        if (
+            label_id is not None
+            and not Label.objects.filter(pk=label_id, project_id=image.project_id).exists()
+        ):
             raise InvalidInput(f"Label {label_id} is not a label of this project.", field="label")
         decision = decision_record(
-            image=image, label_id=label_id, rule=Decision.Rule.REVIEW, confidence=1.0,
-            votes_count=image.votes_count, decided_by=reviewer,
+            image=image,
+            label_id=label_id,
+            rule=Decision.Rule.REVIEW,
+            confidence=1.0,
+            votes_count=image.votes_count,
+            decided_by=reviewer,
         )
         image.state = Image.State.EXCLUDED if label_id is None else Image.State.REVIEWED
         image.flagged_for_review = False
         image.flag_reason = ""
         image.free_slots = 0
-        image.save(update_fields=["state", "flagged_for_review", "flag_reason", "free_slots", "updated_at"])
+        image.save(
+            update_fields=["state", "flagged_for_review", "flag_reason", "free_slots", "updated_at"]
+        )
     return decision
 
 
 def decision_history(*, image: Image) -> QuerySet[Decision]:
     """Every decision ever made on the image, newest first, with who made it."""
-    return Decision.objects.filter(image=image).select_related("decided_by", "label").order_by("-id")
+    return (
+        Decision.objects.filter(image=image).select_related("decided_by", "label").order_by("-id")
+    )

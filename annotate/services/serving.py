@@ -139,7 +139,9 @@ def _lease_step_by_step(*, project: Project, user: User, assignment: Assignment)
     return picked
 
 
-def _lease_in_one_statement(*, project: Project, user: User, assignment: Assignment) -> tuple | None:
+def _lease_in_one_statement(
+    *, project: Project, user: User, assignment: Assignment
+) -> tuple | None:
     """The steps of _lease_step_by_step() as one statement: one round trip, and no transaction
     to open and commit. Pick and lock an image, take one of its slots, insert the assignment;
     and read what the answer shows with it, the labels and the suggestion for that image
@@ -157,8 +159,15 @@ def _lease_in_one_statement(*, project: Project, user: User, assignment: Assignm
             " SELECT picked.id, picked.width, picked.height, made.id,"
             f" {selectors.labels_and_suggestion_json(image='picked.id')}"
             " FROM picked LEFT JOIN made ON true",
-            [*pick_params, now, now, user.pk, Assignment.State.ACTIVE, rows.moment(assignment.expires_at),
-             project.pk],
+            [
+                *pick_params,
+                now,
+                now,
+                user.pk,
+                Assignment.State.ACTIVE,
+                rows.moment(assignment.expires_at),
+                project.pk,
+            ],
         )
         if row is not None:
             assignment.image_id = row[0]
@@ -193,7 +202,9 @@ class _Retry(Exception):
     """The picked image was taken between the pick and the lease; pick again."""
 
 
-def assignment_lease(*, project: Project, user: User, now: datetime | None = None) -> Assignment | None:
+def assignment_lease(
+    *, project: Project, user: User, now: datetime | None = None
+) -> Assignment | None:
     """Lease the next image of `project` to `user`, or return None when nothing is left for them.
 
     One short transaction per try. An image already leased, voted or skipped by this user is
@@ -246,7 +257,7 @@ def _image_for_update(*, image_id: int) -> Image:
         [image_id],
     )
     image = image_columns.build(row[: len(image_columns)])
-    image.project = project_columns.build(row[len(image_columns):])
+    image.project = project_columns.build(row[len(image_columns) :])
     return image
 
 
@@ -284,14 +295,34 @@ class _VoteTarget:
 # Any other field is still there if used: read then from the database (Columns' `only`).
 _VOTE_READS = {
     "assignment": ("image", "user", "state"),
-    "image": ("project", "state", "is_gold", "gold_label", "flagged_for_review", "votes_count",
-              "leases_count", "free_slots"),
-    "project": ("min_votes", "max_votes", "agreement", "mode", "target_confidence", "answer_counts",
-                "gold_rate", "gold_rate_min", "gold_half_life", "reliability_threshold"),
+    "image": (
+        "project",
+        "state",
+        "is_gold",
+        "gold_label",
+        "flagged_for_review",
+        "votes_count",
+        "leases_count",
+        "free_slots",
+    ),
+    "project": (
+        "min_votes",
+        "max_votes",
+        "agreement",
+        "mode",
+        "target_confidence",
+        "answer_counts",
+        "gold_rate",
+        "gold_rate_min",
+        "gold_half_life",
+        "reliability_threshold",
+    ),
 }
 
 
-def _vote_target(*, assignment_id: int, user: User, label_id: int | None, lock: bool) -> _VoteTarget:
+def _vote_target(
+    *, assignment_id: int, user: User, label_id: int | None, lock: bool
+) -> _VoteTarget:
     """What a vote needs to know, in one statement; with `lock`, it locks the assignment, the
     image and the voter's row.
 
@@ -306,11 +337,16 @@ def _vote_target(*, assignment_id: int, user: User, label_id: int | None, lock: 
         # The votes as one array of [user, label] pairs: one row to read, not one per vote
         # with every other column (and its timestamps to parse) repeated. xmin: the version
         # of a row, new with every update of it.
-        extra_sql = (", (SELECT array_agg(ARRAY[v.user_id, v.label_id] ORDER BY v.id)"
-                     " FROM annotate_vote v WHERE v.image_id = i.id), i.xmin::text, a.xmin::text")
+        extra_sql = (
+            ", (SELECT array_agg(ARRAY[v.user_id, v.label_id] ORDER BY v.id)"
+            " FROM annotate_vote v WHERE v.image_id = i.id), i.xmin::text, a.xmin::text"
+        )
         votes_join = ""
     else:
-        extra_sql, votes_join = ", v.user_id, v.label_id", " LEFT JOIN annotate_vote v ON v.image_id = i.id"
+        extra_sql, votes_join = (
+            ", v.user_id, v.label_id",
+            " LEFT JOIN annotate_vote v ON v.image_id = i.id",
+        )
     found = rows.fetch_all(
         f"SELECT {assignment_columns.sql}, {image_columns.sql}, {project_columns.sql},"
         f" {decision_columns.sql},"
@@ -334,7 +370,11 @@ def _vote_target(*, assignment_id: int, user: User, label_id: int | None, lock: 
         raise PermissionDenied("This assignment belongs to another volunteer.")
     image = image_columns.build(row[images_from:projects_from])
     image.project = project_columns.build(row[projects_from:decisions_from])
-    decision = None if row[decisions_from] is None else decision_columns.build(row[decisions_from:extras_from])
+    decision = (
+        None
+        if row[decisions_from] is None
+        else decision_columns.build(row[decisions_from:extras_from])
+    )
     if postgresql:
         votes = [(voter, label) for voter, label in row[extras_from + 1] or []]
         versions = (row[extras_from + 2], row[extras_from + 3])
@@ -353,11 +393,18 @@ class _VotePlan:
     stats_left: dict[int, StatsDelta]  # for reliability.stats_apply() after them
 
 
-def _vote_plan(*, target: _VoteTarget, user: User, label_id: int | None, guarded: bool = False) -> _VotePlan:
+def _vote_plan(
+    *, target: _VoteTarget, user: User, label_id: int | None, guarded: bool = False
+) -> _VotePlan:
     """Check the vote against what was read, apply the consensus rule, and return the writes
     that record it. `guarded`: the assignment's and the image's UPDATEs (writes 1 and 2) apply
     only to the row versions read, and say whether they did (RETURNING 1)."""
-    assignment, image, votes, current = target.assignment, target.image, target.votes, target.current
+    assignment, image, votes, current = (
+        target.assignment,
+        target.image,
+        target.votes,
+        target.current,
+    )
     if assignment.state == Assignment.State.VOTED:
         raise Conflict("You already voted on this image.") from None
     if assignment.state == Assignment.State.SKIPPED:
@@ -396,7 +443,14 @@ def _vote_plan(*, target: _VoteTarget, user: User, label_id: int | None, guarded
     at = rows.moment(vote.created_at)
     guard = ""
     assignment_params: list = [Assignment.State.VOTED, at, assignment.pk]
-    image_params: list = [image.votes_count, image.leases_count, image.free_slots, image.state, at, image.pk]
+    image_params: list = [
+        image.votes_count,
+        image.leases_count,
+        image.free_slots,
+        image.state,
+        at,
+        image.pk,
+    ]
     if guarded:
         image_version, assignment_version = target.versions
         guard = " AND xmin = %s::xid RETURNING 1"
@@ -404,9 +458,15 @@ def _vote_plan(*, target: _VoteTarget, user: User, label_id: int | None, guarded
         image_params.append(image_version)
     writes = [
         insert_vote,
-        ("UPDATE annotate_assignment SET state = %s, updated_at = %s WHERE id = %s" + guard, assignment_params),
-        ("UPDATE annotate_image SET votes_count = %s, leases_count = %s, free_slots = %s,"
-         " state = %s, updated_at = %s WHERE id = %s" + guard, image_params),
+        (
+            "UPDATE annotate_assignment SET state = %s, updated_at = %s WHERE id = %s" + guard,
+            assignment_params,
+        ),
+        (
+            "UPDATE annotate_image SET votes_count = %s, leases_count = %s, free_slots = %s,"
+            " state = %s, updated_at = %s WHERE id = %s" + guard,
+            image_params,
+        ),
         ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [user.pk]),
     ]
     # The decision this vote makes, if any, and everyone's stats go in the same statement
@@ -416,8 +476,14 @@ def _vote_plan(*, target: _VoteTarget, user: User, label_id: int | None, guarded
     if decided is not None:
         retire = current
         record = decision_writes(
-            image=image, previous=current, label_id=decided.label_id, rule=rule,
-            confidence=decided.confidence, votes_count=len(votes), also=stats_left, votes=votes,
+            image=image,
+            previous=current,
+            label_id=decided.label_id,
+            rule=rule,
+            confidence=decided.confidence,
+            votes_count=len(votes),
+            also=stats_left,
+            votes=votes,
         )
         writes += record.statements
         stats_left = record.stats_left
@@ -443,10 +509,14 @@ def _vote_with_locks(*, assignment_id: int, user: User, label_id: int | None) ->
 # The write statement counts the rows that its guarded UPDATEs changed (writes 1 and 2 of
 # _vote_plan: the assignment and the image) and fails unless each changed its row.
 _RETRY_STATES = ("40001", "40P01")
-_UNCHANGED_CHECK = "annotate_unchanged((SELECT count(*) FROM w1) = 1 AND (SELECT count(*) FROM w2) = 1)"
+_UNCHANGED_CHECK = (
+    "annotate_unchanged((SELECT count(*) FROM w1) = 1 AND (SELECT count(*) FROM w2) = 1)"
+)
 
 
-def _vote_unless_changed(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image] | None:
+def _vote_unless_changed(
+    *, assignment_id: int, user: User, label_id: int | None
+) -> tuple[Vote, Image] | None:
     """The vote as a plain read and one write statement, with no transaction to open and
     commit (two round trips fewer than _vote_with_locks); None where it must take the locks.
 
@@ -469,7 +539,10 @@ def _vote_unless_changed(*, assignment_id: int, user: User, label_id: int | None
     except (IntegrityError, OperationalError) as error:
         # Serialization failure (the check) or deadlock: to be tried again with the locks. Any
         # other operational error (the connection lost) is the caller's.
-        if isinstance(error, OperationalError) and getattr(error.__cause__, "sqlstate", None) not in _RETRY_STATES:
+        if (
+            isinstance(error, OperationalError)
+            and getattr(error.__cause__, "sqlstate", None) not in _RETRY_STATES
+        ):
             raise
         return None
     rows.inserted(plan.vote, found)

@@ -26,7 +26,9 @@ def project(db):
     rng = random.Random(8)
     project = ProjectFactory(name="Cats and fish")
     for i, name in enumerate(["cat", "fish", "bird"]):
-        decided_images(project, LabelFactory(project=project, wnid=f"n0100000{i}", name=name), 5, rng)
+        decided_images(
+            project, LabelFactory(project=project, wnid=f"n0100000{i}", name=name), 5, rng
+        )
     return project
 
 
@@ -55,8 +57,9 @@ def test_project_list_links_admins_to_the_export_page(client, admin_user, volunt
 
 def test_command_writes_a_folder_that_torchvision_loads(project, tmp_path, capsys):
     out = tmp_path / "cats"
-    call_command("export_dataset", str(project.pk), str(out), "--val-fraction", "0.4",
-                 "--seed", "3")
+    call_command(
+        "export_dataset", str(project.pk), str(out), "--val-fraction", "0.4", "--seed", "3"
+    )
     assert ImageFolder(out / "train").classes == ["n01000000", "n01000001", "n01000002"]
     assert len(ImageNet(str(out), split="val")) == 6  # two of five per class
     assert "9 train and 6 val images in 3 classes" in capsys.readouterr().out
@@ -66,8 +69,9 @@ def test_command_writes_a_folder_that_torchvision_loads(project, tmp_path, capsy
 
 def test_command_writes_a_tar_with_the_flat_layout(project, tmp_path):
     out = tmp_path / "cats.tar"
-    call_command("export_dataset", project.name, str(out), "--tar", "--val-layout", "flat",
-                 "--resize", "20")
+    call_command(
+        "export_dataset", project.name, str(out), "--tar", "--val-layout", "flat", "--resize", "20"
+    )
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
         manifest = json.load(tar.extractfile("cats/manifest.json"))

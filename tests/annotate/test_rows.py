@@ -14,23 +14,37 @@ pytestmark = pytest.mark.django_db
 
 
 def _field_values(instance):
-    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+    return {
+        field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields
+    }
 
 
-@pytest.mark.parametrize("model, make", [
-    (Project, lambda: ProjectFactory(answer_counts={"3": 4, "none": 1}, gold_rate=0.2, gold_rate_min=0.1)),
-    (Image, lambda: ImageFactory(is_gold=True)),
-    (User, lambda: UserFactory(is_superuser=True)),
-])
+@pytest.mark.parametrize(
+    "model, make",
+    [
+        (
+            Project,
+            lambda: ProjectFactory(
+                answer_counts={"3": 4, "none": 1}, gold_rate=0.2, gold_rate_min=0.1
+            ),
+        ),
+        (Image, lambda: ImageFactory(is_gold=True)),
+        (User, lambda: UserFactory(is_superuser=True)),
+    ],
+)
 def test_columns_build_what_the_orm_loads(model, make):
     instance = make()
     columns = rows.columns(model, "t")
-    row = rows.fetch_one(f'SELECT {columns.sql} FROM "{model._meta.db_table}" t WHERE t.id = %s', [instance.pk])
+    row = rows.fetch_one(
+        f'SELECT {columns.sql} FROM "{model._meta.db_table}" t WHERE t.id = %s', [instance.pk]
+    )
     built = columns.build(row)
     loaded = model.objects.get(pk=instance.pk)
     assert _field_values(built) == _field_values(loaded)
     # Types too: a datetime is a datetime and a JSON field a dict on every database.
-    assert {k: type(v) for k, v in _field_values(built).items()} == {k: type(v) for k, v in _field_values(loaded).items()}
+    assert {k: type(v) for k, v in _field_values(built).items()} == {
+        k: type(v) for k, v in _field_values(loaded).items()
+    }
     # Nothing more and nothing less than the ORM's instance holds, and a state that saves
     # it as an update of its row.
     assert set(built.__dict__) == set(loaded.__dict__)
@@ -50,14 +64,21 @@ def test_insert_sets_defaults_and_auto_fields(project, volunteer):
     assert _field_values(stored) == _field_values(assignment)
 
 
-def test_write_together_applies_every_statement_and_returns_the_first_row(project, volunteer, labels):
+def test_write_together_applies_every_statement_and_returns_the_first_row(
+    project, volunteer, labels
+):
     image = ImageFactory(project=project)
     vote = Vote(image=image, user=volunteer, label=labels[0])
-    row = rows.write_together([
-        rows.insert_statement(vote),
-        ("UPDATE annotate_image SET votes_count = votes_count + 1 WHERE id = %s", [image.pk]),
-        ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [volunteer.pk]),
-    ])
+    row = rows.write_together(
+        [
+            rows.insert_statement(vote),
+            ("UPDATE annotate_image SET votes_count = votes_count + 1 WHERE id = %s", [image.pk]),
+            (
+                "UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s",
+                [volunteer.pk],
+            ),
+        ]
+    )
     assert Vote.objects.get().pk == row[0]
     image.refresh_from_db()
     volunteer.refresh_from_db()
@@ -70,10 +91,14 @@ def test_write_together_is_all_or_nothing(project, volunteer, labels):
     image = ImageFactory(project=project)
     Vote.objects.create(image=image, user=volunteer, label=labels[0])
     with pytest.raises(IntegrityError), transaction.atomic():
-        rows.write_together([
-            ("UPDATE annotate_image SET votes_count = 7 WHERE id = %s", [image.pk]),
-            rows.insert_statement(Vote(image=image, user=volunteer, label=labels[1])),  # a second vote
-        ])
+        rows.write_together(
+            [
+                ("UPDATE annotate_image SET votes_count = 7 WHERE id = %s", [image.pk]),
+                rows.insert_statement(
+                    Vote(image=image, user=volunteer, label=labels[1])
+                ),  # a second vote
+            ]
+        )
     image.refresh_from_db()
     assert image.votes_count == 0
 
@@ -87,7 +112,7 @@ def test_the_serving_statements_are_prepared(project, volunteer):
         assert serving.assignment_lease(project=project, user=volunteer) is not None
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [statement for statement, in cursor.fetchall()]
+        prepared = [statement for (statement,) in cursor.fetchall()]
     assert any("WITH picked AS" in statement for statement in prepared), prepared
 
 

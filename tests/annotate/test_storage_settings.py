@@ -22,12 +22,19 @@ def probe(tmp_path, **env) -> list:
     environment |= {"DJANGO_SETTINGS_MODULE": "annotate.settings", "DATA_DIR": str(tmp_path)} | env
     out = subprocess.run(
         [sys.executable, "-c", PROBE],
-        cwd=ROOT, env=environment, capture_output=True, text=True, check=True, timeout=60,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def test_local_media_by_default_and_s3_when_a_bucket_is_set(tmp_path):
     assert probe(tmp_path)[0] == "FileSystemStorage"
-    s3 = probe(tmp_path, S3_BUCKET="images", S3_ENDPOINT_URL="http://127.0.0.1:9000", S3_PREFIX="labeling")
+    s3 = probe(
+        tmp_path, S3_BUCKET="images", S3_ENDPOINT_URL="http://127.0.0.1:9000", S3_PREFIX="labeling"
+    )
     assert s3 == ["S3Storage", "images", "http://127.0.0.1:9000", "labeling", False]

@@ -14,10 +14,14 @@ from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFact
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
-
-def test_admin_sees_the_project_and_imports_a_zip(transactional_db, page, tmp_path, screenshot_path):
+def test_admin_sees_the_project_and_imports_a_zip(
+    transactional_db, page, tmp_path, screenshot_path
+):
     project = ProjectFactory(name="Dashboard birds", min_votes=1, max_votes=1, agreement=1.0)
-    labels = [LabelFactory(project=project, name=name, position=i) for i, name in enumerate(["heron", "stork"])]
+    labels = [
+        LabelFactory(project=project, name=name, position=i)
+        for i, name in enumerate(["heron", "stork"])
+    ]
     for _ in range(3):
         ImageFactory(project=project)
     volunteer = UserFactory(username="val")
@@ -38,11 +42,15 @@ def test_admin_sees_the_project_and_imports_a_zip(transactional_db, page, tmp_pa
     archive = tmp_path / "birds.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for i in range(4):
-            zf.writestr(f"batch/bird-{i}.png", image_bytes((40 * i, 90, 160), size=(96, 64), fmt="PNG"))
+            zf.writestr(
+                f"batch/bird-{i}.png", image_bytes((40 * i, 90, 160), size=(96, 64), fmt="PNG")
+            )
         zf.writestr("batch/readme.txt", "not an image")
         zf.writestr("../escape.png", image_bytes((1, 1, 1), fmt="PNG"))
     page.set_input_files("#import-files", str(archive))
-    page.wait_for_function("() => document.getElementById('import-status').textContent.startsWith('Done')")
+    page.wait_for_function(
+        "() => document.getElementById('import-status').textContent.startsWith('Done')"
+    )
     assert page.locator("#import-progress").get_attribute("value") == "100"
     assert "4 created" in page.locator("#import-status").inner_text()
     rejected = page.locator("#import-rejected").inner_text()

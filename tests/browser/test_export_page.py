@@ -104,7 +104,11 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
     info.value.save_as(saved)
     export = Export.objects.get()
     assert (export.state, export.seed, export.val_fraction, export.created_by) == (
-        "done", 4, 0.2, admin)
+        "done",
+        4,
+        0.2,
+        admin,
+    )
     with tarfile.open(saved) as tar:
         tar.extractall(tmp_path / "got", filter="data")
     root = tmp_path / "got" / export.name

@@ -13,7 +13,12 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 # Six distinct images (distinct bytes, so none is dropped as a duplicate).
 COLORS = [
-    (220, 30, 30), (30, 160, 40), (30, 60, 220), (230, 200, 20), (150, 40, 180), (20, 190, 190)
+    (220, 30, 30),
+    (30, 160, 40),
+    (30, 60, 220),
+    (230, 200, 20),
+    (150, 40, 180),
+    (20, 190, 190),
 ]
 PASSWORD = "Lab3ling-is-fun!"
 
@@ -51,6 +56,7 @@ def press_and_wait(page, key: str, assignment_id: int, action: str) -> None:
     """Press `key` on the image of `assignment_id`; wait for the API's answer and for the page
     to show what comes next (another assignment, or none)."""
     url = f"/api/assignments/{assignment_id}/{action}/"
+
     def is_answer(response):
         return response.url.endswith(url) and response.request.method == "POST"
 
@@ -176,10 +182,14 @@ def test_undo_and_zoom_with_the_keyboard(transactional_db, page):
 
     press_and_wait(page, "1", first, "vote")
     page.wait_for_function("() => document.getElementById('count').textContent.trim() === '1'")
-    with page.expect_response(lambda r: r.url.endswith(f"/api/assignments/{first}/undo/")) as answer:
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/assignments/{first}/undo/")
+    ) as answer:
         page.keyboard.press("u")
     assert answer.value.status == 200
-    page.wait_for_function(f"() => document.getElementById('image').dataset.assignment === '{first}'")
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.assignment === '{first}'"
+    )
     assert page.locator("#count").inner_text() == "0"
     assert not Vote.objects.filter(user=user).exists()
 
@@ -192,7 +202,10 @@ def test_labeling_works_by_touch_on_a_phone(transactional_db, browser, live_serv
     project, labels = make_project(name="Phone", label_names=["heron", "stork"], n_images=2)
     user = UserFactory(username="pia")
     context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+        base_url=live_server.url,
+        viewport={"width": 390, "height": 844},
+        has_touch=True,
+        is_mobile=True,
     )
     page = context.new_page()
     try:
@@ -208,7 +221,9 @@ def test_labeling_works_by_touch_on_a_phone(transactional_db, browser, live_serv
         box = button.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390
         assert box["y"] > page.locator("figure.frame").bounding_box()["y"]
-        with page.expect_response(lambda r: r.url.endswith(f"/api/assignments/{first}/vote/")) as answer:
+        with page.expect_response(
+            lambda r: r.url.endswith(f"/api/assignments/{first}/vote/")
+        ) as answer:
             button.tap()
         assert answer.value.status == 201
         assert Vote.objects.get(user=user).label == labels[1]

@@ -13,13 +13,18 @@ from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_byt
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
-
 def disputed_project():
     project = ProjectFactory(name="Disputes", min_votes=2, max_votes=2, agreement=1.0)
-    labels = [LabelFactory(project=project, name=name, position=i) for i, name in enumerate(["cat", "dog"])]
+    labels = [
+        LabelFactory(project=project, name=name, position=i)
+        for i, name in enumerate(["cat", "dog"])
+    ]
     stored = images_upload(
         project=project,
-        files=[(f"pet-{i}.jpg", io.BytesIO(image_bytes(color, size=(320, 240)))) for i, color in enumerate([(200, 120, 40), (60, 60, 60)])],
+        files=[
+            (f"pet-{i}.jpg", io.BytesIO(image_bytes(color, size=(320, 240))))
+            for i, color in enumerate([(200, 120, 40), (60, 60, 60)])
+        ],
     )
     images = list(Image.objects.filter(pk__in=stored.created).order_by("id"))
     for label in labels:  # two volunteers disagree on both images
@@ -47,8 +52,12 @@ def test_reviewer_decides_with_hotkeys(transactional_db, page, screenshot_path):
     with page.expect_response(lambda r: r.url.endswith(f"/api/images/{first}/decision/")) as answer:
         page.keyboard.press("2")
     assert answer.value.status == 201
-    page.wait_for_function(f"() => document.getElementById('image').dataset.image === '{images[1].pk}'")
-    with page.expect_response(lambda r: r.url.endswith(f"/api/images/{images[1].pk}/decision/")) as answer:
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.image === '{images[1].pk}'"
+    )
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/images/{images[1].pk}/decision/")
+    ) as answer:
         page.keyboard.press("x")
     assert answer.value.status == 201
     page.locator("#empty").wait_for(state="visible")
@@ -62,7 +71,11 @@ def test_reviewer_decides_with_hotkeys(transactional_db, page, screenshot_path):
 def test_volunteer_is_refused_review_and_admin_pages(transactional_db, page):
     project = ProjectFactory()
     sign_in(page, UserFactory(role="volunteer"))
-    for path in [f"/projects/{project.pk}/review/", f"/projects/{project.pk}/annotators/", "/admin/"]:
+    for path in [
+        f"/projects/{project.pk}/review/",
+        f"/projects/{project.pk}/annotators/",
+        "/admin/",
+    ]:
         response = page.goto(path)
         assert response.status == 403 or "/admin/login/" in page.url, path
         assert "Disputes" not in page.content()

@@ -84,7 +84,12 @@ def test_admin_sets_roles_and_others_cannot(client_for, admin_user, volunteer, r
     assert response.status_code == 200 and response.json()["role"] == "reviewer"
     volunteer.refresh_from_db()
     assert volunteer.role == User.Role.REVIEWER
-    assert client_for(admin_user).patch("/api/users/999999/", {"role": "admin"}, format="json").status_code == 404
+    assert (
+        client_for(admin_user)
+        .patch("/api/users/999999/", {"role": "admin"}, format="json")
+        .status_code
+        == 404
+    )
 
 
 # --- projects and labels ----------------------------------------------------------------------
@@ -120,9 +125,12 @@ def test_only_admins_create_and_change_projects(client_for, admin_user, voluntee
         f"/api/projects/{project_id}/", {"serving_order": "random"}, format="json"
     )
     assert patch.status_code == 200 and patch.json()["serving_order"] == "random"
-    assert client_for(volunteer).patch(
-        f"/api/projects/{project_id}/", {"min_votes": 1}, format="json"
-    ).status_code == 403
+    assert (
+        client_for(volunteer)
+        .patch(f"/api/projects/{project_id}/", {"min_votes": 1}, format="json")
+        .status_code
+        == 403
+    )
     assert Project.objects.get(pk=project_id).min_votes == 3
 
 
@@ -150,8 +158,11 @@ def test_duplicate_project_name_is_a_400(client_for, admin_user, project):
 
 
 def test_missing_project_is_a_404_with_a_message(client_for, volunteer):
-    for method, path in [("get", "/api/projects/999/"), ("post", "/api/projects/999/assignments/"),
-                         ("get", "/api/projects/999/labels/")]:
+    for method, path in [
+        ("get", "/api/projects/999/"),
+        ("post", "/api/projects/999/assignments/"),
+        ("get", "/api/projects/999/labels/"),
+    ]:
         response = getattr(client_for(volunteer), method)(path)
         assert response.status_code == 404
         assert "does not exist" in response.json()["detail"]
@@ -204,7 +215,9 @@ def test_upload_stores_images_and_reports_duplicates_and_rejects(client_for, adm
     assert (body["created"], body["duplicates"]) == (2, 1)
     assert {r["name"] for r in body["rejected"]} == {"notes.txt", "cut.jpg"}
     images = Image.objects.filter(project=project).order_by("id")
-    assert [(i.original_name, i.format, i.width, i.height, i.state, i.free_slots) for i in images] == [
+    assert [
+        (i.original_name, i.format, i.width, i.height, i.state, i.free_slots) for i in images
+    ] == [
         ("red.jpg", "JPEG", 64, 48, "open", 2),
         ("blue.png", "PNG", 64, 48, "open", 2),
     ]
@@ -214,7 +227,10 @@ def test_upload_stores_images_and_reports_duplicates_and_rejects(client_for, adm
 
 def test_upload_needs_admin_and_files(client_for, admin_user, volunteer, project):
     url = f"/api/projects/{project.pk}/images/"
-    assert client_for(volunteer).post(url, {"files": [upload("a.jpg", image_bytes())]}).status_code == 403
+    assert (
+        client_for(volunteer).post(url, {"files": [upload("a.jpg", image_bytes())]}).status_code
+        == 403
+    )
     assert client_for(admin_user).post(url, {}).status_code == 400
     assert not Image.objects.exists()
 
@@ -226,8 +242,14 @@ def test_gold_upload_is_decided(client_for, admin_user, project, labels):
     )
     assert response.status_code == 201
     image = Image.objects.get()
-    assert (image.is_gold, image.gold_label, image.state) == (True, labels[1], Image.State.CONSENSUS)
-    bad = client_for(admin_user).post(url, {"files": [upload("h.jpg", image_bytes((1, 2, 3)))], "gold_label": "nope"})
+    assert (image.is_gold, image.gold_label, image.state) == (
+        True,
+        labels[1],
+        Image.State.CONSENSUS,
+    )
+    bad = client_for(admin_user).post(
+        url, {"files": [upload("h.jpg", image_bytes((1, 2, 3)))], "gold_label": "nope"}
+    )
     assert bad.status_code == 400 and Image.objects.count() == 1
 
 
@@ -252,13 +274,22 @@ def test_lease_vote_skip_round_trip(client_for, volunteer, project, labels):
     assert leased.status_code == 201
     body = leased.json()
     assert set(body) == {"id", "image", "labels", "suggestion", "expires_at"}
-    assert body["image"] == {"id": first.pk, "url": f"/api/images/{first.pk}/file/", "width": 64, "height": 48}
+    assert body["image"] == {
+        "id": first.pk,
+        "url": f"/api/images/{first.pk}/file/",
+        "width": 64,
+        "height": 48,
+    }
     assert [label["id"] for label in body["labels"]] == [label.pk for label in labels]
     assert body["suggestion"] is None
 
-    voted = client.post(f"/api/assignments/{body['id']}/vote/", {"label": labels[0].pk}, format="json")
+    voted = client.post(
+        f"/api/assignments/{body['id']}/vote/", {"label": labels[0].pk}, format="json"
+    )
     assert voted.status_code == 201 and voted.json()["image_state"] == "open"
-    again = client.post(f"/api/assignments/{body['id']}/vote/", {"label": labels[0].pk}, format="json")
+    again = client.post(
+        f"/api/assignments/{body['id']}/vote/", {"label": labels[0].pk}, format="json"
+    )
     assert again.status_code == 409
 
     second_lease = client.post(f"/api/projects/{project.pk}/assignments/").json()
@@ -283,22 +314,36 @@ def test_none_of_these_vote(client_for, volunteer, project, labels):
     ImageFactory(project=project)
     client = client_for(volunteer)
     assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
-    response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": None}, format="json")
+    response = client.post(
+        f"/api/assignments/{assignment['id']}/vote/", {"label": None}, format="json"
+    )
     assert response.status_code == 201
     assert Vote.objects.get().label is None
 
 
-def test_someone_elses_assignment_is_forbidden(client_for, volunteer, other_volunteer, project, labels):
+def test_someone_elses_assignment_is_forbidden(
+    client_for, volunteer, other_volunteer, project, labels
+):
     ImageFactory(project=project)
     assignment = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
     intruder = client_for(other_volunteer)
-    assert intruder.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json").status_code == 403
+    assert (
+        intruder.post(
+            f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json"
+        ).status_code
+        == 403
+    )
     assert intruder.post(f"/api/assignments/{assignment['id']}/skip/").status_code == 403
-    assert intruder.post("/api/assignments/999999/vote/", {"label": None}, format="json").status_code == 404
+    assert (
+        intruder.post("/api/assignments/999999/vote/", {"label": None}, format="json").status_code
+        == 404
+    )
     assert Assignment.objects.get().state == Assignment.State.ACTIVE
 
 
-def test_image_file_only_for_its_assignee_and_reviewers(client_for, admin_user, volunteer, other_volunteer, reviewer, project):
+def test_image_file_only_for_its_assignee_and_reviewers(
+    client_for, admin_user, volunteer, other_volunteer, reviewer, project
+):
     client_for(admin_user).post(
         f"/api/projects/{project.pk}/images/", {"files": [upload("a.jpg", image_bytes())]}
     )
@@ -322,12 +367,16 @@ def test_me_counts_votes_agreement_and_rank(client_for, project, labels):
     for user in users:
         client = client_for(user)
         assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
-        client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json")
+        client.post(
+            f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json"
+        )
     extra = ImageFactory(project=project)
     client = client_for(users[0])
     assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
     assert assignment["image"]["id"] == extra.pk
-    client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[1].pk}, format="json")
+    client.post(
+        f"/api/assignments/{assignment['id']}/vote/", {"label": labels[1].pk}, format="json"
+    )
 
     image.refresh_from_db()
     assert image.state == Image.State.CONSENSUS
@@ -341,8 +390,12 @@ def test_schema_and_docs(client_for, volunteer):
     schema = client_for(volunteer).get("/api/schema/", {"format": "json"})
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ["/api/auth/register/", "/api/projects/{project_id}/assignments/",
-                 "/api/assignments/{assignment_id}/vote/", "/api/me/"]:
+    for path in [
+        "/api/auth/register/",
+        "/api/projects/{project_id}/assignments/",
+        "/api/assignments/{assignment_id}/vote/",
+        "/api/me/",
+    ]:
         assert path in paths
     docs = client_for(volunteer).get("/api/docs/")
     assert docs.status_code == 200
@@ -350,7 +403,9 @@ def test_schema_and_docs(client_for, volunteer):
     assert b"cdn." not in docs.content  # served from our static files
 
 
-def test_204_says_when_to_ask_again_while_others_hold_the_last_images(client_for, volunteer, other_volunteer, labels):
+def test_204_says_when_to_ask_again_while_others_hold_the_last_images(
+    client_for, volunteer, other_volunteer, labels
+):
     project = labels[0].project
     project.min_votes = project.max_votes = 1
     project.agreement = 1.0
@@ -361,12 +416,16 @@ def test_204_says_when_to_ask_again_while_others_hold_the_last_images(client_for
     waiting = client_for(other_volunteer).post(f"/api/projects/{project.pk}/assignments/")
     assert waiting.status_code == 204 and waiting["Retry-After"] == "5"
 
-    client_for(volunteer).post(f"/api/assignments/{holder['id']}/vote/", {"label": labels[0].pk}, format="json")
+    client_for(volunteer).post(
+        f"/api/assignments/{holder['id']}/vote/", {"label": labels[0].pk}, format="json"
+    )
     done = client_for(other_volunteer).post(f"/api/projects/{project.pk}/assignments/")
     assert done.status_code == 204 and not done.has_header("Retry-After")
 
 
-def test_lease_and_vote_stay_within_their_query_budget(client_for, volunteer, project, labels, django_assert_max_num_queries):
+def test_lease_and_vote_stay_within_their_query_budget(
+    client_for, volunteer, project, labels, django_assert_max_num_queries
+):
     """The hot path: a regression here costs every volunteer on every image."""
     for _ in range(3):
         ImageFactory(project=project)
@@ -381,24 +440,32 @@ def test_lease_and_vote_stay_within_their_query_budget(client_for, volunteer, pr
     with django_assert_max_num_queries(lease_budget):
         assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
     with django_assert_max_num_queries(vote_budget):
-        response = client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json")
+        response = client.post(
+            f"/api/assignments/{assignment['id']}/vote/", {"label": labels[0].pk}, format="json"
+        )
     assert response.status_code == 201
 
 
-def test_a_deciding_vote_stays_within_the_same_budget(client_for, volunteer, other_volunteer, project, labels, django_assert_max_num_queries):
+def test_a_deciding_vote_stays_within_the_same_budget(
+    client_for, volunteer, other_volunteer, project, labels, django_assert_max_num_queries
+):
     """The vote that decides an image also writes the decision and every voter's record: on
     PostgreSQL in the same statement as the vote, so it costs no more round trips."""
     project.min_votes, project.max_votes, project.agreement = 2, 3, 0.6
     project.save()
     image = ImageFactory(project=project)
     first = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
-    client_for(volunteer).post(f"/api/assignments/{first['id']}/vote/", {"label": labels[1].pk}, format="json")
+    client_for(volunteer).post(
+        f"/api/assignments/{first['id']}/vote/", {"label": labels[1].pk}, format="json"
+    )
     client = client_for(other_volunteer)  # their first vote: it also starts their record
     lease = client.post(f"/api/projects/{project.pk}/assignments/").json()
     assert lease["image"]["id"] == image.pk
     vote_budget = 4 if connection.vendor == "postgresql" else 12
     with django_assert_max_num_queries(vote_budget):
-        response = client.post(f"/api/assignments/{lease['id']}/vote/", {"label": labels[1].pk}, format="json")
+        response = client.post(
+            f"/api/assignments/{lease['id']}/vote/", {"label": labels[1].pk}, format="json"
+        )
     assert response.status_code == 201 and response.json()["image_state"] == "consensus"
     decision = image.decisions.get(is_current=True)
     assert (decision.label_id, decision.votes_count, decision.rule) == (labels[1].pk, 2, "majority")
@@ -408,16 +475,36 @@ def test_a_deciding_vote_stays_within_the_same_budget(client_for, volunteer, oth
 
 
 def test_sign_in_and_registration_are_throttled(client_for, volunteer, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "3/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"auth": "3/min"},
+    }
     from rest_framework.throttling import SimpleRateThrottle
 
     SimpleRateThrottle.THROTTLE_RATES = {"auth": "3/min"}
     try:
         client = client_for(None)
-        answers = [client.post("/api/auth/token/", {"username": volunteer.username, "password": "x"}, format="json").status_code for _ in range(4)]
+        answers = [
+            client.post(
+                "/api/auth/token/", {"username": volunteer.username, "password": "x"}, format="json"
+            ).status_code
+            for _ in range(4)
+        ]
         assert answers == [400, 400, 400, 429]
-        assert client.post("/api/auth/register/", {"username": "z", "password": "a-long-passphrase"}, format="json").status_code == 429
-        pages = [client.post("/accounts/login/", {"username": volunteer.username, "password": "x"}).status_code for _ in range(1)]
+        assert (
+            client.post(
+                "/api/auth/register/",
+                {"username": "z", "password": "a-long-passphrase"},
+                format="json",
+            ).status_code
+            == 429
+        )
+        pages = [
+            client.post(
+                "/accounts/login/", {"username": volunteer.username, "password": "x"}
+            ).status_code
+            for _ in range(1)
+        ]
         assert pages == [429]  # same client address, same budget
         assert not User.objects.filter(username="z").exists()
     finally:
@@ -437,7 +524,9 @@ def test_lease_answer_has_the_documented_shape(client_for, volunteer, project, l
     assert body == documented
 
 
-def test_content_negotiation_answers_json_and_still_refuses_what_it_cannot_give(client_for, volunteer, project):
+def test_content_negotiation_answers_json_and_still_refuses_what_it_cannot_give(
+    client_for, volunteer, project
+):
     """The JSON shortcut (labeling_api.negotiation) changes no answer: JSON for API clients,
     the browsable API for a browser, 406 for a type no renderer gives."""
     client = client_for(volunteer)
@@ -450,7 +539,9 @@ def test_content_negotiation_answers_json_and_still_refuses_what_it_cannot_give(
     browser = client.get(url, HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
     assert browser.status_code == 200 and browser["Content-Type"].startswith("text/html")
     assert client.get(url, HTTP_ACCEPT="application/xml").status_code == 406
-    assert client.get(url + "?format=api", HTTP_ACCEPT="*/*")["Content-Type"].startswith("text/html")
+    assert client.get(url + "?format=api", HTTP_ACCEPT="*/*")["Content-Type"].startswith(
+        "text/html"
+    )
 
 
 def test_image_urls_follow_the_script_prefix():

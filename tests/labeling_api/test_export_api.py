@@ -37,7 +37,9 @@ def test_admin_starts_an_export_and_its_job_is_queued_after_commit(
     client_for, admin_user, small_project, django_capture_on_commit_callbacks, monkeypatch
 ):
     sent = []
-    monkeypatch.setattr("annotate.services.jobs.publish", lambda name, *args: sent.append((name, args)))
+    monkeypatch.setattr(
+        "annotate.services.jobs.publish", lambda name, *args: sent.append((name, args))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(admin_user).post(
             url("exports", small_project.pk),
@@ -48,7 +50,12 @@ def test_admin_starts_an_export_and_its_job_is_queued_after_commit(
     body = response.json()
     export = Export.objects.get(pk=body["id"])
     assert body["state"] == "pending" and export.created_by == admin_user
-    assert (export.val_fraction, export.seed, export.val_layout, export.resize) == (0.25, 9, "flat", 64)
+    assert (export.val_fraction, export.seed, export.val_layout, export.resize) == (
+        0.25,
+        9,
+        "flat",
+        64,
+    )
     assert sent == [("annotate.export_run", (export.pk,))]
 
 
@@ -74,8 +81,12 @@ def test_status_progress_and_download_after_the_job(client_for, admin_user, smal
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = {m.name for m in tar.getmembers() if m.isfile()}
         assert tar.extractfile(f"{export.name}/LOC_synset_mapping.txt").read() == (
-            b"n00000000 label " + LabelOrder.name(small_project, 0) + b"\n"
-            + b"n00000001 label " + LabelOrder.name(small_project, 1) + b"\n"
+            b"n00000000 label "
+            + LabelOrder.name(small_project, 0)
+            + b"\n"
+            + b"n00000001 label "
+            + LabelOrder.name(small_project, 1)
+            + b"\n"
         )
     assert len([n for n in names if n.endswith(".JPEG")]) == 8
     assert f"{export.name}/meta.bin" in names and f"{export.name}/manifest.json" in names
@@ -104,22 +115,37 @@ def test_only_admins_reach_exports(client_for, request, role, small_project):
     export_service.export_run(export_id=export.pk, run_token="t")
     client = client_for(user)
     expected = 403 if user else 401
-    for method, path in [("post", url("exports", small_project.pk)),
-                         ("get", url("exports", small_project.pk)),
-                         ("get", url("export-detail", export.pk)),
-                         ("get", url("export-download", export.pk)),
-                         ("get", url("export-manifest", export.pk))]:
+    for method, path in [
+        ("post", url("exports", small_project.pk)),
+        ("get", url("exports", small_project.pk)),
+        ("get", url("export-detail", export.pk)),
+        ("get", url("export-download", export.pk)),
+        ("get", url("export-manifest", export.pk)),
+    ]:
         response = getattr(client, method)(path)
         assert response.status_code in (expected, 403), (path, response.status_code)
         assert "detail" in response.json()
     assert Export.objects.count() == 1
 
 
-@pytest.mark.parametrize("payload", [
-    {"val_fraction": 0}, {"val_fraction": 1.5}, {"val_fraction": "many"}, {"val_fraction": None},
-    {"seed": -3}, {"seed": "x"}, {"seed": 2**70}, {"val_layout": "spiral"}, {"resize": 0},
-    {"resize": "big"}, {"min_per_class": 1}, {"include_gold": "perhaps"}, [1, 2],
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"val_fraction": 0},
+        {"val_fraction": 1.5},
+        {"val_fraction": "many"},
+        {"val_fraction": None},
+        {"seed": -3},
+        {"seed": "x"},
+        {"seed": 2**70},
+        {"val_layout": "spiral"},
+        {"resize": 0},
+        {"resize": "big"},
+        {"min_per_class": 1},
+        {"include_gold": "perhaps"},
+        [1, 2],
+    ],
+)
 def test_bad_input_is_a_400_with_a_message_and_creates_nothing(
     client_for, admin_user, small_project, payload
 ):
@@ -129,8 +155,16 @@ def test_bad_input_is_a_400_with_a_message_and_creates_nothing(
     assert not Export.objects.exists()
 
 
-@pytest.mark.parametrize("body", ['{"val_fraction": NaN}', '{"val_fraction": "nan"}',
-                                  '{"val_fraction": "Infinity"}', '{"seed": 1', "\u0000"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"val_fraction": NaN}',
+        '{"val_fraction": "nan"}',
+        '{"val_fraction": "Infinity"}',
+        '{"seed": 1',
+        "\u0000",
+    ],
+)
 def test_nan_and_broken_json_are_a_400(client_for, admin_user, small_project, body):
     response = client_for(admin_user).post(
         url("exports", small_project.pk), body, content_type="application/json"
@@ -141,8 +175,11 @@ def test_nan_and_broken_json_are_a_400(client_for, admin_user, small_project, bo
 
 def test_missing_things_are_404_with_a_message(client_for, admin_user):
     client = client_for(admin_user)
-    for method, path in [("post", url("exports", 999)), ("get", url("export-detail", 999)),
-                         ("get", url("export-download", 999))]:
+    for method, path in [
+        ("post", url("exports", 999)),
+        ("get", url("export-detail", 999)),
+        ("get", url("export-download", 999)),
+    ]:
         response = getattr(client, method)(path)
         assert response.status_code == 404 and "does not exist" in response.json()["detail"]
 

@@ -29,8 +29,11 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
 
 def test_every_rejection_class_through_the_api(client_for, admin_user, project, media):
     archive = zip_bytes(
-        {"ok/1.jpg": noise_image(1), "../up.png": noise_image(2, fmt="PNG"),
-         "/abs.png": noise_image(3, fmt="PNG")},
+        {
+            "ok/1.jpg": noise_image(1),
+            "../up.png": noise_image(2, fmt="PNG"),
+            "/abs.png": noise_image(3, fmt="PNG"),
+        },
         symlinks={"link.png": "../../etc/passwd"},
     )
     files = [
@@ -44,8 +47,14 @@ def test_every_rejection_class_through_the_api(client_for, admin_user, project, 
     body = response.json()
     assert (body["created"], body["duplicates"], body["near_duplicates"]) == (1, 0, [])
     reasons = {r["name"]: r["reason"] for r in body["rejected"]}
-    assert set(reasons) == {"text.jpg", "cut.png", "bomb.png", "set.zip/../up.png",
-                            "set.zip//abs.png", "set.zip/link.png"}
+    assert set(reasons) == {
+        "text.jpg",
+        "cut.png",
+        "bomb.png",
+        "set.zip/../up.png",
+        "set.zip//abs.png",
+        "set.zip/link.png",
+    }
     assert reasons["bomb.png"].startswith("decompression bomb refused")
     assert reasons["set.zip/link.png"] == "symbolic link in the archive"
     assert list(Image.objects.values_list("original_name", flat=True)) == ["set.zip/ok/1.jpg"]
@@ -55,7 +64,8 @@ def test_every_rejection_class_through_the_api(client_for, admin_user, project, 
 def test_a_request_over_the_size_limit_is_a_413(client_for, admin_user, project, media, settings):
     settings.UPLOAD_MAX_REQUEST_BYTES = 2000
     response = client_for(admin_user).post(
-        f"/api/projects/{project.pk}/images/", {"files": [upload("a.bmp", noise_image(5, fmt="BMP"))]}
+        f"/api/projects/{project.pk}/images/",
+        {"files": [upload("a.bmp", noise_image(5, fmt="BMP"))]},
     )
     assert response.status_code == 413
     assert "at most 2000 bytes" in response.json()["detail"]
@@ -92,21 +102,37 @@ def test_near_duplicates_are_listed_for_admins(client_for, admin_user, reviewer,
     response = client.post(url, {"files": [upload("a.png", copy.getvalue())]})
     first, second = Image.objects.order_by("id")
     near = response.json()["near_duplicates"]
-    assert near == [{"name": "a.png", "id": second.pk, "near_duplicate_of": first.pk,
-                     "distance": second.near_duplicate_distance}]
+    assert near == [
+        {
+            "name": "a.png",
+            "id": second.pk,
+            "near_duplicate_of": first.pk,
+            "distance": second.near_duplicate_distance,
+        }
+    ]
     listing = client.get(f"/api/projects/{project.pk}/images/near-duplicates/")
     assert listing.status_code == 200
     [row] = listing.json()["results"]
-    assert (row["id"], row["original_name"], row["near_duplicate_of"]["id"]) == (second.pk, "a.png", first.pk)
+    assert (row["id"], row["original_name"], row["near_duplicate_of"]["id"]) == (
+        second.pk,
+        "a.png",
+        first.pk,
+    )
     assert row["near_duplicate_of"]["url"] == f"/api/images/{first.pk}/file/"
-    assert client_for(reviewer).get(f"/api/projects/{project.pk}/images/near-duplicates/").status_code == 403
+    assert (
+        client_for(reviewer).get(f"/api/projects/{project.pk}/images/near-duplicates/").status_code
+        == 403
+    )
     assert client.get("/api/projects/999999/images/near-duplicates/").status_code == 404
 
 
-def test_labels_with_html_are_escaped_on_the_labeling_page(client, admin_user, volunteer, project, client_for):
+def test_labels_with_html_are_escaped_on_the_labeling_page(
+    client, admin_user, volunteer, project, client_for
+):
     response = client_for(admin_user).post(
         f"/api/projects/{project.pk}/labels/import/",
-        {"text": "n01440764 <script>alert(1)</script> tench\n"}, format="json",
+        {"text": "n01440764 <script>alert(1)</script> tench\n"},
+        format="json",
     )
     assert response.status_code == 201
     assert response.json()["created"] == 1
@@ -116,10 +142,16 @@ def test_labels_with_html_are_escaped_on_the_labeling_page(client, admin_user, v
     assert "&lt;script&gt;alert(1)&lt;/script&gt; tench" in page
 
 
-def test_one_gold_label_and_gold_from_folders_are_exclusive(client_for, admin_user, project, labels, media):
+def test_one_gold_label_and_gold_from_folders_are_exclusive(
+    client_for, admin_user, project, labels, media
+):
     response = client_for(admin_user).post(
         f"/api/projects/{project.pk}/images/",
-        {"files": [upload("a.jpg", noise_image(8))], "gold_label": labels[0].wnid, "gold_from_folders": "true"},
+        {
+            "files": [upload("a.jpg", noise_image(8))],
+            "gold_label": labels[0].wnid,
+            "gold_from_folders": "true",
+        },
     )
     assert response.status_code == 400 and "not both" in response.json()["detail"]
     assert not Image.objects.exists() and files_under(media) == []

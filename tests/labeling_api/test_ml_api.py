@@ -4,7 +4,12 @@ import pytest
 
 from annotate.models import Project, Suggestion, TrainingRun
 from annotate.services import jobs, ml
-from tests.annotate.services.test_ml import FakeBackend, cached_open_image, promoted_version, verified_images
+from tests.annotate.services.test_ml import (
+    FakeBackend,
+    cached_open_image,
+    promoted_version,
+    verified_images,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -17,14 +22,23 @@ def ml_settings(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "publish", lambda name, *args: None)
 
 
-def test_admin_starts_a_training_and_sees_it_listed(client_for, admin_user, project, labels, django_capture_on_commit_callbacks):
+def test_admin_starts_a_training_and_sees_it_listed(
+    client_for, admin_user, project, labels, django_capture_on_commit_callbacks
+):
     verified_images(project, labels, 12)
     client = client_for(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/api/projects/{project.pk}/models/train/", {"epochs": 2}, format="json")
+        response = client.post(
+            f"/api/projects/{project.pk}/models/train/", {"epochs": 2}, format="json"
+        )
     assert response.status_code == 202
     body = response.json()
-    assert (body["status"], body["reason"], body["config"], body["verified_count"]) == ("pending", "requested", {"epochs": 2}, 12)
+    assert (body["status"], body["reason"], body["config"], body["verified_count"]) == (
+        "pending",
+        "requested",
+        {"epochs": 2},
+        12,
+    )
 
     again = client.post(f"/api/projects/{project.pk}/models/train/", {}, format="json")
     assert again.status_code == 409 and f"run {body['id']}" in again.json()["detail"]
@@ -34,7 +48,9 @@ def test_admin_starts_a_training_and_sees_it_listed(client_for, admin_user, proj
     assert listed["verified_labels"] == 12 and [run["id"] for run in listed["runs"]] == [body["id"]]
 
 
-def test_versions_are_listed_with_their_figures_and_which_is_active(client_for, admin_user, project, labels):
+def test_versions_are_listed_with_their_figures_and_which_is_active(
+    client_for, admin_user, project, labels
+):
     first = promoted_version(project, labels)
     worse = ml.training_run_execute(
         run_id=TrainingRun.objects.create(project=project, reason="growth").pk,
@@ -43,7 +59,8 @@ def test_versions_are_listed_with_their_figures_and_which_is_active(client_for, 
     body = client_for(admin_user).get(f"/api/projects/{project.pk}/models/").json()
     assert body["active_version"] == first.pk
     assert [(v["id"], v["is_active"], v["top1"]) for v in body["versions"]] == [
-        (worse.pk, False, 0.5), (first.pk, True, 0.8)
+        (worse.pk, False, 0.5),
+        (first.pk, True, 0.8),
     ]
     assert body["versions"][0]["baseline_top1"] == 0.8
     assert set(body["versions"][1]["per_class"]) == {str(label.pk) for label in labels}
@@ -52,34 +69,50 @@ def test_versions_are_listed_with_their_figures_and_which_is_active(client_for, 
 
 @pytest.mark.parametrize(
     "payload, field",
-    [({"epochs": 0}, "epochs"), ({"epochs": "many"}, "epochs"), ({"arch": "vgg11"}, "arch"),
-     ({"learning_rate": 5}, "learning_rate")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": "many"}, "epochs"),
+        ({"arch": "vgg11"}, "arch"),
+        ({"learning_rate": 5}, "learning_rate"),
+    ],
 )
 def test_bad_training_settings_are_a_400(client_for, admin_user, project, labels, payload, field):
     verified_images(project, labels, 12)
-    response = client_for(admin_user).post(f"/api/projects/{project.pk}/models/train/", payload, format="json")
+    response = client_for(admin_user).post(
+        f"/api/projects/{project.pk}/models/train/", payload, format="json"
+    )
     assert response.status_code == 400 and field in str(response.json())
     assert not TrainingRun.objects.exists()
 
 
 def test_too_few_verified_labels_is_a_400_with_a_reason(client_for, admin_user, project, labels):
     verified_images(project, labels, 3)
-    response = client_for(admin_user).post(f"/api/projects/{project.pk}/models/train/", {}, format="json")
+    response = client_for(admin_user).post(
+        f"/api/projects/{project.pk}/models/train/", {}, format="json"
+    )
     assert response.status_code == 400
     assert "3 verified labels" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("method, path", [("get", "models/"), ("post", "models/train/")])
-def test_only_admins_reach_the_models(client_for, volunteer, reviewer, admin_user, project, method, path):
+def test_only_admins_reach_the_models(
+    client_for, volunteer, reviewer, admin_user, project, method, path
+):
     for user, status in ((None, 401), (volunteer, 403), (reviewer, 403)):
-        response = getattr(client_for(user), method)(f"/api/projects/{project.pk}/{path}", format="json")
+        response = getattr(client_for(user), method)(
+            f"/api/projects/{project.pk}/{path}", format="json"
+        )
         assert response.status_code == status and "detail" in response.json()
     missing = getattr(client_for(admin_user), method)(f"/api/projects/999999/{path}", format="json")
-    assert missing.status_code == 404 and missing.json()["detail"] == "Project 999999 does not exist."
+    assert (
+        missing.status_code == 404 and missing.json()["detail"] == "Project 999999 does not exist."
+    )
 
 
 @pytest.mark.parametrize("show_suggestions", [True, False])
-def test_the_assignment_carries_the_active_models_suggestion(client_for, volunteer, project, labels, show_suggestions):
+def test_the_assignment_carries_the_active_models_suggestion(
+    client_for, volunteer, project, labels, show_suggestions
+):
     promoted_version(project, labels)
     image = cached_open_image(project, "clear")
     ml.suggestions_compute(project_id=project.pk, backend=FakeBackend())

@@ -23,9 +23,10 @@ ROLES = ["anonymous", "volunteer", "other", "reviewer", "admin"]
 def world():
     project = ProjectFactory(min_votes=2, max_votes=4)
     labels = [LabelFactory(project=project) for _ in range(2)]
-    ingest.images_upload(project=project, files=[
-        (f"{i}.png", io.BytesIO(image_bytes((30 * i, 5, 5), fmt="PNG"))) for i in range(8)
-    ])
+    ingest.images_upload(
+        project=project,
+        files=[(f"{i}.png", io.BytesIO(image_bytes((30 * i, 5, 5), fmt="PNG"))) for i in range(8)],
+    )
     users = {
         "volunteer": UserFactory(role=User.Role.VOLUNTEER),
         "other": UserFactory(role=User.Role.VOLUNTEER),
@@ -40,8 +41,14 @@ def world():
         review.review_decide(image_id=image.pk, reviewer=users["reviewer"], label_id=labels[1].pk)
     export = export_service.export_create(project=project, enqueue=False)
     return {
-        "p": project.pk, "label": labels[0].pk, "a": assignment.pk, "voted": voted.pk,
-        "image": assignment.image_id, "user": users["other"].pk, "export": export.pk, "users": users,
+        "p": project.pk,
+        "label": labels[0].pk,
+        "a": assignment.pk,
+        "voted": voted.pk,
+        "image": assignment.image_id,
+        "user": users["other"].pk,
+        "export": export.pk,
+        "users": users,
     }
 
 
@@ -54,38 +61,90 @@ def upload():
 A, V, O, R, D = "anonymous", "volunteer", "other", "reviewer", "admin"
 CASES = [
     ("get", "/api/me/", None, {A: 401, V: 200, O: 200, R: 200, D: 200}),
-    ("patch", "/api/users/{user}/", lambda w: {"role": "reviewer"}, {A: 401, V: 403, O: 403, R: 403, D: 200}),
+    (
+        "patch",
+        "/api/users/{user}/",
+        lambda w: {"role": "reviewer"},
+        {A: 401, V: 403, O: 403, R: 403, D: 200},
+    ),
     ("get", "/api/projects/", None, {A: 401, V: 200, O: 200, R: 200, D: 200}),
-    ("post", "/api/projects/", lambda w: {"name": "new project"}, {A: 401, V: 403, O: 403, R: 403, D: 201}),
+    (
+        "post",
+        "/api/projects/",
+        lambda w: {"name": "new project"},
+        {A: 401, V: 403, O: 403, R: 403, D: 201},
+    ),
     ("get", "/api/projects/{p}/", None, {A: 401, V: 200, O: 200, R: 200, D: 200}),
-    ("patch", "/api/projects/{p}/", lambda w: {"min_votes": 3}, {A: 401, V: 403, O: 403, R: 403, D: 200}),
+    (
+        "patch",
+        "/api/projects/{p}/",
+        lambda w: {"min_votes": 3},
+        {A: 401, V: 403, O: 403, R: 403, D: 200},
+    ),
     ("get", "/api/projects/{p}/labels/", None, {A: 401, V: 200, O: 200, R: 200, D: 200}),
-    ("post", "/api/projects/{p}/labels/", lambda w: {"wnid": "n99", "name": "new"}, {A: 401, V: 403, O: 403, R: 403, D: 201}),
-    ("post", "/api/projects/{p}/labels/import/", lambda w: {"text": "n98 other"}, {A: 401, V: 403, O: 403, R: 403, D: 201}),
+    (
+        "post",
+        "/api/projects/{p}/labels/",
+        lambda w: {"wnid": "n99", "name": "new"},
+        {A: 401, V: 403, O: 403, R: 403, D: 201},
+    ),
+    (
+        "post",
+        "/api/projects/{p}/labels/import/",
+        lambda w: {"text": "n98 other"},
+        {A: 401, V: 403, O: 403, R: 403, D: 201},
+    ),
     ("get", "/api/projects/{p}/images/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("post", "/api/projects/{p}/images/", "upload", {A: 401, V: 403, O: 403, R: 403, D: 201}),
-    ("get", "/api/projects/{p}/images/near-duplicates/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
+    (
+        "get",
+        "/api/projects/{p}/images/near-duplicates/",
+        None,
+        {A: 401, V: 403, O: 403, R: 403, D: 200},
+    ),
     ("post", "/api/projects/{p}/assignments/", None, {A: 401, V: 201, O: 201, R: 201, D: 201}),
-    ("post", "/api/assignments/{a}/vote/", lambda w: {"label": w["label"]}, {A: 401, V: 201, O: 403, R: 403, D: 403}),
+    (
+        "post",
+        "/api/assignments/{a}/vote/",
+        lambda w: {"label": w["label"]},
+        {A: 401, V: 201, O: 403, R: 403, D: 403},
+    ),
     ("post", "/api/assignments/{a}/skip/", None, {A: 401, V: 204, O: 403, R: 403, D: 403}),
     ("post", "/api/assignments/{voted}/undo/", None, {A: 401, V: 200, O: 403, R: 403, D: 403}),
     ("get", "/api/images/{image}/file/", None, {A: 401, V: 200, O: 403, R: 200, D: 200}),
     ("get", "/api/projects/{p}/review/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("get", "/api/projects/{p}/annotators/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("get", "/api/images/{image}/decision/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
-    ("post", "/api/images/{image}/decision/", lambda w: {"label": w["label"]}, {A: 401, V: 403, O: 403, R: 201, D: 201}),
-    ("post", "/api/projects/{p}/exports/", lambda w: {"val_fraction": 0.2}, {A: 401, V: 403, O: 403, R: 403, D: 202}),
+    (
+        "post",
+        "/api/images/{image}/decision/",
+        lambda w: {"label": w["label"]},
+        {A: 401, V: 403, O: 403, R: 201, D: 201},
+    ),
+    (
+        "post",
+        "/api/projects/{p}/exports/",
+        lambda w: {"val_fraction": 0.2},
+        {A: 401, V: 403, O: 403, R: 403, D: 202},
+    ),
     ("get", "/api/exports/{export}/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     ("get", "/api/exports/{export}/download/", None, {A: 401, V: 403, O: 403, R: 403, D: 409}),
     ("get", "/api/projects/{p}/models/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     # Too few verified labels for a training yet: the admin is let through and told so.
     ("post", "/api/projects/{p}/models/train/", None, {A: 401, V: 403, O: 403, R: 403, D: 400}),
-    ("get", "/api/schema/", None, {A: 200, V: 200, O: 200, R: 200, D: 200}),  # the contract is public
+    (
+        "get",
+        "/api/schema/",
+        None,
+        {A: 200, V: 200, O: 200, R: 200, D: 200},
+    ),  # the contract is public
 ]
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("method", "path", "body", "expected"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES]
+)
 def test_permission_matrix(client_for, world, role, method, path, body, expected):
     client = client_for(None if role == "anonymous" else world["users"][role])
     url = path.format(**world)
@@ -108,7 +167,14 @@ def test_every_api_route_is_in_the_matrix():
     routes = {str(p.pattern) for p in urls.urlpatterns}
     covered = {path.removeprefix("/api/") for _, path, _, _ in CASES}
     normalise = lambda route: __import__("re").sub(r"<\w+:(\w+)>|\{(\w+)\}", "{}", route)  # noqa: E731
-    missing = {normalise(r) for r in routes} - {normalise(c) for c in covered} - {
-        "auth/register/", "auth/token/", "docs/", "exports/{}/manifest/",
-    }
+    missing = (
+        {normalise(r) for r in routes}
+        - {normalise(c) for c in covered}
+        - {
+            "auth/register/",
+            "auth/token/",
+            "docs/",
+            "exports/{}/manifest/",
+        }
+    )
     assert missing == set(), f"add these endpoints to the permission matrix: {sorted(missing)}"

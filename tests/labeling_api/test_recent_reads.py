@@ -47,7 +47,9 @@ def statements_of(call) -> list[str]:
 
 
 @pytest.mark.parametrize("seconds", [5, 0])
-def test_a_second_lease_reads_neither_the_token_nor_the_project(volunteer, token, project, labels, settings, seconds):
+def test_a_second_lease_reads_neither_the_token_nor_the_project(
+    volunteer, token, project, labels, settings, seconds
+):
     """Kept for READ_CACHE_SECONDS; with 0, read on every request."""
     settings.READ_CACHE_SECONDS = seconds
     for _ in range(2):
@@ -66,13 +68,17 @@ def test_a_second_lease_reads_neither_the_token_nor_the_project(volunteer, token
     assert len(second) == len(first) - (2 if kept else 0)
 
 
-def test_what_this_process_changes_applies_at_once(client_for, admin_user, volunteer, token, settings):
+def test_what_this_process_changes_applies_at_once(
+    client_for, admin_user, volunteer, token, settings
+):
     settings.READ_CACHE_SECONDS = 3600
     client = token_client(token.key)
     assert client.get("/api/me/").json()["role"] == "volunteer"
 
     # A role changed through the API (another request, same process): the next call sees it.
-    changed = client_for(admin_user).patch(f"/api/users/{volunteer.pk}/", {"role": "reviewer"}, format="json")
+    changed = client_for(admin_user).patch(
+        f"/api/users/{volunteer.pk}/", {"role": "reviewer"}, format="json"
+    )
     assert changed.status_code == 200
     assert client.get("/api/me/").json()["role"] == "reviewer"
 
@@ -121,7 +127,9 @@ def test_a_refused_token_is_not_remembered(volunteer, settings):
     assert client.get("/api/me/").status_code == 200
 
 
-def test_a_project_change_applies_to_the_next_lease(client_for, admin_user, volunteer, token, project, labels, settings, later):
+def test_a_project_change_applies_to_the_next_lease(
+    client_for, admin_user, volunteer, token, project, labels, settings, later
+):
     settings.READ_CACHE_SECONDS = 5
     for _ in range(4):
         ImageFactory(project=project)
@@ -135,12 +143,16 @@ def test_a_project_change_applies_to_the_next_lease(client_for, admin_user, volu
 
     assert lease_seconds() == pytest.approx(project.lease_seconds, abs=5)
     # Through the API, in this process: at once.
-    patched = client_for(admin_user).patch(f"/api/projects/{project.pk}/", {"lease_seconds": 3000}, format="json")
+    patched = client_for(admin_user).patch(
+        f"/api/projects/{project.pk}/", {"lease_seconds": 3000}, format="json"
+    )
     assert patched.status_code == 200
     assert lease_seconds() == pytest.approx(3000, abs=5)
     # By another process: after the cache time.
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE annotate_project SET lease_seconds = 6000 WHERE id = %s", [project.pk])
+        cursor.execute(
+            "UPDATE annotate_project SET lease_seconds = 6000 WHERE id = %s", [project.pk]
+        )
     later(5.1)
     assert lease_seconds() == pytest.approx(6000, abs=5)
 

@@ -17,7 +17,9 @@ def disputed(client_for):
     for user, label in zip(voters, labels):
         client = client_for(user)
         assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
-        client.post(f"/api/assignments/{assignment['id']}/vote/", {"label": label.pk}, format="json")
+        client.post(
+            f"/api/assignments/{assignment['id']}/vote/", {"label": label.pk}, format="json"
+        )
     image.refresh_from_db()
     assert image.state == Image.State.DISPUTED
     return project, labels, image, voters
@@ -31,7 +33,9 @@ def test_volunteers_cannot_review(client_for, disputed, role):
     expected = 401 if user is None else 403
     assert client.get(f"/api/projects/{project.pk}/review/").status_code == expected
     assert client.get(f"/api/projects/{project.pk}/annotators/").status_code == expected
-    response = client.post(f"/api/images/{image.pk}/decision/", {"label": labels[0].pk}, format="json")
+    response = client.post(
+        f"/api/images/{image.pk}/decision/", {"label": labels[0].pk}, format="json"
+    )
     assert response.status_code == expected
     image.refresh_from_db()
     assert image.state == Image.State.DISPUTED and not image.decisions.exists()
@@ -44,10 +48,16 @@ def test_reviewer_clears_the_queue(client_for, disputed):
     assert queue["count"] == 1
     item = queue["results"][0]
     assert item["id"] == image.pk and item["state"] == "disputed"
-    assert sorted((v["label"], v["count"]) for v in item["votes"]) == sorted((l.pk, 1) for l in labels)
-    assert {voter["username"] for v in item["votes"] for voter in v["voters"]} == {u.username for u in voters}
+    assert sorted((v["label"], v["count"]) for v in item["votes"]) == sorted(
+        (l.pk, 1) for l in labels
+    )
+    assert {voter["username"] for v in item["votes"] for voter in v["voters"]} == {
+        u.username for u in voters
+    }
 
-    decided = reviewer.post(f"/api/images/{image.pk}/decision/", {"label": labels[1].pk}, format="json")
+    decided = reviewer.post(
+        f"/api/images/{image.pk}/decision/", {"label": labels[1].pk}, format="json"
+    )
     assert decided.status_code == 201
     assert decided.json()["state"] == "reviewed"
     assert decided.json()["decision"]["rule"] == "review"
@@ -62,7 +72,12 @@ def test_reviewer_clears_the_queue(client_for, disputed):
 
 @pytest.mark.parametrize(
     ("payload", "status"),
-    [({"label": 999999}, 400), ({}, 400), ({"label": "x"}, 400), ({"label": None, "exclude": True}, 201)],
+    [
+        ({"label": 999999}, 400),
+        ({}, 400),
+        ({"label": "x"}, 400),
+        ({"label": None, "exclude": True}, 201),
+    ],
 )
 def test_decision_input(client_for, disputed, payload, status):
     project, labels, image, _ = disputed
@@ -75,7 +90,10 @@ def test_decision_input(client_for, disputed, payload, status):
 
 def test_decision_on_missing_image_is_404(client_for):
     reviewer = client_for(UserFactory(role="reviewer"))
-    assert reviewer.post("/api/images/999999/decision/", {"label": None}, format="json").status_code == 404
+    assert (
+        reviewer.post("/api/images/999999/decision/", {"label": None}, format="json").status_code
+        == 404
+    )
 
 
 def test_annotator_table(client_for, disputed):

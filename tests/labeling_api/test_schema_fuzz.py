@@ -43,7 +43,9 @@ def tokens():
     # Real objects for list endpoints; generated ids in paths mostly miss (404s are checked too).
     project = ProjectFactory(min_votes=2, max_votes=3)
     LabelFactory(project=project)
-    ingest.images_upload(project=project, files=[("a.png", io.BytesIO(image_bytes((1, 2, 3), fmt="PNG")))])
+    ingest.images_upload(
+        project=project, files=[("a.png", io.BytesIO(image_bytes((1, 2, 3), fmt="PNG")))]
+    )
     users = {role: UserFactory(role=role) for role in (User.Role.VOLUNTEER, User.Role.ADMIN)}
     serving.assignment_lease(project=project, user=users[User.Role.VOLUNTEER])
     return {role: Token.objects.create(user=user).key for role, user in users.items()}

@@ -33,8 +33,11 @@ def no_preprocessing(monkeypatch):
     from annotate.services import jobs
 
     real = jobs.enqueue_on_commit
-    monkeypatch.setattr(jobs, "enqueue_on_commit", lambda name, *args: None
-                        if name == "annotate.image_preprocess" else real(name, *args))
+    monkeypatch.setattr(
+        jobs,
+        "enqueue_on_commit",
+        lambda name, *args: None if name == "annotate.image_preprocess" else real(name, *args),
+    )
 
 
 @pytest.fixture
@@ -43,10 +46,14 @@ def export_worker(tmp_path, settings):
     settings.EXPORT_DIR = tmp_path / "exports"
     worker = Process(
         ["bin/worker", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        worker_env(DATABASE_URL=database_url(), WORKER_CONCURRENCY="1",
-                   EXPORT_DIR=str(settings.EXPORT_DIR), MEDIA_ROOT=str(settings.MEDIA_ROOT),
-                   EXPORT_PROGRESS_SECONDS="0",  # progress after every batch
-                   EXPORT_PROCESSES="2"),
+        worker_env(
+            DATABASE_URL=database_url(),
+            WORKER_CONCURRENCY="1",
+            EXPORT_DIR=str(settings.EXPORT_DIR),
+            MEDIA_ROOT=str(settings.MEDIA_ROOT),
+            EXPORT_PROGRESS_SECONDS="0",  # progress after every batch
+            EXPORT_PROCESSES="2",
+        ),
         tmp_path / "worker.log",
     )
     wait_until(lambda: "ready." in worker.log(), 60, "the worker to start", log=worker.log)
@@ -89,12 +96,19 @@ def test_an_export_started_from_the_api_runs_on_the_worker_and_downloads(
     export_worker, admin_client, tmp_path
 ):
     project, _ = make_project(per_class=6)
-    response = admin_client.post(f"/api/projects/{project.pk}/exports/",
-                                 {"val_fraction": 0.34, "seed": 2}, content_type="application/json")
+    response = admin_client.post(
+        f"/api/projects/{project.pk}/exports/",
+        {"val_fraction": 0.34, "seed": 2},
+        content_type="application/json",
+    )
     assert response.status_code == 202
     export_id = response.json()["id"]
-    wait_until(lambda: state_of(export_id) in ("done", "failed"), 60, "the export job",
-               log=export_worker.log)
+    wait_until(
+        lambda: state_of(export_id) in ("done", "failed"),
+        60,
+        "the export job",
+        log=export_worker.log,
+    )
     body = admin_client.get(f"/api/exports/{export_id}/").json()
     assert body["state"] == "done", body
     assert body["progress"] == {"done": 18, "total": 18, "fraction": 1.0}
@@ -126,12 +140,17 @@ def test_a_worker_killed_mid_export_leaves_no_dataset_and_the_export_is_redone(
 
     export = export_service.export_create(project=project, user=None)
     tmp = Path(settings.EXPORT_DIR) / export_service.TMP_FOLDER
+
     def progress() -> int:
         return Export.objects.get(pk=export.pk).progress_done
 
     # The job stops at the 30th image, after the first batches (4, 8 and 16 images).
-    wait_until(lambda: progress() >= 10 and list(tmp.glob(f"{export.pk}-*/out/*.tar")), 60,
-               "the job to write part of the dataset", log=export_worker.log)
+    wait_until(
+        lambda: progress() >= 10 and list(tmp.glob(f"{export.pk}-*/out/*.tar")),
+        60,
+        "the job to write part of the dataset",
+        log=export_worker.log,
+    )
     assert state_of(export.pk) == "running"
     assert not (Path(settings.EXPORT_DIR) / str(export.pk)).exists()
 
@@ -141,16 +160,21 @@ def test_a_worker_killed_mid_export_leaves_no_dataset_and_the_export_is_redone(
     pool = [int(pid) for pid in children.read_text().split()]
     assert len(pool) == 1
     # Its export worker processes, one of them blocked opening the pipe, end with it.
-    copiers = [int(pid) for pid in
-               Path(f"/proc/{pool[0]}/task/{pool[0]}/children").read_text().split()]
+    copiers = [
+        int(pid) for pid in Path(f"/proc/{pool[0]}/task/{pool[0]}/children").read_text().split()
+    ]
     assert len(copiers) == 2
     os.kill(pool[0], signal.SIGKILL)
     wait_until(lambda: not any(map(running, copiers)), 10, "the export's worker processes to end")
 
     # The pool process died with the job unacknowledged: the worker hands it back, the same
     # job runs again, takes its export over and finishes it.
-    wait_until(lambda: state_of(export.pk) in ("done", "failed"), 90, "the export to be redone",
-               log=export_worker.log)
+    wait_until(
+        lambda: state_of(export.pk) in ("done", "failed"),
+        90,
+        "the export to be redone",
+        log=export_worker.log,
+    )
     export.refresh_from_db()
     assert (export.state, export.attempts) == ("done", 2), export.error
     with tarfile.open(export.location) as tar:

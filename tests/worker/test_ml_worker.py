@@ -11,7 +11,16 @@ from celery import Celery, current_app
 from django.conf import settings
 from django.utils import timezone
 
-from annotate.models import ActiveModel, Image, Label, ModelVersion, Project, Suggestion, TrainingRun, User
+from annotate.models import (
+    ActiveModel,
+    Image,
+    Label,
+    ModelVersion,
+    Project,
+    Suggestion,
+    TrainingRun,
+    User,
+)
 from annotate.services import ingest, ml
 from tests.factories import ProjectFactory, UserFactory
 from tests.ml_data import COLOURS, colour_image
@@ -22,8 +31,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # A small, quick model: 32 px crops, a few epochs, one thread (the test machine is shared).
 ML_ENV = {
-    "ML_IMAGE_SIZE": "32", "ML_EPOCHS": "4", "ML_BATCH_SIZE": "8", "ML_THREADS": "1",
-    "ML_PRETRAINED": "false", "ML_MIN_TRAIN_LABELS": "10", "ML_MIN_STEPS": "0",
+    "ML_IMAGE_SIZE": "32",
+    "ML_EPOCHS": "4",
+    "ML_BATCH_SIZE": "8",
+    "ML_THREADS": "1",
+    "ML_PRETRAINED": "false",
+    "ML_MIN_TRAIN_LABELS": "10",
+    "ML_MIN_STEPS": "0",
 }
 
 
@@ -31,13 +45,18 @@ ML_ENV = {
 def colour_project():
     """Three colour labels, 12 gold (verified) images of each and 2 open ones, all cached."""
     project = ProjectFactory(min_votes=1, max_votes=1)
-    labels = {c: Label.objects.create(project=project, wnid=c, name=c, position=i) for i, c in enumerate(COLOURS)}
+    labels = {
+        c: Label.objects.create(project=project, wnid=c, name=c, position=i)
+        for i, c in enumerate(COLOURS)
+    }
     rng = random.Random(5)
     open_images = {}
     for colour, label in labels.items():
         gold = [(f"{colour}-{i}.jpg", io.BytesIO(colour_image(colour, rng))) for i in range(12)]
         ingest.images_upload(project=project, files=gold, gold_label=label)
-        fresh = [(f"{colour}-open-{i}.jpg", io.BytesIO(colour_image(colour, rng))) for i in range(2)]
+        fresh = [
+            (f"{colour}-open-{i}.jpg", io.BytesIO(colour_image(colour, rng))) for i in range(2)
+        ]
         for image_id in ingest.images_upload(project=project, files=fresh).created:
             open_images[image_id] = label.pk
     # The cache is written here, before any worker starts, so nothing races for the files.
@@ -70,7 +89,9 @@ def start_ml_worker(tmp_path):
 def wait_for_run(run_id: int, worker, timeout: float = 180) -> TrainingRun:
     return wait_until(
         lambda: TrainingRun.objects.filter(pk=run_id, status__in=["succeeded", "failed"]).first(),
-        timeout, f"training run {run_id} to finish", log=worker.log,
+        timeout,
+        f"training run {run_id} to finish",
+        log=worker.log,
     )
 
 
@@ -94,15 +115,28 @@ def test_a_model_trains_on_the_worker_suggests_labels_and_only_a_better_one_repl
     assert ActiveModel.objects.get(project=project).version == version
     # Chance is 1/3: the colours are learnt.
     assert version.top1 >= 0.75 and version.holdout_size >= 3
-    assert (version.train_size + version.holdout_size, version.weights_source, version.device) == (36, "scratch", "cpu")
+    assert (version.train_size + version.holdout_size, version.weights_source, version.device) == (
+        36,
+        "scratch",
+        "cpu",
+    )
     assert ml.model_path(version.file).exists()
     assert "falling back" not in worker.log() and "pretrained weights not requested" in worker.log()
 
     # The promotion queued suggestions for the open images.
     suggestions = wait_until(
-        lambda: (found := list(Suggestion.objects.filter(image_id__in=open_images, model_version=version)))
-        and len(found) == len(open_images) and found,
-        60, "suggestions for the open images", log=worker.log,
+        lambda: (
+            (
+                found := list(
+                    Suggestion.objects.filter(image_id__in=open_images, model_version=version)
+                )
+            )
+            and len(found) == len(open_images)
+            and found
+        ),
+        60,
+        "suggestions for the open images",
+        log=worker.log,
     )
     right = sum(s.label_id == open_images[s.image_id] for s in suggestions)
     assert right >= len(open_images) - 1
@@ -120,8 +154,11 @@ def test_a_model_trains_on_the_worker_suggests_labels_and_only_a_better_one_repl
     assert f"training run {run.pk} is claimed or finished already" in worker.log()
 
     # A model that learns nothing (learning rate 0) is recorded but stays inactive.
-    response = admin.post(f"/api/projects/{project.pk}/models/train/",
-                          {"learning_rate": 0, "epochs": 1}, format="json")
+    response = admin.post(
+        f"/api/projects/{project.pk}/models/train/",
+        {"learning_rate": 0, "epochs": 1},
+        format="json",
+    )
     worse_run = wait_for_run(response.json()["id"], worker)
     worse = ModelVersion.objects.get(training_run=worse_run)
     assert (worse_run.status, worse_run.promoted) == ("succeeded", False)
@@ -129,7 +166,10 @@ def test_a_model_trains_on_the_worker_suggests_labels_and_only_a_better_one_repl
     assert ActiveModel.objects.get(project=project).version == version
 
     listed = admin.get(f"/api/projects/{project.pk}/models/").json()
-    assert [(v["id"], v["is_active"]) for v in listed["versions"]] == [(worse.pk, False), (version.pk, True)]
+    assert [(v["id"], v["is_active"]) for v in listed["versions"]] == [
+        (worse.pk, False),
+        (version.pk, True),
+    ]
 
 
 def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
@@ -138,8 +178,13 @@ def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
     project, labels, _ = colour_project
     # The active model, trained here in the test process with the real backend.
     settings.ML_TRAIN_CONFIG = settings.ML_TRAIN_CONFIG | {
-        "image_size": 32, "epochs": 1, "min_steps": 0, "batch_size": 8, "num_threads": 1,
-        "pretrained": False}
+        "image_size": 32,
+        "epochs": 1,
+        "min_steps": 0,
+        "batch_size": 8,
+        "num_threads": 1,
+        "pretrained": False,
+    }
     from worker.ml.backend import TorchBackend
 
     first_run = TrainingRun.objects.create(project=project, reason="requested")
@@ -153,7 +198,9 @@ def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
         f"/api/projects/{project.pk}/models/train/", {"epochs": 400}, format="json"
     )
     run_id = response.json()["id"]
-    wait_until(lambda: "epoch 2/400" in worker.log(), 120, "the training to be under way", log=worker.log)
+    wait_until(
+        lambda: "epoch 2/400" in worker.log(), 120, "the training to be under way", log=worker.log
+    )
     worker.stop(signal.SIGKILL, group=True, timeout=5)
 
     run = TrainingRun.objects.get(pk=run_id)
@@ -176,7 +223,9 @@ def test_training_and_inference_are_routed_to_the_ml_queue():
     for name in ("annotate.ml_train", "annotate.ml_suggest", "annotate.ml_suggest_missing"):
         assert route({}, name)["queue"].name == settings.CELERY_ML_QUEUE
     assert settings.CELERY_ML_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
-    assert route({}, "annotate.image_preprocess")["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+    assert (
+        route({}, "annotate.image_preprocess")["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+    )
 
 
 def test_the_embedded_worker_of_make_run_takes_the_ml_queue_too(tmp_path):
@@ -188,8 +237,10 @@ def test_the_embedded_worker_of_make_run_takes_the_ml_queue_too(tmp_path):
     app.conf.update(
         broker_url="atomicfs://localhost/",
         broker_transport_options={
-            "data_folder_in": str(broker / "queue"), "data_folder_out": str(broker / "queue"),
-            "staging_folder": str(broker / "staging"), "claimed_folder": str(broker / "claimed"),
+            "data_folder_in": str(broker / "queue"),
+            "data_folder_out": str(broker / "queue"),
+            "staging_folder": str(broker / "staging"),
+            "claimed_folder": str(broker / "claimed"),
             "control_folder": str(broker / "control"),
         },
         result_backend=f"file://{data_dir / 'results'}",
@@ -197,8 +248,14 @@ def test_the_embedded_worker_of_make_run_takes_the_ml_queue_too(tmp_path):
     (data_dir / "results").mkdir(parents=True)
     worker = Process(
         ["bin/worker"],
-        worker_env(DATABASE_URL=database_url(), REDIS_URL=None, CELERY_QUEUE=None,
-                   CELERY_ML_QUEUE=None, WORKER_QUEUES=None, DATA_DIR=str(data_dir)),
+        worker_env(
+            DATABASE_URL=database_url(),
+            REDIS_URL=None,
+            CELERY_QUEUE=None,
+            CELERY_ML_QUEUE=None,
+            WORKER_QUEUES=None,
+            DATA_DIR=str(data_dir),
+        ),
         tmp_path / "embedded-ml-worker.log",
     )
     try:
@@ -220,18 +277,23 @@ def test_beat_starts_a_training_by_itself_once_enough_labels_are_verified(
     beat_dir.mkdir()
     beat = Process(
         ["bin/beat"],
-        worker_env(DATABASE_URL=database_url(), DATA_DIR=str(beat_dir), ML_RETRAIN_CHECK_SECONDS="1"),
+        worker_env(
+            DATABASE_URL=database_url(), DATA_DIR=str(beat_dir), ML_RETRAIN_CHECK_SECONDS="1"
+        ),
         tmp_path / "beat.log",
     )
     try:
         run = wait_until(
             lambda: TrainingRun.objects.filter(project=project, status="succeeded").first(),
-            120, "beat's check to start a training and the worker to finish it",
+            120,
+            "beat's check to start a training and the worker to finish it",
             log=lambda: beat.log() + worker.log(),
         )
         wait_until(
             lambda: Suggestion.objects.filter(image_id__in=open_images).count() == len(open_images),
-            60, "suggestions after the promotion", log=worker.log,
+            60,
+            "suggestions after the promotion",
+            log=worker.log,
         )
     finally:
         beat.stop()

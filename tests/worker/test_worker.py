@@ -44,7 +44,9 @@ def test_worker_on_redis_preprocesses_an_image_without_its_copy(redis_worker):
     # A portrait PNG with alpha: the CNN's copy must come out RGB, shorter side 160.
     result = ingest.images_upload(
         project=project,
-        files=[("tall.png", io.BytesIO(image_bytes((10, 200, 10, 128), size=(200, 320), fmt="PNG")))],
+        files=[
+            ("tall.png", io.BytesIO(image_bytes((10, 200, 10, 128), size=(200, 320), fmt="PNG")))
+        ],
     )
     image_id = result.created[0]
     # Ingest makes the copy itself; the task repairs an image that lacks one.
@@ -56,7 +58,9 @@ def test_worker_on_redis_preprocesses_an_image_without_its_copy(redis_worker):
 
     image = wait_until(
         lambda: Image.objects.filter(pk=image_id).exclude(preprocessed="").first(),
-        60, "the worker to write the preprocessed copy", log=redis_worker.log,
+        60,
+        "the worker to write the preprocessed copy",
+        log=redis_worker.log,
     )
     with image.preprocessed.open("rb") as f, PIL.Image.open(f) as copy:
         assert (copy.format, copy.mode, copy.size) == ("JPEG", "RGB", (160, 256))
@@ -69,7 +73,9 @@ def test_beat_schedules_the_lease_sweep_on_the_worker(redis_worker, tmp_path):
     project = ProjectFactory(min_votes=1, max_votes=1)
     image = ImageFactory(project=project)
     assignment = serving.assignment_lease(project=project, user=UserFactory())
-    Assignment.objects.filter(pk=assignment.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    Assignment.objects.filter(pk=assignment.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
     beat_dir = tmp_path / "beat"
     beat_dir.mkdir()
     beat = Process(
@@ -80,7 +86,9 @@ def test_beat_schedules_the_lease_sweep_on_the_worker(redis_worker, tmp_path):
     try:
         wait_until(
             lambda: Assignment.objects.get(pk=assignment.pk).state == Assignment.State.EXPIRED,
-            60, "beat and the worker to sweep the expired lease", log=lambda: beat.log() + redis_worker.log(),
+            60,
+            "beat and the worker to sweep the expired lease",
+            log=lambda: beat.log() + redis_worker.log(),
         )
     finally:
         beat.stop()
@@ -110,8 +118,13 @@ def test_embedded_file_system_broker_survives_a_burst(tmp_path):
     (data_dir / "results").mkdir()
     worker = Process(
         ["bin/worker"],
-        worker_env(DATABASE_URL=None, REDIS_URL=None, CELERY_QUEUE="celery",
-                   DATA_DIR=str(data_dir), WORKER_CONCURRENCY="2"),
+        worker_env(
+            DATABASE_URL=None,
+            REDIS_URL=None,
+            CELERY_QUEUE="celery",
+            DATA_DIR=str(data_dir),
+            WORKER_CONCURRENCY="2",
+        ),
         tmp_path / "embedded-worker.log",
     )
     try:

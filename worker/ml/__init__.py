@@ -7,4 +7,12 @@ it hands back metrics and probabilities. `worker.tasks` wires it to the services
 from worker.ml.config import ARCHITECTURES, TrainConfig
 from worker.ml.engine import EvalResult, TrainResult, evaluate, predict, train
 
-__all__ = ["ARCHITECTURES", "EvalResult", "TrainConfig", "TrainResult", "evaluate", "predict", "train"]
+__all__ = [
+    "ARCHITECTURES",
+    "EvalResult",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "predict",
+    "train",
+]

@@ -40,7 +40,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}; use one of {', '.join(ARCHITECTURES)}")
+            raise ValueError(
+                f"unknown architecture {self.arch!r}; use one of {', '.join(ARCHITECTURES)}"
+            )
         for name in ("image_size", "batch_size", "epochs", "top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -53,7 +53,9 @@ class CachedImageDataset(Dataset):
 def make_loader(
     samples: Sequence[Sample], config: TrainConfig, *, training: bool, device: torch.device
 ) -> DataLoader:
-    transform = train_transform(config.image_size) if training else eval_transform(config.image_size)
+    transform = (
+        train_transform(config.image_size) if training else eval_transform(config.image_size)
+    )
     generator = torch.Generator().manual_seed(config.seed) if training else None
     return DataLoader(
         CachedImageDataset(samples, transform),

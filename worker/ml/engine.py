@@ -125,7 +125,9 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(log_t.detach().exp().clamp(0.5, 20.0))
 
 
-def metrics(logits: torch.Tensor, targets: torch.Tensor, temperature: float, num_classes: int) -> EvalResult:
+def metrics(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, num_classes: int
+) -> EvalResult:
     """Accuracy and per-class figures. A target of -1 (a class this model lacks) counts wrong."""
     count = len(targets)
     if count == 0:
@@ -139,7 +141,8 @@ def metrics(logits: torch.Tensor, targets: torch.Tensor, temperature: float, num
     known = targets >= 0
     nll = (
         float(F.cross_entropy(logits[known] / temperature, targets[known]))
-        if known.any() else math.inf
+        if known.any()
+        else math.inf
     )
     per_class = {}
     for index in range(num_classes):
@@ -208,13 +211,26 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=max(1, epochs * len(loader)),
-        pct_start=0.2,
-    ) if config.learning_rate > 0 else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=config.learning_rate,
+            total_steps=max(1, epochs * len(loader)),
+            pct_start=0.2,
+        )
+        if config.learning_rate > 0
+        else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    )
     for epoch in range(epochs):
         loss = train_one_epoch(
-            model, normalize, loader, optimizer, scheduler, device, epoch=epoch, on_progress=on_progress
+            model,
+            normalize,
+            loader,
+            optimizer,
+            scheduler,
+            device,
+            epoch=epoch,
+            on_progress=on_progress,
         )
         logger.info("epoch %d/%d: training loss %.4f", epoch + 1, epochs, loss)
     holdout_loader = make_loader(holdout_samples, config, training=False, device=device)
@@ -234,9 +250,16 @@ def train(
         checkpoint_path,
     )
     seconds = time.monotonic() - started
-    logger.info("trained %s on %d images in %.1fs on %s: held-out top-1 %.3f (%d images), T=%.2f",
-                config.arch, len(train_samples), seconds, device, holdout.top1, holdout.count,
-                temperature)
+    logger.info(
+        "trained %s on %d images in %.1fs on %s: held-out top-1 %.3f (%d images), T=%.2f",
+        config.arch,
+        len(train_samples),
+        seconds,
+        device,
+        holdout.top1,
+        holdout.count,
+        temperature,
+    )
     return TrainResult(
         checkpoint_path=checkpoint_path,
         weights_source=built.weights_source,
@@ -262,7 +285,9 @@ def evaluate(checkpoint_path: str, samples: Sequence[Sample], config: TrainConfi
     apply_threads(config)
     device = resolve_device(config)
     model, payload = load_checkpoint(checkpoint_path, device)
-    loader = make_loader(samples, _checkpoint_config(payload, config), training=False, device=device)
+    loader = make_loader(
+        samples, _checkpoint_config(payload, config), training=False, device=device
+    )
     logits, targets = collect_logits(model, Normalize().to(device), loader, device)
     return metrics(logits, targets, payload["temperature"], payload["num_classes"])
 
@@ -273,7 +298,9 @@ def predict(checkpoint_path: str, paths: Sequence[str], config: TrainConfig) -> 
     device = resolve_device(config)
     model, payload = load_checkpoint(checkpoint_path, device)
     loader = make_loader(
-        [(path, -1) for path in paths], _checkpoint_config(payload, config), training=False,
+        [(path, -1) for path in paths],
+        _checkpoint_config(payload, config),
+        training=False,
         device=device,
     )
     logits, _ = collect_logits(model, Normalize().to(device), loader, device)

@@ -75,8 +75,12 @@ def build_model(config: TrainConfig, num_classes: int) -> BuiltModel:
         state = _checkpoint_state_dict(config.init_checkpoint)
         replace_head(model, config.arch, num_classes)
         fresh = _load_backbone(model, state)
-        logger.info("model %s starts from the local checkpoint %s (fresh: %s)",
-                    config.arch, config.init_checkpoint, ", ".join(fresh) or "nothing")
+        logger.info(
+            "model %s starts from the local checkpoint %s (fresh: %s)",
+            config.arch,
+            config.init_checkpoint,
+            ", ".join(fresh) or "nothing",
+        )
         return BuiltModel(model, f"checkpoint:{Path(config.init_checkpoint).name}")
     if config.pretrained:
         try:
@@ -86,7 +90,9 @@ def build_model(config: TrainConfig, num_classes: int) -> BuiltModel:
             logger.warning(
                 "pretrained weights for %s could not be loaded (%s: %s); "
                 "falling back to training from scratch",
-                config.arch, type(error).__name__, error,
+                config.arch,
+                type(error).__name__,
+                error,
             )
         else:
             model.load_state_dict(state)

@@ -36,15 +36,26 @@ def draw_shape(kind: str, rng: random.Random, size: int = 256) -> bytes:
     if kind == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
     elif kind == "square":
-        points = [(cx + r * math.cos(angle + k * math.pi / 2), cy + r * math.sin(angle + k * math.pi / 2)) for k in range(4)]
+        points = [
+            (cx + r * math.cos(angle + k * math.pi / 2), cy + r * math.sin(angle + k * math.pi / 2))
+            for k in range(4)
+        ]
         draw.polygon(points, fill=colour)
     elif kind == "triangle":
-        points = [(cx + r * math.cos(angle + k * 2 * math.pi / 3), cy + r * math.sin(angle + k * 2 * math.pi / 3)) for k in range(3)]
+        points = [
+            (
+                cx + r * math.cos(angle + k * 2 * math.pi / 3),
+                cy + r * math.sin(angle + k * 2 * math.pi / 3),
+            )
+            for k in range(3)
+        ]
         draw.polygon(points, fill=colour)
     else:
         points = [
-            (cx + (r if k % 2 == 0 else r * 0.45) * math.cos(angle + k * math.pi / 5),
-             cy + (r if k % 2 == 0 else r * 0.45) * math.sin(angle + k * math.pi / 5))
+            (
+                cx + (r if k % 2 == 0 else r * 0.45) * math.cos(angle + k * math.pi / 5),
+                cy + (r if k % 2 == 0 else r * 0.45) * math.sin(angle + k * math.pi / 5),
+            )
             for k in range(10)
         ]
         draw.polygon(points, fill=colour)
@@ -60,16 +71,23 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--images", type=int, default=60, help="how many images to label")
         parser.add_argument(
-            "--gold", type=int, default=160,
+            "--gold",
+            type=int,
+            default=160,
             help="how many gold images (known labels): enough for the CNN to learn the shapes",
         )
-        parser.add_argument("--password", default="demo-labeling", help="password for the demo users")
+        parser.add_argument(
+            "--password", default="demo-labeling", help="password for the demo users"
+        )
         parser.add_argument("--seed", type=int, default=7)
 
     def handle(self, *args, images: int, gold: int, password: str, seed: int, **options):
         with transaction.atomic():
-            for username, role in (("admin", User.Role.ADMIN), ("reviewer", User.Role.REVIEWER),
-                                   ("volunteer", User.Role.VOLUNTEER)):
+            for username, role in (
+                ("admin", User.Role.ADMIN),
+                ("reviewer", User.Role.REVIEWER),
+                ("volunteer", User.Role.VOLUNTEER),
+            ):
                 user, _ = User.objects.get_or_create(username=username)
                 user.set_password(password)
                 user.is_superuser = role == User.Role.ADMIN

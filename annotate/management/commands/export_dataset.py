@@ -21,7 +21,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("project", help="project id or name")
-        parser.add_argument("out", type=Path, help="dataset folder to create (a .tar file with --tar)")
+        parser.add_argument(
+            "out", type=Path, help="dataset folder to create (a .tar file with --tar)"
+        )
         parser.add_argument("--val-fraction", type=float, default=0.1)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--val-layout", choices=Export.ValLayout.values, default="folders")
@@ -59,8 +61,11 @@ class Command(BaseCommand):
 
         try:
             outcome = export_service.export_run(
-                export_id=export.pk, run_token=f"command-{os.getpid()}-{export.pk}",
-                destination=out, tar=tar, progress=progress,
+                export_id=export.pk,
+                run_token=f"command-{os.getpid()}-{export.pk}",
+                destination=out,
+                tar=tar,
+                progress=progress,
             )
         finally:
             bar.close()

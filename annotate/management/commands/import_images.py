@@ -32,8 +32,17 @@ class Command(BaseCommand):
             "--show-rejected", type=int, default=50, help="list at most this many refused files"
         )
 
-    def handle(self, *args, project: str, path: Path, gold_from_folders: bool,
-               gold_label: str | None, workers: int, show_rejected: int, **options):
+    def handle(
+        self,
+        *args,
+        project: str,
+        path: Path,
+        gold_from_folders: bool,
+        gold_label: str | None,
+        workers: int,
+        show_rejected: int,
+        **options,
+    ):
         target = project_by_key(project)
         label = None
         if gold_label:

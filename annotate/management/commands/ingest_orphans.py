@@ -14,14 +14,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--delete", action="store_true", help="delete them")
         parser.add_argument(
-            "--min-age-minutes", type=float, default=60.0,
+            "--min-age-minutes",
+            type=float,
+            default=60.0,
             help="spare files younger than this (imports still running); default 60",
         )
 
     def handle(self, *args, delete: bool, min_age_minutes: float, **options):
-        orphans = ingest.storage_orphans(
-            min_age=timedelta(minutes=min_age_minutes), delete=delete
-        )
+        orphans = ingest.storage_orphans(min_age=timedelta(minutes=min_age_minutes), delete=delete)
         for name in orphans:
             self.stdout.write(name)
         verb = "deleted" if delete else "found (use --delete to delete them)"

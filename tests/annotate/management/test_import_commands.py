@@ -42,11 +42,21 @@ def image_folder(root: Path, labels) -> Path:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_import_images_gold_from_folders_and_reruns_add_nothing(project, labels, tmp_path, media, workers):
+def test_import_images_gold_from_folders_and_reruns_add_nothing(
+    project, labels, tmp_path, media, workers
+):
     folder = image_folder(tmp_path / "photos", labels)
-    out, err = run("import_images", str(project.pk), str(folder), "--gold-from-folders",
-                   "--workers", str(workers))
-    assert "4 images created (0 of them near duplicates), 0 already in the project, 2 rejected" in out
+    out, err = run(
+        "import_images",
+        str(project.pk),
+        str(folder),
+        "--gold-from-folders",
+        "--workers",
+        str(workers),
+    )
+    assert (
+        "4 images created (0 of them near duplicates), 0 already in the project, 2 rejected" in out
+    )
     assert "rejected README.txt: folder" not in err
     assert "rejected README.txt: not inside a label folder (<wnid>/...)" in err
     assert f"rejected misc/d.jpg: folder 'misc' is not a label of this project" in err
@@ -64,16 +74,23 @@ def test_import_images_gold_from_folders_and_reruns_add_nothing(project, labels,
     )
     assert stored == expected and len(stored) == 8
 
-    again, _ = run("import_images", project.name, str(folder), "--gold-from-folders",
-                   "--workers", str(workers))
-    assert "0 images created (0 of them near duplicates), 4 already in the project, 2 rejected" in again
+    again, _ = run(
+        "import_images", project.name, str(folder), "--gold-from-folders", "--workers", str(workers)
+    )
+    assert (
+        "0 images created (0 of them near duplicates), 4 already in the project, 2 rejected"
+        in again
+    )
     assert Image.objects.count() == 4
 
 
 def test_import_images_from_a_zip_without_gold(project, tmp_path):
     archive = tmp_path / "set.zip"
-    archive.write_bytes(zip_bytes({"x/1.jpg": noise_image(10), "x/2.jpg": noise_image(11),
-                                   "../3.jpg": noise_image(12)}))
+    archive.write_bytes(
+        zip_bytes(
+            {"x/1.jpg": noise_image(10), "x/2.jpg": noise_image(11), "../3.jpg": noise_image(12)}
+        )
+    )
     out, err = run("import_images", str(project.pk), str(archive), "--workers", "2")
     assert "2 images created" in out and "1 rejected" in out
     assert "rejected set.zip/../3.jpg: path with '..' in the archive" in err
@@ -92,8 +109,14 @@ def test_import_images_refuses_bad_arguments(project, tmp_path):
 
 
 def test_import_labels_reports_lines_and_keeps_html_as_text(project, tmp_path):
-    lines = ["n01440764 tench, Tinca tinca", "", "n01443537", "n01440764 tench again",
-             "<i>n0</i> goldfish", "n01443537 goldfish, <b>Carassius</b> auratus"]
+    lines = [
+        "n01440764 tench, Tinca tinca",
+        "",
+        "n01443537",
+        "n01440764 tench again",
+        "<i>n0</i> goldfish",
+        "n01443537 goldfish, <b>Carassius</b> auratus",
+    ]
     mapping = tmp_path / "LOC_synset_mapping.txt"
     mapping.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out, err = run("import_labels", str(project.pk), str(mapping))
@@ -114,7 +137,9 @@ def test_import_labels_a_thousand_lines(project, tmp_path):
     mapping.write_text("".join(f"n{i:08d} class {i}, thing {i}\n" for i in range(1000)))
     out, _ = run("import_labels", str(project.pk), str(mapping))
     assert "1000 labels created" in out
-    assert list(Label.objects.filter(project=project).values_list("position", flat=True)) == list(range(1000))
+    assert list(Label.objects.filter(project=project).values_list("position", flat=True)) == list(
+        range(1000)
+    )
 
 
 def test_ingest_orphans_finds_and_deletes_files_without_rows(project, tmp_path, media):
@@ -122,8 +147,11 @@ def test_ingest_orphans_finds_and_deletes_files_without_rows(project, tmp_path, 
 
     ingest.images_upload(project=project, files=[("kept.jpg", io.BytesIO(noise_image(1)))])
     kept = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
-    stray = [media / f"images/{project.pk}/ab/abc/left.jpg", media / f"preprocessed/{project.pk}/ab/abc.jpg",
-             media / "images/999999/cd/cde/of-a-deleted-project.jpg"]
+    stray = [
+        media / f"images/{project.pk}/ab/abc/left.jpg",
+        media / f"preprocessed/{project.pk}/ab/abc.jpg",
+        media / "images/999999/cd/cde/of-a-deleted-project.jpg",
+    ]
     for path in stray:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
@@ -147,7 +175,9 @@ def test_the_progress_total_counts_zip_members(project, labels, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_failure_in_a_bulk_import_leaves_no_files_behind(project, tmp_path, media, monkeypatch, workers):
+def test_a_failure_in_a_bulk_import_leaves_no_files_behind(
+    project, tmp_path, media, monkeypatch, workers
+):
     from annotate.services import ingest
 
     folder = tmp_path / "photos"

@@ -47,7 +47,10 @@ def test_apply_consensus_records_a_decision(project, labels):
     assert outcome.state == Image.State.CONSENSUS
     decision = Decision.objects.get(image=image, is_current=True)
     assert (decision.label, decision.rule, decision.confidence, decision.votes_count) == (
-        labels[0], Decision.Rule.MAJORITY, 1.0, 2,
+        labels[0],
+        Decision.Rule.MAJORITY,
+        1.0,
+        2,
     )
     assert not decision.excluded
 

@@ -49,10 +49,13 @@ def decided_project(db):
     images: dict[str, list[Image]] = {}
     for wnid, size in SIZES.items():
         images[wnid] = decided_images(project, labels[wnid], size - 2, rng)
-        images[wnid].append(decide(add_image(project, unique_image(rng)), labels[wnid],
-                                   Image.State.REVIEWED))
+        images[wnid].append(
+            decide(add_image(project, unique_image(rng)), labels[wnid], Image.State.REVIEWED)
+        )
     images["n02123045"].append(
-        decide(add_image(project, unique_image(rng, "PNG", mode="RGBA"), "a.png"), labels["n02123045"])
+        decide(
+            add_image(project, unique_image(rng, "PNG", mode="RGBA"), "a.png"), labels["n02123045"]
+        )
     )
     images["n01440764"].append(
         decide(add_image(project, unique_image(rng, mode="L"), "grey.jpg"), labels["n01440764"])
@@ -65,10 +68,19 @@ def decided_project(db):
     }
     from annotate.services import ingest
 
-    gold = ingest.images_upload(project=project, files=[("g.jpg", io.BytesIO(unique_image(rng)))],
-                                gold_label=labels["n09999999"]).created[0]
+    gold = ingest.images_upload(
+        project=project,
+        files=[("g.jpg", io.BytesIO(unique_image(rng)))],
+        gold_label=labels["n09999999"],
+    ).created[0]
     left_out["gold"] = Image.objects.get(pk=gold)
-    return {"project": project, "labels": labels, "images": images, "left_out": left_out, "rng": rng}
+    return {
+        "project": project,
+        "labels": labels,
+        "images": images,
+        "left_out": left_out,
+        "rng": rng,
+    }
 
 
 def run_export(project, **options) -> tuple[Export, Path]:
@@ -95,8 +107,11 @@ def image_id_of(path: str) -> int:
 
 def sides(root: Path) -> dict[int, str]:
     manifest = json.loads((root / "manifest.json").read_text())
-    return {entry["image"]: path.split("/", 1)[0] for path, entry in manifest["files"].items()
-            if "image" in entry}
+    return {
+        entry["image"]: path.split("/", 1)[0]
+        for path, entry in manifest["files"].items()
+        if "image" in entry
+    }
 
 
 def test_export_loads_in_torchvision_with_the_decided_classes_and_counts(decided_project):
@@ -143,8 +158,17 @@ def test_export_loads_in_torchvision_with_the_decided_classes_and_counts(decided
     manifest = json.loads((root / "manifest.json").read_text())
     reasons = {row["image"]: row["reason"] for row in manifest["left_out"]}
     assert reasons == {image.pk: reason for reason, image in decided_project["left_out"].items()}
-    assert manifest["counts"] == {"train": len(train), "val": len(val), "classes": 3, "unreadable": 0}
-    assert (manifest["export_id"], manifest["seed"], manifest["val_fraction"]) == (export.pk, 3, 0.25)
+    assert manifest["counts"] == {
+        "train": len(train),
+        "val": len(val),
+        "classes": 3,
+        "unreadable": 0,
+    }
+    assert (manifest["export_id"], manifest["seed"], manifest["val_fraction"]) == (
+        export.pk,
+        3,
+        0.25,
+    )
     assert manifest["policy"]["min_votes"] == decided_project["project"].min_votes
     assert manifest["project"]["id"] == decided_project["project"].pk
 
@@ -174,11 +198,18 @@ def test_manifest_checksums_cover_and_match_every_file(decided_project):
     manifest = json.loads((root / "manifest.json").read_text())
     on_disk = {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in root.rglob("*") if path.is_file() and path.name != "manifest.json"
+        for path in root.rglob("*")
+        if path.is_file() and path.name != "manifest.json"
     }
     assert {path: entry["sha256"] for path, entry in manifest["files"].items()} == on_disk
-    assert {"meta.bin", "LOC_synset_mapping.txt", "train.txt", "val.txt", "val_ground_truth.txt",
-            "LOC_val_solution.csv"} <= set(on_disk)
+    assert {
+        "meta.bin",
+        "LOC_synset_mapping.txt",
+        "train.txt",
+        "val.txt",
+        "val_ground_truth.txt",
+        "LOC_val_solution.csv",
+    } <= set(on_disk)
 
 
 def test_manifest_checksums_are_of_the_bytes_written_not_the_ones_recorded_at_upload(
@@ -192,10 +223,15 @@ def test_manifest_checksums_are_of_the_bytes_written_not_the_ones_recorded_at_up
     stored.write_bytes(changed)
     _, root = run_export(decided_project["project"])
     manifest = json.loads((root / "manifest.json").read_text())
-    (relpath, entry), = ((p, e) for p, e in manifest["files"].items() if e.get("image") == image.pk)
+    ((relpath, entry),) = (
+        (p, e) for p, e in manifest["files"].items() if e.get("image") == image.pk
+    )
     assert (root / relpath).read_bytes() == changed
-    assert entry == {"sha256": hashlib.sha256(changed).hexdigest(), "bytes": len(changed),
-                     "image": image.pk}
+    assert entry == {
+        "sha256": hashlib.sha256(changed).hexdigest(),
+        "bytes": len(changed),
+        "image": image.pk,
+    }
     assert entry["sha256"] != image.sha256
 
 
@@ -249,8 +285,10 @@ def test_the_split_is_a_function_of_the_images_and_the_seed(decided_project):
     # Val holds, per class, the images with the smallest SHA-256(seed, image SHA-256).
     for wnid in SIZES:
         ids = [image.pk for image in decided_project["images"][wnid]]
-        by_key = sorted(ids, key=lambda i: export_service.split_key(
-            seed=1, sha256=Image.objects.get(pk=i).sha256))
+        by_key = sorted(
+            ids,
+            key=lambda i: export_service.split_key(seed=1, sha256=Image.objects.get(pk=i).sha256),
+        )
         in_val = sorted(i for i in ids if first[i] == "val")
         assert sorted(by_key[: len(in_val)]) == in_val
 
@@ -262,11 +300,14 @@ def test_a_class_too_small_at_first_takes_its_sides_once_it_is_big_enough(decide
     # Earlier versions left such images a row with a blank side: it must take one as well.
     first = decided_project["images"]["n09999999"][0]
     SplitAssignment.objects.update_or_create(
-        image=first, seed=4, val_fraction=0.1,
-        defaults={"side": "",
-                  "key": export_service.split_key(seed=4, sha256=first.sha256)})
+        image=first,
+        seed=4,
+        val_fraction=0.1,
+        defaults={"side": "", "key": export_service.split_key(seed=4, sha256=first.sha256)},
+    )
     images = decided_project["images"]["n09999999"] + decided_images(
-        project, labels["n09999999"], 2, rng)
+        project, labels["n09999999"], 2, rng
+    )
     export, root = run_export(project, min_per_class=8, seed=4)
 
     assert export.counts["classes_too_small"] == {}
@@ -308,8 +349,10 @@ def test_an_unreadable_file_is_left_out_and_reported(decided_project):
     export, root = run_export(decided_project["project"])
     manifest = json.loads((root / "manifest.json").read_text())
     assert broken.pk not in sides(root)
-    assert any(row["image"] == broken.pk and row["reason"].startswith("unreadable")
-               for row in manifest["left_out"])
+    assert any(
+        row["image"] == broken.pk and row["reason"].startswith("unreadable")
+        for row in manifest["left_out"]
+    )
     assert export.counts["counts"]["unreadable"] == 1
 
 
@@ -329,31 +372,33 @@ def _failing_at(call: int, real, failure=RuntimeError("disk on fire")):
 # the second image it converts (the PNG and the grey JPEG are converted, the others copied).
 _BROKEN_WORKER = {
     "worker fails": "from annotate.services import export_worker as w\n"
-                    "w.jpeg_bytes = lambda *a, **k: 1 / 0\n",
+    "w.jpeg_bytes = lambda *a, **k: 1 / 0\n",
     "worker dies": "import os\nfrom annotate.services import export_worker as w\n"
-                   "w.Copier.read = lambda *a: os._exit(9)\n",
+    "w.Copier.read = lambda *a: os._exit(9)\n",
 }
 
 
 @pytest.mark.parametrize("where", ["read", "conversion", "worker fails", "worker dies"])
-def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkeypatch, export_dir,
-                                                          settings, where):
+def test_a_failing_export_leaves_no_dataset_and_says_why(
+    decided_project, monkeypatch, export_dir, settings, where
+):
     if where == "read":  # in the export's own process
         settings.EXPORT_PROCESSES = 0
         real_reader = export_worker.local_reader
-        monkeypatch.setattr(export_worker, "local_reader",
-                            lambda base: _failing_at(5, real_reader(base)))
+        monkeypatch.setattr(
+            export_worker, "local_reader", lambda base: _failing_at(5, real_reader(base))
+        )
         failure, reason = RuntimeError, "disk on fire"
     elif where == "conversion":
         settings.EXPORT_PROCESSES = 0
-        monkeypatch.setattr(export_worker, "jpeg_bytes",
-                            _failing_at(2, export_worker.jpeg_bytes))
+        monkeypatch.setattr(export_worker, "jpeg_bytes", _failing_at(2, export_worker.jpeg_bytes))
         failure, reason = RuntimeError, "disk on fire"
     else:
         settings.EXPORT_PROCESSES = 2
         code = _BROKEN_WORKER[where] + "import sys\nw.serve(int(sys.argv[1]))\n"
-        monkeypatch.setattr(export_service, "_worker_command",
-                            lambda fd: [sys.executable, "-c", code, str(fd)])
+        monkeypatch.setattr(
+            export_service, "_worker_command", lambda fd: [sys.executable, "-c", code, str(fd)]
+        )
         failure = export_service.CopyFailed
         reason = "ZeroDivisionError" if where == "worker fails" else "ended unexpectedly"
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
@@ -368,13 +413,17 @@ def test_a_failing_export_leaves_no_dataset_and_says_why(decided_project, monkey
 def test_a_worker_that_has_ended_is_reported_with_its_last_words(monkeypatch, tmp_path):
     # Sending to a worker that has already ended fails; its failure message, still waiting
     # in the connection, is what the export reports.
-    code = ("import sys\nfrom multiprocessing.connection import Connection\n"
-            "connection = Connection(int(sys.argv[1]))\nconnection.recv()\n"
-            "connection.send(('failed', None, 'RuntimeError: no disk'))\n")
-    monkeypatch.setattr(export_service, "_worker_command",
-                        lambda fd: [sys.executable, "-c", code, str(fd)])
-    config = export_worker.CopyConfig(source=str(tmp_path), tar_path=None, tar_prefix="",
-                                      tar_mtime=0, resize=None, quality=95)
+    code = (
+        "import sys\nfrom multiprocessing.connection import Connection\n"
+        "connection = Connection(int(sys.argv[1]))\nconnection.recv()\n"
+        "connection.send(('failed', None, 'RuntimeError: no disk'))\n"
+    )
+    monkeypatch.setattr(
+        export_service, "_worker_command", lambda fd: [sys.executable, "-c", code, str(fd)]
+    )
+    config = export_worker.CopyConfig(
+        source=str(tmp_path), tar_path=None, tar_prefix="", tar_mtime=0, resize=None, quality=95
+    )
     with export_service._Copiers(config, 1) as copiers:
         assert copiers.processes[0].wait(10) == 0
         with pytest.raises(export_service.CopyFailed, match="RuntimeError: no disk"):
@@ -402,8 +451,10 @@ def test_an_export_whose_claim_is_taken_mid_way_stops_and_its_workers_end(
         if done:  # part of the dataset written: clean-up fails the export meanwhile
             Export.objects.filter(pk=export.pk).update(state=Export.State.FAILED)
 
-    assert export_service.export_run(export_id=export.pk, run_token="t",
-                                     progress=progress) == "aborted"
+    assert (
+        export_service.export_run(export_id=export.pk, run_token="t", progress=progress)
+        == "aborted"
+    )
     assert 0 < seen[-1] < sum(SIZES.values())
     assert len(workers) == 2 and all(process.poll() is not None for process in workers)
     assert not (export_dir / str(export.pk)).exists()
@@ -413,8 +464,9 @@ def test_an_export_whose_claim_is_taken_mid_way_stops_and_its_workers_end(
 
 def test_a_second_copy_of_the_job_leaves_a_claimed_export_alone(decided_project):
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
-    Export.objects.filter(pk=export.pk).update(state=Export.State.RUNNING, run_token="first",
-                                               attempts=1)
+    Export.objects.filter(pk=export.pk).update(
+        state=Export.State.RUNNING, run_token="first", attempts=1
+    )
     assert export_service.export_run(export_id=export.pk, run_token="other") == "not claimed"
     assert Export.objects.get(pk=export.pk).state == Export.State.RUNNING
     # The same job delivered again (its worker died) takes it over and finishes it.
@@ -426,7 +478,8 @@ def test_a_second_copy_of_the_job_leaves_a_claimed_export_alone(decided_project)
 def test_a_job_that_keeps_dying_is_failed_after_the_attempt_limit(decided_project, settings):
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
     Export.objects.filter(pk=export.pk).update(
-        state=Export.State.RUNNING, run_token="job", attempts=settings.EXPORT_MAX_ATTEMPTS)
+        state=Export.State.RUNNING, run_token="job", attempts=settings.EXPORT_MAX_ATTEMPTS
+    )
     assert export_service.export_run(export_id=export.pk, run_token="job") == "not claimed"
     export.refresh_from_db()
     assert export.state == Export.State.FAILED and "attempts" in export.error
@@ -440,11 +493,19 @@ def test_nothing_to_export_is_refused(db):
     assert not Export.objects.exists()
 
 
-@pytest.mark.parametrize("options", [
-    {"val_fraction": 0}, {"val_fraction": 1}, {"val_fraction": float("nan")},
-    {"val_fraction": -0.5}, {"seed": -1}, {"val_layout": "zigzag"}, {"resize": 2},
-    {"min_per_class": 1},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"val_fraction": 0},
+        {"val_fraction": 1},
+        {"val_fraction": float("nan")},
+        {"val_fraction": -0.5},
+        {"seed": -1},
+        {"val_layout": "zigzag"},
+        {"resize": 2},
+        {"min_per_class": 1},
+    ],
+)
 def test_bad_options_are_refused(decided_project, options):
     with pytest.raises(InvalidInput):
         export_service.export_create(project=decided_project["project"], enqueue=False, **options)
@@ -466,20 +527,32 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
     relpaths = [f"train/n1/n1_{i}.JPEG" for i in range(1, 40)]
     relpaths[7] = "val/" + "long-class-name/" * 8 + "a.JPEG"  # a GNU header
     real_pwritev = os.pwritev
-    monkeypatch.setattr(export_worker.os, "pwritev",
-                        lambda fd, buffers, offset: real_pwritev(fd, buffers[:1], offset))
+    monkeypatch.setattr(
+        export_worker.os,
+        "pwritev",
+        lambda fd, buffers, offset: real_pwritev(fd, buffers[:1], offset),
+    )
     path = tmp_path / "out.tar"
     with open(path, "wb", buffering=0) as f:
         sink = export_service.TarSink(f.fileno(), "dataset", path)
-        copier = export_worker.Copier(export_worker.CopyConfig(
-            source=str(stored), tar_path=str(path), tar_prefix="dataset", tar_mtime=sink.mtime,
-            resize=None, quality=95))
+        copier = export_worker.Copier(
+            export_worker.CopyConfig(
+                source=str(stored),
+                tar_path=str(path),
+                tar_prefix="dataset",
+                tar_mtime=sink.mtime,
+                resize=None,
+                quality=95,
+            )
+        )
         batches = [range(i, min(i + 8, len(names))) for i in range(0, len(names), 8)]
         placed = []
         for number, batch in enumerate(batches):
             results = copier.read(number, [names[i] for i in batch])
-            assert results == [(len(data), hashlib.sha256(data).hexdigest())
-                               for data in ((stored / names[i]).read_bytes() for i in batch)]
+            assert results == [
+                (len(data), hashlib.sha256(data).hexdigest())
+                for data in ((stored / names[i]).read_bytes() for i in batch)
+            ]
             placed.append([sink.place(relpaths[i], size) for i, (size, _) in zip(batch, results)])
         sink.add_bytes("empty.txt", b"")
         for number in reversed(range(len(batches))):
@@ -489,9 +562,10 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
         copier.close()
     with tarfile.open(path) as tar:
         read = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
-    assert read == [(f"dataset/{relpath}", (stored / name).read_bytes())
-                    for relpath, name in zip(relpaths, names)] + [
-        ("dataset/empty.txt", b""), ("dataset/meta.bin", b"after the batches")]
+    assert read == [
+        (f"dataset/{relpath}", (stored / name).read_bytes())
+        for relpath, name in zip(relpaths, names)
+    ] + [("dataset/empty.txt", b""), ("dataset/meta.bin", b"after the batches")]
 
 
 def test_download_streams_the_tar_and_gzip_and_the_manifest_sits_beside_it(decided_project):
@@ -501,14 +575,19 @@ def test_download_streams_the_tar_and_gzip_and_the_manifest_sits_beside_it(decid
     assert len(data) == download.size and data == Path(export.location).read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-    on_disk = {f"{export.name}/{p.relative_to(root)}": p.read_bytes()
-               for p in root.rglob("*") if p.is_file()}
+    on_disk = {
+        f"{export.name}/{p.relative_to(root)}": p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
     assert members == on_disk
     gz = export_service.export_download(export=export, compress=True)
     assert gz.filename == f"{export.name}.tar.gz"
     assert gzip.decompress(b"".join(gz.chunks)) == data
-    assert export_service.export_manifest_path(export=export).read_bytes() == (
-        root / "manifest.json").read_bytes()
+    assert (
+        export_service.export_manifest_path(export=export).read_bytes()
+        == (root / "manifest.json").read_bytes()
+    )
 
 
 def test_downloads_only_of_finished_exports(decided_project):
@@ -531,8 +610,10 @@ def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
     Export.objects.filter(pk=old.pk).update(finished_at=long_ago)
     dead = export_service.export_create(project=project, enqueue=False)
     Export.objects.filter(pk=dead.pk).update(
-        state=Export.State.RUNNING, run_token="gone",
-        heartbeat_at=timezone.now() - timedelta(seconds=settings.EXPORT_STALE_SECONDS + 5))
+        state=Export.State.RUNNING,
+        run_token="gone",
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.EXPORT_STALE_SECONDS + 5),
+    )
     leftover = export_dir / export_service.TMP_FOLDER / f"{dead.pk}-abc" / "dataset" / "train"
     leftover.mkdir(parents=True)
     (leftover / "half.JPEG").write_bytes(b"x")
@@ -547,12 +628,17 @@ def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
     assert list((export_dir / export_service.TMP_FOLDER).iterdir()) == []
 
 
-def test_cleanup_never_touches_what_the_command_wrote_elsewhere(decided_project, settings, tmp_path):
+def test_cleanup_never_touches_what_the_command_wrote_elsewhere(
+    decided_project, settings, tmp_path
+):
     export = export_service.export_create(project=decided_project["project"], enqueue=False)
     out = tmp_path / "mine"
-    assert export_service.export_run(export_id=export.pk, run_token="cmd", destination=out) == "done"
+    assert (
+        export_service.export_run(export_id=export.pk, run_token="cmd", destination=out) == "done"
+    )
     Export.objects.filter(pk=export.pk).update(
-        finished_at=timezone.now() - timedelta(hours=settings.EXPORT_TTL_HOURS + 1))
+        finished_at=timezone.now() - timedelta(hours=settings.EXPORT_TTL_HOURS + 1)
+    )
     assert export_service.exports_cleanup().expired == 0
     assert (out / "manifest.json").is_file()
     export.refresh_from_db()

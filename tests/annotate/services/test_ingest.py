@@ -82,8 +82,10 @@ def test_pixel_cap_refuses_below_pillows_own_limit(project, media, settings):
     settings.IMAGE_MAX_PIXELS = 10_000
     result = upload(project, ("big.png", png_header_only(200, 100)))
     assert result.rejected == [
-        {"name": "big.png",
-         "reason": "decompression bomb refused: 200x100 is 20000 pixels, over the limit of 10000"}
+        {
+            "name": "big.png",
+            "reason": "decompression bomb refused: 200x100 is 20000 pixels, over the limit of 10000",
+        }
     ]
     assert_nothing_stored(project, media)
 
@@ -191,8 +193,10 @@ def test_zip_members_are_checked_one_by_one(project, media, tmp_path):
         ("batch.zip//etc/absolute.png", "absolute path in the archive"),
         ("batch.zip/C:/windows.png", "absolute path in the archive"),
         ("batch.zip/link.jpg", "symbolic link in the archive"),
-        ("batch.zip/notes.txt",
-         "not an image in an accepted format (JPEG, PNG, WebP, GIF, BMP, TIFF)"),
+        (
+            "batch.zip/notes.txt",
+            "not an image in an accepted format (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+        ),
     ]
     image = Image.objects.get()
     assert image.original_name == "batch.zip/cats/deep/ok.jpg"
@@ -203,7 +207,9 @@ def test_zip_members_are_checked_one_by_one(project, media, tmp_path):
 
 def test_zip_bomb_is_refused_whole(project, media, settings):
     settings.ZIP_MAX_TOTAL_BYTES = 1024 * 1024
-    archive = zip_bytes({f"zeros{i}.png": b"\0" * 400_000 for i in range(3)} | {"ok.jpg": noise_image(1)})
+    archive = zip_bytes(
+        {f"zeros{i}.png": b"\0" * 400_000 for i in range(3)} | {"ok.jpg": noise_image(1)}
+    )
     assert len(archive) < 10_000  # 1.2 MB of members in a few kB
     result = upload(project, ("bomb.zip", archive))
     assert result.created == []
@@ -245,14 +251,20 @@ def test_near_duplicates_are_stored_flagged_and_listed(project, media):
     smaller = io.BytesIO()
     PILImage.open(io.BytesIO(original)).resize((200, 150)).save(smaller, "JPEG", quality=60)
     result = upload(
-        project, ("orig.jpg", original), ("other.jpg", noise_image(31, size=(400, 300))),
+        project,
+        ("orig.jpg", original),
+        ("other.jpg", noise_image(31, size=(400, 300))),
         ("small.jpg", smaller.getvalue()),
     )
     assert len(result.created) == 3 and result.rejected == []
     first, other, small = Image.objects.order_by("id")
     assert result.near_duplicates == [
-        {"name": "small.jpg", "id": small.pk, "near_duplicate_of": first.pk,
-         "distance": small.near_duplicate_distance}
+        {
+            "name": "small.jpg",
+            "id": small.pk,
+            "near_duplicate_of": first.pk,
+            "distance": small.near_duplicate_distance,
+        }
     ]
     assert small.near_duplicate_of == first and small.near_duplicate_distance <= 3
     assert first.near_duplicate_of is None and other.near_duplicate_of is None
@@ -302,8 +314,9 @@ def test_a_storage_failure_rejects_that_file_only(project, media, monkeypatch):
         return real_save(name, content, **kwargs)
 
     monkeypatch.setattr(default_storage, "save", save_failing_second_copy)
-    result = upload(project, ("a.jpg", noise_image(60)), ("b.jpg", noise_image(61)),
-                    ("c.jpg", noise_image(62)))
+    result = upload(
+        project, ("a.jpg", noise_image(60)), ("b.jpg", noise_image(61)), ("c.jpg", noise_image(62))
+    )
     assert len(result.created) == 2
     assert result.rejected == [
         {"name": "b.jpg", "reason": "could not store the file: [Errno 28] No space left on device"}
@@ -337,8 +350,10 @@ def test_gold_from_folders_in_a_zip(project, media, labels):
         "not inside a label folder (<wnid>/...)",
     ]
     gold = dict(Image.objects.values_list("original_name", "gold_label__wnid"))
-    assert gold == {f"set.zip/train/{labels[0].wnid}/a.jpg": labels[0].wnid,
-                    f"set.zip/{labels[1].wnid}/sub/b.jpg": labels[1].wnid}
+    assert gold == {
+        f"set.zip/train/{labels[0].wnid}/a.jpg": labels[0].wnid,
+        f"set.zip/{labels[1].wnid}/sub/b.jpg": labels[1].wnid,
+    }
 
 
 def test_a_concurrent_upload_of_the_same_bytes_is_a_duplicate(project, media, monkeypatch):
@@ -370,7 +385,9 @@ def test_a_rerun_of_an_import_does_not_decode_again(project, media, tmp_path, mo
     (folder / "new.jpg").write_bytes(noise_image(110))
     decoded = []
     real = imaging.preprocessed_copy
-    monkeypatch.setattr(imaging, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side))
+    monkeypatch.setattr(
+        imaging, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side)
+    )
     again = ingest.images_import(project=project, path=folder)
     assert (len(again.created), again.duplicates, again.rejected) == (1, 3, [])
     assert decoded == [1]  # only the new file was decoded

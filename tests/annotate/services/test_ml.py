@@ -9,7 +9,15 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from annotate.models import ActiveModel, Decision, Image, ModelVersion, Project, Suggestion, TrainingRun
+from annotate.models import (
+    ActiveModel,
+    Decision,
+    Image,
+    ModelVersion,
+    Project,
+    Suggestion,
+    TrainingRun,
+)
 from annotate.services import jobs, ml, serving
 from annotate.services.errors import Conflict, InvalidInput
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
@@ -24,9 +32,25 @@ class FakeBackend:
         self.fail = fail
         self.trained, self.evaluated, self.predicted = [], [], []
 
-    def train(self, train_samples, holdout_samples, *, num_classes, config, checkpoint_path, on_progress=None):
-        self.trained.append({"train": list(train_samples), "holdout": list(holdout_samples),
-                             "num_classes": num_classes, "config": config, "path": checkpoint_path})
+    def train(
+        self,
+        train_samples,
+        holdout_samples,
+        *,
+        num_classes,
+        config,
+        checkpoint_path,
+        on_progress=None,
+    ):
+        self.trained.append(
+            {
+                "train": list(train_samples),
+                "holdout": list(holdout_samples),
+                "num_classes": num_classes,
+                "config": config,
+                "path": checkpoint_path,
+            }
+        )
         if on_progress:
             on_progress(0, 1, 1)
         if self.fail:
@@ -34,16 +58,33 @@ class FakeBackend:
         Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
         Path(checkpoint_path).write_bytes(b"checkpoint")
         per_class = {i: {"support": 1, "precision": 1.0, "recall": 1.0} for i in range(num_classes)}
-        return {"checkpoint_path": checkpoint_path, "weights_source": "scratch", "device": "cpu",
-                "seconds": 0.5, "train_size": len(train_samples), "holdout_size": len(holdout_samples),
-                "epochs": 1, "temperature": 1.5,
-                "holdout": {"count": len(holdout_samples), "top1": self.top1, "top5": None,
-                            "nll": self.nll, "per_class": per_class}}
+        return {
+            "checkpoint_path": checkpoint_path,
+            "weights_source": "scratch",
+            "device": "cpu",
+            "seconds": 0.5,
+            "train_size": len(train_samples),
+            "holdout_size": len(holdout_samples),
+            "epochs": 1,
+            "temperature": 1.5,
+            "holdout": {
+                "count": len(holdout_samples),
+                "top1": self.top1,
+                "top5": None,
+                "nll": self.nll,
+                "per_class": per_class,
+            },
+        }
 
     def evaluate(self, checkpoint_path, samples, *, config):
         self.evaluated.append(list(samples))
-        return {"count": len(samples), "top1": self.baseline_top1, "top5": None,
-                "nll": self.baseline_nll, "per_class": {}}
+        return {
+            "count": len(samples),
+            "top1": self.baseline_top1,
+            "top5": None,
+            "nll": self.baseline_nll,
+            "per_class": {},
+        }
 
     def predict(self, checkpoint_path, paths, *, config):
         self.predicted.append(list(paths))
@@ -72,11 +113,14 @@ def verified_images(project, labels, count, start=0):
     images = []
     for i in range(start, start + count):
         image = ImageFactory(
-            project=project, state=Image.State.CONSENSUS,
+            project=project,
+            state=Image.State.CONSENSUS,
             sha256=hashlib.sha256(f"ml-test-{i}".encode()).hexdigest(),
             preprocessed=f"preprocessed/{project.pk}/{i}.jpg",
         )
-        Decision.objects.create(image=image, label=labels[i % len(labels)], rule=Decision.Rule.MAJORITY)
+        Decision.objects.create(
+            image=image, label=labels[i % len(labels)], rule=Decision.Rule.MAJORITY
+        )
         images.append(image)
     return images
 
@@ -95,19 +139,36 @@ def execute(run, backend):
 
 @pytest.mark.parametrize(
     "verified, last, due",
-    [(9, None, False), (10, None, True), (10, 10, False), (14, 10, False), (15, 10, True),
-     (140, 100, False), (150, 100, True), (1090, 1000, False), (1100, 1000, True), (80, 100, False)],
+    [
+        (9, None, False),
+        (10, None, True),
+        (10, 10, False),
+        (14, 10, False),
+        (15, 10, True),
+        (140, 100, False),
+        (150, 100, True),
+        (1090, 1000, False),
+        (1100, 1000, True),
+        (80, 100, False),
+    ],
 )
 def test_retrain_is_due_on_enough_labels_then_on_growth(verified, last, due):
     # settings: at least 10 labels; growth by 100 labels or by half.
     assert ml.retrain_due(verified=verified, last_verified=last) is due
 
 
-def test_a_training_request_queues_one_run_after_commit(project, labels, admin_user, queued, django_capture_on_commit_callbacks):
+def test_a_training_request_queues_one_run_after_commit(
+    project, labels, admin_user, queued, django_capture_on_commit_callbacks
+):
     verified_images(project, labels, 12)
     with django_capture_on_commit_callbacks(execute=True):
         run = ml.training_request(project=project, requested_by=admin_user, overrides={"epochs": 3})
-    assert (run.status, run.reason, run.config, run.verified_count) == ("pending", "requested", {"epochs": 3}, 12)
+    assert (run.status, run.reason, run.config, run.verified_count) == (
+        "pending",
+        "requested",
+        {"epochs": 3},
+        12,
+    )
     assert queued == [("annotate.ml_train", run.pk)]
 
     with pytest.raises(Conflict, match=f"already pending \\(run {run.pk}\\)"):
@@ -124,7 +185,9 @@ def test_a_training_request_needs_enough_verified_labels(project, labels, queued
     assert not TrainingRun.objects.exists()
 
 
-@pytest.mark.parametrize("overrides", [{"arch": "vgg11"}, {"epochs": 0}, {"epochs": "5"}, {"batch_size": 4}])
+@pytest.mark.parametrize(
+    "overrides", [{"arch": "vgg11"}, {"epochs": 0}, {"epochs": "5"}, {"batch_size": 4}]
+)
 def test_a_training_request_refuses_bad_settings(project, labels, overrides):
     verified_images(project, labels, 12)
     with pytest.raises(InvalidInput):
@@ -150,7 +213,9 @@ def test_beat_check_starts_trainings_where_labels_grew(labels, queued):
 # --- training and promotion -------------------------------------------------------------------
 
 
-def test_the_first_model_is_promoted_and_suggestions_follow(project, labels, queued, django_capture_on_commit_callbacks):
+def test_the_first_model_is_promoted_and_suggestions_follow(
+    project, labels, queued, django_capture_on_commit_callbacks
+):
     images = verified_images(project, labels, 24)
     run = TrainingRun.objects.create(project=project, reason="requested", config={"epochs": 2})
     backend = FakeBackend(top1=0.8)
@@ -160,7 +225,9 @@ def test_the_first_model_is_promoted_and_suggestions_follow(project, labels, que
     call = backend.trained[0]
     held_out = {img.pk for img in images if ml.is_holdout(img.sha256)}
     assert 0 < len(held_out) < len(images)
-    assert len(call["holdout"]) == len(held_out) and len(call["train"]) == len(images) - len(held_out)
+    assert len(call["holdout"]) == len(held_out) and len(call["train"]) == len(images) - len(
+        held_out
+    )
     assert call["num_classes"] == 3 and call["config"]["epochs"] == 2
     assert call["path"].endswith(f"project-{project.pk}/run-{run.pk}.pt")
     assert backend.evaluated == []  # nothing active to compare with
@@ -169,7 +236,11 @@ def test_the_first_model_is_promoted_and_suggestions_follow(project, labels, que
     assert (run.status, run.promoted, run.attempts) == ("succeeded", True, 1)
     assert ActiveModel.objects.get(project=project).version == version
     assert version.classes == [label.pk for label in labels]
-    assert (version.top1, version.baseline_top1, version.train_size) == (0.8, None, len(call["train"]))
+    assert (version.top1, version.baseline_top1, version.train_size) == (
+        0.8,
+        None,
+        len(call["train"]),
+    )
     assert set(version.per_class) == {str(label.pk) for label in labels}
     assert queued == [("annotate.ml_suggest", project.pk)]
 
@@ -201,8 +272,10 @@ def test_a_worse_model_stays_inactive(project, labels, queued):
 @pytest.mark.parametrize("nll, promoted", [(0.2, True), (0.4, False)])
 def test_a_tie_in_accuracy_goes_to_the_lower_log_loss(project, labels, nll, promoted, queued):
     active = promoted_version(project, labels)
-    version = execute(TrainingRun.objects.create(project=project, reason="growth"),
-                      FakeBackend(top1=0.75, nll=nll, baseline_top1=0.75, baseline_nll=0.3))
+    version = execute(
+        TrainingRun.objects.create(project=project, reason="growth"),
+        FakeBackend(top1=0.75, nll=nll, baseline_top1=0.75, baseline_nll=0.3),
+    )
     assert (ActiveModel.objects.get(project=project).version == version) is promoted
     assert (ActiveModel.objects.get(project=project).version == active) is not promoted
 
@@ -216,7 +289,9 @@ def test_a_label_the_active_model_lacks_counts_against_it(project, labels, queue
     new_class = backend.trained[0]["num_classes"] - 1
     old_targets = [target for _, target in backend.evaluated[0]]
     new_targets = [target for _, target in backend.trained[0]["holdout"]]
-    assert new_class == 3 and all(o == -1 for o, n in zip(old_targets, new_targets) if n == new_class)
+    assert new_class == 3 and all(
+        o == -1 for o, n in zip(old_targets, new_targets) if n == new_class
+    )
 
 
 def test_a_second_delivery_of_the_same_run_does_nothing(project, labels, queued):
@@ -228,22 +303,31 @@ def test_a_second_delivery_of_the_same_run_does_nothing(project, labels, queued)
     assert len(backend.trained) == 1 and ModelVersion.objects.count() == 1
 
 
-def test_a_run_whose_worker_was_lost_is_retried_once_then_marked_failed(project, labels, settings, queued):
+def test_a_run_whose_worker_was_lost_is_retried_once_then_marked_failed(
+    project, labels, settings, queued
+):
     verified_images(project, labels, 24)
     long_ago = timezone.now() - timedelta(seconds=settings.ML_RUN_STALE_SECONDS + 1)
-    run = TrainingRun.objects.create(project=project, reason="requested", status="running",
-                                     attempts=1, heartbeat_at=long_ago)
+    run = TrainingRun.objects.create(
+        project=project, reason="requested", status="running", attempts=1, heartbeat_at=long_ago
+    )
     fresh = TrainingRun.objects.filter(pk=run.pk)
     # A redelivered task takes over the stale run...
     assert execute(run, FakeBackend()) is not None
     assert fresh.get().attempts == 2 and fresh.get().status == "succeeded"
     # ...but not one that ran out of attempts: beat's recovery marks that failed.
     other = ProjectFactory()
-    lost = TrainingRun.objects.create(project=other, reason="requested", status="running",
-                                      attempts=2, heartbeat_at=long_ago)
+    lost = TrainingRun.objects.create(
+        project=other, reason="requested", status="running", attempts=2, heartbeat_at=long_ago
+    )
     assert execute(lost, FakeBackend()) is None
-    alive = TrainingRun.objects.create(project=ProjectFactory(), reason="requested", status="running",
-                                       attempts=1, heartbeat_at=timezone.now())
+    alive = TrainingRun.objects.create(
+        project=ProjectFactory(),
+        reason="requested",
+        status="running",
+        attempts=1,
+        heartbeat_at=timezone.now(),
+    )
     assert ml.training_runs_recover() == 1
     lost.refresh_from_db()
     assert lost.status == "failed" and "worker lost" in lost.error
@@ -287,10 +371,20 @@ def test_suggestions_are_computed_once_per_image_and_version(project, labels, qu
     suggestion = Suggestion.objects.get(image=clear, model_version=version)
     assert (suggestion.label_id, suggestion.confidence) == (labels[1].pk, 0.85)
     assert [t["label"] for t in suggestion.top] == [labels[1].pk, labels[0].pk, labels[2].pk]
-    assert suggestion.probabilities == {str(labels[0].pk): 0.1, str(labels[1].pk): 0.85, str(labels[2].pk): 0.05}
+    assert suggestion.probabilities == {
+        str(labels[0].pk): 0.1,
+        str(labels[1].pk): 0.85,
+        str(labels[2].pk): 0.05,
+    }
     torn.refresh_from_db(), clear.refresh_from_db(), not_cached.refresh_from_db()
-    assert (torn.uncertainty, clear.uncertainty, not_cached.uncertainty) == pytest.approx((0.95, 0.25, 1.0))
-    assert ml.image_model_prior(image_id=clear.pk) == {labels[0].pk: 0.1, labels[1].pk: 0.85, labels[2].pk: 0.05}
+    assert (torn.uncertainty, clear.uncertainty, not_cached.uncertainty) == pytest.approx(
+        (0.95, 0.25, 1.0)
+    )
+    assert ml.image_model_prior(image_id=clear.pk) == {
+        labels[0].pk: 0.1,
+        labels[1].pk: 0.85,
+        labels[2].pk: 0.05,
+    }
 
 
 def test_uncertain_order_serves_the_least_certain_image_first(project, labels, queued):

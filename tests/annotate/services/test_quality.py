@@ -57,7 +57,11 @@ def test_prior_and_chance_level_voters():
 )
 def test_dynamic_outcome(posterior, votes, state, label):
     outcome = dynamic_outcome(
-        np.array(posterior), [10, 11, None], votes=votes, min_votes=2, max_votes=4,
+        np.array(posterior),
+        [10, 11, None],
+        votes=votes,
+        min_votes=2,
+        max_votes=4,
         target_confidence=0.95,
     )
     assert (outcome.state, outcome.label_id) == (state, label)
@@ -69,7 +73,9 @@ def test_dynamic_outcome(posterior, votes, state, label):
 def vote(project, user, label):
     assignment = serving.assignment_lease(project=project, user=user)
     assert assignment is not None
-    return serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk if label else None)[1]
+    return serving.vote_submit(
+        assignment_id=assignment.pk, user=user, label_id=label.pk if label else None
+    )[1]
 
 
 def reliable_user(project, accuracy):
@@ -79,7 +85,9 @@ def reliable_user(project, accuracy):
 
 
 def test_dynamic_mode_needs_fewer_votes_from_reliable_volunteers():
-    project = ProjectFactory(mode=Project.Mode.DYNAMIC, min_votes=1, max_votes=5, target_confidence=0.9)
+    project = ProjectFactory(
+        mode=Project.Mode.DYNAMIC, min_votes=1, max_votes=5, target_confidence=0.9
+    )
     labels = [LabelFactory(project=project) for _ in range(4)]
     ImageFactory(project=project)
     expert = reliable_user(project, 0.98)
@@ -91,7 +99,9 @@ def test_dynamic_mode_needs_fewer_votes_from_reliable_volunteers():
 
 
 def test_dynamic_mode_asks_more_of_unreliable_volunteers_and_disputes_at_max():
-    project = ProjectFactory(mode=Project.Mode.DYNAMIC, min_votes=1, max_votes=3, target_confidence=0.95)
+    project = ProjectFactory(
+        mode=Project.Mode.DYNAMIC, min_votes=1, max_votes=3, target_confidence=0.95
+    )
     labels = [LabelFactory(project=project) for _ in range(4)]
     image = ImageFactory(project=project)
     states = [vote(project, reliable_user(project, 0.6), labels[i % 2]).state for i in range(3)]
@@ -131,12 +141,20 @@ def test_stats_apply_adds_in_the_database_exactly_as_python_estimates():
     project = ProjectFactory()
     known, new, other = UserFactory(), UserFactory(), UserFactory()
     AnnotatorStats.objects.create(
-        project=project, user=known, votes=7, decided_votes=5, agreed_votes=3, gold_votes=2,
-        gold_correct=1, estimated_accuracy=0.5,
+        project=project,
+        user=known,
+        votes=7,
+        decided_votes=5,
+        agreed_votes=3,
+        gold_votes=2,
+        gold_correct=1,
+        estimated_accuracy=0.5,
     )
     AnnotatorStats.objects.create(project=project, user=other, votes=1, estimated_accuracy=0.7)
     added = {
-        known.pk: reliability.StatsDelta(votes=1, decided_votes=2, agreed_votes=1, gold_votes=1, gold_correct=1),
+        known.pk: reliability.StatsDelta(
+            votes=1, decided_votes=2, agreed_votes=1, gold_votes=1, gold_correct=1
+        ),
         new.pk: reliability.StatsDelta(votes=1, decided_votes=1, agreed_votes=1),
     }
     assert reliability.stats_added_statement(project_id=project.pk, deltas=added) is not None
@@ -145,17 +163,29 @@ def test_stats_apply_adds_in_the_database_exactly_as_python_estimates():
 
     def check():
         for stats in AnnotatorStats.objects.filter(project=project):
-            counts = (stats.votes, stats.decided_votes, stats.agreed_votes, stats.gold_votes, stats.gold_correct)
+            counts = (
+                stats.votes,
+                stats.decided_votes,
+                stats.agreed_votes,
+                stats.gold_votes,
+                stats.gold_correct,
+            )
             assert counts == expected[stats.user_id]
             if stats.user_id != other.pk:  # untouched: keeps what it had
                 assert stats.estimated_accuracy == reliability.estimated_accuracy(
-                    gold_votes=counts[3], gold_correct=counts[4], decided_votes=counts[1], agreed_votes=counts[2]
+                    gold_votes=counts[3],
+                    gold_correct=counts[4],
+                    decided_votes=counts[1],
+                    agreed_votes=counts[2],
                 )
 
     check()
     # Taking away: never below zero, and a volunteer with no record yet starts one at zero.
     newest = UserFactory()
-    taken = {known.pk: reliability.StatsDelta(votes=-1, agreed_votes=-9), newest.pk: reliability.StatsDelta(votes=-1)}
+    taken = {
+        known.pk: reliability.StatsDelta(votes=-1, agreed_votes=-9),
+        newest.pk: reliability.StatsDelta(votes=-1),
+    }
     assert reliability.stats_added_statement(project_id=project.pk, deltas=taken) is None
     reliability.stats_apply(project_id=project.pk, deltas=taken)
     expected.update({known.pk: (7, 7, 0, 3, 2), newest.pk: (0, 0, 0, 0, 0)})
@@ -163,7 +193,9 @@ def test_stats_apply_adds_in_the_database_exactly_as_python_estimates():
 
 
 def test_gold_schedule_falls_with_experience_and_stays_high_for_the_unreliable():
-    project = ProjectFactory(gold_rate=0.5, gold_rate_min=0.1, gold_half_life=10, reliability_threshold=0.6)
+    project = ProjectFactory(
+        gold_rate=0.5, gold_rate_min=0.1, gold_half_life=10, reliability_threshold=0.6
+    )
     assert reliability.gold_rate_for(project=project, stats=None) == 0.5
     stats = AnnotatorStats(project=project, votes=10, estimated_accuracy=0.9)
     assert reliability.gold_rate_for(project=project, stats=stats) == pytest.approx(0.1 + 0.4 * 0.5)
@@ -178,7 +210,9 @@ def test_gold_images_are_served_at_the_rate_and_score_the_volunteer():
     project = ProjectFactory(gold_rate=1.0, gold_rate_min=1.0)
     labels = [LabelFactory(project=project) for _ in range(2)]
     gold = [
-        ImageFactory(project=project, is_gold=True, gold_label=labels[0], state=Image.State.CONSENSUS)
+        ImageFactory(
+            project=project, is_gold=True, gold_label=labels[0], state=Image.State.CONSENSUS
+        )
         for _ in range(2)
     ]
     ordinary = ImageFactory(project=project)
@@ -226,7 +260,8 @@ def test_review_decision_keeps_an_audit_trail():
     assert image.state == Image.State.EXCLUDED
     history = list(review.decision_history(image=image))
     assert [(d.label, d.excluded, d.decided_by, d.is_current) for d in history] == [
-        (None, True, second, True), (a, False, first, False),
+        (None, True, second, True),
+        (a, False, first, False),
     ]
     assert history[0].replaces == history[1]
     assert list(review.review_queue(project=project)) == []
@@ -241,7 +276,10 @@ def test_vote_breakdown_shows_voters_and_reliability():
     good, bad, unknown = UserFactory(), UserFactory(), UserFactory()
     for user, correct in ((good, 10), (bad, 2)):  # ten gold answers each
         AnnotatorStats.objects.create(
-            project=project, user=user, gold_votes=10, gold_correct=correct,
+            project=project,
+            user=user,
+            gold_votes=10,
+            gold_correct=correct,
             estimated_accuracy=reliability.estimated_accuracy(
                 gold_votes=10, gold_correct=correct, decided_votes=0, agreed_votes=0
             ),
@@ -266,7 +304,11 @@ def simulated_crowd(seed=3, n_items=300, n_workers=25, n_classes=4, per_item=5):
     for item in range(n_items):
         for worker in rng.choice(n_workers, per_item, replace=False):
             correct = rng.random() < skill[worker]
-            answer = truth[item] if correct else rng.choice([c for c in range(n_classes) if c != truth[item]])
+            answer = (
+                truth[item]
+                if correct
+                else rng.choice([c for c in range(n_classes) if c != truth[item]])
+            )
             items.append(item)
             workers.append(worker)
             answers.append(answer)
@@ -289,7 +331,9 @@ def test_numpy_dawid_skene_matches_crowd_kit():
     their_probas = theirs.probas_.sort_index()[list(range(4))].to_numpy()
     assert np.abs(ours.posteriors - their_probas).mean() < 0.02
     # Both beat majority voting on this crowd.
-    majority = np.array([np.bincount(answers[items == i], minlength=4).argmax() for i in range(300)])
+    majority = np.array(
+        [np.bincount(answers[items == i], minlength=4).argmax() for i in range(300)]
+    )
     assert (our_labels == truth).mean() >= (majority == truth).mean()
 
 

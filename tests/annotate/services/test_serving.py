@@ -17,10 +17,21 @@ def refreshed(obj):
 
 @pytest.mark.parametrize(
     ("votes", "min_votes", "max_votes", "expected"),
-    [(0, 3, 5, 3), (2, 3, 5, 1), (3, 3, 5, 1), (4, 3, 5, 1), (5, 3, 5, 0), (0, 1, 1, 1), (1, 1, 1, 0)],
+    [
+        (0, 3, 5, 3),
+        (2, 3, 5, 1),
+        (3, 3, 5, 1),
+        (4, 3, 5, 1),
+        (5, 3, 5, 0),
+        (0, 1, 1, 1),
+        (1, 1, 1, 0),
+    ],
 )
 def test_image_capacity(votes, min_votes, max_votes, expected):
-    assert serving.image_capacity(votes_count=votes, min_votes=min_votes, max_votes=max_votes) == expected
+    assert (
+        serving.image_capacity(votes_count=votes, min_votes=min_votes, max_votes=max_votes)
+        == expected
+    )
 
 
 def test_lease_prefers_images_closest_to_a_decision(project, volunteer):
@@ -69,7 +80,9 @@ def test_vote_decides_by_majority(project, labels):
     for _ in range(2):
         user = UserFactory()
         assignment = serving.assignment_lease(project=project, user=user)
-        _, after = serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=labels[1].pk)
+        _, after = serving.vote_submit(
+            assignment_id=assignment.pk, user=user, label_id=labels[1].pk
+        )
         states.append(after.state)
 
     image = refreshed(image)
@@ -122,7 +135,9 @@ def test_vote_errors_change_nothing(project, labels, volunteer, other_volunteer)
     with pytest.raises(InvalidInput):
         serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=foreign_label.pk)
     with pytest.raises(PermissionDenied):
-        serving.vote_submit(assignment_id=assignment.pk, user=other_volunteer, label_id=labels[0].pk)
+        serving.vote_submit(
+            assignment_id=assignment.pk, user=other_volunteer, label_id=labels[0].pk
+        )
     with pytest.raises(NotFound):
         serving.vote_submit(assignment_id=assignment.pk + 1000, user=volunteer, label_id=None)
 
@@ -186,7 +201,12 @@ def test_vote_on_expired_lease_counts_while_the_image_has_room(volunteer, labels
     project = labels[0].project
     image = ImageFactory(project=project)
     stale = serving.assignment_lease(project=project, user=volunteer)
-    assert serving.assignments_expire(now=timezone.now() + timedelta(seconds=project.lease_seconds + 1)) == 1
+    assert (
+        serving.assignments_expire(
+            now=timezone.now() + timedelta(seconds=project.lease_seconds + 1)
+        )
+        == 1
+    )
 
     serving.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[0].pk)
 
@@ -222,14 +242,18 @@ def test_undo_gives_the_image_back_to_answer_again(project, labels, volunteer):
     assert Vote.objects.get().label == labels[1]
 
 
-def test_undo_is_refused_late_after_a_decision_or_for_others(project, labels, volunteer, other_volunteer):
+def test_undo_is_refused_late_after_a_decision_or_for_others(
+    project, labels, volunteer, other_volunteer
+):
     ImageFactory(project=project)  # min 2 votes: the second vote decides
     first = serving.assignment_lease(project=project, user=volunteer)
     serving.vote_submit(assignment_id=first.pk, user=volunteer, label_id=labels[0].pk)
     with pytest.raises(PermissionDenied):
         serving.vote_undo(assignment_id=first.pk, user=other_volunteer)
     with pytest.raises(Conflict, match="30 seconds"):
-        serving.vote_undo(assignment_id=first.pk, user=volunteer, now=timezone.now() + timedelta(seconds=31))
+        serving.vote_undo(
+            assignment_id=first.pk, user=volunteer, now=timezone.now() + timedelta(seconds=31)
+        )
     second = serving.assignment_lease(project=project, user=other_volunteer)
     serving.vote_submit(assignment_id=second.pk, user=other_volunteer, label_id=labels[0].pk)
     with pytest.raises(Conflict, match="already decided"):
@@ -254,11 +278,21 @@ def test_a_vote_takes_no_locks_on_postgresql_and_its_locks_elsewhere(volunteer, 
 
         monkeypatch.setattr(serving, name, spy)
     assignment = serving.assignment_lease(project=project, user=volunteer)
-    vote, image = serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
-    expected = [("_vote_unless_changed", True)] if connection.vendor == "postgresql" else [("_vote_with_locks", True)]
+    vote, image = serving.vote_submit(
+        assignment_id=assignment.pk, user=volunteer, label_id=label.pk
+    )
+    expected = (
+        [("_vote_unless_changed", True)]
+        if connection.vendor == "postgresql"
+        else [("_vote_with_locks", True)]
+    )
     assert paths == expected
     assert refreshed(assignment).state == Assignment.State.VOTED
-    assert (refreshed(image).votes_count, image.leases_count, image.state) == (1, 0, Image.State.OPEN)
+    assert (refreshed(image).votes_count, image.leases_count, image.state) == (
+        1,
+        0,
+        Image.State.OPEN,
+    )
     assert Vote.objects.get(pk=vote.pk).label_id == label.pk
     assert refreshed(volunteer).votes_count == 1
 
@@ -313,7 +347,9 @@ def test_a_vote_that_would_retire_a_decision_takes_the_locks(volunteer, reviewer
     Decision.objects.create(image=image, label=label, rule=Decision.Rule.MAJORITY, votes_count=0)
     locked = []
     original = serving._vote_with_locks
-    monkeypatch.setattr(serving, "_vote_with_locks", lambda **kwargs: locked.append(True) or original(**kwargs))
+    monkeypatch.setattr(
+        serving, "_vote_with_locks", lambda **kwargs: locked.append(True) or original(**kwargs)
+    )
     assignment = serving.assignment_lease(project=project, user=volunteer)
     serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
     assert locked == [True]

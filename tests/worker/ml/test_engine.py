@@ -25,8 +25,13 @@ def colour_samples(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(colour_samples, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "m.pt"
-    result = train(colour_samples[:30], colour_samples[30:], num_classes=3,
-                   config=TrainConfig(**TINY), checkpoint_path=str(path))
+    result = train(
+        colour_samples[:30],
+        colour_samples[30:],
+        num_classes=3,
+        config=TrainConfig(**TINY),
+        checkpoint_path=str(path),
+    )
     return result, path
 
 
@@ -57,7 +62,9 @@ def test_evaluate_counts_a_class_the_model_lacks_as_a_miss(trained, colour_sampl
     _, path = trained
     holdout = colour_samples[30:]
     full = evaluate(str(path), holdout, TrainConfig(**TINY))
-    unknown = evaluate(str(path), [(p, -1) for p, _ in holdout[:4]] + holdout[4:], TrainConfig(**TINY))
+    unknown = evaluate(
+        str(path), [(p, -1) for p, _ in holdout[:4]] + holdout[4:], TrainConfig(**TINY)
+    )
     assert unknown.top1 <= full.top1 - 4 / len(holdout) + 1e-6
 
 
@@ -107,7 +114,11 @@ def test_without_pretrained_weights_it_says_so_and_trains_from_scratch(monkeypat
 
 def test_pretrained_weights_are_used_when_they_can_be_loaded(monkeypatch):
     imagenet = models.resnet18(num_classes=1000)
-    monkeypatch.setattr(factory, "_pretrained_state_dict", lambda arch: (imagenet.state_dict(), "ResNet18_Weights.IMAGENET1K_V1"))
+    monkeypatch.setattr(
+        factory,
+        "_pretrained_state_dict",
+        lambda arch: (imagenet.state_dict(), "ResNet18_Weights.IMAGENET1K_V1"),
+    )
     built = build_model(TrainConfig(**TINY | {"pretrained": True}), num_classes=2)
     assert built.weights_source == "pretrained:ResNet18_Weights.IMAGENET1K_V1"
     assert torch.equal(built.model.conv1.weight, imagenet.conv1.weight)
@@ -139,8 +150,14 @@ def test_a_failed_checkpoint_write_leaves_the_old_file_intact(tmp_path, monkeypa
 def test_a_small_data_set_still_gets_the_minimum_number_of_steps(colour_samples, tmp_path):
     steps = []
     config = TrainConfig(**TINY | {"epochs": 1, "min_steps": 7, "learning_rate": 0.0})
-    result = train(colour_samples[:24], colour_samples[24:28], num_classes=3, config=config,
-                   checkpoint_path=str(tmp_path / "m.pt"), on_progress=lambda *step: steps.append(step))
+    result = train(
+        colour_samples[:24],
+        colour_samples[24:28],
+        num_classes=3,
+        config=config,
+        checkpoint_path=str(tmp_path / "m.pt"),
+        on_progress=lambda *step: steps.append(step),
+    )
     # 24 images in batches of 8: 3 steps an epoch, so 3 epochs reach 7 steps.
     assert result.epochs == 3 and len(steps) == 9 and steps[-1] == (2, 3, 3)
 
