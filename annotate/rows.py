@@ -11,9 +11,10 @@ Write plain SQL that both databases accept; `lock()` gives the row-locking claus
 database has one (PostgreSQL) and nothing on SQLite, whose writers are serialized anyway.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, Sequence
+from typing import Any
 
 from django.db import connection
 from django.db.models import Model
@@ -69,7 +70,7 @@ class Columns:
             for function in functions:
                 values[index] = function(values[index], column, connection)
         instance = self.model.__new__(self.model)
-        instance.__dict__.update(zip(self.attnames, values))
+        instance.__dict__.update(zip(self.attnames, values, strict=True))
         state = instance._state = ModelState()
         state.adding, state.db = False, connection.alias
         return instance

@@ -79,7 +79,7 @@ def labels_and_suggestion_json(*, image: str) -> str:
 
 def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
     """The labels and the suggestion from the rows (or JSON arrays) of the statements above."""
-    labels = [dict(zip(LABEL_FIELDS, row)) for row in found]
+    labels = [dict(zip(LABEL_FIELDS, row, strict=True)) for row in found]
     suggestion = next(
         ({"label": row[0], "confidence": row[-1]} for row in found if row[-1] is not None), None
     )
@@ -88,9 +88,7 @@ def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
     """Image counts per state for each project, in one grouped query."""
-    progress: dict[int, dict[str, int]] = defaultdict(
-        lambda: {state: 0 for state in Image.State.values}
-    )
+    progress: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Image.State.values, 0))
     rows = (
         Image.objects.filter(project_id__in=project_ids)
         .values("project_id", "state")

@@ -3,8 +3,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import views
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
+from annotate import views
 
 # Django tries the patterns in order: the API, where the volunteer loop's requests go, first.
 urlpatterns = [

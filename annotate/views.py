@@ -21,7 +21,7 @@ from annotate.services import accounts
 from annotate.services.errors import ServiceError
 
 # Hotkeys for labels: 1-9, then letters not taken by actions (N none, S skip, U undo, Z zoom).
-LABEL_KEYS = list("123456789") + [c for c in "abcdefghijklmopqrtvwxy"]
+LABEL_KEYS = list("123456789") + list("abcdefghijklmopqrtvwxy")
 
 
 class AuthPageThrottle(SimpleRateThrottle):

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
 os.environ.setdefault("DATA_DIR", "/tmp/consensus-bench")
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -96,7 +96,13 @@ def run_majority(crowd, orders, votes_needed):
             correct += int(outcome.label_id == crowd.truth[image])
         else:
             disputed += 1
-    return dict(decided=decided, correct=correct, votes=votes_used, gold=0, disputed=disputed)
+    return {
+        "decided": decided,
+        "correct": correct,
+        "votes": votes_used,
+        "gold": 0,
+        "disputed": disputed,
+    }
 
 
 def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior, gold_project):
@@ -105,7 +111,7 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
     k = crowd.k
     keys = list(range(k))
     stats = {
-        v: dict(votes=0, gold_votes=0, gold_correct=0, decided_votes=0, agreed_votes=0)
+        v: {"votes": 0, "gold_votes": 0, "gold_correct": 0, "decided_votes": 0, "agreed_votes": 0}
         for v in range(crowd.n_volunteers)
     }
     estimate = {
@@ -160,7 +166,7 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
         if outcome.state == Image.State.CONSENSUS:
             decided += 1
             correct += int(outcome.label_id == crowd.truth[image])
-            for volunteer, answer in zip(voters, answers):
+            for volunteer, answer in zip(voters, answers, strict=True):
                 stats[volunteer]["decided_votes"] += 1
                 stats[volunteer]["agreed_votes"] += int(answer == outcome.label_id)
         else:
@@ -173,9 +179,13 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
                 decided_votes=s["decided_votes"],
                 agreed_votes=s["agreed_votes"],
             )
-    return dict(
-        decided=decided, correct=correct, votes=votes_used, gold=gold_used, disputed=disputed
-    )
+    return {
+        "decided": decided,
+        "correct": correct,
+        "votes": votes_used,
+        "gold": gold_used,
+        "disputed": disputed,
+    }
 
 
 def five_vote_data(crowd, orders):
@@ -199,13 +209,13 @@ def run_dawid_skene_numpy(crowd, orders):
         n_classes=crowd.k,
     )
     labels = result.posteriors.argmax(axis=1)
-    return dict(
-        decided=len(orders),
-        correct=int((labels == crowd.truth).sum()),
-        votes=len(items),
-        gold=0,
-        disputed=0,
-    )
+    return {
+        "decided": len(orders),
+        "correct": int((labels == crowd.truth).sum()),
+        "votes": len(items),
+        "gold": 0,
+        "disputed": 0,
+    }
 
 
 def run_dawid_skene_crowdkit(crowd, orders):
@@ -221,13 +231,13 @@ def run_dawid_skene_crowdkit(crowd, orders):
             pd.DataFrame({"task": items, "worker": workers, "label": answers})
         )
     labels = labels.sort_index().to_numpy()
-    return dict(
-        decided=len(orders),
-        correct=int((labels == crowd.truth).sum()),
-        votes=len(items),
-        gold=0,
-        disputed=0,
-    )
+    return {
+        "decided": len(orders),
+        "correct": int((labels == crowd.truth).sum()),
+        "votes": len(items),
+        "gold": 0,
+        "disputed": 0,
+    }
 
 
 def main() -> None:

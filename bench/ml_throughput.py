@@ -26,10 +26,10 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker.ml.config import TrainConfig, apply_threads, resolve_device  # noqa: E402
-from worker.ml.data import Normalize, make_loader  # noqa: E402
-from worker.ml.engine import collect_logits, train_one_epoch  # noqa: E402
-from worker.ml.factory import build_model  # noqa: E402
+from worker.ml.config import TrainConfig, apply_threads, resolve_device
+from worker.ml.data import Normalize, make_loader
+from worker.ml.engine import collect_logits, train_one_epoch
+from worker.ml.factory import build_model
 
 CACHE_SHORT_SIDE = 160  # settings.PREPROCESSED_SHORT_SIDE
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import volunteer_load  # noqa: E402  (same folder; sets up the repository on sys.path)
+import volunteer_load
 
 
 def main() -> None:
@@ -103,7 +103,7 @@ def main() -> None:
             f"  lease+vote            {c * 1000:.2f} ms  (PostgreSQL {statistics.median(loop_pg) * 1000:.2f} ms)"
         )
         print(
-            f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops))})"
+            f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops, strict=True))})"
         )
     finally:
         from django.db import connections

@@ -26,14 +26,14 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
-import random
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +101,7 @@ def setup_django(name: str) -> None:
 def copy_rows(cursor, model, rows, overrides_fn) -> None:
     """COPY `rows` into `model`'s table; columns not given take the field's default, so a
     field added to a model later needs no change here."""
-    fields = [f for f in model._meta.concrete_fields]
+    fields = list(model._meta.concrete_fields)
     columns = ", ".join(f'"{f.column}"' for f in fields)
     with cursor.copy(f'COPY "{model._meta.db_table}" ({columns}) FROM STDIN') as copy:
         for row in rows:
@@ -126,6 +126,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
     """A project mid-way: images with 0-5 votes (decided at 3+), their votes, assignments and
     decisions; then `volunteers` fresh users with tokens for the load."""
     from django.db import connection
+    from rest_framework.authtoken.models import Token
 
     from annotate.models import (
         AnnotatorStats,
@@ -139,7 +140,6 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
     )
     from annotate.services.reliability import estimated_accuracy
     from annotate.services.serving import image_capacity
-    from rest_framework.authtoken.models import Token
 
     rng = np.random.default_rng(1)
     project = Project.objects.create(
@@ -150,7 +150,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         for i in range(LABELS)
     ]
     label_ids = [l.pk for l in labels]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     mean = votes_target / images
     # Votes per image: a spread around the target mean, capped at max_votes.
     per_image = np.clip(rng.poisson(mean, images), 0, MAX_VOTES)
@@ -584,7 +584,7 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 print(
                     f"  lease+vote {real_rps:7.1f} requests/s ({real_rps / 2:6.1f} labels/s)   "
                     f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   ratio {real_rps / floor_rps:.2f}"
-                    f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates))})"
+                    f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates, strict=True))})"
                 )
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))

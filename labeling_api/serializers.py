@@ -6,8 +6,8 @@ from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from annotate.models import Assignment, Decision, Image, Label, Project
 from annotate import selectors
+from annotate.models import Assignment, Decision, Image, Label, Project
 from annotate.services import ml
 
 

@@ -20,12 +20,11 @@ from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
 from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
 from labeling_api.serializers import (
     AssignmentOutputSerializer,
-    assignment_answer,
     ImageOutputSerializer,
     LabelOutputSerializer,
     ProjectOutputSerializer,
+    assignment_answer,
 )
-
 
 # When every remaining image is leased to other volunteers, how soon to ask again.
 RETRY_AFTER_SECONDS = 5

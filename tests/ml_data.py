@@ -3,7 +3,8 @@
 import io
 import random
 
-from PIL import Image as PILImage, ImageDraw
+from PIL import Image as PILImage
+from PIL import ImageDraw
 
 # Three classes a small CNN tells apart after a few steps.
 COLOURS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 210)}

@@ -82,6 +82,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2, log=
 
 
 def worker_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()}
+    env = dict(os.environ.items())
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}

@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.db import OperationalError, connection
 
-from annotate.models import Export, Image, QueuedJob, Vote
+from annotate.models import Export, QueuedJob, Vote
 from annotate.services.ingest import images_upload
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
 from tests.processes import Process, free_port, wait_until, worker_env

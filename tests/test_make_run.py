@@ -3,15 +3,15 @@ demo, its worker processes Celery tasks, and Ctrl-C stops everything it started.
 
 import io
 import signal
-import tarfile
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.factories import image_bytes
-from tests.processes import REPO, Process, free_port, wait_until, worker_env
+from tests.processes import Process, free_port, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,7 @@ def test_review_pages_by_role(signed_in, role, status):
 
 def test_leaderboard_hides_names_unless_opted_in(signed_in):
     shy = UserFactory(username="shy_one", votes_count=50)
-    proud = UserFactory(username="proud_one", votes_count=40, show_on_leaderboard=True)
+    UserFactory(username="proud_one", votes_count=40, show_on_leaderboard=True)
     me = UserFactory(username="me_myself", votes_count=10)
     page = signed_in(me).get("/me/").content.decode()
     assert "proud_one" in page and "me_myself" in page

@@ -54,8 +54,8 @@ from annotate.models import Decision, Export, Image, Label, Project, SplitAssign
 from annotate.services import ingest, ingest_worker, jobs
 from annotate.services.errors import Conflict, InvalidInput, NotFound
 from annotate.services.export_worker import (  # noqa: F401 - jpeg_* are this module's too
-    CopyConfig,
     Copier,
+    CopyConfig,
     UstarHeaders,
     jpeg_bytes,
     jpeg_header,
@@ -654,7 +654,7 @@ class _Copiers:
                 process.kill()
                 process.wait()
 
-    def __enter__(self) -> "_Copiers":
+    def __enter__(self) -> _Copiers:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -890,7 +890,9 @@ def _build(
             members: list = []
             start = None
             size_sum = 0
-            for (image_id, label_id, side), result in zip(rows, copiers.results(batch)):
+            for (image_id, label_id, side), result in zip(
+                rows, copiers.results(batch), strict=True
+            ):
                 if isinstance(result, str):  # why it is unreadable
                     unreadable += 1
                     log_left(image_id, None, result)

@@ -316,7 +316,7 @@ class Copier:
         if len(data) != len(members):
             raise RuntimeError(f"batch {batch}: {len(members)} places for {len(data)} files")
         if self.out is None:
-            for path, content in zip(members, data):
+            for path, content in zip(members, data, strict=True):
                 with open(path, "wb") as f:
                     f.write(content)
             return
@@ -324,7 +324,9 @@ class Copier:
         for first in range(0, len(members), _MEMBERS_PER_CALL):
             buffers: list[bytes] = []
             for (name, header), content in zip(
-                members[first : first + _MEMBERS_PER_CALL], data[first : first + _MEMBERS_PER_CALL]
+                members[first : first + _MEMBERS_PER_CALL],
+                data[first : first + _MEMBERS_PER_CALL],
+                strict=True,
             ):
                 buffers += member_buffers(header or self.headers(name, len(content)), content)
             pwrite_all(self.out, buffers, offset)

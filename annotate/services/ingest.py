@@ -5,12 +5,13 @@ import logging
 import os
 import re
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 import PIL.Image
 from django.conf import settings

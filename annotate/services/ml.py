@@ -521,7 +521,7 @@ def suggestions_compute(
             else []
         )
         suggestions, uncertainty = [], {}
-        for (image_id, _), probabilities in zip(present, rows):
+        for (image_id, _), probabilities in zip(present, rows, strict=True):
             ranked = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)
             suggestions.append(
                 Suggestion(
@@ -534,7 +534,8 @@ def suggestions_compute(
                         for i in ranked[:top_k]
                     ],
                     probabilities={
-                        str(label_id): p for label_id, p in zip(version.classes, probabilities)
+                        str(label_id): p
+                        for label_id, p in zip(version.classes, probabilities, strict=True)
                     },
                 )
             )

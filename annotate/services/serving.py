@@ -19,8 +19,8 @@ from annotate import rows, selectors
 from annotate.models import Assignment, Decision, Image, Project, User, Vote
 from annotate.services import reliability
 from annotate.services.consensus import decides, decision_retire, decision_writes, image_outcome
-from annotate.services.reliability import StatsDelta
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from annotate.services.reliability import StatsDelta
 
 
 def image_capacity(*, votes_count: int, min_votes: int, max_votes: int) -> int:

@@ -1,6 +1,5 @@
 """The export page and the export_dataset command."""
 
-import io
 import json
 import random
 import tarfile

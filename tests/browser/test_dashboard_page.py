@@ -1,7 +1,6 @@
 """The admin dashboard in a real browser: charts of where the project stands, and a zip of
 images brought in through the import form with a progress bar."""
 
-import io
 import zipfile
 
 import pytest

@@ -1,13 +1,11 @@
 """The REST contract of PRODUCT.md section 7 for the labeling loop."""
 
-import io
-
 import pytest
-from django.db import connection
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 
 from annotate.models import AnnotatorStats, Assignment, Image, Label, Project, User, Vote
-from tests.factories import ImageFactory, ProjectFactory, UserFactory, image_bytes
+from tests.factories import ImageFactory, UserFactory, image_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -160,7 +160,6 @@ def test_permission_matrix(client_for, world, role, method, path, body, expected
 
 
 def test_every_api_route_is_in_the_matrix():
-    from django.urls import get_resolver
 
     from labeling_api import urls
 

@@ -59,7 +59,7 @@ def test_import_images_gold_from_folders_and_reruns_add_nothing(
     )
     assert "rejected README.txt: folder" not in err
     assert "rejected README.txt: not inside a label folder (<wnid>/...)" in err
-    assert f"rejected misc/d.jpg: folder 'misc' is not a label of this project" in err
+    assert "rejected misc/d.jpg: folder 'misc' is not a label of this project" in err
     gold = dict(Image.objects.values_list("original_name", "gold_label__wnid"))
     assert gold == {
         f"train/{labels[0].wnid}/a.jpg": labels[0].wnid,

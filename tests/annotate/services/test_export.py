@@ -251,7 +251,7 @@ def test_flat_validation_layout_ground_truth_matches_the_decisions(decided_proje
         assert row == {"ImageId": name.removesuffix(".JPEG"), "PredictionString": wnid}
     val_lines = (root / "val.txt").read_text().splitlines()
     assert [line.split(" ") for line in val_lines] == [
-        [f"val/{name}", str(int(index) - 1)] for name, index in zip(names, truth)
+        [f"val/{name}", str(int(index) - 1)] for name, index in zip(names, truth, strict=True)
     ]
     assert ImageFolder(root / "train").classes == wnids
 
@@ -553,7 +553,9 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
                 (len(data), hashlib.sha256(data).hexdigest())
                 for data in ((stored / names[i]).read_bytes() for i in batch)
             ]
-            placed.append([sink.place(relpaths[i], size) for i, (size, _) in zip(batch, results)])
+            placed.append(
+                [sink.place(relpaths[i], size) for i, (size, _) in zip(batch, results, strict=True)]
+            )
         sink.add_bytes("empty.txt", b"")
         for number in reversed(range(len(batches))):
             copier.write(number, placed[number][0][0], [member for _, member in placed[number]])
@@ -564,7 +566,7 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
         read = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
     assert read == [
         (f"dataset/{relpath}", (stored / name).read_bytes())
-        for relpath, name in zip(relpaths, names)
+        for relpath, name in zip(relpaths, names, strict=True)
     ] + [("dataset/empty.txt", b""), ("dataset/meta.bin", b"after the batches")]
 
 

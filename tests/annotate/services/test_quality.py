@@ -345,7 +345,7 @@ def test_reaggregation_flags_decisions_dawid_skene_would_change():
     rng = random.Random(1)
     # Calibration images: experts agree on the truth, the two liars always answer the other.
     for _ in range(12):
-        image = ImageFactory(project=project)
+        ImageFactory(project=project)
         truth, lie = (a, b) if rng.random() < 0.5 else (b, a)
         for user in experts:
             vote(project, user, truth)

@@ -9,12 +9,11 @@ import torch
 from torchvision import models
 
 from tests.ml_data import write_colour_samples
-from worker.ml import TrainConfig, evaluate, predict, train
-from worker.ml import engine, factory
+from worker.ml import TrainConfig, engine, evaluate, factory, predict, train
 from worker.ml.factory import build_model
 
 # Small and quick: 32 px crops, one thread (the test machine is shared).
-TINY = dict(image_size=32, batch_size=8, epochs=3, pretrained=False, num_threads=1)
+TINY = {"image_size": 32, "batch_size": 8, "epochs": 3, "pretrained": False, "num_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,9 @@ def test_predict_gives_calibrated_rows_in_input_order(trained, colour_samples):
     probabilities = predict(str(path), [p for p, _ in holdout], TrainConfig(**TINY))
     assert probabilities.shape == (len(holdout), 3)
     assert torch.allclose(probabilities.sum(dim=1), torch.ones(len(holdout)), atol=1e-5)
-    hits = sum(int(row.argmax()) == target for row, (_, target) in zip(probabilities, holdout))
+    hits = sum(
+        int(row.argmax()) == target for row, (_, target) in zip(probabilities, holdout, strict=True)
+    )
     assert hits / len(holdout) == pytest.approx(result.holdout.top1)
 
 
