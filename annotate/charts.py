@@ -20,14 +20,18 @@ def bar_chart(
         y = 4 + index * bar_height
         length = (width - label_width - 60) * value / top
         rows.append(
-            f'<text x="{label_width - 8}" y="{y + bar_height * 0.7:.1f}" text-anchor="end">{escape(str(label)[:24])}</text>'
+            f'<text x="{label_width - 8}" y="{y + bar_height * 0.7:.1f}" text-anchor="end">'
+            f"{escape(str(label)[:24])}</text>"
             f'<rect x="{label_width}" y="{y + 3}" width="{length:.1f}" height="{bar_height - 6}" '
-            f'fill="{PALETTE[index % len(PALETTE)]}" rx="3"><title>{escape(str(label))}: {value:g}</title></rect>'
-            f'<text x="{label_width + length + 6:.1f}" y="{y + bar_height * 0.7:.1f}">{value:g}</text>'
+            f'fill="{PALETTE[index % len(PALETTE)]}" rx="3">'
+            f"<title>{escape(str(label))}: {value:g}</title></rect>"
+            f'<text x="{label_width + length + 6:.1f}" y="{y + bar_height * 0.7:.1f}">'
+            f"{value:g}</text>"
         )
     return mark_safe(
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="100%" preserveAspectRatio="xMinYMin meet"><title>{escape(title)}</title>{"".join(rows)}</svg>'
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" '
+        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMinYMin meet">'
+        f"<title>{escape(title)}</title>{''.join(rows)}</svg>"
     )
 
 
@@ -55,17 +59,21 @@ def line_chart(
     path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(coords))
     label = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:g}")
     dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{PALETTE[0]}"><title>{escape(str(name))}: {label(value)}</title></circle>'
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{PALETTE[0]}">'
+        f"<title>{escape(str(name))}: {label(value)}</title></circle>"
         for (x, y), (name, value) in zip(coords, points, strict=False)
     )
     axis = (
-        f'<line x1="{left}" y1="{top_pad + span_y}" x2="{width - right}" y2="{top_pad + span_y}" stroke="#aab2bd"/>'
+        f'<line x1="{left}" y1="{top_pad + span_y}" x2="{width - right}" y2="{top_pad + span_y}" '
+        f'stroke="#aab2bd"/>'
         f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end">{label(top)}</text>'
         f'<text x="{left - 6}" y="{top_pad + span_y}" text-anchor="end">0</text>'
         f'<text x="{left}" y="{height - 8}">{escape(str(points[0][0]))}</text>'
-        f'<text x="{width - right}" y="{height - 8}" text-anchor="end">{escape(str(points[-1][0]))}</text>'
+        f'<text x="{width - right}" y="{height - 8}" text-anchor="end">'
+        f"{escape(str(points[-1][0]))}</text>"
     )
     return mark_safe(
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" width="100%">'
-        f'<title>{escape(title)}</title>{axis}<path d="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>{dots}</svg>'
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" '
+        f'viewBox="0 0 {width} {height}" width="100%"><title>{escape(title)}</title>{axis}'
+        f'<path d="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>{dots}</svg>'
     )

@@ -224,8 +224,8 @@ def user_for_token(*, key: str) -> User | None:
     row = None if owner_id is None else recent.get(("user", owner_id))
     if row is None:
         row = rows.fetch_one(
-            f"SELECT {user_columns.sql} FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id"
-            " WHERE t.key = %s",
+            f"SELECT {user_columns.sql} FROM authtoken_token t"
+            " JOIN annotate_user u ON u.id = t.user_id WHERE t.key = %s",
             [key],
         )
         if row is None:

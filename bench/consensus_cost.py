@@ -288,7 +288,8 @@ def main() -> None:
         f"{crowd.spammer.sum()} spammers, look-alike class pairs, seed {args.seed}"
     )
     print(
-        f"{'strategy':40s} {'votes/img':>9s} {'+gold':>6s} {'votes/decided':>13s} {'accuracy':>9s} {'disputed':>9s}"
+        f"{'strategy':40s} {'votes/img':>9s} {'+gold':>6s} {'votes/decided':>13s} "
+        f"{'accuracy':>9s} {'disputed':>9s}"
     )
     for name, r in rows:
         per_image = r["votes"] / args.images

@@ -273,7 +273,8 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         print(
             f"bench/export.py: N={args.n} and 4N={4 * args.n} decided JPEGs (~{args.kb} KB), "
-            f"{args.classes} classes, database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]}, "
+            f"{args.classes} classes, "
+            f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]}, "
             f"{os.cpu_count()} CPUs"
         )
         rng = random.Random(1)

@@ -181,10 +181,15 @@ def main() -> None:
     count = args.images or (16384 if device.type == "cuda" else 320)
     count -= count % config.batch_size
     num_classes = 10
+    device_detail = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} threads"
+    )
     print(
         f"model {config.arch}, batch {config.batch_size}, {config.image_size} px, device {device}"
-        f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
-        f" loader workers {config.num_workers}, {count} images per figure, torch {torch.__version__}"
+        f" ({device_detail}), loader workers {config.num_workers}, {count} images per figure,"
+        f" torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -209,7 +214,8 @@ def main() -> None:
             rows.append((name, pairs))
     cpu_note = "" if device.type == "cuda" else " (ratio per CPU second: robust to other load)"
     print(
-        f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'wall ratio':>11} {'CPU ratio':>10}{cpu_note}"
+        f"{'':10} {'pipeline img/s':>15} {'bare img/s':>11} {'wall ratio':>11} "
+        f"{'CPU ratio':>10}{cpu_note}"
     )
     for name, pairs in rows:
         best_pipeline = max(p[0] for p, _ in pairs)
@@ -217,7 +223,8 @@ def main() -> None:
         wall_ratio = median([p[0] / b[0] for p, b in pairs])
         cpu_ratio = median([p[1] / b[1] for p, b in pairs])
         print(
-            f"{name:10} {best_pipeline:15.1f} {best_bare:11.1f} {wall_ratio:11.2f} {cpu_ratio:10.2f}"
+            f"{name:10} {best_pipeline:15.1f} {best_bare:11.1f} {wall_ratio:11.2f}"
+            f" {cpu_ratio:10.2f}"
         )
     print("img/s: best of the repeats; ratios: median over back-to-back pipeline/bare pairs")
 

@@ -97,14 +97,15 @@ def main() -> None:
         f, c = statistics.median(floors), statistics.median(loops)
         print(f"CPU per request (Django + its PostgreSQL backend), medians of 5 blocks of {block}:")
         print(
-            f"  floor (SELECT+INSERT) {f * 1000:.2f} ms  (PostgreSQL {statistics.median(floor_pg) * 1000:.2f} ms)"
+            f"  floor (SELECT+INSERT) {f * 1000:.2f} ms"
+            f"  (PostgreSQL {statistics.median(floor_pg) * 1000:.2f} ms)"
         )
         print(
-            f"  lease+vote            {c * 1000:.2f} ms  (PostgreSQL {statistics.median(loop_pg) * 1000:.2f} ms)"
+            f"  lease+vote            {c * 1000:.2f} ms"
+            f"  (PostgreSQL {statistics.median(loop_pg) * 1000:.2f} ms)"
         )
-        print(
-            f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops, strict=False))})"
-        )
+        blocks = ", ".join(f"{a / b:.2f}" for a, b in zip(floors, loops, strict=False))
+        print(f"  ratio {f / c:.2f}  (blocks: {blocks})")
     finally:
         from django.db import connections
 

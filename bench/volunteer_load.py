@@ -149,7 +149,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         Label.objects.create(project=project, wnid=f"n{i:08d}", name=f"class {i}", position=i)
         for i in range(LABELS)
     ]
-    label_ids = [l.pk for l in labels]
+    label_ids = [label.pk for label in labels]
     now = datetime.now(UTC)
     mean = votes_target / images
     # Votes per image: a spread around the target mean, capped at max_votes.
@@ -297,7 +297,8 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             },
         )
         cursor.execute(
-            "UPDATE annotate_user u SET votes_count = s.votes FROM annotate_annotatorstats s WHERE s.user_id = u.id"
+            "UPDATE annotate_user u SET votes_count = s.votes"
+            " FROM annotate_annotatorstats s WHERE s.user_id = u.id"
         )
         for table in (
             "annotate_user",
@@ -308,10 +309,12 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             "annotate_annotatorstats",
         ):
             cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" (SELECT max(id) FROM {table}))"
             )
         cursor.execute(
-            "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())"
+            "CREATE TABLE bench_floor"
+            " (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())"
         )
     # Freshly copied rows: vacuum now (hint bits, visibility map, statistics), as a database in
     # steady state would be, or autovacuum does it in the middle of the measurement.
@@ -392,7 +395,8 @@ class Recorder:
         pct = lambda p: values[min(len(values) - 1, int(p * len(values)))] * 1000  # noqa: E731
         return (
             f"{kind:6s} n={len(values):6d}  p50 {pct(0.50):6.1f} ms  p95 {pct(0.95):6.1f} ms  "
-            f"p99 {pct(0.99):6.1f} ms  max {values[-1] * 1000:6.1f} ms  errors {self.errors.get(kind, 0)}"
+            f"p99 {pct(0.99):6.1f} ms  max {values[-1] * 1000:6.1f} ms  "
+            f"errors {self.errors.get(kind, 0)}"
         )
 
 
@@ -515,10 +519,22 @@ def invariants() -> list[str]:
 
     problems = []
     checks = {
-        "duplicate votes": "SELECT count(*) FROM (SELECT user_id, image_id FROM annotate_vote GROUP BY 1, 2 HAVING count(*) > 1) d",
-        "images over max_votes": f"SELECT count(*) FROM annotate_image WHERE votes_count > {MAX_VOTES}",
-        "vote counters off": "SELECT count(*) FROM annotate_image i WHERE votes_count <> (SELECT count(*) FROM annotate_vote v WHERE v.image_id = i.id)",
-        "lease counters off": "SELECT count(*) FROM annotate_image i WHERE leases_count <> (SELECT count(*) FROM annotate_assignment a WHERE a.image_id = i.id AND a.state = 'active')",
+        "duplicate votes": (
+            "SELECT count(*) FROM (SELECT user_id, image_id FROM annotate_vote"
+            " GROUP BY 1, 2 HAVING count(*) > 1) d"
+        ),
+        "images over max_votes": (
+            f"SELECT count(*) FROM annotate_image WHERE votes_count > {MAX_VOTES}"
+        ),
+        "vote counters off": (
+            "SELECT count(*) FROM annotate_image i WHERE votes_count <>"
+            " (SELECT count(*) FROM annotate_vote v WHERE v.image_id = i.id)"
+        ),
+        "lease counters off": (
+            "SELECT count(*) FROM annotate_image i WHERE leases_count <>"
+            " (SELECT count(*) FROM annotate_assignment a"
+            " WHERE a.image_id = i.id AND a.state = 'active')"
+        ),
     }
     with connection.cursor() as cursor:
         for name, sql in checks.items():
@@ -546,7 +562,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             images=images, votes_target=votes, volunteers=max([args.volunteers, *args.concurrency])
         )
         log(
-            f"seeded {seeded['votes']} votes, {seeded['open']} open images in {time.perf_counter() - started:.0f}s"
+            f"seeded {seeded['votes']} votes, {seeded['open']} open images"
+            f" in {time.perf_counter() - started:.0f}s"
         )
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
@@ -578,13 +595,16 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                         (floor_rates if is_floor else real_rates).append(rate)
                 real_rps, floor_rps = float(np.mean(real_rates)), float(np.mean(floor_rates))
                 print(
-                    f"\nclosed loop, {concurrency} volunteers, {args.duration}s each in {args.rounds} "
-                    f"alternating blocks:"
+                    f"\nclosed loop, {concurrency} volunteers, {args.duration}s each"
+                    f" in {args.rounds} alternating blocks:"
+                )
+                per_round = ", ".join(
+                    f"{a / b:.2f}" for a, b in zip(real_rates, floor_rates, strict=False)
                 )
                 print(
                     f"  lease+vote {real_rps:7.1f} requests/s ({real_rps / 2:6.1f} labels/s)   "
-                    f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   ratio {real_rps / floor_rps:.2f}"
-                    f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates, strict=False))})"
+                    f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   "
+                    f"ratio {real_rps / floor_rps:.2f}   (per round: {per_round})"
                 )
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))
@@ -593,7 +613,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             open_loop(base, seeded, args.rate, args.duration, args.volunteers)
         )
         print(
-            f"\nopen loop, {args.rate} labels/s target ({achieved:.1f} achieved, start lateness p99 {late} ms), "
+            f"\nopen loop, {args.rate} labels/s target ({achieved:.1f} achieved, "
+            f"start lateness p99 {late} ms), "
             f"{images} images:"
         )
         print("  " + recorder.line("lease"))
@@ -648,7 +669,8 @@ def main() -> None:
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
     print(
-        f"volunteer load: {os.cpu_count()} cores, gunicorn {args.workers} workers, PostgreSQL + Redis on loopback"
+        f"volunteer load: {os.cpu_count()} cores, gunicorn {args.workers} workers,"
+        " PostgreSQL + Redis on loopback"
     )
     if not args.scale:
         run(args, args.images, args.votes, closed=True)
@@ -681,14 +703,15 @@ def main() -> None:
             text=True,
         )
         print(child.stdout, child.stderr[-2000:] if child.returncode else "")
-        line = next(l for l in child.stdout.splitlines() if l.startswith("RESULT "))
+        line = next(out for out in child.stdout.splitlines() if out.startswith("RESULT "))
         figures[images] = json.loads(line[len("RESULT ") :])
     print("\nscale: open-loop latency at 1,000,000 images / at 10,000 images (target <= 1.5)")
     for kind in ("lease", "vote"):
         for stat in ("p50", "p99"):
             small, large = figures[10_000][stat][kind], figures[1_000_000][stat][kind]
             print(
-                f"  {kind:5s} {stat}: {small * 1000:6.1f} ms -> {large * 1000:6.1f} ms  ratio {large / small:.2f}"
+                f"  {kind:5s} {stat}: {small * 1000:6.1f} ms -> {large * 1000:6.1f} ms"
+                f"  ratio {large / small:.2f}"
             )
 
 

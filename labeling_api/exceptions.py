@@ -22,7 +22,9 @@ def exception_handler(exc, context):
         # half-applied and the client may simply retry.
         response = Response(
             {
-                "detail": "The database is unavailable right now; nothing was changed. Retry shortly."
+                "detail": (
+                    "The database is unavailable right now; nothing was changed. Retry shortly."
+                )
             },
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )

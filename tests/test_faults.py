@@ -191,7 +191,8 @@ def test_a_dropped_database_connection_is_reopened_for_the_next_request(tmp_path
             host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True
         ) as admin:
             ended = admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> %s",
                 [db["NAME"], mine],
             ).fetchone()[0]
         assert ended >= 1

@@ -50,7 +50,9 @@ def dawid_skene(
     np.add.at(posteriors, (items, answers), 1.0)
     posteriors /= posteriors.sum(axis=1, keepdims=True).clip(min=1e-12)
     previous = None
-    for iteration in range(1, max_iterations + 1):
+    iteration = 0  # how many EM rounds ran, reported in the result
+    while iteration < max_iterations:
+        iteration += 1
         # M-step: class priors and confusion matrices from the current posteriors.
         class_priors = posteriors.mean(axis=0).clip(min=1e-12)
         class_priors /= class_priors.sum()
@@ -103,7 +105,9 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     )
     report.images, report.votes = len(image_of), len(answers)
     best = result.posteriors.argmax(axis=1)
-    batch_choice = {int(image_id): keys[int(k)] for image_id, k in zip(image_of, best, strict=False)}
+    batch_choice = {
+        int(image_id): keys[int(k)] for image_id, k in zip(image_of, best, strict=False)
+    }
     confidence = {
         int(image_id): float(p)
         for image_id, p in zip(image_of, result.posteriors.max(axis=1), strict=False)

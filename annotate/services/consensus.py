@@ -304,7 +304,8 @@ def decision_writes(
 def current_decision(*, image_id: int) -> Decision | None:
     decision_columns = rows.columns(Decision, "d")
     row = rows.fetch_one(
-        f"SELECT {decision_columns.sql} FROM annotate_decision d WHERE d.image_id = %s AND d.is_current",
+        f"SELECT {decision_columns.sql} FROM annotate_decision d"
+        " WHERE d.image_id = %s AND d.is_current",
         [image_id],
     )
     return None if row is None else decision_columns.build(row)

@@ -474,11 +474,11 @@ class TarSink:
     """Writes the dataset's files into a tar file, under the folder `prefix`: a header block,
     the bytes, padding to 512 (POSIX ustar; GNU long names when a path needs one).
 
-    `fd` is a file opened for writing, at its start, and `path` its path. Members are laid out by place(), in the
-    dataset's order: each gets its offset in the tar then, as its size is known. A placed
-    member may then be written by this process (write()) or by a worker process
-    (Copier.write), in any order: it goes at its offset. The file's data is written back to
-    disk as it grows (see _Writeback); the caller fsyncs it when the sink is closed."""
+    `fd` is a file opened for writing, at its start, and `path` its path. Members are laid out
+    by place(), in the dataset's order: each gets its offset in the tar then, as its size is
+    known. A placed member may then be written by this process (write()) or by a worker
+    process (Copier.write), in any order: it goes at its offset. The file's data is written
+    back to disk as it grows (see _Writeback); the caller fsyncs it when the sink is closed."""
 
     def __init__(self, fd: int, prefix: str, path: Path, writeback_every: int = WRITEBACK_BYTES):
         self.fd = fd

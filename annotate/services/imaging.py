@@ -14,7 +14,7 @@ import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO, ContextManager
+from typing import BinaryIO
 
 import imagehash
 import PIL.Image
@@ -267,7 +267,7 @@ class StreamSource:
 
     stream: BinaryIO
 
-    def open(self) -> ContextManager[BinaryIO]:
+    def open(self) -> contextlib.AbstractContextManager[BinaryIO]:
         # Lent for a `with` block without being closed: the upload handler owns the stream.
         self.stream.seek(0)
         return contextlib.nullcontext(self.stream)

@@ -59,7 +59,8 @@ def _double(value: float) -> str:
 
 
 _ACCURACY_SQL = (
-    f"({_double(PRIOR_ACCURACY * PRIOR_STRENGTH)} + {_double(GOLD_WEIGHT)} * {{gold_correct}} + {{agreed_votes}})"
+    f"({_double(PRIOR_ACCURACY * PRIOR_STRENGTH)}"
+    f" + {_double(GOLD_WEIGHT)} * {{gold_correct}} + {{agreed_votes}})"
     f" / ({_double(PRIOR_STRENGTH)} + {_double(GOLD_WEIGHT)} * {{gold_votes}} + {{decided_votes}})"
 ).format(**{field: _added(field) for field in _COUNT_FIELDS})
 _STATS_INSERT = (
@@ -114,7 +115,9 @@ def stats_added_statement(
     ]
     if connection.vendor == "postgresql":
         # Each array as its text form: psycopg's list adaptation cost more than the statement.
-        columns = ("{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=False))
+        columns = (
+            "{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=False)
+        )
         return _STATS_FROM_ARRAYS, [now, now, project_id, *columns]
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
     params = [value for record in records for value in (now, now, project_id, *record)]
@@ -230,7 +233,8 @@ def gold_due(*, project: Project, user: User, rng: random.Random | None = None) 
         return False
     stats_columns = rows.columns(AnnotatorStats, "s")
     row = rows.fetch_one(
-        f"SELECT {stats_columns.sql} FROM annotate_annotatorstats s WHERE s.project_id = %s AND s.user_id = %s",
+        f"SELECT {stats_columns.sql} FROM annotate_annotatorstats s"
+        " WHERE s.project_id = %s AND s.user_id = %s",
         [project.pk, user.pk],
     )
     stats = None if row is None else stats_columns.build(row)

@@ -61,7 +61,8 @@ def project_refresh_free_slots(*, project: Project) -> int:
 # as SQL text (annotate.rows explains why); the partial indexes image_serving_* cover it.
 _CANDIDATES = (
     "FROM annotate_image i WHERE i.project_id = %s AND i.state = 'open' AND i.free_slots > 0"
-    " AND NOT EXISTS (SELECT 1 FROM annotate_assignment a WHERE a.user_id = %s AND a.image_id = i.id)"
+    " AND NOT EXISTS"
+    " (SELECT 1 FROM annotate_assignment a WHERE a.user_id = %s AND a.image_id = i.id)"
 )
 _ORDER = {
     Project.ServingOrder.CLOSEST: "i.votes_count DESC, i.id",

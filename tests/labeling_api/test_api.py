@@ -180,7 +180,10 @@ def test_labels_add_and_list(client_for, admin_user, volunteer, project):
 
 
 def test_labels_import_reports_bad_lines(client_for, admin_user, project):
-    mapping = b"n01440764 tench, Tinca tinca\nn01443537 goldfish\n\nbad-line-without-name\nn01440764 again\n"
+    mapping = (
+        b"n01440764 tench, Tinca tinca\nn01443537 goldfish\n\nbad-line-without-name\n"
+        b"n01440764 again\n"
+    )
     url = f"/api/projects/{project.pk}/labels/import/"
     response = client_for(admin_user).post(url, {"file": upload("map.txt", mapping, "text/plain")})
     assert response.status_code == 201

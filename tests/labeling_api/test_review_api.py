@@ -49,7 +49,7 @@ def test_reviewer_clears_the_queue(client_for, disputed):
     item = queue["results"][0]
     assert item["id"] == image.pk and item["state"] == "disputed"
     assert sorted((v["label"], v["count"]) for v in item["votes"]) == sorted(
-        (l.pk, 1) for l in labels
+        (label.pk, 1) for label in labels
     )
     assert {voter["username"] for v in item["votes"] for voter in v["voters"]} == {
         u.username for u in voters

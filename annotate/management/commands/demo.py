@@ -66,7 +66,10 @@ def draw_shape(kind: str, rng: random.Random, size: int = 256) -> bytes:
 
 
 class Command(BaseCommand):
-    help = "Create (or refresh) the demo project, its images, and the users admin, reviewer, volunteer."
+    help = (
+        "Create (or refresh) the demo project, its images, and the users admin, reviewer, "
+        "volunteer."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--images", type=int, default=60, help="how many images to label")

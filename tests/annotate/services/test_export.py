@@ -356,13 +356,13 @@ def test_an_unreadable_file_is_left_out_and_reported(decided_project):
     assert export.counts["counts"]["unreadable"] == 1
 
 
-def _failing_at(call: int, real, failure=RuntimeError("disk on fire")):
+def _failing_at(call: int, real):
     calls = []
 
     def failing(*args, **kwargs):
         calls.append(1)
         if len(calls) == call:
-            raise failure
+            raise RuntimeError("disk on fire")
         return real(*args, **kwargs)
 
     return failing
@@ -553,9 +553,8 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
                 (len(data), hashlib.sha256(data).hexdigest())
                 for data in ((stored / names[i]).read_bytes() for i in batch)
             ]
-            placed.append(
-                [sink.place(relpaths[i], size) for i, (size, _) in zip(batch, results, strict=False)]
-            )
+            places = zip(batch, results, strict=False)
+            placed.append([sink.place(relpaths[i], size) for i, (size, _) in places])
         sink.add_bytes("empty.txt", b"")
         for number in reversed(range(len(batches))):
             copier.write(number, placed[number][0][0], [member for _, member in placed[number]])

@@ -84,7 +84,9 @@ def test_pixel_cap_refuses_below_pillows_own_limit(project, media, settings):
     assert result.rejected == [
         {
             "name": "big.png",
-            "reason": "decompression bomb refused: 200x100 is 20000 pixels, over the limit of 10000",
+            "reason": (
+                "decompression bomb refused: 200x100 is 20000 pixels, over the limit of 10000"
+            ),
         }
     ]
     assert_nothing_stored(project, media)

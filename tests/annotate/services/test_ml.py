@@ -1,4 +1,5 @@
-"""The ML loop's rules, with a stand-in for the PyTorch backend (tests/worker covers the real one)."""
+"""The ML loop's rules, with a stand-in for the PyTorch backend (tests/worker covers the real
+one)."""
 
 import hashlib
 from datetime import timedelta

@@ -216,8 +216,8 @@ def test_vote_on_expired_lease_counts_while_the_image_has_room(volunteer, labels
 
 def test_policy_change_refreshes_free_slots_like_the_python_rule(project):
     images = [
-        ImageFactory(project=project, votes_count=v, leases_count=l)
-        for v, l in [(0, 0), (0, 2), (1, 0), (2, 0), (3, 1)]
+        ImageFactory(project=project, votes_count=votes, leases_count=leases)
+        for votes, leases in [(0, 0), (0, 2), (1, 0), (2, 0), (3, 1)]
     ]
     projects.project_update(project=project, min_votes=3, max_votes=4)
     for image in images:
