@@ -1,5 +1,7 @@
 """Data and the invariants the database can enforce. Business rules live in annotate.services."""
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -259,6 +261,9 @@ class Assignment(TimeStamped):
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     expires_at = models.DateTimeField()
+    # Not a column: the image's labels and suggestion, when the lease read them with it
+    # (serving._lease_in_one_statement); absent otherwise.
+    labels_and_suggestion: tuple[list[dict[str, Any]], dict[str, Any] | None]
 
     class Meta:
         constraints = [

@@ -14,20 +14,23 @@ database has one (PostgreSQL) and nothing on SQLite, whose writers are serialize
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
 from django.db.models.base import ModelState
 
+M = TypeVar("M", bound=Model)
 
-class Columns:
+
+class Columns(Generic[M]):
     """A model's concrete columns under a table alias, and how to make instances of them.
 
     `only`: these fields' columns (the primary key always); the instances leave the others
     deferred, as `QuerySet.only()` does, and read one from the database if it is used."""
 
-    def __init__(self, model: type[Model], alias: str, only: tuple[str, ...] | None = None):
+    def __init__(self, model: type[M], alias: str, only: tuple[str, ...] | None = None):
         self.model = model
         self.fields = [
             field
@@ -57,7 +60,7 @@ class Columns:
             self._converters[connection.vendor] = found
         return found
 
-    def build(self, values: Sequence[Any]) -> Model:
+    def build(self, values: Sequence[Any]) -> M:
         """A model instance from this model's slice of a row, as the ORM would have loaded it.
 
         Made as Model.from_db() makes it, less Model.__init__(): that sets each field through
@@ -76,8 +79,12 @@ class Columns:
         return instance
 
 
+def columns(model: type[M], alias: str, only: tuple[str, ...] | None = None) -> Columns[M]:
+    return _columns(model, alias, only)
+
+
 @cache
-def columns(model: type[Model], alias: str, only: tuple[str, ...] | None = None) -> Columns:
+def _columns(model: type[Model], alias: str, only: tuple[str, ...] | None) -> Columns[Any]:
     return Columns(model, alias, only)
 
 
@@ -99,7 +106,7 @@ def moment(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def cursor():
+def cursor() -> CursorWrapper:
     """A Django cursor (errors wrapped, queries logged as usual) for these statements.
 
     On PostgreSQL it binds parameters on the server, so that psycopg prepares a statement after
@@ -119,13 +126,13 @@ def cursor():
         return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
-def fetch_one(sql: str, params: Sequence[Any] = ()) -> tuple | None:
+def fetch_one(sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     with cursor() as c:
         c.execute(sql, params)
         return c.fetchone()
 
 
-def fetch_all(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+def fetch_all(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with cursor() as c:
         c.execute(sql, params)
         return c.fetchall()
@@ -160,7 +167,7 @@ def _insert_for(model: type[Model]) -> _Insert:
     return _Insert(model)
 
 
-def insert_statement(instance: Model) -> tuple[str, list]:
+def insert_statement(instance: Model) -> tuple[str, list[Any]]:
     """The INSERT ... RETURNING id that `save()` would run for a new instance (defaults and
     auto_now fields included), with its parameters."""
     statement = _insert_for(type(instance))
@@ -171,7 +178,7 @@ def insert_statement(instance: Model) -> tuple[str, list]:
     return statement.sql, values
 
 
-def inserted(instance: Model, row: tuple) -> Model:
+def inserted(instance: M, row: tuple[Any, ...]) -> M:
     """Mark `instance` saved, with the primary key from its INSERT's RETURNING row."""
     instance.pk = row[0]
     instance._state.adding = False
@@ -179,14 +186,14 @@ def inserted(instance: Model, row: tuple) -> Model:
     return instance
 
 
-def insert(instance: Model) -> Model:
+def insert(instance: M) -> M:
     """INSERT a new instance as `save()` would (no signals), set its primary key, return it."""
     return inserted(instance, fetch_one(*insert_statement(instance)))
 
 
 def write_together(
     statements: Sequence[tuple[str, Sequence[Any]]], check: str | None = None
-) -> tuple | None:
+) -> tuple[Any, ...] | None:
     """Run data-changing statements on different rows as one, and return the RETURNING row of
     the first (None if it has none or changed nothing).
 

@@ -7,6 +7,7 @@ all under DATA_DIR. DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -151,7 +152,7 @@ if S3_BUCKET:
     }
 else:
     DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"

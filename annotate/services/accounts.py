@@ -48,7 +48,8 @@ def user_set_role(*, user: User, role: str) -> User:
 
 def user_token(*, user: User) -> str:
     token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    key: str = token.key
+    return key
 
 
 def user_set_leaderboard_visibility(*, user: User, visible: bool) -> User:

@@ -8,6 +8,7 @@ batch accuracy estimate are refreshed.
 import logging
 from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,8 @@ def dawid_skene(
         class_priors = posteriors.mean(axis=0).clip(min=1e-12)
         class_priors /= class_priors.sum()
         confusions = np.full((n_workers, n_classes, n_classes), smoothing)
-        np.add.at(confusions, (workers, slice(None), answers), posteriors[items])
+        # numpy's stubs do not accept a slice inside ufunc.at's index tuple; numpy does.
+        np.add.at(confusions, (workers, slice(None), answers), posteriors[items])  # type: ignore[arg-type]
         confusions /= confusions.sum(axis=2, keepdims=True)
         # E-step: log posterior of each item's class given all its answers.
         log_post = np.tile(np.log(class_priors), (n_items, 1))
@@ -155,7 +157,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
 
 
 def _refresh_answer_counts(*, project: Project) -> None:
-    counts = Counter()
+    counts: Counter[str] = Counter()
     rows = (
         Decision.objects.filter(image__project=project, is_current=True)
         .values("label_id")
@@ -168,6 +170,6 @@ def _refresh_answer_counts(*, project: Project) -> None:
     project.answer_counts = dict(counts)
 
 
-def _chunks(ids: list[int], size: int = 1000):
+def _chunks(ids: list[int], size: int = 1000) -> Iterator[list[int]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]

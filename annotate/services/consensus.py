@@ -8,12 +8,13 @@ the project's target, so easy images finish with fewer votes and hard ones get m
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from django.utils import timezone
 
 from annotate import rows
-from annotate.models import Decision, Image, Project
+from annotate.models import Decision, Image, Project, User
 from annotate.services import ml, reliability
 from annotate.services.reliability import StatsDelta
 
@@ -31,7 +32,7 @@ class Outcome:
 
 
 def majority_outcome(
-    counts: Counter, *, min_votes: int, max_votes: int, agreement: float
+    counts: Counter[int | None], *, min_votes: int, max_votes: int, agreement: float
 ) -> Outcome:
     """Majority rule: decided once at least `min_votes` votes are in and one answer holds at
     least `agreement` of them and strictly more than any other; disputed at `max_votes`."""
@@ -64,13 +65,14 @@ def one_coin_posterior(
         wrong = (1.0 - accuracy) / (k - 1)
         log_posterior += np.log(wrong)
         log_posterior[answer] += np.log(accuracy) - np.log(wrong)
-    posterior = np.exp(log_posterior - log_posterior.max())
-    return posterior / posterior.sum()
+    posterior: np.ndarray = np.exp(log_posterior - log_posterior.max())
+    normalized: np.ndarray = posterior / posterior.sum()
+    return normalized
 
 
 def dynamic_outcome(
     posterior: np.ndarray,
-    answer_keys: list,
+    answer_keys: list[int | None],
     *,
     votes: int,
     min_votes: int,
@@ -88,7 +90,7 @@ def dynamic_outcome(
     return Outcome(state=Image.State.OPEN, confidence=confidence)
 
 
-def answer_keys_for(*, project: Project) -> list:
+def answer_keys_for(*, project: Project) -> list[int | None]:
     """The answers a vote can give, in a fixed order: the labels, then "none of these"."""
     ids = rows.fetch_all(
         "SELECT id FROM annotate_label WHERE project_id = %s ORDER BY id", [project.pk]
@@ -104,7 +106,7 @@ def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
 
 
 def answer_prior(
-    *, project: Project, answer_keys: list, model: dict[int, float] | None = None
+    *, project: Project, answer_keys: list[int | None], model: dict[int, float] | None = None
 ) -> np.ndarray:
     """The prior over answers.
 
@@ -117,7 +119,7 @@ def answer_prior(
     weights = np.array(
         [1.0 + counts.get("none" if key is None else str(key), 0) for key in answer_keys]
     )
-    frequencies = weights / weights.sum()
+    frequencies: np.ndarray = weights / weights.sum()
     if not model or len(answer_keys) < 2:
         return frequencies
     is_label = np.array([key is not None for key in answer_keys])
@@ -131,7 +133,7 @@ def answer_prior(
 
 def image_posterior(
     *, image: Image, project: Project, votes: list[tuple[int, int | None]] | None = None
-) -> tuple[np.ndarray, list, int]:
+) -> tuple[np.ndarray, list[int | None], int]:
     """The dynamic rule's posterior for an image's votes (read when not given): (posterior,
     answer keys, votes)."""
     if votes is None:
@@ -212,7 +214,7 @@ def decision_record(
     rule: str,
     confidence: float | None = None,
     votes_count: int = 0,
-    decided_by=None,
+    decided_by: User | None = None,
     also: dict[int, StatsDelta] | None = None,
     votes: list[tuple[int, int | None]] | None = None,
 ) -> Decision:
@@ -233,7 +235,9 @@ def decision_record(
         also=also,
         votes=votes,
     )
-    rows.inserted(writes.decision, rows.write_together(writes.statements))
+    returned = rows.write_together(writes.statements)
+    assert returned is not None  # the decision's INSERT ... RETURNING gives its row
+    rows.inserted(writes.decision, returned)
     reliability.stats_apply(project_id=image.project_id, deltas=writes.stats_left)
     return writes.decision
 
@@ -253,7 +257,7 @@ class DecisionWrites:
     decision: Decision  # not saved yet
     # Its INSERT (... RETURNING id) first, then the voters' stats where one upsert does them:
     # to run with rows.write_together(), alone or after other writes.
-    statements: list[tuple[str, list]]
+    statements: list[tuple[str, list[Any]]]
     # Stats changes that take something away, for reliability.stats_apply() afterwards.
     stats_left: dict[int, StatsDelta]
 
@@ -266,7 +270,7 @@ def decision_writes(
     rule: str,
     confidence: float | None,
     votes_count: int,
-    decided_by=None,
+    decided_by: User | None = None,
     also: dict[int, StatsDelta] | None = None,
     votes: list[tuple[int, int | None]] | None = None,
 ) -> DecisionWrites:

@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -248,7 +249,7 @@ def _upsert_sql(table: str, columns: str, values: str) -> str:
     )
 
 
-def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]:
+def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list[Any]]:
     """SQL ranking `rows` per class by (key, image id), and its parameters: columns image_id,
     class_id, key, rn (1 for the first). The database computes the keys as split_key() does:
     PostgreSQL with its sha256(), SQLite with the SHA256() function Django gives it."""
@@ -263,7 +264,8 @@ def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]
     else:
         # SQLite would otherwise compute each key twice, once per use (in Python).
         key = "SHA256(%s || s.sha)"
-        keyed = "MATERIALIZED " if connection.Database.sqlite_version_info >= (3, 35) else ""
+        # (Django's SQLite backend is the sqlite3 module: connection.Database is it.)
+        keyed = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""
     sql = (
         f"WITH n AS {keyed}(SELECT s.image_id, s.class_id, {key} AS key "
         f"FROM ({select}) AS s) "
@@ -273,7 +275,9 @@ def _ranked_sql(*, export: Export, rows: QuerySet[Decision]) -> tuple[str, list]
     return sql, [f"{export.seed}:", *params]
 
 
-def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, int]) -> None:
+def _take_sides_postgresql(
+    *, export: Export, rows: QuerySet[Decision], quotas: dict[int, int]
+) -> None:
     """Write the sides of `rows` in one INSERT ... SELECT: each class's images ranked by
     (key, image id), the first `quotas[class]` go to val, the others to train. No row
     travels to Python, and each is written once, with its side, in image order (as on
@@ -296,7 +300,7 @@ def _take_sides_postgresql(*, export: Export, rows: QuerySet, quotas: dict[int, 
 
 
 def _take_sides_rows(
-    *, export: Export, rows: QuerySet, quotas: dict[int, int], batch_size: int
+    *, export: Export, rows: QuerySet[Decision], quotas: dict[int, int], batch_size: int
 ) -> None:
     """The same for SQLite, which would join the ranked rows to the quotas by scanning the
     quotas once per row: the sides are given here, and written in batches, in image order
@@ -341,7 +345,7 @@ def split_assign(*, export: Export) -> SplitPlan:
         # Per class, how many eligible images are on each side already and how many have
         # none yet (side ""): one pass over the eligible images, each joined to its side if
         # it has one (a LEFT JOIN: there is at most one row per image, seed and fraction).
-        counts: dict[int, Counter] = {}
+        counts: dict[int, Counter[str]] = {}
         taken = _eligible(project=project, include_gold=export.include_gold).annotate(
             taken=FilteredRelation(
                 "image__split_assignments",
@@ -450,7 +454,7 @@ class _Writeback:
         self.every = every
         self.next = every
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writeback")
-        self.pending: Future | None = None
+        self.pending: Future[None] | None = None
 
     def wrote(self, position: int) -> None:
         if position < self.next or (self.pending is not None and not self.pending.done()):
@@ -545,7 +549,7 @@ def _copy_source(project_id: int) -> str | ingest_worker.StorageTarget:
     if isinstance(default_storage, FileSystemStorage) or isinstance(
         getattr(default_storage, "_wrapped", None), FileSystemStorage
     ):
-        return os.path.abspath(default_storage.location)
+        return os.path.abspath(cast(FileSystemStorage, default_storage).location)
     return ingest.storage_target(project_id)
 
 
@@ -561,9 +565,9 @@ class _Copiers:
 
     def __init__(self, config: CopyConfig, processes: int):
         self.local = Copier(config) if processes <= 0 else None
-        self.results_of: dict[int, list] = {}
+        self.results_of: dict[int, list[tuple[int, str] | str]] = {}
         self.connections: list[Connection] = []
-        self.processes: list[subprocess.Popen] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
         self.unwritten: list[int] = []
         environment = dict(
             os.environ,
@@ -609,7 +613,7 @@ class _Copiers:
         else:
             raise CopyFailed(f"export worker process {self.processes[worker].pid}: {message[2]}")
 
-    def _send(self, worker: int, message: tuple) -> None:
+    def _send(self, worker: int, message: CopyConfig | tuple[Any, ...]) -> None:
         try:
             self.connections[worker].send(message)
         except OSError:  # the worker has ended: what it said last tells why
@@ -627,7 +631,7 @@ class _Copiers:
             self._receive(batch % len(self.connections))
         return self.results_of.pop(batch)
 
-    def write(self, batch: int, start: int | None, members: list) -> None:
+    def write(self, batch: int, start: int | None, members: list[Any]) -> None:
         if self.local is not None:
             self.local.write(batch, start, members)
         else:
@@ -793,8 +797,11 @@ def _build(
         lists["LOC_val_solution.csv"] = _HashingWriter(scratch / "LOC_val_solution.csv")
         lists["LOC_val_solution.csv"].write("ImageId,PredictionString\n")
 
-    side_list = {SplitAssignment.Side.TRAIN: "train.txt", SplitAssignment.Side.VAL: "val.txt"}
-    written = Counter()  # (label id, side) -> images written
+    side_list: dict[str, str] = {
+        SplitAssignment.Side.TRAIN: "train.txt",
+        SplitAssignment.Side.VAL: "val.txt",
+    }
+    written: Counter[tuple[int, str]] = Counter()  # (label id, side) -> images written
     unreadable = 0
     flat_val_wnids: list[str] = []  # one shared str per class: 8 bytes per val image
     done = 0
@@ -818,7 +825,9 @@ def _build(
         left_log.write(f"{',' if left_logged else ''}\n  {json.dumps(entry)}")
         left_logged += 1
 
-    def side_rows(side: str, *order: str) -> tuple[str, QuerySet]:
+    def side_rows(
+        side: str, *order: str
+    ) -> tuple[str, QuerySet[Decision, tuple[int, str, int | None, int]]]:
         rows = _assigned(export=export, sides=[side], label_id__in=list(index))
         return side, rows.values_list(
             "image_id", "image__file", "image__size_bytes", "label_id"
@@ -849,7 +858,9 @@ def _build(
         )
         return made
 
-    def lay_out(image_id: int, label_id: int, side: str, size: int) -> tuple[str, tuple]:
+    def lay_out(
+        image_id: int, label_id: int, side: str, size: int
+    ) -> tuple[str, tuple[None, str] | tuple[int, tuple[bytes, bytes | None]]]:
         """Give one image its place in the sink and its lines in the lists; returns its path
         as a JSON string and its place."""
         if side == SplitAssignment.Side.VAL and flat:
@@ -887,7 +898,7 @@ def _build(
             nonlocal done, unreadable, last_beat
             batch, rows = in_flight.popleft()
             entries: list[str] = []
-            members: list = []
+            members: list[Any] = []
             start = None
             size_sum = 0
             for (image_id, label_id, side), result in zip(
@@ -965,7 +976,7 @@ def _build(
             log_left(image_id, sha, reason)
         left_log.close()
 
-        per_class = {
+        per_class: dict[str, dict[str, Any]] = {
             c.wnid: {
                 "index": i,
                 "name": c.name,
@@ -1036,7 +1047,7 @@ def _torch_save_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _write_manifest(path: Path, summary: dict, files_part: Path, left_part: Path) -> None:
+def _write_manifest(path: Path, summary: dict[str, Any], files_part: Path, left_part: Path) -> None:
     """manifest.json: the summary, then `files` ({path: {sha256, bytes, image?}}) and
     `left_out` ([{image, sha256, reason}]) copied from the parts written as the export went."""
     with open(path, "w", encoding="utf-8") as out:
@@ -1094,7 +1105,9 @@ def _claim(*, export_id: int, run_token: str) -> Export | None:
     return Export.objects.select_related("project").get(pk=export_id)
 
 
-def _heartbeat(export_id: int, run_token: str, progress: ProgressCallback | None):
+def _heartbeat(
+    export_id: int, run_token: str, progress: ProgressCallback | None
+) -> ProgressCallback:
     def beat(done: int, total: int) -> None:
         now = timezone.now()
         alive = Export.objects.filter(
@@ -1155,12 +1168,14 @@ def export_run(
             out.mkdir()
             tar_path = out / f"{prefix}.tar"
             with open(tar_path, "wb", buffering=0) as tar_file:
-                sink: DirectorySink | TarSink = TarSink(tar_file.fileno(), prefix, tar_path)
+                tar_sink = TarSink(tar_file.fileno(), prefix, tar_path)
                 try:
-                    result = export_build(export=export, sink=sink, scratch=scratch, heartbeat=beat)
-                    sink.close()
+                    result = export_build(
+                        export=export, sink=tar_sink, scratch=scratch, heartbeat=beat
+                    )
+                    tar_sink.close()
                 except BaseException:
-                    sink.abandon()
+                    tar_sink.abandon()
                     raise
                 os.fsync(tar_file.fileno())
             size = tar_path.stat().st_size

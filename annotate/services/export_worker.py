@@ -33,7 +33,7 @@ import tarfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import PIL.Image
 from PIL import ImageOps
@@ -63,7 +63,7 @@ def _exif_orientation(segment: bytes) -> int | None:
     tiff = segment[6:]
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return None
-    order = "little" if tiff[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
     offset = int.from_bytes(tiff[4:8], order)
     if offset + 2 > len(tiff):
         return None
@@ -127,9 +127,9 @@ def jpeg_bytes(data: bytes, *, resize: int | None, quality: int) -> bytes:
         return data
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-        with PIL.Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
+        with PIL.Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            img = ImageOps.exif_transpose(opened)
             if img.mode in ("RGBA", "LA", "PA", "P") or "transparency" in img.info:
                 img = img.convert("RGBA")
                 background = PIL.Image.new("RGB", img.size, (255, 255, 255))
@@ -265,7 +265,8 @@ def storage_reader(target: Any) -> Callable[[str], bytes]:
 
     def read_any(name: str) -> bytes:
         with storage.open(name, "rb") as f:
-            return f.read()
+            data: bytes = f.read()
+            return data
 
     return read_any
 
@@ -308,7 +309,7 @@ class Copier:
         self.held[batch] = kept
         return results
 
-    def write(self, batch: int, start: int | None, members: list) -> None:
+    def write(self, batch: int, start: int | None, members: list[Any]) -> None:
         """Write the batch's readable files, in order: into the tar from offset `start`, each
         member given as (its name under the prefix, None) or (_, its full header) when a plain
         one does not hold it; or, with no tar, each to the path given."""
@@ -320,6 +321,8 @@ class Copier:
                 with open(path, "wb") as f:
                     f.write(content)
             return
+        if start is None:
+            raise ValueError(f"batch {batch}: no offset to write the tar members at")
         offset = start
         for first in range(0, len(members), _MEMBERS_PER_CALL):
             buffers: list[bytes] = []

@@ -14,7 +14,7 @@ import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import imagehash
 import PIL.Image
@@ -86,7 +86,8 @@ def to_rgb(img: PIL.Image.Image) -> PIL.Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         img = img.convert("I")
     if img.mode in ("I", "F"):
-        low, high = img.getextrema()
+        # One band: (min, max) numbers, not the per-band pairs of multi-band modes.
+        low, high = cast(tuple[float, float], img.getextrema())
         scale = 255.0 / (high - low) if high > low else 0.0
         img = img.point(lambda value: (value - low) * scale).convert("L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

@@ -5,19 +5,20 @@ import logging
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import PIL.Image
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate.models import Decision, Image, ImageHashBand, Label, Project, label_key_validator
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 class LabelImportResult:
     created: int = 0
     existing: int = 0
-    errors: list[dict] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _parse_synset_line(line: str) -> tuple[str, str]:
@@ -117,10 +118,10 @@ class UploadTooLarge(ServiceError):
 class UploadResult:
     created: list[int] = field(default_factory=list)
     duplicates: int = 0
-    rejected: list[dict] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
     # Stored, but an earlier image of the project looks the same: {name, id, near_duplicate_of,
     # distance}.
-    near_duplicates: list[dict] = field(default_factory=list)
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -133,7 +134,8 @@ class Candidate:
     problem: str | None = None
 
 
-Progress = Callable[[int], None]  # called with the number of files just finished
+# Called with the number of files just finished; what it returns is not used.
+Progress = Callable[[int], object]
 
 STORE_BATCH = 50  # files per transaction
 INSPECT_CHUNK = 8  # files per task sent to a worker process
@@ -292,9 +294,13 @@ def _folder_candidates(root: Path, gold: _GoldRule) -> Iterator[Candidate]:
 # --- inspect ----------------------------------------------------------------------------------
 
 
+# A worker's answer for one chunk: ingest_worker.inspect_and_store()'s list.
+_Outcomes = Future[list[Inspected | imaging.Known | str]]
+
+
 def _inspected(
     candidates: Iterable[Candidate], *, workers: int, known: frozenset[str], project_id: int
-) -> Iterator[tuple[Candidate, Inspected | imaging.Known | str]]:
+) -> Generator[tuple[Candidate, Inspected | imaging.Known | str], None, None]:
     """Each candidate with its inspection (or the reason it was refused), in input order.
 
     Files whose SHA-256 is in `known` are not decoded (re-runs of an import are quick). With
@@ -312,7 +318,7 @@ def _inspected(
     # Files go to the workers in small chunks (less inter-process traffic per file); at most
     # a few chunks per worker are in flight. The workers also write the files, so that this
     # process, which writes the rows one batch after the other, is never the bottleneck.
-    window: collections.deque[tuple[list[Candidate], Future | None]] = collections.deque()
+    window: collections.deque[tuple[list[Candidate], _Outcomes | None]] = collections.deque()
     # spawn, not fork: a forked child would share the parent's database connection.
     with ProcessPoolExecutor(
         max_workers=workers,
@@ -386,7 +392,7 @@ def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candida
 
 
 def _settled(
-    chunk: list[Candidate], future: Future | None
+    chunk: list[Candidate], future: _Outcomes | None
 ) -> list[tuple[Candidate, Inspected | imaging.Known | str]]:
     outcomes = iter(future.result() if future is not None else ())
     return [
@@ -765,7 +771,7 @@ def image_preprocess(*, image_id: int) -> bool:
     image = Image.objects.filter(pk=image_id).first()
     if image is None:
         return False
-    if image.preprocessed and default_storage.exists(image.preprocessed.name):
+    if image.preprocessed.name and default_storage.exists(image.preprocessed.name):
         return False
     with image.file.open("rb") as source, PIL.Image.open(source) as img:
         small = imaging.preprocessed_copy(img, settings.PREPROCESSED_SHORT_SIDE)
@@ -783,7 +789,7 @@ def image_preprocess(*, image_id: int) -> bool:
     return True
 
 
-def near_duplicates_for_review(*, project: Project):
+def near_duplicates_for_review(*, project: Project) -> QuerySet[Image]:
     """Stored images that look like an earlier image of the project, newest first."""
     return (
         Image.objects.filter(project=project, near_duplicate_of__isnull=False)

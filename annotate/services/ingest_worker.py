@@ -8,6 +8,7 @@ image whose rows do not commit (annotate.services.ingest).
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
@@ -21,11 +22,12 @@ class StorageTarget:
     """Where a worker writes: a storage backend and options (picklable), and the project."""
 
     backend: str
-    options: dict
+    options: dict[str, Any]
     project_id: int
 
     def storage(self) -> Storage:
-        return import_string(self.backend)(**self.options)
+        storage: Storage = import_string(self.backend)(**self.options)
+        return storage
 
 
 def original_name(*, project_id: int, sha256: str, filename: str) -> str:

@@ -11,6 +11,7 @@ Redis outage delays work but loses none, and never fails the request that asked 
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from celery import current_app
 from django.db import transaction
@@ -21,7 +22,7 @@ from annotate.models import QueuedJob
 logger = logging.getLogger(__name__)
 
 
-def publish(task_name: str, *args) -> None:
+def publish(task_name: str, *args: Any) -> None:
     """Hand one task to the broker; raises when the broker can't be reached."""
     # No publish retries: a down broker must not hold a web request; the flush retries.
     current_app.send_task(task_name, args=args, retry=False)
@@ -40,12 +41,12 @@ def _send(job: QueuedJob) -> bool:
     return True
 
 
-def enqueue(task_name: str, *args) -> bool:
+def enqueue(task_name: str, *args: Any) -> bool:
     """Queue `task_name(*args)` now (outside a transaction); False if it waits in the outbox."""
     return _send(QueuedJob.objects.create(task_name=task_name, args=list(args)))
 
 
-def enqueue_on_commit(task_name: str, *args) -> QueuedJob:
+def enqueue_on_commit(task_name: str, *args: Any) -> QueuedJob:
     """Queue `task_name(*args)` to run once the current transaction commits (now, outside one)."""
     job = QueuedJob.objects.create(task_name=task_name, args=list(args))
     transaction.on_commit(lambda: _send(job))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from annotate import rows
@@ -75,7 +75,7 @@ class TrainingImpossible(Exception):
 # --- reads ------------------------------------------------------------------------------------
 
 
-def _verified_decisions(project: Project):
+def _verified_decisions(project: Project) -> QuerySet[Decision]:
     return Decision.objects.filter(
         image__project=project, is_current=True, excluded=False, image__state__in=VERIFIED_STATES
     )
@@ -97,7 +97,7 @@ def is_holdout(sha256: str, fraction: float | None = None) -> bool:
     return int(sha256[:8], 16) / 0x1_0000_0000 < fraction
 
 
-def suggestion_for_image(*, image_id: int) -> dict | None:
+def suggestion_for_image(*, image_id: int) -> dict[str, Any] | None:
     """{label, confidence} of the active model for an image of a project that shows
     suggestions; None otherwise. One indexed query (on every lease, so written as SQL text)."""
     row = rows.fetch_one(
@@ -211,7 +211,7 @@ def retrain_due(*, verified: int, last_verified: int | None) -> bool:
     growth = verified - last_verified
     if growth <= 0:
         return False
-    return (
+    return bool(
         growth >= settings.ML_RETRAIN_NEW_LABELS
         or growth >= settings.ML_RETRAIN_GROWTH * last_verified
     )
@@ -266,7 +266,8 @@ def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_E
         .order_by("position", "id")
         .values_list("id", flat=True)
     )
-    train, holdout = [], []
+    train: list[_Example] = []
+    holdout: list[_Example] = []
     rows = (
         _verified_decisions(project)
         .exclude(image__preprocessed="")
@@ -326,8 +327,8 @@ def _beats(new: dict[str, Any], baseline: dict[str, Any] | None) -> bool:
     if baseline is None:
         return True
     if new["top1"] != baseline["top1"]:
-        return new["top1"] > baseline["top1"]
-    return new["nll"] < baseline["nll"]
+        return bool(new["top1"] > baseline["top1"])
+    return bool(new["nll"] < baseline["nll"])
 
 
 def training_run_execute(*, run_id: int, backend: MLBackend) -> ModelVersion | None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Model
 
 from annotate.models import Label, Project
 from annotate.services.errors import Conflict, InvalidInput
@@ -31,7 +31,7 @@ def validation_message(error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
-def _full_clean(instance, **kwargs) -> None:
+def _full_clean(instance: Model, **kwargs: Any) -> None:
     try:
         instance.full_clean(**kwargs)
     except ValidationError as error:

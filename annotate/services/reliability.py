@@ -11,6 +11,7 @@ Lock order: stats rows are locked last (after any image row) and in user-id orde
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -86,7 +87,7 @@ _STATS_FROM_ARRAYS = (
 
 def stats_added_statement(
     *, project_id: int, deltas: dict[int, StatsDelta]
-) -> tuple[str, list] | None:
+) -> tuple[str, list[Any]] | None:
     """stats_apply() as one statement, for deltas that only add (None when one takes away):
     an upsert that adds each delta and re-estimates the accuracy in the database, a volunteer
     with no record yet starting from zero. Its rows are locked in user-id order, so it may run
@@ -223,7 +224,7 @@ def gold_rate_for(*, project: Project, stats: AnnotatorStats | None) -> float:
         return project.gold_rate
     if stats.estimated_accuracy < project.reliability_threshold:
         return project.gold_rate
-    decay = 0.5 ** (stats.votes / project.gold_half_life)
+    decay: float = 0.5 ** (stats.votes / project.gold_half_life)
     return project.gold_rate_min + (project.gold_rate - project.gold_rate_min) * decay
 
 

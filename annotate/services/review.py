@@ -1,6 +1,7 @@
 """Review: the queue of disputed and flagged images, and reviewers' decisions."""
 
 from collections import defaultdict
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -19,7 +20,7 @@ def review_queue(*, project: Project) -> QuerySet[Image]:
     )
 
 
-def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict]]:
+def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict[str, Any]]]:
     """For each image: its answers with counts and who gave them, with their reliability."""
     if not images:
         return {}
@@ -37,7 +38,7 @@ def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict]]:
     }
     project_of = {image.pk: image.project_id for image in images}
     threshold = {p.pk: p.reliability_threshold for p in Project.objects.filter(pk__in=project_ids)}
-    grouped: dict[int, dict] = defaultdict(dict)
+    grouped: dict[int, dict[int | None, dict[str, Any]]] = defaultdict(dict)
     for vote in votes:
         answers = grouped[vote.image_id]
         entry = answers.setdefault(

@@ -9,6 +9,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, Value
@@ -64,17 +65,19 @@ _CANDIDATES = (
     " AND NOT EXISTS"
     " (SELECT 1 FROM annotate_assignment a WHERE a.user_id = %s AND a.image_id = i.id)"
 )
-_ORDER = {
+_ORDER: dict[str, str] = {
     Project.ServingOrder.CLOSEST: "i.votes_count DESC, i.id",
     Project.ServingOrder.UNCERTAIN: "i.uncertainty DESC, i.id",
     Project.ServingOrder.RANDOM: "i.id",
 }
 
 
-def serving_query(*, project: Project, user: User, from_id: int | None = None) -> tuple[str, list]:
+def serving_query(
+    *, project: Project, user: User, from_id: int | None = None
+) -> tuple[str, list[Any]]:
     """The statement that picks (and locks) the next image for `user`, with its parameters;
     from `from_id` up when given. Public so that the load benchmark can EXPLAIN it."""
-    params: list = [project.pk, user.pk]
+    params: list[Any] = [project.pk, user.pk]
     extra = ""
     if from_id is not None:
         extra, params = " AND i.id >= %s", [*params, from_id]
@@ -93,7 +96,9 @@ def _pick_starts(*, project: Project, user: User) -> list[int | None]:
     every open image."""
     if project.serving_order != Project.ServingOrder.RANDOM:
         return [None]
-    low, high = rows.fetch_one(f"SELECT MIN(i.id), MAX(i.id) {_CANDIDATES}", [project.pk, user.pk])
+    bounds = rows.fetch_one(f"SELECT MIN(i.id), MAX(i.id) {_CANDIDATES}", [project.pk, user.pk])
+    assert bounds is not None  # an aggregate without GROUP BY gives one row
+    low, high = bounds
     return [] if low is None else [random.randint(low, high), None]
 
 
@@ -121,7 +126,9 @@ def _lease_once(*, project: Project, user: User, now: datetime) -> Assignment | 
     return assignment
 
 
-def _lease_step_by_step(*, project: Project, user: User, assignment: Assignment) -> tuple | None:
+def _lease_step_by_step(
+    *, project: Project, user: User, assignment: Assignment
+) -> tuple[int, int, int] | None:
     with transaction.atomic():
         picked = _pick_image(project=project, user=user)
         if picked is None:
@@ -142,7 +149,7 @@ def _lease_step_by_step(*, project: Project, user: User, assignment: Assignment)
 
 def _lease_in_one_statement(
     *, project: Project, user: User, assignment: Assignment
-) -> tuple | None:
+) -> tuple[int, int, int] | None:
     """The steps of _lease_step_by_step() as one statement: one round trip, and no transaction
     to open and commit. Pick and lock an image, take one of its slots, insert the assignment;
     and read what the answer shows with it, the labels and the suggestion for that image
@@ -174,7 +181,8 @@ def _lease_in_one_statement(
             assignment.image_id = row[0]
             rows.inserted(assignment, (row[3],))
             assignment.labels_and_suggestion = selectors.labels_and_suggestion_of(row[4] or [])
-            return row[:3]
+            picked: tuple[int, int, int] = row[:3]
+            return picked
     return None
 
 
@@ -190,6 +198,7 @@ def _lease_gold(*, project: Project, user: User, now: datetime) -> Assignment | 
         gold.filter(id__gte=pivot).order_by("id").values_list("id", "width", "height").first()
         or gold.order_by("id").values_list("id", "width", "height").first()
     )
+    assert picked is not None  # `bounds` found a gold image in the same set
     image_id, width, height = picked
     with transaction.atomic():
         Image.objects.filter(pk=image_id).update(leases_count=F("leases_count") + 1)
@@ -257,6 +266,8 @@ def _image_for_update(*, image_id: int) -> Image:
         f" JOIN annotate_project p ON p.id = i.project_id WHERE i.id = %s{rows.lock(of='i')}",
         [image_id],
     )
+    if row is None:
+        raise NotFound(f"Image {image_id} does not exist.")
     image = image_columns.build(row[: len(image_columns)])
     image.project = project_columns.build(row[len(image_columns) :])
     return image
@@ -389,7 +400,7 @@ def _vote_target(
 class _VotePlan:
     vote: Vote  # not saved yet; its INSERT is the first of `writes`
     image: Image
-    writes: list[tuple[str, list]]  # for rows.write_together()
+    writes: list[tuple[str, list[Any]]]  # for rows.write_together()
     retire: Decision | None  # a current decision to retire before the writes
     stats_left: dict[int, StatsDelta]  # for reliability.stats_apply() after them
 
@@ -443,8 +454,8 @@ def _vote_plan(
     insert_vote = rows.insert_statement(vote)  # sets vote.created_at
     at = rows.moment(vote.created_at)
     guard = ""
-    assignment_params: list = [Assignment.State.VOTED, at, assignment.pk]
-    image_params: list = [
+    assignment_params: list[Any] = [Assignment.State.VOTED, at, assignment.pk]
+    image_params: list[Any] = [
         image.votes_count,
         image.leases_count,
         image.free_slots,
@@ -453,6 +464,7 @@ def _vote_plan(
         image.pk,
     ]
     if guarded:
+        assert target.versions is not None  # read on PostgreSQL, the only guarded path
         image_version, assignment_version = target.versions
         guard = " AND xmin = %s::xid RETURNING 1"
         assignment_params.append(assignment_version)
@@ -501,7 +513,9 @@ def _vote_with_locks(*, assignment_id: int, user: User, label_id: int | None) ->
         target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=True)
         plan = _vote_plan(target=target, user=user, label_id=label_id)
         decision_retire(plan.retire)
-        rows.inserted(plan.vote, rows.write_together(plan.writes))
+        returned = rows.write_together(plan.writes)
+        assert returned is not None  # the vote's INSERT ... RETURNING gives its row
+        rows.inserted(plan.vote, returned)
         target.assignment.state = Assignment.State.VOTED
         reliability.stats_apply(project_id=plan.image.project_id, deltas=plan.stats_left)
     return plan.vote, plan.image
@@ -546,6 +560,7 @@ def _vote_unless_changed(
         ):
             raise
         return None
+    assert found is not None  # the vote's INSERT ... RETURNING gives its row
     rows.inserted(plan.vote, found)
     target.assignment.state = Assignment.State.VOTED
     return plan.vote, plan.image
