@@ -1,7 +1,9 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from annotate import selectors
+from annotate.models import User
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -10,7 +12,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
     on the development machine, more than the lease it guards), and then kept by the process
     for READ_CACHE_SECONDS (annotate.recent)."""
 
-    def authenticate_credentials(self, key):
+    def authenticate_credentials(self, key: str) -> tuple[User, str]:
         user = selectors.user_for_token(key=key)
         if user is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
@@ -19,3 +21,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
         # request.auth is the key itself: nothing here reads the Token instance, and making
         # one (Model.__init__ setting its user) cost more than the cached lookup above.
         return user, key
+
+
+class AuthenticatedRequest(Request):
+    """The request of a view whose permission classes admit only signed-in users: its `user`
+    is a User, never AnonymousUser. An annotation only; DRF makes plain Requests."""
+
+    user: User

@@ -1,5 +1,7 @@
 """REST API for exports (PRODUCT.md sections 6 and 7): start one, watch it, download it."""
 
+from typing import Any
+
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -11,6 +13,7 @@ from annotate import selectors
 from annotate.models import Export, Project
 from annotate.services import export as export_service
 from annotate.services.errors import InvalidInput
+from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
 
 
@@ -18,7 +21,7 @@ def _project(project_id: int) -> Project:
     return selectors.project_get(project_id=project_id)
 
 
-def _validated(serializer: serializers.Serializer) -> dict:
+def _validated(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
     """The serializer's data, or a 400 {"detail", "field"} naming the first bad field."""
     if not serializer.is_valid():
         field, messages = next(iter(serializer.errors.items()))
@@ -26,10 +29,11 @@ def _validated(serializer: serializers.Serializer) -> dict:
         if field == "non_field_errors":
             raise InvalidInput(str(message))
         raise InvalidInput(f"{field}: {message}", field=field)
-    return serializer.validated_data
+    validated: dict[str, Any] = serializer.validated_data
+    return validated
 
 
-class ExportOutputSerializer(serializers.ModelSerializer):
+class ExportOutputSerializer(serializers.ModelSerializer[Export]):
     progress = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
 
@@ -56,7 +60,7 @@ class ExportOutputSerializer(serializers.ModelSerializer):
             "urls",
         ]
 
-    def get_progress(self, export: Export) -> dict:
+    def get_progress(self, export: Export) -> dict[str, Any]:
         total = export.progress_total
         fraction = (
             1.0
@@ -65,7 +69,7 @@ class ExportOutputSerializer(serializers.ModelSerializer):
         )
         return {"done": export.progress_done, "total": total, "fraction": round(fraction, 4)}
 
-    def get_urls(self, export: Export) -> dict:
+    def get_urls(self, export: Export) -> dict[str, str]:
         urls = {"self": f"/api/exports/{export.pk}/"}
         if export.state == Export.State.DONE:
             urls["download"] = f"/api/exports/{export.pk}/download/"
@@ -74,11 +78,11 @@ class ExportOutputSerializer(serializers.ModelSerializer):
         return urls
 
 
-class ExportListCreateApi(GenericAPIView):
+class ExportListCreateApi(GenericAPIView[Export]):
     permission_classes = [IsProjectAdmin]
     serializer_class = ExportOutputSerializer
 
-    class ExportCreateInputSerializer(serializers.Serializer):
+    class ExportCreateInputSerializer(serializers.Serializer[Any]):
         val_fraction = serializers.FloatField(default=0.1, help_text="Share of each class in val.")
         seed = serializers.IntegerField(default=0, min_value=0, max_value=2**63 - 1)
         val_layout = serializers.ChoiceField(choices=Export.ValLayout.choices, default="folders")
@@ -93,13 +97,13 @@ class ExportListCreateApi(GenericAPIView):
         min_per_class = serializers.IntegerField(default=2, min_value=2, max_value=10**6)
 
     @extend_schema(responses=ExportOutputSerializer(many=True))
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         exports = Export.objects.filter(project=_project(project_id)).order_by("-id")
         page = self.paginate_queryset(exports)
         return self.get_paginated_response(ExportOutputSerializer(page, many=True).data)
 
     @extend_schema(request=ExportCreateInputSerializer, responses={202: ExportOutputSerializer})
-    def post(self, request, project_id: int):
+    def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         if not isinstance(request.data, dict):
             raise InvalidInput("Send the export options as an object.")
@@ -112,7 +116,7 @@ class ExportDetailApi(APIView):
     permission_classes = [IsProjectAdmin]
 
     @extend_schema(responses=ExportOutputSerializer)
-    def get(self, request, export_id: int):
+    def get(self, request: AuthenticatedRequest, export_id: int) -> Response:
         return Response(ExportOutputSerializer(export_service.export_get(export_id=export_id)).data)
 
 
@@ -125,7 +129,7 @@ class ExportDownloadApi(APIView):
         parameters=[OpenApiParameter("compress", str, enum=["gzip"], required=False)],
         responses={(200, "application/x-tar"): bytes},
     )
-    def get(self, request, export_id: int):
+    def get(self, request: AuthenticatedRequest, export_id: int) -> StreamingHttpResponse:
         compress = request.query_params.get("compress", "")
         if compress not in ("", "none", "gzip"):
             raise InvalidInput("compress must be 'gzip' or left out.", field="compress")
@@ -145,7 +149,7 @@ class ExportManifestApi(APIView):
     @extend_schema(
         responses={200: inline_serializer("ExportManifest", {"files": serializers.DictField()})}
     )
-    def get(self, request, export_id: int):
+    def get(self, request: AuthenticatedRequest, export_id: int) -> FileResponse:
         export = export_service.export_get(export_id=export_id)
         path = export_service.export_manifest_path(export=export)
         return FileResponse(open(path, "rb"), content_type="application/json")

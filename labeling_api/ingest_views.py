@@ -3,10 +3,12 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
 
 from annotate import selectors
 from annotate.models import Image
 from annotate.services import ingest
+from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
 from labeling_api.serializers import ImageRefSerializer
 
@@ -32,14 +34,14 @@ class NearDuplicateOutputSerializer(ImageRefSerializer):
         ]
 
 
-class NearDuplicateListApi(GenericAPIView):
+class NearDuplicateListApi(GenericAPIView[Image]):
     """Images stored although an earlier image of the project looks the same, newest first."""
 
     permission_classes = [IsProjectAdmin]
     serializer_class = NearDuplicateOutputSerializer
 
     @extend_schema(responses=NearDuplicateOutputSerializer(many=True))
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = selectors.project_get(project_id=project_id)
         page = self.paginate_queryset(ingest.near_duplicates_for_review(project=project))
         return self.get_paginated_response(NearDuplicateOutputSerializer(page, many=True).data)

@@ -1,5 +1,7 @@
 """REST API of the ML loop: model versions with their figures, and starting a training."""
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -8,6 +10,7 @@ from rest_framework.views import APIView
 from annotate import selectors
 from annotate.models import ModelVersion, Project, TrainingRun
 from annotate.services import ml
+from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
 
 
@@ -15,7 +18,7 @@ def _project(project_id: int) -> Project:
     return selectors.project_get(project_id=project_id)
 
 
-class ModelVersionOutputSerializer(serializers.ModelSerializer):
+class ModelVersionOutputSerializer(serializers.ModelSerializer[ModelVersion]):
     is_active = serializers.SerializerMethodField()
 
     class Meta:
@@ -41,10 +44,10 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_is_active(self, version: ModelVersion) -> bool:
-        return version.pk == self.context["active_version"]
+        return bool(version.pk == self.context["active_version"])
 
 
-class TrainingRunOutputSerializer(serializers.ModelSerializer):
+class TrainingRunOutputSerializer(serializers.ModelSerializer[TrainingRun]):
     model_version = serializers.SerializerMethodField()
 
     class Meta:
@@ -83,7 +86,7 @@ class ProjectModelsApi(APIView):
             },
         )
     )
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         overview = ml.project_models_overview(project=_project(project_id))
         context = {"active_version": overview["active_version"]}
         return Response(
@@ -101,13 +104,13 @@ class ProjectModelsApi(APIView):
 class ModelTrainApi(APIView):
     permission_classes = [IsProjectAdmin]
 
-    class ModelTrainInputSerializer(serializers.Serializer):
+    class ModelTrainInputSerializer(serializers.Serializer[Any]):
         arch = serializers.ChoiceField(choices=ml.ARCHITECTURES, required=False)
         epochs = serializers.IntegerField(min_value=1, max_value=500, required=False)
         learning_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
 
     @extend_schema(request=ModelTrainInputSerializer, responses={202: TrainingRunOutputSerializer})
-    def post(self, request, project_id: int):
+    def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         data = self.ModelTrainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -1,4 +1,8 @@
+from collections.abc import Iterable
+
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
 
 
 class JsonFirstNegotiation(DefaultContentNegotiation):
@@ -9,7 +13,12 @@ class JsonFirstNegotiation(DefaultContentNegotiation):
 
     SHORTCUT = frozenset({"", "*/*", "application/json"})
 
-    def select_renderer(self, request, renderers, format_suffix=None):
+    def select_renderer(
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
+    ) -> tuple[BaseRenderer, str]:
         if (
             format_suffix is None
             and request.META.get("HTTP_ACCEPT", "") in self.SHORTCUT
@@ -18,4 +27,7 @@ class JsonFirstNegotiation(DefaultContentNegotiation):
             for renderer in renderers:
                 if renderer.media_type == "application/json":
                     return renderer, renderer.media_type
-        return super().select_renderer(request, renderers, format_suffix)
+        negotiated: tuple[BaseRenderer, str] = super().select_renderer(
+            request, renderers, format_suffix
+        )
+        return negotiated

@@ -1,5 +1,7 @@
 """Review and quality: the disputed queue, reviewers' decisions, the annotator table."""
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
@@ -10,6 +12,7 @@ from annotate import selectors
 from annotate.models import AnnotatorStats, Image
 from annotate.services import ml, review
 from annotate.services.errors import NotFound
+from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsReviewer
 from labeling_api.serializers import DecisionOutputSerializer, ImageRefSerializer
 from labeling_api.views import _project
@@ -36,27 +39,29 @@ class ReviewItemSerializer(ImageRefSerializer):
             "suggestion",
         ]
 
-    def get_votes(self, image: Image) -> list[dict]:
-        return self.context["breakdowns"].get(image.pk, [])
+    def get_votes(self, image: Image) -> list[dict[str, Any]]:
+        breakdown: list[dict[str, Any]] = self.context["breakdowns"].get(image.pk, [])
+        return breakdown
 
-    def get_decision(self, image: Image) -> dict | None:
+    def get_decision(self, image: Image) -> dict[str, Any] | None:
         current = [d for d in image.decisions.all() if d.is_current]
         return DecisionOutputSerializer(current[0]).data if current else None
 
-    def get_suggestion(self, image: Image) -> dict | None:
+    def get_suggestion(self, image: Image) -> dict[str, Any] | None:
         return ml.suggestion_for_image(image_id=image.pk)
 
 
-class ReviewQueueApi(GenericAPIView):
+class ReviewQueueApi(GenericAPIView[Image]):
     permission_classes = [IsReviewer]
     serializer_class = ReviewItemSerializer
 
     @extend_schema(responses=ReviewItemSerializer(many=True))
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         page = self.paginate_queryset(
             review.review_queue(project=project).prefetch_related("decisions__decided_by")
         )
+        assert page is not None  # settings.REST_FRAMEWORK sets a pagination class
         breakdowns = review.vote_breakdowns(images=page)
         data = ReviewItemSerializer(page, many=True, context={"breakdowns": breakdowns}).data
         return self.get_paginated_response(data)
@@ -65,12 +70,15 @@ class ReviewQueueApi(GenericAPIView):
 class ImageDecisionApi(APIView):
     permission_classes = [IsReviewer]
 
-    class ImageDecisionInputSerializer(serializers.Serializer):
-        label = serializers.IntegerField(allow_null=True, help_text="A label id; null excludes.")
+    class ImageDecisionInputSerializer(serializers.Serializer[Any]):
+        # `label` shadows Field.label in the stubs only (see serializers.SuggestionSerializer).
+        label = serializers.IntegerField(  # type: ignore[assignment]
+            allow_null=True, help_text="A label id; null excludes."
+        )
         exclude = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(responses=DecisionOutputSerializer(many=True))
-    def get(self, request, image_id: int):
+    def get(self, request: AuthenticatedRequest, image_id: int) -> Response:
         image = Image.objects.filter(pk=image_id).first()
         if image is None:
             raise NotFound(f"Image {image_id} does not exist.")
@@ -91,7 +99,7 @@ class ImageDecisionApi(APIView):
             )
         },
     )
-    def post(self, request, image_id: int):
+    def post(self, request: AuthenticatedRequest, image_id: int) -> Response:
         data = self.ImageDecisionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         decision = review.review_decide(
@@ -110,7 +118,7 @@ class ImageDecisionApi(APIView):
         )
 
 
-class AnnotatorSerializer(serializers.ModelSerializer):
+class AnnotatorSerializer(serializers.ModelSerializer[AnnotatorStats]):
     id = serializers.IntegerField(source="user_id")
     username = serializers.CharField(source="user.username")
     agreement = serializers.SerializerMethodField()
@@ -141,15 +149,15 @@ class AnnotatorSerializer(serializers.ModelSerializer):
         return stats.gold_correct / stats.gold_votes if stats.gold_votes else None
 
     def get_unreliable(self, stats: AnnotatorStats) -> bool:
-        return stats.estimated_accuracy < self.context["threshold"]
+        return bool(stats.estimated_accuracy < self.context["threshold"])
 
 
-class AnnotatorListApi(GenericAPIView):
+class AnnotatorListApi(GenericAPIView[AnnotatorStats]):
     permission_classes = [IsReviewer]
     serializer_class = AnnotatorSerializer
 
     @extend_schema(responses=AnnotatorSerializer(many=True))
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
         context = {"threshold": project.reliability_threshold}

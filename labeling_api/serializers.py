@@ -1,23 +1,24 @@
 """Output shapes shared by several API views. Input serializers live beside their view."""
 
 import functools
+from typing import Any, cast
 
 from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate import selectors
-from annotate.models import Assignment, Decision, Image, Label, Project
+from annotate.models import Assignment, Decision, Image, Label, Project, User
 from annotate.services import ml
 
 
-class LabelOutputSerializer(serializers.ModelSerializer):
+class LabelOutputSerializer(serializers.ModelSerializer[Label]):
     class Meta:
         model = Label
         fields = ["id", "wnid", "name", "gloss", "position"]
 
 
-class ProjectOutputSerializer(serializers.ModelSerializer):
+class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
     labels = LabelOutputSerializer(many=True, read_only=True)
     progress = serializers.SerializerMethodField()
 
@@ -42,7 +43,8 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_progress(self, project: Project) -> dict[str, int]:
-        return self.context["progress"][project.pk]
+        progress: dict[str, int] = self.context["progress"][project.pk]
+        return progress
 
 
 def image_url(image_id: int) -> str:
@@ -61,7 +63,7 @@ def _image_url_around_id(script_prefix: str) -> tuple[str, str]:
 _URL_MARK = 987654321987  # an id that no other part of the URL contains
 
 
-class ImageRefSerializer(serializers.ModelSerializer):
+class ImageRefSerializer(serializers.ModelSerializer[Image]):
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -72,8 +74,8 @@ class ImageRefSerializer(serializers.ModelSerializer):
         return image_url(image.pk)
 
 
-class DecisionOutputSerializer(serializers.ModelSerializer):
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class DecisionOutputSerializer(serializers.ModelSerializer[Decision]):
+    decided_by = serializers.SlugRelatedField[User](slug_field="username", read_only=True)
 
     class Meta:
         model = Decision
@@ -116,22 +118,24 @@ class ImageOutputSerializer(ImageRefSerializer):
     def get_preprocessed(self, image: Image) -> bool:
         return bool(image.preprocessed)
 
-    def get_decision(self, image: Image) -> dict | None:
+    def get_decision(self, image: Image) -> dict[str, Any] | None:
         current = getattr(image, "current_decisions", None)
         if current is None:
             current = list(image.decisions.filter(is_current=True))
         return DecisionOutputSerializer(current[0]).data if current else None
 
 
-class SuggestionSerializer(serializers.Serializer):
-    label = serializers.IntegerField()
+class SuggestionSerializer(serializers.Serializer[Any]):
+    # A field named `label` shadows Field.label (its title) in the stubs; DRF keeps the two
+    # apart (the title is set per instance), and the API names this field `label`.
+    label = serializers.IntegerField()  # type: ignore[assignment]
     confidence = serializers.FloatField()
 
 
 _datetime = serializers.DateTimeField()
 
 
-def assignment_answer(assignment: Assignment, project_id: int) -> dict:
+def assignment_answer(assignment: Assignment, project_id: int) -> dict[str, Any]:
     """The lease answer, built without serializer machinery: it is on every volunteer's every
     image. Shape documented (and checked against) AssignmentOutputSerializer."""
     image = assignment.image
@@ -153,7 +157,7 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict:
     }
 
 
-class AssignmentOutputSerializer(serializers.ModelSerializer):
+class AssignmentOutputSerializer(serializers.ModelSerializer[Assignment]):
     image = ImageRefSerializer(read_only=True)
     labels = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
@@ -162,10 +166,13 @@ class AssignmentOutputSerializer(serializers.ModelSerializer):
         model = Assignment
         fields = ["id", "image", "labels", "suggestion", "expires_at"]
 
-    def get_labels(self, assignment: Assignment) -> list[dict]:
-        return LabelOutputSerializer(self.context["labels"], many=True).data
+    def get_labels(self, assignment: Assignment) -> list[dict[str, Any]]:
+        # many=True makes a ListSerializer, whose data is a list.
+        return cast(
+            list[dict[str, Any]], LabelOutputSerializer(self.context["labels"], many=True).data
+        )
 
     @extend_schema_field(SuggestionSerializer(allow_null=True))
-    def get_suggestion(self, assignment: Assignment) -> dict | None:
+    def get_suggestion(self, assignment: Assignment) -> dict[str, Any] | None:
         # The active model's calibrated top label, when the project shows suggestions.
         return ml.suggestion_for_image(image_id=assignment.image_id)

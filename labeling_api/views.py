@@ -1,14 +1,18 @@
 """REST API: parse input, check permissions, call one service, shape the answer."""
 
+from typing import Any, cast
+
 from django.contrib.auth import authenticate
 from django.core.exceptions import SuspiciousOperation
 from django.db.models import Prefetch
-from django.http import FileResponse
+from django.http import FileResponse, QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -17,6 +21,7 @@ from annotate import selectors
 from annotate.models import Assignment, Decision, Image, Label, Project, User
 from annotate.services import accounts, ingest, projects, serving
 from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
+from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
 from labeling_api.serializers import (
     AssignmentOutputSerializer,
@@ -47,11 +52,11 @@ def _project_answer(project: Project, status_code: int = status.HTTP_200_OK) -> 
 
 class UserRegisterApi(APIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
-    class UserRegisterInputSerializer(serializers.Serializer):
+    class UserRegisterInputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, write_only=True)
         email = serializers.EmailField(required=False, allow_blank=True)
@@ -69,7 +74,7 @@ class UserRegisterApi(APIView):
             )
         },
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         data = self.UserRegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user, token = accounts.user_register(**data.validated_data)
@@ -81,11 +86,11 @@ class UserRegisterApi(APIView):
 
 class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
-    class TokenObtainInputSerializer(serializers.Serializer):
+    class TokenObtainInputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()
         password = serializers.CharField(write_only=True)
 
@@ -93,7 +98,7 @@ class TokenObtainApi(APIView):
         request=TokenObtainInputSerializer,
         responses={200: inline_serializer("TokenOutput", {"token": serializers.CharField()})},
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         data = self.TokenObtainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
@@ -120,7 +125,7 @@ class MeApi(APIView):
             )
         }
     )
-    def get(self, request):
+    def get(self, request: AuthenticatedRequest) -> Response:
         user = request.user
         role = User.Role.ADMIN if user.is_superuser else user.role
         return Response(
@@ -132,7 +137,7 @@ class MeApi(APIView):
 class UserRoleApi(APIView):
     permission_classes = [IsProjectAdmin]
 
-    class UserRoleInputSerializer(serializers.Serializer):
+    class UserRoleInputSerializer(serializers.Serializer[Any]):
         role = serializers.ChoiceField(choices=User.Role.choices)
 
     @extend_schema(
@@ -148,7 +153,7 @@ class UserRoleApi(APIView):
             )
         },
     )
-    def patch(self, request, user_id: int):
+    def patch(self, request: AuthenticatedRequest, user_id: int) -> Response:
         data = self.UserRoleInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = User.objects.filter(pk=user_id).first()
@@ -161,29 +166,30 @@ class UserRoleApi(APIView):
 # --- projects and labels ----------------------------------------------------------------------
 
 
-class ProjectInputSerializer(serializers.ModelSerializer):
+class ProjectInputSerializer(serializers.ModelSerializer[Project]):
     class Meta:
         model = Project
         fields = list(projects.PROJECT_FIELDS)
         # Uniqueness and policy rules are the service's to check.
-        validators: list = []
-        extra_kwargs = {"name": {"validators": []}}
+        validators: list[Any] = []
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
 
-class ProjectListCreateApi(GenericAPIView):
+class ProjectListCreateApi(GenericAPIView[Project]):
     permission_classes = [ReadOrAdmin]
     serializer_class = ProjectOutputSerializer
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
-    def get(self, request):
+    def get(self, request: AuthenticatedRequest) -> Response:
         queryset = selectors.projects_for_user(user=request.user)
         page = self.paginate_queryset(queryset)
+        assert page is not None  # settings.REST_FRAMEWORK sets a pagination class
         progress = selectors.project_progress(project_ids=[p.pk for p in page])
         data = ProjectOutputSerializer(page, many=True, context={"progress": progress}).data
         return self.get_paginated_response(data)
 
     @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
-    def post(self, request):
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = ProjectInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = projects.project_create(**data.validated_data)
@@ -194,11 +200,11 @@ class ProjectDetailApi(APIView):
     permission_classes = [ReadOrAdmin]
 
     @extend_schema(responses=ProjectOutputSerializer)
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         return _project_answer(_project(project_id))
 
     @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
-    def patch(self, request, project_id: int):
+    def patch(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         data = ProjectInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -209,18 +215,18 @@ class ProjectDetailApi(APIView):
 class LabelListCreateApi(APIView):
     permission_classes = [ReadOrAdmin]
 
-    class LabelListCreateInputSerializer(serializers.Serializer):
+    class LabelListCreateInputSerializer(serializers.Serializer[Any]):
         wnid = serializers.CharField(max_length=64)
         name = serializers.CharField(max_length=200)
         gloss = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(responses=LabelOutputSerializer(many=True))
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         labels = Label.objects.filter(project=_project(project_id))
         return Response(LabelOutputSerializer(labels, many=True).data)
 
     @extend_schema(request=LabelListCreateInputSerializer, responses={201: LabelOutputSerializer})
-    def post(self, request, project_id: int):
+    def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         data = self.LabelListCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -232,7 +238,7 @@ class LabelImportApi(APIView):
     permission_classes = [IsProjectAdmin]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    class LabelImportInputSerializer(serializers.Serializer):
+    class LabelImportInputSerializer(serializers.Serializer[Any]):
         file = serializers.FileField(required=False, help_text="A synset mapping file.")
         text = serializers.CharField(required=False, help_text="Or the mapping as text.")
 
@@ -249,7 +255,7 @@ class LabelImportApi(APIView):
             )
         },
     )
-    def post(self, request, project_id: int):
+    def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         data = self.LabelImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -275,11 +281,11 @@ class LabelImportApi(APIView):
 # --- images -----------------------------------------------------------------------------------
 
 
-class ImageListUploadApi(GenericAPIView):
+class ImageListUploadApi(GenericAPIView[Image]):
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = ImageOutputSerializer
 
-    class ImageUploadInputSerializer(serializers.Serializer):
+    class ImageUploadInputSerializer(serializers.Serializer[Any]):
         files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
         gold_label = serializers.CharField(
             required=False, help_text="Label id or wnid: the uploaded images are gold."
@@ -290,14 +296,14 @@ class ImageListUploadApi(GenericAPIView):
             help_text="Gold labels from the folders of zip members: <wnid>/... or train/<wnid>/...",
         )
 
-    def get_permissions(self):
+    def get_permissions(self) -> list[BasePermission]:
         return [IsProjectAdmin()] if self.request.method == "POST" else [IsReviewer()]
 
     @extend_schema(
         parameters=[OpenApiParameter("state", str, enum=Image.State.values)],
         responses=ImageOutputSerializer(many=True),
     )
-    def get(self, request, project_id: int):
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         state = request.query_params.get("state")
         if state and state not in Image.State.values:
             raise InvalidInput(
@@ -333,7 +339,7 @@ class ImageListUploadApi(GenericAPIView):
         "files are listed in `rejected` with the reason. 413 when the request is over "
         "UPLOAD_MAX_REQUEST_BYTES.",
     )
-    def post(self, request, project_id: int):
+    def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = _project(project_id)
         try:
             content_length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -342,8 +348,8 @@ class ImageListUploadApi(GenericAPIView):
         # Before the body is parsed: big files would otherwise be spooled to disk first.
         ingest.upload_size_check(content_length=content_length)
         try:
-            fields = {"files": request.FILES.getlist("files")}
-            form = request.data
+            fields: dict[str, Any] = {"files": request.FILES.getlist("files")}
+            form = cast(QueryDict, request.data)  # what the multipart and form parsers give
         except SuspiciousOperation as error:  # too many files or form fields, too big a form
             raise InvalidInput(f"The upload was refused: {error}", field="files") from None
         for key in ("gold_label", "gold_from_folders"):
@@ -381,7 +387,7 @@ class ImageFileApi(APIView):
     """The stored image, for those allowed to see it: its assignee, reviewers and admins."""
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
-    def get(self, request, image_id: int):
+    def get(self, request: AuthenticatedRequest, image_id: int) -> FileResponse:
         image = Image.objects.filter(pk=image_id).first()
         if image is None:
             raise NotFound(f"Image {image_id} does not exist.")
@@ -409,7 +415,7 @@ class AssignmentLeaseApi(APIView):
         description="204 when nothing is left for this volunteer; with a Retry-After header "
         "when the remaining images are leased to others and may need this volunteer later.",
     )
-    def post(self, request, project_id: int):
+    def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         # Its serving settings as this process read them up to READ_CACHE_SECONDS ago will do.
         project = selectors.project_get(project_id=project_id, recent_ok=True)
         assignment = serving.assignment_lease(project=project, user=request.user)
@@ -423,8 +429,9 @@ class AssignmentLeaseApi(APIView):
 
 
 class VoteSubmitApi(APIView):
-    class VoteSubmitInputSerializer(serializers.Serializer):
-        label = serializers.IntegerField(
+    class VoteSubmitInputSerializer(serializers.Serializer[Any]):
+        # `label` shadows Field.label in the stubs only (see serializers.SuggestionSerializer).
+        label = serializers.IntegerField(  # type: ignore[assignment]
             allow_null=True, help_text='A label id, or null for "none of these".'
         )
 
@@ -437,7 +444,7 @@ class VoteSubmitApi(APIView):
             )
         },
     )
-    def post(self, request, assignment_id: int):
+    def post(self, request: AuthenticatedRequest, assignment_id: int) -> Response:
         data = self.VoteSubmitInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         vote, image = serving.vote_submit(
@@ -448,7 +455,7 @@ class VoteSubmitApi(APIView):
 
 class AssignmentSkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
-    def post(self, request, assignment_id: int):
+    def post(self, request: AuthenticatedRequest, assignment_id: int) -> Response:
         serving.assignment_skip(assignment_id=assignment_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -460,6 +467,6 @@ class VoteUndoApi(APIView):
         description="Take back your vote within a short window while it has decided nothing; "
         "the image is leased to you again.",
     )
-    def post(self, request, assignment_id: int):
+    def post(self, request: AuthenticatedRequest, assignment_id: int) -> Response:
         assignment = serving.vote_undo(assignment_id=assignment_id, user=request.user)
         return Response(assignment_answer(assignment, assignment.image.project_id))
