@@ -34,7 +34,7 @@ def eval_transform(size: int) -> v2.Transform:
     return v2.Compose([v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
 
 
-class CachedImageDataset(Dataset):
+class CachedImageDataset(Dataset[tuple[torch.Tensor, int]]):
     def __init__(self, samples: Sequence[Sample], transform: v2.Transform):
         self.samples = list(samples)
         self.transform = transform
@@ -52,7 +52,7 @@ class CachedImageDataset(Dataset):
 
 def make_loader(
     samples: Sequence[Sample], config: TrainConfig, *, training: bool, device: torch.device
-) -> DataLoader:
+) -> DataLoader[tuple[torch.Tensor, int]]:
     transform = (
         train_transform(config.image_size) if training else eval_transform(config.image_size)
     )
@@ -72,6 +72,9 @@ def make_loader(
 
 class Normalize(torch.nn.Module):
     """uint8 batch on the device -> normalised float batch."""
+
+    mean: torch.Tensor  # buffers, registered below
+    std: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()

@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
 
 from worker.ml.config import TrainConfig, apply_threads, resolve_device
 from worker.ml.data import Normalize, Sample, make_loader
@@ -38,7 +41,8 @@ class EvalResult:
     # Mean negative log-likelihood of the calibrated probabilities (samples of known class).
     nll: float
     # class index -> {"support", "precision", "recall"}
-    per_class: dict[int, dict[str, float]] = field(default_factory=dict)
+    # {"support": n, "recall": r, "precision": p}; recall and precision None where undefined.
+    per_class: dict[int, dict[str, float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,9 +67,9 @@ def _seed(config: TrainConfig) -> None:
 def train_one_epoch(
     model: nn.Module,
     normalize: nn.Module,
-    loader,
+    loader: DataLoader[tuple[torch.Tensor, int]],
     optimizer: torch.optim.Optimizer,
-    scheduler,
+    scheduler: LRScheduler,
     device: torch.device,
     *,
     epoch: int,
@@ -89,7 +93,12 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def collect_logits(model: nn.Module, normalize: nn.Module, loader, device: torch.device):
+def collect_logits(
+    model: nn.Module,
+    normalize: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and targets of every sample, in loader order (eval loaders do not shuffle)."""
     model.eval()
     logits, targets = [], []
@@ -112,7 +121,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     log_t = torch.zeros(1, dtype=torch.double, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss = F.cross_entropy(logits / log_t.exp(), targets)
         loss.backward()
@@ -144,7 +153,7 @@ def metrics(
         if known.any()
         else math.inf
     )
-    per_class = {}
+    per_class: dict[int, dict[str, float | None]] = {}
     for index in range(num_classes):
         support = int((targets == index).sum())
         predicted_as = int((predicted == index).sum())
@@ -159,7 +168,7 @@ def metrics(
     )
 
 
-def save_checkpoint(payload: dict, path: str) -> None:
+def save_checkpoint(payload: dict[str, Any], path: str) -> None:
     """Write to a temporary name beside `path`, flush it to disk, then rename: atomic."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +183,7 @@ def save_checkpoint(payload: dict, path: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str, device: torch.device) -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint of format {CHECKPOINT_FORMAT}")
@@ -273,7 +282,7 @@ def train(
     )
 
 
-def _checkpoint_config(payload: dict, config: TrainConfig) -> TrainConfig:
+def _checkpoint_config(payload: dict[str, Any], config: TrainConfig) -> TrainConfig:
     """The caller's loader settings with the checkpoint's own input size."""
     return TrainConfig.from_dict(
         config.to_dict() | {"arch": payload["arch"], "image_size": payload["image_size"]}

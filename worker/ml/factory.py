@@ -4,6 +4,7 @@ import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -27,16 +28,18 @@ class BuiltModel:
 
 def replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
     """Swap the ImageNet classifier for one with `num_classes` outputs."""
+    # (A Module's submodules are typed Tensor | Module; these are torchvision's layers.)
     if arch.startswith("resnet"):
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        model.fc = nn.Linear(cast(nn.Linear, model.fc).in_features, num_classes)
     elif arch.startswith("mobilenet_v3"):
-        last = model.classifier[-1]
-        model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+        classifier = cast(nn.Sequential, model.classifier)
+        last = cast(nn.Linear, classifier[-1])
+        classifier[-1] = nn.Linear(last.in_features, num_classes)
     else:
         raise ValueError(f"no classifier head known for {arch}")
 
 
-def _pretrained_state_dict(arch: str) -> tuple[dict, str]:
+def _pretrained_state_dict(arch: str) -> tuple[dict[str, Any], str]:
     """torchvision's default ImageNet weights for `arch` (from its cache, or downloaded)."""
     weights = models.get_model_weights(arch).DEFAULT
     previous = socket.getdefaulttimeout()
@@ -47,7 +50,7 @@ def _pretrained_state_dict(arch: str) -> tuple[dict, str]:
         socket.setdefaulttimeout(previous)
 
 
-def _checkpoint_state_dict(path: str) -> dict:
+def _checkpoint_state_dict(path: str) -> dict[str, Any]:
     """Our checkpoints hold {"state_dict": ...}; a bare state_dict is accepted too."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
@@ -56,7 +59,7 @@ def _checkpoint_state_dict(path: str) -> dict:
     return state
 
 
-def _load_backbone(model: nn.Module, state: dict) -> list[str]:
+def _load_backbone(model: nn.Module, state: dict[str, Any]) -> list[str]:
     """Load every tensor whose name and shape match; the classifier head of another class
     count is left freshly initialised. Returns the names left out."""
     own = model.state_dict()
