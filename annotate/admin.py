@@ -8,7 +8,7 @@ from annotate.models import Assignment, Decision, Image, Label, Project, User, V
 class LabelingUserAdmin(UserAdmin):
     list_display = ["username", "email", "role", "votes_count", "is_staff", "date_joined"]
     list_filter = ["role", "is_staff", "is_superuser"]
-    fieldsets = [*UserAdmin.fieldsets, ("Labeling", {"fields": ["role", "votes_count"]})]
+    fieldsets = [*(UserAdmin.fieldsets or ()), ("Labeling", {"fields": ["role", "votes_count"]})]
     readonly_fields = ["votes_count"]
 
 

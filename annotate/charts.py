@@ -1,5 +1,7 @@
 """Small SVG charts rendered on the server: no JavaScript library, no CDN, text escaped."""
 
+from collections.abc import Sequence
+
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -7,7 +9,7 @@ PALETTE = ["#0b5fff", "#2e9d5b", "#c77c02", "#b3261e", "#7a4dd8", "#1b8fa6", "#5
 
 
 def bar_chart(
-    items: list[tuple[str, float]], *, title: str, width: int = 560, bar_height: int = 22
+    items: Sequence[tuple[str, float]], *, title: str, width: int = 560, bar_height: int = 22
 ) -> SafeString:
     """Horizontal bars, one per (label, value), with the value written at the bar's end."""
     if not items:
@@ -36,7 +38,7 @@ def bar_chart(
 
 
 def line_chart(
-    points: list[tuple[str, float]],
+    points: Sequence[tuple[str, float]],
     *,
     title: str,
     width: int = 560,

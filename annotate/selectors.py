@@ -1,6 +1,7 @@
 """Reads that deserve a name. No writes here."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -187,7 +188,7 @@ def project_class_counts(*, project: Project) -> list[tuple[str, int]]:
 
 
 def project_votes_per_day(*, project: Project, days: int = 30) -> list[tuple[str, int]]:
-    since = timezone.now() - timezone.timedelta(days=days)
+    since = timezone.now() - timedelta(days=days)
     rows = (
         Vote.objects.filter(image__project=project, created_at__gte=since)
         .annotate(day=TruncDate("created_at"))
@@ -199,7 +200,7 @@ def project_votes_per_day(*, project: Project, days: int = 30) -> list[tuple[str
 
 
 def project_active_volunteers(*, project: Project, days: int) -> int:
-    since = timezone.now() - timezone.timedelta(days=days)
+    since = timezone.now() - timedelta(days=days)
     return (
         Vote.objects.filter(image__project=project, created_at__gte=since)
         .values("user_id")

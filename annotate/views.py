@@ -16,12 +16,19 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from annotate import charts, selectors
 from annotate.forms import SignupForm
-from annotate.models import Image, Label, Project
+from annotate.models import Image, Label, Project, User
 from annotate.services import accounts
 from annotate.services.errors import ServiceError
 
 # Hotkeys for labels: 1-9, then letters not taken by actions (N none, S skip, U undo, Z zoom).
 LABEL_KEYS = list("123456789") + list("abcdefghijklmopqrtvwxy")
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a view behind login_required: its `user` is a User, never
+    AnonymousUser. An annotation only; Django makes plain HttpRequests."""
+
+    user: User
 
 
 class AuthPageThrottle(SimpleRateThrottle):
@@ -62,7 +69,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def project_list(request: HttpRequest) -> HttpResponse:
+def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     projects = list(selectors.projects_for_user(user=request.user))
     progress = selectors.project_progress(project_ids=[p.pk for p in projects])
     rows = [{"project": p, "progress": progress[p.pk]} for p in projects]
@@ -70,7 +77,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=project_id)
     labels = _label_rows(project)
     stats = selectors.user_stats(user=request.user)
@@ -95,7 +102,7 @@ def _label_rows(project: Project) -> list[dict]:
 
 
 @login_required
-def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def review_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     if not request.user.is_reviewer:
         raise PermissionDenied("Only reviewers and admins may review.")
     project = get_object_or_404(Project, pk=project_id)
@@ -105,7 +112,7 @@ def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 @login_required
-def annotators_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def annotators_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     if not request.user.is_reviewer:
         raise PermissionDenied("Only reviewers and admins may see the annotator table.")
     project = get_object_or_404(Project, pk=project_id)
@@ -122,7 +129,7 @@ def annotators_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 @login_required
-def dashboard_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     """Where an admin sees where a project stands: progress, classes, activity, volunteers."""
     if not request.user.is_project_admin:
         raise PermissionDenied("Only admins see the project dashboard.")
@@ -179,7 +186,7 @@ def _model_context(project: Project) -> dict:
 
 
 @login_required
-def my_stats(request: HttpRequest) -> HttpResponse:
+def my_stats(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method == "POST":
         accounts.user_set_leaderboard_visibility(
             user=request.user, visible=request.POST.get("show_on_leaderboard") == "on"
@@ -211,7 +218,7 @@ class LoginView(auth_views.LoginView):
 
 
 @login_required
-def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def export_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     from django.core.exceptions import PermissionDenied as PageForbidden
 
     from annotate.models import Export

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from queue import Empty
 from time import monotonic
+from typing import Any
 
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
@@ -27,7 +28,7 @@ class Channel(filesystem.Channel):
     def claimed_folder(self) -> str:
         return self.transport_options.get("claimed_folder", "claimed")
 
-    def _put(self, queue, payload, **kwargs):
+    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:
         # Zero-padded milliseconds keep names in time order when listed and sorted.
         name = f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"
         staged = Path(self.staging_folder) / name
@@ -37,7 +38,7 @@ class Channel(filesystem.Channel):
             os.fsync(f.fileno())
         os.replace(staged, Path(self.data_folder_out) / name)
 
-    def _get(self, queue):
+    def _get(self, queue: str) -> dict[str, Any]:
         suffix = f".{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if not name.endswith(suffix) or name.partition(".")[2] != suffix[1:]:

@@ -7,6 +7,7 @@ the project's target, so easy images finish with fewer votes and hard ones get m
 """
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,7 @@ def one_coin_posterior(
 
 def dynamic_outcome(
     posterior: np.ndarray,
-    answer_keys: list[int | None],
+    answer_keys: Sequence[int | None],
     *,
     votes: int,
     min_votes: int,
