@@ -76,7 +76,7 @@ class Timer:
         return images / self.wall, images / self.cpu
 
 
-def pipeline_inference(model, samples, config, device) -> float:
+def pipeline_inference(model, samples, config, device) -> tuple[float, float]:
     loader = make_loader(samples, config, training=False, device=device)
     normalize = Normalize().to(device)
     collect_logits(
@@ -92,7 +92,7 @@ def pipeline_inference(model, samples, config, device) -> float:
     return timer.rates(len(logits))
 
 
-def bare_inference(model, count, config, device) -> float:
+def bare_inference(model, count, config, device) -> tuple[float, float]:
     batch = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
     model.eval()
     steps = max(1, count // config.batch_size)
@@ -112,7 +112,7 @@ def optimizer_for(model, config):
     return optimizer, scheduler
 
 
-def pipeline_training(model, samples, config, device) -> float:
+def pipeline_training(model, samples, config, device) -> tuple[float, float]:
     optimizer, scheduler = optimizer_for(model, config)
     normalize = Normalize().to(device)
     warmup = make_loader(samples[: 2 * config.batch_size], config, training=True, device=device)
@@ -125,7 +125,7 @@ def pipeline_training(model, samples, config, device) -> float:
     return timer.rates(len(loader) * config.batch_size)
 
 
-def bare_training(model, count, config, device, num_classes) -> float:
+def bare_training(model, count, config, device, num_classes) -> tuple[float, float]:
     optimizer, _ = optimizer_for(model, config)
     batch = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
     targets = torch.randint(0, num_classes, (config.batch_size,), device=device)

@@ -467,7 +467,7 @@ async def open_loop(base, seeded, rate, duration, volunteers) -> tuple[Recorder,
     import aiohttp
 
     recorder = Recorder()
-    idle = asyncio.Queue()
+    idle: asyncio.Queue[int] = asyncio.Queue()
     rngs = [random.Random(i) for i in range(volunteers)]
     for i in range(volunteers):
         idle.put_nowait(i)
@@ -578,7 +578,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 # machine's drift during the run (other tenants, CPU frequency) falls on both
                 # alike, which one long window for each did not ensure.
                 real, floor = Recorder(), Recorder()
-                real_rates, floor_rates = [], []
+                real_rates: list[float] = []
+                floor_rates: list[float] = []
                 block = args.duration / args.rounds
                 for round_number in range(args.rounds):
                     for is_floor in (False, True) if round_number % 2 == 0 else (True, False):
