@@ -554,7 +554,10 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
                 for data in ((stored / names[i]).read_bytes() for i in batch)
             ]
             placed.append(
-                [sink.place(relpaths[i], size) for i, (size, _) in zip(batch, results, strict=False)]
+                [
+                    sink.place(relpaths[i], size)
+                    for i, (size, _) in zip(batch, results, strict=False)
+                ]
             )
         sink.add_bytes("empty.txt", b"")
         for number in reversed(range(len(batches))):
