@@ -14,7 +14,7 @@ SQLITE_TESTS ?= tests/annotate/services/test_serving.py tests/annotate/services/
 	tests/annotate/services/test_consensus.py tests/labeling_api/test_api.py \
 	tests/labeling_api/test_recent_reads.py tests/test_faults.py::test_database_failure_mid_request_is_a_503_and_changes_nothing
 
-.PHONY: install migrate demo run web worker beat test lint ruff typecheck mypy-baseline check ci clean
+.PHONY: install migrate demo run web worker beat test test-fast lint ruff typecheck mypy-baseline check ci clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -75,6 +75,14 @@ test: install
 	@# step-by-step path there (annotate.rows.write_together, serving._lease_step_by_step).
 	env -u DATABASE_URL -u TEST_DATABASE_NAME REDIS_URL="$(TEST_REDIS_URL)" CELERY_QUEUE="test-sqlite-$$$$" \
 	DATA_DIR="$$(mktemp -d)" $(PY) -m pytest -q -p no:cacheprovider $(SQLITE_TESTS)
+
+# The inner loop: everything but the tests that start processes, drive a browser or run
+# Celery (markers in pyproject.toml), on PostgreSQL; `make test` still runs them all.
+test-fast: install
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
+	TEST_DATABASE_NAME="test_annotate_$$$$" CELERY_QUEUE="test-$$$$" \
+	DATA_DIR="$$(mktemp -d)" $(PY) -m pytest -q -m "not slow and not browser and not celery" \
+	$(PYTEST_ARGS)
 
 ci: check test
 

@@ -6,6 +6,21 @@ from tests.factories import LabelFactory, ProjectFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
+def postgresql_when_marked(request):
+    """A test marked `postgresql` fails, never skips, on another database: CI must not pass
+    without running it. `make test` points DATABASE_URL at PostgreSQL; the SQLite pass selects
+    only tests that run on both."""
+    if request.node.get_closest_marker("postgresql"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.fail(
+                f"{request.node.nodeid} needs PostgreSQL (run `make test`, or set DATABASE_URL)",
+                pytrace=False,
+            )
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -51,17 +66,35 @@ def labels(project):
     return [LabelFactory(project=project, wnid=f"n0000000{i}", name=f"class {i}") for i in range(3)]
 
 
+class ClosingAPIClient(APIClient):
+    """An APIClient that remembers its responses, so the fixture can close them: a file
+    answer (FileResponse) holds its file open until closed, which a test that only checks the
+    status code never does."""
+
+    def __init__(self, responses: list, **defaults):
+        super().__init__(**defaults)
+        self._responses = responses
+
+    def request(self, *args, **kwargs):
+        response = super().request(*args, **kwargs)
+        self._responses.append(response)
+        return response
+
+
 @pytest.fixture
 def client_for():
     """An API client signed in as the given user (or anonymous for None)."""
+    responses: list = []
 
     def make(user):
-        client = APIClient()
+        client = ClosingAPIClient(responses)
         if user is not None:
             client.force_authenticate(user)
         return client
 
-    return make
+    yield make
+    for response in responses:
+        response.close()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Count, Q
 from rest_framework.test import APIClient
 
@@ -16,10 +16,11 @@ from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFact
 IMAGES = 40
 
 
+@pytest.mark.slow
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("volunteers", [32, 64])
 def test_concurrent_volunteers_never_overfill_or_double_vote(volunteers):
-    assert connection.vendor == "postgresql", "this test needs PostgreSQL (set DATABASE_URL)"
     project = ProjectFactory(min_votes=2, max_votes=4, agreement=0.75)
     labels = [LabelFactory(project=project) for _ in range(3)]
     for _ in range(IMAGES):

@@ -13,7 +13,7 @@ import requests
 from tests.factories import image_bytes
 from tests.processes import Process, free_port, wait_until, worker_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.celery]
 
 PASSWORD = "smoke-test-password"
 
@@ -37,7 +37,7 @@ def make_run(tmp_path):
     def healthy():
         try:
             return requests.get(f"{base}/healthz", timeout=2).ok
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or too busy to answer yet
             return False
 
     try:

@@ -10,7 +10,7 @@ from annotate.services import serving
 from tests.browser.conftest import sign_in
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 
 def test_admin_sees_the_project_and_imports_a_zip(

@@ -15,7 +15,7 @@ from annotate.services import export_worker
 from tests.export_helpers import decided_images
 from tests.factories import LabelFactory, ProjectFactory, UserFactory
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 PASSWORD = "Exp0rt-all-the-things!"
 

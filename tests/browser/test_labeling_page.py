@@ -9,7 +9,7 @@ from annotate.models import Assignment, Image, Label, User, Vote
 from annotate.services.ingest import images_upload
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 # Six distinct images (distinct bytes, so none is dropped as a duplicate).
 COLORS = [

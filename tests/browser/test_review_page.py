@@ -10,7 +10,7 @@ from annotate.services.ingest import images_upload
 from tests.browser.conftest import sign_in
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 
 def disputed_project():

@@ -17,12 +17,16 @@ from tests.export_helpers import decided_images
 from tests.factories import LabelFactory, ProjectFactory, UserFactory
 from tests.processes import Process, wait_until, worker_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.celery,
+    pytest.mark.postgresql,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def database_url() -> str:
     db = connection.settings_dict
-    assert connection.vendor == "postgresql", "worker tests need PostgreSQL (run `make test`)"
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 

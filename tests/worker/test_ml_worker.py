@@ -27,7 +27,12 @@ from tests.ml_data import COLOURS, colour_image
 from tests.processes import Process, wait_until, worker_env
 from tests.worker.test_worker import database_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.celery,
+    pytest.mark.postgresql,
+    pytest.mark.django_db(transaction=True),
+]
 
 # A small, quick model: 32 px crops, a few epochs, one thread (the test machine is shared).
 ML_ENV = {
