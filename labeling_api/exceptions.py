@@ -65,7 +65,9 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
-def error_body(detail: str, code: str, fields: Mapping[str, list[str]] | None = None) -> dict:
+def error_body(
+    detail: str, code: str, fields: Mapping[str, list[str]] | None = None
+) -> dict[str, Any]:
     """The one error shape; `fields` only when it names at least one field."""
     body: dict[str, Any] = {"detail": detail, "code": code}
     if fields:
@@ -139,7 +141,7 @@ def _service_error(error: ServiceError) -> Response:
     return Response(error_body(error.message, code, fields), status=error.status)
 
 
-def database_unavailable_body() -> dict:
+def database_unavailable_body() -> dict[str, Any]:
     return error_body(DATABASE_UNAVAILABLE, CODE_OF_STATUS[503])
 
 
@@ -151,9 +153,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, OperationalError | InterfaceError):
         # The database went away mid-request: the transaction rolled back, so nothing was
         # half-applied and the client may simply retry.
-        response = Response(database_unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        unavailable = Response(
+            database_unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+        unavailable["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return unavailable
     if isinstance(exc, DjangoValidationError):
         detail, fields = _django_validation(exc)
         return Response(error_body(detail, "invalid", fields), status=status.HTTP_400_BAD_REQUEST)

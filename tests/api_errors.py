@@ -20,14 +20,16 @@ def assert_error_body(body: Any) -> None:
             assert all(isinstance(m, str) and m for m in messages), body
 
 
-def assert_error_shape(response: Any, status: int | None = None, code: str | None = None) -> dict:
+def assert_error_shape(
+    response: Any, status: int | None = None, code: str | None = None
+) -> dict[str, Any]:
     """Assert `response` (a Django response) is an error in the one shape, of `status` and
     `code` when given, and return its body."""
     if status is not None:
         assert response.status_code == status, (response.status_code, response.content[:300])
     assert response.status_code >= 400, response.status_code
     assert response["Content-Type"] == "application/json", response["Content-Type"]
-    body = json.loads(response.content)
+    body: dict[str, Any] = json.loads(response.content)
     assert_error_body(body)
     if code is not None:
         assert body["code"] == code, body
