@@ -25,6 +25,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -148,6 +150,25 @@ def database_unavailable_body() -> dict[str, Any]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER. None (an unexpected exception) lets Django log it and answer a
     500 through labeling_api.error_handlers.server_error."""
+    response = _error_response(exc, context)
+    request = context.get("request")
+    if response is not None and request is not None:
+        _render_as_json(request)
+    return response
+
+
+def _render_as_json(request: Request) -> None:
+    """An error is JSON even from a view that answers in another format when all goes well (the
+    schema's YAML, the docs' HTML) or whose negotiation failed (406, an unknown ?format=); the
+    browsable API (DEBUG) keeps showing errors its way."""
+    if not isinstance(
+        getattr(request, "accepted_renderer", None), JSONRenderer | BrowsableAPIRenderer
+    ):
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         return _service_error(exc)
     if isinstance(exc, OperationalError | InterfaceError):

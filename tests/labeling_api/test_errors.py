@@ -146,6 +146,23 @@ def test_406_for_an_answer_type_no_renderer_gives(client_for: ClientFor, volunte
     assert_error_shape(response, 406, "not_acceptable")
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "accept", "status"),
+    [
+        ("post", "/api/docs/", "*/*", 405),
+        ("post", "/api/schema/", "*/*", 405),
+        ("get", "/api/schema/?format=xml", "*/*", 404),
+        ("get", "/api/schema/", "application/xml", 406),
+        ("get", "/api/docs/", "application/xml", 406),
+    ],
+)
+def test_views_that_answer_yaml_or_html_give_errors_in_json(
+    client_for: ClientFor, volunteer: User, method: str, path: str, accept: str, status: int
+) -> None:
+    response = getattr(client_for(volunteer), method)(path, HTTP_ACCEPT=accept)
+    assert_error_shape(response, status)
+
+
 def test_401_without_or_with_bad_credentials(client_for: ClientFor) -> None:
     missing = client_for(None).get("/api/me/")
     assert_error_shape(missing, 401, "not_authenticated")
