@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A 413 for an API request over the size limits, before anything reads its body.
+    "labeling_api.middleware.ApiRequestSizeLimit",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -60,6 +62,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "annotate.urls"
+# Under /api/ a CSRF failure is answered in the API's error shape, elsewhere with Django's page.
+CSRF_FAILURE_VIEW = "labeling_api.error_handlers.csrf_failure"
 WSGI_APPLICATION = "annotate.wsgi.application"
 
 TEMPLATES = [
@@ -195,7 +199,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labeling_api.exceptions.exception_handler",
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "labeling_api.negotiation.JsonFirstNegotiation",
+    # JSON only (errors too: labeling_api.exceptions); the browsable API while developing.
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    ],
     # Guessing passwords or mass-registering: a few tries per minute per client address, on
     # the API and on the sign-in and sign-up pages alike.
     "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", default="20/min")},
@@ -217,6 +225,11 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from static files: the docs page works with no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Every error answer documented as the one Error shape (labeling_api.exceptions).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "labeling_api.schema.error_responses",
+    ],
     # Ids in paths (annotate.converters.IdConverter) are integers of at most 18 digits.
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}

@@ -23,6 +23,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+# Django's own errors: JSON in the API's error shape under /api/, the usual pages elsewhere.
+handler400 = "labeling_api.error_handlers.bad_request"
+handler403 = "labeling_api.error_handlers.permission_denied"
+handler404 = "labeling_api.error_handlers.page_not_found"
+handler500 = "labeling_api.error_handlers.server_error"
+
 if settings.BENCH_FLOOR_ENDPOINT:
     from annotate import benchmark
 

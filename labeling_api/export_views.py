@@ -21,18 +21,6 @@ def _project(project_id: int) -> Project:
     return selectors.project_get(project_id=project_id)
 
 
-def _validated(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
-    """The serializer's data, or a 400 {"detail", "field"} naming the first bad field."""
-    if not serializer.is_valid():
-        field, messages = next(iter(serializer.errors.items()))
-        message = messages[0] if isinstance(messages, list) and messages else messages
-        if field == "non_field_errors":
-            raise InvalidInput(str(message))
-        raise InvalidInput(f"{field}: {message}", field=field)
-    validated: dict[str, Any] = serializer.validated_data
-    return validated
-
-
 class ExportOutputSerializer(serializers.ModelSerializer[Export]):
     progress = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
@@ -107,8 +95,11 @@ class ExportListCreateApi(GenericAPIView[Export]):
         project = _project(project_id)
         if not isinstance(request.data, dict):
             raise InvalidInput("Send the export options as an object.")
-        data = _validated(self.ExportCreateInputSerializer(data=request.data))
-        export = export_service.export_create(project=project, user=request.user, **data)
+        data = self.ExportCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        export = export_service.export_create(
+            project=project, user=request.user, **data.validated_data
+        )
         return Response(ExportOutputSerializer(export).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -1,7 +1,17 @@
-// Shared by the pages' scripts: the CSRF token Django set in its cookie, for POSTs to the API.
+// Shared by the pages' scripts: the CSRF token Django set in its cookie, for POSTs to the API,
+// and the API's error answers ({detail, code, fields?}) as one line for people.
 window.labeling = {
   csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     return match ? decodeURIComponent(match[1]) : "";
+  },
+  // The detail; when several fields are at fault (the detail then only says so), each one's
+  // messages too. `fallback` when the body is not an API error (a proxy's page, no body).
+  errorText(body, fallback) {
+    if (!body || typeof body.detail !== "string") return fallback;
+    const fields = Object.entries(body.fields || {});
+    if (fields.length < 2) return body.detail;
+    const named = fields.map(([name, messages]) => `${name}: ${messages.join(" ")}`);
+    return `${body.detail} ${named.join("; ")}`;
   },
 };

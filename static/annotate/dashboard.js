@@ -34,7 +34,7 @@
       bar.value = 100;
       const body = request.response || {};
       if (request.status !== 201) {
-        status.textContent = `Refused: ${body.detail || request.statusText}`;
+        status.textContent = `Refused: ${window.labeling.errorText(body, request.statusText)}`;
         return;
       }
       status.textContent = `Done: ${body.created} created, ${body.duplicates} duplicates, ${body.rejected.length} rejected.`;

@@ -18,7 +18,7 @@
     const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
     let body = null;
     try { body = await response.json(); } catch (e) { /* not JSON */ }
-    if (!response.ok) throw new Error((body && body.detail) || response.statusText);
+    if (!response.ok) throw new Error(window.labeling.errorText(body, response.statusText));
     return body;
   }
 

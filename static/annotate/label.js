@@ -29,9 +29,8 @@
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (!response.ok) {
-      let detail = response.statusText;
-      try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
-      throw new Error(detail);
+      const body = await response.json().catch(() => null);  // null: not JSON
+      throw new Error(window.labeling.errorText(body, response.statusText));
     }
     if (response.status === 204) {
       if (onNoContent) onNoContent(response);

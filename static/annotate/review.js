@@ -103,7 +103,8 @@
       body: JSON.stringify(body),
     }).then(async (response) => {
       if (!response.ok) {
-        const detail = (await response.json().catch(() => ({}))).detail || response.statusText;
+        const body = await response.json().catch(() => null);  // null: not JSON
+        const detail = window.labeling.errorText(body, response.statusText);
         say(`Image ${item.id}: ${detail}`, true);
       } else {
         say(`Image ${item.id} decided.`);

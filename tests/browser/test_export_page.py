@@ -116,3 +116,29 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
     assert len(val) == 6 and val.wnids == ["n03000000", "n03000001"]
     assert len(ImageFolder(root / "train")) == 24
     assert page.js_errors == []
+
+
+def test_refused_options_are_shown_with_each_field_at_fault(transactional_db, live_server, page):
+    """The API's error answer (detail, fields) reaches the admin as one readable line."""
+    project = ProjectFactory(name="Refused options")
+    admin = UserFactory(username="ada", role=User.Role.ADMIN, is_staff=True)
+    admin.set_password(PASSWORD)
+    admin.save()
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "ada")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"/projects/{project.pk}/export/")
+    # Past the browser's own checks of the inputs, as a script or an older browser would be.
+    page.evaluate("() => { document.getElementById('export-form').noValidate = true; }")
+    page.fill("#seed", "-3")
+    page.fill("#min_per_class", "1")
+    page.get_by_role("button", name="Export").click()
+    error = page.locator("#export-error")
+    error.filter(has_text="seed").wait_for()
+    text = error.inner_text()
+    assert text.startswith("Some fields are invalid."), text
+    assert "seed: " in text and "min_per_class: " in text, text
+    assert not Export.objects.exists()
+    assert page.js_errors == []

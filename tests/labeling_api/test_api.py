@@ -5,6 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from annotate.models import AnnotatorStats, Assignment, Image, Label, Project, User, Vote
+from tests.api_errors import assert_error_shape
 from tests.factories import ImageFactory, UserFactory, image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -42,8 +43,8 @@ def test_register_makes_a_volunteer_with_a_token(client_for):
 )
 def test_register_rejects_bad_input(client_for, payload, status, field):
     response = client_for(None).post("/api/auth/register/", payload, format="json")
-    assert response.status_code == status
-    assert field in str(response.json())
+    body = assert_error_shape(response, status, "invalid")
+    assert list(body["fields"]) == [field]
     assert not User.objects.exists()
 
 
@@ -52,7 +53,7 @@ def test_register_twice_is_a_conflict(client_for):
     payload = {"username": "ada", "password": "a-long-passphrase"}
     assert client.post("/api/auth/register/", payload, format="json").status_code == 201
     response = client.post("/api/auth/register/", payload, format="json")
-    assert response.status_code == 409
+    assert_error_shape(response, 409, "conflict")
     assert User.objects.count() == 1
 
 
@@ -144,15 +145,14 @@ def test_only_admins_create_and_change_projects(client_for, admin_user, voluntee
 def test_bad_policy_is_a_400_and_changes_nothing(client_for, admin_user, project, payload):
     before = Project.objects.values().get(pk=project.pk)
     response = client_for(admin_user).patch(f"/api/projects/{project.pk}/", payload, format="json")
-    assert response.status_code == 400
-    assert response.json()
+    assert_error_shape(response, 400, "invalid")
     assert Project.objects.values().get(pk=project.pk) == before
 
 
 def test_duplicate_project_name_is_a_400(client_for, admin_user, project):
     response = client_for(admin_user).post("/api/projects/", {"name": project.name}, format="json")
-    assert response.status_code == 400
-    assert "name" in response.json()["detail"]
+    body = assert_error_shape(response, 400, "invalid")
+    assert "name" in body["detail"] and list(body["fields"]) == ["name"]
 
 
 def test_missing_project_is_a_404_with_a_message(client_for, volunteer):
@@ -162,8 +162,7 @@ def test_missing_project_is_a_404_with_a_message(client_for, volunteer):
         ("get", "/api/projects/999/labels/"),
     ]:
         response = getattr(client_for(volunteer), method)(path)
-        assert response.status_code == 404
-        assert "does not exist" in response.json()["detail"]
+        assert "does not exist" in assert_error_shape(response, 404, "not_found")["detail"]
 
 
 def test_labels_add_and_list(client_for, admin_user, volunteer, project):
@@ -528,21 +527,47 @@ def test_lease_answer_has_the_documented_shape(client_for, volunteer, project, l
 def test_content_negotiation_answers_json_and_still_refuses_what_it_cannot_give(
     client_for, volunteer, project
 ):
-    """The JSON shortcut (labeling_api.negotiation) changes no answer: JSON for API clients,
-    the browsable API for a browser, 406 for a type no renderer gives."""
+    """JSON for API clients, whatever they accept of it; 406 (in the error shape) for a type no
+    renderer gives; the browsable API only where it is configured (DEBUG)."""
+    from rest_framework.views import APIView
+
     client = client_for(volunteer)
     url = f"/api/projects/{project.pk}/"
-    for accept in (None, "*/*", "application/json"):
+    for accept in (None, "*/*", "application/json", "application/json; indent=2"):
         headers = {} if accept is None else {"HTTP_ACCEPT": accept}
         response = client.get(url, **headers)
         assert response.status_code == 200 and response["Content-Type"] == "application/json"
         assert response.json()["id"] == project.pk
+    refused = client.get(url, HTTP_ACCEPT="application/xml")
+    assert_error_shape(refused, 406, "not_acceptable")
+    browsable = "api" in {renderer.format for renderer in APIView.renderer_classes}
     browser = client.get(url, HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
-    assert browser.status_code == 200 and browser["Content-Type"].startswith("text/html")
-    assert client.get(url, HTTP_ACCEPT="application/xml").status_code == 406
-    assert client.get(url + "?format=api", HTTP_ACCEPT="*/*")["Content-Type"].startswith(
-        "text/html"
+    assert browser.status_code == 200
+    assert browser["Content-Type"].startswith("text/html" if browsable else "application/json")
+
+
+@pytest.mark.parametrize(("debug", "browsable"), [("False", False), ("True", True)])
+def test_the_browsable_api_is_there_only_with_debug(debug, browsable):
+    """Production answers JSON only (the renderer list is read when settings load)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from django.conf import settings; "
+        "print(settings.REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES'])"
     )
+    env = {
+        **os.environ,
+        "DEBUG": debug,
+        "SECRET_KEY": "renderer-test-" + "x" * 40,
+        "DJANGO_SETTINGS_MODULE": "annotate.settings",
+    }
+    found = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "rest_framework.renderers.JSONRenderer" in found
+    assert ("BrowsableAPIRenderer" in found) == browsable
 
 
 def test_image_urls_follow_the_script_prefix():

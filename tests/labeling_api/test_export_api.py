@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from annotate.models import Export
 from annotate.services import export as export_service
+from tests.api_errors import assert_error_shape
 from tests.export_helpers import decided_images
 from tests.factories import LabelFactory, ProjectFactory
 
@@ -124,7 +125,7 @@ def test_only_admins_reach_exports(client_for, request, role, small_project):
     ]:
         response = getattr(client, method)(path)
         assert response.status_code in (expected, 403), (path, response.status_code)
-        assert "detail" in response.json()
+        assert_error_shape(response)
     assert Export.objects.count() == 1
 
 
@@ -150,8 +151,9 @@ def test_bad_input_is_a_400_with_a_message_and_creates_nothing(
     client_for, admin_user, small_project, payload
 ):
     response = client_for(admin_user).post(url("exports", small_project.pk), payload, format="json")
-    assert response.status_code == 400, response.content
-    assert isinstance(response.json()["detail"], str)
+    body = assert_error_shape(response, 400, "invalid")
+    if isinstance(payload, dict):  # the field at fault is named
+        assert list(body["fields"]) == list(payload), body
     assert not Export.objects.exists()
 
 
@@ -169,7 +171,7 @@ def test_nan_and_broken_json_are_a_400(client_for, admin_user, small_project, bo
     response = client_for(admin_user).post(
         url("exports", small_project.pk), body, content_type="application/json"
     )
-    assert response.status_code == 400 and isinstance(response.json()["detail"], str)
+    assert assert_error_shape(response, 400)["code"] in ("parse_error", "invalid")
     assert not Export.objects.exists()
 
 
@@ -181,7 +183,7 @@ def test_missing_things_are_404_with_a_message(client_for, admin_user):
         ("get", url("export-download", 999)),
     ]:
         response = getattr(client, method)(path)
-        assert response.status_code == 404 and "does not exist" in response.json()["detail"]
+        assert "does not exist" in assert_error_shape(response, 404, "not_found")["detail"]
 
 
 def test_exporting_a_project_with_nothing_decided_is_a_400(client_for, admin_user):

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from annotate.models import Image
+from tests.api_errors import assert_error_shape
 from tests.ingest_files import noise_image, png_header_only, zip_bytes
 
 pytestmark = pytest.mark.django_db
@@ -67,8 +68,7 @@ def test_a_request_over_the_size_limit_is_a_413(client_for, admin_user, project,
         f"/api/projects/{project.pk}/images/",
         {"files": [upload("a.bmp", noise_image(5, fmt="BMP"))]},
     )
-    assert response.status_code == 413
-    assert "at most 2000 bytes" in response.json()["detail"]
+    assert "at most 2000 bytes" in assert_error_shape(response, 413, "too_large")["detail"]
     assert not Image.objects.exists() and files_under(media) == []
 
 
@@ -76,8 +76,8 @@ def test_too_many_files_is_a_400_with_a_message(client_for, admin_user, project,
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
     files = [upload(f"{i}.jpg", noise_image(i)) for i in range(3)]
     response = client_for(admin_user).post(f"/api/projects/{project.pk}/images/", {"files": files})
-    assert response.status_code == 400
-    assert "upload was refused" in response.json()["detail"]
+    body = assert_error_shape(response, 400, "invalid")
+    assert "upload was refused" in body["detail"] and list(body["fields"]) == ["files"]
     assert not Image.objects.exists() and files_under(media) == []
 
 

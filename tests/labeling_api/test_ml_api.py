@@ -10,6 +10,7 @@ from tests.annotate.services.test_ml import (
     promoted_version,
     verified_images,
 )
+from tests.api_errors import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +82,7 @@ def test_bad_training_settings_are_a_400(client_for, admin_user, project, labels
     response = client_for(admin_user).post(
         f"/api/projects/{project.pk}/models/train/", payload, format="json"
     )
-    assert response.status_code == 400 and field in str(response.json())
+    assert list(assert_error_shape(response, 400, "invalid")["fields"]) == [field]
     assert not TrainingRun.objects.exists()
 
 
@@ -102,7 +103,7 @@ def test_only_admins_reach_the_models(
         response = getattr(client_for(user), method)(
             f"/api/projects/{project.pk}/{path}", format="json"
         )
-        assert response.status_code == status and "detail" in response.json()
+        assert_error_shape(response, status)
     missing = getattr(client_for(admin_user), method)(f"/api/projects/999999/{path}", format="json")
     assert (
         missing.status_code == 404 and missing.json()["detail"] == "Project 999999 does not exist."

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from annotate.models import Image, User
 from annotate.services import export as export_service
 from annotate.services import ingest, review, serving
+from tests.api_errors import assert_error_shape
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -157,7 +158,7 @@ def test_permission_matrix(client_for, world, role, method, path, body, expected
         response = getattr(client, method)(url)
     assert response.status_code == expected[role], (role, method, url, response.content[:300])
     if response.status_code >= 400:
-        assert "detail" in response.json()
+        assert_error_shape(response)
 
 
 def test_every_api_route_is_in_the_matrix():

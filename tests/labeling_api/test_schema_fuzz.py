@@ -1,8 +1,11 @@
 """Schemathesis against /api/schema/: generated requests, as an admin and as a volunteer, on
-every operation. No answer may be a 5xx, and every documented answer must match the schema."""
+every operation. No answer may be a 5xx, every documented answer must match the schema, and
+every error answer is the API's one error shape."""
 
 import gc
 import io
+import json
+from typing import Any
 
 import pytest
 import schemathesis
@@ -14,6 +17,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from annotate.models import User
 from annotate.services import ingest, serving
 from annotate.wsgi import application
+from tests.api_errors import assert_error_body
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
 # Committed data: the WSGI app runs in this process with its own request signals, which
@@ -51,6 +55,16 @@ def tokens():
     return {role: Token.objects.create(user=user).key for role, user in users.items()}
 
 
+def error_in_the_one_shape(ctx: Any, response: Any, case: Any) -> None:
+    """A schemathesis check: every 4xx and 5xx answer is JSON in the one error shape, whether
+    the schema documents its status or not."""
+    if response.status_code < 400:
+        return
+    content_type = (response.headers.get("content-type") or [""])[0]
+    assert content_type == "application/json", (response.status_code, content_type)
+    assert_error_body(json.loads(response.content))
+
+
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @pytest.mark.parametrize("role", [User.Role.ADMIN, User.Role.VOLUNTEER])
@@ -58,6 +72,6 @@ def test_api_answers_match_the_schema_and_never_5xx(case, tokens, role):
     # Raises with a reproducible curl command when a check fails.
     response = case.call_and_validate(
         headers={"Authorization": f"Token {tokens[role]}"},
-        checks=[not_a_server_error, response_schema_conformance],
+        checks=[not_a_server_error, response_schema_conformance, error_in_the_one_shape],
     )
     assert response.status_code < 500
