@@ -56,7 +56,7 @@ def line_chart(
     label = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:g}")
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{PALETTE[0]}"><title>{escape(str(name))}: {label(value)}</title></circle>'
-        for (x, y), (name, value) in zip(coords, points, strict=True)
+        for (x, y), (name, value) in zip(coords, points, strict=False)
     )
     axis = (
         f'<line x1="{left}" y1="{top_pad + span_y}" x2="{width - right}" y2="{top_pad + span_y}" stroke="#aab2bd"/>'

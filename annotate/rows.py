@@ -70,7 +70,7 @@ class Columns:
             for function in functions:
                 values[index] = function(values[index], column, connection)
         instance = self.model.__new__(self.model)
-        instance.__dict__.update(zip(self.attnames, values, strict=True))
+        instance.__dict__.update(zip(self.attnames, values, strict=False))
         state = instance._state = ModelState()
         state.adding, state.db = False, connection.alias
         return instance

@@ -79,7 +79,7 @@ def labels_and_suggestion_json(*, image: str) -> str:
 
 def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
     """The labels and the suggestion from the rows (or JSON arrays) of the statements above."""
-    labels = [dict(zip(LABEL_FIELDS, row, strict=True)) for row in found]
+    labels = [dict(zip(LABEL_FIELDS, row, strict=False)) for row in found]
     suggestion = next(
         ({"label": row[0], "confidence": row[-1]} for row in found if row[-1] is not None), None
     )

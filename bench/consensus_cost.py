@@ -166,7 +166,7 @@ def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior
         if outcome.state == Image.State.CONSENSUS:
             decided += 1
             correct += int(outcome.label_id == crowd.truth[image])
-            for volunteer, answer in zip(voters, answers, strict=True):
+            for volunteer, answer in zip(voters, answers, strict=False):
                 stats[volunteer]["decided_votes"] += 1
                 stats[volunteer]["agreed_votes"] += int(answer == outcome.label_id)
         else:

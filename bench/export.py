@@ -94,7 +94,7 @@ def make_project(name: str, n: int, classes: int, bases: list[bytes]) -> int:
             Decision(
                 image=image, label=label, rule=Decision.Rule.MAJORITY, confidence=1.0, votes_count=3
             )
-            for image, label in zip(created, labels_of, strict=True)
+            for image, label in zip(created, labels_of, strict=False)
         )
         batch.clear()
         labels_of.clear()

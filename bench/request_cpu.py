@@ -103,7 +103,7 @@ def main() -> None:
             f"  lease+vote            {c * 1000:.2f} ms  (PostgreSQL {statistics.median(loop_pg) * 1000:.2f} ms)"
         )
         print(
-            f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops, strict=True))})"
+            f"  ratio {f / c:.2f}  (blocks: {', '.join(f'{a / b:.2f}' for a, b in zip(floors, loops, strict=False))})"
         )
     finally:
         from django.db import connections

@@ -584,7 +584,7 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 print(
                     f"  lease+vote {real_rps:7.1f} requests/s ({real_rps / 2:6.1f} labels/s)   "
                     f"floor (SELECT+INSERT) {floor_rps:7.1f} requests/s   ratio {real_rps / floor_rps:.2f}"
-                    f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates, strict=True))})"
+                    f"   (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(real_rates, floor_rates, strict=False))})"
                 )
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))

@@ -103,10 +103,10 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     )
     report.images, report.votes = len(image_of), len(answers)
     best = result.posteriors.argmax(axis=1)
-    batch_choice = {int(image_id): keys[int(k)] for image_id, k in zip(image_of, best, strict=True)}
+    batch_choice = {int(image_id): keys[int(k)] for image_id, k in zip(image_of, best, strict=False)}
     confidence = {
         int(image_id): float(p)
-        for image_id, p in zip(image_of, result.posteriors.max(axis=1), strict=True)
+        for image_id, p in zip(image_of, result.posteriors.max(axis=1), strict=False)
     }
 
     crowd_decided = Decision.objects.filter(
@@ -142,7 +142,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         accuracy = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(
             axis=1
         )
-        for user_id, value in zip(user_of, accuracy, strict=True):
+        for user_id, value in zip(user_of, accuracy, strict=False):
             AnnotatorStats.objects.filter(project=project, user_id=int(user_id)).update(
                 batch_accuracy=float(value)
             )

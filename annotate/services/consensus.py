@@ -59,7 +59,7 @@ def one_coin_posterior(
     """
     k = len(prior)
     log_posterior = np.log(np.clip(np.asarray(prior, dtype=float), 1e-12, None))
-    for answer, accuracy in zip(answers, accuracies, strict=True):
+    for answer, accuracy in zip(answers, accuracies, strict=False):
         accuracy = min(max(accuracy, 1.0 / k), 0.995)
         wrong = (1.0 - accuracy) / (k - 1)
         log_posterior += np.log(wrong)

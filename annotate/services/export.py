@@ -891,7 +891,7 @@ def _build(
             start = None
             size_sum = 0
             for (image_id, label_id, side), result in zip(
-                rows, copiers.results(batch), strict=True
+                rows, copiers.results(batch), strict=False
             ):
                 if isinstance(result, str):  # why it is unreadable
                     unreadable += 1

@@ -316,7 +316,7 @@ class Copier:
         if len(data) != len(members):
             raise RuntimeError(f"batch {batch}: {len(members)} places for {len(data)} files")
         if self.out is None:
-            for path, content in zip(members, data, strict=True):
+            for path, content in zip(members, data, strict=False):
                 with open(path, "wb") as f:
                     f.write(content)
             return

@@ -521,7 +521,7 @@ def suggestions_compute(
             else []
         )
         suggestions, uncertainty = [], {}
-        for (image_id, _), probabilities in zip(present, rows, strict=True):
+        for (image_id, _), probabilities in zip(present, rows, strict=False):
             ranked = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)
             suggestions.append(
                 Suggestion(
@@ -535,7 +535,7 @@ def suggestions_compute(
                     ],
                     probabilities={
                         str(label_id): p
-                        for label_id, p in zip(version.classes, probabilities, strict=True)
+                        for label_id, p in zip(version.classes, probabilities, strict=False)
                     },
                 )
             )

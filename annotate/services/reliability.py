@@ -114,7 +114,7 @@ def stats_added_statement(
     ]
     if connection.vendor == "postgresql":
         # Each array as its text form: psycopg's list adaptation cost more than the statement.
-        columns = ("{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=True))
+        columns = ("{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=False))
         return _STATS_FROM_ARRAYS, [now, now, project_id, *columns]
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
     params = [value for record in records for value in (now, now, project_id, *record)]

