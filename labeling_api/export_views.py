@@ -8,14 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Export, Project
+from annotate.models import Export
 from annotate.services import export as export_service
 from annotate.services.errors import InvalidInput
 from labeling_api.permissions import IsProjectAdmin
-
-
-def _project(project_id: int) -> Project:
-    return selectors.project_get(project_id=project_id)
 
 
 def _validated(serializer: serializers.Serializer) -> dict:
@@ -94,13 +90,13 @@ class ExportListCreateApi(GenericAPIView):
 
     @extend_schema(responses=ExportOutputSerializer(many=True))
     def get(self, request, project_id: int):
-        exports = Export.objects.filter(project=_project(project_id)).order_by("-id")
-        page = self.paginate_queryset(exports)
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.project_exports(project=project))
         return self.get_paginated_response(ExportOutputSerializer(page, many=True).data)
 
     @extend_schema(request=ExportCreateInputSerializer, responses={202: ExportOutputSerializer})
     def post(self, request, project_id: int):
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         if not isinstance(request.data, dict):
             raise InvalidInput("Send the export options as an object.")
         data = _validated(self.ExportCreateInputSerializer(data=request.data))
@@ -113,7 +109,8 @@ class ExportDetailApi(APIView):
 
     @extend_schema(responses=ExportOutputSerializer)
     def get(self, request, export_id: int):
-        return Response(ExportOutputSerializer(export_service.export_get(export_id=export_id)).data)
+        export = selectors.access_export(user=request.user, export_id=export_id)
+        return Response(ExportOutputSerializer(export).data)
 
 
 class ExportDownloadApi(APIView):
@@ -129,7 +126,7 @@ class ExportDownloadApi(APIView):
         compress = request.query_params.get("compress", "")
         if compress not in ("", "none", "gzip"):
             raise InvalidInput("compress must be 'gzip' or left out.", field="compress")
-        export = export_service.export_get(export_id=export_id)
+        export = selectors.access_export(user=request.user, export_id=export_id)
         download = export_service.export_download(export=export, compress=compress == "gzip")
         response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
         if download.size is not None:
@@ -146,6 +143,6 @@ class ExportManifestApi(APIView):
         responses={200: inline_serializer("ExportManifest", {"files": serializers.DictField()})}
     )
     def get(self, request, export_id: int):
-        export = export_service.export_get(export_id=export_id)
+        export = selectors.access_export(user=request.user, export_id=export_id)
         path = export_service.export_manifest_path(export=export)
         return FileResponse(open(path, "rb"), content_type="application/json")

@@ -9,10 +9,12 @@ from rest_framework.views import APIView
 from annotate import selectors
 from annotate.models import AnnotatorStats, Image
 from annotate.services import ml, review
-from annotate.services.errors import NotFound
 from labeling_api.permissions import IsReviewer
-from labeling_api.serializers import DecisionOutputSerializer, ImageRefSerializer
-from labeling_api.views import _project
+from labeling_api.serializers import (
+    DecisionOutputSerializer,
+    ImageRefSerializer,
+    current_decision,
+)
 
 
 class ReviewItemSerializer(ImageRefSerializer):
@@ -40,8 +42,7 @@ class ReviewItemSerializer(ImageRefSerializer):
         return self.context["breakdowns"].get(image.pk, [])
 
     def get_decision(self, image: Image) -> dict | None:
-        current = [d for d in image.decisions.all() if d.is_current]
-        return DecisionOutputSerializer(current[0]).data if current else None
+        return current_decision(image)
 
     def get_suggestion(self, image: Image) -> dict | None:
         return ml.suggestion_for_image(image_id=image.pk)
@@ -53,11 +54,9 @@ class ReviewQueueApi(GenericAPIView):
 
     @extend_schema(responses=ReviewItemSerializer(many=True))
     def get(self, request, project_id: int):
-        project = _project(project_id)
-        page = self.paginate_queryset(
-            review.review_queue(project=project).prefetch_related("decisions__decided_by")
-        )
-        breakdowns = review.vote_breakdowns(images=page)
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.review_queue(project=project))
+        breakdowns = selectors.vote_breakdowns(images=page)
         data = ReviewItemSerializer(page, many=True, context={"breakdowns": breakdowns}).data
         return self.get_paginated_response(data)
 
@@ -71,11 +70,9 @@ class ImageDecisionApi(APIView):
 
     @extend_schema(responses=DecisionOutputSerializer(many=True))
     def get(self, request, image_id: int):
-        image = Image.objects.filter(pk=image_id).first()
-        if image is None:
-            raise NotFound(f"Image {image_id} does not exist.")
+        image = selectors.access_image_for_reviewer(user=request.user, image_id=image_id)
         return Response(
-            DecisionOutputSerializer(review.decision_history(image=image), many=True).data
+            DecisionOutputSerializer(selectors.decision_history(image=image), many=True).data
         )
 
     @extend_schema(
@@ -150,7 +147,7 @@ class AnnotatorListApi(GenericAPIView):
 
     @extend_schema(responses=AnnotatorSerializer(many=True))
     def get(self, request, project_id: int):
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
         context = {"threshold": project.reliability_threshold}
         return self.get_paginated_response(

@@ -783,15 +783,6 @@ def image_preprocess(*, image_id: int) -> bool:
     return True
 
 
-def near_duplicates_for_review(*, project: Project):
-    """Stored images that look like an earlier image of the project, newest first."""
-    return (
-        Image.objects.filter(project=project, near_duplicate_of__isnull=False)
-        .select_related("near_duplicate_of")
-        .order_by("-id")
-    )
-
-
 def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:
     """Stored originals and CNN copies that no image row points at, older than `min_age`.
 
