@@ -27,6 +27,7 @@ from annotate.selectors.ml import (
     project_model_versions,
     project_models_overview,
     project_verified_count,
+    suggestions_for_images,
     verified_decisions,
 )
 from annotate.selectors.projects import (
@@ -38,8 +39,10 @@ from annotate.selectors.projects import (
     projects_for_user,
 )
 from annotate.selectors.review import (
+    ReviewDetails,
     decision_history,
     images_for_review,
+    review_details,
     review_queue,
     vote_breakdowns,
 )
@@ -63,6 +66,7 @@ from annotate.selectors.stats import (
 
 __all__ = [
     "LABEL_FIELDS",
+    "ReviewDetails",
     "access_export",
     "access_image_file",
     "access_image_for_reviewer",
@@ -93,7 +97,9 @@ __all__ = [
     "project_votes_per_day",
     "project_with_labels",
     "projects_for_user",
+    "review_details",
     "review_queue",
+    "suggestions_for_images",
     "user_for_token",
     "user_stats",
     "verified_decisions",

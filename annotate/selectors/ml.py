@@ -1,10 +1,18 @@
-"""Reads of the ML loop: verified labels, model versions, trainings."""
+"""Reads of the ML loop: verified labels, model versions, trainings, suggestions."""
 
 from typing import Any
 
 from django.db.models import QuerySet
 
-from annotate.models import ActiveModel, Decision, Image, ModelVersion, Project, TrainingRun
+from annotate.models import (
+    ActiveModel,
+    Decision,
+    Image,
+    ModelVersion,
+    Project,
+    Suggestion,
+    TrainingRun,
+)
 
 # Images whose label counts as verified: decided by the crowd (gold included) or a reviewer.
 VERIFIED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
@@ -37,4 +45,17 @@ def project_models_overview(*, project: Project, runs: int = 20) -> dict[str, An
         "verified_labels": project_verified_count(project=project),
         "versions": list(ModelVersion.objects.filter(project=project).order_by("-id")),
         "runs": list(TrainingRun.objects.filter(project=project).order_by("-id")[:runs]),
+    }
+
+
+def suggestions_for_images(*, image_ids: list[int]) -> dict[int, dict]:
+    """{image id: {label, confidence}} of the active model, for those of the images whose
+    project shows suggestions: what services.ml.suggestion_for_image gives one image, for a
+    whole page of images in one query."""
+    found = Suggestion.objects.filter(
+        image_id__in=image_ids, model_version__active_in__project__show_suggestions=True
+    ).values_list("image_id", "label_id", "confidence")
+    return {
+        image_id: {"label": label_id, "confidence": confidence}
+        for image_id, label_id, confidence in found
     }

@@ -1,11 +1,13 @@
-"""Reads for reviewers: the queue of disputed and flagged images, the vote breakdown (with
-voters' reliability) each shows beside it, the image list and decision history."""
+"""Reads for reviewers: the queue of disputed and flagged images, what each shows beside it
+(vote breakdown, voters' reliability, suggestion), the image list and decision history."""
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db.models import Prefetch, Q, QuerySet
 
 from annotate.models import AnnotatorStats, Decision, Image, Project, Vote
+from annotate.selectors.ml import suggestions_for_images
 
 
 def _with_current_decision(images: QuerySet[Image]) -> QuerySet[Image]:
@@ -86,6 +88,22 @@ def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict]]:
         image_id: sorted(answers.values(), key=lambda a: -a["count"])
         for image_id, answers in grouped.items()
     }
+
+
+@dataclass(frozen=True)
+class ReviewDetails:
+    """What the review queue shows beside each image, by image id."""
+
+    breakdowns: dict[int, list[dict]]  # see vote_breakdowns
+    suggestions: dict[int, dict]  # the active model's {label, confidence}, where shown
+
+
+def review_details(*, images: list[Image]) -> ReviewDetails:
+    """The ReviewDetails of `images`, in a number of queries that does not grow with theirs."""
+    return ReviewDetails(
+        breakdowns=vote_breakdowns(images=images),
+        suggestions=suggestions_for_images(image_ids=[image.pk for image in images]),
+    )
 
 
 def decision_history(*, image: Image) -> QuerySet[Decision]:
