@@ -58,7 +58,7 @@ class ReviewQueueApi(GenericAPIView):
     def get(self, request, project_id: int):
         project = selectors.access_project(user=request.user, project_id=project_id)
         page = self.paginate_queryset(selectors.review_queue(project=project))
-        details = selectors.review_details(images=page)
+        details = selectors.review_details(images=page or [])
         data = ReviewItemSerializer(page, many=True, context={"details": details}).data
         return self.get_paginated_response(data)
 

@@ -1,5 +1,7 @@
 """Figures about volunteers and a project's activity: own stats, leaderboard, dashboard."""
 
+from datetime import timedelta
+
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -69,7 +71,7 @@ def project_class_counts(*, project: Project) -> list[tuple[str, int]]:
 
 
 def project_votes_per_day(*, project: Project, days: int = 30) -> list[tuple[str, int]]:
-    since = timezone.now() - timezone.timedelta(days=days)
+    since = timezone.now() - timedelta(days=days)
     rows = (
         Vote.objects.filter(image__project=project, created_at__gte=since)
         .annotate(day=TruncDate("created_at"))
@@ -81,7 +83,7 @@ def project_votes_per_day(*, project: Project, days: int = 30) -> list[tuple[str
 
 
 def project_active_volunteers(*, project: Project, days: int) -> int:
-    since = timezone.now() - timezone.timedelta(days=days)
+    since = timezone.now() - timedelta(days=days)
     return (
         Vote.objects.filter(image__project=project, created_at__gte=since)
         .values("user_id")
