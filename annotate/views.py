@@ -8,17 +8,17 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_GET
 from rest_framework.throttling import SimpleRateThrottle
 
 from annotate import charts, selectors
 from annotate.forms import SignupForm
-from annotate.models import Image, Label, Project, User
+from annotate.models import Export, Image, Project, User
 from annotate.services import accounts
-from annotate.services.errors import ServiceError
+from annotate.services.errors import NotFound, ServiceError
 
 # Hotkeys for labels: 1-9, then letters not taken by actions (N none, S skip, U undo, Z zoom).
 LABEL_KEYS = list("123456789") + list("abcdefghijklmopqrtvwxy")
@@ -77,8 +77,8 @@ def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
-def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
-    project = get_object_or_404(Project, pk=project_id)
+def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _page_project(request, project_id)
     labels = _label_rows(project)
     stats = selectors.user_stats(user=request.user)
     return render(
@@ -86,6 +86,14 @@ def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespon
         "annotate/label.html",
         {"project": project, "labels": labels, "stats": stats},
     )
+
+
+def _page_project(request: HttpRequest, project_id: int) -> Project:
+    """The project as selectors.access_project gives it, a missing one as the 404 page."""
+    try:
+        return selectors.access_project(user=request.user, project_id=project_id)
+    except NotFound as error:
+        raise Http404(error.message) from None
 
 
 def _label_rows(project: Project) -> list[dict]:
@@ -97,7 +105,7 @@ def _label_rows(project: Project) -> list[dict]:
             "gloss": label.gloss,
             "key": LABEL_KEYS[index] if index < len(LABEL_KEYS) else "",
         }
-        for index, label in enumerate(Label.objects.filter(project=project))
+        for index, label in enumerate(selectors.project_labels(project=project))
     ]
 
 
@@ -105,7 +113,7 @@ def _label_rows(project: Project) -> list[dict]:
 def review_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     if not request.user.is_reviewer:
         raise PermissionDenied("Only reviewers and admins may review.")
-    project = get_object_or_404(Project, pk=project_id)
+    project = _page_project(request, project_id)
     return render(
         request, "annotate/review.html", {"project": project, "labels": _label_rows(project)}
     )
@@ -115,7 +123,7 @@ def review_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespo
 def annotators_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     if not request.user.is_reviewer:
         raise PermissionDenied("Only reviewers and admins may see the annotator table.")
-    project = get_object_or_404(Project, pk=project_id)
+    project = _page_project(request, project_id)
     rows = [
         {
             "stats": stats,
@@ -133,7 +141,7 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
     """Where an admin sees where a project stands: progress, classes, activity, volunteers."""
     if not request.user.is_project_admin:
         raise PermissionDenied("Only admins see the project dashboard.")
-    project = get_object_or_404(Project, pk=project_id)
+    project = _page_project(request, project_id)
     progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
     states = [(state, progress[state]) for state in Image.State.values]
     annotators = list(selectors.project_annotators(project=project)[:10])
@@ -218,14 +226,10 @@ class LoginView(auth_views.LoginView):
 
 
 @login_required
-def export_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
-    from django.core.exceptions import PermissionDenied as PageForbidden
-
-    from annotate.models import Export
-
-    project = get_object_or_404(Project, pk=project_id)
+def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _page_project(request, project_id)
     if not request.user.is_project_admin:
-        raise PageForbidden("Only admins export datasets.")
+        raise PermissionDenied("Only admins export datasets.")
     progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
     return render(
         request,
@@ -233,7 +237,7 @@ def export_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespo
         {
             "project": project,
             "decided": progress["consensus"] + progress["reviewed"],
-            "exports": Export.objects.filter(project=project).order_by("-id")[:20],
+            "exports": selectors.project_exports(project=project)[:20],
             "layouts": Export.ValLayout.choices,
         },
     )

@@ -10,15 +10,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Export, Project
+from annotate.models import Export
 from annotate.services import export as export_service
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
-
-
-def _project(project_id: int) -> Project:
-    return selectors.project_get(project_id=project_id)
 
 
 class ExportOutputSerializer(serializers.ModelSerializer[Export]):
@@ -86,13 +82,13 @@ class ExportListCreateApi(GenericAPIView[Export]):
 
     @extend_schema(responses=ExportOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        exports = Export.objects.filter(project=_project(project_id)).order_by("-id")
-        page = self.paginate_queryset(exports)
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.project_exports(project=project))
         return self.get_paginated_response(ExportOutputSerializer(page, many=True).data)
 
     @extend_schema(request=ExportCreateInputSerializer, responses={202: ExportOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         if not isinstance(request.data, dict):
             raise InvalidInput("Send the export options as an object.")
         data = self.ExportCreateInputSerializer(data=request.data)
@@ -108,7 +104,8 @@ class ExportDetailApi(APIView):
 
     @extend_schema(responses=ExportOutputSerializer)
     def get(self, request: AuthenticatedRequest, export_id: int) -> Response:
-        return Response(ExportOutputSerializer(export_service.export_get(export_id=export_id)).data)
+        export = selectors.access_export(user=request.user, export_id=export_id)
+        return Response(ExportOutputSerializer(export).data)
 
 
 class ExportDownloadApi(APIView):
@@ -124,7 +121,7 @@ class ExportDownloadApi(APIView):
         compress = request.query_params.get("compress", "")
         if compress not in ("", "none", "gzip"):
             raise InvalidInput("compress must be 'gzip' or left out.", field="compress")
-        export = export_service.export_get(export_id=export_id)
+        export = selectors.access_export(user=request.user, export_id=export_id)
         download = export_service.export_download(export=export, compress=compress == "gzip")
         response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
         if download.size is not None:
@@ -141,6 +138,6 @@ class ExportManifestApi(APIView):
         responses={200: inline_serializer("ExportManifest", {"files": serializers.DictField()})}
     )
     def get(self, request: AuthenticatedRequest, export_id: int) -> FileResponse:
-        export = export_service.export_get(export_id=export_id)
+        export = selectors.access_export(user=request.user, export_id=export_id)
         path = export_service.export_manifest_path(export=export)
         return FileResponse(open(path, "rb"), content_type="application/json")

@@ -7,7 +7,6 @@ from rest_framework.response import Response
 
 from annotate import selectors
 from annotate.models import Image
-from annotate.services import ingest
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
 from labeling_api.serializers import ImageRefSerializer
@@ -42,6 +41,6 @@ class NearDuplicateListApi(GenericAPIView[Image]):
 
     @extend_schema(responses=NearDuplicateOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.project_get(project_id=project_id)
-        page = self.paginate_queryset(ingest.near_duplicates_for_review(project=project))
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.near_duplicates_for_review(project=project))
         return self.get_paginated_response(NearDuplicateOutputSerializer(page, many=True).data)

@@ -8,14 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import ModelVersion, Project, TrainingRun
+from annotate.models import ModelVersion, TrainingRun
 from annotate.services import ml
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
-
-
-def _project(project_id: int) -> Project:
-    return selectors.project_get(project_id=project_id)
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer[ModelVersion]):
@@ -87,7 +83,8 @@ class ProjectModelsApi(APIView):
         )
     )
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        overview = ml.project_models_overview(project=_project(project_id))
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        overview = selectors.project_models_overview(project=project)
         context = {"active_version": overview["active_version"]}
         return Response(
             {
@@ -111,7 +108,7 @@ class ModelTrainApi(APIView):
 
     @extend_schema(request=ModelTrainInputSerializer, responses={202: TrainingRunOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         data = self.ModelTrainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         run = ml.training_request(

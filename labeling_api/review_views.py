@@ -10,12 +10,14 @@ from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate.models import AnnotatorStats, Image
-from annotate.services import ml, review
-from annotate.services.errors import NotFound
+from annotate.services import review
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsReviewer
-from labeling_api.serializers import DecisionOutputSerializer, ImageRefSerializer
-from labeling_api.views import _project
+from labeling_api.serializers import (
+    DecisionOutputSerializer,
+    ImageRefSerializer,
+    current_decision,
+)
 
 
 class ReviewItemSerializer(ImageRefSerializer):
@@ -39,16 +41,18 @@ class ReviewItemSerializer(ImageRefSerializer):
             "suggestion",
         ]
 
+    # Each read from what the view fetched for the whole page (selectors.review_details and
+    # review_queue's current decisions): no query per row.
     def get_votes(self, image: Image) -> list[dict[str, Any]]:
-        breakdown: list[dict[str, Any]] = self.context["breakdowns"].get(image.pk, [])
-        return breakdown
+        votes: list[dict[str, Any]] = self.context["details"].breakdowns.get(image.pk, [])
+        return votes
 
     def get_decision(self, image: Image) -> dict[str, Any] | None:
-        current = [d for d in image.decisions.all() if d.is_current]
-        return DecisionOutputSerializer(current[0]).data if current else None
+        return current_decision(image)
 
     def get_suggestion(self, image: Image) -> dict[str, Any] | None:
-        return ml.suggestion_for_image(image_id=image.pk)
+        suggestion: dict[str, Any] | None = self.context["details"].suggestions.get(image.pk)
+        return suggestion
 
 
 class ReviewQueueApi(GenericAPIView[Image]):
@@ -57,13 +61,10 @@ class ReviewQueueApi(GenericAPIView[Image]):
 
     @extend_schema(responses=ReviewItemSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
-        page = self.paginate_queryset(
-            review.review_queue(project=project).prefetch_related("decisions__decided_by")
-        )
-        assert page is not None  # settings.REST_FRAMEWORK sets a pagination class
-        breakdowns = review.vote_breakdowns(images=page)
-        data = ReviewItemSerializer(page, many=True, context={"breakdowns": breakdowns}).data
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.review_queue(project=project))
+        details = selectors.review_details(images=page or [])
+        data = ReviewItemSerializer(page, many=True, context={"details": details}).data
         return self.get_paginated_response(data)
 
 
@@ -79,11 +80,9 @@ class ImageDecisionApi(APIView):
 
     @extend_schema(responses=DecisionOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, image_id: int) -> Response:
-        image = Image.objects.filter(pk=image_id).first()
-        if image is None:
-            raise NotFound(f"Image {image_id} does not exist.")
+        image = selectors.access_image_for_reviewer(user=request.user, image_id=image_id)
         return Response(
-            DecisionOutputSerializer(review.decision_history(image=image), many=True).data
+            DecisionOutputSerializer(selectors.decision_history(image=image), many=True).data
         )
 
     @extend_schema(
@@ -158,7 +157,7 @@ class AnnotatorListApi(GenericAPIView[AnnotatorStats]):
 
     @extend_schema(responses=AnnotatorSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
         context = {"threshold": project.reliability_threshold}
         return self.get_paginated_response(

@@ -90,6 +90,15 @@ class DecisionOutputSerializer(serializers.ModelSerializer[Decision]):
         ]
 
 
+def current_decision(image: Image) -> dict[str, Any] | None:
+    """The image's current decision, shaped; read from `current_decisions` where the selector
+    fetched it with the image (selectors.images_for_review, review_queue), else queried."""
+    current = getattr(image, "current_decisions", None)
+    if current is None:
+        current = list(image.decisions.filter(is_current=True))
+    return DecisionOutputSerializer(current[0]).data if current else None
+
+
 class ImageOutputSerializer(ImageRefSerializer):
     decision = serializers.SerializerMethodField()
     preprocessed = serializers.SerializerMethodField(help_text="The CNN's copy is ready.")
@@ -119,10 +128,7 @@ class ImageOutputSerializer(ImageRefSerializer):
         return bool(image.preprocessed)
 
     def get_decision(self, image: Image) -> dict[str, Any] | None:
-        current = getattr(image, "current_decisions", None)
-        if current is None:
-            current = list(image.decisions.filter(is_current=True))
-        return DecisionOutputSerializer(current[0]).data if current else None
+        return current_decision(image)
 
 
 class SuggestionSerializer(serializers.Serializer[Any]):

@@ -4,7 +4,6 @@ from typing import Any, cast
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import SuspiciousOperation
-from django.db.models import Prefetch
 from django.http import FileResponse, QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -18,9 +17,9 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Assignment, Decision, Image, Label, Project, User
+from annotate.models import Image, Project, User
 from annotate.services import accounts, ingest, projects, serving
-from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
+from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
 from labeling_api.serializers import (
@@ -35,12 +34,8 @@ from labeling_api.serializers import (
 RETRY_AFTER_SECONDS = 5
 
 
-def _project(project_id: int) -> Project:
-    return selectors.project_get(project_id=project_id)
-
-
 def _project_answer(project: Project, status_code: int = status.HTTP_200_OK) -> Response:
-    project = Project.objects.prefetch_related("labels").get(pk=project.pk)
+    project = selectors.project_with_labels(project_id=project.pk)
     progress = selectors.project_progress(project_ids=[project.pk])
     return Response(
         ProjectOutputSerializer(project, context={"progress": progress}).data, status=status_code
@@ -156,9 +151,7 @@ class UserRoleApi(APIView):
     def patch(self, request: AuthenticatedRequest, user_id: int) -> Response:
         data = self.UserRoleInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = User.objects.filter(pk=user_id).first()
-        if user is None:
-            raise NotFound(f"User {user_id} does not exist.")
+        user = selectors.access_user_for_admin(user=request.user, user_id=user_id)
         accounts.user_set_role(user=user, role=data.validated_data["role"])
         return Response({"id": user.pk, "username": user.username, "role": user.role})
 
@@ -201,11 +194,11 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(responses=ProjectOutputSerializer)
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        return _project_answer(_project(project_id))
+        return _project_answer(selectors.access_project(user=request.user, project_id=project_id))
 
     @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
     def patch(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         data = ProjectInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         projects.project_update(project=project, **data.validated_data)
@@ -222,12 +215,13 @@ class LabelListCreateApi(APIView):
 
     @extend_schema(responses=LabelOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        labels = Label.objects.filter(project=_project(project_id))
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        labels = selectors.project_labels(project=project)
         return Response(LabelOutputSerializer(labels, many=True).data)
 
     @extend_schema(request=LabelListCreateInputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         data = self.LabelListCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         label = projects.label_create(project=project, **data.validated_data)
@@ -256,7 +250,7 @@ class LabelImportApi(APIView):
         },
     )
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         data = self.LabelImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if "file" in data.validated_data:
@@ -310,15 +304,8 @@ class ImageListUploadApi(GenericAPIView[Image]):
                 f"Unknown state {state!r}; use one of {', '.join(Image.State.values)}.",
                 field="state",
             )
-        images = selectors.images_for_review(project=_project(project_id), state=state)
-        images = images.prefetch_related(
-            Prefetch(
-                "decisions",
-                queryset=Decision.objects.filter(is_current=True).select_related("decided_by"),
-                to_attr="current_decisions",
-            )
-        )
-        page = self.paginate_queryset(images)
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.images_for_review(project=project, state=state))
         return self.get_paginated_response(ImageOutputSerializer(page, many=True).data)
 
     @extend_schema(
@@ -340,7 +327,7 @@ class ImageListUploadApi(GenericAPIView[Image]):
         "UPLOAD_MAX_REQUEST_BYTES.",
     )
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = _project(project_id)
+        project = selectors.access_project(user=request.user, project_id=project_id)
         try:
             content_length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -359,10 +346,7 @@ class ImageListUploadApi(GenericAPIView[Image]):
         data.is_valid(raise_exception=True)
         gold_label = None
         if key := data.validated_data.get("gold_label"):
-            labels = Label.objects.filter(project=project)
-            gold_label = (
-                labels.filter(pk=int(key)).first() if key.isdigit() else None
-            ) or labels.filter(wnid=key).first()
+            gold_label = selectors.label_by_key(project=project, key=key)
             if gold_label is None:
                 raise InvalidInput(f"No label {key!r} in this project.", field="gold_label")
         result = ingest.images_upload(
@@ -388,12 +372,7 @@ class ImageFileApi(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: AuthenticatedRequest, image_id: int) -> FileResponse:
-        image = Image.objects.filter(pk=image_id).first()
-        if image is None:
-            raise NotFound(f"Image {image_id} does not exist.")
-        user = request.user
-        if not user.is_reviewer and not Assignment.objects.filter(image=image, user=user).exists():
-            raise PermissionDenied("This image is not assigned to you.")
+        image = selectors.access_image_file(user=request.user, image_id=image_id)
         response = FileResponse(image.file.open("rb"), as_attachment=False)
         response["Content-Type"] = f"image/{image.format.lower()}"
         # Served inline as an image only; never sniffed or run as a page.
@@ -417,7 +396,7 @@ class AssignmentLeaseApi(APIView):
     )
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
         # Its serving settings as this process read them up to READ_CACHE_SECONDS ago will do.
-        project = selectors.project_get(project_id=project_id, recent_ok=True)
+        project = selectors.access_project(user=request.user, project_id=project_id, recent_ok=True)
         assignment = serving.assignment_lease(project=project, user=request.user)
         if assignment is None:
             response = Response(status=status.HTTP_204_NO_CONTENT)

@@ -34,6 +34,27 @@ def test_review_pages_by_role(signed_in, role, status):
     assert client.get(f"/projects/{project.pk}/annotators/").status_code == status
 
 
+@pytest.mark.parametrize(
+    ("page", "volunteer_status"),
+    [("label", 404), ("review", 403), ("annotators", 403), ("dashboard", 403), ("export", 404)],
+)
+def test_a_missing_projects_pages_are_404_once_the_role_may_open_them(
+    signed_in, page, volunteer_status
+):
+    """The admin sees each missing project's page as a 404; a volunteer sees the role's 403
+    first where the page checks the role first, as before."""
+    assert signed_in(UserFactory(role="admin")).get(f"/projects/999999/{page}/").status_code == 404
+    volunteer = signed_in(UserFactory(role="volunteer"))
+    assert volunteer.get(f"/projects/999999/{page}/").status_code == volunteer_status
+
+
+@pytest.mark.parametrize("page", ["label", "dashboard", "export"])
+def test_an_admin_opens_a_projects_pages(signed_in, page):
+    project = ProjectFactory()
+    response = signed_in(UserFactory(role="admin")).get(f"/projects/{project.pk}/{page}/")
+    assert response.status_code == 200 and project.name in response.content.decode()
+
+
 def test_leaderboard_hides_names_unless_opted_in(signed_in):
     shy = UserFactory(username="shy_one", votes_count=50)
     UserFactory(username="proud_one", votes_count=40, show_on_leaderboard=True)

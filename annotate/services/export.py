@@ -53,7 +53,7 @@ from django.utils.text import slugify
 
 from annotate.models import Decision, Export, Image, Label, Project, SplitAssignment, User
 from annotate.services import ingest, ingest_worker, jobs
-from annotate.services.errors import Conflict, InvalidInput, NotFound
+from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.export_worker import (  # noqa: F401 - jpeg_* are this module's too
     Copier,
     CopyConfig,
@@ -146,13 +146,6 @@ def export_create(
         export.save(update_fields=["name", "updated_at"])
         if enqueue:
             jobs.enqueue_on_commit(EXPORT_TASK, export.pk)
-    return export
-
-
-def export_get(*, export_id: int) -> Export:
-    export = Export.objects.select_related("project").filter(pk=export_id).first()
-    if export is None:
-        raise NotFound(f"Export {export_id} does not exist.")
     return export
 
 

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate.models import Decision, Image, ImageHashBand, Label, Project, label_key_validator
@@ -787,15 +786,6 @@ def image_preprocess(*, image_id: int) -> bool:
         default_storage.delete(stored_name)
         return False
     return True
-
-
-def near_duplicates_for_review(*, project: Project) -> QuerySet[Image]:
-    """Stored images that look like an earlier image of the project, newest first."""
-    return (
-        Image.objects.filter(project=project, near_duplicate_of__isnull=False)
-        .select_related("near_duplicate_of")
-        .order_by("-id")
-    )
 
 
 def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:

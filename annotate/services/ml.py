@@ -18,13 +18,12 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from annotate import rows
 from annotate.models import (
     ActiveModel,
-    Decision,
     Image,
     Label,
     ModelVersion,
@@ -33,14 +32,13 @@ from annotate.models import (
     TrainingRun,
     User,
 )
+from annotate.selectors.ml import project_verified_count, verified_decisions
 from annotate.services import jobs
 from annotate.services.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "resnet50")
-# Images whose label counts as verified: decided by the crowd (gold included) or a reviewer.
-VERIFIED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
 # Images that get suggestions: those volunteers still label, and those reviewers will decide.
 SUGGESTED_STATES = (Image.State.OPEN, Image.State.DISPUTED)
 # How often a training writes its heartbeat at most (each write is a database round trip).
@@ -75,16 +73,6 @@ class TrainingImpossible(Exception):
 # --- reads ------------------------------------------------------------------------------------
 
 
-def _verified_decisions(project: Project) -> QuerySet[Decision]:
-    return Decision.objects.filter(
-        image__project=project, is_current=True, excluded=False, image__state__in=VERIFIED_STATES
-    )
-
-
-def project_verified_count(*, project: Project) -> int:
-    return _verified_decisions(project).count()
-
-
 def model_path(relative: str) -> Path:
     return Path(settings.ML_MODELS_DIR) / relative
 
@@ -95,6 +83,10 @@ def is_holdout(sha256: str, fraction: float | None = None) -> bool:
     trained on."""
     fraction = settings.ML_HOLDOUT_FRACTION if fraction is None else fraction
     return int(sha256[:8], 16) / 0x1_0000_0000 < fraction
+
+
+# The active model's suggestion and prior of one image: read on every lease and vote, hence SQL
+# text. The ML loop's other reads are in annotate.selectors.ml.
 
 
 def suggestion_for_image(*, image_id: int) -> dict[str, Any] | None:
@@ -124,18 +116,6 @@ def image_model_prior(*, image_id: int) -> dict[int, float] | None:
     # JSON columns come back as text from both databases (Django decodes them itself).
     probabilities = json.loads(row[0]) if isinstance(row[0], str) else row[0]
     return {int(label_id): p for label_id, p in probabilities.items()}
-
-
-def project_models_overview(*, project: Project, runs: int = 20) -> dict[str, Any]:
-    active = (
-        ActiveModel.objects.filter(project=project).values_list("version_id", flat=True).first()
-    )
-    return {
-        "active_version": active,
-        "verified_labels": project_verified_count(project=project),
-        "versions": list(ModelVersion.objects.filter(project=project).order_by("-id")),
-        "runs": list(TrainingRun.objects.filter(project=project).order_by("-id")[:runs]),
-    }
 
 
 # --- starting trainings -----------------------------------------------------------------------
@@ -269,7 +249,7 @@ def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_E
     train: list[_Example] = []
     holdout: list[_Example] = []
     rows = (
-        _verified_decisions(project)
+        verified_decisions(project=project)
         .exclude(image__preprocessed="")
         .values_list("image__sha256", "image__preprocessed", "label_id")
     )

@@ -1,72 +1,10 @@
-"""Review: the queue of disputed and flagged images, and reviewers' decisions."""
-
-from collections import defaultdict
-from typing import Any
+"""Review: reviewers' decisions. (The queue and what it shows are reads: selectors.review.)"""
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
 
-from annotate.models import AnnotatorStats, Decision, Image, Label, Project, User, Vote
+from annotate.models import Decision, Image, Label, User
 from annotate.services.consensus import decision_record
 from annotate.services.errors import InvalidInput, NotFound
-
-
-def review_queue(*, project: Project) -> QuerySet[Image]:
-    """Disputed images and decisions flagged by re-aggregation, oldest first."""
-    return (
-        Image.objects.filter(project=project)
-        .filter(Q(state=Image.State.DISPUTED) | Q(flagged_for_review=True))
-        .order_by("id")
-    )
-
-
-def vote_breakdowns(*, images: list[Image]) -> dict[int, list[dict[str, Any]]]:
-    """For each image: its answers with counts and who gave them, with their reliability."""
-    if not images:
-        return {}
-    project_ids = {image.project_id for image in images}
-    votes = list(
-        Vote.objects.filter(image__in=images)
-        .select_related("user", "label")
-        .order_by("image_id", "label_id", "user_id")
-    )
-    stats = {
-        (s.project_id, s.user_id): s
-        for s in AnnotatorStats.objects.filter(
-            project_id__in=project_ids, user_id__in={v.user_id for v in votes}
-        )
-    }
-    project_of = {image.pk: image.project_id for image in images}
-    threshold = {p.pk: p.reliability_threshold for p in Project.objects.filter(pk__in=project_ids)}
-    grouped: dict[int, dict[int | None, dict[str, Any]]] = defaultdict(dict)
-    for vote in votes:
-        answers = grouped[vote.image_id]
-        entry = answers.setdefault(
-            vote.label_id,
-            {
-                "label": vote.label_id,
-                "wnid": vote.label.wnid if vote.label else None,
-                "name": vote.label.name if vote.label else "none of these",
-                "count": 0,
-                "voters": [],
-            },
-        )
-        record = stats.get((project_of[vote.image_id], vote.user_id))
-        accuracy = record.estimated_accuracy if record else None
-        entry["count"] += 1
-        entry["voters"].append(
-            {
-                "id": vote.user_id,
-                "username": vote.user.username,
-                "estimated_accuracy": accuracy,
-                "unreliable": accuracy is not None
-                and accuracy < threshold[project_of[vote.image_id]],
-            }
-        )
-    return {
-        image_id: sorted(answers.values(), key=lambda a: -a["count"])
-        for image_id, answers in grouped.items()
-    }
 
 
 def review_decide(
@@ -104,10 +42,3 @@ def review_decide(
             update_fields=["state", "flagged_for_review", "flag_reason", "free_slots", "updated_at"]
         )
     return decision
-
-
-def decision_history(*, image: Image) -> QuerySet[Decision]:
-    """Every decision ever made on the image, newest first, with who made it."""
-    return (
-        Decision.objects.filter(image=image).select_related("decided_by", "label").order_by("-id")
-    )

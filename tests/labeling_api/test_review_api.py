@@ -1,8 +1,20 @@
 """Review queue, reviewer decisions and the annotator table over the API."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from annotate.models import AnnotatorStats, Image
+from annotate.models import (
+    ActiveModel,
+    AnnotatorStats,
+    Decision,
+    Image,
+    ModelVersion,
+    Project,
+    Suggestion,
+    Vote,
+)
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +119,84 @@ def test_annotator_table(client_for, disputed):
     assert by_name[voters[1].username]["unreliable"] is False
     assert by_name[voters[1].username]["votes"] == 1
     assert by_name[voters[1].username]["agreement"] is None  # nothing decided yet
+
+
+def queue_of(size: int, *, show_suggestions: bool = True) -> Project:
+    """A project whose review queue holds `size` images, every one with two votes by its own
+    two volunteers, a suggestion of the active model, and (every other one, flagged after
+    consensus) a current decision made by a reviewer."""
+    project = ProjectFactory(show_suggestions=show_suggestions)
+    labels = [LabelFactory(project=project) for _ in range(2)]
+    version = ModelVersion.objects.create(
+        project=project,
+        arch="resnet18",
+        file="v1.pt",
+        weights_source="scratch",
+        device="cpu",
+        train_size=10,
+        holdout_size=2,
+        training_seconds=1.0,
+        top1=0.5,
+    )
+    ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+    reviewer = UserFactory(role="reviewer")
+    for n in range(size):
+        flagged = n % 2 == 1
+        image = ImageFactory(
+            project=project,
+            state=Image.State.CONSENSUS if flagged else Image.State.DISPUTED,
+            flagged_for_review=flagged,
+            votes_count=2,
+        )
+        for label in labels:
+            voter = UserFactory()
+            Vote.objects.create(image=image, user=voter, label=label)
+            AnnotatorStats.objects.create(
+                project=project, user=voter, votes=1, estimated_accuracy=0.8
+            )
+        if flagged:
+            Decision.objects.create(
+                image=image, label=labels[0], rule="majority", votes_count=2, decided_by=reviewer
+            )
+        Suggestion.objects.create(
+            image=image, model_version=version, label=labels[n % 2], confidence=0.25 + n / 100
+        )
+    return project
+
+
+def test_the_review_queue_reads_the_same_number_of_queries_for_2_and_20_images(client_for):
+    reviewer = client_for(UserFactory(role="reviewer"))
+    queries = {}
+    for size in (2, 20):
+        project = queue_of(size)
+        with CaptureQueriesContext(connection) as captured:
+            answer = reviewer.get(f"/api/projects/{project.pk}/review/")
+        assert answer.status_code == 200 and answer.json()["count"] == size
+        items = answer.json()["results"]
+        assert all(item["suggestion"] and len(item["votes"]) == 2 for item in items)
+        assert sum(item["decision"] is not None for item in items) == size // 2
+        queries[size] = len(captured)
+    assert queries[20] == queries[2], queries
+
+
+@pytest.mark.parametrize("show_suggestions", [True, False])
+def test_queue_items_carry_the_active_models_suggestion(client_for, show_suggestions):
+    project = queue_of(3, show_suggestions=show_suggestions)
+    items = client_for(UserFactory(role="reviewer")).get(f"/api/projects/{project.pk}/review/")
+    expected = {
+        s.image_id: {"label": s.label_id, "confidence": s.confidence}
+        for s in Suggestion.objects.filter(image__project=project)
+    }
+    for item in items.json()["results"]:
+        assert item["suggestion"] == (expected[item["id"]] if show_suggestions else None)
+    assert len(items.json()["results"]) == 3
+
+
+def test_queue_decisions_show_who_decided(client_for):
+    project = queue_of(2)
+    items = client_for(UserFactory(role="reviewer")).get(f"/api/projects/{project.pk}/review/")
+    decided = [item for item in items.json()["results"] if item["decision"] is not None]
+    current = Decision.objects.get(image__project=project, is_current=True)
+    assert [item["id"] for item in decided] == [current.image_id]
+    assert decided[0]["decision"]["decided_by"] == current.decided_by.username
+    assert decided[0]["decision"]["label"] == current.label_id

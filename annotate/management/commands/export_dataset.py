@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.management.commands.import_labels import project_by_key
+from annotate.management.arguments import project_argument
 from annotate.models import Export
 from annotate.services import export as export_service
 from annotate.services.errors import ServiceError
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--tar", action="store_true", help="write one tar file at OUT")
 
     def handle(self, *args, project: str, out: Path, tar: bool, **options):
-        target = project_by_key(project)
+        target = project_argument(project)
         out = out.expanduser().absolute()
         if out.exists() and not (out.is_dir() and not tar and not any(out.iterdir())):
             raise CommandError(f"{out} exists; choose a new path (an empty folder is fine).")

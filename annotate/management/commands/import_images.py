@@ -4,8 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.management.commands.import_labels import project_by_key
-from annotate.models import Label
+from annotate.management.arguments import label_argument, project_argument
 from annotate.services import ingest
 from annotate.services.errors import ServiceError
 
@@ -43,14 +42,8 @@ class Command(BaseCommand):
         show_rejected: int,
         **options,
     ):
-        target = project_by_key(project)
-        label = None
-        if gold_label:
-            labels = Label.objects.filter(project=target)
-            by_id = labels.filter(pk=int(gold_label)).first() if gold_label.isdigit() else None
-            label = by_id or labels.filter(wnid=gold_label).first()
-            if label is None:
-                raise CommandError(f"No label {gold_label!r} in project {target.name!r}.")
+        target = project_argument(project)
+        label = label_argument(target, gold_label) if gold_label else None
         total = ingest.images_count_files(path=path) if path.exists() else None
         started = time.perf_counter()
         with tqdm(total=total, desc="images", unit="img", disable=None) as bar:

@@ -2,18 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Project
+from annotate.management.arguments import project_argument
 from annotate.services import ingest
 from annotate.services.errors import ServiceError
-
-
-def project_by_key(key: str) -> Project:
-    project = (Project.objects.filter(pk=int(key)).first() if key.isdigit() else None) or (
-        Project.objects.filter(name=key).first()
-    )
-    if project is None:
-        raise CommandError(f"No project with id or name {key!r}.")
-    return project
 
 
 class Command(BaseCommand):
@@ -24,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("mapping_file", type=Path)
 
     def handle(self, *args, project: str, mapping_file: Path, **options):
-        target = project_by_key(project)
+        target = project_argument(project)
         try:
             text = mapping_file.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:

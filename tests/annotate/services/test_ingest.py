@@ -7,6 +7,7 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
+from annotate import selectors
 from annotate.models import Decision, Image, ImageHashBand
 from annotate.services import imaging, ingest
 from tests.ingest_files import noise_image, png_header_only, zip_bytes
@@ -271,7 +272,7 @@ def test_near_duplicates_are_stored_flagged_and_listed(project, media):
     assert small.near_duplicate_of == first and small.near_duplicate_distance <= 3
     assert first.near_duplicate_of is None and other.near_duplicate_of is None
     assert imaging.hamming(first.phash, other.phash) > 10
-    assert list(ingest.near_duplicates_for_review(project=project)) == [small]
+    assert list(selectors.near_duplicates_for_review(project=project)) == [small]
 
 
 def test_near_duplicates_are_per_project(project, media):

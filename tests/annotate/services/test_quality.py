@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pytest
 
+from annotate import selectors
 from annotate.models import AnnotatorStats, Decision, Image, Project
 from annotate.services import aggregation, projects, reliability, review, serving
 from annotate.services.consensus import dynamic_outcome, one_coin_posterior
@@ -250,7 +251,7 @@ def test_review_decision_keeps_an_audit_trail():
     vote(project, UserFactory(), a)
     image = vote(project, UserFactory(), b)
     assert image.state == Image.State.DISPUTED
-    assert list(review.review_queue(project=project)) == [image]
+    assert list(selectors.review_queue(project=project)) == [image]
 
     first, second = UserFactory(role="reviewer"), UserFactory(role="admin")
     review.review_decide(image_id=image.pk, reviewer=first, label_id=a.pk)
@@ -258,13 +259,13 @@ def test_review_decision_keeps_an_audit_trail():
 
     image.refresh_from_db()
     assert image.state == Image.State.EXCLUDED
-    history = list(review.decision_history(image=image))
+    history = list(selectors.decision_history(image=image))
     assert [(d.label, d.excluded, d.decided_by, d.is_current) for d in history] == [
         (None, True, second, True),
         (a, False, first, False),
     ]
     assert history[0].replaces == history[1]
-    assert list(review.review_queue(project=project)) == []
+    assert list(selectors.review_queue(project=project)) == []
     with pytest.raises(InvalidInput):
         review.review_decide(image_id=image.pk, reviewer=first, label_id=a.pk, exclude=True)
 
@@ -287,7 +288,7 @@ def test_vote_breakdown_shows_voters_and_reliability():
     vote(project, good, a)
     vote(project, bad, b)
     vote(project, unknown, a)
-    breakdown = review.vote_breakdowns(images=[image])[image.pk]
+    breakdown = selectors.vote_breakdowns(images=[image])[image.pk]
     assert [(entry["label"], entry["count"]) for entry in breakdown] == [(a.pk, 2), (b.pk, 1)]
     unreliable = {v["username"]: v["unreliable"] for entry in breakdown for v in entry["voters"]}
     assert unreliable == {good.username: False, bad.username: True, unknown.username: False}
@@ -364,7 +365,7 @@ def test_reaggregation_flags_decisions_dawid_skene_would_change():
     trap.refresh_from_db()
     assert trap.flagged_for_review and "Dawid-Skene" in trap.flag_reason
     assert report.flagged >= 1
-    assert trap in list(review.review_queue(project=project))
+    assert trap in list(selectors.review_queue(project=project))
     project.refresh_from_db()
     assert sum(project.answer_counts.values()) == Decision.objects.filter(is_current=True).count()
     liar_stats = AnnotatorStats.objects.get(project=project, user=liars[0])
