@@ -13,6 +13,7 @@ import pytest
 import requests
 from django.db import OperationalError, connection
 
+from annotate import rows
 from annotate.models import Export, QueuedJob, Vote
 from annotate.services.ingest import images_upload
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
@@ -191,7 +192,8 @@ def test_a_dropped_database_connection_is_reopened_for_the_next_request(tmp_path
             host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True
         ) as admin:
             ended = admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> %s",
                 [db["NAME"], mine],
             ).fetchone()[0]
         assert ended >= 1
@@ -216,9 +218,15 @@ def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for, w
         # The vote in a transaction (SQLite's, and PostgreSQL's when the rows changed since
         # they were read): the connection breaks after the vote's rows are written (with the
         # decision it makes and the voter's record), before the transaction commits.
+        real_write = rows.write_together
+
+        def written_then_lost(*args, **kwargs):
+            real_write(*args, **kwargs)
+            raise lost
+
         patches = [
             mock.patch("annotate.services.serving._vote_unless_changed", return_value=None),
-            mock.patch("annotate.services.reliability.stats_apply", side_effect=lost),
+            mock.patch("annotate.rows.write_together", side_effect=written_then_lost),
         ]
     else:
         # The vote as one write statement (PostgreSQL): the connection breaks on it.

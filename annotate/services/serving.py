@@ -2,6 +2,12 @@
 
 Lock order, to rule out deadlocks: an assignment row before its image row; image rows in id
 order when several are taken.
+
+An open image has no current decision. Decisions are made by the vote that closes its image
+(to consensus or excluded), by a reviewer (reviewed or excluded) and at ingest for gold images
+(created in consensus), each in the transaction or statement that sets the image's state, and
+nothing makes an image open again. So a vote writes at most the image's first decision, and
+every count it changes only goes up: one write statement always holds the whole vote.
 """
 
 import random
@@ -9,6 +15,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, Value
@@ -20,7 +27,7 @@ from annotate.models import Assignment, Decision, Image, Project, User, Vote
 from annotate.rows import lease as lease_sql
 from annotate.rows import vote as vote_sql
 from annotate.services import reliability
-from annotate.services.consensus import decides, decision_retire, decision_writes, image_outcome
+from annotate.services.consensus import decides, decision_writes, image_outcome
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from annotate.services.reliability import StatsDelta
 
@@ -232,9 +239,9 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
 
     On PostgreSQL most votes are two statements and no transaction: a plain read, then every
     write in one statement that applies only if the image and the assignment rows are still
-    the versions read (see _vote_unless_changed). Where that cannot be (another vote or a
-    reviewer changed them in between, or the vote needs more than one write statement) it
-    takes the rows' locks and does the same in a transaction."""
+    the versions read (see _vote_unless_changed). Where that fails (another vote or a reviewer
+    changed them in between, a unique index or a deadlock), and on SQLite, it takes the rows'
+    locks and does the same in a transaction."""
     try:
         if connection.vendor == "postgresql":
             done = _vote_unless_changed(assignment_id=assignment_id, user=user, label_id=label_id)
@@ -299,8 +306,6 @@ class _VotePlan:
     vote: Vote  # not saved yet; its INSERT is the first of `writes`
     image: Image
     writes: list[tuple[str, list]]  # for rows.write_together()
-    retire: Decision | None  # a current decision to retire before the writes
-    stats_left: dict[int, StatsDelta]  # for reliability.stats_apply() after them
 
 
 def _vote_plan(
@@ -370,40 +375,42 @@ def _vote_plan(
         (vote_sql.image_counts(guarded=guarded), image_params),
         (vote_sql.user_voted(), [user.pk]),
     ]
-    # The decision this vote makes, if any, and everyone's stats go in the same statement
-    # (an open image rarely has a decision to retire: one reopened by a reviewer).
-    stats_left = {user.pk: own}
-    retire = None
-    if decided is not None:
-        retire = current
+    # The decision this vote makes, if any, and everyone's stats go in the same statement: the
+    # image was open, so the decision is its first and every stats change adds (module
+    # docstring).
+    if decided is None:
+        stats = reliability.stats_added_statement(project_id=project.pk, deltas={user.pk: own})
+        writes.append(stats or _impossible("a vote's own stats take something away"))
+    else:
+        if current is not None:
+            _impossible(f"open image {image.pk} has a current decision")
         record = decision_writes(
             image=image,
-            previous=current,
+            previous=None,
             label_id=decided.label_id,
             rule=rule,
             confidence=decided.confidence,
             votes_count=len(votes),
-            also=stats_left,
+            also={user.pk: own},
             votes=votes,
         )
+        if record.stats_left:
+            _impossible("a first decision's stats take something away")
         writes += record.statements
-        stats_left = record.stats_left
-    else:
-        own_stats = reliability.stats_added_statement(project_id=project.pk, deltas=stats_left)
-        if own_stats is not None:
-            writes.append(own_stats)
-            stats_left = {}
-    return _VotePlan(vote, image, writes, retire, stats_left)
+    return _VotePlan(vote, image, writes)
+
+
+def _impossible(what: str) -> NoReturn:
+    """A state that the flow of decisions rules out (see the module docstring) turned up."""
+    raise RuntimeError(f"Vote refused: {what}, which no service should allow.")
 
 
 def _vote_with_locks(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
     with transaction.atomic():
         target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=True)
         plan = _vote_plan(target=target, user=user, label_id=label_id)
-        decision_retire(plan.retire)
         rows.inserted(plan.vote, rows.write_together(plan.writes))
         target.assignment.state = Assignment.State.VOTED
-        reliability.stats_apply(project_id=plan.image.project_id, deltas=plan.stats_left)
     return plan.vote, plan.image
 
 
@@ -426,8 +433,6 @@ def _vote_unless_changed(
     and the locked path then finds out what happened."""
     target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=False)
     plan = _vote_plan(target=target, user=user, label_id=label_id, guarded=True)
-    if plan.retire is not None or plan.stats_left:
-        return None  # more than one write statement: they need a transaction
     try:
         # Inside a caller's transaction (tests, scripts) a savepoint keeps a failure here from
         # spoiling it; in a web request there is none, and this is a single statement.
