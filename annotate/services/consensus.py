@@ -176,32 +176,6 @@ def decides(outcome: Outcome) -> bool:
     return outcome.state in (Image.State.CONSENSUS, Image.State.EXCLUDED)
 
 
-def image_apply_consensus(
-    *, image: Image, project: Project, voter_deltas: dict[int, StatsDelta] | None = None
-) -> Outcome:
-    """Evaluate the policy on the image's votes and record a decision if they decide it.
-
-    Call inside the transaction that holds the image row lock; the caller saves `image.state`.
-    `voter_deltas` (the vote's own stats change) is applied with the decision's in one pass.
-    """
-    votes = image_votes(image_id=image.pk)
-    outcome, rule = image_outcome(image=image, project=project, votes=votes)
-    if decides(outcome):
-        decision_record(
-            image=image,
-            label_id=outcome.label_id,
-            rule=rule,
-            confidence=outcome.confidence,
-            votes_count=len(votes),
-            also=voter_deltas,
-            votes=votes,
-        )
-    elif voter_deltas:
-        reliability.stats_apply(project_id=project.pk, deltas=voter_deltas)
-    image.state = outcome.state
-    return outcome
-
-
 def decision_record(
     *,
     image: Image,
