@@ -163,8 +163,9 @@ def test_the_memory_is_bounded(settings):
     """A flood of distinct tokens cannot grow a process: the least recently used go first."""
     settings.READ_CACHE_SECONDS = 3600
     recent.put(("token", "first"), 1)
-    for key in range(recent._kept.maxsize):
+    for key in range(recent.MAX_ENTRIES):
         recent.put(("token", key), key)
     assert recent.get(("token", "first")) is None
-    assert recent.get(("token", recent._kept.maxsize - 1)) == recent._kept.maxsize - 1
-    assert len(recent._kept) == recent._kept.maxsize
+    assert recent.get(("token", 1)) == 1
+    assert recent.get(("token", recent.MAX_ENTRIES - 1)) == recent.MAX_ENTRIES - 1
+    assert len(recent._kept) == recent.MAX_ENTRIES
