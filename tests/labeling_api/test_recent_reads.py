@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from annotate import recent
 from annotate.models import Project, User
+from annotate.rows.names import sql
 from tests.factories import ImageFactory
 
 
@@ -102,7 +103,7 @@ def test_a_change_made_elsewhere_applies_within_the_cache_time(volunteer, token,
     assert client.get("/api/me/").status_code == 200
     # Another process revokes the token: no signal reaches this one.
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM authtoken_token WHERE key = %s", [token.key])
+        cursor.execute(sql("DELETE FROM {Token} WHERE {Token.key} = %s"), [token.key])
 
     later(4.9)
     assert client.get("/api/me/").status_code == 200  # the bounded delay, as documented
@@ -153,7 +154,8 @@ def test_a_project_change_applies_to_the_next_lease(
     # By another process: after the cache time.
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE annotate_project SET lease_seconds = 6000 WHERE id = %s", [project.pk]
+            sql("UPDATE {Project} SET {Project.lease_seconds} = 6000 WHERE {Project.id} = %s"),
+            [project.pk],
         )
     later(5.1)
     assert lease_seconds() == pytest.approx(6000, abs=5)
