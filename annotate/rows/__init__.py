@@ -22,22 +22,25 @@ database has one (PostgreSQL) and nothing on SQLite, whose writers are serialize
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.db import connection
 from django.db.models import Model
 
 from annotate.rows import django_private
+from annotate.rows.django_private import column_of
 from annotate.rows.names import quoted
 
+M = TypeVar("M", bound=Model)
 
-class Columns:
+
+class Columns(Generic[M]):
     """A model's concrete columns under a table alias, and how to make instances of them.
 
     `only`: these fields' columns (the primary key always); the instances leave the others
     deferred, as `QuerySet.only()` does, and read one from the database if it is used."""
 
-    def __init__(self, model: type[Model], alias: str, only: tuple[str, ...] | None = None):
+    def __init__(self, model: type[M], alias: str, only: tuple[str, ...] | None = None):
         self.model = model
         fields = django_private.model_fields(model)
         self.fields = [
@@ -49,7 +52,7 @@ class Columns:
         if only is not None and len(self.fields) != len(set(only) | {key}):
             raise ValueError(f"unknown fields of {model.__name__} in {only}")
         self.attnames = [field.attname for field in self.fields]
-        self.sql = ", ".join(f"{alias}.{quoted(field.column)}" for field in self.fields)
+        self.sql = ", ".join(f"{alias}.{quoted(column_of(field))}" for field in self.fields)
         self._converters: dict[str, list] = {}
 
     def __len__(self) -> int:
@@ -66,7 +69,7 @@ class Columns:
             self._converters[connection.vendor] = found
         return found
 
-    def build(self, values: Sequence[Any]) -> Model:
+    def build(self, values: Sequence[Any]) -> M:
         """A model instance from this model's slice of a row, as the ORM would have loaded it
         (the fields left out deferred)."""
         values = list(values)
@@ -76,9 +79,15 @@ class Columns:
         return django_private.instance_from_row(self.model, self.attnames, values)
 
 
-@cache
-def columns(model: type[Model], alias: str, only: tuple[str, ...] | None = None) -> Columns:
-    return Columns(model, alias, only)
+_columns: dict[tuple[type[Model], str, tuple[str, ...] | None], Columns[Any]] = {}
+
+
+def columns(model: type[M], alias: str, only: tuple[str, ...] | None = None) -> Columns[M]:
+    """Columns(model, alias, only), made once."""
+    found = _columns.get((model, alias, only))
+    if found is None:
+        found = _columns[model, alias, only] = Columns(model, alias, only)
+    return found
 
 
 def lock(*, of: str | None = None, skip_locked: bool = False) -> str:
@@ -143,9 +152,9 @@ class _Insert:
     def __init__(self, model: type[Model]):
         fields = django_private.model_fields(model)
         self.fields = [field for field in fields if not field.primary_key]
-        names = ", ".join(quoted(field.column) for field in self.fields)
+        names = ", ".join(quoted(column_of(field)) for field in self.fields)
         marks = ", ".join(["%s"] * len(self.fields))
-        key = next(quoted(field.column) for field in fields if field.primary_key)
+        key = next(quoted(column_of(field)) for field in fields if field.primary_key)
         self.sql = (
             f"INSERT INTO {quoted(model._meta.db_table)} ({names}) VALUES ({marks}) RETURNING {key}"
         )
@@ -167,8 +176,10 @@ def insert_statement(instance: Model) -> tuple[str, list]:
     return statement.sql, values
 
 
-def inserted(instance: Model, row: tuple) -> Model:
+def inserted(instance: Model, row: tuple | None) -> Model:
     """Mark `instance` saved, with the primary key from its INSERT's RETURNING row."""
+    if row is None:
+        raise RuntimeError(f"the INSERT of a {type(instance).__name__} returned no row")
     instance.pk = row[0]
     django_private.mark_saved(instance)
     return instance
@@ -203,11 +214,11 @@ def write_together(
         return None if found is None else found[:-1]
     if connection.vendor != "postgresql":
         found = None
-        for index, (sql, params) in enumerate(statements):
+        for index, (sql, statement_params) in enumerate(statements):
             if index == 0 and returns:
-                found = fetch_one(sql, params)
+                found = fetch_one(sql, statement_params)
             else:
-                execute(sql, params)
+                execute(sql, statement_params)
         return found
     clauses = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(statements))
     params = [value for _, statement_params in statements for value in statement_params]

@@ -11,7 +11,7 @@ each function that names the API it depends on.
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -19,7 +19,7 @@ from django.db.models.base import ModelState
 
 # What each function below relies on; the canary test checks every entry.
 PRIVATE_APIS = {
-    "model_fields": "Model._meta.concrete_fields, Field.column and Field.attname",
+    "model_fields": "Model._meta.concrete_fields, Field.column and Field.attname (column_of())",
     "field_converters": (
         "Field.get_col(), DatabaseOperations.get_db_converters() and Field.get_db_converters()"
     ),
@@ -38,12 +38,20 @@ PRIVATE_APIS = {
 }
 
 Converter = Callable[[Any, Any, Any], Any]
+M = TypeVar("M", bound=Model)
 
 
 def model_fields(model: type[Model]) -> list[Field]:
     """The model's fields that have a column of their own table, in the table's order (each
     with `.column`, its column's name, and `.attname`, its attribute on an instance)."""
     return list(model._meta.concrete_fields)
+
+
+def column_of(field: Field) -> str:
+    """The name of a concrete field's column (one from model_fields() always has one)."""
+    if field.column is None:
+        raise ValueError(f"{field} has no column of its own")
+    return field.column
 
 
 def field_converters(model: type[Model], field: Field) -> tuple[Any, list[Converter]]:
@@ -56,7 +64,7 @@ def field_converters(model: type[Model], field: Field) -> tuple[Any, list[Conver
     ]
 
 
-def instance_from_row(model: type[Model], attnames: Sequence[str], values: Sequence[Any]) -> Model:
+def instance_from_row(model: type[M], attnames: Sequence[str], values: Sequence[Any]) -> M:
     """A model instance holding `values` (converted already) under `attnames`, as
     Model.from_db() makes one, less Model.__init__(): that sets each field through setattr()
     and sends pre_init and post_init, which none of our models listens to, and cost 30 to 60 µs
@@ -107,4 +115,5 @@ def server_binding_cursor() -> Any:
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+        cursor = ServerBindingCursor(connection.connection)  # type: ignore[call-arg]
+        return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]

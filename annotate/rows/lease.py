@@ -19,7 +19,7 @@ _CANDIDATES = (
     " AND i.{Image.free_slots} > 0 AND NOT EXISTS (SELECT 1 FROM {Assignment} a"
     " WHERE a.{Assignment.user} = %s AND a.{Assignment.image} = i.{Image.id})"
 )
-_ORDER = {
+_ORDER: dict[str, str] = {
     Project.ServingOrder.CLOSEST: "i.{Image.votes_count} DESC, i.{Image.id}",
     Project.ServingOrder.UNCERTAIN: "i.{Image.uncertainty} DESC, i.{Image.id}",
     Project.ServingOrder.RANDOM: "i.{Image.id}",

@@ -12,7 +12,7 @@ from typing import Any
 from django.apps import apps
 from django.db.models import Model
 
-from annotate.rows.django_private import model_fields
+from annotate.rows.django_private import column_of, model_fields
 
 # The models the hot path's statements read and write, by the name templates use.
 _MODELS = {
@@ -45,7 +45,7 @@ class Table:
         self._name = quoted(model._meta.db_table)
         self._columns: dict[str, str] = {}
         for field in model_fields(model):
-            self._columns[field.name] = self._columns[field.attname] = quoted(field.column)
+            self._columns[field.name] = self._columns[field.attname] = quoted(column_of(field))
 
     def __format__(self, spec: str) -> str:
         return self._name

@@ -51,10 +51,10 @@ class VoteRead:
     Parameters: label id, assignment id."""
 
     sql: str
-    assignment: Columns
-    image: Columns
-    project: Columns
-    decision: Columns
+    assignment: Columns[Assignment]
+    image: Columns[Image]
+    project: Columns[Project]
+    decision: Columns[Decision]
 
 
 @cache

@@ -83,7 +83,7 @@ def _pick_starts(*, project: Project, user: User) -> list[int | None]:
     every open image."""
     if project.serving_order != Project.ServingOrder.RANDOM:
         return [None]
-    low, high = rows.fetch_one(lease_sql.candidate_range(), [project.pk, user.pk])
+    low, high = rows.fetch_one(lease_sql.candidate_range(), [project.pk, user.pk]) or (None, None)
     return [] if low is None else [random.randint(low, high), None]
 
 
@@ -228,6 +228,8 @@ def _image_for_update(*, image_id: int) -> Image:
     """The image, its row locked, with its project loaded in the same statement."""
     image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
     row = rows.fetch_one(vote_sql.image_for_update(), [image_id])
+    if row is None:
+        raise NotFound(f"Image {image_id} does not exist.")
     image = image_columns.build(row[: len(image_columns)])
     image.project = project_columns.build(row[len(image_columns) :])
     return image
@@ -366,6 +368,8 @@ def _vote_plan(
         image.pk,
     ]
     if guarded:
+        if target.versions is None:
+            raise ValueError("a guarded vote needs the row versions its read saw")
         image_version, assignment_version = target.versions
         assignment_params.append(assignment_version)
         image_params.append(image_version)
