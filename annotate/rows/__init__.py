@@ -123,6 +123,11 @@ def cursor():
     return django_private.server_binding_cursor()
 
 
+def in_transaction() -> bool:
+    """Whether the caller is inside transaction.atomic() (a test's own transaction included)."""
+    return django_private.in_transaction()
+
+
 def fetch_one(sql: str, params: Sequence[Any] = ()) -> tuple | None:
     with cursor() as c:
         c.execute(sql, params)

@@ -31,6 +31,7 @@ PRIVATE_APIS = {
         " and has_select_for_update_skip_locked"
     ),
     "logging_queries": "BaseDatabaseWrapper.queries_logged",
+    "in_transaction": "BaseDatabaseWrapper.in_atomic_block",
     "server_binding_cursor": (
         "postgresql.base.ServerBindingCursor, BaseDatabaseWrapper.close_if_health_check_failed(),"
         " ensure_connection(), wrap_database_errors, _prepare_cursor() and .connection"
@@ -103,6 +104,11 @@ def logging_queries() -> bool:
     """Whether this connection logs each statement with its values (DEBUG, or a test that
     counts or captures queries)."""
     return connection.queries_logged
+
+
+def in_transaction() -> bool:
+    """Whether the caller is inside transaction.atomic() (a test's own transaction included)."""
+    return connection.in_atomic_block
 
 
 def server_binding_cursor() -> Any:

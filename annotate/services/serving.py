@@ -440,7 +440,7 @@ def _vote_unless_changed(
     try:
         # Inside a caller's transaction (tests, scripts) a savepoint keeps a failure here from
         # spoiling it; in a web request there is none, and this is a single statement.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        with transaction.atomic() if rows.in_transaction() else nullcontext():
             found = rows.write_together(plan.writes, check=vote_sql.UNCHANGED_CHECK)
     except (IntegrityError, OperationalError) as error:
         # Serialization failure (the check) or deadlock: to be tried again with the locks. Any

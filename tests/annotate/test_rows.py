@@ -240,6 +240,12 @@ def _canary_logging_queries():
         assert django_private.logging_queries() is True
 
 
+def _canary_in_transaction():
+    # Each canary runs in an atomic block, inside the test's own transaction.
+    assert django_private.in_transaction() is True
+    assert transaction.get_autocommit() is False
+
+
 def _canary_server_binding_cursor():
     from django.db.backends.postgresql.base import ServerBindingCursor
 
@@ -263,6 +269,7 @@ _CANARIES = {
     "datetime_param": _canary_datetime_param,
     "row_lock_support": _canary_row_lock_support,
     "logging_queries": _canary_logging_queries,
+    "in_transaction": _canary_in_transaction,
     "server_binding_cursor": _canary_server_binding_cursor,
 }
 
