@@ -69,6 +69,18 @@ class DecisionAdmin(admin.ModelAdmin):
     list_filter = ["rule", "is_current"]
     raw_id_fields = ["image", "label", "decided_by", "replaces"]
 
+    # Read-only: decisions are made by votes, reviewers and ingest, together with the image's
+    # state and the voters' records (annotate.services.serving's docstring); one added or
+    # changed here would leave those behind.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 # Exports (issue 6): read-only; they are made and changed by the export service.
 from annotate.models import Export  # noqa: E402

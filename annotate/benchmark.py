@@ -9,12 +9,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from annotate.rows import lookups
+
 
 @csrf_exempt
 @require_POST
 def floor(request: HttpRequest, image_id: int) -> HttpResponse:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, state FROM annotate_image WHERE id = %s", [image_id])
+        cursor.execute(lookups.floor_image(), [image_id])
         row = cursor.fetchone()
         cursor.execute("INSERT INTO bench_floor (image_id) VALUES (%s) RETURNING id", [image_id])
         inserted = cursor.fetchone()[0]

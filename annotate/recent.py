@@ -15,20 +15,35 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import TTLCache
 from django.conf import settings
 
-# Entries are (kept at, row). Bounded so that a flood of distinct keys cannot grow it: the least
-# recently used go first.
-_kept: LRUCache = LRUCache(maxsize=50_000)
+# Bounded, so that a flood of distinct keys cannot grow a process: past this many entries the
+# least recently used go first.
+MAX_ENTRIES = 50_000
+# The clock entries age by; tests move it forward.
+clock: Callable[[], float] = time.monotonic
 # Gunicorn's sync workers serve one request at a time, but `manage.py runserver` and tests
 # use threads; cachetools' caches are not thread-safe on their own.
 _lock = threading.Lock()
-clock: Callable[[], float] = time.monotonic
+_kept: TTLCache | None = None  # made for the current READ_CACHE_SECONDS by _cache()
 
 
 def _seconds() -> float:
     return float(getattr(settings, "READ_CACHE_SECONDS", 0))
+
+
+def _now() -> float:
+    return clock()  # looked up on each call, so that a clock set later applies
+
+
+def _cache(seconds: float) -> TTLCache:
+    """The cache whose entries live `seconds`: a new, empty one if the setting changed since
+    the last (tests change it). Call holding _lock."""
+    global _kept
+    if _kept is None or _kept.ttl != seconds:
+        _kept = TTLCache(maxsize=MAX_ENTRIES, ttl=seconds, timer=_now)
+    return _kept
 
 
 def get(key: Hashable) -> Any | None:
@@ -37,27 +52,27 @@ def get(key: Hashable) -> Any | None:
     if seconds <= 0:
         return None
     with _lock:
-        kept = _kept.get(key)
-    if kept is None or clock() - kept[0] >= seconds:
-        return None
-    return kept[1]
+        return _cache(seconds).get(key)
 
 
 def put(key: Hashable, row: Any) -> None:
-    if row is None or _seconds() <= 0:
+    seconds = _seconds()
+    if row is None or seconds <= 0:
         return
     with _lock:
-        _kept[key] = (clock(), row)
+        _cache(seconds)[key] = row
 
 
 def forget(key: Hashable) -> None:
     with _lock:
-        _kept.pop(key, None)
+        if _kept is not None:
+            _kept.pop(key, None)
 
 
 def forget_all() -> None:
     with _lock:
-        _kept.clear()
+        if _kept is not None:
+            _kept.clear()
 
 
 def forget_saved_or_deleted(sender, instance, **kwargs) -> None:

@@ -138,6 +138,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         User,
         Vote,
     )
+    from annotate.rows import names
     from annotate.services.reliability import estimated_accuracy
     from annotate.services.serving import image_capacity
 
@@ -297,20 +298,16 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             },
         )
         cursor.execute(
-            "UPDATE annotate_user u SET votes_count = s.votes"
-            " FROM annotate_annotatorstats s WHERE s.user_id = u.id"
+            names.sql(
+                "UPDATE {User} u SET {User.votes_count} = s.{AnnotatorStats.votes}"
+                " FROM {AnnotatorStats} s WHERE s.{AnnotatorStats.user} = u.{User.id}"
+            )
         )
-        for table in (
-            "annotate_user",
-            "annotate_image",
-            "annotate_assignment",
-            "annotate_vote",
-            "annotate_decision",
-            "annotate_annotatorstats",
-        ):
+        for model in (User, Image, Assignment, Vote, Decision, AnnotatorStats):
             cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                f" (SELECT max(id) FROM {table}))"
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'),"
+                f" (SELECT max(id) FROM {names.quoted(model._meta.db_table)}))",
+                [model._meta.db_table],
             )
         cursor.execute(
             "CREATE TABLE bench_floor"
@@ -517,23 +514,25 @@ def explain_serving(seeded) -> str:
 def invariants() -> list[str]:
     from django.db import connection
 
+    from annotate.rows.names import sql
+
     problems = []
     checks = {
-        "duplicate votes": (
-            "SELECT count(*) FROM (SELECT user_id, image_id FROM annotate_vote"
+        "duplicate votes": sql(
+            "SELECT count(*) FROM (SELECT {Vote.user}, {Vote.image} FROM {Vote}"
             " GROUP BY 1, 2 HAVING count(*) > 1) d"
         ),
-        "images over max_votes": (
-            f"SELECT count(*) FROM annotate_image WHERE votes_count > {MAX_VOTES}"
+        "images over max_votes": sql(
+            "SELECT count(*) FROM {Image} WHERE {Image.votes_count} > {most}", most=MAX_VOTES
         ),
-        "vote counters off": (
-            "SELECT count(*) FROM annotate_image i WHERE votes_count <>"
-            " (SELECT count(*) FROM annotate_vote v WHERE v.image_id = i.id)"
+        "vote counters off": sql(
+            "SELECT count(*) FROM {Image} i WHERE {Image.votes_count} <> (SELECT count(*)"
+            " FROM {Vote} v WHERE v.{Vote.image} = i.{Image.id})"
         ),
-        "lease counters off": (
-            "SELECT count(*) FROM annotate_image i WHERE leases_count <>"
-            " (SELECT count(*) FROM annotate_assignment a"
-            " WHERE a.image_id = i.id AND a.state = 'active')"
+        "lease counters off": sql(
+            "SELECT count(*) FROM {Image} i WHERE {Image.leases_count} <> (SELECT count(*)"
+            " FROM {Assignment} a WHERE a.{Assignment.image} = i.{Image.id}"
+            " AND a.{Assignment.state} = 'active')"
         ),
     }
     with connection.cursor() as cursor:

@@ -12,6 +12,7 @@ import pytest
 import requests
 from django.db import OperationalError, connection
 
+from annotate import rows
 from annotate.models import Export, QueuedJob, Vote
 from annotate.services.ingest import images_upload
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
@@ -218,9 +219,15 @@ def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for, w
         # The vote in a transaction (SQLite's, and PostgreSQL's when the rows changed since
         # they were read): the connection breaks after the vote's rows are written (with the
         # decision it makes and the voter's record), before the transaction commits.
+        real_write = rows.write_together
+
+        def written_then_lost(*args, **kwargs):
+            real_write(*args, **kwargs)
+            raise lost
+
         patches = [
             mock.patch("annotate.services.serving._vote_unless_changed", return_value=None),
-            mock.patch("annotate.services.reliability.stats_apply", side_effect=lost),
+            mock.patch("annotate.rows.write_together", side_effect=written_then_lost),
         ]
     else:
         # The vote as one write statement (PostgreSQL): the connection breaks on it.

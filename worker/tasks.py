@@ -4,19 +4,8 @@ from celery import shared_task
 from django.conf import settings
 
 from annotate.models import Project
-from annotate.services import aggregation, ingest, jobs, ml, serving
+from annotate.services import aggregation, jobs, ml, serving
 from annotate.services import export as export_service
-
-
-@shared_task(
-    name="annotate.image_preprocess",
-    max_retries=3,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_jitter=True,
-)
-def image_preprocess(image_id: int) -> bool:
-    return ingest.image_preprocess(image_id=image_id)
 
 
 @shared_task(name="annotate.assignments_expire")

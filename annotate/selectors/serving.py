@@ -6,6 +6,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from annotate import recent, rows
 from annotate.models import Assignment, Image, Project, User
+from annotate.rows import lookups as lookup_sql
+from annotate.rows.lookups import LABEL_FIELDS
 from annotate.services.errors import NotFound
 
 
@@ -18,26 +20,11 @@ def project_get(*, project_id: int, recent_ok: bool = False) -> Project:
     project_columns = rows.columns(Project, "p")
     row = recent.get(("project", project_id)) if recent_ok else None
     if row is None:
-        row = rows.fetch_one(
-            f"SELECT {project_columns.sql} FROM annotate_project p WHERE p.id = %s", [project_id]
-        )
+        row = rows.fetch_one(lookup_sql.project(), [project_id])
         if row is None:
             raise NotFound(f"Project {project_id} does not exist.")
         recent.put(("project", project_id), row)
     return project_columns.build(row)
-
-
-LABEL_FIELDS = ("id", "wnid", "name", "gloss", "position")
-_LABEL_COLUMNS = ", ".join(f"l.{field}" for field in LABEL_FIELDS) + ", s.confidence"
-# The project's labels, the suggested one (when the project shows suggestions) carrying the
-# active model's confidence for the image: the suggested label is one of the project's labels.
-# `{image}` is where the statement has the image's id; the parameter is the project's id.
-_LABELS_WITH_SUGGESTION = (
-    " FROM annotate_label l LEFT JOIN (annotate_suggestion s"
-    " JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
-    " JOIN annotate_project p ON p.id = m.project_id AND p.show_suggestions)"
-    " ON s.image_id = {image} AND s.label_id = l.id WHERE l.project_id = %s"
-)
 
 
 def labels_and_suggestion(
@@ -47,27 +34,15 @@ def labels_and_suggestion(
     suggestion for the image ({label, confidence}) where the project shows suggestions.
 
     Both in one statement, as every lease answer needs them."""
-    found = rows.fetch_all(
-        f"SELECT {_LABEL_COLUMNS}{_LABELS_WITH_SUGGESTION.format(image='%s')}"
-        " ORDER BY l.position, l.id",
-        [image_id, project_id],
-    )
+    found = rows.fetch_all(lookup_sql.labels_and_suggestion(), [image_id, project_id])
     return labels_and_suggestion_of(found)
 
 
-def labels_and_suggestion_json(*, image: str) -> str:
-    """labels_and_suggestion() as a subquery giving one JSON array of its rows (PostgreSQL), for
-    a statement that has the image's id as the SQL expression `image`; its parameter is the
-    project's id. The lease statement carries it: one round trip less per image served."""
-    return (
-        f"(SELECT json_agg(json_build_array({_LABEL_COLUMNS}) ORDER BY l.position, l.id)"
-        f"{_LABELS_WITH_SUGGESTION.format(image=image)})"
-    )
-
-
 def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
-    """The labels and the suggestion from the rows (or JSON arrays) of the statements above."""
-    labels = [dict(zip(LABEL_FIELDS, row, strict=False)) for row in found]
+    """The labels and the suggestion from the rows of labels_and_suggestion() or the JSON
+    arrays of the lease's statement (annotate.rows.lookups): LABEL_FIELDS, then the suggested
+    label's confidence."""
+    labels = [dict(zip(LABEL_FIELDS, row[:-1], strict=True)) for row in found]
     suggestion = next(
         ({"label": row[0], "confidence": row[-1]} for row in found if row[-1] is not None), None
     )
@@ -90,11 +65,7 @@ def user_for_token(*, key: str) -> User | None:
     owner_id = recent.get(("token", key))
     row = None if owner_id is None else recent.get(("user", owner_id))
     if row is None:
-        row = rows.fetch_one(
-            f"SELECT {user_columns.sql} FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id"
-            " WHERE t.key = %s",
-            [key],
-        )
+        row = rows.fetch_one(lookup_sql.token_owner(), [key])
         if row is None:
             return None
         user = user_columns.build(row)

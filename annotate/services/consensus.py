@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from annotate import rows
 from annotate.models import Decision, Image, Project, User
+from annotate.rows import decisions as decision_sql
 from annotate.services import ml, reliability
 from annotate.services.reliability import StatsDelta
 
@@ -93,17 +94,13 @@ def dynamic_outcome(
 
 def answer_keys_for(*, project: Project) -> list[int | None]:
     """The answers a vote can give, in a fixed order: the labels, then "none of these"."""
-    ids = rows.fetch_all(
-        "SELECT id FROM annotate_label WHERE project_id = %s ORDER BY id", [project.pk]
-    )
+    ids = rows.fetch_all(decision_sql.label_ids(), [project.pk])
     return [*(label_id for (label_id,) in ids), None]
 
 
 def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
     """(user id, label id) of every vote on the image."""
-    return rows.fetch_all(
-        "SELECT user_id, label_id FROM annotate_vote WHERE image_id = %s", [image_id]
-    )
+    return rows.fetch_all(decision_sql.image_votes(), [image_id])
 
 
 def answer_prior(
@@ -182,32 +179,6 @@ def decides(outcome: Outcome) -> bool:
     return outcome.state in (Image.State.CONSENSUS, Image.State.EXCLUDED)
 
 
-def image_apply_consensus(
-    *, image: Image, project: Project, voter_deltas: dict[int, StatsDelta] | None = None
-) -> Outcome:
-    """Evaluate the policy on the image's votes and record a decision if they decide it.
-
-    Call inside the transaction that holds the image row lock; the caller saves `image.state`.
-    `voter_deltas` (the vote's own stats change) is applied with the decision's in one pass.
-    """
-    votes = image_votes(image_id=image.pk)
-    outcome, rule = image_outcome(image=image, project=project, votes=votes)
-    if decides(outcome):
-        decision_record(
-            image=image,
-            label_id=outcome.label_id,
-            rule=rule,
-            confidence=outcome.confidence,
-            votes_count=len(votes),
-            also=voter_deltas,
-            votes=votes,
-        )
-    elif voter_deltas:
-        reliability.stats_apply(project_id=project.pk, deltas=voter_deltas)
-    image.state = outcome.state
-    return outcome
-
-
 def decision_record(
     *,
     image: Image,
@@ -248,8 +219,7 @@ def decision_retire(previous: Decision | None) -> None:
     decision per image may be current, and the database checks that row by row."""
     if previous is not None:
         rows.execute(
-            "UPDATE annotate_decision SET is_current = %s, updated_at = %s WHERE id = %s",
-            [False, rows.moment(timezone.now()), previous.pk],
+            decision_sql.retire_decision(), [False, rows.moment(timezone.now()), previous.pk]
         )
 
 
@@ -307,10 +277,5 @@ def decision_writes(
 
 
 def current_decision(*, image_id: int) -> Decision | None:
-    decision_columns = rows.columns(Decision, "d")
-    row = rows.fetch_one(
-        f"SELECT {decision_columns.sql} FROM annotate_decision d"
-        " WHERE d.image_id = %s AND d.is_current",
-        [image_id],
-    )
-    return None if row is None else decision_columns.build(row)
+    row = rows.fetch_one(decision_sql.current_decision(), [image_id])
+    return None if row is None else rows.columns(Decision, "d").build(row)

@@ -54,13 +54,10 @@ from django.utils.text import slugify
 from annotate.models import Decision, Export, Image, Label, Project, SplitAssignment, User
 from annotate.services import ingest, ingest_worker, jobs
 from annotate.services.errors import Conflict, InvalidInput
-from annotate.services.export_worker import (  # noqa: F401 - jpeg_* are this module's too
+from annotate.services.export_worker import (
     Copier,
     CopyConfig,
     UstarHeaders,
-    jpeg_bytes,
-    jpeg_header,
-    jpeg_kept,
     member_buffers,
     pwrite_all,
 )
@@ -473,9 +470,9 @@ class TarSink:
 
     `fd` is a file opened for writing, at its start, and `path` its path. Members are laid out
     by place(), in the dataset's order: each gets its offset in the tar then, as its size is
-    known. A placed member may then be written by this process (write()) or by a worker
-    process (Copier.write), in any order: it goes at its offset. The file's data is written
-    back to disk as it grows (see _Writeback); the caller fsyncs it when the sink is closed."""
+    known. A placed member may then be written by this process (write()) or by a worker process
+    (Copier.write), in any order: it goes at its offset. The file's data is written back to
+    disk as it grows (see _Writeback); the caller fsyncs it when the sink is closed."""
 
     def __init__(self, fd: int, prefix: str, path: Path, writeback_every: int = WRITEBACK_BYTES):
         self.fd = fd
@@ -658,8 +655,9 @@ class _Copiers:
         self.close()
 
 
-class _HashingWriter:
-    """A text file in the scratch folder whose SHA-256 is known when it is closed."""
+class _ListFile:
+    """One of the dataset's list files (train.txt, val.txt, ...), written line by line in the
+    scratch folder as UTF-8 with \\n line ends; _file_sha256() hashes it once it is closed."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -782,12 +780,12 @@ def _build(
     files_log = open(scratch / "files.part", "w", encoding="utf-8")
     left_log = open(scratch / "left_out.part", "w", encoding="utf-8")
     lists = {
-        "train.txt": _HashingWriter(scratch / "train.txt"),
-        "val.txt": _HashingWriter(scratch / "val.txt"),
+        "train.txt": _ListFile(scratch / "train.txt"),
+        "val.txt": _ListFile(scratch / "val.txt"),
     }
     if flat:
-        lists["val_ground_truth.txt"] = _HashingWriter(scratch / "val_ground_truth.txt")
-        lists["LOC_val_solution.csv"] = _HashingWriter(scratch / "LOC_val_solution.csv")
+        lists["val_ground_truth.txt"] = _ListFile(scratch / "val_ground_truth.txt")
+        lists["LOC_val_solution.csv"] = _ListFile(scratch / "LOC_val_solution.csv")
         lists["LOC_val_solution.csv"].write("ImageId,PredictionString\n")
 
     side_list: dict[str, str] = {

@@ -115,14 +115,15 @@ def jpeg_header(data: bytes) -> tuple[int, int] | None:
 
 def jpeg_kept(data: bytes, resize: int | None) -> bool:
     """Whether `data` is an RGB JPEG that needs no change (no resize, or already small enough;
-    upright): one that jpeg_bytes() returns byte for byte."""
+    upright): one that jpeg_for_export() returns byte for byte."""
     header = jpeg_header(data)
     return header is not None and (resize is None or min(header) <= resize)
 
 
-def jpeg_bytes(data: bytes, *, resize: int | None, quality: int) -> bytes:
-    """The image as an RGB JPEG, its shorter side at most `resize`. An RGB JPEG that needs no
-    change (see jpeg_kept) is returned byte for byte."""
+def jpeg_for_export(data: bytes, *, resize: int | None, quality: int) -> bytes:
+    """A stored image file's bytes as the export writes them: an upright RGB JPEG, its shorter
+    side at most `resize`. An RGB JPEG that needs no change (see jpeg_kept) is returned byte
+    for byte."""
     if jpeg_kept(data, resize):
         return data
     with warnings.catch_warnings():
@@ -287,7 +288,7 @@ class Copier:
         self.held: dict[int, list[bytes]] = {}
 
     def convert(self, data: bytes) -> bytes:
-        return jpeg_bytes(data, resize=self.config.resize, quality=self.config.quality)
+        return jpeg_for_export(data, resize=self.config.resize, quality=self.config.quality)
 
     def read(self, batch: int, names: list[str]) -> list[tuple[int, str] | str]:
         """Read the batch's files, converting those that need it; hold the bytes to write and

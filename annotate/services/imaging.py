@@ -13,6 +13,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -108,7 +109,8 @@ def preprocessed_copy(img: PIL.Image.Image, short_side: int) -> PIL.Image.Image:
     return img.resize(size, PIL.Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def jpeg_bytes(img: PIL.Image.Image, quality: int = 90) -> bytes:
+def encode_jpeg(img: PIL.Image.Image, quality: int = 90) -> bytes:
+    """A decoded image (RGB) encoded as JPEG."""
     buffer = io.BytesIO()
     img.save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
@@ -179,7 +181,7 @@ def inspect(
         width=oriented_size[0],
         height=oriented_size[1],
         phash=perceptual_hash(small),
-        preprocessed=jpeg_bytes(small),
+        preprocessed=encode_jpeg(small),
     )
 
 
@@ -268,7 +270,7 @@ class StreamSource:
 
     stream: BinaryIO
 
-    def open(self) -> contextlib.AbstractContextManager[BinaryIO]:
+    def open(self) -> AbstractContextManager[BinaryIO]:
         # Lent for a `with` block without being closed: the upload handler owns the stream.
         self.stream.seek(0)
         return contextlib.nullcontext(self.stream)

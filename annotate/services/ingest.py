@@ -13,9 +13,7 @@ from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-import PIL.Image
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -760,32 +758,6 @@ def _archive_size(path: Path) -> int:
             return sum(1 for info in archive.infolist() if not info.is_dir())
     except (zipfile.BadZipFile, OSError):
         return 1
-
-
-def image_preprocess(*, image_id: int) -> bool:
-    """Write the CNN's copy of an image that lacks one (images stored before ingest made it).
-
-    Idempotent: returns False when the copy exists already or the image is gone.
-    """
-    image = Image.objects.filter(pk=image_id).first()
-    if image is None:
-        return False
-    if image.preprocessed.name and default_storage.exists(image.preprocessed.name):
-        return False
-    with image.file.open("rb") as source, PIL.Image.open(source) as img:
-        small = imaging.preprocessed_copy(img, settings.PREPROCESSED_SHORT_SIDE)
-        data = imaging.jpeg_bytes(small)
-        phash = image.phash or imaging.perceptual_hash(small)
-    sha = image.sha256
-    stored_name = default_storage.save(
-        f"preprocessed/{image.project_id}/{sha[:2]}/{sha}.jpg", ContentFile(data)
-    )
-    # The row points at the copy only once the file is complete.
-    updated = Image.objects.filter(pk=image_id).update(preprocessed=stored_name, phash=phash)
-    if not updated:
-        default_storage.delete(stored_name)
-        return False
-    return True
 
 
 def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:

@@ -32,6 +32,7 @@ from annotate.models import (
     TrainingRun,
     User,
 )
+from annotate.rows import lookups as lookup_sql
 from annotate.selectors.ml import project_verified_count, verified_decisions
 from annotate.services import jobs
 from annotate.services.errors import Conflict, InvalidInput
@@ -92,25 +93,14 @@ def is_holdout(sha256: str, fraction: float | None = None) -> bool:
 def suggestion_for_image(*, image_id: int) -> dict[str, Any] | None:
     """{label, confidence} of the active model for an image of a project that shows
     suggestions; None otherwise. One indexed query (on every lease, so written as SQL text)."""
-    row = rows.fetch_one(
-        "SELECT s.label_id, s.confidence FROM annotate_suggestion s"
-        " JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
-        " JOIN annotate_project p ON p.id = m.project_id"
-        " WHERE s.image_id = %s AND p.show_suggestions LIMIT 1",
-        [image_id],
-    )
+    row = rows.fetch_one(lookup_sql.suggestion(), [image_id])
     return {"label": row[0], "confidence": row[1]} if row else None
 
 
 def image_model_prior(*, image_id: int) -> dict[int, float] | None:
     """The active model's calibrated probability of every label for an image (the dynamic
     consensus prior), whether or not the project shows suggestions; None without one."""
-    row = rows.fetch_one(
-        "SELECT s.probabilities FROM annotate_suggestion s"
-        " JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
-        " WHERE s.image_id = %s LIMIT 1",
-        [image_id],
-    )
+    row = rows.fetch_one(lookup_sql.model_probabilities(), [image_id])
     if row is None:
         return None
     # JSON columns come back as text from both databases (Django decodes them itself).

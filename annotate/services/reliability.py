@@ -18,6 +18,8 @@ from django.utils import timezone
 
 from annotate import rows
 from annotate.models import AnnotatorStats, Decision, Project, User, Vote
+from annotate.rows import stats as stats_sql
+from annotate.rows.stats import COUNT_FIELDS, STATS_FIELDS
 
 PRIOR_ACCURACY = 0.7
 PRIOR_STRENGTH = 4.0
@@ -41,48 +43,8 @@ class StatsDelta:
     gold_correct: int = 0
 
 
-_COUNT_FIELDS = ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct")
-_STATS_FIELDS = (*_COUNT_FIELDS, "estimated_accuracy")
-
-
-def _added(field: str) -> str:
-    """SQL for a counter plus its delta in an upsert's DO UPDATE, never below zero."""
-    return (
-        f"CASE WHEN s.{field} + excluded.{field} < 0 THEN 0 ELSE s.{field} + excluded.{field} END"
-    )
-
-
-# estimated_accuracy() in SQL, over the counters as stats_added_statement() leaves them. Its
-# constants are written as exact decimal literals cast to double precision, so that the
-# arithmetic is the same floating point as Python's.
-def _double(value: float) -> str:
-    return f"CAST('{value!r}' AS DOUBLE PRECISION)"
-
-
-_ACCURACY_SQL = (
-    f"({_double(PRIOR_ACCURACY * PRIOR_STRENGTH)}"
-    f" + {_double(GOLD_WEIGHT)} * {{gold_correct}} + {{agreed_votes}})"
-    f" / ({_double(PRIOR_STRENGTH)} + {_double(GOLD_WEIGHT)} * {{gold_votes}} + {{decided_votes}})"
-).format(**{field: _added(field) for field in _COUNT_FIELDS})
-_STATS_INSERT = (
-    "INSERT INTO annotate_annotatorstats AS s (created_at, updated_at, project_id, user_id,"
-    f" {', '.join(_COUNT_FIELDS)}, estimated_accuracy) "
-)
-_STATS_CONFLICT = (
-    " ON CONFLICT (project_id, user_id) DO UPDATE SET updated_at = excluded.updated_at, "
-    + ", ".join(f"{field} = {_added(field)}" for field in _COUNT_FIELDS)
-    + f", estimated_accuracy = {_ACCURACY_SQL}"
-)
-# PostgreSQL: the volunteers' rows as arrays, so that the statement's text (prepared once per
-# connection) and its number of parameters stay the same for any number of voters.
-_STATS_FROM_ARRAYS = (
-    _STATS_INSERT
-    + "SELECT %s, %s, %s, d.user_id, d.votes, d.decided_votes, d.agreed_votes, d.gold_votes,"
-    " d.gold_correct, d.estimated_accuracy FROM unnest(CAST(%s AS bigint[]), CAST(%s AS integer[]),"
-    " CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]),"
-    " CAST(%s AS double precision[])) AS d(user_id, votes, decided_votes, agreed_votes, gold_votes,"
-    " gold_correct, estimated_accuracy) ORDER BY d.user_id" + _STATS_CONFLICT
-)
+# The estimate's constants as the stats statements take them (annotate.rows.stats).
+_ESTIMATE = (PRIOR_ACCURACY * PRIOR_STRENGTH, PRIOR_STRENGTH, GOLD_WEIGHT)
 
 
 def stats_added_statement(
@@ -97,14 +59,14 @@ def stats_added_statement(
     counters' `>= 0` constraints before it finds the conflict, so a negative delta cannot
     travel in the row; stats_apply() reads, locks and updates instead.)"""
     if not deltas or any(
-        getattr(delta, field) < 0 for delta in deltas.values() for field in _COUNT_FIELDS
+        getattr(delta, field) < 0 for delta in deltas.values() for field in COUNT_FIELDS
     ):
         return None
     now = rows.moment(timezone.now())
     records = [
         (
             user_id,
-            *(getattr(deltas[user_id], field) for field in _COUNT_FIELDS),
+            *(getattr(deltas[user_id], field) for field in COUNT_FIELDS),
             estimated_accuracy(
                 gold_votes=deltas[user_id].gold_votes,
                 gold_correct=deltas[user_id].gold_correct,
@@ -116,13 +78,10 @@ def stats_added_statement(
     ]
     if connection.vendor == "postgresql":
         # Each array as its text form: psycopg's list adaptation cost more than the statement.
-        columns = (
-            "{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=False)
-        )
-        return _STATS_FROM_ARRAYS, [now, now, project_id, *columns]
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
+        columns = ("{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=True))
+        return stats_sql.add_from_arrays(*_ESTIMATE), [now, now, project_id, *columns]
     params = [value for record in records for value in (now, now, project_id, *record)]
-    return f"{_STATS_INSERT}VALUES {values}{_STATS_CONFLICT}", params
+    return stats_sql.add_values(len(records), *_ESTIMATE), params
 
 
 def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
@@ -143,10 +102,7 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
     # Volunteers with no record yet start at zero and the prior; then every row is read
     # locked, in user-id order.
     rows.execute(
-        "INSERT INTO annotate_annotatorstats (created_at, updated_at, project_id, user_id,"
-        f" {', '.join(_COUNT_FIELDS)}, estimated_accuracy) VALUES "
-        + ", ".join(["(%s, %s, %s, %s, 0, 0, 0, 0, 0, %s)"] * len(user_ids))
-        + " ON CONFLICT (project_id, user_id) DO NOTHING",
+        stats_sql.create_missing(len(user_ids)),
         [
             value
             for user_id in user_ids
@@ -154,16 +110,11 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
         ],
     )
     stats_columns = rows.columns(AnnotatorStats, "s")
-    marks = ", ".join(["%s"] * len(user_ids))
-    found = rows.fetch_all(
-        f"SELECT {stats_columns.sql} FROM annotate_annotatorstats s WHERE s.project_id = %s"
-        f" AND s.user_id IN ({marks}) ORDER BY s.user_id{rows.lock()}",
-        [project_id, *user_ids],
-    )
+    found = rows.fetch_all(stats_sql.locked_records(len(user_ids)), [project_id, *user_ids])
     changed = []
     for row in map(stats_columns.build, found):
         delta = deltas[row.user_id]
-        for field in _COUNT_FIELDS:
+        for field in COUNT_FIELDS:
             setattr(row, field, max(0, getattr(row, field) + getattr(delta, field)))
         row.estimated_accuracy = estimated_accuracy(
             gold_votes=row.gold_votes,
@@ -171,9 +122,8 @@ def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
             decided_votes=row.decided_votes,
             agreed_votes=row.agreed_votes,
         )
-        changed.append([*(getattr(row, field) for field in _STATS_FIELDS), now, row.pk])
-    assignments = ", ".join(f"{field} = %s" for field in (*_STATS_FIELDS, "updated_at"))
-    rows.execute_many(f"UPDATE annotate_annotatorstats SET {assignments} WHERE id = %s", changed)
+        changed.append([*(getattr(row, field) for field in STATS_FIELDS), now, row.pk])
+    rows.execute_many(stats_sql.update_record(), changed)
 
 
 def _matches(vote_label_id: int | None, decision: Decision | None) -> bool:
@@ -204,14 +154,7 @@ def accuracies(*, project_id: int, user_ids: list[int]) -> dict[int, float]:
     """Estimated accuracy of each user (the prior for those with no record yet)."""
     known = {}
     if user_ids:
-        marks = ", ".join(["%s"] * len(user_ids))
-        known = dict(
-            rows.fetch_all(
-                "SELECT user_id, estimated_accuracy FROM annotate_annotatorstats"
-                f" WHERE project_id = %s AND user_id IN ({marks})",
-                [project_id, *user_ids],
-            )
-        )
+        known = dict(rows.fetch_all(stats_sql.accuracies(len(user_ids)), [project_id, *user_ids]))
     return {user_id: known.get(user_id, PRIOR_ACCURACY) for user_id in user_ids}
 
 
@@ -232,11 +175,6 @@ def gold_due(*, project: Project, user: User, rng: random.Random | None = None) 
     """Whether this lease should be a gold image, drawn at the volunteer's gold rate."""
     if project.gold_rate <= 0:
         return False
-    stats_columns = rows.columns(AnnotatorStats, "s")
-    row = rows.fetch_one(
-        f"SELECT {stats_columns.sql} FROM annotate_annotatorstats s"
-        " WHERE s.project_id = %s AND s.user_id = %s",
-        [project.pk, user.pk],
-    )
-    stats = None if row is None else stats_columns.build(row)
+    row = rows.fetch_one(stats_sql.record(), [project.pk, user.pk])
+    stats = None if row is None else rows.columns(AnnotatorStats, "s").build(row)
     return (rng or random).random() < gold_rate_for(project=project, stats=stats)

@@ -2,6 +2,12 @@
 
 Lock order, to rule out deadlocks: an assignment row before its image row; image rows in id
 order when several are taken.
+
+An open image has no current decision. Decisions are made by the vote that closes its image
+(to consensus or excluded), by a reviewer (reviewed or excluded) and at ingest for gold images
+(created in consensus), each in the transaction or statement that sets the image's state, and
+nothing makes an image open again. So a vote writes at most the image's first decision, and
+every count it changes only goes up: one write statement always holds the whole vote.
 """
 
 import random
@@ -9,7 +15,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, IntegerField, Max, Min, OuterRef, Value
@@ -18,8 +24,10 @@ from django.utils import timezone
 
 from annotate import rows, selectors
 from annotate.models import Assignment, Decision, Image, Project, User, Vote
+from annotate.rows import lease as lease_sql
+from annotate.rows import vote as vote_sql
 from annotate.services import reliability
-from annotate.services.consensus import decides, decision_retire, decision_writes, image_outcome
+from annotate.services.consensus import decides, decision_writes, image_outcome
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from annotate.services.reliability import StatsDelta
 
@@ -58,35 +66,16 @@ def project_refresh_free_slots(*, project: Project) -> int:
     )
 
 
-# The images `user` may be offered: open, with a free slot, never leased to them before. Written
-# as SQL text (annotate.rows explains why); the partial indexes image_serving_* cover it.
-_CANDIDATES = (
-    "FROM annotate_image i WHERE i.project_id = %s AND i.state = 'open' AND i.free_slots > 0"
-    " AND NOT EXISTS"
-    " (SELECT 1 FROM annotate_assignment a WHERE a.user_id = %s AND a.image_id = i.id)"
-)
-_ORDER: dict[str, str] = {
-    Project.ServingOrder.CLOSEST: "i.votes_count DESC, i.id",
-    Project.ServingOrder.UNCERTAIN: "i.uncertainty DESC, i.id",
-    Project.ServingOrder.RANDOM: "i.id",
-}
-
-
 def serving_query(
     *, project: Project, user: User, from_id: int | None = None
 ) -> tuple[str, list[Any]]:
-    """The statement that picks (and locks) the next image for `user`, with its parameters;
-    from `from_id` up when given. Public so that the load benchmark can EXPLAIN it."""
+    """The statement that picks (and locks) the next image for `user` (open, with a free slot,
+    never leased to them before), with its parameters; from `from_id` up when given. Public so
+    that the load benchmark can EXPLAIN it."""
     params: list[Any] = [project.pk, user.pk]
-    extra = ""
     if from_id is not None:
-        extra, params = " AND i.id >= %s", [*params, from_id]
-    # SKIP LOCKED: volunteers asking at the same moment take different images, never wait.
-    sql = (
-        f"SELECT i.id, i.width, i.height {_CANDIDATES}{extra}"
-        f" ORDER BY {_ORDER[project.serving_order]} LIMIT 1{rows.lock(skip_locked=True)}"
-    )
-    return sql, params
+        params.append(from_id)
+    return lease_sql.pick(project.serving_order, from_id is not None), params
 
 
 def _pick_starts(*, project: Project, user: User) -> list[int | None]:
@@ -96,9 +85,7 @@ def _pick_starts(*, project: Project, user: User) -> list[int | None]:
     every open image."""
     if project.serving_order != Project.ServingOrder.RANDOM:
         return [None]
-    bounds = rows.fetch_one(f"SELECT MIN(i.id), MAX(i.id) {_CANDIDATES}", [project.pk, user.pk])
-    assert bounds is not None  # an aggregate without GROUP BY gives one row
-    low, high = bounds
+    low, high = rows.fetch_one(lease_sql.candidate_range(), [project.pk, user.pk]) or (None, None)
     return [] if low is None else [random.randint(low, high), None]
 
 
@@ -135,11 +122,7 @@ def _lease_step_by_step(
             return None
         # Conditional on a free slot: with no row locks (SQLite) this is what keeps an image
         # from being over-filled.
-        taken = rows.execute(
-            "UPDATE annotate_image SET leases_count = leases_count + 1, free_slots = free_slots - 1"
-            " WHERE id = %s AND state = 'open' AND free_slots > 0",
-            [picked[0]],
-        )
+        taken = rows.execute(lease_sql.take_slot(), [picked[0]])
         if not taken:
             raise _Retry
         assignment.image_id = picked[0]
@@ -156,17 +139,9 @@ def _lease_in_one_statement(
     (kept on the assignment as `labels_and_suggestion`)."""
     now = rows.moment(timezone.now())
     for from_id in _pick_starts(project=project, user=user):
-        pick_sql, pick_params = serving_query(project=project, user=user, from_id=from_id)
+        _, pick_params = serving_query(project=project, user=user, from_id=from_id)
         row = rows.fetch_one(
-            f"WITH picked AS ({pick_sql}),"
-            " taken AS (UPDATE annotate_image SET leases_count = leases_count + 1,"
-            " free_slots = free_slots - 1 WHERE id = (SELECT id FROM picked) RETURNING id),"
-            " made AS (INSERT INTO annotate_assignment"
-            " (created_at, updated_at, image_id, user_id, state, expires_at)"
-            " SELECT %s, %s, taken.id, %s, %s, %s FROM taken RETURNING id)"
-            " SELECT picked.id, picked.width, picked.height, made.id,"
-            f" {selectors.labels_and_suggestion_json(image='picked.id')}"
-            " FROM picked LEFT JOIN made ON true",
+            lease_sql.lease_in_one(project.serving_order, from_id is not None),
             [
                 *pick_params,
                 now,
@@ -246,10 +221,7 @@ def assignment_lease(
 
 def _assignment_for_update(*, assignment_id: int, user: User) -> Assignment:
     assignment_columns = rows.columns(Assignment, "a")
-    row = rows.fetch_one(
-        f"SELECT {assignment_columns.sql} FROM annotate_assignment a WHERE a.id = %s{rows.lock()}",
-        [assignment_id],
-    )
+    row = rows.fetch_one(vote_sql.assignment_for_update(), [assignment_id])
     if row is None:
         raise NotFound(f"Assignment {assignment_id} does not exist.")
     assignment = assignment_columns.build(row)
@@ -261,11 +233,7 @@ def _assignment_for_update(*, assignment_id: int, user: User) -> Assignment:
 def _image_for_update(*, image_id: int) -> Image:
     """The image, its row locked, with its project loaded in the same statement."""
     image_columns, project_columns = rows.columns(Image, "i"), rows.columns(Project, "p")
-    row = rows.fetch_one(
-        f"SELECT {image_columns.sql}, {project_columns.sql} FROM annotate_image i"
-        f" JOIN annotate_project p ON p.id = i.project_id WHERE i.id = %s{rows.lock(of='i')}",
-        [image_id],
-    )
+    row = rows.fetch_one(vote_sql.image_for_update(), [image_id])
     if row is None:
         raise NotFound(f"Image {image_id} does not exist.")
     image = image_columns.build(row[: len(image_columns)])
@@ -279,9 +247,9 @@ def vote_submit(*, assignment_id: int, user: User, label_id: int | None) -> tupl
 
     On PostgreSQL most votes are two statements and no transaction: a plain read, then every
     write in one statement that applies only if the image and the assignment rows are still
-    the versions read (see _vote_unless_changed). Where that cannot be (another vote or a
-    reviewer changed them in between, or the vote needs more than one write statement) it
-    takes the rows' locks and does the same in a transaction."""
+    the versions read (see _vote_unless_changed). Where that fails (another vote or a reviewer
+    changed them in between, a unique index or a deadlock), and on SQLite, it takes the rows'
+    locks and does the same in a transaction."""
     try:
         if connection.vendor == "postgresql":
             done = _vote_unless_changed(assignment_id=assignment_id, user=user, label_id=label_id)
@@ -302,36 +270,6 @@ class _VoteTarget:
     versions: tuple[str, str] | None  # PostgreSQL: the image's and the assignment's row versions
 
 
-# The columns a vote uses, of the rows it reads: not the file names, hashes, descriptions and
-# timestamps, which made up most of the row and of the time spent turning it into objects.
-# Any other field is still there if used: read then from the database (Columns' `only`).
-_VOTE_READS = {
-    "assignment": ("image", "user", "state"),
-    "image": (
-        "project",
-        "state",
-        "is_gold",
-        "gold_label",
-        "flagged_for_review",
-        "votes_count",
-        "leases_count",
-        "free_slots",
-    ),
-    "project": (
-        "min_votes",
-        "max_votes",
-        "agreement",
-        "mode",
-        "target_confidence",
-        "answer_counts",
-        "gold_rate",
-        "gold_rate_min",
-        "gold_half_life",
-        "reliability_threshold",
-    ),
-}
-
-
 def _vote_target(
     *, assignment_id: int, user: User, label_id: int | None, lock: bool
 ) -> _VoteTarget:
@@ -340,36 +278,11 @@ def _vote_target(
 
     The voter's row is locked here, first, because the vote's last statement updates it
     together with their annotator stats: every vote takes these locks in the same order."""
-    assignment_columns = rows.columns(Assignment, "a", _VOTE_READS["assignment"])
-    image_columns = rows.columns(Image, "i", _VOTE_READS["image"])
-    project_columns = rows.columns(Project, "p", _VOTE_READS["project"])
-    decision_columns = rows.columns(Decision, "d")
     postgresql = connection.vendor == "postgresql"
-    if postgresql:
-        # The votes as one array of [user, label] pairs: one row to read, not one per vote
-        # with every other column (and its timestamps to parse) repeated. xmin: the version
-        # of a row, new with every update of it.
-        extra_sql = (
-            ", (SELECT array_agg(ARRAY[v.user_id, v.label_id] ORDER BY v.id)"
-            " FROM annotate_vote v WHERE v.image_id = i.id), i.xmin::text, a.xmin::text"
-        )
-        votes_join = ""
-    else:
-        extra_sql, votes_join = (
-            ", v.user_id, v.label_id",
-            " LEFT JOIN annotate_vote v ON v.image_id = i.id",
-        )
-    found = rows.fetch_all(
-        f"SELECT {assignment_columns.sql}, {image_columns.sql}, {project_columns.sql},"
-        f" {decision_columns.sql},"
-        " EXISTS (SELECT 1 FROM annotate_label l WHERE l.id = %s AND l.project_id = i.project_id)"
-        f"{extra_sql}"
-        " FROM annotate_assignment a JOIN annotate_image i ON i.id = a.image_id"
-        " JOIN annotate_project p ON p.id = i.project_id JOIN annotate_user u ON u.id = a.user_id"
-        f" LEFT JOIN annotate_decision d ON d.image_id = i.id AND d.is_current{votes_join}"
-        f" WHERE a.id = %s{rows.lock(of='a, i, u') if lock else ''}",
-        [label_id, assignment_id],
-    )
+    read = vote_sql.vote_read(postgresql=postgresql, locked=lock)
+    assignment_columns, image_columns = read.assignment, read.image
+    project_columns, decision_columns = read.project, read.decision
+    found = rows.fetch_all(read.sql, [label_id, assignment_id])
     if not found:
         raise NotFound(f"Assignment {assignment_id} does not exist.")
     row = found[0]
@@ -401,8 +314,6 @@ class _VotePlan:
     vote: Vote  # not saved yet; its INSERT is the first of `writes`
     image: Image
     writes: list[tuple[str, list[Any]]]  # for rows.write_together()
-    retire: Decision | None  # a current decision to retire before the writes
-    stats_left: dict[int, StatsDelta]  # for reliability.stats_apply() after them
 
 
 def _vote_plan(
@@ -453,7 +364,6 @@ def _vote_plan(
     # unique constraint is the last guard (its error undoes the whole vote, see vote_submit).
     insert_vote = rows.insert_statement(vote)  # sets vote.created_at
     at = rows.moment(vote.created_at)
-    guard = ""
     assignment_params: list[Any] = [Assignment.State.VOTED, at, assignment.pk]
     image_params: list[Any] = [
         image.votes_count,
@@ -464,69 +374,58 @@ def _vote_plan(
         image.pk,
     ]
     if guarded:
-        assert target.versions is not None  # read on PostgreSQL, the only guarded path
+        if target.versions is None:
+            raise ValueError("a guarded vote needs the row versions its read saw")
         image_version, assignment_version = target.versions
-        guard = " AND xmin = %s::xid RETURNING 1"
         assignment_params.append(assignment_version)
         image_params.append(image_version)
     writes = [
         insert_vote,
-        (
-            "UPDATE annotate_assignment SET state = %s, updated_at = %s WHERE id = %s" + guard,
-            assignment_params,
-        ),
-        (
-            "UPDATE annotate_image SET votes_count = %s, leases_count = %s, free_slots = %s,"
-            " state = %s, updated_at = %s WHERE id = %s" + guard,
-            image_params,
-        ),
-        ("UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s", [user.pk]),
+        (vote_sql.assignment_voted(guarded=guarded), assignment_params),
+        (vote_sql.image_counts(guarded=guarded), image_params),
+        (vote_sql.user_voted(), [user.pk]),
     ]
-    # The decision this vote makes, if any, and everyone's stats go in the same statement
-    # (an open image rarely has a decision to retire: one reopened by a reviewer).
-    stats_left = {user.pk: own}
-    retire = None
-    if decided is not None:
-        retire = current
+    # The decision this vote makes, if any, and everyone's stats go in the same statement: the
+    # image was open, so the decision is its first and every stats change adds (module
+    # docstring).
+    if decided is None:
+        stats = reliability.stats_added_statement(project_id=project.pk, deltas={user.pk: own})
+        writes.append(stats or _impossible("a vote's own stats take something away"))
+    else:
+        if current is not None:
+            _impossible(f"open image {image.pk} has a current decision")
         record = decision_writes(
             image=image,
-            previous=current,
+            previous=None,
             label_id=decided.label_id,
             rule=rule,
             confidence=decided.confidence,
             votes_count=len(votes),
-            also=stats_left,
+            also={user.pk: own},
             votes=votes,
         )
+        if record.stats_left:
+            _impossible("a first decision's stats take something away")
         writes += record.statements
-        stats_left = record.stats_left
-    else:
-        own_stats = reliability.stats_added_statement(project_id=project.pk, deltas=stats_left)
-        if own_stats is not None:
-            writes.append(own_stats)
-            stats_left = {}
-    return _VotePlan(vote, image, writes, retire, stats_left)
+    return _VotePlan(vote, image, writes)
+
+
+def _impossible(what: str) -> NoReturn:
+    """A state that the flow of decisions rules out (see the module docstring) turned up."""
+    raise RuntimeError(f"Vote refused: {what}, which no service should allow.")
 
 
 def _vote_with_locks(*, assignment_id: int, user: User, label_id: int | None) -> tuple[Vote, Image]:
     with transaction.atomic():
         target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=True)
         plan = _vote_plan(target=target, user=user, label_id=label_id)
-        decision_retire(plan.retire)
-        returned = rows.write_together(plan.writes)
-        assert returned is not None  # the vote's INSERT ... RETURNING gives its row
-        rows.inserted(plan.vote, returned)
+        rows.inserted(plan.vote, rows.write_together(plan.writes))
         target.assignment.state = Assignment.State.VOTED
-        reliability.stats_apply(project_id=plan.image.project_id, deltas=plan.stats_left)
     return plan.vote, plan.image
 
 
-# The write statement counts the rows that its guarded UPDATEs changed (writes 1 and 2 of
-# _vote_plan: the assignment and the image) and fails unless each changed its row.
+# Serialization failure (the write's check, vote_sql.UNCHANGED_CHECK) and deadlock.
 _RETRY_STATES = ("40001", "40P01")
-_UNCHANGED_CHECK = (
-    "annotate_unchanged((SELECT count(*) FROM w1) = 1 AND (SELECT count(*) FROM w2) = 1)"
-)
 
 
 def _vote_unless_changed(
@@ -537,20 +436,18 @@ def _vote_unless_changed(
 
     The write is checked against what the read saw: the image's and the assignment's UPDATEs
     apply only to the row versions read (xmin), and the statement fails as a whole, with a
-    serialization failure raised by annotate_unchanged() (migration 0012), unless both did.
+    serialization failure (vote_sql.UNCHANGED_CHECK) unless both did.
     Every change to an image's votes, decision or state updates its row, so an unchanged row
     means the consensus was decided on the votes that are there. Another failure of this
     statement (the vote's or a decision's unique index, a deadlock) also leaves nothing behind,
     and the locked path then finds out what happened."""
     target = _vote_target(assignment_id=assignment_id, user=user, label_id=label_id, lock=False)
     plan = _vote_plan(target=target, user=user, label_id=label_id, guarded=True)
-    if plan.retire is not None or plan.stats_left:
-        return None  # more than one write statement: they need a transaction
     try:
         # Inside a caller's transaction (tests, scripts) a savepoint keeps a failure here from
         # spoiling it; in a web request there is none, and this is a single statement.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            found = rows.write_together(plan.writes, check=_UNCHANGED_CHECK)
+        with transaction.atomic() if rows.in_transaction() else nullcontext():
+            found = rows.write_together(plan.writes, check=vote_sql.UNCHANGED_CHECK)
     except (IntegrityError, OperationalError) as error:
         # Serialization failure (the check) or deadlock: to be tried again with the locks. Any
         # other operational error (the connection lost) is the caller's.

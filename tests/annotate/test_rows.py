@@ -1,12 +1,18 @@
 """annotate.rows: the hot path's SQL text must load and write exactly what the ORM would."""
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotate import rows, selectors
 from annotate.models import Assignment, Image, Project, User, Vote
+from annotate.rows import django_private
+from annotate.rows import vote as vote_sql
+from annotate.rows.names import sql
 from annotate.services import serving
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
 
@@ -72,11 +78,8 @@ def test_write_together_applies_every_statement_and_returns_the_first_row(
     row = rows.write_together(
         [
             rows.insert_statement(vote),
-            ("UPDATE annotate_image SET votes_count = votes_count + 1 WHERE id = %s", [image.pk]),
-            (
-                "UPDATE annotate_user SET votes_count = votes_count + 1 WHERE id = %s",
-                [volunteer.pk],
-            ),
+            (sql("UPDATE {Image} SET {Image.votes_count} = 1 WHERE {Image.id} = %s"), [image.pk]),
+            (vote_sql.user_voted(), [volunteer.pk]),
         ]
     )
     assert Vote.objects.get().pk == row[0]
@@ -93,7 +96,10 @@ def test_write_together_is_all_or_nothing(project, volunteer, labels):
     with pytest.raises(IntegrityError), transaction.atomic():
         rows.write_together(
             [
-                ("UPDATE annotate_image SET votes_count = 7 WHERE id = %s", [image.pk]),
+                (
+                    sql("UPDATE {Image} SET {Image.votes_count} = 7 WHERE {Image.id} = %s"),
+                    [image.pk],
+                ),
                 rows.insert_statement(
                     Vote(image=image, user=volunteer, label=labels[1])
                 ),  # a second vote
@@ -140,7 +146,10 @@ def test_columns_of_some_fields_leave_the_others_deferred(django_assert_num_quer
     image = ImageFactory(original_name="cat.jpg", votes_count=2)
     columns = rows.columns(Image, "i", ("project", "votes_count"))
     assert columns.sql == 'i."id", i."project_id", i."votes_count"'
-    row = rows.fetch_one(f"SELECT {columns.sql} FROM annotate_image i WHERE i.id = %s", [image.pk])
+    row = rows.fetch_one(
+        sql("SELECT {columns} FROM {Image} i WHERE i.{Image.id} = %s", columns=columns.sql),
+        [image.pk],
+    )
     built = columns.build(row)
     with django_assert_num_queries(0):
         assert (built.pk, built.project_id, built.votes_count) == (image.pk, image.project_id, 2)
@@ -149,3 +158,134 @@ def test_columns_of_some_fields_leave_the_others_deferred(django_assert_num_quer
         assert built.original_name == "cat.jpg"
     with pytest.raises(ValueError, match="unknown fields"):
         rows.columns(Image, "i", ("votes_count", "no_such_field"))
+
+
+# --- canaries: the private Django APIs annotate.rows relies on (annotate.rows.django_private) --
+#
+# One check per function there, each comparing what the function does with what the ORM does.
+# A failure names the API that a Django upgrade changed: fix that function, nothing else.
+
+
+def _canary_model_fields():
+    image = ImageFactory()
+    fields = django_private.model_fields(Image)
+    loaded = Image.objects.filter(pk=image.pk).values()[0]  # concrete fields by attname
+    assert [field.attname for field in fields] == list(loaded)
+    with connection.cursor() as cursor:
+        table = connection.introspection.get_table_description(cursor, Image._meta.db_table)
+    assert {field.column for field in fields} == {column.name for column in table}
+    assert {field.name: field.column for field in fields}["project"] == "project_id"
+
+
+def _canary_field_converters():
+    project = ProjectFactory(answer_counts={"3": 4})
+    field = Project._meta.get_field("answer_counts")
+    column, functions = django_private.field_converters(Project, field)
+    assert all(callable(function) for function in functions)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql("SELECT {Project.answer_counts} FROM {Project} WHERE {Project.id} = %s"),
+            [project.pk],
+        )
+        value = cursor.fetchone()[0]
+    for function in functions:
+        value = function(value, column, connection)
+    assert value == Project.objects.get(pk=project.pk).answer_counts == {"3": 4}
+
+
+def _canary_instance_from_row():
+    user = UserFactory()
+    loaded = User.objects.get(pk=user.pk)
+    attnames = [field.attname for field in django_private.model_fields(User)]
+    values = [getattr(loaded, attname) for attname in attnames]
+    built = django_private.instance_from_row(User, attnames, values)
+    assert built == loaded and built.__dict__.keys() == loaded.__dict__.keys()
+    assert (built._state.adding, built._state.db) == (False, "default")
+    assert built.get_deferred_fields() == set()
+    partial = django_private.instance_from_row(User, ["id", "username"], [user.pk, user.username])
+    assert "email" in partial.get_deferred_fields() and partial.email == user.email
+    users = User.objects.count()
+    built.first_name = "changed"
+    built.save()  # an UPDATE of its row
+    assert User.objects.count() == users
+    assert User.objects.get(pk=user.pk).first_name == "changed"
+
+
+def _canary_mark_saved():
+    image, user = ImageFactory(), UserFactory()
+    assignment = Assignment(image=image, user=user, expires_at=image.created_at)
+    assert assignment._state.adding
+    rows.inserted(assignment, rows.fetch_one(*rows.insert_statement(assignment)))
+    assert (assignment._state.adding, assignment._state.db) == (False, "default")
+    count = Assignment.objects.count()
+    assignment.save()  # an UPDATE now, not a second INSERT
+    assert Assignment.objects.count() == count
+
+
+def _canary_datetime_param():
+    now = timezone.now()
+    field = Assignment._meta.get_field("expires_at")
+    assert django_private.datetime_param(now) == field.get_db_prep_value(now, connection)
+
+
+def _canary_row_lock_support():
+    support = django_private.row_lock_support()
+    expected = connection.vendor == "postgresql"
+    assert support == (expected, expected, expected)
+
+
+def _canary_logging_queries():
+    assert django_private.logging_queries() is False
+    with CaptureQueriesContext(connection):
+        assert django_private.logging_queries() is True
+
+
+def _canary_in_transaction():
+    # Each canary runs in an atomic block, inside the test's own transaction.
+    assert django_private.in_transaction() is True
+    assert transaction.get_autocommit() is False
+
+
+def _canary_server_binding_cursor():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    assert issubclass(ServerBindingCursor, psycopg.Cursor)
+    assert not issubclass(ServerBindingCursor, psycopg.ClientCursor)
+    if connection.vendor != "postgresql":
+        return  # the statements use Django's own cursor there
+    with django_private.server_binding_cursor() as cursor:
+        assert isinstance(cursor.cursor, ServerBindingCursor)
+        cursor.execute("SELECT %s::integer + 1", [41])
+        assert cursor.fetchone() == (42,)
+        with pytest.raises(DatabaseError), transaction.atomic():  # errors wrapped as Django's
+            cursor.execute("SELECT no_such_column")
+
+
+_CANARIES = {
+    "model_fields": _canary_model_fields,
+    "field_converters": _canary_field_converters,
+    "instance_from_row": _canary_instance_from_row,
+    "mark_saved": _canary_mark_saved,
+    "datetime_param": _canary_datetime_param,
+    "row_lock_support": _canary_row_lock_support,
+    "logging_queries": _canary_logging_queries,
+    "in_transaction": _canary_in_transaction,
+    "server_binding_cursor": _canary_server_binding_cursor,
+}
+
+
+def test_every_private_api_has_a_canary():
+    assert set(_CANARIES) == set(django_private.PRIVATE_APIS)
+    assert all(callable(getattr(django_private, name)) for name in _CANARIES)
+
+
+@pytest.mark.parametrize("name", sorted(_CANARIES))
+def test_the_private_django_apis_still_behave(name):
+    try:
+        with transaction.atomic():  # a failed statement must not spoil the next check
+            _CANARIES[name]()
+    except Exception as error:
+        pytest.fail(
+            f"Django changed {django_private.PRIVATE_APIS[name]}, which"
+            f" annotate.rows.django_private.{name}() relies on: {error!r}"
+        )

@@ -30,20 +30,6 @@ def database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-@pytest.fixture(autouse=True)
-def no_preprocessing(monkeypatch):
-    """Uploads here need no CNN copy: keep those jobs off the worker, which then runs only
-    the export (and can't block on the test's named pipe in a preprocessing job)."""
-    from annotate.services import jobs
-
-    real = jobs.enqueue_on_commit
-    monkeypatch.setattr(
-        jobs,
-        "enqueue_on_commit",
-        lambda name, *args: None if name == "annotate.image_preprocess" else real(name, *args),
-    )
-
-
 @pytest.fixture
 def export_worker(tmp_path, settings):
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "run with REDIS_URL (make test)"

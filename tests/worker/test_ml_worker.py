@@ -64,9 +64,8 @@ def colour_project():
         ]
         for image_id in ingest.images_upload(project=project, files=fresh).created:
             open_images[image_id] = label.pk
-    # The cache is written here, before any worker starts, so nothing races for the files.
-    for image_id in Image.objects.filter(project=project).values_list("id", flat=True):
-        ingest.image_preprocess(image_id=image_id)
+    # Ingest wrote the CNN's copy of each image: the workers started later only read them.
+    assert not Image.objects.filter(project=project, preprocessed="").exists()
     return project, labels, open_images
 
 
@@ -229,7 +228,7 @@ def test_training_and_inference_are_routed_to_the_ml_queue():
         assert route({}, name)["queue"].name == settings.CELERY_ML_QUEUE
     assert settings.CELERY_ML_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
     assert (
-        route({}, "annotate.image_preprocess")["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+        route({}, "annotate.assignments_expire")["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
     )
 
 

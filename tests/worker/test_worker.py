@@ -1,20 +1,18 @@
 """Real Celery processes: a worker on Redis, beat, and the embedded file-system broker."""
 
-import io
 import threading
 import time
 from datetime import timedelta
 
-import PIL.Image
 import pytest
 from celery import Celery, current_app
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from annotate.models import Assignment, Image
-from annotate.services import ingest, jobs, serving
-from tests.factories import ImageFactory, ProjectFactory, UserFactory, image_bytes
+from annotate.models import Assignment
+from annotate.services import jobs, serving
+from tests.factories import ImageFactory, ProjectFactory, UserFactory
 from tests.processes import Process, wait_until, worker_env
 
 pytestmark = [
@@ -43,32 +41,25 @@ def redis_worker(tmp_path):
     worker.stop()
 
 
-def test_worker_on_redis_preprocesses_an_image_without_its_copy(redis_worker):
-    project = ProjectFactory()
-    # A portrait PNG with alpha: the CNN's copy must come out RGB, shorter side 160.
-    result = ingest.images_upload(
-        project=project,
-        files=[
-            ("tall.png", io.BytesIO(image_bytes((10, 200, 10, 128), size=(200, 320), fmt="PNG")))
-        ],
+def test_worker_on_redis_runs_a_queued_job(redis_worker):
+    """A job queued through the outbox (annotate.services.jobs) runs on the worker."""
+    project = ProjectFactory(min_votes=1, max_votes=1)
+    image = ImageFactory(project=project)
+    assignment = serving.assignment_lease(project=project, user=UserFactory())
+    Assignment.objects.filter(pk=assignment.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
     )
-    image_id = result.created[0]
-    # Ingest makes the copy itself; the task repairs an image that lacks one.
-    image = Image.objects.get(pk=image_id)
-    assert image.preprocessed
-    image.preprocessed.delete(save=False)
-    Image.objects.filter(pk=image_id).update(preprocessed="")
-    assert jobs.enqueue("annotate.image_preprocess", image_id)
+    assert jobs.enqueue("annotate.assignments_expire")
 
-    image = wait_until(
-        lambda: Image.objects.filter(pk=image_id).exclude(preprocessed="").first(),
+    wait_until(
+        lambda: Assignment.objects.get(pk=assignment.pk).state == Assignment.State.EXPIRED,
         60,
-        "the worker to write the preprocessed copy",
+        "the worker to sweep the expired lease",
         log=redis_worker.log,
     )
-    with image.preprocessed.open("rb") as f, PIL.Image.open(f) as copy:
-        assert (copy.format, copy.mode, copy.size) == ("JPEG", "RGB", (160, 256))
-    assert "Task annotate.image_preprocess[" in redis_worker.log()
+    image.refresh_from_db()
+    assert (image.leases_count, image.free_slots) == (0, 1)
+    assert "Task annotate.assignments_expire[" in redis_worker.log()
     # A round trip through the result backend too.
     assert current_app.send_task("annotate.ping", args=["pong"]).get(timeout=30) == "pong"
 

@@ -2,9 +2,8 @@ from collections import Counter
 
 import pytest
 
-from annotate.models import Decision, Image, Vote
-from annotate.services.consensus import image_apply_consensus, majority_outcome
-from tests.factories import ImageFactory, UserFactory
+from annotate.models import Image
+from annotate.services.consensus import majority_outcome
 
 POLICY = {"min_votes": 3, "max_votes": 5, "agreement": 0.6}
 
@@ -35,32 +34,3 @@ def test_majority_with_agreement_one_needs_unanimity():
     assert majority_outcome(Counter([4, 4]), **policy).state == Image.State.CONSENSUS
     assert majority_outcome(Counter([4, 5]), **policy).state == Image.State.OPEN
     assert majority_outcome(Counter([4, 5, 4]), **policy).state == Image.State.DISPUTED
-
-
-def test_apply_consensus_records_a_decision(project, labels):
-    image = ImageFactory(project=project, votes_count=2)
-    for user in (UserFactory(), UserFactory()):
-        Vote.objects.create(image=image, user=user, label=labels[0])
-
-    outcome = image_apply_consensus(image=image, project=project)
-
-    assert outcome.state == Image.State.CONSENSUS
-    decision = Decision.objects.get(image=image, is_current=True)
-    assert (decision.label, decision.rule, decision.confidence, decision.votes_count) == (
-        labels[0],
-        Decision.Rule.MAJORITY,
-        1.0,
-        2,
-    )
-    assert not decision.excluded
-
-
-def test_apply_consensus_on_undecided_votes_records_nothing(project, labels):
-    image = ImageFactory(project=project, votes_count=2)
-    Vote.objects.create(image=image, user=UserFactory(), label=labels[0])
-    Vote.objects.create(image=image, user=UserFactory(), label=labels[1])
-
-    outcome = image_apply_consensus(image=image, project=project)
-
-    assert outcome.state == Image.State.OPEN
-    assert not Decision.objects.filter(image=image).exists()

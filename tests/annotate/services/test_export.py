@@ -372,7 +372,7 @@ def _failing_at(call: int, real):
 # the second image it converts (the PNG and the grey JPEG are converted, the others copied).
 _BROKEN_WORKER = {
     "worker fails": "from annotate.services import export_worker as w\n"
-    "w.jpeg_bytes = lambda *a, **k: 1 / 0\n",
+    "w.jpeg_for_export = lambda *a, **k: 1 / 0\n",
     "worker dies": "import os\nfrom annotate.services import export_worker as w\n"
     "w.Copier.read = lambda *a: os._exit(9)\n",
 }
@@ -391,7 +391,9 @@ def test_a_failing_export_leaves_no_dataset_and_says_why(
         failure, reason = RuntimeError, "disk on fire"
     elif where == "conversion":
         settings.EXPORT_PROCESSES = 0
-        monkeypatch.setattr(export_worker, "jpeg_bytes", _failing_at(2, export_worker.jpeg_bytes))
+        monkeypatch.setattr(
+            export_worker, "jpeg_for_export", _failing_at(2, export_worker.jpeg_for_export)
+        )
         failure, reason = RuntimeError, "disk on fire"
     else:
         settings.EXPORT_PROCESSES = 2

@@ -338,20 +338,39 @@ def test_a_vote_whose_image_changed_after_its_read_is_decided_on_the_fresh_rows(
     assert refreshed(first).votes_count == 1
 
 
-def test_a_vote_that_would_retire_a_decision_takes_the_locks(volunteer, reviewer, monkeypatch):
-    """An open image with a current decision (reopened by a reviewer) needs two write
-    statements; they run in one transaction."""
+def test_an_open_image_with_a_current_decision_is_refused_and_nothing_is_written(
+    volunteer, monkeypatch
+):
+    """No service leaves an open image with a current decision (serving's docstring says why),
+    so a vote never has a decision to retire. Made by hand, the state is refused loudly on
+    either path, and the vote writes nothing."""
     project = ProjectFactory(min_votes=1, max_votes=3, agreement=1.0)
     label = LabelFactory(project=project)
     image = ImageFactory(project=project)
-    Decision.objects.create(image=image, label=label, rule=Decision.Rule.MAJORITY, votes_count=0)
-    locked = []
-    original = serving._vote_with_locks
-    monkeypatch.setattr(
-        serving, "_vote_with_locks", lambda **kwargs: locked.append(True) or original(**kwargs)
-    )
     assignment = serving.assignment_lease(project=project, user=volunteer)
-    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
-    assert locked == [True]
-    current = Decision.objects.get(image=image, is_current=True)
-    assert current.votes_count == 1 and current.replaces_id is not None
+    Decision.objects.create(image=image, label=label, rule=Decision.Rule.MAJORITY, votes_count=0)
+    with pytest.raises(RuntimeError, match="has a current decision"):
+        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+    monkeypatch.setattr(serving, "_vote_unless_changed", lambda **kwargs: None)
+    with pytest.raises(RuntimeError, match="has a current decision"):
+        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+    assert not Vote.objects.exists()
+    assert refreshed(assignment).state == Assignment.State.ACTIVE
+    assert Decision.objects.get(image=image).votes_count == 0
+
+
+def test_the_admin_cannot_add_or_change_a_decision(client, project, labels):
+    """The one way around the services to a current decision on an open image is closed."""
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    admin_client = client
+    image = ImageFactory(project=project)
+    decision = Decision.objects.create(
+        image=image, label=labels[0], rule=Decision.Rule.REVIEW, votes_count=0
+    )
+    assert admin_client.get("/admin/annotate/decision/").status_code == 200
+    assert admin_client.get("/admin/annotate/decision/add/").status_code == 403
+    changed = admin_client.post(
+        f"/admin/annotate/decision/{decision.pk}/change/", {"is_current": "", "rule": "gold"}
+    )
+    assert changed.status_code == 403
+    assert Decision.objects.get(pk=decision.pk).rule == Decision.Rule.REVIEW

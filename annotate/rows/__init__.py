@@ -7,6 +7,14 @@ into a model instance 0.22 ms, and a round trip to PostgreSQL on loopback 0.04 m
 here build each statement's text once and turn rows into model instances with the converters the
 ORM itself applies, so what they return is the same on PostgreSQL and on SQLite.
 
+This package owns every statement of that path, and no table or column name in them is typed
+by hand: they come from the models' metadata (annotate.rows.names).
+
+- here: running statements, and turning rows into model instances;
+- annotate.rows.lease, .vote, .decisions, .stats, .lookups: the statements, each built once;
+- annotate.rows.django_private: every private Django API this needs, each behind a function,
+  each watched by a canary test (tests/annotate/test_rows.py).
+
 Write plain SQL that both databases accept; `lock()` gives the row-locking clause where the
 database has one (PostgreSQL) and nothing on SQLite, whose writers are serialized anyway.
 """
@@ -19,7 +27,10 @@ from typing import Any, Generic, TypeVar
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
-from django.db.models.base import ModelState
+
+from annotate.rows import django_private
+from annotate.rows.django_private import column_of
+from annotate.rows.names import quoted
 
 M = TypeVar("M", bound=Model)
 
@@ -32,15 +43,17 @@ class Columns(Generic[M]):
 
     def __init__(self, model: type[M], alias: str, only: tuple[str, ...] | None = None):
         self.model = model
+        fields = django_private.model_fields(model)
         self.fields = [
             field
-            for field in model._meta.concrete_fields
+            for field in fields
             if only is None or field.primary_key or field.name in only or field.attname in only
         ]
-        if only is not None and len(self.fields) != len(set(only) | {model._meta.pk.name}):
+        key = next(field.name for field in fields if field.primary_key)
+        if only is not None and len(self.fields) != len(set(only) | {key}):
             raise ValueError(f"unknown fields of {model.__name__} in {only}")
         self.attnames = [field.attname for field in self.fields]
-        self.sql = ", ".join(f'{alias}."{field.column}"' for field in self.fields)
+        self.sql = ", ".join(f"{alias}.{quoted(column_of(field))}" for field in self.fields)
         self._converters: dict[str, list] = {}
 
     def __len__(self) -> int:
@@ -51,59 +64,49 @@ class Columns(Generic[M]):
         if found is None:
             found = []
             for index, field in enumerate(self.fields):
-                column = field.get_col(self.model._meta.db_table)
-                functions = connection.ops.get_db_converters(column) + field.get_db_converters(
-                    connection
-                )
+                column, functions = django_private.field_converters(self.model, field)
                 if functions:
                     found.append((index, column, functions))
             self._converters[connection.vendor] = found
         return found
 
     def build(self, values: Sequence[Any]) -> M:
-        """A model instance from this model's slice of a row, as the ORM would have loaded it.
-
-        Made as Model.from_db() makes it, less Model.__init__(): that sets each field through
-        setattr() and sends pre_init and post_init, which none of our models listens to, and
-        cost 30 to 60 µs per instance, several instances per request. What __init__ leaves
-        behind is the same: each column's value in the instance's __dict__ under its attname,
-        and a ModelState saying the row came from this database."""
+        """A model instance from this model's slice of a row, as the ORM would have loaded it
+        (the fields left out deferred)."""
         values = list(values)
         for index, column, functions in self._converters_here():
             for function in functions:
                 values[index] = function(values[index], column, connection)
-        instance = self.model.__new__(self.model)
-        instance.__dict__.update(zip(self.attnames, values, strict=False))
-        state = instance._state = ModelState()
-        state.adding, state.db = False, connection.alias
-        return instance
+        return django_private.instance_from_row(self.model, self.attnames, values)
+
+
+_columns: dict[tuple[type[Model], str, tuple[str, ...] | None], Columns[Any]] = {}
 
 
 def columns(model: type[M], alias: str, only: tuple[str, ...] | None = None) -> Columns[M]:
-    return _columns(model, alias, only)
-
-
-@cache
-def _columns(model: type[Model], alias: str, only: tuple[str, ...] | None) -> Columns[Any]:
-    return Columns(model, alias, only)
+    """Columns(model, alias, only), made once."""
+    found = _columns.get((model, alias, only))
+    if found is None:
+        found = _columns[model, alias, only] = Columns(model, alias, only)
+    return found
 
 
 def lock(*, of: str | None = None, skip_locked: bool = False) -> str:
     """` FOR UPDATE [OF alias] [SKIP LOCKED]` where the database locks rows, else ``."""
-    features = connection.features
-    if not features.has_select_for_update:
+    for_update, for_update_of, skip_locked_too = django_private.row_lock_support()
+    if not for_update:
         return ""
     clause = " FOR UPDATE"
-    if of and features.has_select_for_update_of:
+    if of and for_update_of:
         clause += f" OF {of}"
-    if skip_locked and features.has_select_for_update_skip_locked:
+    if skip_locked and skip_locked_too:
         clause += " SKIP LOCKED"
     return clause
 
 
 def moment(value: datetime) -> Any:
     """A datetime as the database takes it as a query parameter."""
-    return connection.ops.adapt_datetimefield_value(value)
+    return django_private.datetime_param(value)
 
 
 def cursor() -> CursorWrapper:
@@ -116,14 +119,14 @@ def cursor() -> CursorWrapper:
     While queries are logged (DEBUG, or a test counting them) a client-binding cursor is used
     instead, because only that one logs the SQL text with its values.
     """
-    if connection.vendor != "postgresql" or connection.queries_logged:
+    if connection.vendor != "postgresql" or django_private.logging_queries():
         return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
+    return django_private.server_binding_cursor()
 
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+def in_transaction() -> bool:
+    """Whether the caller is inside transaction.atomic() (a test's own transaction included)."""
+    return django_private.in_transaction()
 
 
 def fetch_one(sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
@@ -153,12 +156,13 @@ def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
 
 class _Insert:
     def __init__(self, model: type[Model]):
-        meta = model._meta
-        self.fields = [field for field in meta.concrete_fields if not field.primary_key]
-        names = ", ".join(f'"{field.column}"' for field in self.fields)
+        fields = django_private.model_fields(model)
+        self.fields = [field for field in fields if not field.primary_key]
+        names = ", ".join(quoted(column_of(field)) for field in self.fields)
         marks = ", ".join(["%s"] * len(self.fields))
+        key = next(quoted(column_of(field)) for field in fields if field.primary_key)
         self.sql = (
-            f'INSERT INTO "{meta.db_table}" ({names}) VALUES ({marks}) RETURNING "{meta.pk.column}"'
+            f"INSERT INTO {quoted(model._meta.db_table)} ({names}) VALUES ({marks}) RETURNING {key}"
         )
 
 
@@ -178,11 +182,12 @@ def insert_statement(instance: Model) -> tuple[str, list[Any]]:
     return statement.sql, values
 
 
-def inserted(instance: M, row: tuple[Any, ...]) -> M:
+def inserted(instance: M, row: tuple[Any, ...] | None) -> M:
     """Mark `instance` saved, with the primary key from its INSERT's RETURNING row."""
+    if row is None:
+        raise RuntimeError(f"the INSERT of a {type(instance).__name__} returned no row")
     instance.pk = row[0]
-    instance._state.adding = False
-    instance._state.db = connection.alias
+    django_private.mark_saved(instance)
     return instance
 
 
@@ -215,11 +220,11 @@ def write_together(
         return None if found is None else found[:-1]
     if connection.vendor != "postgresql":
         found = None
-        for index, (sql, params) in enumerate(statements):
+        for index, (sql, statement_params) in enumerate(statements):
             if index == 0 and returns:
-                found = fetch_one(sql, params)
+                found = fetch_one(sql, statement_params)
             else:
-                execute(sql, params)
+                execute(sql, statement_params)
         return found
     clauses = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(statements))
     params = [value for _, statement_params in statements for value in statement_params]
