@@ -134,7 +134,7 @@ def documented_variables() -> list[str]:
     return names
 
 
-def test_the_parsers_find_what_they_should():
+def test_the_parsers_find_what_they_should() -> None:
     # A parser that found nothing would make the comparison below pass vacuously.
     python = python_environment_reads(
         'A = env("A", default=1)\nB = env.int("B")\nC = os.environ["C"]\n'
@@ -151,7 +151,7 @@ def test_the_parsers_find_what_they_should():
     assert {"WEB_WORKERS", "WORKER_QUEUES", "PYTHON"} <= reads.keys()
 
 
-def test_every_variable_read_is_in_the_configuration_table():
+def test_every_variable_read_is_in_the_configuration_table() -> None:
     documented = set(documented_variables())
     missing = {
         name: sorted(files) for name, files in environment_reads().items() if name not in documented
@@ -159,7 +159,7 @@ def test_every_variable_read_is_in_the_configuration_table():
     assert not missing, f"add these variables to the README's configuration table: {missing}"
 
 
-def test_every_variable_in_the_configuration_table_is_read():
+def test_every_variable_in_the_configuration_table_is_read() -> None:
     documented = documented_variables()
     assert documented, "the README's configuration table lists no variables"
     duplicates = sorted({name for name in documented if documented.count(name) > 1})
@@ -203,13 +203,17 @@ def schema_operations() -> set[tuple[str, str]]:
     }
 
 
-def test_every_api_operation_is_a_row_of_the_readme(schema_operations):
+def test_every_api_operation_is_a_row_of_the_readme(
+    schema_operations: set[tuple[str, str]],
+) -> None:
     assert len(schema_operations) > 10  # the schema really was generated
     missing = sorted(schema_operations - set(documented_operations()))
     assert not missing, f"add these operations to the README's API table: {missing}"
 
 
-def test_every_row_of_the_readme_is_an_api_operation(schema_operations):
+def test_every_row_of_the_readme_is_an_api_operation(
+    schema_operations: set[tuple[str, str]],
+) -> None:
     documented = documented_operations()
     duplicates = sorted({op for op in documented if documented.count(op) > 1})
     assert not duplicates, f"operations listed twice in the README's API table: {duplicates}"
@@ -254,7 +258,7 @@ def existing_modules() -> set[str]:
     return modules
 
 
-def test_the_layout_names_every_module_and_only_modules_that_exist():
+def test_the_layout_names_every_module_and_only_modules_that_exist() -> None:
     documented, existing = documented_modules(), existing_modules()
     assert "annotate/services/serving.py" in existing  # the walk found the tree
     missing = sorted(existing - documented)
