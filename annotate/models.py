@@ -120,6 +120,11 @@ class Label(TimeStamped):
     name = models.CharField(max_length=200)
     gloss = models.TextField(blank=True)
     position = models.PositiveIntegerField(default=0, help_text="Order on the labeling page.")
+    # WordNet context, optional (import_labels --words/--is-a): other names volunteers may
+    # search by, and the synset one level up (often not a label of the project itself).
+    synonyms = models.JSONField(default=list, blank=True)
+    parent_wnid = models.CharField(max_length=64, blank=True)
+    parent_name = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["position", "id"]

@@ -1,6 +1,9 @@
 """Reads that deserve a name. No writes here."""
 
+import json
+import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -13,6 +16,7 @@ from annotate.models import (
     Assignment,
     Decision,
     Image,
+    Label,
     ModelVersion,
     Project,
     User,
@@ -39,51 +43,102 @@ def project_get(*, project_id: int, recent_ok: bool = False) -> Project:
     return project_columns.build(row)
 
 
-LABEL_FIELDS = ("id", "wnid", "name", "gloss", "position")
-_LABEL_COLUMNS = ", ".join(f"l.{field}" for field in LABEL_FIELDS) + ", s.confidence"
-# The project's labels, the suggested one (when the project shows suggestions) carrying the
-# active model's confidence for the image: the suggested label is one of the project's labels.
-# `{image}` is where the statement has the image's id; the parameter is the project's id.
-_LABELS_WITH_SUGGESTION = (
-    " FROM annotate_label l LEFT JOIN (annotate_suggestion s"
-    " JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
-    " JOIN annotate_project p ON p.id = m.project_id AND p.show_suggestions)"
-    " ON s.image_id = {image} AND s.label_id = l.id WHERE l.project_id = %s"
+# --- the labels and the suggestion a volunteer sees -------------------------------------------
+#
+# The labels are read once per page load (the page, or GET /api/projects/{id}/labels/ with an
+# ETag), never with each lease: at 1,000 labels they were 100 KB on every image. A lease
+# answer carries only the image's suggestion, whose size does not grow with the label count.
+
+SUGGESTION_TOP = 5  # the model's most probable labels offered first (keys 1-5 on the page)
+
+# The active model's suggestion for an image where its project shows suggestions: the top
+# label, its confidence, and the most probable labels (Suggestion.top). `{image}` is where the
+# statement has the image's id; the parameter is the project's id.
+_SUGGESTION = (
+    " FROM annotate_suggestion s JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
+    " JOIN annotate_project p ON p.id = m.project_id AND p.show_suggestions"
+    " WHERE s.image_id = {image} AND p.id = %s LIMIT 1"
 )
 
 
-def labels_and_suggestion(
-    *, project_id: int, image_id: int | None
-) -> tuple[list[dict], dict | None]:
-    """The project's labels as the volunteer sees them, in their order, and the active model's
-    suggestion for the image ({label, confidence}) where the project shows suggestions.
-
-    Both in one statement, as every lease answer needs them."""
-    found = rows.fetch_all(
-        f"SELECT {_LABEL_COLUMNS}{_LABELS_WITH_SUGGESTION.format(image='%s')}"
-        " ORDER BY l.position, l.id",
+def image_suggestion(*, project_id: int, image_id: int) -> dict | None:
+    """The suggestion for an image as a lease answer shows it (see suggestion_of)."""
+    row = rows.fetch_one(
+        f"SELECT s.label_id, s.confidence, s.top{_SUGGESTION.format(image='%s')}",
         [image_id, project_id],
     )
-    return labels_and_suggestion_of(found)
+    return suggestion_of(row)
 
 
-def labels_and_suggestion_json(*, image: str) -> str:
-    """labels_and_suggestion() as a subquery giving one JSON array of its rows (PostgreSQL), for
-    a statement that has the image's id as the SQL expression `image`; its parameter is the
-    project's id. The lease statement carries it: one round trip less per image served."""
+def suggestion_json(*, image: str) -> str:
+    """image_suggestion() as a subquery giving one JSON array (PostgreSQL), for a statement
+    that has the image's id as the SQL expression `image`; its parameter is the project's id.
+    The lease statement carries it: one round trip less per image served."""
     return (
-        f"(SELECT json_agg(json_build_array({_LABEL_COLUMNS}) ORDER BY l.position, l.id)"
-        f"{_LABELS_WITH_SUGGESTION.format(image=image)})"
+        "(SELECT json_build_array(s.label_id, s.confidence, s.top)"
+        f"{_SUGGESTION.format(image=image)})"
     )
 
 
-def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
-    """The labels and the suggestion from the rows (or JSON arrays) of the statements above."""
-    labels = [dict(zip(LABEL_FIELDS, row, strict=True)) for row in found]
-    suggestion = next(
-        ({"label": row[0], "confidence": row[-1]} for row in found if row[-1] is not None), None
+def suggestion_of(row: Sequence | None) -> dict | None:
+    """{label, confidence, top: [{label, probability}] (at most SUGGESTION_TOP)} from a row (or
+    JSON array) of the statements above; None without a suggestion."""
+    if row is None:
+        return None
+    label_id, confidence, top = row
+    if isinstance(top, str):  # SQLite gives the JSON column as text
+        top = json.loads(top)
+    return {
+        "label": label_id,
+        "confidence": confidence,
+        "top": [
+            {"label": item["label"], "probability": item["probability"]}
+            for item in (top or [])[:SUGGESTION_TOP]
+        ],
+    }
+
+
+_LABEL_COLUMNS = ("id", "wnid", "name", "gloss", "position", "synonyms", "parent_wnid")
+
+
+def project_labels(*, project_id: int) -> list[dict]:
+    """The project's labels as the API and the labeling page show them, in page order:
+    {id, wnid, name, gloss, position, synonyms, parent: {wnid, name} or null}."""
+    found = (
+        Label.objects.filter(project_id=project_id)
+        .order_by("position", "id")
+        .values_list(*_LABEL_COLUMNS, "parent_name")
     )
-    return labels, suggestion
+    return [
+        dict(zip(_LABEL_COLUMNS[:-1], row[:-2], strict=True))
+        | {"parent": {"wnid": row[-2], "name": row[-1]} if row[-2] else None}
+        for row in found
+    ]
+
+
+def search_key(text: str) -> str:
+    """`text` folded for matching: compatibility forms unified (full-width letters), accents
+    dropped, case folded. CJK text has no case or accents and stays as it is. The labeling
+    page folds the same way (label.js, searchKey)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def labels_matching(labels: list[dict], query: str) -> list[dict]:
+    """The labels (project_labels() rows) whose name, synonyms, wnid or gloss contain every
+    word of `query`, case- and accent-insensitively; in their order.
+
+    Matched here rather than in SQL: a project has at most some thousands of labels, already
+    read whole for the ETag, and this folding is the same on every database and in the page."""
+    words = search_key(query).split()
+    found = []
+    for label in labels:
+        haystack = search_key(
+            " ".join([label["name"], label["wnid"], label["gloss"], *label["synonyms"]])
+        )
+        if all(word in haystack for word in words):
+            found.append(label)
+    return found
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -8,13 +8,26 @@ from rest_framework import serializers
 
 from annotate import selectors
 from annotate.models import Assignment, Decision, Image, Label, Project
-from annotate.services import ml
+
+
+class LabelParentSerializer(serializers.Serializer):
+    wnid = serializers.CharField()
+    name = serializers.CharField(help_text="Empty when words.txt did not name it.")
 
 
 class LabelOutputSerializer(serializers.ModelSerializer):
+    """A label as selectors.project_labels() shows it (the list is built there, for speed)."""
+
+    synonyms = serializers.ListField(child=serializers.CharField())
+    parent = serializers.SerializerMethodField(help_text="The WordNet synset one level up.")
+
     class Meta:
         model = Label
-        fields = ["id", "wnid", "name", "gloss", "position"]
+        fields = ["id", "wnid", "name", "gloss", "position", "synonyms", "parent"]
+
+    @extend_schema_field(LabelParentSerializer(allow_null=True))
+    def get_parent(self, label: Label) -> dict | None:
+        return {"wnid": label.parent_wnid, "name": label.parent_name} if label.parent_wnid else None
 
 
 class ProjectOutputSerializer(serializers.ModelSerializer):
@@ -123,9 +136,17 @@ class ImageOutputSerializer(ImageRefSerializer):
         return DecisionOutputSerializer(current[0]).data if current else None
 
 
+class SuggestionTopSerializer(serializers.Serializer):
+    label = serializers.IntegerField()
+    probability = serializers.FloatField()
+
+
 class SuggestionSerializer(serializers.Serializer):
     label = serializers.IntegerField()
     confidence = serializers.FloatField()
+    top = SuggestionTopSerializer(
+        many=True, help_text="The model's most probable labels (at most 5), most probable first."
+    )
 
 
 _datetime = serializers.DateTimeField()
@@ -133,12 +154,15 @@ _datetime = serializers.DateTimeField()
 
 def assignment_answer(assignment: Assignment, project_id: int) -> dict:
     """The lease answer, built without serializer machinery: it is on every volunteer's every
-    image. Shape documented (and checked against) AssignmentOutputSerializer."""
+    image. Shape documented (and checked against) AssignmentOutputSerializer. No labels: the
+    page reads them once (selectors.project_labels), so the answer's size stays the same at any
+    label count."""
     image = assignment.image
     # Read with the lease itself where it could be (PostgreSQL), else here.
-    labels, suggestion = getattr(
-        assignment, "labels_and_suggestion", None
-    ) or selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
+    if hasattr(assignment, "leased_suggestion"):
+        suggestion = assignment.leased_suggestion
+    else:
+        suggestion = selectors.image_suggestion(project_id=project_id, image_id=image.pk)
     return {
         "id": assignment.pk,
         "image": {
@@ -147,7 +171,6 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict:
             "width": image.width,
             "height": image.height,
         },
-        "labels": labels,
         "suggestion": suggestion,
         "expires_at": _datetime.to_representation(assignment.expires_at),
     }
@@ -155,17 +178,15 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict:
 
 class AssignmentOutputSerializer(serializers.ModelSerializer):
     image = ImageRefSerializer(read_only=True)
-    labels = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
 
     class Meta:
         model = Assignment
-        fields = ["id", "image", "labels", "suggestion", "expires_at"]
-
-    def get_labels(self, assignment: Assignment) -> list[dict]:
-        return LabelOutputSerializer(self.context["labels"], many=True).data
+        fields = ["id", "image", "suggestion", "expires_at"]
 
     @extend_schema_field(SuggestionSerializer(allow_null=True))
     def get_suggestion(self, assignment: Assignment) -> dict | None:
-        # The active model's calibrated top label, when the project shows suggestions.
-        return ml.suggestion_for_image(image_id=assignment.image_id)
+        # The active model's calibrated top labels, when the project shows suggestions.
+        return selectors.image_suggestion(
+            project_id=assignment.image.project_id, image_id=assignment.image_id
+        )

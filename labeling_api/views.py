@@ -17,6 +17,7 @@ from annotate import selectors
 from annotate.models import Assignment, Decision, Image, Label, Project, User
 from annotate.services import accounts, ingest, projects, serving
 from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
+from labeling_api.conditional import conditional_response
 from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
 from labeling_api.serializers import (
     AssignmentOutputSerializer,
@@ -214,10 +215,27 @@ class LabelListCreateApi(APIView):
         name = serializers.CharField(max_length=200)
         gloss = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(responses=LabelOutputSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "search",
+                str,
+                description="Only labels whose name, synonyms, wnid or gloss contain every "
+                "word of it (case- and accent-insensitive).",
+            )
+        ],
+        responses={200: LabelOutputSerializer(many=True), 304: None},
+        description="With an ETag: send it back as If-None-Match for a 304 while the labels "
+        "are unchanged.",
+    )
     def get(self, request, project_id: int):
-        labels = Label.objects.filter(project=_project(project_id))
-        return Response(LabelOutputSerializer(labels, many=True).data)
+        search = request.query_params.get("search", "")
+        if len(search) > 200:
+            raise InvalidInput("A search may be at most 200 characters.", field="search")
+        labels = selectors.project_labels(project_id=_project(project_id).pk)
+        if search.strip():
+            labels = selectors.labels_matching(labels, search)
+        return conditional_response(request, labels)
 
     @extend_schema(request=LabelListCreateInputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request, project_id: int):

@@ -144,8 +144,8 @@ def _lease_in_one_statement(
 ) -> tuple | None:
     """The steps of _lease_step_by_step() as one statement: one round trip, and no transaction
     to open and commit. Pick and lock an image, take one of its slots, insert the assignment;
-    and read what the answer shows with it, the labels and the suggestion for that image
-    (kept on the assignment as `labels_and_suggestion`)."""
+    and read what the answer shows with it, the suggestion for that image (kept on the
+    assignment as `leased_suggestion`)."""
     now = rows.moment(timezone.now())
     for from_id in _pick_starts(project=project, user=user):
         pick_sql, pick_params = serving_query(project=project, user=user, from_id=from_id)
@@ -157,7 +157,7 @@ def _lease_in_one_statement(
             " (created_at, updated_at, image_id, user_id, state, expires_at)"
             " SELECT %s, %s, taken.id, %s, %s, %s FROM taken RETURNING id)"
             " SELECT picked.id, picked.width, picked.height, made.id,"
-            f" {selectors.labels_and_suggestion_json(image='picked.id')}"
+            f" {selectors.suggestion_json(image='picked.id')}"
             " FROM picked LEFT JOIN made ON true",
             [
                 *pick_params,
@@ -172,7 +172,7 @@ def _lease_in_one_statement(
         if row is not None:
             assignment.image_id = row[0]
             rows.inserted(assignment, (row[3],))
-            assignment.labels_and_suggestion = selectors.labels_and_suggestion_of(row[4] or [])
+            assignment.leased_suggestion = selectors.suggestion_of(row[4])
             return row[:3]
     return None
 
