@@ -1,5 +1,6 @@
 """Server-rendered pages. The labeling page talks to the REST API from its small script."""
 
+from collections.abc import Iterable
 from functools import wraps
 
 from django.conf import settings
@@ -69,28 +70,45 @@ def project_list(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/project_list.html", {"rows": rows})
 
 
+# Up to this many labels the labeling page shows them all as buttons, most with a key; past it,
+# a search box, and the page reads the labels from the API (kept by the browser with their
+# ETag), so that it stays small at any label count.
+BUTTONS_UP_TO = 35
+
+
 @login_required
 def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=project_id)
-    labels = _label_rows(project)
+    first = list(Label.objects.filter(project=project)[: BUTTONS_UP_TO + 1])
+    searchable = len(first) > BUTTONS_UP_TO
     stats = selectors.user_stats(user=request.user)
     return render(
         request,
         "annotate/label.html",
-        {"project": project, "labels": labels, "stats": stats},
+        {
+            "project": project,
+            "labels": [] if searchable else _rows_of(first),
+            "searchable": searchable,
+            "stats": stats,
+        },
     )
 
 
 def _label_rows(project: Project) -> list[dict]:
+    return _rows_of(Label.objects.filter(project=project))
+
+
+def _rows_of(labels: Iterable[Label]) -> list[dict]:
     return [
         {
             "id": label.pk,
             "wnid": label.wnid,
             "name": label.name,
             "gloss": label.gloss,
+            "parent": label.parent_name or label.parent_wnid,
             "key": LABEL_KEYS[index] if index < len(LABEL_KEYS) else "",
         }
-        for index, label in enumerate(Label.objects.filter(project=project))
+        for index, label in enumerate(labels)
     ]
 
 

@@ -21,7 +21,10 @@ def conditional_response(request: Request, data: object) -> Response:
     ask again each time (no-cache) but keeps the body: after a page load's first request a
     label list of any size costs a 304 until the labels change."""
     etag = etag_of(data)
-    known = parse_etags(request.headers.get("If-None-Match", ""))  # ["*"] for "*"
+    # Compared weakly (RFC 9110 13.1.2): a compressed answer carries the weak form, W/"...".
+    known = {
+        tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))
+    }
     if etag in known or "*" in known:
         response = Response(status=status.HTTP_304_NOT_MODIFIED)
     else:
