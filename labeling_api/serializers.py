@@ -19,7 +19,11 @@ class LabelOutputSerializer(serializers.ModelSerializer):
     """A label as selectors.project_labels() shows it (the list is built there, for speed)."""
 
     synonyms = serializers.ListField(child=serializers.CharField())
-    parent = serializers.SerializerMethodField(help_text="The WordNet synset one level up.")
+    # Named like Field.parent, which the stubs see; DRF's metaclass takes declared fields off
+    # the class, so at run time the attribute is the binding's as usual.
+    parent = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text="The WordNet synset one level up."
+    )
 
     class Meta:
         model = Label
