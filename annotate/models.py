@@ -122,6 +122,11 @@ class Label(TimeStamped):
     name = models.CharField(max_length=200)
     gloss = models.TextField(blank=True)
     position = models.PositiveIntegerField(default=0, help_text="Order on the labeling page.")
+    # WordNet context, optional (import_labels --words/--is-a): other names volunteers may
+    # search by, and the synset one level up (often not a label of the project itself).
+    synonyms = models.JSONField(default=list, blank=True)
+    parent_wnid = models.CharField(max_length=64, blank=True)
+    parent_name = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["position", "id"]
@@ -261,9 +266,9 @@ class Assignment(TimeStamped):
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     expires_at = models.DateTimeField()
-    # Not a column: the image's labels and suggestion, when the lease read them with it
+    # Not a column: the image's suggestion, when the lease read it with the image
     # (serving._lease_in_one_statement); absent otherwise.
-    labels_and_suggestion: tuple[list[dict[str, Any]], dict[str, Any] | None]
+    leased_suggestion: dict[str, Any] | None
 
     class Meta:
         constraints = [

@@ -1,5 +1,6 @@
 """Server-rendered pages. The labeling page talks to the REST API from its small script."""
 
+from collections.abc import Iterable
 from functools import wraps
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from annotate import charts, selectors
 from annotate.forms import SignupForm
-from annotate.models import Export, Image, Project, User
+from annotate.models import Export, Image, Label, Project, User
 from annotate.services import accounts
 from annotate.services.errors import NotFound, ServiceError
 
@@ -76,15 +77,27 @@ def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "annotate/project_list.html", {"rows": rows})
 
 
+# Up to this many labels the labeling page shows them all as buttons, most with a key; past it,
+# a search box, and the page reads the labels from the API (kept by the browser with their
+# ETag), so that it stays small at any label count.
+BUTTONS_UP_TO = 35
+
+
 @login_required
 def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = _page_project(request, project_id)
-    labels = _label_rows(project)
+    first = list(selectors.project_labels(project=project)[: BUTTONS_UP_TO + 1])
+    searchable = len(first) > BUTTONS_UP_TO
     stats = selectors.user_stats(user=request.user)
     return render(
         request,
         "annotate/label.html",
-        {"project": project, "labels": labels, "stats": stats},
+        {
+            "project": project,
+            "labels": [] if searchable else _rows_of(first),
+            "searchable": searchable,
+            "stats": stats,
+        },
     )
 
 
@@ -97,15 +110,20 @@ def _page_project(request: HttpRequest, project_id: int) -> Project:
 
 
 def _label_rows(project: Project) -> list[dict]:
+    return _rows_of(selectors.project_labels(project=project))
+
+
+def _rows_of(labels: Iterable[Label]) -> list[dict]:
     return [
         {
             "id": label.pk,
             "wnid": label.wnid,
             "name": label.name,
             "gloss": label.gloss,
+            "parent": label.parent_name or label.parent_wnid,
             "key": LABEL_KEYS[index] if index < len(LABEL_KEYS) else "",
         }
-        for index, label in enumerate(selectors.project_labels(project=project))
+        for index, label in enumerate(labels)
     ]
 
 

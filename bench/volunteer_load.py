@@ -17,9 +17,14 @@ volunteers with an async HTTP client:
    max_votes, every counter equal to its rows.
 
 With --scale it runs the open loop at 10,000 and at 1,000,000 images and prints the ratio.
+With --many-labels N it seeds a second project like the first but with N labels (ILSVRC has
+1,000) and adds its lease+vote loop to the closed loop's alternating blocks: requests/s at N
+labels beside 10 labels in the same run, their ratio (target: within 10%), and the size of a
+lease answer in each.
 
     python bench/volunteer_load.py [--images 100000] [--votes 300000] [--duration 20]
     python bench/volunteer_load.py --scale
+    python bench/volunteer_load.py --many-labels 1000
 """
 
 import argparse
@@ -122,9 +127,18 @@ def _default(field):
     raise ValueError(f"no value for {field.model.__name__}.{field.attname}")
 
 
-def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2000) -> dict:
+def seed(
+    *,
+    images: int,
+    votes_target: int,
+    volunteers: int,
+    seed_users: int = 2000,
+    labels: int = LABELS,
+    name: str = "load",
+) -> dict:
     """A project mid-way: images with 0-5 votes (decided at 3+), their votes, assignments and
-    decisions; then `volunteers` fresh users with tokens for the load."""
+    decisions; then `volunteers` fresh users with tokens for the load. Called again (another
+    `name`), it seeds another project beside the first, with the same users."""
     from django.db import connection
     from rest_framework.authtoken.models import Token
 
@@ -144,13 +158,31 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
 
     rng = np.random.default_rng(1)
     project = Project.objects.create(
-        name="load", min_votes=MIN_VOTES, max_votes=MAX_VOTES, agreement=0.6
+        name=name, min_votes=MIN_VOTES, max_votes=MAX_VOTES, agreement=0.6
     )
-    labels = [
-        Label.objects.create(project=project, wnid=f"n{i:08d}", name=f"class {i}", position=i)
-        for i in range(LABELS)
-    ]
-    label_ids = [label.pk for label in labels]
+    # Labels shaped like ILSVRC's: a wnid, names, synonyms and a gloss of typical lengths.
+    created = Label.objects.bulk_create(
+        Label(
+            project=project,
+            wnid=f"n{i:08d}",
+            name=f"class {i}, another name of class {i}",
+            synonyms=[f"synonym {i}"],
+            gloss=f"the definition of class {i}, as long as a typical WordNet gloss is ({i})",
+            parent_wnid=f"n{90_000_000 + i // 10:08d}",
+            parent_name=f"parent {i // 10}",
+            position=i,
+        )
+        for i in range(labels)
+    )
+    label_ids = [label.pk for label in created]
+    first_project = not User.objects.filter(username="seed0").exists()
+    # Ids go on from those of a project seeded before.
+    with connection.cursor() as cursor:
+        bases = {}
+        for model in (Image, Assignment, Vote, Decision, AnnotatorStats):
+            table = model._meta.db_table
+            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {names.quoted(table)}")
+            bases[model._meta.model_name] = cursor.fetchone()[0]
     now = datetime.now(UTC)
     mean = votes_target / images
     # Votes per image: a spread around the target mean, capped at max_votes.
@@ -161,7 +193,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         copy_rows(
             cursor,
             User,
-            range(seed_users),
+            range(seed_users if first_project else 0),
             lambda i: {
                 "id": base_user + i,
                 "username": f"seed{i}",
@@ -187,11 +219,11 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
                 else 0
             )
             return {
-                "id": i + 1,
+                "id": bases["image"] + i + 1,
                 "created_at": now,
                 "updated_at": now,
                 "project_id": project.pk,
-                "file": f"images/load/{i}.jpg",
+                "file": f"images/{name}/{i}.jpg",
                 "original_name": f"{i}.jpg",
                 "sha256": f"{i:064x}",
                 "size_bytes": 1000,
@@ -206,19 +238,19 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
 
         copy_rows(cursor, Image, range(images), image_row)
         voters = [rng.choice(seed_users, size=int(v), replace=False) for v in per_image]
-        pairs = [(i + 1, int(u)) for i, users in enumerate(voters) for u in users]
+        pairs = [(bases["image"] + i + 1, int(u)) for i, users in enumerate(voters) for u in users]
         # Each seeded vote as a simulated volunteer gives it (see answer()).
         pair_images = np.array([image for image, _ in pairs])
-        truth = (pair_images * 7919) % LABELS
+        truth = (pair_images * 7919) % labels
         wrong = rng.random(len(pairs)) >= ACCURACY
-        picked = np.where(wrong, (truth + rng.integers(1, LABELS, len(pairs))) % LABELS, truth)
+        picked = np.where(wrong, (truth + rng.integers(1, labels, len(pairs))) % labels, truth)
         answers = [label_ids[int(k)] for k in picked]
         copy_rows(
             cursor,
             Assignment,
             range(len(pairs)),
             lambda k: {
-                "id": k + 1,
+                "id": bases["assignment"] + k + 1,
                 "created_at": now,
                 "updated_at": now,
                 "image_id": pairs[k][0],
@@ -232,12 +264,12 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             Vote,
             range(len(pairs)),
             lambda k: {
-                "id": k + 1,
+                "id": bases["vote"] + k + 1,
                 "created_at": now,
                 "updated_at": now,
                 "image_id": pairs[k][0],
                 "user_id": base_user + pairs[k][1],
-                "assignment_id": k + 1,
+                "assignment_id": bases["assignment"] + k + 1,
                 "label_id": answers[k],
             },
         )
@@ -256,7 +288,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             Decision,
             range(len(decided)),
             lambda k: {
-                "id": k + 1,
+                "id": bases["decision"] + k + 1,
                 "created_at": now,
                 "updated_at": now,
                 "image_id": decided[k],
@@ -279,7 +311,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
             AnnotatorStats,
             range(seed_users),
             lambda u: {
-                "id": u + 1,
+                "id": bases["annotatorstats"] + u + 1,
                 "created_at": now,
                 "updated_at": now,
                 "project_id": project.pk,
@@ -299,8 +331,9 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         )
         cursor.execute(
             names.sql(
-                "UPDATE {User} u SET {User.votes_count} = s.{AnnotatorStats.votes}"
-                " FROM {AnnotatorStats} s WHERE s.{AnnotatorStats.user} = u.{User.id}"
+                "UPDATE {User} u SET {User.votes_count} = (SELECT sum(s.{AnnotatorStats.votes})"
+                " FROM {AnnotatorStats} s WHERE s.{AnnotatorStats.user} = u.{User.id})"
+                " WHERE u.{User.username} LIKE 'seed%%'"
             )
         )
         for model in (User, Image, Assignment, Vote, Decision, AnnotatorStats):
@@ -310,7 +343,7 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
                 [model._meta.db_table],
             )
         cursor.execute(
-            "CREATE TABLE bench_floor"
+            "CREATE TABLE IF NOT EXISTS bench_floor"
             " (id bigserial PRIMARY KEY, image_id bigint, at timestamptz DEFAULT now())"
         )
     # Freshly copied rows: vacuum now (hint bits, visibility map, statistics), as a database in
@@ -321,8 +354,8 @@ def seed(*, images: int, votes_target: int, volunteers: int, seed_users: int = 2
         admin.execute("VACUUM (ANALYZE, FREEZE)")
     tokens = []
     for i in range(volunteers):
-        user = User.objects.create(username=f"load{i}")
-        tokens.append(Token.objects.create(user=user).key)
+        user, _ = User.objects.get_or_create(username=f"load{i}")
+        tokens.append(Token.objects.get_or_create(user=user)[0].key)
     return {
         "project": project.pk,
         "labels": label_ids,
@@ -378,6 +411,7 @@ class Recorder:
     def __init__(self):
         self.latencies: dict[str, list[float]] = {}
         self.errors: dict[str, int] = {}
+        self.lease_bytes: list[int] = []  # size of each lease answer's body
 
     def add(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
@@ -403,11 +437,14 @@ async def label_once(session, base, seeded, token, rng, recorder) -> bool:
     async with session.post(
         f"{base}/api/projects/{seeded['project']}/assignments/", headers=headers
     ) as r:
-        body = await r.json() if r.status == 201 else None
         if r.status != 201:
+            await r.read()
             recorder.error("lease")
             return False
+        raw = await r.read()
+        body = json.loads(raw)
     recorder.add("lease", time.perf_counter() - start)
+    recorder.lease_bytes.append(len(raw))
     start = time.perf_counter()
     label = answer(seeded["labels"], body["image"]["id"], rng)
     async with session.post(
@@ -557,13 +594,24 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         call_command("migrate", verbosity=0)
         log(f"seeding {images} images and ~{votes} votes")
         started = time.perf_counter()
-        seeded = seed(
-            images=images, votes_target=votes, volunteers=max([args.volunteers, *args.concurrency])
-        )
+        volunteers = max([args.volunteers, *args.concurrency])
+        seeded = seed(images=images, votes_target=votes, volunteers=volunteers)
         log(
             f"seeded {seeded['votes']} votes, {seeded['open']} open images"
             f" in {time.perf_counter() - started:.0f}s"
         )
+        many = None  # the project with --many-labels labels, the same otherwise
+        if args.many_labels and closed:
+            started = time.perf_counter()
+            many = seed(
+                images=images,
+                votes_target=votes,
+                volunteers=volunteers,
+                labels=args.many_labels,
+                name="load-many-labels",
+            )
+            seconds = time.perf_counter() - started
+            log(f"seeded the {args.many_labels}-label project likewise in {seconds:.0f}s")
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
         result = {}
@@ -571,28 +619,33 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         # connections on their first requests; the figures are for the steady state.
         asyncio.run(closed_loop(base, seeded, 8, args.warmup, floor=False))
         asyncio.run(closed_loop(base, seeded, 8, args.warmup / 2, floor=True))
+        if many is not None:
+            asyncio.run(closed_loop(base, many, 8, args.warmup / 2, floor=False))
         if closed and args.concurrency:
             for concurrency in args.concurrency:
                 # Alternating blocks, the floor first in every other round (R F, F R, ...): the
                 # machine's drift during the run (other tenants, CPU frequency) falls on both
-                # alike, which one long window for each did not ensure.
-                real, floor = Recorder(), Recorder()
-                real_rates: list[float] = []
-                floor_rates: list[float] = []
+                # alike, which one long window for each did not ensure. With --many-labels,
+                # its project's blocks take turns with them (R F M, M F R, ...).
+                real, floor, real_many = Recorder(), Recorder(), Recorder()
+                real_rates, floor_rates, many_rates = [], [], []
                 block = args.duration / args.rounds
+                kinds = ["real", "floor"] + (["many"] if many is not None else [])
                 for round_number in range(args.rounds):
-                    for is_floor in (False, True) if round_number % 2 == 0 else (True, False):
+                    for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
                         rate, _ = asyncio.run(
                             closed_loop(
                                 base,
-                                seeded,
+                                many if kind == "many" else seeded,
                                 concurrency,
                                 block,
-                                floor=is_floor,
-                                recorder=floor if is_floor else real,
+                                floor=kind == "floor",
+                                recorder={"real": real, "floor": floor, "many": real_many}[kind],
                             )
                         )
-                        (floor_rates if is_floor else real_rates).append(rate)
+                        {"real": real_rates, "floor": floor_rates, "many": many_rates}[kind].append(
+                            rate
+                        )
                 real_rps, floor_rps = float(np.mean(real_rates)), float(np.mean(floor_rates))
                 print(
                     f"\nclosed loop, {concurrency} volunteers, {args.duration}s each"
@@ -609,6 +662,25 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))
                 print("  " + floor.line("floor"))
+                if many is not None:
+                    many_rps = float(np.mean(many_rates))
+                    ratio = many_rps / real_rps
+                    per_round = ", ".join(
+                        f"{a / b:.2f}" for a, b in zip(many_rates, real_rates, strict=True)
+                    )
+                    print(
+                        f"  {args.many_labels} labels: lease+vote {many_rps:7.1f} requests/s"
+                        f"   ratio to {LABELS} labels {ratio:.2f} (per round: {per_round}),"
+                        f" target >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}"
+                    )
+                    print("  " + real_many.line("lease"))
+                    print("  " + real_many.line("vote"))
+                    print(
+                        f"  lease answer: {max(real.lease_bytes, default=0)} bytes at {LABELS}"
+                        f" labels, {max(real_many.lease_bytes, default=0)} bytes at"
+                        f" {args.many_labels} (largest seen)"
+                    )
+                    result.setdefault("many_labels_ratio", {})[concurrency] = ratio
         recorder, achieved, late = asyncio.run(
             open_loop(base, seeded, args.rate, args.duration, args.volunteers)
         )
@@ -665,6 +737,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8311)
     parser.add_argument(
         "--scale", action="store_true", help="open loop at 10,000 and 1,000,000 images"
+    )
+    parser.add_argument(
+        "--many-labels",
+        type=int,
+        default=0,
+        metavar="N",
+        help="closed loop: also a project with N labels (e.g. 1000), its lease+vote beside "
+        f"the {LABELS}-label one's in alternating blocks, and their ratio",
     )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()

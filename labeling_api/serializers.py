@@ -1,7 +1,7 @@
 """Output shapes shared by several API views. Input serializers live beside their view."""
 
 import functools
-from typing import Any, cast
+from typing import Any
 
 from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import extend_schema_field
@@ -9,13 +9,30 @@ from rest_framework import serializers
 
 from annotate import selectors
 from annotate.models import Assignment, Decision, Image, Label, Project, User
-from annotate.services import ml
+
+
+class LabelParentSerializer(serializers.Serializer[Any]):
+    wnid = serializers.CharField()
+    name = serializers.CharField(help_text="Empty when words.txt did not name it.")
 
 
 class LabelOutputSerializer(serializers.ModelSerializer[Label]):
+    """A label as selectors.label_catalog() shows it (the list is built there, for speed)."""
+
+    synonyms = serializers.ListField(child=serializers.CharField())
+    # Named like Field.parent, which the stubs see; DRF's metaclass takes declared fields off
+    # the class, so at run time the attribute is the binding's as usual.
+    parent = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text="The WordNet synset one level up."
+    )
+
     class Meta:
         model = Label
-        fields = ["id", "wnid", "name", "gloss", "position"]
+        fields = ["id", "wnid", "name", "gloss", "position", "synonyms", "parent"]
+
+    @extend_schema_field(LabelParentSerializer(allow_null=True))
+    def get_parent(self, label: Label) -> dict[str, Any] | None:
+        return {"wnid": label.parent_wnid, "name": label.parent_name} if label.parent_wnid else None
 
 
 class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
@@ -131,11 +148,19 @@ class ImageOutputSerializer(ImageRefSerializer):
         return current_decision(image)
 
 
-class SuggestionSerializer(serializers.Serializer[Any]):
+class SuggestionTopSerializer(serializers.Serializer[Any]):
     # A field named `label` shadows Field.label (its title) in the stubs; DRF keeps the two
     # apart (the title is set per instance), and the API names this field `label`.
     label = serializers.IntegerField()  # type: ignore[assignment]
+    probability = serializers.FloatField()
+
+
+class SuggestionSerializer(serializers.Serializer[Any]):
+    label = serializers.IntegerField()  # type: ignore[assignment]
     confidence = serializers.FloatField()
+    top = SuggestionTopSerializer(
+        many=True, help_text="The model's most probable labels (at most 5), most probable first."
+    )
 
 
 _datetime = serializers.DateTimeField()
@@ -143,12 +168,15 @@ _datetime = serializers.DateTimeField()
 
 def assignment_answer(assignment: Assignment, project_id: int) -> dict[str, Any]:
     """The lease answer, built without serializer machinery: it is on every volunteer's every
-    image. Shape documented (and checked against) AssignmentOutputSerializer."""
+    image. Shape documented (and checked against) AssignmentOutputSerializer. No labels: the
+    page reads them once (selectors.label_catalog), so the answer's size stays the same at any
+    label count."""
     image = assignment.image
     # Read with the lease itself where it could be (PostgreSQL), else here.
-    labels, suggestion = getattr(
-        assignment, "labels_and_suggestion", None
-    ) or selectors.labels_and_suggestion(project_id=project_id, image_id=image.pk)
+    if hasattr(assignment, "leased_suggestion"):
+        suggestion = assignment.leased_suggestion
+    else:
+        suggestion = selectors.image_suggestion(project_id=project_id, image_id=image.pk)
     return {
         "id": assignment.pk,
         "image": {
@@ -157,7 +185,6 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict[str, Any]
             "width": image.width,
             "height": image.height,
         },
-        "labels": labels,
         "suggestion": suggestion,
         "expires_at": _datetime.to_representation(assignment.expires_at),
     }
@@ -165,20 +192,15 @@ def assignment_answer(assignment: Assignment, project_id: int) -> dict[str, Any]
 
 class AssignmentOutputSerializer(serializers.ModelSerializer[Assignment]):
     image = ImageRefSerializer(read_only=True)
-    labels = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
 
     class Meta:
         model = Assignment
-        fields = ["id", "image", "labels", "suggestion", "expires_at"]
-
-    def get_labels(self, assignment: Assignment) -> list[dict[str, Any]]:
-        # many=True makes a ListSerializer, whose data is a list.
-        return cast(
-            list[dict[str, Any]], LabelOutputSerializer(self.context["labels"], many=True).data
-        )
+        fields = ["id", "image", "suggestion", "expires_at"]
 
     @extend_schema_field(SuggestionSerializer(allow_null=True))
     def get_suggestion(self, assignment: Assignment) -> dict[str, Any] | None:
-        # The active model's calibrated top label, when the project shows suggestions.
-        return ml.suggestion_for_image(image_id=assignment.image_id)
+        # The active model's calibrated top labels, when the project shows suggestions.
+        return selectors.image_suggestion(
+            project_id=assignment.image.project_id, image_id=assignment.image_id
+        )

@@ -9,7 +9,7 @@ from functools import cache
 
 from annotate.models import Image, Project
 from annotate.rows import lock
-from annotate.rows.lookups import labels_and_suggestion_json
+from annotate.rows.lookups import image_suggestion_json
 from annotate.rows.names import sql
 
 # The images a volunteer may be offered: open, with a free slot, never leased to them before.
@@ -69,8 +69,8 @@ def take_slot() -> str:
 @cache
 def lease_in_one(order: str, from_id: bool) -> str:
     """pick(), taking the slot and the assignment's INSERT as one statement (PostgreSQL), with
-    what the answer shows: (image id, width, height, assignment id, the labels and suggestion
-    as one JSON array). Parameters: those of pick(); the assignment's created_at, updated_at,
+    what the answer shows: (image id, width, height, assignment id, the image's suggestion as
+    one JSON array or null). Parameters: those of pick(); the assignment's created_at, updated_at,
     user id, state and expires_at; the project id."""
     return sql(
         "WITH picked AS ({pick}),"
@@ -80,8 +80,8 @@ def lease_in_one(order: str, from_id: bool) -> str:
         " made AS (INSERT INTO {Assignment} ({Assignment.created_at}, {Assignment.updated_at},"
         " {Assignment.image}, {Assignment.user}, {Assignment.state}, {Assignment.expires_at})"
         " SELECT %s, %s, taken.id, %s, %s, %s FROM taken RETURNING {Assignment.id} AS id)"
-        " SELECT picked.id, picked.width, picked.height, made.id, {labels}"
+        " SELECT picked.id, picked.width, picked.height, made.id, {suggestion}"
         " FROM picked LEFT JOIN made ON true",
         pick=pick(order, from_id),
-        labels=labels_and_suggestion_json(image="picked.id"),
+        suggestion=image_suggestion_json(image="picked.id"),
     )

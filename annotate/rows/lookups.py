@@ -1,5 +1,5 @@
 """The reads every volunteer request makes besides the lease and the vote: the caller's token
-and user, the project, the labels with the active model's suggestion, and the model's prior
+and user, the project, the active model's suggestion for an image, and the model's prior
 (annotate.selectors, annotate.services.ml), and the load benchmark's floor (annotate.benchmark).
 
 Each function gives a statement's text, built on first use and kept; the caller passes the
@@ -12,26 +12,18 @@ from annotate.models import Project, User
 from annotate.rows import columns
 from annotate.rows.names import sql
 
-# The label fields a volunteer sees, in the order of the rows (and JSON arrays) below; each
-# row ends with the suggestion's confidence (null but for the suggested label).
-LABEL_FIELDS = ("id", "wnid", "name", "gloss", "position")
-# The project's labels, the suggested one (when the project shows suggestions) joined to the
-# active model's suggestion for the image: the suggested label is one of the project's labels.
+# The active model's suggestion for an image of a project that shows suggestions: its label,
+# confidence and most probable labels (Suggestion.top). The labels themselves are read once per
+# page load, never with a lease (at 1,000 labels they were 100 KB on every image).
 # `{image}` is the image id's SQL expression; the parameter is the project's id.
-_LABELS_WITH_SUGGESTION = (
-    " FROM {Label} l LEFT JOIN ({Suggestion} s"
+_SUGGESTION = (
+    " FROM {Suggestion} s"
     " JOIN {ActiveModel} m ON m.{ActiveModel.version} = s.{Suggestion.model_version}"
     " JOIN {Project} p ON p.{Project.id} = m.{ActiveModel.project}"
-    " AND p.{Project.show_suggestions})"
-    " ON s.{Suggestion.image} = {image} AND s.{Suggestion.label} = l.{Label.id}"
-    " WHERE l.{Label.project} = %s"
+    " AND p.{Project.show_suggestions}"
+    " WHERE s.{Suggestion.image} = {image} AND p.{Project.id} = %s LIMIT 1"
 )
-_ORDER_LABELS = "l.{Label.position}, l.{Label.id}"
-
-
-def _label_columns() -> str:
-    labels = ", ".join("l.{Label.%s}" % field for field in LABEL_FIELDS)  # noqa: UP031
-    return labels + ", s.{Suggestion.confidence}"
+_SUGGESTION_COLUMNS = "s.{Suggestion.label}, s.{Suggestion.confidence}, s.{Suggestion.top}"
 
 
 @cache
@@ -54,29 +46,18 @@ def token_owner() -> str:
 
 
 @cache
-def labels_and_suggestion() -> str:
-    """The project's labels in their order (LABEL_FIELDS and the suggestion's confidence).
-    Parameters: image id, project id."""
-    return sql(
-        "SELECT " + _label_columns() + _LABELS_WITH_SUGGESTION + " ORDER BY " + _ORDER_LABELS,
-        image="%s",
-    )
+def image_suggestion() -> str:
+    """(label id, confidence, top) of the active model's suggestion for the image, where the
+    project shows suggestions. Parameters: image id, project id."""
+    return sql("SELECT " + _SUGGESTION_COLUMNS + _SUGGESTION, image="%s")
 
 
 @cache
-def labels_and_suggestion_json(image: str) -> str:
-    """labels_and_suggestion() as a subquery giving one JSON array of its rows (PostgreSQL),
-    for a statement that has the image's id as the SQL expression `image`. Parameter: project
-    id."""
+def image_suggestion_json(image: str) -> str:
+    """image_suggestion() as a subquery giving one JSON array (PostgreSQL), for a statement
+    that has the image's id as the SQL expression `image`. Parameter: project id."""
     return sql(
-        "(SELECT json_agg(json_build_array("
-        + _label_columns()
-        + ") ORDER BY "
-        + _ORDER_LABELS
-        + ")"
-        + _LABELS_WITH_SUGGESTION
-        + ")",
-        image=image,
+        "(SELECT json_build_array(" + _SUGGESTION_COLUMNS + ")" + _SUGGESTION + ")", image=image
     )
 
 

@@ -32,11 +32,14 @@ from annotate.selectors.ml import (
 )
 from annotate.selectors.projects import (
     label_by_key,
+    label_catalog,
+    labels_matching,
     project_by_key,
     project_labels,
     project_progress,
     project_with_labels,
     projects_for_user,
+    search_key,
 )
 from annotate.selectors.review import (
     ReviewDetails,
@@ -47,11 +50,11 @@ from annotate.selectors.review import (
     vote_breakdowns,
 )
 from annotate.selectors.serving import (
-    LABEL_FIELDS,
+    SUGGESTION_TOP,
+    image_suggestion,
     images_awaiting_others,
-    labels_and_suggestion,
-    labels_and_suggestion_of,
     project_get,
+    suggestion_of,
     user_for_token,
 )
 from annotate.selectors.stats import (
@@ -64,7 +67,7 @@ from annotate.selectors.stats import (
 )
 
 __all__ = [
-    "LABEL_FIELDS",
+    "SUGGESTION_TOP",
     "ReviewDetails",
     "access_export",
     "access_image_file",
@@ -76,8 +79,11 @@ __all__ = [
     "images_awaiting_others",
     "images_for_review",
     "label_by_key",
-    "labels_and_suggestion",
-    "labels_and_suggestion_of",
+    "image_suggestion",
+    "label_catalog",
+    "labels_matching",
+    "search_key",
+    "suggestion_of",
     "leaderboard",
     "near_duplicates_for_review",
     "project_active_model_id",

@@ -1,6 +1,8 @@
 """Reads of projects and their labels."""
 
+import unicodedata
 from collections import defaultdict
+from typing import Any
 
 from django.db.models import Count, QuerySet
 
@@ -51,3 +53,47 @@ def label_by_key(*, project: Project, key: str) -> Label | None:
     labels = project_labels(project=project)
     by_id = labels.filter(pk=int(key)).first() if key.isdigit() else None
     return by_id or labels.filter(wnid=key).first()
+
+
+_CATALOG_FIELDS = ("id", "wnid", "name", "gloss", "position", "synonyms", "parent_wnid")
+
+
+def label_catalog(*, project_id: int) -> list[dict[str, Any]]:
+    """The project's labels as the API and the labeling page show them, in page order:
+    {id, wnid, name, gloss, position, synonyms, parent: {wnid, name} or null}. The labels come
+    once per page load (or GET .../labels/ with an ETag), never with each lease."""
+    found = (
+        Label.objects.filter(project_id=project_id)
+        .order_by("position", "id")
+        .values_list(*_CATALOG_FIELDS, "parent_name")
+    )
+    return [
+        dict(zip(_CATALOG_FIELDS[:-1], row[:-2], strict=True))
+        | {"parent": {"wnid": row[-2], "name": row[-1]} if row[-2] else None}
+        for row in found
+    ]
+
+
+def search_key(text: str) -> str:
+    """`text` folded for matching: compatibility forms unified (full-width letters), accents
+    dropped, case folded. CJK text has no case or accents and stays as it is. The labeling
+    page folds the same way (label_search.js, searchKey)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def labels_matching(labels: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """The labels (label_catalog() rows) whose name, synonyms, wnid or gloss contain every
+    word of `query`, case- and accent-insensitively; in their order.
+
+    Matched here rather than in SQL: a project has at most some thousands of labels, already
+    read whole for the ETag, and this folding is the same on every database and in the page."""
+    words = search_key(query).split()
+    found = []
+    for label in labels:
+        haystack = search_key(
+            " ".join([label["name"], label["wnid"], label["gloss"], *label["synonyms"]])
+        )
+        if all(word in haystack for word in words):
+            found.append(label)
+    return found

@@ -1,13 +1,16 @@
-"""Reads of the volunteer loop: the project a lease reads, the labels and suggestion every
+"""Reads of the volunteer loop: the project a lease reads, the suggestion every
 lease answer carries, the owner of an API token. Each runs on every request of a volunteer,
 hence SQL text (see annotate.rows) and copies read recently (see annotate.recent)."""
+
+import json
+from collections.abc import Sequence
+from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
 from annotate import recent, rows
 from annotate.models import Assignment, Image, Project, User
 from annotate.rows import lookups as lookup_sql
-from annotate.rows.lookups import LABEL_FIELDS
 from annotate.services.errors import NotFound
 
 
@@ -27,26 +30,31 @@ def project_get(*, project_id: int, recent_ok: bool = False) -> Project:
     return project_columns.build(row)
 
 
-def labels_and_suggestion(
-    *, project_id: int, image_id: int | None
-) -> tuple[list[dict], dict | None]:
-    """The project's labels as the volunteer sees them, in their order, and the active model's
-    suggestion for the image ({label, confidence}) where the project shows suggestions.
-
-    Both in one statement, as every lease answer needs them."""
-    found = rows.fetch_all(lookup_sql.labels_and_suggestion(), [image_id, project_id])
-    return labels_and_suggestion_of(found)
+SUGGESTION_TOP = 5  # the model's most probable labels offered first (keys 1-5 on the page)
 
 
-def labels_and_suggestion_of(found: list) -> tuple[list[dict], dict | None]:
-    """The labels and the suggestion from the rows of labels_and_suggestion() or the JSON
-    arrays of the lease's statement (annotate.rows.lookups): LABEL_FIELDS, then the suggested
-    label's confidence."""
-    labels = [dict(zip(LABEL_FIELDS, row[:-1], strict=True)) for row in found]
-    suggestion = next(
-        ({"label": row[0], "confidence": row[-1]} for row in found if row[-1] is not None), None
-    )
-    return labels, suggestion
+def image_suggestion(*, project_id: int, image_id: int) -> dict[str, Any] | None:
+    """The suggestion for an image as a lease answer shows it (see suggestion_of); the lease
+    statement reads it with the image on PostgreSQL (annotate.rows.lease)."""
+    return suggestion_of(rows.fetch_one(lookup_sql.image_suggestion(), [image_id, project_id]))
+
+
+def suggestion_of(row: Sequence[Any] | None) -> dict[str, Any] | None:
+    """{label, confidence, top: [{label, probability}] (at most SUGGESTION_TOP)} from a row (or
+    JSON array) of lookup_sql.image_suggestion(); None without a suggestion."""
+    if row is None:
+        return None
+    label_id, confidence, top = row
+    if isinstance(top, str):  # SQLite gives the JSON column as text
+        top = json.loads(top)
+    return {
+        "label": label_id,
+        "confidence": confidence,
+        "top": [
+            {"label": item["label"], "probability": item["probability"]}
+            for item in (top or [])[:SUGGESTION_TOP]
+        ],
+    }
 
 
 def images_awaiting_others(*, project: Project, user: User) -> QuerySet[Image]:

@@ -135,8 +135,8 @@ def _lease_in_one_statement(
 ) -> tuple[int, int, int] | None:
     """The steps of _lease_step_by_step() as one statement: one round trip, and no transaction
     to open and commit. Pick and lock an image, take one of its slots, insert the assignment;
-    and read what the answer shows with it, the labels and the suggestion for that image
-    (kept on the assignment as `labels_and_suggestion`)."""
+    and read what the answer shows with it, the suggestion for that image (kept on the
+    assignment as `leased_suggestion`)."""
     now = rows.moment(timezone.now())
     for from_id in _pick_starts(project=project, user=user):
         _, pick_params = serving_query(project=project, user=user, from_id=from_id)
@@ -155,7 +155,7 @@ def _lease_in_one_statement(
         if row is not None:
             assignment.image_id = row[0]
             rows.inserted(assignment, (row[3],))
-            assignment.labels_and_suggestion = selectors.labels_and_suggestion_of(row[4] or [])
+            assignment.leased_suggestion = selectors.suggestion_of(row[4])
             picked: tuple[int, int, int] = row[:3]
             return picked
     return None

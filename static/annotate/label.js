@@ -10,7 +10,15 @@
   const loading = document.getElementById("loading");
   const message = document.getElementById("message");
   const count = document.getElementById("count");
-  const suggestionBox = document.getElementById("suggestion");
+  const suggestionBox = document.getElementById("suggestion"); // with buttons only
+  // Past a few dozen labels: a search box instead of a button per label (label_search.js).
+  const search = root.dataset.searchable
+    ? window.labeling.createLabelSearch({
+      projectId,
+      onPick: (labelId) => vote(labelId),
+      onNone: () => vote(null),
+    })
+    : null;
 
   let current = null; // the assignment on screen
   let upcoming = null; // a promise of the next one (or null when none is left)
@@ -82,7 +90,8 @@
       img.removeAttribute("src");
       img.dataset.assignment = "";
       empty.hidden = false;
-      suggestionBox.hidden = true;
+      if (search) search.showFor(null);
+      else suggestionBox.hidden = true;
       return;
     }
     img.src = assignment.image.url;
@@ -91,6 +100,10 @@
     img.dataset.assignment = assignment.id;
     img.hidden = false;
     empty.hidden = true;
+    if (search) {
+      search.showFor(assignment);
+      return;
+    }
     const suggestion = assignment.suggestion;
     const suggested = suggestion && labels.find((l) => l.id === suggestion.label);
     suggestionBox.hidden = !suggested;
@@ -128,6 +141,7 @@
 
   function vote(labelId) {
     const assignment = current;
+    if (assignment && search) search.remember(labelId);
     act("vote", { label: labelId }, () => {
       bump(count, 1);
       bump(today, 1);
@@ -172,6 +186,9 @@
     if (key === "u") { undo(); event.preventDefault(); return; }
     if (key === "z") { toggleZoom(); event.preventDefault(); return; }
     if (key === "enter" && current && current.suggestion) { vote(current.suggestion.label); event.preventDefault(); return; }
+    if (search && key === "/") { search.focus(); event.preventDefault(); return; }
+    const suggested = search && /^[1-5]$/.test(key) ? search.suggested(Number(key)) : null;
+    if (suggested !== null) { vote(suggested); event.preventDefault(); return; }
     const label = labels.find((l) => l.key && l.key === key);
     if (label) { vote(label.id); event.preventDefault(); }
   });
@@ -185,6 +202,12 @@
   });
   document.getElementById("skip").addEventListener("click", (event) => { event.currentTarget.blur(); skip(); });
   img.addEventListener("click", toggleZoom);
+
+  if (search) {
+    search.ready
+      .then(() => { if (current) search.focus(); })
+      .catch((e) => say(`${e.message}; reload the page to try again.`, true));
+  }
 
   (async function start() {
     try {

@@ -273,14 +273,13 @@ def test_lease_vote_skip_round_trip(client_for, volunteer, project, labels):
     leased = client.post(f"/api/projects/{project.pk}/assignments/")
     assert leased.status_code == 201
     body = leased.json()
-    assert set(body) == {"id", "image", "labels", "suggestion", "expires_at"}
+    assert set(body) == {"id", "image", "suggestion", "expires_at"}
     assert body["image"] == {
         "id": first.pk,
         "url": f"/api/images/{first.pk}/file/",
         "width": 64,
         "height": 48,
     }
-    assert [label["id"] for label in body["labels"]] == [label.pk for label in labels]
     assert body["suggestion"] is None
 
     voted = client.post(
@@ -433,9 +432,9 @@ def test_lease_and_vote_stay_within_their_query_budget(
     # The first vote in a project creates the volunteer's record; then the steady state.
     first = client.post(f"/api/projects/{project.pk}/assignments/").json()
     client.post(f"/api/assignments/{first['id']}/vote/", {"label": labels[0].pk}, format="json")
-    # PostgreSQL: the project; the lease in one statement, with the labels and suggestion.
-    # Then BEGIN, the locking read, the writes in one statement, COMMIT. SQLite runs each
-    # write apart, and reads the labels apart.
+    # PostgreSQL: the project; the lease in one statement, with the suggestion. Then BEGIN,
+    # the locking read, the writes in one statement, COMMIT. SQLite runs each write apart, and
+    # reads the suggestion apart.
     lease_budget, vote_budget = (2, 4) if connection.vendor == "postgresql" else (7, 8)
     with django_assert_max_num_queries(lease_budget):
         assignment = client.post(f"/api/projects/{project.pk}/assignments/").json()
@@ -520,7 +519,7 @@ def test_lease_answer_has_the_documented_shape(client_for, volunteer, project, l
     ImageFactory(project=project)
     body = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/").json()
     assignment = Assignment.objects.select_related("image").get(pk=body["id"])
-    documented = AssignmentOutputSerializer(assignment, context={"labels": labels}).data
+    documented = AssignmentOutputSerializer(assignment).data
     assert body == documented
 
 

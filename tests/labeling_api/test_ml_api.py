@@ -121,7 +121,11 @@ def test_the_assignment_carries_the_active_models_suggestion(
 
     response = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")
     assert response.status_code == 201 and response.json()["image"]["id"] == image.pk
-    expected = {"label": labels[0].pk, "confidence": 0.45} if show_suggestions else None
+    top = Suggestion.objects.get(image=image).top
+    assert len(top) > 1 and top[0]["label"] == labels[0].pk
+    expected = (
+        {"label": labels[0].pk, "confidence": 0.45, "top": top[:5]} if show_suggestions else None
+    )
     assert response.json()["suggestion"] == expected
     assert Suggestion.objects.filter(image=image).count() == 1
 

@@ -150,7 +150,11 @@ def test_a_model_trains_on_the_worker_suggests_labels_and_only_a_better_one_repl
     lease = client_for(UserFactory()).post(f"/api/projects/{project.pk}/assignments/")
     assert lease.status_code == 201
     shown = next(s for s in suggestions if s.image_id == lease.json()["image"]["id"])
-    assert lease.json()["suggestion"] == {"label": shown.label_id, "confidence": shown.confidence}
+    assert lease.json()["suggestion"] == {
+        "label": shown.label_id,
+        "confidence": shown.confidence,
+        "top": shown.top,
+    }
 
     # The same task delivered again finds its run finished and does nothing.
     assert current_app.send_task("annotate.ml_train", args=[run.pk]).get(timeout=60) is None
