@@ -33,7 +33,7 @@ from annotate.models import (
     TrainingRun,
     User,
 )
-from annotate.services import jobs
+from annotate.services import jobs, verification_candidates
 from annotate.services.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -544,6 +544,10 @@ def suggestions_compute(
             if not ActiveModel.objects.filter(project_id=project_id, version=version).exists():
                 return written  # a newer version took over; its own task does the rest
             Suggestion.objects.bulk_create(suggestions, ignore_conflicts=True)
+            # Verify projects: the model's top-k become candidates to verify (issue 15).
+            verification_candidates.candidates_from_suggestions(
+                project_id=project_id, suggestions=suggestions
+            )
             if uncertainty:
                 Image.objects.filter(pk__in=uncertainty).update(
                     uncertainty=Case(
