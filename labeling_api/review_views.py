@@ -6,7 +6,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import selectors
+from annotate import selectors, verification_selectors
 from annotate.models import AnnotatorStats, Image
 from annotate.services import ml, review
 from annotate.services.errors import NotFound
@@ -19,6 +19,9 @@ class ReviewItemSerializer(ImageRefSerializer):
     votes = serializers.SerializerMethodField()
     decision = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
+    candidates = serializers.SerializerMethodField(
+        help_text="Candidate labels under verification, with their yes/no votes."
+    )
 
     class Meta:
         model = Image
@@ -34,7 +37,11 @@ class ReviewItemSerializer(ImageRefSerializer):
             "votes",
             "decision",
             "suggestion",
+            "candidates",
         ]
+
+    def get_candidates(self, image: Image) -> list[dict]:
+        return self.context.get("candidates", {}).get(image.pk, [])
 
     def get_votes(self, image: Image) -> list[dict]:
         return self.context["breakdowns"].get(image.pk, [])
@@ -58,7 +65,9 @@ class ReviewQueueApi(GenericAPIView):
             review.review_queue(project=project).prefetch_related("decisions__decided_by")
         )
         breakdowns = review.vote_breakdowns(images=page)
-        data = ReviewItemSerializer(page, many=True, context={"breakdowns": breakdowns}).data
+        candidates = verification_selectors.candidates_for_review(image_ids=[i.pk for i in page])
+        context = {"breakdowns": breakdowns, "candidates": candidates}
+        data = ReviewItemSerializer(page, many=True, context=context).data
         return self.get_paginated_response(data)
 
 
@@ -116,6 +125,9 @@ class AnnotatorSerializer(serializers.ModelSerializer):
     agreement = serializers.SerializerMethodField()
     gold_accuracy = serializers.SerializerMethodField()
     unreliable = serializers.SerializerMethodField()
+    verify_votes = serializers.SerializerMethodField()
+    verify_sensitivity = serializers.SerializerMethodField()
+    verify_specificity = serializers.SerializerMethodField()
 
     class Meta:
         model = AnnotatorStats
@@ -132,7 +144,22 @@ class AnnotatorSerializer(serializers.ModelSerializer):
             "estimated_accuracy",
             "batch_accuracy",
             "unreliable",
+            "verify_votes",
+            "verify_sensitivity",
+            "verify_specificity",
         ]
+
+    def _verification(self, stats: AnnotatorStats) -> dict:
+        return self.context.get("verification", {}).get(stats.user_id, {})
+
+    def get_verify_votes(self, stats: AnnotatorStats) -> int:
+        return self._verification(stats).get("verify_votes", 0)
+
+    def get_verify_sensitivity(self, stats: AnnotatorStats) -> float | None:
+        return self._verification(stats).get("verify_sensitivity")
+
+    def get_verify_specificity(self, stats: AnnotatorStats) -> float | None:
+        return self._verification(stats).get("verify_specificity")
 
     def get_agreement(self, stats: AnnotatorStats) -> float | None:
         return stats.agreed_votes / stats.decided_votes if stats.decided_votes else None
@@ -152,7 +179,10 @@ class AnnotatorListApi(GenericAPIView):
     def get(self, request, project_id: int):
         project = _project(project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
-        context = {"threshold": project.reliability_threshold}
+        verification = verification_selectors.annotators_verification(
+            project_id=project.pk, user_ids=[stats.user_id for stats in page]
+        )
+        context = {"threshold": project.reliability_threshold, "verification": verification}
         return self.get_paginated_response(
             AnnotatorSerializer(page, many=True, context=context).data
         )

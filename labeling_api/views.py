@@ -13,9 +13,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotate import selectors
+from annotate import selectors, verification_selectors
 from annotate.models import Assignment, Decision, Image, Label, Project, User
-from annotate.services import accounts, ingest, projects, serving
+from annotate.services import accounts, ingest, projects, serving, verification_candidates
 from annotate.services.errors import InvalidInput, NotFound, PermissionDenied
 from labeling_api.permissions import IsProjectAdmin, IsReviewer, ReadOrAdmin
 from labeling_api.serializers import (
@@ -289,6 +289,10 @@ class ImageListUploadApi(GenericAPIView):
             default=False,
             help_text="Gold labels from the folders of zip members: <wnid>/... or train/<wnid>/...",
         )
+        candidate_label = serializers.CharField(
+            required=False,
+            help_text="Label id or wnid: a candidate label of every uploaded image, to verify.",
+        )
 
     def get_permissions(self):
         return [IsProjectAdmin()] if self.request.method == "POST" else [IsReviewer()]
@@ -326,6 +330,7 @@ class ImageListUploadApi(GenericAPIView):
                     "rejected": serializers.ListField(child=serializers.DictField()),
                     "near_duplicates": serializers.ListField(child=serializers.DictField()),
                     "ids": serializers.ListField(child=serializers.IntegerField()),
+                    "candidates": serializers.IntegerField(),
                 },
             )
         },
@@ -346,25 +351,26 @@ class ImageListUploadApi(GenericAPIView):
             form = request.data
         except SuspiciousOperation as error:  # too many files or form fields, too big a form
             raise InvalidInput(f"The upload was refused: {error}", field="files") from None
-        for key in ("gold_label", "gold_from_folders"):
+        for key in ("gold_label", "gold_from_folders", "candidate_label"):
             if key in form:
                 fields[key] = form[key]
         data = self.ImageUploadInputSerializer(data=fields)
         data.is_valid(raise_exception=True)
-        gold_label = None
-        if key := data.validated_data.get("gold_label"):
-            labels = Label.objects.filter(project=project)
-            gold_label = (
-                labels.filter(pk=int(key)).first() if key.isdigit() else None
-            ) or labels.filter(wnid=key).first()
-            if gold_label is None:
-                raise InvalidInput(f"No label {key!r} in this project.", field="gold_label")
+        gold_label = _label_by_key(project, data.validated_data.get("gold_label"), "gold_label")
+        candidate_label = _label_by_key(
+            project, data.validated_data.get("candidate_label"), "candidate_label"
+        )
         result = ingest.images_upload(
             project=project,
             files=[(f.name, f) for f in data.validated_data["files"]],
             gold_label=gold_label,
             gold_from_folders=data.validated_data["gold_from_folders"],
         )
+        candidates = 0
+        if candidate_label is not None:
+            candidates = verification_candidates.candidates_from_upload(
+                project=project, image_ids=result.created, label=candidate_label
+            )
         return Response(
             {
                 "created": len(result.created),
@@ -372,9 +378,23 @@ class ImageListUploadApi(GenericAPIView):
                 "rejected": result.rejected,
                 "near_duplicates": result.near_duplicates,
                 "ids": result.created,
+                "candidates": candidates,
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+def _label_by_key(project: Project, key: str | None, field: str) -> Label | None:
+    """The project's label with this id or wnid (None for no key); 400 when there is none."""
+    if not key:
+        return None
+    labels = Label.objects.filter(project=project)
+    label = (labels.filter(pk=int(key)).first() if key.isdigit() else None) or labels.filter(
+        wnid=key
+    ).first()
+    if label is None:
+        raise InvalidInput(f"No label {key!r} in this project.", field=field)
+    return label
 
 
 class ImageFileApi(APIView):
@@ -386,7 +406,13 @@ class ImageFileApi(APIView):
         if image is None:
             raise NotFound(f"Image {image_id} does not exist.")
         user = request.user
-        if not user.is_reviewer and not Assignment.objects.filter(image=image, user=user).exists():
+        if (
+            not user.is_reviewer
+            and not Assignment.objects.filter(image=image, user=user).exists()
+            and not verification_selectors.image_visible_in_verification(
+                user=user, image_id=image.pk
+            )
+        ):
             raise PermissionDenied("This image is not assigned to you.")
         response = FileResponse(image.file.open("rb"), as_attachment=False)
         response["Content-Type"] = f"image/{image.format.lower()}"

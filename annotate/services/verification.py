@@ -20,10 +20,11 @@ from django.utils import timezone
 from annotate import rows
 from annotate import verification_selectors as selectors
 from annotate.models import Candidate, CandidateVote, Decision, Grid, GridItem, Image, Project, User
-from annotate.services import verification_candidates
+from annotate.services import reliability, verification_candidates
 from annotate.services import verification_consensus as consensus_math
 from annotate.services.consensus import decision_record
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from annotate.services.reliability import StatsDelta
 from annotate.services.serving import image_free_slots
 
 # The most gold items in one grid, whatever the project's gold rate.
@@ -276,6 +277,9 @@ def grid_answer(
             _settle_image(project=grid.project, candidate=candidate)
         grid.answered_at = now
         grid.save(update_fields=["answered_at", "updated_at"])
+        # A record in the project's annotator table (verification figures are read from
+        # the votes themselves: verification_selectors.annotators_verification).
+        reliability.stats_apply(project_id=grid.project_id, deltas={user.pk: StatsDelta()})
     return GridAnswer(grid=grid, decided=len(decided))
 
 
