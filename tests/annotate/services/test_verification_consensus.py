@@ -5,6 +5,7 @@ import math
 import pytest
 
 from annotate.services.verification_consensus import (
+    LEAVE_ONE_OUT_CONFIDENCE,
     PRIOR_SENSITIVITY,
     PRIOR_SPECIFICITY,
     RELIABILITY_CEILING,
@@ -15,6 +16,7 @@ from annotate.services.verification_consensus import (
     decide_item,
     label_prior,
     voter_reliability,
+    votes_that_rate_their_voters,
 )
 
 GOOD = VoterReliability(sensitivity=0.9, specificity=0.9)
@@ -35,9 +37,8 @@ def yes_votes_to_reach(*, prior: float, target: float, voter: VoterReliability) 
 
 def test_voter_reliability_without_answers_is_the_prior() -> None:
     reliability = voter_reliability(true_yes=0, false_no=0, true_no=0, false_yes=0)
-    assert reliability == VoterReliability(
-        sensitivity=PRIOR_SENSITIVITY, specificity=PRIOR_SPECIFICITY
-    )
+    assert reliability.sensitivity == pytest.approx(PRIOR_SENSITIVITY)
+    assert reliability.specificity == pytest.approx(PRIOR_SPECIFICITY)
 
 
 def test_voter_reliability_is_beta_smoothed_toward_the_prior() -> None:
@@ -59,8 +60,12 @@ def test_voter_reliability_leave_one_out_contract() -> None:
     """The caller passes only items settled without this voter's vote counting. A voter whose
     own votes decided items must not gain reliability from them: the same voter with the
     self-confirming items left out stays where the gold answers alone put them."""
-    from_gold_only = voter_reliability(true_yes=3, false_no=2, true_no=3, false_yes=2)
-    with_self_confirmation = voter_reliability(true_yes=23, false_no=2, true_no=23, false_yes=2)
+    from_gold_only = voter_reliability(
+        true_yes=3, false_no=2, true_no=3, false_yes=2, prior_strength=4.0
+    )
+    with_self_confirmation = voter_reliability(
+        true_yes=23, false_no=2, true_no=23, false_yes=2, prior_strength=4.0
+    )
     # Counting agreement with one's own decisions would inflate the estimate a lot ...
     assert with_self_confirmation.sensitivity > from_gold_only.sensitivity + 0.2
     # ... while the leave-one-out counts keep a 60%-on-gold voter below the prior's 0.7.
@@ -196,6 +201,40 @@ def test_posterior_survives_extreme_evidence() -> None:
 def test_posterior_refuses_a_prior_that_is_no_probability() -> None:
     with pytest.raises(ValueError):
         candidate_posterior(prior=1.5, answers=[])
+
+
+# votes_that_rate_their_voters (the leave-one-out rule for decided items)
+
+
+def test_the_deciding_vote_never_rates_its_voter() -> None:
+    # Four good yes votes from a prior of 0.5: each one's others alone give 0.9986 > 0.95.
+    answers = [(True, GOOD)] * 4
+    counted = votes_that_rate_their_voters(prior=0.5, answers=answers, accepted=True)
+    assert counted == [True, True, True, False]
+
+
+def test_a_vote_that_made_the_decision_does_not_rate_its_voter() -> None:
+    # A good yes, then three fair ones. Without the good yes, the fair ones alone give odds of
+    # (7/3)^3 = 12.7, P = 0.927 < 0.95: that voter made the decision and is not rated by it.
+    # Without one fair yes, the others give 9 * (7/3)^2 = 49, P = 0.98: that voter is rated.
+    answers = [(True, GOOD), (True, FAIR), (True, FAIR), (True, FAIR)]
+    counted = votes_that_rate_their_voters(prior=0.5, answers=answers, accepted=True)
+    assert candidate_posterior(prior=0.5, answers=answers[1:]) < LEAVE_ONE_OUT_CONFIDENCE
+    assert candidate_posterior(prior=0.5, answers=answers[:-1]) >= LEAVE_ONE_OUT_CONFIDENCE
+    assert counted == [False, True, True, False]
+
+
+def test_leave_one_out_for_a_rejected_item() -> None:
+    answers = [(False, GOOD), (False, GOOD), (True, SPAMMER), (False, GOOD)]
+    counted = votes_that_rate_their_voters(prior=0.3, answers=answers, accepted=False)
+    assert counted == [True, True, True, False]
+    # Judged as accepted instead, no vote is on the side the others settled.
+    assert votes_that_rate_their_voters(prior=0.3, answers=answers, accepted=True) == [False] * 4
+
+
+def test_leave_one_out_refuses_a_confidence_below_a_half() -> None:
+    with pytest.raises(ValueError):
+        votes_that_rate_their_voters(prior=0.5, answers=[], accepted=True, confidence=0.4)
 
 
 # decide_item
