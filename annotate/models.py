@@ -772,6 +772,9 @@ class CandidateVote(TimeStamped):
         GridItem, null=True, on_delete=models.SET_NULL, related_name="vote"
     )
     answer = models.BooleanField()
+    # Whether this vote measures its voter once the candidate is settled: gold, or decided
+    # without it (leave-one-out: verification_consensus.votes_that_rate_their_voters).
+    rates_voter = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

@@ -12,18 +12,15 @@ from annotate.models import Candidate, CandidateVote, Grid, User
 EXAMPLES_PER_LABEL = 3
 
 # What each vote on a settled candidate says about its voter: the truth (gold's known answer,
-# else the decision) and the answer. A decided item counts only where the other voters' own
-# majority agrees with the decision, so that a voter is not measured by a decision that their
-# own vote made (leave-one-out).
-_OTHERS_YES = "(c.yes_count - CASE WHEN v.answer THEN 1 ELSE 0 END)"
-_OTHERS_NO = "(c.no_count - CASE WHEN v.answer THEN 0 ELSE 1 END)"
+# else the decision) and the answer. On a decided item only the votes marked `rates_voter`
+# count: those the others alone had settled (leave-one-out), so that no voter is measured by a
+# decision their own vote made.
 _SETTLED_VOTES = (
     "SELECT v.user_id AS user_id, v.answer AS answer,"
     " CASE WHEN c.is_gold THEN c.gold_answer ELSE c.state = 'accepted' END AS truth"
     " FROM annotate_candidatevote v JOIN annotate_candidate c ON c.id = v.candidate_id"
     " WHERE c.project_id = %s AND v.user_id IN ({users}) AND (c.is_gold"
-    f" OR (c.state = 'accepted' AND {_OTHERS_YES} > {_OTHERS_NO})"
-    f" OR (c.state = 'rejected' AND {_OTHERS_NO} > {_OTHERS_YES}))"
+    " OR (c.state IN ('accepted', 'rejected') AND v.rates_voter))"
 )
 
 
@@ -73,13 +70,16 @@ def label_settled_counts(*, project_id: int, label_id: int) -> dict[str, int]:
     return counts
 
 
-def candidate_votes(*, candidate_ids: list[int]) -> dict[int, list[tuple[int, bool]]]:
-    """Each candidate's (user id, answer) votes."""
-    votes: dict[int, list[tuple[int, bool]]] = defaultdict(list)
-    for candidate_id, user_id, answer in CandidateVote.objects.filter(
-        candidate_id__in=candidate_ids
-    ).values_list("candidate_id", "user_id", "answer"):
-        votes[candidate_id].append((user_id, bool(answer)))
+def candidate_votes(*, candidate_ids: list[int]) -> dict[int, list[tuple[int, int, bool]]]:
+    """Each candidate's (vote id, user id, answer) votes, in the order they came."""
+    votes: dict[int, list[tuple[int, int, bool]]] = defaultdict(list)
+    found = (
+        CandidateVote.objects.filter(candidate_id__in=candidate_ids)
+        .order_by("id")
+        .values_list("candidate_id", "id", "user_id", "answer")
+    )
+    for candidate_id, vote_id, user_id, answer in found:
+        votes[candidate_id].append((vote_id, user_id, bool(answer)))
     return votes
 
 

@@ -249,9 +249,17 @@ def grid_answer(
             .filter(pk__in=items.values())
             .order_by("id")
         }
+        # A vote on a candidate settled while this grid was out (or on gold) did not make the
+        # decision: it measures its voter.
+        settled = (Candidate.State.ACCEPTED, Candidate.State.REJECTED)
         CandidateVote.objects.bulk_create(
             CandidateVote(
-                candidate_id=candidate_id, user=user, grid_item_id=item_id, answer=item_id in yes
+                candidate_id=candidate_id,
+                user=user,
+                grid_item_id=item_id,
+                answer=item_id in yes,
+                rates_voter=candidates[candidate_id].is_gold
+                or candidates[candidate_id].state in settled,
             )
             for item_id, candidate_id in items.items()
         )
@@ -289,7 +297,7 @@ def _decide(*, project: Project, label_id: int, candidates: list[Candidate]) -> 
     if not candidates:
         return []
     votes = selectors.candidate_votes(candidate_ids=[c.pk for c in candidates])
-    voters = sorted({user_id for found in votes.values() for user_id, _ in found})
+    voters = sorted({user_id for found in votes.values() for _, user_id, _ in found})
     reliability = {
         user_id: consensus_math.voter_reliability(**counts)
         for user_id, counts in selectors.voter_counts(
@@ -303,9 +311,9 @@ def _decide(*, project: Project, label_id: int, candidates: list[Candidate]) -> 
     prior = consensus_math.label_prior(
         accepted=settled["accepted"], rejected=settled["rejected"], pool_prior=pool
     )
-    decided = []
+    decided, rating = [], []
     for candidate in candidates:
-        answers = [(answer, reliability[user_id]) for user_id, answer in votes[candidate.pk]]
+        answers = [(answer, reliability[user_id]) for _, user_id, answer in votes[candidate.pk]]
         posterior = consensus_math.candidate_posterior(prior=prior, answers=answers)
         outcome = consensus_math.decide_item(
             posterior=posterior,
@@ -318,6 +326,19 @@ def _decide(*, project: Project, label_id: int, candidates: list[Candidate]) -> 
         candidate.state = str(getattr(outcome.state, "value", outcome.state))
         if candidate.state != Candidate.State.OPEN:
             decided.append(candidate)
+        if candidate.state in (Candidate.State.ACCEPTED, Candidate.State.REJECTED):
+            counted = consensus_math.votes_that_rate_their_voters(
+                prior=prior,
+                answers=answers,
+                accepted=candidate.state == Candidate.State.ACCEPTED,
+            )
+            rating += [
+                vote_id
+                for (vote_id, _, _), counts in zip(votes[candidate.pk], counted, strict=True)
+                if counts
+            ]
+    if rating:
+        CandidateVote.objects.filter(pk__in=rating).update(rates_voter=True)
     return decided
 
 

@@ -454,3 +454,22 @@ def test_a_policy_change_keeps_images_held_for_verification():
 
     assert Image.objects.get(pk=candidate.image_id).free_slots == 0
     assert Image.objects.get(pk=plain.pk).free_slots == 3
+
+
+def test_a_decision_rates_only_the_voters_it_did_not_depend_on():
+    """Leave-one-out: the vote that carried the item over the line, and votes without which
+    the others would not have settled it, do not measure their voters."""
+    project = verify_project(min_votes=2, max_votes=9, target_confidence=0.99)
+    label = LabelFactory(project=project)
+    (candidate,) = with_candidates(project, label, 1)
+    voters = []
+    while (grid := verification.grid_lease(project=project, user=UserFactory())) is not None:
+        voters.append(grid.volunteer)
+        answer_all(grid, grid.volunteer, yes=True)
+
+    candidate.refresh_from_db()
+    assert candidate.state == Candidate.State.ACCEPTED and len(voters) == 6
+    counts = verification.selectors.voter_counts(
+        project_id=project.pk, user_ids=[v.pk for v in voters]
+    )
+    assert [counts[v.pk]["true_yes"] for v in voters] == [1, 1, 1, 1, 1, 0]
