@@ -473,3 +473,19 @@ def test_a_decision_rates_only_the_voters_it_did_not_depend_on():
         project_id=project.pk, user_ids=[v.pk for v in voters]
     )
     assert [counts[v.pk]["true_yes"] for v in voters] == [1, 1, 1, 1, 1, 0]
+
+
+def test_the_beat_task_releases_expired_grids():
+    from worker import tasks
+
+    project = verify_project(lease_seconds=10)
+    label = LabelFactory(project=project)
+    (candidate,) = with_candidates(project, label, 1)
+    grid = verification.grid_lease(
+        project=project, user=UserFactory(), now=timezone.now() - timedelta(seconds=11)
+    )
+
+    assert tasks.grids_expire() == 1
+    grid.refresh_from_db()
+    candidate.refresh_from_db()
+    assert grid.expired and candidate.leases_count == 0
