@@ -489,3 +489,43 @@ def test_the_beat_task_releases_expired_grids():
     grid.refresh_from_db()
     candidate.refresh_from_db()
     assert grid.expired and candidate.leases_count == 0
+
+
+class TopTwoBackend:
+    """A stand-in model that is torn between the first two labels for every image."""
+
+    def predict(self, checkpoint_path, paths, *, config):
+        return [[0.55, 0.35, 0.10] for _ in paths]
+
+
+def test_suggestions_of_the_active_model_become_candidates(settings, tmp_path):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from annotate.services import ml
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    project = verify_project(candidate_min_probability=0.3)
+    labels = [LabelFactory(project=project) for _ in range(3)]
+    stored = default_storage.save(f"preprocessed/{project.pk}/a.jpg", ContentFile(b"jpeg"))
+    image = ImageFactory(project=project, preprocessed=stored)
+    version = ModelVersion.objects.create(
+        project=project,
+        arch="test",
+        classes=[label.pk for label in labels],
+        file="x.pt",
+        weights_source="scratch",
+        device="cpu",
+        train_size=1,
+        holdout_size=1,
+        training_seconds=1.0,
+        top1=0.5,
+    )
+    ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+
+    assert ml.suggestions_compute(project_id=project.pk, backend=TopTwoBackend()) == 1
+
+    found = dict(Candidate.objects.filter(image=image).values_list("label_id", "source"))
+    assert found == {labels[0].pk: "model", labels[1].pk: "model"}
+    image.refresh_from_db()
+    assert image.free_slots == 0
