@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from annotate.models import AnnotatorStats, Decision, Image, Label, Project, User, Vote
+from annotate.services import verification_candidates
 from annotate.services.consensus import decision_record
 from annotate.services.errors import InvalidInput, NotFound
 
@@ -102,6 +103,7 @@ def review_decide(
         image.save(
             update_fields=["state", "flagged_for_review", "flag_reason", "free_slots", "updated_at"]
         )
+    verification_candidates.candidates_settle_by_review(image_id=image_id, label_id=label_id)
     return decision
 
 

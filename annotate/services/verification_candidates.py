@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from annotate import rows
-from annotate.models import Candidate, Image, Label, Project, Suggestion
+from annotate.models import Candidate, CandidateVote, Image, Label, Project, Suggestion
 
 # Gold candidates made per label: known-yes from gold images of the label, known-no from gold
 # images of other labels.
@@ -216,3 +217,22 @@ def gold_candidates_ensure(
         Candidate.objects.bulk_create(new, ignore_conflicts=True)
         made += len(new)
     return made
+
+
+def candidates_settle_by_review(*, image_id: int, label_id: int | None) -> int:
+    """A reviewer's decision settles the image's open and disputed candidates: the decided
+    label's is accepted, the others rejected. The reviewer's truth did not depend on any voter,
+    so every vote on them measures its voter. Run after the review's own transaction (outside
+    its image lock: a grid answer locks candidates before images)."""
+    pending = Candidate.objects.filter(
+        image_id=image_id,
+        is_gold=False,
+        state__in=[Candidate.State.OPEN, Candidate.State.DISPUTED],
+    )
+    with transaction.atomic():
+        ids = list(pending.select_for_update().order_by("id").values_list("id", flat=True))
+        settled = Candidate.objects.filter(pk__in=ids)
+        settled.filter(label_id=label_id).update(state=Candidate.State.ACCEPTED)
+        settled.exclude(label_id=label_id).update(state=Candidate.State.REJECTED)
+        CandidateVote.objects.filter(candidate_id__in=ids).update(rates_voter=True)
+    return len(ids)

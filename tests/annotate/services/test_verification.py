@@ -529,3 +529,31 @@ def test_suggestions_of_the_active_model_become_candidates(settings, tmp_path):
     assert found == {labels[0].pk: "model", labels[1].pk: "model"}
     image.refresh_from_db()
     assert image.free_slots == 0
+
+
+def test_a_review_settles_the_disputed_candidate_and_measures_its_voters():
+    from annotate.services import review
+
+    project = verify_project(min_votes=2, max_votes=2, target_confidence=0.99)
+    label = LabelFactory(project=project)
+    (candidate,) = with_candidates(project, label, 1)
+    voters = []
+    for says_yes in (True, False):
+        grid = verification.grid_lease(project=project, user=UserFactory())
+        voters.append(grid.volunteer)
+        answer_all(grid, grid.volunteer, yes=says_yes)
+    candidate.refresh_from_db()
+    assert candidate.state == Candidate.State.DISPUTED
+
+    review.review_decide(
+        image_id=candidate.image_id, reviewer=UserFactory(role="reviewer"), label_id=label.pk
+    )
+
+    candidate.refresh_from_db()
+    image = Image.objects.get(pk=candidate.image_id)
+    assert candidate.state == Candidate.State.ACCEPTED
+    assert image.state == Image.State.REVIEWED and not image.flagged_for_review
+    counts = verification.selectors.voter_counts(
+        project_id=project.pk, user_ids=[v.pk for v in voters]
+    )
+    assert counts[voters[0].pk]["true_yes"] == 1 and counts[voters[1].pk]["false_no"] == 1
