@@ -34,11 +34,15 @@ GOLD_SHARE_MAX = 0.25
 # needed beyond those on their way (capacity as serving.image_capacity), never in a grid of
 # theirs before. Parameters: project, min_votes, max_votes, user.
 _VOTES = "(c.yes_count + c.no_count)"
+# Room for one more lease; parameters: min_votes, min_votes, max_votes.
+_HAS_ROOM = (
+    f"(CASE WHEN %s - {_VOTES} > 1 THEN %s - {_VOTES} ELSE 1 END) - c.leases_count > 0"
+    f" AND %s - {_VOTES} - c.leases_count > 0"
+)
 _ELIGIBLE = (
     "FROM annotate_candidate c JOIN annotate_image i ON i.id = c.image_id"
     " WHERE c.project_id = %s AND c.state = 'open' AND NOT c.is_gold AND i.state = 'open'"
-    f" AND (CASE WHEN %s - {_VOTES} > 1 THEN %s - {_VOTES} ELSE 1 END) - c.leases_count > 0"
-    f" AND %s - {_VOTES} - c.leases_count > 0"
+    f" AND {_HAS_ROOM}"
     " AND NOT EXISTS (SELECT 1 FROM annotate_griditem gi"
     " WHERE gi.volunteer_id = %s AND gi.candidate_id = c.id)"
 )
@@ -143,9 +147,9 @@ def _lease_step_by_step(
         candidate_id
         for (candidate_id,) in picked
         if rows.execute(
-            "UPDATE annotate_candidate SET leases_count = leases_count + 1 WHERE id = %s"
-            f" AND %s - {_VOTES.replace('c.', '')} - leases_count > 0",
-            [candidate_id, project.max_votes],
+            "UPDATE annotate_candidate AS c SET leases_count = leases_count + 1"
+            f" WHERE c.id = %s AND {_HAS_ROOM}",
+            [candidate_id, project.min_votes, project.min_votes, project.max_votes],
         )
     ]
     if not taken:
