@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 PHONE = {"width": 390, "height": 844}
 
 
-def verify_project(*, candidates: int, grid_size: int = 12) -> Project:
+def verify_project(*, candidates: int, grid_size: int = 12, examples: int = 0) -> Project:
     project = ProjectFactory(
         name="Verify cats", task=Project.Task.VERIFY, grid_size=grid_size, min_votes=2, max_votes=3
     )
@@ -27,13 +27,17 @@ def verify_project(*, candidates: int, grid_size: int = 12) -> Project:
         project=project,
         files=[
             (f"c{i}.png", io.BytesIO(image_bytes((10 * i, 255 - 9 * i, 90), fmt="PNG")))
-            for i in range(candidates)
+            for i in range(candidates + examples)
         ],
     )
     verification_candidates.candidates_add(
         project=project,
         pairs=[(image_id, label.pk) for image_id in result.created],
         source=Candidate.Source.IMPORT,
+    )
+    # The first `examples` images were accepted already: the label's examples at the top.
+    Candidate.objects.filter(image_id__in=result.created[:examples]).update(
+        state=Candidate.State.ACCEPTED
     )
     return project
 
@@ -69,6 +73,13 @@ def test_keyboard_only(page, live_server):
     verify_project(candidates=14)
     user = UserFactory()
     sign_in(page, user)
+    posts = []
+    page.on(
+        "request",
+        lambda r: (
+            posts.append(r.url.split("/api/")[1].split("/")[0]) if r.method == "POST" else None
+        ),
+    )
     page.get_by_role("link", name="Start verifying").click()
 
     items = wait_for_grid(page, 12)
@@ -85,6 +96,8 @@ def test_keyboard_only(page, live_server):
     page.keyboard.press("Space")
     answer(page, lambda: page.keyboard.press("Enter"))
 
+    # The next grid was asked for while this one was on screen, before its answer went.
+    assert posts[:3] == ["projects", "projects", "grids"], posts
     marked = {items[0], items[1], items[columns]}
     assert votes_of(user) == {item: item in marked for item in items}
     second = wait_for_grid(page, 2)  # the two candidates left, prefetched
@@ -115,12 +128,16 @@ def phone(browser, live_server):
 
 @pytest.mark.parametrize("grid_size", [16, 24])
 def test_touch_on_a_phone_and_the_grid_fits_its_screen(phone, grid_size, screenshot_path):
-    project = verify_project(candidates=grid_size, grid_size=grid_size)
+    project = verify_project(candidates=grid_size, grid_size=grid_size, examples=3)
     user = UserFactory()
     sign_in(phone, user)
     phone.goto(f"/projects/{project.pk}/verify/")
 
     items = wait_for_grid(phone, grid_size)
+    phone.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#examples img'))"
+        ".filter((img) => img.complete && img.naturalWidth > 0).length === 3"
+    )
     phone.screenshot(path=screenshot_path(f"verify-phone-{grid_size}.png"))
     fits = phone.evaluate(
         "() => { const grid = document.getElementById('grid').getBoundingClientRect();"
