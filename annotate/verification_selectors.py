@@ -136,15 +136,14 @@ def grids_done(*, project_id: int, user: User) -> int:
 def image_visible_in_verification(*, user: User, image_id: int) -> bool:
     """Whether a volunteer may see the image for verification: it is in one of their grids,
     or it shows a label's accepted example (known-yes gold or accepted)."""
-    return bool(
-        rows.fetch_one(
-            "SELECT EXISTS (SELECT 1 FROM annotate_griditem gi JOIN annotate_candidate c"
-            " ON c.id = gi.candidate_id WHERE gi.volunteer_id = %s AND c.image_id = %s)"
-            " OR EXISTS (SELECT 1 FROM annotate_candidate c WHERE c.image_id = %s"
-            " AND ((c.is_gold AND c.gold_answer) OR (NOT c.is_gold AND c.state = 'accepted')))",
-            [user.pk, image_id, image_id],
-        )[0]
+    found = rows.fetch_one(
+        "SELECT EXISTS (SELECT 1 FROM annotate_griditem gi JOIN annotate_candidate c"
+        " ON c.id = gi.candidate_id WHERE gi.volunteer_id = %s AND c.image_id = %s)"
+        " OR EXISTS (SELECT 1 FROM annotate_candidate c WHERE c.image_id = %s"
+        " AND ((c.is_gold AND c.gold_answer) OR (NOT c.is_gold AND c.state = 'accepted')))",
+        [user.pk, image_id, image_id],
     )
+    return bool(found and found[0])
 
 
 def candidates_for_review(*, image_ids: list[int]) -> dict[int, list[dict[str, Any]]]:

@@ -5,11 +5,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from annotate import verification_selectors
-from annotate.models import Project
+from annotate.models import Project, User
 
 
 @login_required
 def verify_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=project_id)
-    done = verification_selectors.grids_done(project_id=project.pk, user=request.user)
+    user = request.user
+    assert isinstance(user, User)  # login_required
+    done = verification_selectors.grids_done(project_id=project.pk, user=user)
     return render(request, "annotate/verify.html", {"project": project, "grids_done": done})

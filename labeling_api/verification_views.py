@@ -11,10 +11,17 @@ from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate import verification_selectors as verification_reads
+from annotate.models import User
 from annotate.services import verification
 from labeling_api.serializers import image_url
 
 _datetime = serializers.DateTimeField()
+
+
+def _volunteer(request: Request) -> User:
+    user = request.user
+    assert isinstance(user, User)  # IsAuthenticated let the request through
+    return user
 
 
 def grid_answer_body(view: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +88,7 @@ class GridLeaseApi(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get(project_id=project_id)
-        grid = verification.grid_lease(project=project, user=request.user)
+        grid = verification.grid_lease(project=project, user=_volunteer(request))
         if grid is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         body = grid_answer_body(verification_reads.grid_view(grid=grid))
@@ -109,6 +116,6 @@ class GridAnswerApi(APIView):
         data = self.GridAnswerInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = verification.grid_answer(
-            grid_id=grid_id, user=request.user, yes_item_ids=data.validated_data["yes"]
+            grid_id=grid_id, user=_volunteer(request), yes_item_ids=data.validated_data["yes"]
         )
         return Response({"decided": result.decided}, status=status.HTTP_201_CREATED)

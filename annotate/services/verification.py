@@ -11,6 +11,7 @@ rows in id order (a classify vote never locks candidates).
 """
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,7 +49,7 @@ _ELIGIBLE = (
 )
 
 
-def _eligible_params(project: Project, user: User) -> list:
+def _eligible_params(project: Project, user: User) -> list[int]:
     return [project.pk, project.min_votes, project.min_votes, project.max_votes, user.pk]
 
 
@@ -201,7 +202,7 @@ def grids_expire(*, project: Project | None = None, now: datetime | None = None)
     return len(grid_ids)
 
 
-def _release(candidate_ids) -> None:
+def _release(candidate_ids: Iterable[int]) -> None:
     ids = sorted(candidate_ids)
     if ids:
         list(

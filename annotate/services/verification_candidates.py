@@ -232,7 +232,9 @@ def candidates_settle_by_review(*, image_id: int, label_id: int | None) -> int:
     with transaction.atomic():
         ids = list(pending.select_for_update().order_by("id").values_list("id", flat=True))
         settled = Candidate.objects.filter(pk__in=ids)
-        settled.filter(label_id=label_id).update(state=Candidate.State.ACCEPTED)
-        settled.exclude(label_id=label_id).update(state=Candidate.State.REJECTED)
+        if label_id is not None:  # None: the image was excluded, every candidate is wrong
+            settled.filter(label_id=label_id).update(state=Candidate.State.ACCEPTED)
+            settled = settled.exclude(label_id=label_id)
+        settled.update(state=Candidate.State.REJECTED)
         CandidateVote.objects.filter(candidate_id__in=ids).update(rates_voter=True)
     return len(ids)
