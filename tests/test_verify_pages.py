@@ -59,3 +59,20 @@ def test_the_annotator_table_shows_verification(client):
     html = client.get(f"/projects/{project.pk}/annotators/").content.decode()
 
     assert "grid_person" in html and "3 yes/no" in html
+
+
+def test_the_admin_lists_candidates_and_grids(client):
+    project = ProjectFactory(task=Project.Task.VERIFY)
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project)
+    verification_candidates.candidates_add(
+        project=project, pairs=[(image.pk, label.pk)], source=Candidate.Source.UPLOAD
+    )
+    verification.grid_lease(project=project, user=UserFactory())
+    client.force_login(UserFactory(is_staff=True, is_superuser=True, role=User.Role.ADMIN))
+
+    for model in ("candidate", "grid", "project"):
+        response = client.get(f"/admin/annotate/{model}/")
+        assert response.status_code == 200, model
+    candidate = Candidate.objects.get()
+    assert client.get(f"/admin/annotate/candidate/{candidate.pk}/change/").status_code == 200
