@@ -557,3 +557,34 @@ def test_a_review_settles_the_disputed_candidate_and_measures_its_voters():
         project_id=project.pk, user_ids=[v.pk for v in voters]
     )
     assert counts[voters[0].pk]["true_yes"] == 1 and counts[voters[1].pk]["false_no"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_answers_on_the_same_items_are_all_counted():
+    project = verify_project(min_votes=3, max_votes=5, grid_size=12)
+    label = LabelFactory(project=project)
+    candidates = with_candidates(project, label, 12)
+    grids = [verification.grid_lease(project=project, user=UserFactory()) for _ in range(3)]
+    assert all(set(candidate_ids(g)) == {c.pk for c in candidates} for g in grids)
+    errors = []
+    start = threading.Barrier(len(grids))
+
+    def answer(grid):
+        try:
+            start.wait()
+            answer_all(grid, grid.volunteer, yes=True)
+        except Exception as error:  # reported below, with the others'
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=answer, args=(g,)) for g in grids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert set(
+        Candidate.objects.filter(is_gold=False).values_list("yes_count", "leases_count")
+    ) == {(3, 0)}
