@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from annotate.models import Assignment, Decision, Image, Label, Project, User, Vote
+from annotate.models import (
+    Assignment,
+    Candidate,
+    Decision,
+    Grid,
+    Image,
+    Label,
+    Project,
+    User,
+    Vote,
+)
 
 
 @admin.register(User)
@@ -19,7 +29,7 @@ class LabelInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "mode", "min_votes", "max_votes", "agreement", "serving_order"]
+    list_display = ["name", "task", "mode", "min_votes", "max_votes", "agreement", "serving_order"]
     inlines = [LabelInline]
 
 
@@ -94,3 +104,27 @@ class ExportAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+# Verification (issue 15): read-only views; the services keep counters and states consistent.
+@admin.register(Candidate)
+class CandidateAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "image", "label", "source", "state", "yes_count", "no_count"]
+    list_filter = ["project", "state", "source", "is_gold"]
+    raw_id_fields = ["image", "label"]
+    readonly_fields = [
+        "state",
+        "yes_count",
+        "no_count",
+        "leases_count",
+        "posterior",
+        "is_gold",
+        "gold_answer",
+    ]
+
+
+@admin.register(Grid)
+class GridAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "volunteer", "label", "expires_at", "answered_at", "expired"]
+    list_filter = ["project", "expired"]
+    readonly_fields = ["volunteer", "label", "expires_at", "answered_at", "expired"]

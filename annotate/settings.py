@@ -280,6 +280,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotate.assignments_expire",
         "schedule": env.float("LEASE_SWEEP_SECONDS", default=30.0),
     },
+    "release-expired-grids": {
+        "task": "annotate.grids_expire",
+        "schedule": env.float("LEASE_SWEEP_SECONDS", default=30.0),
+    },
     "flush-job-outbox": {
         "task": "annotate.jobs_flush",
         "schedule": env.float("JOBS_FLUSH_SECONDS", default=15.0),

@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
-from annotate import views
+from annotate import verify_page, views
 
 # Django tries the patterns in order: the API, where the volunteer loop's requests go, first.
 urlpatterns = [
@@ -19,6 +19,7 @@ urlpatterns = [
     path("projects/<id:project_id>/annotators/", views.annotators_page, name="annotators"),
     path("me/", views.my_stats, name="my-stats"),
     path("projects/<id:project_id>/export/", views.export_page, name="export"),
+    path("projects/<id:project_id>/verify/", verify_page.verify_page, name="verify"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -18,6 +18,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from annotate import charts, selectors
 from annotate.forms import SignupForm
 from annotate.models import Export, Image, Label, Project, User
+from annotate.selectors import verification as verification_selectors
 from annotate.services import accounts
 from annotate.services.errors import NotFound, ServiceError
 
@@ -142,14 +143,19 @@ def annotators_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpR
     if not request.user.is_reviewer:
         raise PermissionDenied("Only reviewers and admins may see the annotator table.")
     project = _page_project(request, project_id)
+    annotators = list(selectors.project_annotators(project=project)[:500])
+    verification = verification_selectors.annotators_verification(
+        project_id=project.pk, user_ids=[stats.user_id for stats in annotators]
+    )
     rows = [
         {
             "stats": stats,
             "agreement": stats.agreed_votes / stats.decided_votes if stats.decided_votes else None,
             "gold_accuracy": stats.gold_correct / stats.gold_votes if stats.gold_votes else None,
             "unreliable": stats.estimated_accuracy < project.reliability_threshold,
+            "verification": verification.get(stats.user_id, {}),
         }
-        for stats in selectors.project_annotators(project=project)[:500]
+        for stats in annotators
     ]
     return render(request, "annotate/annotators.html", {"project": project, "rows": rows})
 

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate.models import AnnotatorStats, Image
+from annotate.selectors import verification as verification_selectors
 from annotate.services import review
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsReviewer
@@ -24,6 +25,9 @@ class ReviewItemSerializer(ImageRefSerializer):
     votes = serializers.SerializerMethodField()
     decision = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
+    candidates = serializers.SerializerMethodField(
+        help_text="Candidate labels under verification, with their yes/no votes."
+    )
 
     class Meta:
         model = Image
@@ -39,7 +43,12 @@ class ReviewItemSerializer(ImageRefSerializer):
             "votes",
             "decision",
             "suggestion",
+            "candidates",
         ]
+
+    def get_candidates(self, image: Image) -> list[dict[str, Any]]:
+        candidates: list[dict[str, Any]] = self.context["candidates"].get(image.pk, [])
+        return candidates
 
     # Each read from what the view fetched for the whole page (selectors.review_details and
     # review_queue's current decisions): no query per row.
@@ -64,7 +73,11 @@ class ReviewQueueApi(GenericAPIView[Image]):
         project = selectors.access_project(user=request.user, project_id=project_id)
         page = self.paginate_queryset(selectors.review_queue(project=project))
         details = selectors.review_details(images=page or [])
-        data = ReviewItemSerializer(page, many=True, context={"details": details}).data
+        candidates = verification_selectors.candidates_for_review(
+            image_ids=[image.pk for image in page or []]
+        )
+        context = {"details": details, "candidates": candidates}
+        data = ReviewItemSerializer(page, many=True, context=context).data
         return self.get_paginated_response(data)
 
 
@@ -123,6 +136,9 @@ class AnnotatorSerializer(serializers.ModelSerializer[AnnotatorStats]):
     agreement = serializers.SerializerMethodField()
     gold_accuracy = serializers.SerializerMethodField()
     unreliable = serializers.SerializerMethodField()
+    verify_votes = serializers.SerializerMethodField()
+    verify_sensitivity = serializers.SerializerMethodField()
+    verify_specificity = serializers.SerializerMethodField()
 
     class Meta:
         model = AnnotatorStats
@@ -139,7 +155,22 @@ class AnnotatorSerializer(serializers.ModelSerializer[AnnotatorStats]):
             "estimated_accuracy",
             "batch_accuracy",
             "unreliable",
+            "verify_votes",
+            "verify_sensitivity",
+            "verify_specificity",
         ]
+
+    def _verification(self, stats: AnnotatorStats) -> dict:
+        return self.context.get("verification", {}).get(stats.user_id, {})
+
+    def get_verify_votes(self, stats: AnnotatorStats) -> int:
+        return self._verification(stats).get("verify_votes", 0)
+
+    def get_verify_sensitivity(self, stats: AnnotatorStats) -> float | None:
+        return self._verification(stats).get("verify_sensitivity")
+
+    def get_verify_specificity(self, stats: AnnotatorStats) -> float | None:
+        return self._verification(stats).get("verify_specificity")
 
     def get_agreement(self, stats: AnnotatorStats) -> float | None:
         return stats.agreed_votes / stats.decided_votes if stats.decided_votes else None
@@ -159,7 +190,10 @@ class AnnotatorListApi(GenericAPIView[AnnotatorStats]):
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
         project = selectors.access_project(user=request.user, project_id=project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
-        context = {"threshold": project.reliability_threshold}
+        verification = verification_selectors.annotators_verification(
+            project_id=project.pk, user_ids=[stats.user_id for stats in page]
+        )
+        context = {"threshold": project.reliability_threshold, "verification": verification}
         return self.get_paginated_response(
             AnnotatorSerializer(page, many=True, context=context).data
         )

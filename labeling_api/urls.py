@@ -76,3 +76,17 @@ urlpatterns += [
         name="export-manifest",
     ),
 ]
+
+# Verification, the candidate-grid task (issue 15).
+from labeling_api import verification_views  # noqa: E402
+
+urlpatterns += [
+    path(
+        "projects/<id:project_id>/grids/", verification_views.GridLeaseApi.as_view(), name="grids"
+    ),
+    path(
+        "grids/<id:grid_id>/answers/",
+        verification_views.GridAnswerApi.as_view(),
+        name="grid-answers",
+    ),
+]

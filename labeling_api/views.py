@@ -19,8 +19,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Image, Project, User
-from annotate.services import accounts, ingest, projects, serving
+from annotate.models import Image, Label, Project, User
+from annotate.services import accounts, ingest, projects, serving, verification_candidates
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.conditional import conditional_response
@@ -311,6 +311,10 @@ class ImageListUploadApi(GenericAPIView[Image]):
             default=False,
             help_text="Gold labels from the folders of zip members: <wnid>/... or train/<wnid>/...",
         )
+        candidate_label = serializers.CharField(
+            required=False,
+            help_text="Label id or wnid: a candidate label of every uploaded image, to verify.",
+        )
 
     def get_permissions(self) -> list[BasePermission]:
         return [IsProjectAdmin()] if self.request.method == "POST" else [IsReviewer()]
@@ -341,6 +345,7 @@ class ImageListUploadApi(GenericAPIView[Image]):
                     "rejected": serializers.ListField(child=serializers.DictField()),
                     "near_duplicates": serializers.ListField(child=serializers.DictField()),
                     "ids": serializers.ListField(child=serializers.IntegerField()),
+                    "candidates": serializers.IntegerField(),
                 },
             )
         },
@@ -361,22 +366,26 @@ class ImageListUploadApi(GenericAPIView[Image]):
             form = cast(QueryDict, request.data)  # what the multipart and form parsers give
         except SuspiciousOperation as error:  # too many files or form fields, too big a form
             raise InvalidInput(f"The upload was refused: {error}", field="files") from None
-        for key in ("gold_label", "gold_from_folders"):
+        for key in ("gold_label", "gold_from_folders", "candidate_label"):
             if key in form:
                 fields[key] = form[key]
         data = self.ImageUploadInputSerializer(data=fields)
         data.is_valid(raise_exception=True)
-        gold_label = None
-        if key := data.validated_data.get("gold_label"):
-            gold_label = selectors.label_by_key(project=project, key=key)
-            if gold_label is None:
-                raise InvalidInput(f"No label {key!r} in this project.", field="gold_label")
+        gold_label = _label_by_key(project, data.validated_data.get("gold_label"), "gold_label")
+        candidate_label = _label_by_key(
+            project, data.validated_data.get("candidate_label"), "candidate_label"
+        )
         result = ingest.images_upload(
             project=project,
             files=[(f.name, f) for f in data.validated_data["files"]],
             gold_label=gold_label,
             gold_from_folders=data.validated_data["gold_from_folders"],
         )
+        candidates = 0
+        if candidate_label is not None:
+            candidates = verification_candidates.candidates_from_upload(
+                project=project, image_ids=result.created, label=candidate_label
+            )
         return Response(
             {
                 "created": len(result.created),
@@ -384,9 +393,20 @@ class ImageListUploadApi(GenericAPIView[Image]):
                 "rejected": result.rejected,
                 "near_duplicates": result.near_duplicates,
                 "ids": result.created,
+                "candidates": candidates,
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+def _label_by_key(project: Project, key: str | None, field: str) -> Label | None:
+    """The project's label with this id or wnid (None for no key); 400 when there is none."""
+    if not key:
+        return None
+    label = selectors.label_by_key(project=project, key=key)
+    if label is None:
+        raise InvalidInput(f"No label {key!r} in this project.", field=field)
+    return label
 
 
 class ImageFileApi(APIView):

@@ -4,13 +4,18 @@ from celery import shared_task
 from django.conf import settings
 
 from annotate.models import Project
-from annotate.services import aggregation, jobs, ml, serving
+from annotate.services import aggregation, jobs, ml, serving, verification
 from annotate.services import export as export_service
 
 
 @shared_task(name="annotate.assignments_expire")
 def assignments_expire() -> int:
     return serving.assignments_expire()
+
+
+@shared_task(name="annotate.grids_expire")
+def grids_expire() -> int:
+    return verification.grids_expire()
 
 
 @shared_task(name="annotate.ping")

@@ -25,12 +25,19 @@ def access_project(*, user: User, project_id: int, recent_ok: bool = False) -> P
 
 
 def access_image_file(*, user: User, image_id: int) -> Image:
-    """An image whose file `user` may see: a volunteer only an image leased to them, a
-    reviewer or admin any."""
+    """An image whose file `user` may see: a volunteer only an image leased to them or shown
+    to them in a verification grid (its candidates or the label's examples), a reviewer or
+    admin any."""
+    from annotate.selectors.verification import image_visible_in_verification
+
     image = Image.objects.filter(pk=image_id).first()
     if image is None:
         raise NotFound(f"Image {image_id} does not exist.")
-    if not user.is_reviewer and not Assignment.objects.filter(image=image, user=user).exists():
+    if (
+        not user.is_reviewer
+        and not Assignment.objects.filter(image=image, user=user).exists()
+        and not image_visible_in_verification(user=user, image_id=image.pk)
+    ):
         raise PermissionDenied("This image is not assigned to you.")
     return image
 

@@ -34,7 +34,7 @@ from annotate.models import (
 )
 from annotate.rows import lookups as lookup_sql
 from annotate.selectors.ml import project_verified_count, verified_decisions
-from annotate.services import jobs
+from annotate.services import jobs, verification_candidates
 from annotate.services.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -515,6 +515,10 @@ def suggestions_compute(
             if not ActiveModel.objects.filter(project_id=project_id, version=version).exists():
                 return written  # a newer version took over; its own task does the rest
             Suggestion.objects.bulk_create(suggestions, ignore_conflicts=True)
+            # Verify projects: the model's top-k become candidates to verify (issue 15).
+            verification_candidates.candidates_from_suggestions(
+                project_id=project_id, suggestions=suggestions
+            )
             if uncertainty:
                 Image.objects.filter(pk__in=uncertainty).update(
                     uncertainty=Case(

@@ -19,6 +19,11 @@ PROJECT_FIELDS = (
     "serving_order",
     "gold_rate",
     "lease_seconds",
+    # Verification (issue 15).
+    "task",
+    "grid_size",
+    "candidate_min_probability",
+    "when_all_rejected",
 )
 
 

@@ -3,6 +3,7 @@
 from django.db import transaction
 
 from annotate.models import Decision, Image, Label, User
+from annotate.services import verification_candidates
 from annotate.services.consensus import decision_record
 from annotate.services.errors import InvalidInput, NotFound
 
@@ -41,4 +42,5 @@ def review_decide(
         image.save(
             update_fields=["state", "flagged_for_review", "flag_reason", "free_slots", "updated_at"]
         )
+    verification_candidates.candidates_settle_by_review(image_id=image_id, label_id=label_id)
     return decision

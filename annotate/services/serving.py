@@ -23,7 +23,7 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from annotate import rows, selectors
-from annotate.models import Assignment, Decision, Image, Project, User, Vote
+from annotate.models import Assignment, Candidate, Decision, Image, Project, User, Vote
 from annotate.rows import lease as lease_sql
 from annotate.rows import vote as vote_sql
 from annotate.services import reliability
@@ -61,8 +61,18 @@ def project_refresh_free_slots(*, project: Project) -> int:
         Value(project.max_votes) - votes,
         output_field=IntegerField(),
     )
-    return Image.objects.filter(project=project, state=Image.State.OPEN).update(
-        free_slots=Greatest(capacity - F("leases_count"), Value(0), output_field=IntegerField())
+    # Images held out of the queue while their candidate labels are verified stay held.
+    held = Exists(
+        Candidate.objects.filter(
+            image=OuterRef("pk"), is_gold=False, state__in=["open", "disputed"]
+        )
+    )
+    return (
+        Image.objects.filter(project=project, state=Image.State.OPEN)
+        .exclude(held, votes_count=0, leases_count=0)
+        .update(
+            free_slots=Greatest(capacity - F("leases_count"), Value(0), output_field=IntegerField())
+        )
     )
 
 

@@ -9,9 +9,9 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate.models import Image, User
+from annotate.models import Candidate, Image, User
 from annotate.services import export as export_service
-from annotate.services import ingest, review, serving
+from annotate.services import ingest, review, serving, verification, verification_candidates
 from tests.api_errors import assert_error_shape
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
@@ -41,6 +41,18 @@ def world():
     for image in Image.objects.filter(project=project).exclude(pk__in=leased)[:4]:
         review.review_decide(image_id=image.pk, reviewer=users["reviewer"], label_id=labels[1].pk)
     export = export_service.export_create(project=project, enqueue=False)
+    # Verification: all but one of the images nobody leased are candidates of a label (the one
+    # left stays in the classify queue); the volunteer holds a grid of them (so a second lease
+    # of theirs finds nothing: 204).
+    waiting = list(Image.objects.filter(project=project, state=Image.State.OPEN, leases_count=0))[
+        :-1
+    ]
+    verification_candidates.candidates_add(
+        project=project,
+        pairs=[(image.pk, labels[0].pk) for image in waiting],
+        source=Candidate.Source.UPLOAD,
+    )
+    grid = verification.grid_lease(project=project, user=users["volunteer"])
     return {
         "p": project.pk,
         "label": labels[0].pk,
@@ -49,6 +61,7 @@ def world():
         "image": assignment.image_id,
         "user": users["other"].pk,
         "export": export.pk,
+        "grid": grid.pk,
         "users": users,
     }
 
@@ -134,6 +147,13 @@ CASES = [
     ("get", "/api/projects/{p}/models/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     # Too few verified labels for a training yet: the admin is let through and told so.
     ("post", "/api/projects/{p}/models/train/", None, {A: 401, V: 403, O: 403, R: 403, D: 400}),
+    ("post", "/api/projects/{p}/grids/", None, {A: 401, V: 204, O: 201, R: 201, D: 201}),
+    (
+        "post",
+        "/api/grids/{grid}/answers/",
+        lambda w: {"yes": []},
+        {A: 401, V: 201, O: 403, R: 403, D: 403},
+    ),
     (
         "get",
         "/api/schema/",

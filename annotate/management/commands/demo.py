@@ -9,6 +9,7 @@ from django.db import transaction
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from annotate.demo_verify import verify_demo_create
 from annotate.models import Project, User
 from annotate.services import accounts, ingest, projects
 
@@ -67,8 +68,8 @@ def draw_shape(kind: str, rng: random.Random, size: int = 256) -> bytes:
 
 class Command(BaseCommand):
     help = (
-        "Create (or refresh) the demo project, its images, and the users admin, reviewer, "
-        "volunteer."
+        "Create (or refresh) the demo projects (classify and verify), their images, and the "
+        "users admin, reviewer, volunteer."
     )
 
     def add_arguments(self, parser):
@@ -83,8 +84,23 @@ class Command(BaseCommand):
             "--password", default="demo-labeling", help="password for the demo users"
         )
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument(
+            "--verify-per-label",
+            type=int,
+            default=12,
+            help="candidate images per shape in the verify project (a share of them wrong)",
+        )
 
-    def handle(self, *args, images: int, gold: int, password: str, seed: int, **options):
+    def handle(
+        self,
+        *args,
+        images: int,
+        gold: int,
+        password: str,
+        seed: int,
+        verify_per_label: int = 12,
+        **options,
+    ):
         with transaction.atomic():
             for username, role in (
                 ("admin", User.Role.ADMIN),
@@ -134,5 +150,19 @@ class Command(BaseCommand):
                 f"Demo project {project.name!r} (id {project.pk}): {created} images added "
                 f"({gold} of them gold), {duplicates} already there. "
                 f"Users admin, reviewer, volunteer; password: {password}"
+            )
+        )
+        verify = verify_demo_create(
+            synsets=SYNSETS,
+            draw=draw_shape,
+            per_label=verify_per_label,
+            wrong_share=0.25,
+            seed=seed + 2,
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Verify project {verify.project.name!r} (id {verify.project.pk}): "
+                f"{verify.created} candidate images added ({verify.wrong} of them wrong on "
+                f"purpose), {verify.candidates} candidates to verify."
             )
         )

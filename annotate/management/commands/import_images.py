@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotate.management.arguments import label_argument, project_argument
-from annotate.services import ingest
+from annotate.models import Project
+from annotate.services import ingest, verification_candidates
 from annotate.services.errors import ServiceError
 
 
@@ -25,6 +26,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--gold-label", help="label id or wnid: every image is gold")
         parser.add_argument(
+            "--candidates-from-folders",
+            action="store_true",
+            help="the first folder of each file (<wnid>/... or train/<wnid>/...) is a candidate "
+            "label to verify, as a search's results for the synset's words",
+        )
+        parser.add_argument(
             "--workers", type=int, default=1, help="processes that decode images (default 1)"
         )
         parser.add_argument(
@@ -39,6 +46,7 @@ class Command(BaseCommand):
         gold_from_folders: bool,
         gold_label: str | None,
         workers: int,
+        candidates_from_folders: bool = False,
         show_rejected: int,
         **options,
     ):
@@ -59,6 +67,8 @@ class Command(BaseCommand):
             except ServiceError as error:
                 raise CommandError(error.message) from None
         elapsed = time.perf_counter() - started
+        if candidates_from_folders:
+            self._candidates(target, result.created)
         for problem in result.rejected[:show_rejected]:
             self.stderr.write(f"rejected {problem['name']}: {problem['reason']}")
         if len(result.rejected) > show_rejected:
@@ -74,3 +84,11 @@ class Command(BaseCommand):
             f"duplicates), {result.duplicates} already in the project, {len(result.rejected)} "
             f"rejected; {seen} files in {elapsed:.1f} s ({seen / max(elapsed, 1e-9):.0f} files/s)."
         )
+
+    def _candidates(self, project: Project, image_ids: list[int]) -> None:
+        added = verification_candidates.candidates_from_folders(
+            project=project, image_ids=image_ids
+        )
+        for folder, count in sorted(added.unknown_folders.items()):
+            self.stderr.write(f"no candidate for {count} images: {folder!r} is no label here")
+        self.stdout.write(f"{added.created} candidate labels to verify.")

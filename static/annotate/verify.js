@@ -1,0 +1,187 @@
+// The verification page: one label and a grid of its candidate images; the volunteer marks
+// those that show it (click, tap, or arrows + space) and submits with Enter. The next grid is
+// leased and its images decoded while the current one is on screen.
+(function () {
+  "use strict";
+  const root = document.getElementById("verifying");
+  const projectId = root.dataset.project;
+  const head = document.getElementById("verify-head");
+  const gridBox = document.getElementById("grid");
+  const bar = document.getElementById("verify-bar");
+  const loading = document.getElementById("loading");
+  const empty = document.getElementById("empty");
+  const message = document.getElementById("message");
+  const done = document.getElementById("grids-done");
+  const submitButton = document.getElementById("submit");
+
+  let current = null; // the grid on screen
+  let upcoming = null; // a promise of the next grid (null when none was left)
+  let focused = 0; // index of the item with the keyboard focus
+  let sending = false;
+
+  async function api(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": window.labeling.csrfToken() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) {
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
+      const error = new Error(detail);
+      error.status = response.status;
+      throw error;
+    }
+    return response.status === 204 ? null : response.json();
+  }
+
+  function say(text, isError) {
+    message.textContent = text;
+    message.classList.toggle("error", Boolean(isError));
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // The next grid with its images decoded, or null when nothing is left; a failed request
+  // is shown and retried, never taken for "nothing left".
+  async function lease() {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const grid = await api(`/api/projects/${projectId}/grids/`);
+        if (grid) {
+          await Promise.all(grid.items.map((item) => decoded(item.image.url)));
+        }
+        return grid;
+      } catch (e) {
+        say(`Could not load the next grid (${e.message}); retrying…`, true);
+        await sleep(Math.min(2 ** attempt, 30) * 1000);
+      }
+    }
+  }
+
+  async function decoded(url) {
+    const image = new Image();
+    image.src = url;
+    try { await image.decode(); } catch (e) { /* shown anyway; the browser retries */ }
+  }
+
+  // Columns that keep the grid on one screen: fewer on a phone, more for bigger grids.
+  function columns(count) {
+    const narrow = window.matchMedia("(max-width: 720px)").matches;
+    if (narrow) return count > 16 ? 6 : 4;
+    return count > 18 ? 8 : 6;
+  }
+
+  function show(grid) {
+    current = grid;
+    loading.hidden = true;
+    if (!grid) {
+      head.hidden = true;
+      bar.hidden = true;
+      gridBox.replaceChildren();
+      empty.hidden = false;
+      return;
+    }
+    document.getElementById("label-name").textContent = grid.label.name;
+    document.getElementById("label-wnid").textContent = grid.label.wnid;
+    document.getElementById("label-gloss").textContent = grid.label.gloss;
+    const examples = document.getElementById("examples");
+    examples.replaceChildren(...grid.label.examples.map((url) => {
+      const img = document.createElement("img");
+      img.src = url;
+      img.alt = `An example of ${grid.label.name}`;
+      return img;
+    }));
+    gridBox.style.setProperty("--columns", columns(grid.items.length));
+    gridBox.replaceChildren(...grid.items.map((item, index) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "grid-item";
+      button.dataset.item = item.id;
+      button.setAttribute("aria-pressed", "false");
+      button.tabIndex = index === 0 ? 0 : -1;
+      const img = document.createElement("img");
+      img.src = item.image.url;
+      img.alt = `Candidate ${index + 1}`;
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      mark.setAttribute("aria-hidden", "true");
+      mark.textContent = "✓";
+      button.append(img, mark);
+      button.addEventListener("click", () => { moveTo(index); toggle(index); });
+      return button;
+    }));
+    gridBox.dataset.grid = grid.id;
+    head.hidden = false;
+    bar.hidden = false;
+    empty.hidden = true;
+    focused = 0;
+    gridBox.children[0].focus({ preventScroll: true });
+    upcoming = lease();
+  }
+
+  function items() { return Array.from(gridBox.children); }
+
+  function toggle(index) {
+    const item = items()[index];
+    if (!item || sending) return;
+    item.setAttribute("aria-pressed", item.getAttribute("aria-pressed") === "true" ? "false" : "true");
+  }
+
+  function moveTo(index) {
+    const all = items();
+    if (!all.length) return;
+    focused = Math.max(0, Math.min(all.length - 1, index));
+    all.forEach((item, i) => { item.tabIndex = i === focused ? 0 : -1; });
+    all[focused].focus();
+  }
+
+  async function submit() {
+    if (!current || sending) return;
+    sending = true;
+    const yes = items()
+      .filter((item) => item.getAttribute("aria-pressed") === "true")
+      .map((item) => Number(item.dataset.item));
+    try {
+      await api(`/api/grids/${current.id}/answers/`, { yes });
+      done.textContent = String(Number(done.textContent) + 1);
+      say("");
+    } catch (e) {
+      if (e.status === 409) {
+        say(`${e.message} Here is the next one.`, true);
+      } else {
+        say(`Your answer was not saved (${e.message}). Try again.`, true);
+        sending = false;
+        return;
+      }
+    }
+    let next = await upcoming;
+    // Nothing was left when the next grid was asked for; things may have freed up since.
+    if (!next) next = await lease();
+    sending = false;
+    show(next);
+  }
+
+  submitButton.addEventListener("click", submit);
+
+  document.addEventListener("keydown", (event) => {
+    if (!current || event.altKey || event.ctrlKey || event.metaKey) return;
+    const perRow = Number(gridBox.style.getPropertyValue("--columns")) || 1;
+    const moves = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow };
+    if (event.key in moves) {
+      event.preventDefault();
+      moveTo(focused + moves[event.key]);
+    } else if (event.key === " " || event.key === "Spacebar") {
+      // On a button, space is the button's own click (a grid item toggles itself).
+      if (event.target instanceof HTMLButtonElement) return;
+      event.preventDefault();
+      toggle(focused);
+    } else if (event.key === "Enter") {
+      event.preventDefault();
+      submit();
+    }
+  });
+
+  lease().then(show);
+})();
