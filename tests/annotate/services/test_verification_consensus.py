@@ -5,7 +5,6 @@ import math
 import pytest
 
 from annotate.services.verification_consensus import (
-    LEAVE_ONE_OUT_CONFIDENCE,
     PRIOR_SENSITIVITY,
     PRIOR_SPECIFICITY,
     RELIABILITY_CEILING,
@@ -15,8 +14,8 @@ from annotate.services.verification_consensus import (
     confidence_table,
     decide_item,
     label_prior,
+    rating_reference,
     voter_reliability,
-    votes_that_rate_their_voters,
 )
 
 GOOD = VoterReliability(sensitivity=0.9, specificity=0.9)
@@ -108,6 +107,18 @@ def test_label_prior_moves_from_the_pool_toward_the_label_share() -> None:
     assert few == pytest.approx((5 + 1) / 20)
     assert 0.1 < many < few < 0.5
     assert many == pytest.approx(0.1, abs=0.005)
+
+
+def test_label_prior_takes_expected_counts() -> None:
+    # Three candidates voted on, with posteriors 0.9, 0.2 and 0.1: 1.2 right, 1.8 wrong expected.
+    posteriors = [0.9, 0.2, 0.1]
+    prior = label_prior(
+        accepted=sum(posteriors),
+        rejected=sum(1 - p for p in posteriors),
+        pool_prior=0.5,
+        strength=2.0,
+    )
+    assert prior == pytest.approx((1.0 + 1.2) / (2.0 + 3.0))
 
 
 @pytest.mark.parametrize(
@@ -203,38 +214,37 @@ def test_posterior_refuses_a_prior_that_is_no_probability() -> None:
         candidate_posterior(prior=1.5, answers=[])
 
 
-# votes_that_rate_their_voters (the leave-one-out rule for decided items)
+# rating_reference (what a new vote is rated against)
 
 
-def test_the_deciding_vote_never_rates_its_voter() -> None:
-    # Four good yes votes from a prior of 0.5: each one's others alone give 0.9986 > 0.95.
-    answers = [(True, GOOD)] * 4
-    counted = votes_that_rate_their_voters(prior=0.5, answers=answers, accepted=True)
-    assert counted == [True, True, True, False]
+@pytest.mark.parametrize(
+    ("posterior_before", "reference"),
+    [(0.95, True), (0.999, True), (0.9499, None), (0.5, None), (0.0501, None), (0.05, False)],
+)
+def test_a_vote_is_rated_only_where_the_earlier_votes_settled_the_item(
+    posterior_before: float, reference: bool | None
+) -> None:
+    assert rating_reference(posterior_before=posterior_before) is reference
 
 
-def test_a_vote_that_made_the_decision_does_not_rate_its_voter() -> None:
-    # A good yes, then three fair ones. Without the good yes, the fair ones alone give odds of
-    # (7/3)^3 = 12.7, P = 0.927 < 0.95: that voter made the decision and is not rated by it.
-    # Without one fair yes, the others give 9 * (7/3)^2 = 49, P = 0.98: that voter is rated.
-    answers = [(True, GOOD), (True, FAIR), (True, FAIR), (True, FAIR)]
-    counted = votes_that_rate_their_voters(prior=0.5, answers=answers, accepted=True)
-    assert candidate_posterior(prior=0.5, answers=answers[1:]) < LEAVE_ONE_OUT_CONFIDENCE
-    assert candidate_posterior(prior=0.5, answers=answers[:-1]) >= LEAVE_ONE_OUT_CONFIDENCE
-    assert counted == [False, True, True, False]
+def test_rating_reference_follows_its_confidence() -> None:
+    assert rating_reference(posterior_before=0.97, confidence=0.99) is None
+    assert rating_reference(posterior_before=0.97, confidence=0.9) is True
 
 
-def test_leave_one_out_for_a_rejected_item() -> None:
-    answers = [(False, GOOD), (False, GOOD), (True, SPAMMER), (False, GOOD)]
-    counted = votes_that_rate_their_voters(prior=0.3, answers=answers, accepted=False)
-    assert counted == [True, True, True, False]
-    # Judged as accepted instead, no vote is on the side the others settled.
-    assert votes_that_rate_their_voters(prior=0.3, answers=answers, accepted=True) == [False] * 4
+def test_rating_reference_ignores_the_vote_being_rated() -> None:
+    """The reference comes from the votes before: whatever the new vote says, an item the
+    earlier votes left open rates no one, and one they settled rates the vote either way."""
+    open_item = candidate_posterior(prior=0.5, answers=[(True, FAIR)])
+    settled = candidate_posterior(prior=0.5, answers=[(True, GOOD), (True, GOOD)])
+    assert rating_reference(posterior_before=open_item) is None
+    assert rating_reference(posterior_before=settled) is True
 
 
-def test_leave_one_out_refuses_a_confidence_below_a_half() -> None:
+@pytest.mark.parametrize("kwargs", [{"posterior_before": 1.2}, {"confidence": 0.5}])
+def test_rating_reference_refuses_bad_input(kwargs: dict) -> None:
     with pytest.raises(ValueError):
-        votes_that_rate_their_voters(prior=0.5, answers=[], accepted=True, confidence=0.4)
+        rating_reference(**{"posterior_before": 0.5, **kwargs})
 
 
 # decide_item
