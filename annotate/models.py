@@ -782,9 +782,11 @@ class CandidateVote(TimeStamped):
         GridItem, null=True, on_delete=models.SET_NULL, related_name="vote"
     )
     answer = models.BooleanField()
-    # Whether this vote measures its voter once the candidate is settled: gold, or decided
-    # without it (leave-one-out: verification_consensus.votes_that_rate_their_voters).
-    rates_voter = models.BooleanField(default=False)
+    # What this vote is rated against, for its voter's reliability: True (a right candidate),
+    # False (a wrong one), None (it rates no one). Gold: its known answer. Otherwise fixed when
+    # the vote arrives, from the votes before it alone (verification_consensus.
+    # rating_reference), so that no voter is measured by a decision their own vote made.
+    reference = models.BooleanField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -234,7 +234,7 @@ class Migration(migrations.Migration):
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
                 ("answer", models.BooleanField()),
-                ("rates_voter", models.BooleanField(default=False)),
+                ("reference", models.BooleanField(blank=True, null=True)),
                 (
                     "candidate",
                     models.ForeignKey(

@@ -11,16 +11,13 @@ from annotate.models import Candidate, CandidateVote, Grid, User
 
 EXAMPLES_PER_LABEL = 3
 
-# What each vote on a settled candidate says about its voter: the truth (gold's known answer,
-# else the decision) and the answer. On a decided item only the votes marked `rates_voter`
-# count: those the others alone had settled (leave-one-out), so that no voter is measured by a
-# decision their own vote made.
+# What each vote says about its voter: the answer and what it is rated against
+# (CandidateVote.reference: gold's known answer, or what the votes before it had settled, or a
+# reviewer's decision); votes with no reference rate no one.
 _SETTLED_VOTES = (
-    "SELECT v.user_id AS user_id, v.answer AS answer,"
-    " CASE WHEN c.is_gold THEN c.gold_answer ELSE c.state = 'accepted' END AS truth"
+    "SELECT v.user_id AS user_id, v.answer AS answer, v.reference AS truth"
     " FROM annotate_candidatevote v JOIN annotate_candidate c ON c.id = v.candidate_id"
-    " WHERE c.project_id = %s AND v.user_id IN ({users}) AND (c.is_gold"
-    " OR (c.state IN ('accepted', 'rejected') AND v.rates_voter))"
+    " WHERE c.project_id = %s AND v.user_id IN ({users}) AND v.reference IS NOT NULL"
 )
 
 
@@ -53,20 +50,28 @@ def voter_counts(*, project_id: int, user_ids: list[int]) -> dict[int, dict[str,
     return counts
 
 
-def label_settled_counts(*, project_id: int, label_id: int) -> dict[str, int]:
-    """Accepted and rejected candidates of the label and of the whole project (gold aside):
-    the per-synset prior, ImageNet's "share of good images" of a synset."""
+def label_settled_counts(*, project_id: int, label_id: int) -> dict[str, float]:
+    """Expected right and wrong candidates of the label and of the whole project (gold aside),
+    over every candidate with a vote or settled: the sum of their posteriors and of one minus
+    them, a settled one counting as settled. The per-synset prior, ImageNet's "share of good
+    images" of a synset (verification_consensus.label_prior says why expected counts)."""
+    right = (
+        "CASE c.state WHEN 'accepted' THEN 1.0 WHEN 'rejected' THEN 0.0"
+        " ELSE COALESCE(c.posterior, 0.5) END"
+    )
     found = rows.fetch_all(
-        "SELECT c.label_id = %s, c.state, COUNT(*) FROM annotate_candidate c"
-        " WHERE c.project_id = %s AND NOT c.is_gold AND c.state IN ('accepted', 'rejected')"
-        " GROUP BY 1, 2",
+        f"SELECT c.label_id = %s, SUM({right}), SUM(1.0 - {right}) FROM annotate_candidate c"
+        " WHERE c.project_id = %s AND NOT c.is_gold"
+        " AND (c.yes_count + c.no_count > 0 OR c.state IN ('accepted', 'rejected'))"
+        " GROUP BY 1",
         [label_id, project_id],
     )
-    counts = {"accepted": 0, "rejected": 0, "pool_accepted": 0, "pool_rejected": 0}
-    for this_label, state, number in found:
-        counts[f"pool_{state}"] += number
+    counts = {"accepted": 0.0, "rejected": 0.0, "pool_accepted": 0.0, "pool_rejected": 0.0}
+    for this_label, accepted, rejected in found:
+        counts["pool_accepted"] += float(accepted)
+        counts["pool_rejected"] += float(rejected)
         if this_label:
-            counts[state] += number
+            counts["accepted"], counts["rejected"] = float(accepted), float(rejected)
     return counts
 
 

@@ -254,17 +254,13 @@ def grid_answer(
             .filter(pk__in=items.values())
             .order_by("id")
         }
-        # A vote on a candidate settled while this grid was out (or on gold) did not make the
-        # decision: it measures its voter.
-        settled = (Candidate.State.ACCEPTED, Candidate.State.REJECTED)
         CandidateVote.objects.bulk_create(
             CandidateVote(
                 candidate_id=candidate_id,
                 user=user,
                 grid_item_id=item_id,
                 answer=item_id in yes,
-                rates_voter=candidates[candidate_id].is_gold
-                or candidates[candidate_id].state in settled,
+                reference=_reference(candidates[candidate_id]),
             )
             for item_id, candidate_id in items.items()
         )
@@ -316,7 +312,7 @@ def _decide(*, project: Project, label_id: int, candidates: list[Candidate]) -> 
     prior = consensus_math.label_prior(
         accepted=settled["accepted"], rejected=settled["rejected"], pool_prior=pool
     )
-    decided, rating = [], []
+    decided = []
     for candidate in candidates:
         answers = [(answer, reliability[user_id]) for _, user_id, answer in votes[candidate.pk]]
         posterior = consensus_math.candidate_posterior(prior=prior, answers=answers)
@@ -331,20 +327,22 @@ def _decide(*, project: Project, label_id: int, candidates: list[Candidate]) -> 
         candidate.state = str(getattr(outcome.state, "value", outcome.state))
         if candidate.state != Candidate.State.OPEN:
             decided.append(candidate)
-        if candidate.state in (Candidate.State.ACCEPTED, Candidate.State.REJECTED):
-            counted = consensus_math.votes_that_rate_their_voters(
-                prior=prior,
-                answers=answers,
-                accepted=candidate.state == Candidate.State.ACCEPTED,
-            )
-            rating += [
-                vote_id
-                for (vote_id, _, _), counts in zip(votes[candidate.pk], counted, strict=True)
-                if counts
-            ]
-    if rating:
-        CandidateVote.objects.filter(pk__in=rating).update(rates_voter=True)
     return decided
+
+
+def _reference(candidate: Candidate) -> bool | None:
+    """What a new vote on `candidate` is rated against (CandidateVote.reference): gold's known
+    answer; a candidate settled while the grid was out, its state (the vote made no part of
+    it); else what the votes before this one alone had settled, if anything."""
+    if candidate.is_gold:
+        return candidate.gold_answer
+    if candidate.state == Candidate.State.ACCEPTED:
+        return True
+    if candidate.state == Candidate.State.REJECTED:
+        return False
+    if candidate.posterior is None:
+        return None
+    return consensus_math.rating_reference(posterior_before=candidate.posterior)
 
 
 def _settle_image(*, project: Project, candidate: Candidate) -> None:

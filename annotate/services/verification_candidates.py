@@ -236,5 +236,10 @@ def candidates_settle_by_review(*, image_id: int, label_id: int | None) -> int:
             settled.filter(label_id=label_id).update(state=Candidate.State.ACCEPTED)
             settled = settled.exclude(label_id=label_id)
         settled.update(state=Candidate.State.REJECTED)
-        CandidateVote.objects.filter(candidate_id__in=ids).update(rates_voter=True)
+        # A reviewer's decision is independent of any one vote: every vote is rated by it.
+        votes = CandidateVote.objects.filter(candidate_id__in=ids)
+        if label_id is not None:
+            votes.filter(candidate__label_id=label_id).update(reference=True)
+            votes = votes.exclude(candidate__label_id=label_id)
+        votes.update(reference=False)
     return len(ids)

@@ -456,23 +456,30 @@ def test_a_policy_change_keeps_images_held_for_verification():
     assert Image.objects.get(pk=plain.pk).free_slots == 3
 
 
-def test_a_decision_rates_only_the_voters_it_did_not_depend_on():
-    """Leave-one-out: the vote that carried the item over the line, and votes without which
-    the others would not have settled it, do not measure their voters."""
-    project = verify_project(min_votes=2, max_votes=9, target_confidence=0.99)
+def test_a_vote_is_rated_only_against_what_the_votes_before_it_settled():
+    """No voter is measured by a decision their own vote made: a vote rates its voter only
+    when the votes before it alone had taken the item past RATING_CONFIDENCE."""
+    from annotate.services.verification_consensus import RATING_CONFIDENCE
+
+    project = verify_project(min_votes=2, max_votes=12, target_confidence=0.999)
     label = LabelFactory(project=project)
     (candidate,) = with_candidates(project, label, 1)
-    voters = []
+    voters, before = [], []
     while (grid := verification.grid_lease(project=project, user=UserFactory())) is not None:
+        candidate.refresh_from_db()
         voters.append(grid.volunteer)
+        before.append(candidate.posterior)
         answer_all(grid, grid.volunteer, yes=True)
 
     candidate.refresh_from_db()
-    assert candidate.state == Candidate.State.ACCEPTED and len(voters) == 6
+    assert candidate.state == Candidate.State.ACCEPTED
     counts = verification.selectors.voter_counts(
         project_id=project.pk, user_ids=[v.pk for v in voters]
     )
-    assert [counts[v.pk]["true_yes"] for v in voters] == [1, 1, 1, 1, 1, 0]
+    rated = [counts[v.pk]["true_yes"] for v in voters]
+    expected = [int(p is not None and p >= RATING_CONFIDENCE) for p in before]
+    assert rated == expected
+    assert rated[0] == 0 and rated[-1] == 1, (before, rated)  # the first vote rates no one
 
 
 def test_the_beat_task_releases_expired_grids():
