@@ -85,7 +85,7 @@ BUTTONS_UP_TO = 35
 
 
 @login_required
-def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     project = _page_project(request, project_id)
     first = list(selectors.project_labels(project=project)[: BUTTONS_UP_TO + 1])
     searchable = len(first) > BUTTONS_UP_TO
@@ -102,7 +102,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
-def _page_project(request: HttpRequest, project_id: int) -> Project:
+def _page_project(request: AuthenticatedHttpRequest, project_id: int) -> Project:
     """The project as selectors.access_project gives it, a missing one as the 404 page."""
     try:
         return selectors.access_project(user=request.user, project_id=project_id)
@@ -209,7 +209,7 @@ def _model_context(project: Project) -> dict:
     return {
         "model_versions": rows,
         "accuracy_chart": charts.line_chart(
-            [(f"{r['label']} ({r['train_size']} images)", r["accuracy"]) for r in rows],
+            [(f"{r['label']} ({r['train_size']} images)", float(r["accuracy"])) for r in rows],
             title="Held-out top-1 accuracy by version (training images)",
             y_max=1.0,
             percent=True,
@@ -250,7 +250,7 @@ class LoginView(auth_views.LoginView):
 
 
 @login_required
-def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
+def export_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     project = _page_project(request, project_id)
     if not request.user.is_project_admin:
         raise PermissionDenied("Only admins export datasets.")

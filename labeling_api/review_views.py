@@ -160,11 +160,12 @@ class AnnotatorSerializer(serializers.ModelSerializer[AnnotatorStats]):
             "verify_specificity",
         ]
 
-    def _verification(self, stats: AnnotatorStats) -> dict:
-        return self.context.get("verification", {}).get(stats.user_id, {})
+    def _verification(self, stats: AnnotatorStats) -> dict[str, Any]:
+        found: dict[str, Any] = self.context.get("verification", {}).get(stats.user_id, {})
+        return found
 
     def get_verify_votes(self, stats: AnnotatorStats) -> int:
-        return self._verification(stats).get("verify_votes", 0)
+        return int(self._verification(stats).get("verify_votes", 0))
 
     def get_verify_sensitivity(self, stats: AnnotatorStats) -> float | None:
         return self._verification(stats).get("verify_sensitivity")
@@ -191,7 +192,7 @@ class AnnotatorListApi(GenericAPIView[AnnotatorStats]):
         project = selectors.access_project(user=request.user, project_id=project_id)
         page = self.paginate_queryset(selectors.project_annotators(project=project))
         verification = verification_selectors.annotators_verification(
-            project_id=project.pk, user_ids=[stats.user_id for stats in page]
+            project_id=project.pk, user_ids=[stats.user_id for stats in page or []]
         )
         context = {"threshold": project.reliability_threshold, "verification": verification}
         return self.get_paginated_response(

@@ -96,7 +96,7 @@ class GridLeaseApi(APIView):
 
 
 class GridAnswerApi(APIView):
-    class GridAnswerInputSerializer(serializers.Serializer):
+    class GridAnswerInputSerializer(serializers.Serializer[Any]):
         yes = serializers.ListField(
             child=serializers.IntegerField(min_value=1),
             allow_empty=True,

@@ -1,5 +1,6 @@
 import hashlib
 import io
+from typing import TYPE_CHECKING, Any
 
 import factory
 from PIL import Image as PILImage
@@ -15,7 +16,7 @@ def image_bytes(color=(200, 30, 30), size=(64, 48), fmt="JPEG", **save_args) -> 
     return buffer.getvalue()
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class _UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
         skip_postgeneration_save = True
@@ -30,7 +31,7 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
-class ProjectFactory(factory.django.DjangoModelFactory):
+class _ProjectFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Project
 
@@ -40,23 +41,23 @@ class ProjectFactory(factory.django.DjangoModelFactory):
     agreement = 0.75
 
 
-class LabelFactory(factory.django.DjangoModelFactory):
+class _LabelFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Label
 
-    project = factory.SubFactory(ProjectFactory)
+    project = factory.SubFactory(_ProjectFactory)
     wnid = factory.Sequence(lambda n: f"n{n:08d}")
     name = factory.Sequence(lambda n: f"label {n}")
     position = factory.Sequence(lambda n: n)
 
 
-class ImageFactory(factory.django.DjangoModelFactory):
+class _ImageFactory(factory.django.DjangoModelFactory):
     """An image row with a placeholder file name: enough for serving and consensus tests."""
 
     class Meta:
         model = Image
 
-    project = factory.SubFactory(ProjectFactory)
+    project = factory.SubFactory(_ProjectFactory)
     sha256 = factory.Sequence(lambda n: hashlib.sha256(str(n).encode()).hexdigest())
     file = factory.LazyAttribute(lambda o: f"images/test/{o.sha256}.jpg")
     original_name = factory.LazyAttribute(lambda o: f"{o.sha256[:8]}.jpg")
@@ -73,3 +74,19 @@ class ImageFactory(factory.django.DjangoModelFactory):
     state = Image.State.OPEN
     votes_count = 0
     leases_count = 0
+
+
+# factory_boy's metaclass makes `UserFactory(...)` return a User, which type checkers cannot
+# see (its __call__ is untyped): they are told so here, and the tests' calls are checked.
+if TYPE_CHECKING:
+
+    def UserFactory(**fields: Any) -> User: ...
+    def ProjectFactory(**fields: Any) -> Project: ...
+    def LabelFactory(**fields: Any) -> Label: ...
+    def ImageFactory(**fields: Any) -> Image: ...
+
+else:
+    UserFactory = _UserFactory
+    ProjectFactory = _ProjectFactory
+    LabelFactory = _LabelFactory
+    ImageFactory = _ImageFactory

@@ -12,7 +12,7 @@ from tests.browser.test_labeling_page import COLORS, shown_assignment
 from tests.factories import ProjectFactory, UserFactory, image_bytes
 from tests.label_catalog import many_labels, suggest
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 OPTIONS = "#label-options [role=option]"
 

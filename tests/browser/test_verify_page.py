@@ -11,7 +11,7 @@ from annotate.services.ingest import images_upload
 from tests.browser.conftest import TIMEOUT_MS, sign_in
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 PHONE = {"width": 390, "height": 844}
 

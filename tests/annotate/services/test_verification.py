@@ -203,10 +203,9 @@ def test_only_open_images_are_leased():
     assert verification.grid_lease(project=project, user=UserFactory()) is None
 
 
+@pytest.mark.postgresql  # SKIP LOCKED is PostgreSQL's
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_leases_take_different_items():
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED is PostgreSQL's")
     project = verify_project(min_votes=1, max_votes=1, grid_size=12)
     label = LabelFactory(project=project)
     with_candidates(project, label, 48)
