@@ -8,17 +8,9 @@ from django.db.models import Count
 
 from annotate import rows
 from annotate.models import Candidate, CandidateVote, Grid, User
+from annotate.rows import verification as statements
 
 EXAMPLES_PER_LABEL = 3
-
-# What each vote says about its voter: the answer and what it is rated against
-# (CandidateVote.reference: gold's known answer, or what the votes before it had settled, or a
-# reviewer's decision); votes with no reference rate no one.
-_SETTLED_VOTES = (
-    "SELECT v.user_id AS user_id, v.answer AS answer, v.reference AS truth"
-    " FROM annotate_candidatevote v JOIN annotate_candidate c ON c.id = v.candidate_id"
-    " WHERE c.project_id = %s AND v.user_id IN ({users}) AND v.reference IS NOT NULL"
-)
 
 
 def voter_counts(*, project_id: int, user_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -30,14 +22,8 @@ def voter_counts(*, project_id: int, user_ids: list[int]) -> dict[int, dict[str,
     }
     if not user_ids:
         return counts
-    settled = _SETTLED_VOTES.format(users=", ".join(["%s"] * len(user_ids)))
     found = rows.fetch_all(
-        "SELECT s.user_id,"
-        " SUM(CASE WHEN s.truth AND s.answer THEN 1 ELSE 0 END),"
-        " SUM(CASE WHEN s.truth AND NOT s.answer THEN 1 ELSE 0 END),"
-        " SUM(CASE WHEN NOT s.truth AND NOT s.answer THEN 1 ELSE 0 END),"
-        " SUM(CASE WHEN NOT s.truth AND s.answer THEN 1 ELSE 0 END)"
-        f" FROM ({settled}) s GROUP BY s.user_id",
+        statements.voter_counts(len(user_ids)),
         [project_id, *user_ids],
     )
     for user_id, true_yes, false_no, true_no, false_yes in found:
@@ -55,15 +41,8 @@ def label_settled_counts(*, project_id: int, label_id: int) -> dict[str, float]:
     over every candidate with a vote or settled: the sum of their posteriors and of one minus
     them, a settled one counting as settled. The per-synset prior, ImageNet's "share of good
     images" of a synset (verification_consensus.label_prior says why expected counts)."""
-    right = (
-        "CASE c.state WHEN 'accepted' THEN 1.0 WHEN 'rejected' THEN 0.0"
-        " ELSE COALESCE(c.posterior, 0.5) END"
-    )
     found = rows.fetch_all(
-        f"SELECT c.label_id = %s, SUM({right}), SUM(1.0 - {right}) FROM annotate_candidate c"
-        " WHERE c.project_id = %s AND NOT c.is_gold"
-        " AND (c.yes_count + c.no_count > 0 OR c.state IN ('accepted', 'rejected'))"
-        " GROUP BY 1",
+        statements.label_settled_counts(),
         [label_id, project_id],
     )
     counts = {"accepted": 0.0, "rejected": 0.0, "pool_accepted": 0.0, "pool_rejected": 0.0}
@@ -109,9 +88,7 @@ def grid_view(*, grid: Grid) -> dict[str, Any]:
     places)."""
     label = grid.label
     items = rows.fetch_all(
-        "SELECT gi.id, i.id, i.width, i.height FROM annotate_griditem gi"
-        " JOIN annotate_candidate c ON c.id = gi.candidate_id"
-        " JOIN annotate_image i ON i.id = c.image_id WHERE gi.grid_id = %s",
+        statements.grid_items(),
         [grid.pk],
     )
     items.sort(key=lambda item: (hash((grid.pk, item[0])), item[0]))
@@ -142,10 +119,7 @@ def image_visible_in_verification(*, user: User, image_id: int) -> bool:
     """Whether a volunteer may see the image for verification: it is in one of their grids,
     or it shows a label's accepted example (known-yes gold or accepted)."""
     found = rows.fetch_one(
-        "SELECT EXISTS (SELECT 1 FROM annotate_griditem gi JOIN annotate_candidate c"
-        " ON c.id = gi.candidate_id WHERE gi.volunteer_id = %s AND c.image_id = %s)"
-        " OR EXISTS (SELECT 1 FROM annotate_candidate c WHERE c.image_id = %s"
-        " AND ((c.is_gold AND c.gold_answer) OR (NOT c.is_gold AND c.state = 'accepted')))",
+        statements.image_visible(),
         [user.pk, image_id, image_id],
     )
     return bool(found and found[0])

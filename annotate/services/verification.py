@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from annotate import rows
 from annotate.models import Candidate, CandidateVote, Decision, Grid, GridItem, Image, Project, User
+from annotate.rows import verification as statements
 from annotate.selectors import verification as selectors
 from annotate.services import reliability, verification_candidates
 from annotate.services import verification_consensus as consensus_math
@@ -31,25 +32,10 @@ from annotate.services.serving import image_free_slots
 # The most gold items in one grid, whatever the project's gold rate.
 GOLD_SHARE_MAX = 0.25
 
-# The candidates `user` may be given: open, not gold, of an open image, with votes still
-# needed beyond those on their way (capacity as serving.image_capacity), never in a grid of
-# theirs before. Parameters: project, min_votes, max_votes, user.
-_VOTES = "(c.yes_count + c.no_count)"
-# Room for one more lease; parameters: min_votes, min_votes, max_votes.
-_HAS_ROOM = (
-    f"(CASE WHEN %s - {_VOTES} > 1 THEN %s - {_VOTES} ELSE 1 END) - c.leases_count > 0"
-    f" AND %s - {_VOTES} - c.leases_count > 0"
-)
-_ELIGIBLE = (
-    "FROM annotate_candidate c JOIN annotate_image i ON i.id = c.image_id"
-    " WHERE c.project_id = %s AND c.state = 'open' AND NOT c.is_gold AND i.state = 'open'"
-    f" AND {_HAS_ROOM}"
-    " AND NOT EXISTS (SELECT 1 FROM annotate_griditem gi"
-    " WHERE gi.volunteer_id = %s AND gi.candidate_id = c.id)"
-)
-
 
 def _eligible_params(project: Project, user: User) -> list[int]:
+    """The parameters that pick the candidates `user` may be given, in the statements of
+    annotate.rows.verification: project id, min_votes, min_votes, max_votes, user id."""
     return [project.pk, project.min_votes, project.min_votes, project.max_votes, user.pk]
 
 
@@ -108,19 +94,7 @@ def _lease_in_one_statement(
     params = _eligible_params(project, user)
     at = rows.moment(now)
     found = rows.fetch_all(
-        f"WITH first AS (SELECT c.label_id {_ELIGIBLE} ORDER BY c.id LIMIT 1"
-        " FOR UPDATE OF c SKIP LOCKED),"
-        f" picked AS (SELECT c.id {_ELIGIBLE} AND c.label_id = (SELECT label_id FROM first)"
-        f" ORDER BY {_VOTES} DESC, c.id LIMIT %s FOR UPDATE OF c SKIP LOCKED),"
-        " taken AS (UPDATE annotate_candidate SET leases_count = leases_count + 1"
-        " WHERE id IN (SELECT id FROM picked) RETURNING id),"
-        " grid AS (INSERT INTO annotate_grid (created_at, updated_at, project_id, volunteer_id,"
-        " label_id, expires_at, answered_at, expired) SELECT %s, %s, %s, %s,"
-        " (SELECT label_id FROM first), %s, NULL, false WHERE EXISTS (SELECT 1 FROM taken)"
-        " RETURNING id, label_id),"
-        " items AS (INSERT INTO annotate_griditem (grid_id, candidate_id, volunteer_id)"
-        " SELECT grid.id, taken.id, %s FROM grid CROSS JOIN taken RETURNING grid_id)"
-        " SELECT grid.id, grid.label_id, (SELECT COUNT(*) FROM items) FROM grid",
+        statements.grid_lease_in_one(),
         [*params, *params, size, at, at, project.pk, user.pk, rows.moment(expires_at), user.pk],
     )
     if not found:
@@ -137,19 +111,18 @@ def _lease_step_by_step(
     """The same without row locks (SQLite, whose writers take turns): each lease is counted
     only if the candidate still has room."""
     params = _eligible_params(project, user)
-    first = rows.fetch_one(f"SELECT c.label_id {_ELIGIBLE} ORDER BY c.id LIMIT 1", params)
+    first = rows.fetch_one(statements.grid_first_label(), params)
     if first is None:
         return None
     picked = rows.fetch_all(
-        f"SELECT c.id {_ELIGIBLE} AND c.label_id = %s ORDER BY {_VOTES} DESC, c.id LIMIT %s",
+        statements.grid_pick(),
         [*params, first[0], size],
     )
     taken = [
         candidate_id
         for (candidate_id,) in picked
         if rows.execute(
-            "UPDATE annotate_candidate AS c SET leases_count = leases_count + 1"
-            f" WHERE c.id = %s AND {_HAS_ROOM}",
+            statements.candidate_take_lease(),
             [candidate_id, project.min_votes, project.min_votes, project.max_votes],
         )
     ]
@@ -211,12 +184,7 @@ def _release(candidate_ids: Iterable[int]) -> None:
             .order_by("id")
             .values_list("id")
         )
-        marks = ", ".join(["%s"] * len(ids))
-        rows.execute(
-            "UPDATE annotate_candidate SET leases_count = CASE WHEN leases_count > 0"
-            f" THEN leases_count - 1 ELSE 0 END WHERE id IN ({marks})",
-            ids,
-        )
+        rows.execute(statements.candidates_release(len(ids)), ids)
 
 
 @dataclass

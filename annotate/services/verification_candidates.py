@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef
 
 from annotate import rows
 from annotate.models import Candidate, CandidateVote, Image, Label, Project, Suggestion
+from annotate.rows import verification as statements
 
 # Gold candidates made per label: known-yes from gold images of the label, known-no from gold
 # images of other labels.
@@ -75,12 +76,7 @@ def images_hold_for_verification(*, image_ids: list[int]) -> int:
     someone already leased or voted on them."""
     if not image_ids:
         return 0
-    marks = ", ".join(["%s"] * len(image_ids))
-    return rows.execute(
-        f"UPDATE annotate_image SET free_slots = 0 WHERE id IN ({marks}) AND state = 'open'"
-        " AND NOT is_gold AND votes_count = 0 AND leases_count = 0",
-        image_ids,
-    )
+    return rows.execute(statements.images_hold(len(image_ids)), image_ids)
 
 
 def _first_folder(name: str) -> str | None:
@@ -153,12 +149,7 @@ def candidates_from_suggestions(*, project_id: int, suggestions: Iterable[Sugges
 def candidate_next_from_model(*, project: Project, image_id: int) -> Candidate | None:
     """The active model's most probable label for the image that was no candidate yet, made
     a candidate (after every earlier one was rejected); None when the model has none."""
-    row = rows.fetch_one(
-        "SELECT s.top FROM annotate_suggestion s"
-        " JOIN annotate_activemodel m ON m.version_id = s.model_version_id"
-        " WHERE s.image_id = %s LIMIT 1",
-        [image_id],
-    )
+    row = rows.fetch_one(statements.model_top(), [image_id])
     if row is None:
         return None
     top = json.loads(row[0]) if isinstance(row[0], str) else row[0]

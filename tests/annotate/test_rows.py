@@ -1,7 +1,13 @@
 """annotate.rows: the hot path's SQL text must load and write exactly what the ORM would."""
 
+import io
+import re
+import tokenize
+from pathlib import Path
+
 import psycopg
 import pytest
+from django.apps import apps
 from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -11,6 +17,7 @@ from rest_framework.test import APIClient
 from annotate import rows, selectors
 from annotate.models import Assignment, Image, Project, User, Vote
 from annotate.rows import django_private
+from annotate.rows import verification as verification_sql
 from annotate.rows import vote as vote_sql
 from annotate.rows.names import sql
 from annotate.services import serving
@@ -158,6 +165,96 @@ def test_columns_of_some_fields_leave_the_others_deferred(django_assert_num_quer
         assert built.original_name == "cat.jpg"
     with pytest.raises(ValueError, match="unknown fields"):
         rows.columns(Image, "i", ("votes_count", "no_such_field"))
+
+
+# --- no table or column name typed by hand outside annotate.rows and the migrations ---------
+
+_ROOT = Path(__file__).resolve().parents[2]
+_SCANNED = ("annotate", "labeling_api", "worker")
+_EXEMPT = (_ROOT / "annotate" / "rows", _ROOT / "annotate" / "migrations")
+# Names that look like a table's but are none: the database function of migration 0012.
+_NOT_TABLES = ("annotate_unchanged",)
+
+
+def _table_names() -> list[str]:
+    """The db_table of every model of the annotate app (the many-to-many tables too), and the
+    API tokens' table."""
+    models = apps.get_app_config("annotate").get_models(include_auto_created=True)
+    return [model._meta.db_table for model in models] + [Token._meta.db_table]
+
+
+def _hand_written_tables(source: str, tables: list[str]) -> list[tuple[int, str]]:
+    """(line, table name) of each table named as a whole word inside a string literal of
+    `source` (f-strings and docstrings too; comments are no string)."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, tables)) + r")\b")
+    allowed = re.compile(r"\b(" + "|".join(map(re.escape, _NOT_TABLES)) + r")\b")
+    kinds = {tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in kinds:
+            text = allowed.sub("", token.string)
+            found += [(token.start[0], match) for match in pattern.findall(text)]
+    return found
+
+
+def test_the_guard_finds_a_hand_written_table_name():
+    tables = _table_names()
+    assert {"annotate_image", "annotate_candidate", "authtoken_token"} <= set(tables)
+    source = (
+        "# FROM annotate_image in a comment is no statement\n"
+        "A = 'SELECT 1 FROM annotate_image i'\n"
+        'B = f"UPDATE annotate_candidate SET x = {y}"\n'
+        "C = 'annotate_unchanged(true)'\n"
+        "D = 'annotate_images, my_annotate_image'\n"
+        'E = """a docstring on\nauthtoken_token"""\n'
+    )
+    assert _hand_written_tables(source, tables) == [
+        (2, "annotate_image"),
+        (3, "annotate_candidate"),
+        (6, "authtoken_token"),
+    ]
+
+
+def test_no_table_name_is_typed_by_hand_outside_annotate_rows_and_migrations():
+    """Raw SQL takes its table and column names from the models (annotate.rows.names), in a
+    statement module of annotate.rows; a table name typed elsewhere is such a statement."""
+    tables = _table_names()
+    found = []
+    for top in _SCANNED:
+        for path in sorted((_ROOT / top).rglob("*.py")):
+            if any(path.is_relative_to(exempt) for exempt in _EXEMPT):
+                continue
+            for line, table in _hand_written_tables(path.read_text(), tables):
+                found.append(f"{path.relative_to(_ROOT)}:{line}: {table}")
+    assert not found, "table names typed by hand (move the statement to annotate.rows):\n" + (
+        "\n".join(found)
+    )
+
+
+@pytest.mark.parametrize(
+    "statement, args",
+    [
+        (verification_sql.grid_first_label, ()),
+        (verification_sql.grid_pick, ()),
+        (verification_sql.candidate_take_lease, ()),
+        (verification_sql.candidates_release, (3,)),
+        (verification_sql.images_hold, (3,)),
+        (verification_sql.model_top, ()),
+        (verification_sql.voter_counts, (3,)),
+        (verification_sql.label_settled_counts, ()),
+        (verification_sql.grid_items, ()),
+        (verification_sql.image_visible, ()),
+        # Data-modifying WITH clauses and row locks are PostgreSQL's.
+        pytest.param(verification_sql.grid_lease_in_one, (), marks=pytest.mark.postgresql),
+    ],
+)
+def test_the_verification_statements_are_built_from_model_names(statement, args):
+    # Each one prepared and run by the database (EXPLAIN), with every parameter NULL: a name
+    # that is no table or column fails here.
+    text = statement(*args)
+    assert "{" not in text and "}" not in text
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + text, [None] * text.count("%s"))
 
 
 # --- canaries: the private Django APIs annotate.rows relies on (annotate.rows.django_private) --
