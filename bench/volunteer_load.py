@@ -21,10 +21,17 @@ With --many-labels N it seeds a second project like the first but with N labels 
 1,000) and adds its lease+vote loop to the closed loop's alternating blocks: requests/s at N
 labels beside 10 labels in the same run, their ratio (target: within 10%), and the size of a
 lease answer in each.
+With --verify it seeds a verify project (task "verify", grids of 24; --verify-labels labels, one
+open candidate for each of --images images of its own, 40% of them right) and adds blocks of
+grid lease+answer to the closed loop's alternation: each volunteer leases a grid, marks the
+items it takes for right (as a volunteer of ACCURACY would) and answers it. Prints its
+requests/s and items/s beside the single-image loop's labels/s, per round and overall, and
+checks the candidates' counters after the run.
 
     python bench/volunteer_load.py [--images 100000] [--votes 300000] [--duration 20]
     python bench/volunteer_load.py --scale
     python bench/volunteer_load.py --many-labels 1000
+    python bench/volunteer_load.py --verify
 """
 
 import argparse
@@ -53,6 +60,17 @@ LABELS = 10
 # others at random: most images are then decided at their third vote, as with real crowds.
 # (Until 2026-11-27 the bench voted a fixed label per volunteer, which decided few images.)
 ACCURACY = 0.8
+# The verify project: grids of the most items a project allows, over labels with many
+# candidates each, of which this share shows its label (search results are worse, a model's
+# top-k better).
+GRID_SIZE = 24
+VERIFY_LABELS = 100
+RIGHT_SHARE = 0.4
+
+
+def candidate_right(image_id: int) -> bool:
+    """Whether the seeded candidate of a verify-project image shows its label."""
+    return (image_id * 7919) % 100 < RIGHT_SHARE * 100
 
 
 def true_label(labels: list[int], image_id: int) -> int:
@@ -365,6 +383,96 @@ def seed(
     }
 
 
+def seed_verify(*, images: int, labels: int, tokens: list[str]) -> dict:
+    """A verify project beside the classify ones: `images` open images of its own, held out of
+    the classify queue, each with one open candidate label (`images / labels` per label), by
+    COPY with ids going on from the rows already there. No votes yet (unlike the classify
+    projects, seeded mid-way): no grids, items or candidate votes to seed consistently. The
+    volunteers are those of seed()."""
+    import psycopg
+    from django.db import connection
+
+    from annotate.models import Candidate, Image, Label, Project
+    from annotate.rows import names
+
+    project = Project.objects.create(
+        name="load-verify",
+        task=Project.Task.VERIFY,
+        grid_size=GRID_SIZE,
+        min_votes=MIN_VOTES,
+        max_votes=MAX_VOTES,
+    )
+    created = Label.objects.bulk_create(
+        Label(
+            project=project,
+            wnid=f"n{50_000_000 + i:08d}",
+            name=f"synset {i}, another name of synset {i}",
+            synonyms=[f"synonym {i}"],
+            gloss=f"the definition of synset {i}, as long as a typical WordNet gloss is ({i})",
+            position=i,
+        )
+        for i in range(labels)
+    )
+    label_ids = [label.pk for label in created]
+    with connection.cursor() as django_cursor:
+        cursor = django_cursor.connection.cursor()
+        bases = {}
+        for model in (Image, Candidate):
+            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {names.quoted(model._meta.db_table)}")
+            bases[model._meta.model_name] = cursor.fetchone()[0]
+        now = datetime.now(UTC)
+        copy_rows(
+            cursor,
+            Image,
+            range(images),
+            lambda i: {
+                "id": bases["image"] + i + 1,
+                "created_at": now,
+                "updated_at": now,
+                "project_id": project.pk,
+                "file": f"images/verify/{i}.jpg",
+                "original_name": f"n{50_000_000 + i % labels:08d}/{i}.jpg",
+                "sha256": f"{10**12 + i:064x}",
+                "size_bytes": 1000,
+                "format": "JPEG",
+                "width": 500,
+                "height": 375,
+                "state": "open",
+                "votes_count": 0,
+                "leases_count": 0,
+                "free_slots": 0,  # held for verification, as candidates_add does
+            },
+        )
+        copy_rows(
+            cursor,
+            Candidate,
+            range(images),
+            lambda i: {
+                "id": bases["candidate"] + i + 1,
+                "created_at": now,
+                "updated_at": now,
+                "project_id": project.pk,
+                "image_id": bases["image"] + i + 1,
+                "label_id": label_ids[i % labels],
+                "source": "import",
+                "state": "open",
+                "is_gold": False,
+                "yes_count": 0,
+                "no_count": 0,
+                "leases_count": 0,
+            },
+        )
+        for model in (Image, Candidate):
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'),"
+                f" (SELECT max(id) FROM {names.quoted(model._meta.db_table)}))",
+                [model._meta.db_table],
+            )
+    with psycopg.connect(database_url(connection.settings_dict["NAME"]), autocommit=True) as admin:
+        admin.execute("VACUUM (ANALYZE, FREEZE)")
+    return {"project": project.pk, "labels": label_ids, "tokens": tokens, "candidates": images}
+
+
 # --- server -----------------------------------------------------------------------------------
 
 
@@ -412,6 +520,8 @@ class Recorder:
         self.latencies: dict[str, list[float]] = {}
         self.errors: dict[str, int] = {}
         self.lease_bytes: list[int] = []  # size of each lease answer's body
+        self.items_rates: list[float] = []  # grid items answered per second, each block
+        self.exhausted = 0  # grid leases answered 204: nothing left for the volunteer
 
     def add(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
@@ -458,19 +568,63 @@ async def label_once(session, base, seeded, token, rng, recorder) -> bool:
     return True
 
 
+async def grid_once(session, base, seeded, token, rng, recorder) -> int:
+    """Lease a grid and answer it, marking yes the items a volunteer of ACCURACY takes for
+    right; the number of items answered (0 on failure)."""
+    headers = {"Authorization": f"Token {token}"}
+    start = time.perf_counter()
+    async with session.post(
+        f"{base}/api/projects/{seeded['project']}/grids/", headers=headers
+    ) as r:
+        raw = await r.read()
+        if r.status == 204:
+            recorder.exhausted += 1
+            return 0
+        if r.status != 201:
+            recorder.error("grid")
+            return 0
+        body = json.loads(raw)
+    recorder.add("grid", time.perf_counter() - start)
+    recorder.lease_bytes.append(len(raw))
+    yes = [
+        item["id"]
+        for item in body["items"]
+        if candidate_right(item["image"]["id"]) == (rng.random() < ACCURACY)
+    ]
+    start = time.perf_counter()
+    async with session.post(
+        f"{base}/api/grids/{body['id']}/answers/", json={"yes": yes}, headers=headers
+    ) as r:
+        await r.read()
+        if r.status != 201:
+            recorder.error("answer")
+            return 0
+    recorder.add("answer", time.perf_counter() - start)
+    return len(body["items"])
+
+
 async def closed_loop(
-    base, seeded, concurrency, duration, floor: bool, recorder: Recorder | None = None
+    base,
+    seeded,
+    concurrency,
+    duration,
+    floor: bool,
+    recorder: Recorder | None = None,
+    grids: bool = False,
 ) -> tuple[float, Recorder]:
+    """Requests/s of `concurrency` volunteers asking with no pause: lease+vote, the floor, or
+    (`grids`) grid lease+answer, whose items/s go to recorder.items_rates."""
     import aiohttp
 
     recorder = recorder or Recorder()
     done = 0
+    items = 0
     deadline = time.perf_counter() + duration
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def volunteer(i):
-            nonlocal done
+            nonlocal done, items
             token = seeded["tokens"][i]
             rng = random.Random(i)
             while time.perf_counter() < deadline:
@@ -486,12 +640,21 @@ async def closed_loop(
                         done += 1
                     else:
                         recorder.error("floor")
+                elif grids:
+                    answered = await grid_once(session, base, seeded, token, rng, recorder)
+                    if answered:
+                        done += 2  # two requests: grid lease and answer
+                        items += answered
+                    else:
+                        await asyncio.sleep(0.01)  # none left, or an error: no busy loop
                 elif await label_once(session, base, seeded, token, rng, recorder):
                     done += 2  # two requests: lease and vote
 
         started = time.perf_counter()
         await asyncio.gather(*(volunteer(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
+    if grids:
+        recorder.items_rates.append(items / elapsed)
     return done / elapsed, recorder
 
 
@@ -580,6 +743,33 @@ def invariants() -> list[str]:
     return problems
 
 
+def verify_invariants(seeded) -> list[str]:
+    """The verify project's candidates after the run: counters equal to their rows, none over
+    max_votes, and how many are still open for grids."""
+    from django.db.models import Count, F, Q
+
+    from annotate.models import Candidate, CandidateVote
+
+    candidates = Candidate.objects.filter(project_id=seeded["project"])
+    votes = candidates.annotate(
+        voted=Count("votes", distinct=True),
+        leased=Count(
+            "grid_items",
+            filter=Q(grid_items__grid__answered_at__isnull=True, grid_items__grid__expired=False),
+            distinct=True,
+        ),
+    )
+    states = Counter(candidates.values_list("state", flat=True))
+    return [
+        "over max_votes: "
+        + str(candidates.filter(yes_count__gt=MAX_VOTES - F("no_count")).count()),
+        "yes/no counters off: " + str(votes.exclude(voted=F("yes_count") + F("no_count")).count()),
+        "lease counters off: " + str(votes.exclude(leased=F("leases_count")).count()),
+        f"votes {CandidateVote.objects.filter(candidate__project_id=seeded['project']).count()}",
+        "candidates " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())),
+    ]
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -612,6 +802,15 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             )
             seconds = time.perf_counter() - started
             log(f"seeded the {args.many_labels}-label project likewise in {seconds:.0f}s")
+        verify = None  # the verify project, with --verify
+        if args.verify and closed:
+            started = time.perf_counter()
+            verify = seed_verify(images=images, labels=args.verify_labels, tokens=seeded["tokens"])
+            seconds = time.perf_counter() - started
+            log(
+                f"seeded the verify project: {images} candidates over {args.verify_labels}"
+                f" labels, grids of {GRID_SIZE}, in {seconds:.0f}s"
+            )
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
         result = {}
@@ -621,31 +820,39 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         asyncio.run(closed_loop(base, seeded, 8, args.warmup / 2, floor=True))
         if many is not None:
             asyncio.run(closed_loop(base, many, 8, args.warmup / 2, floor=False))
+        if verify is not None:
+            asyncio.run(closed_loop(base, verify, 8, args.warmup / 2, floor=False, grids=True))
         if closed and args.concurrency:
             for concurrency in args.concurrency:
                 # Alternating blocks, the floor first in every other round (R F, F R, ...): the
                 # machine's drift during the run (other tenants, CPU frequency) falls on both
                 # alike, which one long window for each did not ensure. With --many-labels,
                 # its project's blocks take turns with them (R F M, M F R, ...).
-                real, floor, real_many = Recorder(), Recorder(), Recorder()
-                real_rates, floor_rates, many_rates = [], [], []
+                # With --verify, the grid blocks join them likewise.
+                real, floor, real_many, grid = Recorder(), Recorder(), Recorder(), Recorder()
+                rates: dict[str, list[float]] = {"real": [], "floor": [], "many": [], "grid": []}
+                recorders = {"real": real, "floor": floor, "many": real_many, "grid": grid}
                 block = args.duration / args.rounds
-                kinds = ["real", "floor"] + (["many"] if many is not None else [])
+                kinds = (
+                    ["real", "floor"]
+                    + (["many"] if many is not None else [])
+                    + (["grid"] if verify is not None else [])
+                )
                 for round_number in range(args.rounds):
                     for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
                         rate, _ = asyncio.run(
                             closed_loop(
                                 base,
-                                many if kind == "many" else seeded,
+                                {"many": many, "grid": verify}.get(kind, seeded),
                                 concurrency,
                                 block,
                                 floor=kind == "floor",
-                                recorder={"real": real, "floor": floor, "many": real_many}[kind],
+                                recorder=recorders[kind],
+                                grids=kind == "grid",
                             )
                         )
-                        {"real": real_rates, "floor": floor_rates, "many": many_rates}[kind].append(
-                            rate
-                        )
+                        rates[kind].append(rate)
+                real_rates, floor_rates, many_rates = rates["real"], rates["floor"], rates["many"]
                 real_rps, floor_rps = float(np.mean(real_rates)), float(np.mean(floor_rates))
                 print(
                     f"\nclosed loop, {concurrency} volunteers, {args.duration}s each"
@@ -681,6 +888,31 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                         f" {args.many_labels} (largest seen)"
                     )
                     result.setdefault("many_labels_ratio", {})[concurrency] = ratio
+                if verify is not None:
+                    grid_rps = float(np.mean(rates["grid"]))
+                    items_ps = float(np.mean(grid.items_rates))
+                    labels_ps = real_rps / 2
+                    per_round = ", ".join(
+                        f"{items:.0f}/{labels / 2:.0f}"
+                        for items, labels in zip(grid.items_rates, real_rates, strict=True)
+                    )
+                    print(
+                        f"  grid lease+answer ({GRID_SIZE} items) {grid_rps:7.1f} requests/s"
+                        f" ({items_ps:6.1f} items/s)   lease+vote {labels_ps:6.1f} labels/s"
+                        f"   items/s per label/s {items_ps / labels_ps:.2f}"
+                        f"   (per round, items/s / labels/s: {per_round})"
+                    )
+                    print("  " + grid.line("grid"))
+                    print("  " + grid.line("answer"))
+                    print(
+                        f"  grid leases with nothing left (204): {grid.exhausted};"
+                        f" grid answer: {max(grid.lease_bytes, default=0)} bytes (largest seen)"
+                    )
+                    result.setdefault("verify", {})[concurrency] = {
+                        "grid_requests_per_s": grid_rps,
+                        "items_per_s": items_ps,
+                        "labels_per_s": labels_ps,
+                    }
         recorder, achieved, late = asyncio.run(
             open_loop(base, seeded, args.rate, args.duration, args.volunteers)
         )
@@ -698,6 +930,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         print("\nserving query plan (EXPLAIN ANALYZE):")
         print("  " + explain_serving(seeded).replace("\n", "\n  "))
         print("invariants after the run: " + "; ".join(invariants()))
+        if verify is not None:
+            print("verify project after the run: " + "; ".join(verify_invariants(verify)))
         print("RESULT " + json.dumps(result))
         return result
     finally:
@@ -745,6 +979,18 @@ def main() -> None:
         metavar="N",
         help="closed loop: also a project with N labels (e.g. 1000), its lease+vote beside "
         f"the {LABELS}-label one's in alternating blocks, and their ratio",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help=f"closed loop: also a verify project (grids of {GRID_SIZE}), its grid lease+answer "
+        "in alternating blocks, items/s beside the single-image loop's labels/s",
+    )
+    parser.add_argument(
+        "--verify-labels",
+        type=int,
+        default=VERIFY_LABELS,
+        help="labels of the verify project; its candidates are --images, spread over them",
     )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
