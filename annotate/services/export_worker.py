@@ -322,6 +322,8 @@ class Copier:
                 with open(path, "wb") as f:
                     f.write(content)
             return
+        if not members:
+            return  # every file of the batch was unreadable: nothing was placed
         if start is None:
             raise ValueError(f"batch {batch}: no offset to write the tar members at")
         offset = start

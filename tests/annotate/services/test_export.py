@@ -356,6 +356,20 @@ def test_an_unreadable_file_is_left_out_and_reported(decided_project):
     assert export.counts["counts"]["unreadable"] == 1
 
 
+def test_an_export_whose_every_file_is_unreadable_finishes_empty(decided_project):
+    """A batch with no readable file places no member: writing it is a no-op, not a failure
+    (the worker refused it once for want of an offset)."""
+    for images in decided_project["images"].values():
+        for image in images:
+            Path(image.file.path).write_bytes(b"not an image")
+    export, root = run_export(decided_project["project"])
+    assert export.state == Export.State.DONE
+    assert export.counts["counts"]["unreadable"] == sum(
+        len(images) for images in decided_project["images"].values()
+    )
+    assert not sides(root)
+
+
 def _failing_at(call: int, real):
     calls = []
 
