@@ -200,7 +200,12 @@ def grid_answer(
     re-estimate and decide each candidate. All or nothing."""
     now = now or timezone.now()
     with transaction.atomic():
-        grid = Grid.objects.select_for_update().select_related("project").filter(pk=grid_id).first()
+        grid = (
+            Grid.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .filter(pk=grid_id)
+            .first()
+        )
         if grid is None:
             raise NotFound(f"Grid {grid_id} does not exist.")
         if grid.volunteer_id != user.pk:
