@@ -565,6 +565,7 @@ def test_a_review_settles_the_disputed_candidate_and_measures_its_voters():
     assert counts[voters[0].pk]["true_yes"] == 1 and counts[voters[1].pk]["false_no"] == 1
 
 
+@pytest.mark.postgresql  # threads writing at once: SQLite locks the whole database
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_answers_on_the_same_items_are_all_counted():
     project = verify_project(min_votes=3, max_votes=5, grid_size=12)
