@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import Max, Model
 
 from annotate.models import Label, Project
+from annotate.services import verification_consensus
 from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.serving import project_refresh_free_slots
 
@@ -48,6 +49,11 @@ def project_create(*, name: str, **fields: Any) -> Project:
     unknown = set(fields) - set(PROJECT_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown project fields: {', '.join(sorted(unknown))}.")
+    if fields.get("task") == Project.Task.VERIFY:
+        # Verification decides each candidate on its own posterior, as ImageNet did: the
+        # defaults are those its bench meets 99.7% precision with (bench/verify_cost.py).
+        fields.setdefault("target_confidence", verification_consensus.DEFAULT_TARGET_CONFIDENCE)
+        fields.setdefault("max_votes", verification_consensus.DEFAULT_MAX_VOTES)
     project = Project(name=name, **fields)
     _full_clean(project)
     project.save()
