@@ -163,11 +163,15 @@ def test_project_settings_for_verification(client_for):
     assert too_big.status_code == 400 and "grid_size" in too_big.content.decode()
     # The verification method's own defaults, unless the admin sets them; classify keeps its.
     assert (created.json()["target_confidence"], created.json()["max_votes"]) == (0.997, 20)
-    chosen = client_for(admin).post(
-        "/api/projects/",
-        {"name": "verify at 0.99", "task": "verify", "target_confidence": 0.99, "max_votes": 7},
-        format="json",
-    ).json()
+    chosen = (
+        client_for(admin)
+        .post(
+            "/api/projects/",
+            {"name": "verify at 0.99", "task": "verify", "target_confidence": 0.99, "max_votes": 7},
+            format="json",
+        )
+        .json()
+    )
     assert (chosen["target_confidence"], chosen["max_votes"]) == (0.99, 7)
     classify = client_for(admin).post("/api/projects/", {"name": "c"}, format="json").json()
     assert (classify["target_confidence"], classify["max_votes"]) == (0.95, 5)
