@@ -6,6 +6,7 @@
   const projectId = root.dataset.project;
   const labels = JSON.parse(document.getElementById("labels-data").textContent);
   const img = document.getElementById("image");
+  const frame = img.closest(".frame");
   const empty = document.getElementById("empty");
   const loading = document.getElementById("loading");
   const message = document.getElementById("message");
@@ -85,6 +86,7 @@
   function show(assignment) {
     current = assignment;
     loading.hidden = true;
+    unzoom();
     if (!assignment) {
       img.hidden = true;
       img.removeAttribute("src");
@@ -180,8 +182,22 @@
       .catch((e) => say(e.message, true));
   }
 
+  // Z: the image at its natural size, or, when that is smaller, large enough to cover the
+  // frame (a 256 px image must grow, not shrink into a corner). Each new image starts unzoomed.
+  function unzoom() {
+    frame.classList.remove("zoomed");
+    img.style.width = "";
+    img.style.height = "";
+  }
+
   function toggleZoom() {
-    img.closest(".frame").classList.toggle("zoomed");
+    if (frame.classList.contains("zoomed")) { unzoom(); return; }
+    if (img.hidden || !img.naturalWidth) return;
+    const fitted = frame.getBoundingClientRect();
+    const scale = Math.max(1, fitted.width / img.naturalWidth, fitted.height / img.naturalHeight);
+    img.style.width = `${Math.round(img.naturalWidth * scale)}px`;
+    img.style.height = `${Math.round(img.naturalHeight * scale)}px`;
+    frame.classList.add("zoomed");
   }
 
   function skip() {

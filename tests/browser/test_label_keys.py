@@ -83,3 +83,28 @@ def test_enter_votes_for_the_focused_button_and_the_suggestion_is_marked(transac
     assert Vote.objects.get(assignment_id=second).label_id == circle.pk
     assert page.js_errors == []
     page.unroute_all(behavior="ignoreErrors")
+
+
+def test_zoom_enlarges_a_small_image_and_resets_on_the_next(transactional_db, page):
+    project, _ = shapes_project(n_images=2, size=(256, 256))
+    sign_in(page, UserFactory(username="zed"))
+    page.goto(f"/projects/{project.pk}/label/")
+    first = shown_assignment(page)
+    frame = page.locator("figure.frame")
+    image = page.locator("#image")
+    before = image.bounding_box()
+
+    page.keyboard.press("z")
+    assert "zoomed" in frame.get_attribute("class")
+    zoomed = image.bounding_box()
+    frame_box = frame.bounding_box()
+    # Larger than its natural 256 px and than the fitted view, as wide as the frame at least.
+    assert zoomed["width"] > 256 and zoomed["height"] > 256, zoomed
+    assert zoomed["width"] >= before["width"] - 1 and zoomed["height"] >= before["height"] - 1
+    assert zoomed["width"] >= frame_box["width"] - 20, (zoomed, frame_box)
+
+    press_and_wait(page, "1", first, "vote")
+    shown_assignment(page)
+    assert "zoomed" not in frame.get_attribute("class")
+    assert image.bounding_box() == pytest.approx(before, abs=1)
+    assert page.js_errors == []
