@@ -14,4 +14,14 @@ window.labeling = {
     const named = fields.map(([name, messages]) => `${name}: ${messages.join(" ")}`);
     return `${body.detail} ${named.join("; ")}`;
   },
+  // Signed out (the API answered 401): say so in `element`, with a link to the sign-in page
+  // that comes back to this page, then `more` (what became of the last action).
+  showSignedOut(element, loginUrl, more) {
+    const here = encodeURIComponent(location.pathname + location.search).replace(/%2F/g, "/");
+    const link = document.createElement("a");
+    link.href = `${loginUrl}?next=${here}`;
+    link.textContent = "sign in again";
+    element.replaceChildren("Signed out — ", link, `.${more ? " " + more : ""}`);
+    element.classList.add("error");
+  },
 };

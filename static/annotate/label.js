@@ -29,6 +29,15 @@
   const today = document.getElementById("today");
 
   const csrfToken = window.labeling.csrfToken;
+  // A vote refused because the volunteer was signed out waits here (this tab only) and is
+  // sent when the page opens again after signing in.
+  const PENDING_VOTE = `labeling.pendingVote.${projectId}`;
+  let signedOut = false; // then no key acts: nothing could be saved
+
+  function signOut(more) {
+    signedOut = true;
+    window.labeling.showSignedOut(message, root.dataset.loginUrl, more);
+  }
 
   async function api(path, body, onNoContent) {
     const response = await fetch(path, {
@@ -39,7 +48,9 @@
     });
     if (!response.ok) {
       const body = await response.json().catch(() => null);  // null: not JSON
-      throw new Error(window.labeling.errorText(body, response.statusText));
+      const error = new Error(window.labeling.errorText(body, response.statusText));
+      error.status = response.status; // 401: signed out (in another tab, or the session ended)
+      throw error;
     }
     if (response.status === 204) {
       if (onNoContent) onNoContent(response);
@@ -62,11 +73,23 @@
         if (assignment || retryAfter === null) return preload(assignment);
         if (!current) say("The last images are with other volunteers right now; checking again shortly…");
       } catch (e) {
+        if (e.status === 401) {
+          if (!signedOut) signOut("Then the labeling goes on here.");
+          throw e;
+        }
         say(`Could not load the next image (${e.message}); retrying…`, true);
         retryAfter = Math.min(2 ** attempt, 30);
       }
       await sleep(Number(retryAfter) * 1000);
     }
+  }
+
+  // The next lease, started now and awaited when the volunteer answers. Its failure (signed
+  // out) is handled where it is awaited, so the browser must not report it as unhandled.
+  function prefetch() {
+    const promise = lease();
+    promise.catch(() => {});
+    return promise;
   }
 
   async function preload(assignment) {
@@ -134,19 +157,50 @@
       return;
     }
     const next = upcoming ? await upcoming : null;
-    upcoming = next ? lease() : null;
+    upcoming = next ? prefetch() : null;
     if (next && message.textContent.startsWith("The last images")) say("");
     show(next);
   }
 
   function act(path, body, onDone) {
-    if (!current) return;
+    if (!current || signedOut) return;
     const assignment = current;
     current = null; // ignore further keys until the next image is on screen
+    const shown = advance().catch((e) => { if (e.status !== 401) say(e.message, true); });
     api(`/api/assignments/${assignment.id}/${path}/`, body)
       .then((result) => { say(""); onDone(result); })
-      .catch((e) => say(e.message, true));
-    advance();
+      .catch(async (e) => {
+        if (e.status !== 401) { say(e.message, true); return; }
+        // Never past an answer that was not saved: back to its image, and keep the vote.
+        await shown;
+        if (current && current !== assignment) backlog.push(current);
+        show(assignment);
+        if (path === "vote") {
+          sessionStorage.setItem(PENDING_VOTE, JSON.stringify({ assignment: assignment.id, body }));
+          signOut("Your vote on this image is not saved yet: it is sent once you are back.");
+        } else {
+          signOut("This image was not skipped.");
+        }
+      });
+  }
+
+  // After signing in again: the vote refused while signed out, sent before anything else.
+  async function sendPendingVote() {
+    const stored = sessionStorage.getItem(PENDING_VOTE);
+    if (!stored) return;
+    const pending = JSON.parse(stored);
+    try {
+      await api(`/api/assignments/${pending.assignment}/vote/`, pending.body);
+      sessionStorage.removeItem(PENDING_VOTE);
+      bump(count, 1);
+      bump(today, 1);
+      lastVote = { assignment: { id: pending.assignment }, at: Date.now() };
+      say("Your vote from before signing in is saved.");
+    } catch (e) {
+      if (e.status === 401) throw e; // still signed out: keep it for the next visit
+      sessionStorage.removeItem(PENDING_VOTE);
+      say(`Your vote from before signing in could not be saved: ${e.message}`, true);
+    }
   }
 
   function bump(element, by) {
@@ -179,7 +233,7 @@
         say("Vote taken back: answer again.");
         show(assignment);
       })
-      .catch((e) => say(e.message, true));
+      .catch((e) => (e.status === 401 ? signOut("Nothing was taken back.") : say(e.message, true)));
   }
 
   // Z: the image at its natural size, or, when that is smaller, large enough to cover the
@@ -242,12 +296,13 @@
 
   (async function start() {
     try {
+      await sendPendingVote();
       const first = await lease();
-      upcoming = first ? lease() : null;
+      upcoming = first ? prefetch() : null;
       show(first);
     } catch (e) {
       loading.hidden = true;
-      say(e.message, true);
+      if (e.status === 401) { if (!signedOut) signOut(); } else say(e.message, true);
     }
   })();
 })();

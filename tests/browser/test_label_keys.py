@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from annotate.models import Vote
+from annotate.models import Assignment, Vote
 from annotate.services.ingest import images_upload
 from tests.browser.conftest import sign_in
 from tests.browser.test_labeling_page import COLORS, press_and_wait, shown_assignment
@@ -108,3 +108,56 @@ def test_zoom_enlarges_a_small_image_and_resets_on_the_next(transactional_db, pa
     assert "zoomed" not in frame.get_attribute("class")
     assert image.bounding_box() == pytest.approx(before, abs=1)
     assert page.js_errors == []
+
+
+def test_a_vote_refused_as_signed_out_is_kept_and_sent_after_signing_in(
+    transactional_db, page, live_server
+):
+    project, (circle, _) = shapes_project(n_images=3)
+    user = UserFactory(username="sam")
+    sign_in(page, user)
+    label_path = f"/projects/{project.pk}/label/"
+    page.goto(label_path)
+    first = shown_assignment(page)
+    page.wait_for_load_state("networkidle")  # the next image is leased while signed in
+
+    page.context.clear_cookies()  # as signing out in another tab does
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/assignments/{first}/vote/")
+    ) as answer:
+        page.keyboard.press("1")
+    assert answer.value.status == 401
+    message = page.locator("#message")
+    page.wait_for_function(
+        "() => document.getElementById('message').textContent.includes('Signed out')"
+    )
+    # The page stays on the image voted on, says so, and links to a sign-in returning here.
+    page.wait_for_function(f"() => ({IMAGE_ID_JS})() === '{first}'")
+    assert "retrying" not in message.inner_text()
+    assert "not saved" in message.inner_text()
+    link = message.get_by_role("link", name="sign in again")
+    assert link.get_attribute("href") == f"/accounts/login/?next={label_path}"
+    assert page.locator("#count").inner_text() == "0"
+    assert not Vote.objects.filter(user=user).exists()
+    page.keyboard.press("2")  # further keys do not move past the image either
+    assert page.evaluate(IMAGE_ID_JS) == str(first)
+
+    link.click()
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "correct-horse-battery")
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/assignments/{first}/vote/")
+    ) as answer:
+        page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 201
+    page.wait_for_url(f"{live_server.url}{label_path}")
+    page.wait_for_function("() => document.getElementById('count').textContent.trim() === '1'")
+    assert Vote.objects.get(user=user).assignment_id == first
+    assert Vote.objects.get(user=user).label_id == circle.pk
+    assert Assignment.objects.get(pk=first).state == Assignment.State.VOTED
+    next_id = shown_assignment(page)
+    assert next_id != first
+    assert page.js_errors == []
+
+
+IMAGE_ID_JS = "() => document.getElementById('image').dataset.assignment || ''"
