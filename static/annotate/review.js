@@ -16,6 +16,8 @@
   let queue = []; // items not yet shown
   let current = null;
   const handled = new Set(); // items decided or passed over in this visit: never shown twice
+  let queueCount = 0; // images waiting for a decision, as last counted by the server
+  let lastAction = 0; // a decision's answer speaks only while it is still the latest action
   const labelName = (id) => (labels.find((l) => l.id === id) || {}).name || "none of these";
 
   const csrfToken = window.labeling.csrfToken;
@@ -29,9 +31,14 @@
     const response = await fetch(`/api/projects/${projectId}/review/`, { credentials: "same-origin" });
     if (!response.ok) throw new Error(`could not load the queue (${response.status})`);
     const page = await response.json();
-    remaining.textContent = `${page.count} in the queue`;
+    queueCount = page.count;
+    showCount();
     queue = page.results.filter((item) => !handled.has(item.id));
     queue.slice(0, 2).forEach((item) => { new Image().src = item.url; });
+  }
+
+  function showCount() {
+    remaining.textContent = `${queueCount} in the queue`;
   }
 
   function renderVotes(item) {
@@ -96,6 +103,7 @@
     const item = current;
     current = null;
     handled.add(item.id);
+    const action = ++lastAction;
     fetch(`/api/images/${item.id}/decision/`, {
       method: "POST",
       credentials: "same-origin",
@@ -107,9 +115,21 @@
         const detail = window.labeling.errorText(body, response.statusText);
         say(`Image ${item.id}: ${detail}`, true);
       } else {
-        say(`Image ${item.id} decided.`);
+        queueCount = Math.max(0, queueCount - 1);
+        showCount();
+        if (action === lastAction) say(`Image ${item.id} decided.`);
       }
     }).catch((e) => say(e.message, true));
+    next().catch((e) => say(e.message, true));
+  }
+
+  // S: on to the next image without deciding this one, which stays in the queue.
+  function passOver() {
+    const item = current;
+    current = null;
+    handled.add(item.id);
+    lastAction++;
+    say(`Image ${item.id} passed over: it stays in the queue.`);
     next().catch((e) => say(e.message, true));
   }
 
@@ -119,9 +139,7 @@
     if (key === "0" || key === "n") { decide({ label: null }); event.preventDefault(); return; }
     if (key === "x") { decide({ label: null, exclude: true }); event.preventDefault(); return; }
     if (key === "s" && current) {
-      handled.add(current.id);
-      current = null;
-      next().catch((e) => say(e.message, true));
+      passOver();
       event.preventDefault();
       return;
     }
@@ -138,7 +156,7 @@
   });
   document.getElementById("skip").addEventListener("click", (event) => {
     event.currentTarget.blur();
-    if (current) { handled.add(current.id); current = null; next(); }
+    if (current) passOver();
   });
 
   next().catch((e) => { loading.hidden = true; say(e.message, true); });

@@ -13,7 +13,7 @@ from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_byt
 pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
 
-def disputed_project():
+def disputed_project(colors=((200, 120, 40), (60, 60, 60))):
     project = ProjectFactory(name="Disputes", min_votes=2, max_votes=2, agreement=1.0)
     labels = [
         LabelFactory(project=project, name=name, position=i)
@@ -23,7 +23,7 @@ def disputed_project():
         project=project,
         files=[
             (f"pet-{i}.jpg", io.BytesIO(image_bytes(color, size=(320, 240))))
-            for i, color in enumerate([(200, 120, 40), (60, 60, 60)])
+            for i, color in enumerate(colors)
         ],
     )
     images = list(Image.objects.filter(pk__in=stored.created).order_by("id"))
@@ -79,3 +79,47 @@ def test_volunteer_is_refused_review_and_admin_pages(transactional_db, page):
         response = page.goto(path)
         assert response.status == 403 or "/admin/login/" in page.url, path
         assert "Disputes" not in page.content()
+
+
+def test_queue_count_and_message_follow_each_action(transactional_db, page):
+    project, labels, images = disputed_project(colors=[(200, 120, 40), (60, 60, 60), (20, 90, 200)])
+    sign_in(page, UserFactory(role="reviewer"))
+    page.goto(f"/projects/{project.pk}/review/")
+    remaining = page.locator("#remaining")
+    message = page.locator("#message")
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.image === '{images[0].pk}'"
+    )
+    assert remaining.inner_text() == "3 in the queue"
+
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/images/{images[0].pk}/decision/")
+    ) as answer:
+        page.keyboard.press("1")
+    assert answer.value.status == 201
+    page.wait_for_function(
+        "() => document.getElementById('remaining').textContent === '2 in the queue'"
+    )
+    assert message.inner_text() == f"Image {images[0].pk} decided."
+
+    # Passing over an image leaves it in the queue, and the message says what was done.
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.image === '{images[1].pk}'"
+    )
+    page.keyboard.press("s")
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.image === '{images[2].pk}'"
+    )
+    assert message.inner_text() == f"Image {images[1].pk} passed over: it stays in the queue."
+    assert remaining.inner_text() == "2 in the queue"
+
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/images/{images[2].pk}/decision/")
+    ) as answer:
+        page.keyboard.press("x")
+    assert answer.value.status == 201
+    page.wait_for_function(
+        "() => document.getElementById('remaining').textContent === '1 in the queue'"
+    )
+    assert message.inner_text() == f"Image {images[2].pk} decided."
+    assert page.js_errors == []
