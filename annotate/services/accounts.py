@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
-from annotate.models import User
+from annotate.models import Assignment, CandidateVote, Grid, User, Vote
 from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.projects import validation_message
 
@@ -56,3 +56,33 @@ def user_set_leaderboard_visibility(*, user: User, visible: bool) -> User:
     user.show_on_leaderboard = visible
     user.save(update_fields=["show_on_leaderboard"])
     return user
+
+
+def user_has_labeling_history(*, user: User) -> bool:
+    """Whether deleting `user` would take votes, answers or leases with them (their rows
+    cascade), leaving image and candidate counters and decisions resting on missing votes."""
+    return (
+        Vote.objects.filter(user=user).exists()
+        or Assignment.objects.filter(user=user).exists()
+        or CandidateVote.objects.filter(user=user).exists()
+        or Grid.objects.filter(volunteer=user).exists()
+    )
+
+
+def user_deactivate(*, user: User) -> User:
+    """Close the account and keep everything it did: it can no longer sign in or use its token
+    (labeling_api.authentication refuses inactive users), and its votes still count."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    return user
+
+
+def user_remove(*, user: User) -> bool:
+    """Delete `user` when nothing of theirs would go with them; otherwise deactivate them.
+    Returns True when deleted, False when deactivated."""
+    with transaction.atomic():
+        if user_has_labeling_history(user=user):
+            user_deactivate(user=user)
+            return False
+        user.delete()
+        return True
