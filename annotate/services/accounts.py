@@ -52,6 +52,17 @@ def user_token(*, user: User) -> str:
     return key
 
 
+def token_revoke(*, user: User) -> int:
+    """Delete `user`'s API token (sign out): it stops working at once in this process, because
+    deleting through the ORM makes annotate.recent forget it (post_delete), and in the others
+    within READ_CACHE_SECONDS. Signing in again makes a new one. Returns how many were deleted."""
+    deleted = 0
+    for token in Token.objects.filter(user=user):
+        token.delete()  # one by one: each deletion sends the signal that forgets it
+        deleted += 1
+    return deleted
+
+
 def user_set_leaderboard_visibility(*, user: User, visible: bool) -> User:
     user.show_on_leaderboard = visible
     user.save(update_fields=["show_on_leaderboard"])
