@@ -1,5 +1,14 @@
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from annotate.models import (
     Assignment,
@@ -12,6 +21,7 @@ from annotate.models import (
     User,
     Vote,
 )
+from annotate.services import accounts
 
 
 @admin.register(User)
@@ -20,6 +30,61 @@ class LabelingUserAdmin(UserAdmin):
     list_filter = ["role", "is_staff", "is_superuser"]
     fieldsets = [*(UserAdmin.fieldsets or ()), ("Labeling", {"fields": ["role", "votes_count"]})]
     readonly_fields = ["votes_count"]
+    actions = ["delete_selected"]
+
+    # A user's votes, answers and leases cascade with the account, which would leave image
+    # counters, states and decisions resting on votes that are gone (issue 19). Such a user is
+    # deactivated instead; a user with none of them may still be deleted.
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        user = self.get_object(request, unquote(object_id))
+        if user is None or not accounts.user_has_labeling_history(user=user):
+            return super().delete_view(request, object_id, extra_context)
+        if not self.has_delete_permission(request, user):
+            raise PermissionDenied
+        if request.method == "POST":
+            accounts.user_deactivate(user=user)
+            self.log_change(request, user, "Deactivated instead of deleted (has votes).")
+            self.message_user(
+                request,
+                f"{user} has votes, so the account was deactivated, not deleted.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:annotate_user_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Deactivate {user}?",
+            "object": user,
+            "opts": self.opts,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(
+            request, "admin/annotate/user/deactivate_confirmation.html", context
+        )
+
+    @admin.action(
+        permissions=["delete"],
+        description="Delete selected users (those with votes are deactivated instead)",
+    )
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> Any:
+        """Replaces the site-wide action of the same name for users."""
+        keep = [u for u in queryset if accounts.user_has_labeling_history(user=u)]
+        for user in keep:
+            accounts.user_deactivate(user=user)
+            self.log_change(request, user, "Deactivated instead of deleted (has votes).")
+        if keep:
+            self.message_user(
+                request,
+                f"{len(keep)} user(s) with votes deactivated, not deleted: "
+                + ", ".join(str(user) for user in keep),
+                messages.WARNING,
+            )
+        others = queryset.exclude(pk__in=[user.pk for user in keep])
+        if not others.exists():
+            return None
+        # The rest have nothing that would go with them: Django's own confirmation and delete.
+        return django_delete_selected(self, request, others)
 
 
 class LabelInline(admin.TabularInline):
@@ -62,6 +127,17 @@ class AssignmentAdmin(admin.ModelAdmin):
 class VoteAdmin(admin.ModelAdmin):
     list_display = ["id", "image", "user", "label", "created_at"]
     raw_id_fields = ["image", "user", "assignment", "label"]
+
+    # Read-only: a vote counts in its image's votes_count and state, its voter's votes_count
+    # and the image's decision; one added, changed or deleted here would leave those behind.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
+        return False
 
 
 @admin.register(Decision)

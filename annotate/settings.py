@@ -382,9 +382,12 @@ ML_RETRAIN_GROWTH = env.float("ML_RETRAIN_GROWTH", default=0.25)
 ML_HOLDOUT_FRACTION = env.float("ML_HOLDOUT_FRACTION", default=0.2)
 ML_SUGGESTION_TOP_K = 5
 ML_SUGGESTION_BATCH = env.int("ML_SUGGESTION_BATCH", default=512)
-# A RUNNING training that has not recorded progress for this long lost its worker.
-ML_RUN_STALE_SECONDS = env.int("ML_RUN_STALE_SECONDS", default=600)
-ML_RUN_MAX_ATTEMPTS = 2
+# A RUNNING training that has not recorded progress for this long lost its worker, and a
+# PENDING one that no worker took for this long lost its queue message: beat's recovery sends
+# either again (a training beats every HEARTBEAT_SECONDS, 10 s, while it runs).
+ML_RUN_STALE_SECONDS = env.int("ML_RUN_STALE_SECONDS", default=120)
+# Attempts a training gets in all (a lost worker's run is queued again until then).
+ML_RUN_MAX_ATTEMPTS = env.int("ML_RUN_MAX_ATTEMPTS", default=3)
 # Time limits; the training limit stays below the Redis visibility timeout (see above), or a
 # running training would be delivered a second time.
 ML_TRAIN_SOFT_TIME_LIMIT = env.int("ML_TRAIN_SOFT_TIME_LIMIT", default=3 * 3600)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("assignments/<id:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
     path("auth/register/", views.UserRegisterApi.as_view(), name="register"),
     path("auth/token/", views.TokenObtainApi.as_view(), name="token"),
+    path("auth/logout/", views.LogoutApi.as_view(), name="logout"),
     path("me/", views.MeApi.as_view(), name="me"),
     path("users/<id:user_id>/", views.UserRoleApi.as_view(), name="user-role"),
     path("projects/", views.ProjectListCreateApi.as_view(), name="project-list"),

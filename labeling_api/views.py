@@ -105,6 +105,15 @@ class TokenObtainApi(APIView):
         return Response({"token": accounts.user_token(user=user)})
 
 
+class LogoutApi(APIView):
+    """Sign out: the caller's token is deleted and no longer authenticates."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: AuthenticatedRequest) -> Response:
+        accounts.token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class MeApi(APIView):
     @extend_schema(
         responses={

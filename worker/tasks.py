@@ -117,5 +117,5 @@ def ml_retrain_check() -> list[int]:
 
 
 @shared_task(name="annotate.ml_recover_runs")
-def ml_recover_runs() -> int:
-    return ml.training_runs_recover()
+def ml_recover_runs() -> dict:
+    return vars(ml.training_runs_recover())

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
-from annotate.models import User
+from annotate.models import Assignment, CandidateVote, Grid, User, Vote
 from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.projects import validation_message
 
@@ -52,7 +52,48 @@ def user_token(*, user: User) -> str:
     return key
 
 
+def token_revoke(*, user: User) -> int:
+    """Delete `user`'s API token (sign out): it stops working at once in this process, because
+    deleting through the ORM makes annotate.recent forget it (post_delete), and in the others
+    within READ_CACHE_SECONDS. Signing in again makes a new one. Returns how many were deleted."""
+    deleted = 0
+    for token in Token.objects.filter(user=user):
+        token.delete()  # one by one: each deletion sends the signal that forgets it
+        deleted += 1
+    return deleted
+
+
 def user_set_leaderboard_visibility(*, user: User, visible: bool) -> User:
     user.show_on_leaderboard = visible
     user.save(update_fields=["show_on_leaderboard"])
     return user
+
+
+def user_has_labeling_history(*, user: User) -> bool:
+    """Whether deleting `user` would take votes, answers or leases with them (their rows
+    cascade), leaving image and candidate counters and decisions resting on missing votes."""
+    return (
+        Vote.objects.filter(user=user).exists()
+        or Assignment.objects.filter(user=user).exists()
+        or CandidateVote.objects.filter(user=user).exists()
+        or Grid.objects.filter(volunteer=user).exists()
+    )
+
+
+def user_deactivate(*, user: User) -> User:
+    """Close the account and keep everything it did: it can no longer sign in or use its token
+    (labeling_api.authentication refuses inactive users), and its votes still count."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    return user
+
+
+def user_remove(*, user: User) -> bool:
+    """Delete `user` when nothing of theirs would go with them; otherwise deactivate them.
+    Returns True when deleted, False when deactivated."""
+    with transaction.atomic():
+        if user_has_labeling_history(user=user):
+            user_deactivate(user=user)
+            return False
+        user.delete()
+        return True

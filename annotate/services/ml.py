@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "resnet50")
 # Images that get suggestions: those volunteers still label, and those reviewers will decide.
 SUGGESTED_STATES = (Image.State.OPEN, Image.State.DISPUTED)
+TRAIN_TASK = "annotate.ml_train"
 # How often a training writes its heartbeat at most (each write is a database round trip).
 HEARTBEAT_SECONDS = 10.0
 
@@ -150,25 +151,49 @@ def training_request(
             f"The project has {verified} verified labels; training needs at least "
             f"{settings.ML_MIN_TRAIN_LABELS}."
         )
-    try:
-        with transaction.atomic():
-            run = TrainingRun.objects.create(
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                run = TrainingRun.objects.create(
+                    project=project,
+                    reason=reason,
+                    requested_by=requested_by,
+                    config=config,
+                    verified_count=verified,
+                )
+                jobs.enqueue_on_commit(TRAIN_TASK, run.pk)
+            return run
+        except IntegrityError:
+            open_run = TrainingRun.objects.filter(
                 project=project,
-                reason=reason,
-                requested_by=requested_by,
-                config=config,
-                verified_count=verified,
-            )
-            jobs.enqueue_on_commit("annotate.ml_train", run.pk)
-    except IntegrityError:
-        open_run = TrainingRun.objects.filter(
-            project=project, status__in=[TrainingRun.Status.PENDING, TrainingRun.Status.RUNNING]
-        ).first()
-        raise Conflict(
-            f"A training of this project is already {open_run.status if open_run else 'open'}"
-            + (f" (run {open_run.pk})." if open_run else ".")
-        ) from None
-    return run
+                status__in=[TrainingRun.Status.PENDING, TrainingRun.Status.RUNNING],
+            ).first()
+            if open_run is not None and _supersede_lost(open_run, timezone.now()):
+                continue  # the open run was lost in the queue: this request takes its place
+            raise Conflict(
+                f"A training of this project is already {open_run.status if open_run else 'open'}"
+                + (f" (run {open_run.pk})." if open_run else ".")
+            ) from None
+    raise Conflict("A training of this project was requested at the same time; try again.")
+
+
+def _supersede_lost(run: TrainingRun, now: datetime) -> bool:
+    """Fail `run` if it is PENDING and no worker took it within ML_RUN_STALE_SECONDS of its
+    last (re)send (its queue message was lost), so that a new request is not blocked by it.
+    One conditional UPDATE: a worker claiming it at the same moment wins or loses as a whole,
+    and a late copy of its message then finds it failed and does nothing."""
+    stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
+    return bool(
+        TrainingRun.objects.filter(
+            pk=run.pk, status=TrainingRun.Status.PENDING, updated_at__lt=stale
+        ).update(
+            status=TrainingRun.Status.FAILED,
+            finished_at=now,
+            updated_at=now,
+            error="No worker took this training (its queue message was lost); a new request "
+            "replaced it.",
+        )
+    )
 
 
 def retrain_due(*, verified: int, last_verified: int | None) -> bool:
@@ -349,6 +374,11 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
         on_progress=_heartbeat(run.pk, attempt),
     )
     figures = result["holdout"]
+    # The active model's evaluation reports no progress: beat once before it, so that it has
+    # a whole ML_RUN_STALE_SECONDS before recovery takes the run for lost.
+    TrainingRun.objects.filter(
+        pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=attempt
+    ).update(heartbeat_at=timezone.now())
     active = ActiveModel.objects.filter(project=project).select_related("version").first()
     baseline = _baseline(active.version, holdout, config, backend) if active else None
     with transaction.atomic():
@@ -430,19 +460,63 @@ def _promote(*, project: Project, version: ModelVersion, expected: int | None) -
     )
 
 
-def training_runs_recover(*, now: datetime | None = None) -> int:
-    """Mark trainings whose worker was lost (no heartbeat for ML_RUN_STALE_SECONDS) as failed.
-    The active model was never touched by them. Returns how many."""
+@dataclass
+class RunsRecovered:
+    resent: int = 0  # PENDING runs no worker took: their message was lost, sent again
+    requeued: int = 0  # RUNNING runs whose worker was lost: back to PENDING and sent again
+    failed: int = 0  # RUNNING runs whose worker was lost on their last allowed attempt
+
+
+def training_runs_recover(*, now: datetime | None = None) -> RunsRecovered:
+    """Periodic (beat): heal trainings whose message or worker was lost, as exports_cleanup
+    does for exports.
+
+    - A PENDING run that no worker took within ML_RUN_STALE_SECONDS of its last send is sent
+      again (a duplicate finds it claimed and does nothing).
+    - A RUNNING run whose heartbeat has not moved for ML_RUN_STALE_SECONDS lost its worker: it
+      goes back to PENDING and is sent again, up to ML_RUN_MAX_ATTEMPTS attempts in all; then it
+      is marked failed with the reason. The lost worker, were it only stalled, can no longer
+      record anything: its updates are conditional on its attempt number.
+    The active model was never touched by a lost run (it changes only on success).
+    """
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
-    return TrainingRun.objects.filter(
-        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale
-    ).update(
+    limit = settings.ML_RUN_MAX_ATTEMPTS
+    result = RunsRecovered()
+    lost_worker = Q(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale)
+    result.failed = TrainingRun.objects.filter(lost_worker, attempts__gte=limit).update(
         status=TrainingRun.Status.FAILED,
         finished_at=now,
         updated_at=now,
-        error="worker lost: no progress for longer than ML_RUN_STALE_SECONDS",
+        error=f"worker lost: no progress for longer than ML_RUN_STALE_SECONDS "
+        f"({settings.ML_RUN_STALE_SECONDS} s) on each of its {limit} attempts; request a new "
+        "training",
     )
+    for run_id, attempts in TrainingRun.objects.filter(lost_worker, attempts__lt=limit).values_list(
+        "pk", "attempts"
+    ):
+        taken_back = TrainingRun.objects.filter(lost_worker, pk=run_id, attempts=attempts).update(
+            status=TrainingRun.Status.PENDING,
+            heartbeat_at=None,
+            updated_at=now,
+            error=f"attempt {attempts} lost its worker (no progress for longer than "
+            f"ML_RUN_STALE_SECONDS); queued again",
+        )
+        if taken_back:
+            jobs.enqueue(TRAIN_TASK, run_id)
+            result.requeued += 1
+    for run_id in TrainingRun.objects.filter(
+        status=TrainingRun.Status.PENDING, updated_at__lt=stale
+    ).values_list("pk", flat=True):
+        # Marked as sent now, so that it is sent again only after another stale period.
+        if TrainingRun.objects.filter(
+            pk=run_id, status=TrainingRun.Status.PENDING, updated_at__lt=stale
+        ).update(updated_at=now):
+            jobs.enqueue(TRAIN_TASK, run_id)
+            result.resent += 1
+    if result.resent or result.requeued or result.failed:
+        logger.warning("training runs recovered: %s", result)
+    return result
 
 
 # --- suggestions ------------------------------------------------------------------------------

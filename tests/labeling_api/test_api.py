@@ -71,6 +71,21 @@ def test_token_for_good_and_bad_credentials(client_for, volunteer):
     assert bad.status_code == 400 and "Unable to sign in" in bad.json()["detail"]
 
 
+def test_logout_revokes_the_token_and_a_new_sign_in_gets_another(client_for, volunteer):
+    password = {"username": volunteer.username, "password": "correct-horse-battery"}
+    first = client_for(None).post("/api/auth/token/", password, format="json").json()["token"]
+    caller = client_for(None)
+    caller.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+
+    out = caller.post("/api/auth/logout/")
+
+    assert out.status_code == 204 and out.content == b""
+    assert_error_shape(caller.get("/api/me/"), 401, "authentication_failed")
+    assert_error_shape(client_for(None).post("/api/auth/logout/"), 401, "not_authenticated")
+    second = client_for(None).post("/api/auth/token/", password, format="json").json()["token"]
+    assert second != first
+
+
 def test_admin_sets_roles_and_others_cannot(client_for, admin_user, volunteer, reviewer):
     url = f"/api/users/{volunteer.pk}/"
     assert client_for(reviewer).patch(url, {"role": "admin"}, format="json").status_code == 403

@@ -76,6 +76,7 @@ def upload():
 A, V, O, R, D = "anonymous", "volunteer", "other", "reviewer", "admin"  # noqa: E741
 CASES = [
     ("get", "/api/me/", None, {A: 401, V: 200, O: 200, R: 200, D: 200}),
+    ("post", "/api/auth/logout/", None, {A: 401, V: 204, O: 204, R: 204, D: 204}),
     (
         "patch",
         "/api/users/{user}/",

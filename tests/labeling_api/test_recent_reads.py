@@ -171,3 +171,19 @@ def test_the_memory_is_bounded(settings):
     assert recent.get(("token", 1)) == 1
     assert recent.get(("token", recent.MAX_ENTRIES - 1)) == recent.MAX_ENTRIES - 1
     assert len(recent._kept) == recent.MAX_ENTRIES
+
+
+def test_logout_deletes_the_token_and_this_process_forgets_it_at_once(volunteer, token, settings):
+    settings.READ_CACHE_SECONDS = 3600
+    client = token_client(token.key)
+    assert client.get("/api/me/").status_code == 200  # the token is now kept in this process
+
+    response = client.post("/api/auth/logout/")
+
+    assert response.status_code == 204
+    assert not Token.objects.filter(key=token.key).exists()
+    assert client.get("/api/me/").status_code == 401
+    assert client.post("/api/auth/logout/").status_code == 401
+    # Another token of the same user is a new sign-in, unaffected.
+    fresh = Token.objects.create(user=volunteer)
+    assert token_client(fresh.key).get("/api/me/").status_code == 200

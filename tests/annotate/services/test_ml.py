@@ -304,7 +304,7 @@ def test_a_second_delivery_of_the_same_run_does_nothing(project, labels, queued)
     assert len(backend.trained) == 1 and ModelVersion.objects.count() == 1
 
 
-def test_a_run_whose_worker_was_lost_is_retried_once_then_marked_failed(
+def test_a_redelivered_task_takes_over_a_stale_run_unless_out_of_attempts(
     project, labels, settings, queued
 ):
     verified_images(project, labels, 24)
@@ -313,26 +313,138 @@ def test_a_run_whose_worker_was_lost_is_retried_once_then_marked_failed(
         project=project, reason="requested", status="running", attempts=1, heartbeat_at=long_ago
     )
     fresh = TrainingRun.objects.filter(pk=run.pk)
-    # A redelivered task takes over the stale run...
     assert execute(run, FakeBackend()) is not None
     assert fresh.get().attempts == 2 and fresh.get().status == "succeeded"
-    # ...but not one that ran out of attempts: beat's recovery marks that failed.
-    other = ProjectFactory()
     lost = TrainingRun.objects.create(
-        project=other, reason="requested", status="running", attempts=2, heartbeat_at=long_ago
-    )
-    assert execute(lost, FakeBackend()) is None
-    alive = TrainingRun.objects.create(
         project=ProjectFactory(),
         reason="requested",
         status="running",
-        attempts=1,
-        heartbeat_at=timezone.now(),
+        attempts=settings.ML_RUN_MAX_ATTEMPTS,
+        heartbeat_at=long_ago,
     )
-    assert ml.training_runs_recover() == 1
-    lost.refresh_from_db()
-    assert lost.status == "failed" and "worker lost" in lost.error
+    assert execute(lost, FakeBackend()) is None
+
+
+def test_the_stale_bound_and_attempt_limit_default_to_two_minutes_and_three():
+    from django.conf import settings as django_settings
+
+    assert django_settings.ML_RUN_STALE_SECONDS == 120
+    assert django_settings.ML_RUN_MAX_ATTEMPTS == 3
+
+
+def lost_worker_run(project, when, attempts=1):
+    """A run a worker claimed at `when` and that has not beaten since."""
+    return TrainingRun.objects.create(
+        project=project,
+        reason="requested",
+        status="running",
+        attempts=attempts,
+        started_at=when,
+        heartbeat_at=when,
+    )
+
+
+def test_a_run_whose_worker_was_lost_is_queued_again_up_to_the_limit_then_failed(
+    project, labels, settings, queued
+):
+    settings.ML_RUN_STALE_SECONDS = 120
+    settings.ML_RUN_MAX_ATTEMPTS = 3
+    verified_images(project, labels, 24)
+    start = timezone.now()
+    run = lost_worker_run(project, start)
+    alive = lost_worker_run(ProjectFactory(), start)
+    fresh = TrainingRun.objects.filter(pk=run.pk)
+
+    # Not yet stale: nothing happens.
+    assert ml.training_runs_recover(now=start + timedelta(seconds=119)) == ml.RunsRecovered()
+    assert queued == []
+
+    clock = start
+    for attempt in (1, 2):
+        clock += timedelta(seconds=121)
+        # The other run's worker is alive: it beats.
+        TrainingRun.objects.filter(pk=alive.pk).update(heartbeat_at=clock)
+        result = ml.training_runs_recover(now=clock)
+        assert result == ml.RunsRecovered(requeued=1)
+        assert queued[-1] == ("annotate.ml_train", run.pk)
+        assert (fresh.get().status, fresh.get().attempts) == ("pending", attempt)
+        assert f"attempt {attempt} lost its worker" in fresh.get().error
+        # A worker takes it again, and is lost again.
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status="running", attempts=attempt + 1, heartbeat_at=clock
+        )
+
+    clock += timedelta(seconds=121)
+    TrainingRun.objects.filter(pk=alive.pk).update(heartbeat_at=clock)
+    sent = len(queued)
+    assert ml.training_runs_recover(now=clock) == ml.RunsRecovered(failed=1)
+    assert len(queued) == sent
+    lost = fresh.get()
+    assert lost.status == "failed" and "worker lost" in lost.error and "3 attempts" in lost.error
+    assert lost.finished_at == clock
     assert TrainingRun.objects.get(pk=alive.pk).status == "running"
+    # The project can train again.
+    assert ml.training_request(project=project).status == "pending"
+
+
+def test_a_requeued_run_is_trained_by_the_next_delivery(project, labels, settings, queued):
+    verified_images(project, labels, 24)
+    now = timezone.now()
+    run = lost_worker_run(project, now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS + 1))
+    assert ml.training_runs_recover(now=now).requeued == 1
+    assert execute(run, FakeBackend()) is not None
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("succeeded", 2)
+
+
+def test_a_pending_run_whose_message_was_lost_is_sent_again(
+    project, labels, settings, queued, django_capture_on_commit_callbacks
+):
+    settings.ML_RUN_STALE_SECONDS = 120
+    verified_images(project, labels, 24)
+    monkey_sent = queued
+    with django_capture_on_commit_callbacks(execute=True):
+        run = ml.training_request(project=project)
+    monkey_sent.clear()  # the message is lost on its way
+    sent_at = TrainingRun.objects.get(pk=run.pk).updated_at
+
+    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=100)) == ml.RunsRecovered()
+    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=121)) == ml.RunsRecovered(
+        resent=1
+    )
+    assert monkey_sent == [("annotate.ml_train", run.pk)]
+    # Sent once per stale period, not on every beat.
+    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=130)).resent == 0
+    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=250)).resent == 1
+
+    assert execute(run, FakeBackend()) is not None
+    assert TrainingRun.objects.get(pk=run.pk).status == "succeeded"
+    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=999)) == ml.RunsRecovered()
+
+
+def test_a_lost_pending_run_does_not_block_a_later_training(
+    project, labels, settings, queued, django_capture_on_commit_callbacks
+):
+    settings.ML_RUN_STALE_SECONDS = 120
+    verified_images(project, labels, 24)
+    lost = TrainingRun.objects.create(project=project, reason="growth")
+    # Fresh: it may still be on its way, so a request waits its turn.
+    with pytest.raises(Conflict, match="already pending"):
+        ml.training_request(project=project)
+
+    TrainingRun.objects.filter(pk=lost.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=121)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = ml.training_request(project=project)
+
+    assert run.pk != lost.pk and run.status == "pending"
+    lost.refresh_from_db()
+    assert lost.status == "failed" and "queue message was lost" in lost.error
+    assert queued == [("annotate.ml_train", run.pk)]
+    # A late copy of the lost run's message does nothing.
+    assert execute(lost, FakeBackend()) is None
+    assert execute(run, FakeBackend()) is not None
 
 
 def test_a_crashed_training_fails_the_run_and_keeps_the_active_model(project, labels, queued):
