@@ -1,3 +1,6 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
@@ -12,6 +15,7 @@ from annotate.models import (
     User,
     Vote,
 )
+from annotate.services.projects import control_character
 
 
 @admin.register(User)
@@ -22,8 +26,34 @@ class LabelingUserAdmin(UserAdmin):
     readonly_fields = ["votes_count"]
 
 
+class LabelForm(forms.ModelForm):
+    """The admin's label rows refuse control characters as the API and import_labels do."""
+
+    class Meta:
+        model = Label
+        fields = [
+            "project",
+            "wnid",
+            "name",
+            "gloss",
+            "position",
+            "synonyms",
+            "parent_wnid",
+            "parent_name",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        for field in ("wnid", "name", "gloss", "parent_wnid", "parent_name"):
+            found = control_character(str(cleaned.get(field) or ""))
+            if found is not None:
+                self.add_error(field, f"{field} contains {found}.")
+        return cleaned
+
+
 class LabelInline(admin.TabularInline):
     model = Label
+    form = LabelForm
     extra = 0
 
 

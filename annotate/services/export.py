@@ -61,7 +61,7 @@ from annotate.services.export_worker import (
     member_buffers,
     pwrite_all,
 )
-from annotate.services.projects import validation_message
+from annotate.services.projects import one_line, validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ def split_assign(*, export: Export) -> SplitPlan:
                 ClassPlan(
                     label_id=label_id,
                     wnid=label.wnid,
-                    name=label.name,
+                    name=one_line(label.name),  # one line per class in the synset mapping
                     size=size,
                     target=target,
                     val=sides[SplitAssignment.Side.VAL] + to_val,

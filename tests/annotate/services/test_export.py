@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 from torchvision.datasets import ImageFolder, ImageNet
 
-from annotate.models import Export, Image, SplitAssignment
+from annotate.models import Export, Image, Label, SplitAssignment
 from annotate.services import export as export_service
 from annotate.services import export_worker
 from annotate.services.errors import Conflict, InvalidInput
@@ -171,6 +171,21 @@ def test_export_loads_in_torchvision_with_the_decided_classes_and_counts(decided
     )
     assert manifest["policy"]["min_votes"] == decided_project["project"].min_votes
     assert manifest["project"]["id"] == decided_project["project"].pk
+
+
+def test_the_synset_mapping_has_one_line_per_class_whatever_the_names_hold(decided_project):
+    # A name stored before names were checked (or by hand) must not break "line = class".
+    Label.objects.filter(pk=decided_project["labels"]["n09999999"].pk).update(
+        name="other\nthings\r\u2028here\x1b", gloss="two\nlines"
+    )
+    _, root = run_export(decided_project["project"], val_fraction=0.25, seed=3)
+    mapping = (root / "LOC_synset_mapping.txt").read_bytes().decode()
+    assert mapping.split("\n") == [
+        "n01440764 tench, Tinca tinca",
+        "n02123045 tabby, tabby cat",
+        "n09999999 other things here",
+        "",
+    ]
 
 
 def test_files_are_rgb_jpegs_and_jpeg_originals_keep_their_bytes(decided_project):
