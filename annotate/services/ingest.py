@@ -18,6 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotate.converters import parse_id
 from annotate.models import Decision, Image, ImageHashBand, Label, Project, label_key_validator
 from annotate.services import imaging, ingest_worker
 from annotate.services.consensus import decision_record
@@ -776,8 +777,9 @@ def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:
     for top in ("images", "preprocessed"):
         for project_folder in _listdir(top)[0]:
             referenced: set[str] = set()
-            if project_folder.isdigit():
-                rows = Image.objects.filter(project_id=int(project_folder))
+            project_id = parse_id(project_folder)
+            if project_id is not None:
+                rows = Image.objects.filter(project_id=project_id)
                 referenced = set(rows.values_list("file", flat=True)) | set(
                     rows.values_list("preprocessed", flat=True)
                 )

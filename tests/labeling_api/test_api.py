@@ -308,6 +308,31 @@ def test_gold_upload_is_decided(client_for, admin_user, project, labels):
     assert bad.status_code == 400 and Image.objects.count() == 1
 
 
+@pytest.mark.parametrize("key", ["\u00b2", "\u0663", "\uff11", "99999999999999999999999"])
+def test_a_gold_label_that_only_looks_like_an_id_is_an_unknown_label(
+    client_for, admin_user, project, labels, key
+):
+    # "²" and "٣" pass str.isdigit(); int() then fails or the number overflows the column.
+    url = f"/api/projects/{project.pk}/images/"
+    response = client_for(admin_user).post(
+        url, {"files": [upload("g.jpg", image_bytes())], "gold_label": key}
+    )
+    body = assert_error_shape(response, status=400, code="invalid")
+    assert "No label" in body["detail"] and "gold_label" in body["fields"]
+    assert not Image.objects.exists()
+
+
+def test_a_label_id_in_other_digits_is_no_id(client_for, admin_user, project, labels):
+    # int() reads Arabic-Indic digits; an id is ASCII digits only.
+    arabic_indic = "".join(chr(0x660 + int(digit)) for digit in str(labels[0].pk))
+    url = f"/api/projects/{project.pk}/images/"
+    response = client_for(admin_user).post(
+        url, {"files": [upload("g.jpg", image_bytes())], "gold_label": arabic_indic}
+    )
+    assert_error_shape(response, status=400, code="invalid")
+    assert not Image.objects.exists()
+
+
 def test_image_list_is_for_reviewers(client_for, volunteer, reviewer, project):
     ImageFactory(project=project)
     ImageFactory(project=project, state=Image.State.DISPUTED)
