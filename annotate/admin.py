@@ -1,5 +1,6 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import unquote
@@ -22,6 +23,7 @@ from annotate.models import (
     Vote,
 )
 from annotate.services import accounts
+from annotate.services.projects import control_character
 
 
 @admin.register(User)
@@ -87,8 +89,34 @@ class LabelingUserAdmin(UserAdmin):
         return django_delete_selected(self, request, others)
 
 
+class LabelForm(forms.ModelForm):
+    """The admin's label rows refuse control characters as the API and import_labels do."""
+
+    class Meta:
+        model = Label
+        fields = [
+            "project",
+            "wnid",
+            "name",
+            "gloss",
+            "position",
+            "synonyms",
+            "parent_wnid",
+            "parent_name",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        for field in ("wnid", "name", "gloss", "parent_wnid", "parent_name"):
+            found = control_character(str(cleaned.get(field) or ""))
+            if found is not None:
+                self.add_error(field, f"{field} contains {found}.")
+        return cleaned
+
+
 class LabelInline(admin.TabularInline):
     model = Label
+    form = LabelForm
     extra = 0
 
 

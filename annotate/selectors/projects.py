@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import Count, QuerySet
 
+from annotate.converters import parse_id
 from annotate.models import Image, Label, Project, User
 
 
@@ -38,8 +39,9 @@ def project_with_labels(*, project_id: int) -> Project:
 
 
 def project_by_key(*, key: str) -> Project | None:
-    """The project whose id (when `key` is all digits) or else whose name is `key`."""
-    by_id = Project.objects.filter(pk=int(key)).first() if key.isdigit() else None
+    """The project whose id (when `key` is ASCII digits) or else whose name is `key`."""
+    project_id = parse_id(key)
+    by_id = Project.objects.filter(pk=project_id).first() if project_id is not None else None
     return by_id or Project.objects.filter(name=key).first()
 
 
@@ -49,9 +51,10 @@ def project_labels(*, project: Project) -> QuerySet[Label]:
 
 
 def label_by_key(*, project: Project, key: str) -> Label | None:
-    """The project's label whose id (when `key` is all digits) or else whose wnid is `key`."""
+    """The project's label whose id (when `key` is ASCII digits) or else whose wnid is `key`."""
     labels = project_labels(project=project)
-    by_id = labels.filter(pk=int(key)).first() if key.isdigit() else None
+    label_id = parse_id(key)
+    by_id = labels.filter(pk=label_id).first() if label_id is not None else None
     return by_id or labels.filter(wnid=key).first()
 
 

@@ -51,6 +51,7 @@ from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Q, Qu
 from django.utils import timezone
 from django.utils.text import slugify
 
+from annotate.converters import parse_id
 from annotate.models import Decision, Export, Image, Label, Project, SplitAssignment, User
 from annotate.services import ingest, ingest_worker, jobs
 from annotate.services.errors import Conflict, InvalidInput
@@ -61,7 +62,7 @@ from annotate.services.export_worker import (
     member_buffers,
     pwrite_all,
 )
-from annotate.services.projects import validation_message
+from annotate.services.projects import one_line, validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +379,7 @@ def split_assign(*, export: Export) -> SplitPlan:
                 ClassPlan(
                     label_id=label_id,
                     wnid=label.wnid,
-                    name=label.name,
+                    name=one_line(label.name),  # one line per class in the synset mapping
                     size=size,
                     target=target,
                     val=sides[SplitAssignment.Side.VAL] + to_val,
@@ -1298,10 +1299,11 @@ def exports_cleanup() -> CleanupResult:
                 result.removed_temporary += 1
     for entry in export_dir().iterdir():
         # Folders of exports that are gone or never finished (killed after the rename).
+        folder_id = parse_id(entry.name)
         if (
-            entry.name.isdigit()
+            folder_id is not None
             and not Export.objects.filter(
-                pk=int(entry.name), state__in=[Export.State.DONE, Export.State.RUNNING]
+                pk=folder_id, state__in=[Export.State.DONE, Export.State.RUNNING]
             ).exists()
         ):
             _remove(entry)

@@ -18,7 +18,8 @@ with their reason and get no member. Any other failure is answered ("failed", me
 ends the worker; so does the end of the connection (the exporting process stopped or died).
 
 No Django and no database here: the process starts with `python -m` and imports only this,
-Pillow and, for storages other than a local folder, the storage classes (ingest_worker).
+Pillow, imaging (for ingest's conversion to RGB) and, for storages other than a local folder,
+the storage classes (ingest_worker).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from typing import Any, Literal
 
 import PIL.Image
 from PIL import ImageOps
+
+from annotate.services.imaging import to_rgb
 
 _ZEROS = bytes(tarfile.BLOCKSIZE)
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -130,13 +133,8 @@ def jpeg_for_export(data: bytes, *, resize: int | None, quality: int) -> bytes:
         warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
         with PIL.Image.open(io.BytesIO(data)) as opened:
             opened.load()
-            img = ImageOps.exif_transpose(opened)
-            if img.mode in ("RGBA", "LA", "PA", "P") or "transparency" in img.info:
-                img = img.convert("RGBA")
-                background = PIL.Image.new("RGB", img.size, (255, 255, 255))
-                background.paste(img, mask=img.getchannel("A"))
-                img = background
-            img = img.convert("RGB")
+            # Ingest's conversion (16-bit grey scaled, not clipped; alpha over white).
+            img = to_rgb(ImageOps.exif_transpose(opened))
             if resize is not None and min(img.size) > resize:
                 scale = resize / min(img.size)
                 size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))

@@ -17,7 +17,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-import imagehash
 import PIL.Image
 from PIL import ImageOps, UnidentifiedImageError
 
@@ -78,12 +77,12 @@ def _oriented(img: PIL.Image.Image) -> PIL.Image.Image:
 
 
 def to_rgb(img: PIL.Image.Image) -> PIL.Image.Image:
-    """RGB for any mode Pillow decodes: alpha and transparent palettes over white, CMYK and
-    16-bit or float greyscale scaled to 8 bits."""
-    if img.mode == "RGB":
+    """RGB for any mode Pillow decodes: alpha, transparent palettes and colour keys over white,
+    CMYK converted, and 16-bit or float greyscale scaled to 8 bits (a plain convert() would
+    clip it: a 16-bit PNG would come out white). The one conversion of ingest's CNN copy and
+    of the export, so that both show the same picture."""
+    if img.mode == "RGB" and "transparency" not in img.info:
         return img
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         img = img.convert("I")
     if img.mode in ("I", "F"):
@@ -91,6 +90,8 @@ def to_rgb(img: PIL.Image.Image) -> PIL.Image.Image:
         low, high = cast(tuple[float, float], img.getextrema())
         scale = 255.0 / (high - low) if high > low else 0.0
         img = img.point(lambda value: (value - low) * scale).convert("L")
+    elif "transparency" in img.info:
+        img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         img = img.convert("RGBA")
         background = PIL.Image.new("RGB", img.size, (255, 255, 255))
@@ -120,6 +121,10 @@ def perceptual_hash(img: PIL.Image.Image) -> str:
     """imagehash's DCT hash (64 bits) of a 32x32 grey thumbnail. The thumbnail is box-filtered
     here; imagehash would resize with Lanczos, for the same purpose at several times the cost."""
     grey = img.convert("L").resize((32, 32), PIL.Image.Resampling.BOX)
+    # Imported here: the export's worker processes import this module for to_rgb() alone and
+    # need not load imagehash and numpy at every start.
+    import imagehash
+
     return str(imagehash.phash(grey))
 
 

@@ -18,11 +18,13 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotate.converters import parse_id
 from annotate.models import Decision, Image, ImageHashBand, Label, Project, label_key_validator
 from annotate.services import imaging, ingest_worker
 from annotate.services.consensus import decision_record
 from annotate.services.errors import InvalidInput, ServiceError
 from annotate.services.imaging import Inspected
+from annotate.services.projects import control_character, text_lines
 from annotate.services.serving import image_free_slots
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ def _parse_synset_line(line: str) -> tuple[str, str]:
         raise ValueError(f"{wnid[:70]!r} is not a valid label id (WordNet id or slug)") from None
     if len(names) > 200:
         raise ValueError("names longer than 200 characters")
+    found = control_character(names)
+    if found is not None:
+        raise ValueError(f"name contains {found}")
     return wnid, names
 
 
@@ -61,7 +66,7 @@ def labels_import(*, project: Project, text: str) -> LabelImportResult:
     result = LabelImportResult()
     parsed: list[tuple[int, str, str]] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             result.errors.append({"line": number, "reason": "blank line"})
             continue
@@ -772,8 +777,9 @@ def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:
     for top in ("images", "preprocessed"):
         for project_folder in _listdir(top)[0]:
             referenced: set[str] = set()
-            if project_folder.isdigit():
-                rows = Image.objects.filter(project_id=int(project_folder))
+            project_id = parse_id(project_folder)
+            if project_id is not None:
+                rows = Image.objects.filter(project_id=project_id)
                 referenced = set(rows.values_list("file", flat=True)) | set(
                     rows.values_list("preprocessed", flat=True)
                 )

@@ -1,5 +1,6 @@
 """Projects, their consensus policy and their labels."""
 
+import unicodedata
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -78,8 +79,57 @@ def project_update(*, project: Project, **changes: Any) -> Project:
     return project
 
 
+# Characters that would break a line-per-label file (LOC_synset_mapping.txt: line number =
+# class index) or hide what a name says: every control character (Cc), the line and paragraph
+# separators, and format characters (Cf) other than the joiners some scripts and emoji need.
+_JOINERS = {"\u200c", "\u200d"}
+_CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL"}
+
+
+def control_character(text: str) -> str | None:
+    """The first character of `text` that no label text may hold, described for a person
+    (e.g. "a newline (U+000A)"), or None when there is none."""
+    for character in text:
+        category = unicodedata.category(character)
+        if category in ("Cc", "Zl", "Zp") or (category == "Cf" and character not in _JOINERS):
+            name = _CHARACTER_NAMES.get(character) or (
+                f"the character {unicodedata.name(character, 'a control character')}"
+            )
+            return f"{name} (U+{ord(character):04X})"
+    return None
+
+
+def one_line(text: str) -> str:
+    """`text` with each run of characters that no label text may hold turned into one space:
+    how a name written before names were checked goes into a line-per-label file."""
+    pieces: list[str] = []
+    for character in text:
+        if control_character(character) is None:
+            pieces.append(character)
+        elif pieces and pieces[-1] != " ":
+            pieces.append(" ")
+    return "".join(pieces).strip()
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a text file as an editor numbers them: split at LF, CRLF or CR only, so
+    that other separators (U+2028, form feed, ...) stay inside their line to be refused there
+    rather than shifting every line number after them."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def refuse_control_characters(**texts: str) -> None:
+    """InvalidInput naming the field and the character when a label text holds one."""
+    for field, text in texts.items():
+        found = control_character(text)
+        if found is not None:
+            raise InvalidInput(f"{field} contains {found}.", field=field)
+
+
 def label_create(*, project: Project, wnid: str, name: str, gloss: str = "") -> Label:
     """Add a label at the end of the project's label list."""
+    refuse_control_characters(wnid=wnid, name=name, gloss=gloss)
     wnid, name = wnid.strip(), name.strip()
     if Label.objects.filter(project=project, wnid=wnid).exists():
         raise Conflict(f"Label {wnid!r} already exists in this project.", field="wnid")

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from annotate.models import Label, Project
 from annotate.services.errors import InvalidInput
+from annotate.services.projects import control_character, text_lines
 
 # Bad lines are counted; the first few are reported with their numbers.
 REPORTED_ERRORS = 20
@@ -34,7 +35,7 @@ def _pairs(text: str, *, file: str, result: WordnetResult) -> list[tuple[int, st
     """(line number, first field, the rest) of each line: split at the first tab, or at the
     first run of blanks where a line has no tab. Blank lines are skipped."""
     found = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         first, tab, rest = line.partition("\t")
@@ -43,6 +44,11 @@ def _pairs(text: str, *, file: str, result: WordnetResult) -> list[tuple[int, st
         first, rest = first.strip(), rest.strip()
         if not first or not rest:
             result.bad_line(file, number, "expected two fields")
+            continue
+        # Names, parents and glosses end up in labels: none may hold a control character.
+        refused = control_character(first) or control_character(rest)
+        if refused is not None:
+            result.bad_line(file, number, f"{file} contains {refused}")
             continue
         found.append((number, first, rest))
     return found

@@ -1,11 +1,12 @@
 """The Django admin loses nothing silently: a user with votes is deactivated, not deleted, and
-votes and decisions are read-only there (issue 19)."""
+votes and decisions are read-only there (issue 19); its forms keep the rules the services keep."""
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotate.models import Decision, Image, User, Vote
+from annotate.admin import LabelForm
+from annotate.models import Decision, Image, Label, User, Vote
 from annotate.services import serving
 from tests.factories import ImageFactory, UserFactory
 
@@ -125,3 +126,18 @@ def test_decisions_are_read_only_in_the_admin(admin_client, voted_image):
     )
     assert delete.status_code == 403
     _unchanged(image, voters)
+
+
+def test_the_admin_label_form_refuses_control_characters_naming_them(project):
+    form = LabelForm(
+        data={"project": project.pk, "wnid": "n02123045", "name": "tabby\ncat", "gloss": "a\tb"}
+    )
+    assert not form.is_valid()
+    assert form.errors["name"] == ["name contains a newline (U+000A)."]
+    assert form.errors["gloss"] == ["gloss contains a tab (U+0009)."]
+    good = LabelForm(
+        data={"project": project.pk, "wnid": "n02123045", "name": "tabby", "position": 1}
+    )
+    assert good.is_valid(), good.errors
+    good.save()
+    assert Label.objects.filter(project=project, name="tabby").exists()

@@ -193,6 +193,61 @@ def test_labels_add_and_list(client_for, admin_user, volunteer, project):
     assert [label["wnid"] for label in listed] == ["n02123045"]
 
 
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [
+        ("tabby\ncat", "a newline (U+000A)"),
+        ("tabby\tcat", "a tab (U+0009)"),
+        ("tabby\x1bcat", "(U+001B)"),
+        ("tabby\u2028cat", "LINE SEPARATOR (U+2028)"),
+        ("tabby\u202ecat", "RIGHT-TO-LEFT OVERRIDE (U+202E)"),
+    ],
+)
+def test_label_names_with_control_characters_are_refused_naming_the_character(
+    client_for, admin_user, project, name, named
+):
+    url = f"/api/projects/{project.pk}/labels/"
+    response = client_for(admin_user).post(url, {"wnid": "n02123045", "name": name}, format="json")
+    assert response.status_code == 400
+    assert_error_shape(response, status=400, code="invalid")
+    assert named in response.json()["detail"] and "name" in response.json()["fields"]
+    gloss = client_for(admin_user).post(
+        url, {"wnid": "n02123045", "name": "tabby", "gloss": f"a {name}"}, format="json"
+    )
+    assert gloss.status_code == 400 and named in gloss.json()["detail"]
+    nul = client_for(admin_user).post(url, {"wnid": "n1", "name": "a\x00b"}, format="json")
+    assert nul.status_code == 400
+    assert not Label.objects.exists()
+    # A person's script may need the joiners; they are no control characters.
+    joined = client_for(admin_user).post(
+        url,
+        {"wnid": "n1", "name": "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"},
+        format="json",
+    )
+    assert joined.status_code == 201
+
+
+def test_labels_import_reports_lines_with_control_characters_and_imports_the_rest(
+    client_for, admin_user, project
+):
+    mapping = (
+        "n01440764 tench\nn01443537 gold\tfish\nn01484850 great\u2028white shark\n"
+        "n01491361 tiger\x00shark\nn01494475 hammerhead\n"
+    )
+    url = f"/api/projects/{project.pk}/labels/import/"
+    file = upload("map.txt", mapping.encode(), "text/plain")
+    response = client_for(admin_user).post(url, {"file": file})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["created"] == 2
+    assert [(error["line"], error["reason"]) for error in body["errors"]] == [
+        (2, "name contains a tab (U+0009)"),
+        (3, "name contains the character LINE SEPARATOR (U+2028)"),
+        (4, "name contains a NUL (U+0000)"),
+    ]
+    assert sorted(Label.objects.values_list("wnid", flat=True)) == ["n01440764", "n01494475"]
+
+
 def test_labels_import_reports_bad_lines(client_for, admin_user, project):
     mapping = (
         b"n01440764 tench, Tinca tinca\nn01443537 goldfish\n\nbad-line-without-name\n"
@@ -266,6 +321,31 @@ def test_gold_upload_is_decided(client_for, admin_user, project, labels):
         url, {"files": [upload("h.jpg", image_bytes((1, 2, 3)))], "gold_label": "nope"}
     )
     assert bad.status_code == 400 and Image.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["\u00b2", "\u0663", "\uff11", "99999999999999999999999"])
+def test_a_gold_label_that_only_looks_like_an_id_is_an_unknown_label(
+    client_for, admin_user, project, labels, key
+):
+    # "²" and "٣" pass str.isdigit(); int() then fails or the number overflows the column.
+    url = f"/api/projects/{project.pk}/images/"
+    response = client_for(admin_user).post(
+        url, {"files": [upload("g.jpg", image_bytes())], "gold_label": key}
+    )
+    body = assert_error_shape(response, status=400, code="invalid")
+    assert "No label" in body["detail"] and "gold_label" in body["fields"]
+    assert not Image.objects.exists()
+
+
+def test_a_label_id_in_other_digits_is_no_id(client_for, admin_user, project, labels):
+    # int() reads Arabic-Indic digits; an id is ASCII digits only.
+    arabic_indic = "".join(chr(0x660 + int(digit)) for digit in str(labels[0].pk))
+    url = f"/api/projects/{project.pk}/images/"
+    response = client_for(admin_user).post(
+        url, {"files": [upload("g.jpg", image_bytes())], "gold_label": arabic_indic}
+    )
+    assert_error_shape(response, status=400, code="invalid")
+    assert not Image.objects.exists()
 
 
 def test_image_list_is_for_reviewers(client_for, volunteer, reviewer, project):

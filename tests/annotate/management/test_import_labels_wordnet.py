@@ -129,3 +129,19 @@ def test_missing_or_unreadable_files_and_no_input_are_errors(project, tmp_path):
         run("import_labels", str(project.pk), "--words", str(binary))
     with pytest.raises(InvalidInput):
         wordnet.labels_wordnet_apply(project=project)
+
+
+def test_lines_with_control_characters_are_reported_and_not_imported(project, tmp_path):
+    mapping, gloss = files(
+        tmp_path,
+        mapping="n01440764 tench\nn02123045 tabby\x0bcat\nn07920052 caf\u00e9\x1b[31m\n",
+        gloss="n01440764\tfreshwater\tfish\n",
+    )
+    out, err = run("import_labels", str(project.pk), mapping, "--gloss", gloss)
+    assert "line 2: name contains the character" in err and "(U+000B)" in err
+    assert "line 3: name contains the character" in err and "(U+001B)" in err
+    assert "gloss line 1: gloss contains a tab (U+0009)" in err
+    assert "1 labels created" in out
+    assert [(label.wnid, label.gloss) for label in Label.objects.filter(project=project)] == [
+        ("n01440764", "")
+    ]

@@ -17,9 +17,9 @@ import pytest
 from django.utils import timezone
 from torchvision.datasets import ImageFolder, ImageNet
 
-from annotate.models import Export, Image, SplitAssignment
+from annotate.models import Export, Image, Label, SplitAssignment
 from annotate.services import export as export_service
-from annotate.services import export_worker
+from annotate.services import export_worker, imaging
 from annotate.services.errors import Conflict, InvalidInput
 from tests.export_helpers import add_image, decide, decided_images, unique_image
 from tests.factories import LabelFactory, ProjectFactory
@@ -173,6 +173,21 @@ def test_export_loads_in_torchvision_with_the_decided_classes_and_counts(decided
     assert manifest["project"]["id"] == decided_project["project"].pk
 
 
+def test_the_synset_mapping_has_one_line_per_class_whatever_the_names_hold(decided_project):
+    # A name stored before names were checked (or by hand) must not break "line = class".
+    Label.objects.filter(pk=decided_project["labels"]["n09999999"].pk).update(
+        name="other\nthings\r\u2028here\x1b", gloss="two\nlines"
+    )
+    _, root = run_export(decided_project["project"], val_fraction=0.25, seed=3)
+    mapping = (root / "LOC_synset_mapping.txt").read_bytes().decode()
+    assert mapping.split("\n") == [
+        "n01440764 tench, Tinca tinca",
+        "n02123045 tabby, tabby cat",
+        "n09999999 other things here",
+        "",
+    ]
+
+
 def test_files_are_rgb_jpegs_and_jpeg_originals_keep_their_bytes(decided_project):
     _, root = run_export(decided_project["project"])
     by_id = {image.pk: image for images in decided_project["images"].values() for image in images}
@@ -191,6 +206,72 @@ def test_files_are_rgb_jpegs_and_jpeg_originals_keep_their_bytes(decided_project
         with PIL.Image.open(path) as img:
             assert (img.format, img.mode) == ("JPEG", "RGB")
     assert kept > 10 and converted >= 1
+
+
+def grey16_gradient_png(width: int = 256, height: int = 8) -> bytes:
+    """A real 16-bit grey PNG (mode I;16): each column a level from 0 to 65535."""
+    levels = [round(x * 65535 / (width - 1)) for x in range(width)]
+    rows = b"".join(level.to_bytes(2, "little") for level in levels) * height
+    buffer = io.BytesIO()
+    PIL.Image.frombytes("I;16", (width, height), rows).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_16_bit_grey_png_is_exported_as_ingest_sees_it_not_white(decided_project):
+    data = grey16_gradient_png()
+    with PIL.Image.open(io.BytesIO(data)) as opened:
+        assert opened.mode == "I;16"  # what the test is about
+    image = decide(
+        add_image(decided_project["project"], data, "deep.png"),
+        decided_project["labels"]["n09999999"],
+    )
+    _, root = run_export(decided_project["project"], val_fraction=0.25, seed=3)
+    (exported,) = [p for p in root.rglob("*.JPEG") if image_id_of(p.name) == image.pk]
+    with PIL.Image.open(exported) as out:
+        assert (out.mode, out.size) == ("RGB", (256, 8))
+        row = [out.getpixel((x, 4)) for x in range(256)]
+    # The 16 bits scaled to 8: column x is grey x, give or take JPEG's rounding.
+    assert all(abs(channel - x) <= 6 for x, pixel in enumerate(row) for channel in pixel), row
+    # And the same picture as the CNN's copy made at ingest.
+    with image.preprocessed.open("rb") as stored, PIL.Image.open(stored) as cnn:
+        cnn_row = [cnn.getpixel((x, cnn.height // 2))[0] for x in range(cnn.width)]
+    scale = 256 / len(cnn_row)
+    assert all(abs(value - row[int(x * scale)][0]) <= 12 for x, value in enumerate(cnn_row))
+
+
+def test_the_export_converts_with_the_ingest_conversion():
+    data = grey16_gradient_png(64, 4)
+    exported = export_worker.jpeg_for_export(data, resize=None, quality=95)
+    with PIL.Image.open(io.BytesIO(exported)) as out, PIL.Image.open(io.BytesIO(data)) as grey:
+        expected = imaging.to_rgb(grey)
+        assert (
+            max(
+                abs(a - b)
+                for x in range(64)
+                for a, b in zip(out.getpixel((x, 2)), expected.getpixel((x, 2)), strict=True)
+            )
+            <= 6
+        )
+
+
+def test_a_colour_keyed_png_is_white_where_transparent_at_ingest_and_in_the_export():
+    keyed = PIL.Image.new("RGB", (32, 16), (10, 200, 30))
+    keyed.paste((0, 0, 0), (0, 0, 16, 16))  # left half: the transparent colour
+    buffer = io.BytesIO()
+    keyed.save(buffer, "PNG", transparency=(0, 0, 0))
+    data = buffer.getvalue()
+    with PIL.Image.open(io.BytesIO(data)) as opened:
+        assert opened.mode == "RGB" and "transparency" in opened.info
+        ingested = imaging.to_rgb(opened)
+    assert ingested.getpixel((4, 8)) == (255, 255, 255)
+    assert ingested.getpixel((28, 8)) == (10, 200, 30)
+    with PIL.Image.open(
+        io.BytesIO(export_worker.jpeg_for_export(data, resize=None, quality=95))
+    ) as out:
+        assert all(abs(c - 255) <= 4 for c in out.getpixel((4, 8)))
+        assert all(
+            abs(c - e) <= 8 for c, e in zip(out.getpixel((28, 8)), (10, 200, 30), strict=True)
+        )
 
 
 def test_manifest_checksums_cover_and_match_every_file(decided_project):
