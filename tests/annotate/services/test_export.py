@@ -217,6 +217,13 @@ def grey16_gradient_png(width: int = 256, height: int = 8) -> bytes:
     return buffer.getvalue()
 
 
+def rgb(image: PIL.Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The pixel of an RGB image (getpixel's type also allows single-band values)."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, tuple), pixel
+    return pixel
+
+
 def test_a_16_bit_grey_png_is_exported_as_ingest_sees_it_not_white(decided_project):
     data = grey16_gradient_png()
     with PIL.Image.open(io.BytesIO(data)) as opened:
@@ -229,12 +236,12 @@ def test_a_16_bit_grey_png_is_exported_as_ingest_sees_it_not_white(decided_proje
     (exported,) = [p for p in root.rglob("*.JPEG") if image_id_of(p.name) == image.pk]
     with PIL.Image.open(exported) as out:
         assert (out.mode, out.size) == ("RGB", (256, 8))
-        row = [out.getpixel((x, 4)) for x in range(256)]
+        row = [rgb(out, (x, 4)) for x in range(256)]
     # The 16 bits scaled to 8: column x is grey x, give or take JPEG's rounding.
     assert all(abs(channel - x) <= 6 for x, pixel in enumerate(row) for channel in pixel), row
     # And the same picture as the CNN's copy made at ingest.
     with image.preprocessed.open("rb") as stored, PIL.Image.open(stored) as cnn:
-        cnn_row = [cnn.getpixel((x, cnn.height // 2))[0] for x in range(cnn.width)]
+        cnn_row = [rgb(cnn, (x, cnn.height // 2))[0] for x in range(cnn.width)]
     scale = 256 / len(cnn_row)
     assert all(abs(value - row[int(x * scale)][0]) <= 12 for x, value in enumerate(cnn_row))
 
@@ -248,7 +255,7 @@ def test_the_export_converts_with_the_ingest_conversion():
             max(
                 abs(a - b)
                 for x in range(64)
-                for a, b in zip(out.getpixel((x, 2)), expected.getpixel((x, 2)), strict=True)
+                for a, b in zip(rgb(out, (x, 2)), rgb(expected, (x, 2)), strict=True)
             )
             <= 6
         )
@@ -263,15 +270,13 @@ def test_a_colour_keyed_png_is_white_where_transparent_at_ingest_and_in_the_expo
     with PIL.Image.open(io.BytesIO(data)) as opened:
         assert opened.mode == "RGB" and "transparency" in opened.info
         ingested = imaging.to_rgb(opened)
-    assert ingested.getpixel((4, 8)) == (255, 255, 255)
-    assert ingested.getpixel((28, 8)) == (10, 200, 30)
+    assert rgb(ingested, (4, 8)) == (255, 255, 255)
+    assert rgb(ingested, (28, 8)) == (10, 200, 30)
     with PIL.Image.open(
         io.BytesIO(export_worker.jpeg_for_export(data, resize=None, quality=95))
     ) as out:
-        assert all(abs(c - 255) <= 4 for c in out.getpixel((4, 8)))
-        assert all(
-            abs(c - e) <= 8 for c, e in zip(out.getpixel((28, 8)), (10, 200, 30), strict=True)
-        )
+        assert all(abs(c - 255) <= 4 for c in rgb(out, (4, 8)))
+        assert all(abs(c - e) <= 8 for c, e in zip(rgb(out, (28, 8)), (10, 200, 30), strict=True))
 
 
 def test_manifest_checksums_cover_and_match_every_file(decided_project):
