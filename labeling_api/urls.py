@@ -2,7 +2,15 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
-from labeling_api import ingest_views, ml_views, review_views, views
+from labeling_api import (
+    account_views,
+    assignment_views,
+    image_views,
+    ingest_views,
+    ml_views,
+    project_views,
+    review_views,
+)
 
 app_name = "api"
 
@@ -11,32 +19,50 @@ app_name = "api"
 urlpatterns = [
     path(
         "projects/<id:project_id>/assignments/",
-        views.AssignmentLeaseApi.as_view(),
+        assignment_views.AssignmentLeaseApi.as_view(),
         name="assignments",
     ),
-    path("assignments/<id:assignment_id>/vote/", views.VoteSubmitApi.as_view(), name="vote"),
-    path("auth/register/", views.UserRegisterApi.as_view(), name="register"),
-    path("auth/token/", views.TokenObtainApi.as_view(), name="token"),
-    path("auth/logout/", views.LogoutApi.as_view(), name="logout"),
-    path("me/", views.MeApi.as_view(), name="me"),
-    path("users/<id:user_id>/", views.UserRoleApi.as_view(), name="user-role"),
-    path("projects/", views.ProjectListCreateApi.as_view(), name="project-list"),
-    path("projects/<id:project_id>/", views.ProjectDetailApi.as_view(), name="project-detail"),
-    path("projects/<id:project_id>/labels/", views.LabelListCreateApi.as_view(), name="labels"),
+    path(
+        "assignments/<id:assignment_id>/vote/",
+        assignment_views.VoteSubmitApi.as_view(),
+        name="vote",
+    ),
+    path("auth/register/", account_views.UserRegisterApi.as_view(), name="register"),
+    path("auth/token/", account_views.TokenObtainApi.as_view(), name="token"),
+    path("auth/logout/", account_views.LogoutApi.as_view(), name="logout"),
+    path("me/", account_views.MeApi.as_view(), name="me"),
+    path("users/<id:user_id>/", account_views.UserRoleApi.as_view(), name="user-role"),
+    path("projects/", project_views.ProjectListCreateApi.as_view(), name="project-list"),
+    path(
+        "projects/<id:project_id>/", project_views.ProjectDetailApi.as_view(), name="project-detail"
+    ),
+    path(
+        "projects/<id:project_id>/labels/",
+        project_views.LabelListCreateApi.as_view(),
+        name="labels",
+    ),
     path(
         "projects/<id:project_id>/labels/import/",
-        views.LabelImportApi.as_view(),
+        project_views.LabelImportApi.as_view(),
         name="labels-import",
     ),
-    path("projects/<id:project_id>/images/", views.ImageListUploadApi.as_view(), name="images"),
+    path(
+        "projects/<id:project_id>/images/", image_views.ImageListUploadApi.as_view(), name="images"
+    ),
     path(
         "projects/<id:project_id>/images/near-duplicates/",
         ingest_views.NearDuplicateListApi.as_view(),
         name="images-near-duplicates",
     ),
-    path("assignments/<id:assignment_id>/skip/", views.AssignmentSkipApi.as_view(), name="skip"),
-    path("assignments/<id:assignment_id>/undo/", views.VoteUndoApi.as_view(), name="undo"),
-    path("images/<id:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
+    path(
+        "assignments/<id:assignment_id>/skip/",
+        assignment_views.AssignmentSkipApi.as_view(),
+        name="skip",
+    ),
+    path(
+        "assignments/<id:assignment_id>/undo/", assignment_views.VoteUndoApi.as_view(), name="undo"
+    ),
+    path("images/<id:image_id>/file/", image_views.ImageFileApi.as_view(), name="image-file"),
     path("projects/<id:project_id>/review/", review_views.ReviewQueueApi.as_view(), name="review"),
     path(
         "projects/<id:project_id>/annotators/",
