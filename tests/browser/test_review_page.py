@@ -38,6 +38,22 @@ def disputed_project(colors=((200, 120, 40), (60, 60, 60))):
     return project, labels, images
 
 
+def decide_by_key(page, image_id: int, key: str, queue_after: int | None = None) -> None:
+    """Press a decision key on the shown image and check the API took it (201); with
+    `queue_after`, also wait for the queue count and check the message names the image."""
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/api/images/{image_id}/decision/")
+    ) as answer:
+        page.keyboard.press(key)
+    assert answer.value.status == 201
+    if queue_after is not None:
+        page.wait_for_function(
+            "() => document.getElementById('remaining').textContent === "
+            f"'{queue_after} in the queue'"
+        )
+        assert page.locator("#message").inner_text() == f"Image {image_id} decided."
+
+
 def test_reviewer_decides_with_hotkeys(transactional_db, page, screenshot_path):
     project, labels, images = disputed_project()
     sign_in(page, UserFactory(role="reviewer"))
@@ -49,17 +65,11 @@ def test_reviewer_decides_with_hotkeys(transactional_db, page, screenshot_path):
     assert "cat" in votes_text and "dog" in votes_text and "1 vote" in votes_text
     page.screenshot(path=screenshot_path("review.png"), full_page=True)
 
-    with page.expect_response(lambda r: r.url.endswith(f"/api/images/{first}/decision/")) as answer:
-        page.keyboard.press("2")
-    assert answer.value.status == 201
+    decide_by_key(page, first, "2")
     page.wait_for_function(
         f"() => document.getElementById('image').dataset.image === '{images[1].pk}'"
     )
-    with page.expect_response(
-        lambda r: r.url.endswith(f"/api/images/{images[1].pk}/decision/")
-    ) as answer:
-        page.keyboard.press("x")
-    assert answer.value.status == 201
+    decide_by_key(page, images[1].pk, "x")
     page.locator("#empty").wait_for(state="visible")
 
     decided = {d.image_id: d for d in Decision.objects.filter(is_current=True)}
@@ -92,15 +102,7 @@ def test_queue_count_and_message_follow_each_action(transactional_db, page):
     )
     assert remaining.inner_text() == "3 in the queue"
 
-    with page.expect_response(
-        lambda r: r.url.endswith(f"/api/images/{images[0].pk}/decision/")
-    ) as answer:
-        page.keyboard.press("1")
-    assert answer.value.status == 201
-    page.wait_for_function(
-        "() => document.getElementById('remaining').textContent === '2 in the queue'"
-    )
-    assert message.inner_text() == f"Image {images[0].pk} decided."
+    decide_by_key(page, images[0].pk, "1", queue_after=2)
 
     # Passing over an image leaves it in the queue, and the message says what was done.
     page.wait_for_function(
@@ -113,13 +115,5 @@ def test_queue_count_and_message_follow_each_action(transactional_db, page):
     assert message.inner_text() == f"Image {images[1].pk} passed over: it stays in the queue."
     assert remaining.inner_text() == "2 in the queue"
 
-    with page.expect_response(
-        lambda r: r.url.endswith(f"/api/images/{images[2].pk}/decision/")
-    ) as answer:
-        page.keyboard.press("x")
-    assert answer.value.status == 201
-    page.wait_for_function(
-        "() => document.getElementById('remaining').textContent === '1 in the queue'"
-    )
-    assert message.inner_text() == f"Image {images[2].pk} decided."
+    decide_by_key(page, images[2].pk, "x", queue_after=1)
     assert page.js_errors == []

@@ -14,6 +14,7 @@ from annotate.models import (
     Decision,
     GridItem,
     Image,
+    Label,
     ModelVersion,
     Project,
     Suggestion,
@@ -45,6 +46,25 @@ def candidate_ids(grid) -> list[int]:
 def answer_all(grid, user, yes: bool) -> verification.GridAnswer:
     items = list(GridItem.objects.filter(grid=grid).values_list("id", flat=True))
     return verification.grid_answer(grid_id=grid.pk, user=user, yes_item_ids=items if yes else [])
+
+
+def model_version(project: Project, labels: list[Label], *, active: bool) -> ModelVersion:
+    """A stored model over these labels (no weights file); `active` promotes it."""
+    version = ModelVersion.objects.create(
+        project=project,
+        arch="test",
+        classes=[label.pk for label in labels],
+        file="x.pt",
+        weights_source="scratch",
+        device="cpu",
+        train_size=1,
+        holdout_size=1,
+        training_seconds=1.0,
+        top1=0.5,
+    )
+    if active:
+        ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+    return version
 
 
 # --- candidates -------------------------------------------------------------------------------
@@ -95,18 +115,7 @@ def test_model_candidates_are_the_top_k_above_the_project_threshold():
     project = verify_project(candidate_min_probability=0.3)
     a, b, c = (LabelFactory(project=project) for _ in range(3))
     image = ImageFactory(project=project)
-    version = ModelVersion.objects.create(
-        project=project,
-        arch="test",
-        classes=[a.pk, b.pk, c.pk],
-        file="x.pt",
-        weights_source="scratch",
-        device="cpu",
-        train_size=1,
-        holdout_size=1,
-        training_seconds=1.0,
-        top1=0.5,
-    )
+    version = model_version(project, [a, b, c], active=False)
     top = [
         {"label": a.pk, "probability": 0.5},
         {"label": b.pk, "probability": 0.35},
@@ -330,19 +339,7 @@ def test_rejection_moves_on_to_the_models_next_candidate():
     project = verify_project(min_votes=2, max_votes=6, target_confidence=0.9)
     first, second = LabelFactory(project=project), LabelFactory(project=project)
     (candidate,) = with_candidates(project, first, 1)
-    version = ModelVersion.objects.create(
-        project=project,
-        arch="test",
-        classes=[first.pk, second.pk],
-        file="x.pt",
-        weights_source="scratch",
-        device="cpu",
-        train_size=1,
-        holdout_size=1,
-        training_seconds=1.0,
-        top1=0.5,
-    )
-    ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+    version = model_version(project, [first, second], active=True)
     Suggestion.objects.create(
         image_id=candidate.image_id,
         model_version=version,
@@ -515,19 +512,7 @@ def test_suggestions_of_the_active_model_become_candidates(settings, tmp_path):
     labels = [LabelFactory(project=project) for _ in range(3)]
     stored = default_storage.save(f"preprocessed/{project.pk}/a.jpg", ContentFile(b"jpeg"))
     image = ImageFactory(project=project, preprocessed=stored)
-    version = ModelVersion.objects.create(
-        project=project,
-        arch="test",
-        classes=[label.pk for label in labels],
-        file="x.pt",
-        weights_source="scratch",
-        device="cpu",
-        train_size=1,
-        holdout_size=1,
-        training_seconds=1.0,
-        top1=0.5,
-    )
-    ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+    model_version(project, labels, active=True)
 
     assert ml.suggestions_compute(project_id=project.pk, backend=TopTwoBackend()) == 1
 
