@@ -1,0 +1,41 @@
+"""Data and the invariants the database can enforce. Business rules live in annotate.services.
+
+A module per area; every model (and the helpers other code and the migrations name) is
+importable from here, so `from annotate.models import X` works for each of them.
+"""
+
+from annotate.models.accounts import User
+from annotate.models.base import TimeStamped
+from annotate.models.exports import Export, SplitAssignment
+from annotate.models.images import Assignment, Image, ImageHashBand, image_upload_to
+from annotate.models.jobs import QueuedJob
+from annotate.models.ml import ActiveModel, ModelVersion, Suggestion, TrainingRun
+from annotate.models.projects import Label, Project, label_key_validator
+from annotate.models.verification import Candidate, CandidateVote, Grid, GridItem
+from annotate.models.votes import AnnotatorStats, Decision, Vote
+
+__all__ = [
+    "ActiveModel",
+    "AnnotatorStats",
+    "Assignment",
+    "Candidate",
+    "CandidateVote",
+    "Decision",
+    "Export",
+    "Grid",
+    "GridItem",
+    "Image",
+    "ImageHashBand",
+    "Label",
+    "ModelVersion",
+    "Project",
+    "QueuedJob",
+    "SplitAssignment",
+    "Suggestion",
+    "TimeStamped",
+    "TrainingRun",
+    "User",
+    "Vote",
+    "image_upload_to",
+    "label_key_validator",
+]

@@ -1,0 +1,133 @@
+"""Projects, their consensus policy, and their labels."""
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+from annotate.models.base import TimeStamped
+
+
+class Project(TimeStamped):
+    class Mode(models.TextChoices):
+        MAJORITY = "majority"
+        DYNAMIC = "dynamic"
+
+    class ServingOrder(models.TextChoices):
+        CLOSEST = "closest", "closest to a decision first"
+        UNCERTAIN = "uncertain", "the model's least certain first"
+        RANDOM = "random"
+
+    class Task(models.TextChoices):
+        CLASSIFY = "classify", "classify: one image, pick its label"
+        VERIFY = "verify", "verify: one label, mark the candidate images that show it"
+
+    class AllRejected(models.TextChoices):
+        NEXT_CANDIDATE = "next_candidate", "the model's next candidate, else the classify queue"
+        CLASSIFY = "classify", "the classify queue"
+        EXCLUDE = "exclude", "excluded"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    # Consensus policy (PRODUCT.md section 3).
+    min_votes = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_votes = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    agreement = models.FloatField(
+        default=0.75,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Share of the votes the top label needs (majority mode).",
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.MAJORITY)
+    target_confidence = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.9999)]
+    )
+    show_suggestions = models.BooleanField(default=True)
+    serving_order = models.CharField(
+        max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
+    )
+    # Gold schedule: a new volunteer sees gold at `gold_rate`, falling toward `gold_rate_min`
+    # (halving every `gold_half_life` votes); an unreliable volunteer stays at `gold_rate`.
+    gold_rate = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    gold_rate_min = models.FloatField(
+        default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    gold_half_life = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    reliability_threshold = models.FloatField(
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Volunteers estimated below this accuracy are flagged as unreliable.",
+    )
+    # Share of each answer among decided images ({label id or "none": count}), refreshed by
+    # the periodic re-aggregation: the dynamic consensus's prior when no model suggests.
+    answer_counts = models.JSONField(default=dict, blank=True)
+    lease_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(10), MaxValueValidator(24 * 3600)]
+    )
+    # Verification (issue 15): the candidate-grid task.
+    task = models.CharField(max_length=16, choices=Task.choices, default=Task.CLASSIFY)
+    grid_size = models.PositiveSmallIntegerField(
+        default=16,
+        validators=[MinValueValidator(12), MaxValueValidator(24)],
+        help_text="Candidate images per verification grid.",
+    )
+    candidate_min_probability = models.FloatField(
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The model's top-k labels at or above this probability become candidates.",
+    )
+    when_all_rejected = models.CharField(
+        max_length=16,
+        choices=AllRejected.choices,
+        default=AllRejected.NEXT_CANDIDATE,
+        help_text="What becomes of an image once every candidate label of it is rejected.",
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_votes__gte=F("min_votes")), name="project_max_votes_gte_min"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_votes__gte=1), name="project_min_votes_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(agreement__gte=0.5, agreement__lte=1.0), name="project_agreement_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_rate_min__lte=F("gold_rate")) | Q(gold_rate=0),
+                name="project_gold_rate_min_lte_rate",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+label_key_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "A label id is a WordNet id like n02123045 or a slug of letters, digits, '_', '.', '-'.",
+)
+
+
+class Label(TimeStamped):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    wnid = models.CharField(max_length=64, validators=[label_key_validator])
+    name = models.CharField(max_length=200)
+    gloss = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0, help_text="Order on the labeling page.")
+    # WordNet context, optional (import_labels --words/--is-a): other names volunteers may
+    # search by, and the synset one level up (often not a label of the project itself).
+    synonyms = models.JSONField(default=list, blank=True)
+    parent_wnid = models.CharField(max_length=64, blank=True)
+    parent_name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "wnid"], name="label_unique_wnid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wnid} {self.name}"
