@@ -179,12 +179,13 @@ def test_a_failure_in_a_bulk_import_leaves_no_files_behind(
     project, tmp_path, media, monkeypatch, workers
 ):
     from annotate.services import ingest
+    from annotate.services.ingest import store as ingest_store
 
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(120):  # more than one batch: the first commits, the second fails
         (folder / f"{i:03d}.jpg").write_bytes(noise_image(200 + i, size=(40, 30)))
-    real = ingest._image_rows_create
+    real = ingest_store._image_rows_create
     calls = []
 
     def fail_on_the_second_batch(**kwargs):
@@ -193,7 +194,7 @@ def test_a_failure_in_a_bulk_import_leaves_no_files_behind(
         if len(calls) == 2:
             raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(ingest, "_image_rows_create", fail_on_the_second_batch)
+    monkeypatch.setattr(ingest_store, "_image_rows_create", fail_on_the_second_batch)
     with pytest.raises(RuntimeError, match="injected"):
         ingest.images_import(project=project, path=folder, workers=workers)
     assert Image.objects.count() == ingest.STORE_BATCH

@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from annotate import selectors
 from annotate.models import Decision, Image, ImageHashBand
 from annotate.services import imaging, ingest
+from annotate.services.ingest import store as ingest_store
 from tests.ingest_files import noise_image, png_header_only, zip_bytes
 
 pytestmark = pytest.mark.django_db
@@ -291,13 +292,13 @@ def test_near_duplicates_are_per_project(project, media):
 def test_a_failure_between_the_files_and_the_row_leaves_nothing(project, media, monkeypatch):
     upload(project, ("kept.jpg", noise_image(50)))
     kept_files = stored_files(media)
-    original = ingest._image_rows_create
+    original = ingest_store._image_rows_create
 
     def fail_after_row(**kwargs):
         original(**kwargs)  # the row and its bands are written, then something breaks
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(ingest, "_image_rows_create", fail_after_row)
+    monkeypatch.setattr(ingest_store, "_image_rows_create", fail_after_row)
     with pytest.raises(RuntimeError, match="injected"):
         upload(project, ("b.jpg", noise_image(51)), ("c.jpg", noise_image(52)))
     assert list(Image.objects.values_list("original_name", flat=True)) == ["kept.jpg"]
@@ -363,14 +364,14 @@ def test_a_concurrent_upload_of_the_same_bytes_is_a_duplicate(project, media, mo
     from tests.factories import ImageFactory
 
     first, second = noise_image(90), noise_image(91)
-    real_write = ingest._files_write
+    real_write = ingest_store._files_write
 
     def write_while_another_upload_wins(image, candidate, inspected):
         if candidate.name == "second.jpg":  # meanwhile, another request stores these bytes
             ImageFactory(project=project, sha256=inspected.sha256, phash="")
         return real_write(image, candidate, inspected)
 
-    monkeypatch.setattr(ingest, "_files_write", write_while_another_upload_wins)
+    monkeypatch.setattr(ingest_store, "_files_write", write_while_another_upload_wins)
     result = upload(project, ("first.jpg", first), ("second.jpg", second))
     assert (len(result.created), result.duplicates, result.rejected) == (1, 1, [])
     assert Image.objects.get(pk=result.created[0]).original_name == "first.jpg"

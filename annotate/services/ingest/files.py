@@ -1,0 +1,44 @@
+"""Stored files of the ingest: where worker processes write them, and deleting those whose
+rows did not commit."""
+
+import logging
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from annotate.services import ingest_worker
+from annotate.services.imaging import Inspected
+
+logger = logging.getLogger(__name__)
+
+
+def storage_target(project_id: int) -> ingest_worker.StorageTarget:
+    """The default storage as worker processes can rebuild it, with its place made explicit
+    (settings changed at run time, as in tests, do not reach a spawned process)."""
+    config = settings.STORAGES["default"]
+    options = dict(config.get("OPTIONS", {}))
+    if config["BACKEND"] == "django.core.files.storage.FileSystemStorage":
+        options.setdefault("location", str(settings.MEDIA_ROOT))
+        options.setdefault("base_url", settings.MEDIA_URL)
+    return ingest_worker.StorageTarget(
+        backend=config["BACKEND"], options=options, project_id=project_id
+    )
+
+
+def worker_files(outcomes: Iterable[object]) -> list[str]:
+    return [
+        name
+        for outcome in outcomes
+        if isinstance(outcome, Inspected)
+        for name in (outcome.stored_name, outcome.preprocessed_name)
+        if name
+    ]
+
+
+def files_delete(names: Iterable[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.exception("could not delete %s after a failed ingest", name)
