@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.services import serving
+from annotate.services import serving, voting
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.serializers import AssignmentOutputSerializer, assignment_answer
 
@@ -58,7 +58,7 @@ class VoteSubmitApi(APIView):
     def post(self, request: AuthenticatedRequest, assignment_id: int) -> Response:
         data = self.VoteSubmitInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        vote, image = serving.vote_submit(
+        vote, image = voting.vote_submit(
             assignment_id=assignment_id, user=request.user, label_id=data.validated_data["label"]
         )
         return Response({"id": vote.pk, "image_state": image.state}, status=status.HTTP_201_CREATED)
@@ -79,5 +79,5 @@ class VoteUndoApi(APIView):
         "the image is leased to you again.",
     )
     def post(self, request: AuthenticatedRequest, assignment_id: int) -> Response:
-        assignment = serving.vote_undo(assignment_id=assignment_id, user=request.user)
+        assignment = voting.vote_undo(assignment_id=assignment_id, user=request.user)
         return Response(assignment_answer(assignment, assignment.image.project_id))

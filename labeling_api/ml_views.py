@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate.models import ModelVersion, TrainingRun
-from annotate.services import ml
+from annotate.services import ml, ml_runs
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
 
@@ -111,7 +111,7 @@ class ModelTrainApi(APIView):
         project = selectors.access_project(user=request.user, project_id=project_id)
         data = self.ModelTrainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = ml.training_request(
+        run = ml_runs.training_request(
             project=project, requested_by=request.user, overrides=dict(data.validated_data)
         )
         return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -226,7 +226,7 @@ def test_database_failure_mid_request_is_a_503_and_changes_nothing(client_for, w
             raise lost
 
         patches = [
-            mock.patch("annotate.services.serving._vote_unless_changed", return_value=None),
+            mock.patch("annotate.services.voting._vote_unless_changed", return_value=None),
             mock.patch("annotate.rows.write_together", side_effect=written_then_lost),
         ]
     else:

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from annotate.models import Project
-from annotate.services import aggregation, jobs, ml, serving, verification
+from annotate.services import aggregation, jobs, ml_runs, ml_suggestions, serving, verification
 from annotate.services import export as export_service
 
 
@@ -89,7 +89,7 @@ def _ml_backend():
 )
 def ml_train(run_id: int) -> int | None:
     """Returns the new version's id (None: nothing to do, or the data could not support it)."""
-    version = ml.training_run_execute(run_id=run_id, backend=_ml_backend())
+    version = ml_runs.training_run_execute(run_id=run_id, backend=_ml_backend())
     return version.pk if version else None
 
 
@@ -99,7 +99,7 @@ def ml_train(run_id: int) -> int | None:
     time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120,
 )
 def ml_suggest(project_id: int) -> int:
-    return ml.suggestions_compute(project_id=project_id, backend=_ml_backend())
+    return ml_suggestions.suggestions_compute(project_id=project_id, backend=_ml_backend())
 
 
 @shared_task(
@@ -108,14 +108,14 @@ def ml_suggest(project_id: int) -> int:
     time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120,
 )
 def ml_suggest_missing() -> int:
-    return ml.suggestions_missing_sweep(backend=_ml_backend())
+    return ml_suggestions.suggestions_missing_sweep(backend=_ml_backend())
 
 
 @shared_task(name="annotate.ml_retrain_check")
 def ml_retrain_check() -> list[int]:
-    return ml.projects_retrain_check()
+    return ml_runs.projects_retrain_check()
 
 
 @shared_task(name="annotate.ml_recover_runs")
 def ml_recover_runs() -> dict:
-    return vars(ml.training_runs_recover())
+    return vars(ml_runs.training_runs_recover())

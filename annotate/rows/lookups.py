@@ -1,6 +1,7 @@
 """The reads every volunteer request makes besides the lease and the vote: the caller's token
 and user, the project, the active model's suggestion for an image, and the model's prior
-(annotate.selectors, annotate.services.ml), and the load benchmark's floor (annotate.benchmark).
+(annotate.selectors, annotate.services.ml_suggestions), and the load benchmark's floor
+(annotate.benchmark).
 
 Each function gives a statement's text, built on first use and kept; the caller passes the
 parameters, in the order its docstring gives.

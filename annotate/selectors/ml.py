@@ -50,8 +50,8 @@ def project_models_overview(*, project: Project, runs: int = 20) -> dict[str, An
 
 def suggestions_for_images(*, image_ids: list[int]) -> dict[int, dict]:
     """{image id: {label, confidence}} of the active model, for those of the images whose
-    project shows suggestions: what services.ml.suggestion_for_image gives one image, for a
-    whole page of images in one query."""
+    project shows suggestions: what services.ml_suggestions.suggestion_for_image gives one
+    image, for a whole page of images in one query."""
     found = Suggestion.objects.filter(
         image_id__in=image_ids, model_version__active_in__project__show_suggestions=True
     ).values_list("image_id", "label_id", "confidence")

@@ -17,7 +17,7 @@ from django.utils import timezone
 from annotate import rows
 from annotate.models import Decision, Image, Project, User
 from annotate.rows import decisions as decision_sql
-from annotate.services import ml, reliability
+from annotate.services import ml_suggestions, reliability
 from annotate.services.reliability import StatsDelta
 
 # The key for "none of these" among vote counts (a vote whose label is null).
@@ -143,7 +143,9 @@ def image_posterior(
         [index[label_id] for _, label_id in votes],
         [accuracy[user_id] for user_id, _ in votes],
         answer_prior(
-            project=project, answer_keys=keys, model=ml.image_model_prior(image_id=image.pk)
+            project=project,
+            answer_keys=keys,
+            model=ml_suggestions.image_model_prior(image_id=image.pk),
         ),
     )
     return posterior, keys, len(votes)

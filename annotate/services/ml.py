@@ -1,50 +1,30 @@
-"""The ML loop's rules (PRODUCT.md section 5): when to train, on what, whether the result
-replaces the active model, and which suggestions to compute.
+"""The ML loop's data and models (PRODUCT.md section 5): the backend protocol, where model
+files live, on which images a model trains and is judged, and whether a new model replaces the
+active one. A training run's lifecycle is in annotate.services.ml_runs; suggestions are in
+annotate.services.ml_suggestions.
 
 The PyTorch side arrives as a `MLBackend` handed in by the Celery task (worker.ml's
 TorchBackend), because services never import the worker package. It takes and returns plain
 data: file paths, class indices, dicts of figures.
 """
 
-import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from annotate import rows
-from annotate.models import (
-    ActiveModel,
-    Image,
-    Label,
-    ModelVersion,
-    Project,
-    Suggestion,
-    TrainingRun,
-    User,
-)
-from annotate.rows import lookups as lookup_sql
-from annotate.selectors.ml import project_verified_count, verified_decisions
-from annotate.services import jobs, verification_candidates
-from annotate.services.errors import Conflict, InvalidInput
+from annotate.models import ActiveModel, Label, ModelVersion, Project
+from annotate.selectors.ml import verified_decisions
 
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "resnet50")
-# Images that get suggestions: those volunteers still label, and those reviewers will decide.
-SUGGESTED_STATES = (Image.State.OPEN, Image.State.DISPUTED)
-TRAIN_TASK = "annotate.ml_train"
-# How often a training writes its heartbeat at most (each write is a database round trip).
-HEARTBEAT_SECONDS = 10.0
 
 
 class MLBackend(Protocol):
@@ -87,173 +67,18 @@ def is_holdout(sha256: str, fraction: float | None = None) -> bool:
     return int(sha256[:8], 16) / 0x1_0000_0000 < fraction
 
 
-# The active model's suggestion and prior of one image: read on every lease and vote, hence SQL
-# text. The ML loop's other reads are in annotate.selectors.ml.
-
-
-def suggestion_for_image(*, image_id: int) -> dict[str, Any] | None:
-    """{label, confidence} of the active model for an image of a project that shows
-    suggestions; None otherwise. One indexed query (on every lease, so written as SQL text)."""
-    row = rows.fetch_one(lookup_sql.suggestion(), [image_id])
-    return {"label": row[0], "confidence": row[1]} if row else None
-
-
-def image_model_prior(*, image_id: int) -> dict[int, float] | None:
-    """The active model's calibrated probability of every label for an image (the dynamic
-    consensus prior), whether or not the project shows suggestions; None without one."""
-    row = rows.fetch_one(lookup_sql.model_probabilities(), [image_id])
-    if row is None:
-        return None
-    # JSON columns come back as text from both databases (Django decodes them itself).
-    probabilities = json.loads(row[0]) if isinstance(row[0], str) else row[0]
-    return {int(label_id): p for label_id, p in probabilities.items()}
-
-
-# --- starting trainings -----------------------------------------------------------------------
-
-
-def _clean_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    clean: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "arch":
-            if value not in ARCHITECTURES:
-                raise InvalidInput(f"arch must be one of {', '.join(ARCHITECTURES)}.", field="arch")
-        elif key == "epochs":
-            if not isinstance(value, int) or not 1 <= value <= 500:
-                raise InvalidInput("epochs must be a whole number from 1 to 500.", field="epochs")
-        elif key == "learning_rate":
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise InvalidInput("learning_rate must be from 0 to 1.", field="learning_rate")
-        else:
-            raise InvalidInput(f"Unknown training setting {key!r}.", field=key)
-        clean[key] = value
-    return clean
-
-
-def training_request(
-    *,
-    project: Project,
-    reason: str = TrainingRun.Reason.REQUESTED,
-    requested_by: User | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> TrainingRun:
-    """Create a PENDING run and queue its training once the transaction commits.
-
-    Refuses (409) while another training of the project is pending or running, and (400)
-    while the project has fewer verified labels than ML_MIN_TRAIN_LABELS.
-    """
-    config = _clean_overrides(overrides or {})
-    verified = project_verified_count(project=project)
-    if verified < settings.ML_MIN_TRAIN_LABELS:
-        raise InvalidInput(
-            f"The project has {verified} verified labels; training needs at least "
-            f"{settings.ML_MIN_TRAIN_LABELS}."
-        )
-    for _ in range(2):
-        try:
-            with transaction.atomic():
-                run = TrainingRun.objects.create(
-                    project=project,
-                    reason=reason,
-                    requested_by=requested_by,
-                    config=config,
-                    verified_count=verified,
-                )
-                jobs.enqueue_on_commit(TRAIN_TASK, run.pk)
-            return run
-        except IntegrityError:
-            open_run = TrainingRun.objects.filter(
-                project=project,
-                status__in=[TrainingRun.Status.PENDING, TrainingRun.Status.RUNNING],
-            ).first()
-            if open_run is not None and _supersede_lost(open_run, timezone.now()):
-                continue  # the open run was lost in the queue: this request takes its place
-            raise Conflict(
-                f"A training of this project is already {open_run.status if open_run else 'open'}"
-                + (f" (run {open_run.pk})." if open_run else ".")
-            ) from None
-    raise Conflict("A training of this project was requested at the same time; try again.")
-
-
-def _supersede_lost(run: TrainingRun, now: datetime) -> bool:
-    """Fail `run` if it is PENDING and no worker took it within ML_RUN_STALE_SECONDS of its
-    last (re)send (its queue message was lost), so that a new request is not blocked by it.
-    One conditional UPDATE: a worker claiming it at the same moment wins or loses as a whole,
-    and a late copy of its message then finds it failed and does nothing."""
-    stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
-    return bool(
-        TrainingRun.objects.filter(
-            pk=run.pk, status=TrainingRun.Status.PENDING, updated_at__lt=stale
-        ).update(
-            status=TrainingRun.Status.FAILED,
-            finished_at=now,
-            updated_at=now,
-            error="No worker took this training (its queue message was lost); a new request "
-            "replaced it.",
-        )
-    )
-
-
-def retrain_due(*, verified: int, last_verified: int | None) -> bool:
-    """The first training once there are enough verified labels; then again when they grew by
-    ML_RETRAIN_NEW_LABELS, or by the share ML_RETRAIN_GROWTH, since the last training."""
-    if verified < settings.ML_MIN_TRAIN_LABELS:
-        return False
-    if last_verified is None:
-        return True
-    growth = verified - last_verified
-    if growth <= 0:
-        return False
-    return bool(
-        growth >= settings.ML_RETRAIN_NEW_LABELS
-        or growth >= settings.ML_RETRAIN_GROWTH * last_verified
-    )
-
-
-def projects_retrain_check() -> list[int]:
-    """Beat's check: start a training in each project whose verified labels grew enough.
-
-    The baseline is the last run of any outcome, so a training that failed on its data is not
-    retried every minute, only once the data grew again. Returns the new runs' ids.
-    """
-    started = []
-    for project in Project.objects.order_by("id"):
-        last = (
-            TrainingRun.objects.filter(project=project)
-            .order_by("-id")
-            .values_list("verified_count", flat=True)
-            .first()
-        )
-        verified = project_verified_count(project=project)
-        if not retrain_due(verified=verified, last_verified=last):
-            continue
-        try:
-            run = training_request(project=project, reason=TrainingRun.Reason.GROWTH)
-        except (Conflict, InvalidInput):
-            continue  # one is running already, or labels went away since the count
-        started.append(run.pk)
-        logger.info(
-            "project %s: %d verified labels (last training: %s); training run %d queued",
-            project.pk,
-            verified,
-            last,
-            run.pk,
-        )
-    return started
-
-
-# --- running a training -----------------------------------------------------------------------
+# --- training data ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Example:
+class TrainingExample:
     path: str
     label_id: int
 
 
-def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_Example]]:
+def training_data(
+    project: Project,
+) -> tuple[list[int], list[TrainingExample], list[TrainingExample]]:
     """Class order (label ids) and the verified examples, split into training and held out.
     Images whose cached copy is not written yet wait for the next training."""
     classes = list(
@@ -261,15 +86,15 @@ def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_E
         .order_by("position", "id")
         .values_list("id", flat=True)
     )
-    train: list[_Example] = []
-    holdout: list[_Example] = []
+    train: list[TrainingExample] = []
+    holdout: list[TrainingExample] = []
     rows = (
         verified_decisions(project=project)
         .exclude(image__preprocessed="")
         .values_list("image__sha256", "image__preprocessed", "label_id")
     )
     for sha256, preprocessed, label_id in rows.order_by("image_id"):
-        example = _Example(default_storage.path(preprocessed), label_id)
+        example = TrainingExample(default_storage.path(preprocessed), label_id)
         (holdout if is_holdout(sha256) else train).append(example)
     if len({e.label_id for e in train}) < 2:
         raise TrainingImpossible("training needs verified images of at least two labels")
@@ -278,45 +103,10 @@ def _training_data(project: Project) -> tuple[list[int], list[_Example], list[_E
     return classes, train, holdout
 
 
-def _claim(run_id: int, now: datetime) -> int | None:
-    """Take the run for this worker: PENDING, or RUNNING with a stale heartbeat (its worker
-    was lost and the broker redelivered the task). Returns the attempt number, or None when
-    another worker has it or it is finished."""
-    stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
-    claimable = Q(status=TrainingRun.Status.PENDING) | Q(
-        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale
-    )
-    claimed = TrainingRun.objects.filter(
-        claimable, pk=run_id, attempts__lt=settings.ML_RUN_MAX_ATTEMPTS
-    ).update(
-        status=TrainingRun.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=now,
-        heartbeat_at=now,
-        error="",
-        updated_at=now,
-    )
-    if not claimed:
-        return None
-    return TrainingRun.objects.values_list("attempts", flat=True).get(pk=run_id)
+# --- whether a new model replaces the active one ---------------------------------------------
 
 
-def _heartbeat(run_id: int, attempt: int) -> Callable[[int, int, int], None]:
-    last = time.monotonic()
-
-    def beat(epoch: int, step: int, steps: int) -> None:
-        nonlocal last
-        if time.monotonic() - last < HEARTBEAT_SECONDS:
-            return
-        last = time.monotonic()
-        TrainingRun.objects.filter(
-            pk=run_id, status=TrainingRun.Status.RUNNING, attempts=attempt
-        ).update(heartbeat_at=timezone.now())
-
-    return beat
-
-
-def _beats(new: dict[str, Any], baseline: dict[str, Any] | None) -> bool:
+def beats(new: dict[str, Any], baseline: dict[str, Any] | None) -> bool:
     """Better top-1 on the same held-out images; on a tie, a lower calibrated log loss (small
     held-out sets often tie at 100%, and the model trained on more data should then win)."""
     if baseline is None:
@@ -326,105 +116,11 @@ def _beats(new: dict[str, Any], baseline: dict[str, Any] | None) -> bool:
     return bool(new["nll"] < baseline["nll"])
 
 
-def training_run_execute(*, run_id: int, backend: MLBackend) -> ModelVersion | None:
-    """Claim the run, train, record a ModelVersion and promote it if it beats the active model.
-
-    Safe to deliver twice: a run already claimed or finished is left alone (returns None).
-    The active model changes only by one compare-and-set UPDATE after the new checkpoint file
-    is complete, so a training that crashes or is killed leaves it as it was.
-    """
-    attempt = _claim(run_id, timezone.now())
-    if attempt is None:
-        logger.info("training run %s is claimed or finished already; nothing to do", run_id)
-        return None
-    run = TrainingRun.objects.select_related("project").get(pk=run_id)
-    try:
-        return _train_and_promote(run, attempt, backend)
-    except TrainingImpossible as error:
-        _finish(run, attempt, status=TrainingRun.Status.FAILED, error=str(error))
-        logger.warning("training run %s failed: %s", run.pk, error)
-        return None
-    except BaseException as error:
-        # Also time limits and worker shutdown; the error is recorded, then Celery sees it.
-        _finish(
-            run, attempt, status=TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}"
-        )
-        raise
-
-
-def _finish(run: TrainingRun, attempt: int, **fields: Any) -> int:
-    now = timezone.now()
-    return TrainingRun.objects.filter(
-        pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=attempt
-    ).update(finished_at=now, updated_at=now, **fields)
-
-
-def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> ModelVersion | None:
-    project = run.project
-    classes, train, holdout = _training_data(project)
-    class_index = {label_id: index for index, label_id in enumerate(classes)}
-    config = settings.ML_TRAIN_CONFIG | run.config
-    relative = f"project-{project.pk}/run-{run.pk}.pt"
-    result = backend.train(
-        [(e.path, class_index[e.label_id]) for e in train],
-        [(e.path, class_index[e.label_id]) for e in holdout],
-        num_classes=len(classes),
-        config=config,
-        checkpoint_path=str(model_path(relative)),
-        on_progress=_heartbeat(run.pk, attempt),
-    )
-    figures = result["holdout"]
-    # The active model's evaluation reports no progress: beat once before it, so that it has
-    # a whole ML_RUN_STALE_SECONDS before recovery takes the run for lost.
-    TrainingRun.objects.filter(
-        pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=attempt
-    ).update(heartbeat_at=timezone.now())
-    active = ActiveModel.objects.filter(project=project).select_related("version").first()
-    baseline = _baseline(active.version, holdout, config, backend) if active else None
-    with transaction.atomic():
-        version = ModelVersion.objects.create(
-            project=project,
-            training_run=run,
-            arch=config["arch"],
-            config=config,
-            classes=classes,
-            file=relative,
-            weights_source=result["weights_source"],
-            device=result["device"],
-            train_size=result["train_size"],
-            holdout_size=result["holdout_size"],
-            training_seconds=result["seconds"],
-            temperature=result["temperature"],
-            top1=figures["top1"],
-            top5=figures["top5"],
-            nll=figures["nll"] if figures["nll"] != float("inf") else None,
-            per_class={
-                str(classes[int(index)]): value for index, value in figures["per_class"].items()
-            },
-            baseline_top1=baseline["top1"] if baseline else None,
-        )
-        promoted = _beats(figures, baseline) and _promote(
-            project=project, version=version, expected=active.version_id if active else None
-        )
-        if not _finish(run, attempt, status=TrainingRun.Status.SUCCEEDED, promoted=promoted):
-            # Our claim was lost (recorded as failed while we trained): keep nothing.
-            transaction.set_rollback(True)
-            return None
-        if promoted:
-            jobs.enqueue_on_commit("annotate.ml_suggest", project.pk)
-    logger.info(
-        "training run %s: version %s, held-out top-1 %.3f against %s: %s",
-        run.pk,
-        version.pk,
-        figures["top1"],
-        baseline["top1"] if baseline else "no active model",
-        "promoted" if promoted else "kept inactive",
-    )
-    return version
-
-
-def _baseline(
-    version: ModelVersion, holdout: list[_Example], config: dict[str, Any], backend: MLBackend
+def baseline_figures(
+    version: ModelVersion,
+    holdout: list[TrainingExample],
+    config: dict[str, Any],
+    backend: MLBackend,
 ) -> dict[str, Any] | None:
     """The active model's figures on the new held-out images, mapped to its own classes (a
     label it was not trained on counts as a miss). An unreadable active checkpoint can serve
@@ -442,7 +138,7 @@ def _baseline(
         return None
 
 
-def _promote(*, project: Project, version: ModelVersion, expected: int | None) -> bool:
+def model_promote(*, project: Project, version: ModelVersion, expected: int | None) -> bool:
     """Make `version` active if the active one is still `expected`: one conditional UPDATE (or
     the first INSERT), so two trainings finishing together can't both win."""
     now = timezone.now()
@@ -456,161 +152,5 @@ def _promote(*, project: Project, version: ModelVersion, expected: int | None) -
     return bool(
         ActiveModel.objects.filter(project=project, version_id=expected).update(
             version=version, promoted_at=now
-        )
-    )
-
-
-@dataclass
-class RunsRecovered:
-    resent: int = 0  # PENDING runs no worker took: their message was lost, sent again
-    requeued: int = 0  # RUNNING runs whose worker was lost: back to PENDING and sent again
-    failed: int = 0  # RUNNING runs whose worker was lost on their last allowed attempt
-
-
-def training_runs_recover(*, now: datetime | None = None) -> RunsRecovered:
-    """Periodic (beat): heal trainings whose message or worker was lost, as exports_cleanup
-    does for exports.
-
-    - A PENDING run that no worker took within ML_RUN_STALE_SECONDS of its last send is sent
-      again (a duplicate finds it claimed and does nothing).
-    - A RUNNING run whose heartbeat has not moved for ML_RUN_STALE_SECONDS lost its worker: it
-      goes back to PENDING and is sent again, up to ML_RUN_MAX_ATTEMPTS attempts in all; then it
-      is marked failed with the reason. The lost worker, were it only stalled, can no longer
-      record anything: its updates are conditional on its attempt number.
-    The active model was never touched by a lost run (it changes only on success).
-    """
-    now = now or timezone.now()
-    stale = now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS)
-    limit = settings.ML_RUN_MAX_ATTEMPTS
-    result = RunsRecovered()
-    lost_worker = Q(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale)
-    result.failed = TrainingRun.objects.filter(lost_worker, attempts__gte=limit).update(
-        status=TrainingRun.Status.FAILED,
-        finished_at=now,
-        updated_at=now,
-        error=f"worker lost: no progress for longer than ML_RUN_STALE_SECONDS "
-        f"({settings.ML_RUN_STALE_SECONDS} s) on each of its {limit} attempts; request a new "
-        "training",
-    )
-    for run_id, attempts in TrainingRun.objects.filter(lost_worker, attempts__lt=limit).values_list(
-        "pk", "attempts"
-    ):
-        taken_back = TrainingRun.objects.filter(lost_worker, pk=run_id, attempts=attempts).update(
-            status=TrainingRun.Status.PENDING,
-            heartbeat_at=None,
-            updated_at=now,
-            error=f"attempt {attempts} lost its worker (no progress for longer than "
-            f"ML_RUN_STALE_SECONDS); queued again",
-        )
-        if taken_back:
-            jobs.enqueue(TRAIN_TASK, run_id)
-            result.requeued += 1
-    for run_id in TrainingRun.objects.filter(
-        status=TrainingRun.Status.PENDING, updated_at__lt=stale
-    ).values_list("pk", flat=True):
-        # Marked as sent now, so that it is sent again only after another stale period.
-        if TrainingRun.objects.filter(
-            pk=run_id, status=TrainingRun.Status.PENDING, updated_at__lt=stale
-        ).update(updated_at=now):
-            jobs.enqueue(TRAIN_TASK, run_id)
-            result.resent += 1
-    if result.resent or result.requeued or result.failed:
-        logger.warning("training runs recovered: %s", result)
-    return result
-
-
-# --- suggestions ------------------------------------------------------------------------------
-
-
-def _uncertainty(probabilities: list[float]) -> float:
-    """1 - margin between the two most probable labels: 0 sure, 1 torn between two."""
-    top = sorted(probabilities, reverse=True)
-    return 1.0 - (top[0] - (top[1] if len(top) > 1 else 0.0))
-
-
-def suggestions_compute(
-    *, project_id: int, backend: MLBackend, batch_size: int | None = None
-) -> int:
-    """Suggestions of the active model for the project's open and disputed images that lack
-    one, in batches. Idempotent: a (image, version) pair is computed once (unique constraint);
-    stops early if another version is promoted meanwhile. Returns how many were written."""
-    active = ActiveModel.objects.filter(project_id=project_id).select_related("version").first()
-    if active is None:
-        return 0
-    version = active.version
-    batch_size = batch_size or settings.ML_SUGGESTION_BATCH
-    top_k = min(settings.ML_SUGGESTION_TOP_K, len(version.classes))
-    checkpoint = str(model_path(version.file))
-    has_suggestion = Suggestion.objects.filter(image=OuterRef("pk"), model_version=version)
-    written, after_id = 0, 0
-    while True:
-        batch = list(
-            Image.objects.filter(project_id=project_id, state__in=SUGGESTED_STATES, id__gt=after_id)
-            .exclude(preprocessed="")
-            .exclude(Exists(has_suggestion))
-            .order_by("id")
-            .values_list("id", "preprocessed")[:batch_size]
-        )
-        if not batch:
-            return written
-        after_id = batch[-1][0]
-        # A cached copy deleted behind our back is skipped, not allowed to fail the batch.
-        present = [
-            (image_id, default_storage.path(name))
-            for image_id, name in batch
-            if default_storage.exists(name)
-        ]
-        rows = (
-            backend.predict(checkpoint, [path for _, path in present], config=version.config)
-            if present
-            else []
-        )
-        suggestions, uncertainty = [], {}
-        for (image_id, _), probabilities in zip(present, rows, strict=False):
-            ranked = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)
-            suggestions.append(
-                Suggestion(
-                    image_id=image_id,
-                    model_version=version,
-                    label_id=version.classes[ranked[0]],
-                    confidence=probabilities[ranked[0]],
-                    top=[
-                        {"label": version.classes[i], "probability": probabilities[i]}
-                        for i in ranked[:top_k]
-                    ],
-                    probabilities={
-                        str(label_id): p
-                        for label_id, p in zip(version.classes, probabilities, strict=False)
-                    },
-                )
-            )
-            uncertainty[image_id] = _uncertainty(probabilities)
-        with transaction.atomic():
-            if not ActiveModel.objects.filter(project_id=project_id, version=version).exists():
-                return written  # a newer version took over; its own task does the rest
-            Suggestion.objects.bulk_create(suggestions, ignore_conflicts=True)
-            # Verify projects: the model's top-k become candidates to verify (issue 15).
-            verification_candidates.candidates_from_suggestions(
-                project_id=project_id, suggestions=suggestions
-            )
-            if uncertainty:
-                Image.objects.filter(pk__in=uncertainty).update(
-                    uncertainty=Case(
-                        *[When(pk=image_id, then=Value(u)) for image_id, u in uncertainty.items()],
-                        output_field=FloatField(),
-                    )
-                )
-        written += len(suggestions)
-        if len(batch) < batch_size:
-            return written
-
-
-def suggestions_missing_sweep(*, backend: MLBackend) -> int:
-    """Beat's catch-up: suggestions for images that arrived (or got their cached copy) after
-    the last promotion, in every project with an active model."""
-    return sum(
-        suggestions_compute(project_id=project_id, backend=backend)
-        for project_id in ActiveModel.objects.order_by("project_id").values_list(
-            "project_id", flat=True
         )
     )

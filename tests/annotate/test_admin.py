@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from annotate.admin import LabelForm
 from annotate.models import Decision, Image, Label, User, Vote
-from annotate.services import serving
+from annotate.services import serving, voting
 from tests.factories import ImageFactory, UserFactory
 
 
@@ -32,7 +32,7 @@ def voted_image(project, labels) -> tuple[Image, list[User]]:
         user = UserFactory()
         assignment = serving.assignment_lease(project=project, user=user)
         assert assignment is not None
-        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=labels[1].pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=labels[1].pk)
         voters.append(user)
     image.refresh_from_db()
     assert (image.state, image.votes_count) == (Image.State.CONSENSUS, 2)

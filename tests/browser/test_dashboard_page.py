@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from annotate.models import Image
-from annotate.services import serving
+from annotate.services import serving, voting
 from tests.browser.conftest import sign_in
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory, image_bytes
 
@@ -26,7 +26,7 @@ def test_admin_sees_the_project_and_imports_a_zip(
     volunteer = UserFactory(username="val")
     for label in (labels[0], labels[0], labels[1]):
         assignment = serving.assignment_lease(project=project, user=volunteer)
-        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
 
     sign_in(page, UserFactory(role="admin"))
     page.get_by_role("link", name="Dashboard").click()

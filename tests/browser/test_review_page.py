@@ -5,7 +5,7 @@ import io
 import pytest
 
 from annotate.models import Decision, Image
-from annotate.services import serving
+from annotate.services import serving, voting
 from annotate.services.ingest import images_upload
 from tests.browser.conftest import sign_in
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
@@ -31,7 +31,7 @@ def disputed_project(colors=((200, 120, 40), (60, 60, 60))):
         user = UserFactory()
         for _ in images:
             assignment = serving.assignment_lease(project=project, user=user)
-            serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+            voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
     for image in images:
         image.refresh_from_db()
         assert image.state == Image.State.DISPUTED

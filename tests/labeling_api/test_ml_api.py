@@ -3,7 +3,7 @@
 import pytest
 
 from annotate.models import Project, Suggestion, TrainingRun
-from annotate.services import jobs, ml
+from annotate.services import jobs, ml_runs, ml_suggestions
 from tests.annotate.services.test_ml import (
     FakeBackend,
     cached_open_image,
@@ -53,7 +53,7 @@ def test_versions_are_listed_with_their_figures_and_which_is_active(
     client_for, admin_user, project, labels
 ):
     first = promoted_version(project, labels)
-    worse = ml.training_run_execute(
+    worse = ml_runs.training_run_execute(
         run_id=TrainingRun.objects.create(project=project, reason="growth").pk,
         backend=FakeBackend(top1=0.5, baseline_top1=0.8),
     )
@@ -116,7 +116,7 @@ def test_the_assignment_carries_the_active_models_suggestion(
 ):
     promoted_version(project, labels)
     image = cached_open_image(project, "clear")
-    ml.suggestions_compute(project_id=project.pk, backend=FakeBackend())
+    ml_suggestions.suggestions_compute(project_id=project.pk, backend=FakeBackend())
     Project.objects.filter(pk=project.pk).update(show_suggestions=show_suggestions)
 
     response = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")

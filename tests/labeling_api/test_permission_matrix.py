@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate.models import Candidate, Image, User
 from annotate.services import export as export_service
-from annotate.services import ingest, review, serving, verification, verification_candidates
+from annotate.services import ingest, review, serving, verification, verification_candidates, voting
 from tests.api_errors import assert_error_shape
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
 
@@ -36,7 +36,7 @@ def world():
     }
     assignment = serving.assignment_lease(project=project, user=users["volunteer"])
     voted = serving.assignment_lease(project=project, user=users["volunteer"])
-    serving.vote_submit(assignment_id=voted.pk, user=users["volunteer"], label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=voted.pk, user=users["volunteer"], label_id=labels[0].pk)
     leased = {assignment.image_id, voted.image_id}
     for image in Image.objects.filter(project=project).exclude(pk__in=leased)[:4]:
         review.review_decide(image_id=image.pk, reviewer=users["reviewer"], label_id=labels[1].pk)

@@ -21,7 +21,7 @@ from annotate.models import (
     TrainingRun,
     User,
 )
-from annotate.services import ingest, ml
+from annotate.services import ingest, ml, ml_runs
 from tests.factories import ProjectFactory, UserFactory
 from tests.ml_data import COLOURS, colour_image
 from tests.processes import Process, wait_until, worker_env
@@ -196,7 +196,7 @@ def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
     from worker.ml.backend import TorchBackend
 
     first_run = TrainingRun.objects.create(project=project, reason="requested")
-    active = ml.training_run_execute(run_id=first_run.pk, backend=TorchBackend())
+    active = ml_runs.training_run_execute(run_id=first_run.pk, backend=TorchBackend())
     assert ActiveModel.objects.get(project=project).version == active
     active_file = ml.model_path(active.file)
     active_sha = hashlib.sha256(active_file.read_bytes()).hexdigest()
@@ -220,7 +220,7 @@ def test_a_training_killed_mid_way_leaves_the_active_model_and_its_file_intact(
 
     # Beat's recovery queues the run again once its heartbeat is stale (attempts are left).
     later = timezone.now() + timedelta(seconds=settings.ML_RUN_STALE_SECONDS + 1)
-    assert ml.training_runs_recover(now=later).requeued == 1
+    assert ml_runs.training_runs_recover(now=later).requeued == 1
     run.refresh_from_db()
     assert run.status == "pending" and "lost its worker" in run.error
     assert Project.objects.get(pk=project.pk).active_model.version == active

@@ -19,7 +19,7 @@ from annotate.models import (
     Suggestion,
     TrainingRun,
 )
-from annotate.services import jobs, ml, serving
+from annotate.services import jobs, ml, ml_runs, ml_suggestions, serving
 from annotate.services.errors import Conflict, InvalidInput
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
 
@@ -132,7 +132,7 @@ def cached_open_image(project, name):
 
 
 def execute(run, backend):
-    return ml.training_run_execute(run_id=run.pk, backend=backend)
+    return ml_runs.training_run_execute(run_id=run.pk, backend=backend)
 
 
 # --- when to train ----------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def execute(run, backend):
 )
 def test_retrain_is_due_on_enough_labels_then_on_growth(verified, last, due):
     # settings: at least 10 labels; growth by 100 labels or by half.
-    assert ml.retrain_due(verified=verified, last_verified=last) is due
+    assert ml_runs.retrain_due(verified=verified, last_verified=last) is due
 
 
 def test_a_training_request_queues_one_run_after_commit(
@@ -163,7 +163,9 @@ def test_a_training_request_queues_one_run_after_commit(
 ):
     verified_images(project, labels, 12)
     with django_capture_on_commit_callbacks(execute=True):
-        run = ml.training_request(project=project, requested_by=admin_user, overrides={"epochs": 3})
+        run = ml_runs.training_request(
+            project=project, requested_by=admin_user, overrides={"epochs": 3}
+        )
     assert (run.status, run.reason, run.config, run.verified_count) == (
         "pending",
         "requested",
@@ -173,7 +175,7 @@ def test_a_training_request_queues_one_run_after_commit(
     assert queued == [("annotate.ml_train", run.pk)]
 
     with pytest.raises(Conflict, match=f"already pending \\(run {run.pk}\\)"):
-        ml.training_request(project=project)
+        ml_runs.training_request(project=project)
     assert TrainingRun.objects.count() == 1
 
 
@@ -182,7 +184,7 @@ def test_a_training_request_needs_enough_verified_labels(project, labels, queued
     excluded = ImageFactory(project=project, state=Image.State.EXCLUDED)
     Decision.objects.create(image=excluded, label=None, excluded=True, rule=Decision.Rule.MAJORITY)
     with pytest.raises(InvalidInput, match="9 verified labels; training needs at least 10"):
-        ml.training_request(project=project)
+        ml_runs.training_request(project=project)
     assert not TrainingRun.objects.exists()
 
 
@@ -192,7 +194,7 @@ def test_a_training_request_needs_enough_verified_labels(project, labels, queued
 def test_a_training_request_refuses_bad_settings(project, labels, overrides):
     verified_images(project, labels, 12)
     with pytest.raises(InvalidInput):
-        ml.training_request(project=project, overrides=overrides)
+        ml_runs.training_request(project=project, overrides=overrides)
     assert not TrainingRun.objects.exists()
 
 
@@ -202,13 +204,13 @@ def test_beat_check_starts_trainings_where_labels_grew(labels, queued):
     small = ProjectFactory()
     small_labels = [LabelFactory(project=small) for _ in range(2)]
     verified_images(small, small_labels, 5, start=100)
-    started = ml.projects_retrain_check()
+    started = ml_runs.projects_retrain_check()
     assert [TrainingRun.objects.get(pk=pk).project for pk in started] == [grown]
     # Nothing new: no second run, whatever the first one's outcome.
     TrainingRun.objects.update(status=TrainingRun.Status.FAILED)
-    assert ml.projects_retrain_check() == []
+    assert ml_runs.projects_retrain_check() == []
     verified_images(grown, labels, 6, start=200)  # 12 -> 18: grew by half
-    assert len(ml.projects_retrain_check()) == 1
+    assert len(ml_runs.projects_retrain_check()) == 1
 
 
 # --- training and promotion -------------------------------------------------------------------
@@ -356,7 +358,9 @@ def test_a_run_whose_worker_was_lost_is_queued_again_up_to_the_limit_then_failed
     fresh = TrainingRun.objects.filter(pk=run.pk)
 
     # Not yet stale: nothing happens.
-    assert ml.training_runs_recover(now=start + timedelta(seconds=119)) == ml.RunsRecovered()
+    assert (
+        ml_runs.training_runs_recover(now=start + timedelta(seconds=119)) == ml_runs.RunsRecovered()
+    )
     assert queued == []
 
     clock = start
@@ -364,8 +368,8 @@ def test_a_run_whose_worker_was_lost_is_queued_again_up_to_the_limit_then_failed
         clock += timedelta(seconds=121)
         # The other run's worker is alive: it beats.
         TrainingRun.objects.filter(pk=alive.pk).update(heartbeat_at=clock)
-        result = ml.training_runs_recover(now=clock)
-        assert result == ml.RunsRecovered(requeued=1)
+        result = ml_runs.training_runs_recover(now=clock)
+        assert result == ml_runs.RunsRecovered(requeued=1)
         assert queued[-1] == ("annotate.ml_train", run.pk)
         assert (fresh.get().status, fresh.get().attempts) == ("pending", attempt)
         assert f"attempt {attempt} lost its worker" in fresh.get().error
@@ -377,21 +381,21 @@ def test_a_run_whose_worker_was_lost_is_queued_again_up_to_the_limit_then_failed
     clock += timedelta(seconds=121)
     TrainingRun.objects.filter(pk=alive.pk).update(heartbeat_at=clock)
     sent = len(queued)
-    assert ml.training_runs_recover(now=clock) == ml.RunsRecovered(failed=1)
+    assert ml_runs.training_runs_recover(now=clock) == ml_runs.RunsRecovered(failed=1)
     assert len(queued) == sent
     lost = fresh.get()
     assert lost.status == "failed" and "worker lost" in lost.error and "3 attempts" in lost.error
     assert lost.finished_at == clock
     assert TrainingRun.objects.get(pk=alive.pk).status == "running"
     # The project can train again.
-    assert ml.training_request(project=project).status == "pending"
+    assert ml_runs.training_request(project=project).status == "pending"
 
 
 def test_a_requeued_run_is_trained_by_the_next_delivery(project, labels, settings, queued):
     verified_images(project, labels, 24)
     now = timezone.now()
     run = lost_worker_run(project, now - timedelta(seconds=settings.ML_RUN_STALE_SECONDS + 1))
-    assert ml.training_runs_recover(now=now).requeued == 1
+    assert ml_runs.training_runs_recover(now=now).requeued == 1
     assert execute(run, FakeBackend()) is not None
     run.refresh_from_db()
     assert (run.status, run.attempts) == ("succeeded", 2)
@@ -404,22 +408,28 @@ def test_a_pending_run_whose_message_was_lost_is_sent_again(
     verified_images(project, labels, 24)
     monkey_sent = queued
     with django_capture_on_commit_callbacks(execute=True):
-        run = ml.training_request(project=project)
+        run = ml_runs.training_request(project=project)
     monkey_sent.clear()  # the message is lost on its way
     sent_at = TrainingRun.objects.get(pk=run.pk).updated_at
 
-    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=100)) == ml.RunsRecovered()
-    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=121)) == ml.RunsRecovered(
-        resent=1
+    assert (
+        ml_runs.training_runs_recover(now=sent_at + timedelta(seconds=100))
+        == ml_runs.RunsRecovered()
     )
+    assert ml_runs.training_runs_recover(
+        now=sent_at + timedelta(seconds=121)
+    ) == ml_runs.RunsRecovered(resent=1)
     assert monkey_sent == [("annotate.ml_train", run.pk)]
     # Sent once per stale period, not on every beat.
-    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=130)).resent == 0
-    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=250)).resent == 1
+    assert ml_runs.training_runs_recover(now=sent_at + timedelta(seconds=130)).resent == 0
+    assert ml_runs.training_runs_recover(now=sent_at + timedelta(seconds=250)).resent == 1
 
     assert execute(run, FakeBackend()) is not None
     assert TrainingRun.objects.get(pk=run.pk).status == "succeeded"
-    assert ml.training_runs_recover(now=sent_at + timedelta(seconds=999)) == ml.RunsRecovered()
+    assert (
+        ml_runs.training_runs_recover(now=sent_at + timedelta(seconds=999))
+        == ml_runs.RunsRecovered()
+    )
 
 
 def test_a_lost_pending_run_does_not_block_a_later_training(
@@ -430,13 +440,13 @@ def test_a_lost_pending_run_does_not_block_a_later_training(
     lost = TrainingRun.objects.create(project=project, reason="growth")
     # Fresh: it may still be on its way, so a request waits its turn.
     with pytest.raises(Conflict, match="already pending"):
-        ml.training_request(project=project)
+        ml_runs.training_request(project=project)
 
     TrainingRun.objects.filter(pk=lost.pk).update(
         updated_at=timezone.now() - timedelta(seconds=121)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        run = ml.training_request(project=project)
+        run = ml_runs.training_request(project=project)
 
     assert run.pk != lost.pk and run.status == "pending"
     lost.refresh_from_db()
@@ -477,8 +487,8 @@ def test_suggestions_are_computed_once_per_image_and_version(project, labels, qu
     not_cached = ImageFactory(project=project)
     backend = FakeBackend()
 
-    assert ml.suggestions_compute(project_id=project.pk, backend=backend) == 2
-    assert ml.suggestions_compute(project_id=project.pk, backend=backend) == 0
+    assert ml_suggestions.suggestions_compute(project_id=project.pk, backend=backend) == 2
+    assert ml_suggestions.suggestions_compute(project_id=project.pk, backend=backend) == 0
     assert len(backend.predicted) == 1
 
     suggestion = Suggestion.objects.get(image=clear, model_version=version)
@@ -493,7 +503,7 @@ def test_suggestions_are_computed_once_per_image_and_version(project, labels, qu
     assert (torn.uncertainty, clear.uncertainty, not_cached.uncertainty) == pytest.approx(
         (0.95, 0.25, 1.0)
     )
-    assert ml.image_model_prior(image_id=clear.pk) == {
+    assert ml_suggestions.image_model_prior(image_id=clear.pk) == {
         labels[0].pk: 0.1,
         labels[1].pk: 0.85,
         labels[2].pk: 0.05,
@@ -503,7 +513,7 @@ def test_suggestions_are_computed_once_per_image_and_version(project, labels, qu
 def test_uncertain_order_serves_the_least_certain_image_first(project, labels, queued):
     promoted_version(project, labels)
     torn, clear = cached_open_image(project, "torn"), cached_open_image(project, "clear")
-    ml.suggestions_compute(project_id=project.pk, backend=FakeBackend())
+    ml_suggestions.suggestions_compute(project_id=project.pk, backend=FakeBackend())
     Image.objects.filter(pk=torn.pk).update(uncertainty=0.3)  # clear: 0.25; torn just above
     project.serving_order = Project.ServingOrder.UNCERTAIN
     project.save()

@@ -7,7 +7,7 @@ import pytest
 
 from annotate import selectors
 from annotate.models import AnnotatorStats, Decision, Image, Project
-from annotate.services import aggregation, projects, reliability, review, serving
+from annotate.services import aggregation, projects, reliability, review, serving, voting
 from annotate.services.consensus import dynamic_outcome, one_coin_posterior
 from annotate.services.errors import InvalidInput
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
@@ -74,7 +74,7 @@ def test_dynamic_outcome(posterior, votes, state, label):
 def vote(project, user, label):
     assignment = serving.assignment_lease(project=project, user=user)
     assert assignment is not None
-    return serving.vote_submit(
+    return voting.vote_submit(
         assignment_id=assignment.pk, user=user, label_id=label.pk if label else None
     )[1]
 
@@ -222,7 +222,7 @@ def test_gold_images_are_served_at_the_rate_and_score_the_volunteer():
     for label in (labels[0], labels[1]):
         assignment = serving.assignment_lease(project=project, user=user)
         served.append(assignment.image_id)
-        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
     assert sorted(served) == sorted(g.pk for g in gold)
     stats = AnnotatorStats.objects.get(project=project, user=user)
     assert (stats.gold_votes, stats.gold_correct, stats.decided_votes) == (2, 1, 0)

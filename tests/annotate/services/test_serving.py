@@ -5,7 +5,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Assignment, Decision, Image, Project, User, Vote
-from annotate.services import projects, serving
+from annotate.services import projects, serving, voting
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
 
@@ -80,9 +80,7 @@ def test_vote_decides_by_majority(project, labels):
     for _ in range(2):
         user = UserFactory()
         assignment = serving.assignment_lease(project=project, user=user)
-        _, after = serving.vote_submit(
-            assignment_id=assignment.pk, user=user, label_id=labels[1].pk
-        )
+        _, after = voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=labels[1].pk)
         states.append(after.state)
 
     image = refreshed(image)
@@ -99,7 +97,7 @@ def test_disagreement_until_max_votes_disputes(project, labels):
         user = UserFactory()
         assignment = serving.assignment_lease(project=project, user=user)
         assert assignment is not None and assignment.image_id == image.pk
-        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
     image = refreshed(image)
     assert (image.state, image.votes_count, image.free_slots) == (Image.State.DISPUTED, 4, 0)
     assert not Decision.objects.filter(image=image).exists()
@@ -110,7 +108,7 @@ def test_after_min_votes_only_one_volunteer_at_a_time(project, labels):
     for label in labels[:2]:  # two votes that disagree: open, needs more
         user = UserFactory()
         assignment = serving.assignment_lease(project=project, user=user)
-        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=label.pk)
     assert refreshed(image).free_slots == 1
     assert serving.assignment_lease(project=project, user=UserFactory()) is not None
     assert serving.assignment_lease(project=project, user=UserFactory()) is None
@@ -121,7 +119,7 @@ def test_none_of_these_majority_excludes(project, labels):
     for _ in range(2):
         user = UserFactory()
         assignment = serving.assignment_lease(project=project, user=user)
-        serving.vote_submit(assignment_id=assignment.pk, user=user, label_id=None)
+        voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=None)
     image = refreshed(image)
     decision = Decision.objects.get(image=image, is_current=True)
     assert (image.state, decision.label, decision.excluded) == (Image.State.EXCLUDED, None, True)
@@ -133,21 +131,19 @@ def test_vote_errors_change_nothing(project, labels, volunteer, other_volunteer)
     foreign_label = LabelFactory(project=ProjectFactory())
 
     with pytest.raises(InvalidInput):
-        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=foreign_label.pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=foreign_label.pk)
     with pytest.raises(PermissionDenied):
-        serving.vote_submit(
-            assignment_id=assignment.pk, user=other_volunteer, label_id=labels[0].pk
-        )
+        voting.vote_submit(assignment_id=assignment.pk, user=other_volunteer, label_id=labels[0].pk)
     with pytest.raises(NotFound):
-        serving.vote_submit(assignment_id=assignment.pk + 1000, user=volunteer, label_id=None)
+        voting.vote_submit(assignment_id=assignment.pk + 1000, user=volunteer, label_id=None)
 
     assert Vote.objects.count() == 0
     assert refreshed(image).votes_count == 0
     assert refreshed(assignment).state == Assignment.State.ACTIVE
 
-    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
     with pytest.raises(Conflict, match="already voted"):
-        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[1].pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[1].pk)
     assert Vote.objects.count() == 1
     assert refreshed(image).votes_count == 1
 
@@ -163,7 +159,7 @@ def test_skip_frees_the_slot_and_hides_the_image(project, labels, volunteer):
     assert (image.leases_count, image.free_slots) == (0, 2)
     assert serving.assignment_lease(project=project, user=volunteer) is None
     with pytest.raises(Conflict, match="skipped"):
-        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
 
 
 def test_expired_leases_free_their_slots(volunteer):
@@ -190,10 +186,10 @@ def test_vote_on_expired_lease_is_refused_when_the_image_is_full(volunteer, labe
     later = timezone.now() + timedelta(seconds=project.lease_seconds + 1)
     other = UserFactory()
     fresh = serving.assignment_lease(project=project, user=other, now=later)
-    serving.vote_submit(assignment_id=fresh.pk, user=other, label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=fresh.pk, user=other, label_id=labels[0].pk)
 
     with pytest.raises(Conflict, match="expired"):
-        serving.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[1].pk)
+        voting.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[1].pk)
     assert refreshed(image).votes_count == 1
 
 
@@ -208,7 +204,7 @@ def test_vote_on_expired_lease_counts_while_the_image_has_room(volunteer, labels
         == 1
     )
 
-    serving.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=stale.pk, user=volunteer, label_id=labels[0].pk)
 
     image = refreshed(image)
     assert (image.votes_count, image.leases_count, image.free_slots) == (1, 0, 1)
@@ -229,16 +225,16 @@ def test_policy_change_refreshes_free_slots_like_the_python_rule(project):
 def test_undo_gives_the_image_back_to_answer_again(project, labels, volunteer):
     image = ImageFactory(project=project)
     assignment = serving.assignment_lease(project=project, user=volunteer)
-    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[0].pk)
 
-    again = serving.vote_undo(assignment_id=assignment.pk, user=volunteer)
+    again = voting.vote_undo(assignment_id=assignment.pk, user=volunteer)
 
     assert again.state == Assignment.State.ACTIVE and again.image_id == image.pk
     image = refreshed(image)
     assert (image.votes_count, image.leases_count, image.free_slots) == (0, 1, 1)
     assert not Vote.objects.exists()
     assert refreshed(volunteer).votes_count == 0
-    serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[1].pk)
+    voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=labels[1].pk)
     assert Vote.objects.get().label == labels[1]
 
 
@@ -247,17 +243,17 @@ def test_undo_is_refused_late_after_a_decision_or_for_others(
 ):
     ImageFactory(project=project)  # min 2 votes: the second vote decides
     first = serving.assignment_lease(project=project, user=volunteer)
-    serving.vote_submit(assignment_id=first.pk, user=volunteer, label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=first.pk, user=volunteer, label_id=labels[0].pk)
     with pytest.raises(PermissionDenied):
-        serving.vote_undo(assignment_id=first.pk, user=other_volunteer)
+        voting.vote_undo(assignment_id=first.pk, user=other_volunteer)
     with pytest.raises(Conflict, match="30 seconds"):
-        serving.vote_undo(
+        voting.vote_undo(
             assignment_id=first.pk, user=volunteer, now=timezone.now() + timedelta(seconds=31)
         )
     second = serving.assignment_lease(project=project, user=other_volunteer)
-    serving.vote_submit(assignment_id=second.pk, user=other_volunteer, label_id=labels[0].pk)
+    voting.vote_submit(assignment_id=second.pk, user=other_volunteer, label_id=labels[0].pk)
     with pytest.raises(Conflict, match="already decided"):
-        serving.vote_undo(assignment_id=second.pk, user=other_volunteer)
+        voting.vote_undo(assignment_id=second.pk, user=other_volunteer)
     assert Vote.objects.count() == 2
 
 
@@ -269,18 +265,16 @@ def test_a_vote_takes_no_locks_on_postgresql_and_its_locks_elsewhere(volunteer, 
     ImageFactory(project=project)
     paths = []
     for name in ("_vote_unless_changed", "_vote_with_locks"):
-        original = getattr(serving, name)
+        original = getattr(voting, name)
 
         def spy(*args, _name=name, _original=original, **kwargs):
             result = _original(*args, **kwargs)
             paths.append((_name, result is not None))
             return result
 
-        monkeypatch.setattr(serving, name, spy)
+        monkeypatch.setattr(voting, name, spy)
     assignment = serving.assignment_lease(project=project, user=volunteer)
-    vote, image = serving.vote_submit(
-        assignment_id=assignment.pk, user=volunteer, label_id=label.pk
-    )
+    vote, image = voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
     expected = (
         [("_vote_unless_changed", True)]
         if connection.vendor == "postgresql"
@@ -309,7 +303,7 @@ def test_a_vote_whose_image_changed_after_its_read_is_decided_on_the_fresh_rows(
     second_lease = serving.assignment_lease(project=project, user=second)
     assert first_lease.image_id == second_lease.image_id == image.pk
 
-    original_plan = serving._vote_plan
+    original_plan = voting._vote_plan
     interleaved = []
 
     def plan_then_another_vote(*, target, user, label_id, guarded=False):
@@ -319,11 +313,11 @@ def test_a_vote_whose_image_changed_after_its_read_is_decided_on_the_fresh_rows(
             # As another process would, in a transaction of its own (here a savepoint, which
             # gives the rows it writes a new version).
             with transaction.atomic():
-                serving.vote_submit(assignment_id=second_lease.pk, user=second, label_id=label.pk)
+                voting.vote_submit(assignment_id=second_lease.pk, user=second, label_id=label.pk)
         return plan
 
-    monkeypatch.setattr(serving, "_vote_plan", plan_then_another_vote)
-    vote, decided = serving.vote_submit(assignment_id=first_lease.pk, user=first, label_id=label.pk)
+    monkeypatch.setattr(voting, "_vote_plan", plan_then_another_vote)
+    vote, decided = voting.vote_submit(assignment_id=first_lease.pk, user=first, label_id=label.pk)
 
     assert interleaved == ([True] if connection.vendor == "postgresql" else [])
     image.refresh_from_db()
@@ -341,7 +335,7 @@ def test_a_vote_whose_image_changed_after_its_read_is_decided_on_the_fresh_rows(
 def test_an_open_image_with_a_current_decision_is_refused_and_nothing_is_written(
     volunteer, monkeypatch
 ):
-    """No service leaves an open image with a current decision (serving's docstring says why),
+    """No service leaves an open image with a current decision (voting's docstring says why),
     so a vote never has a decision to retire. Made by hand, the state is refused loudly on
     either path, and the vote writes nothing."""
     project = ProjectFactory(min_votes=1, max_votes=3, agreement=1.0)
@@ -350,10 +344,10 @@ def test_an_open_image_with_a_current_decision_is_refused_and_nothing_is_written
     assignment = serving.assignment_lease(project=project, user=volunteer)
     Decision.objects.create(image=image, label=label, rule=Decision.Rule.MAJORITY, votes_count=0)
     with pytest.raises(RuntimeError, match="has a current decision"):
-        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
-    monkeypatch.setattr(serving, "_vote_unless_changed", lambda **kwargs: None)
+        voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+    monkeypatch.setattr(voting, "_vote_unless_changed", lambda **kwargs: None)
     with pytest.raises(RuntimeError, match="has a current decision"):
-        serving.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
+        voting.vote_submit(assignment_id=assignment.pk, user=volunteer, label_id=label.pk)
     assert not Vote.objects.exists()
     assert refreshed(assignment).state == Assignment.State.ACTIVE
     assert Decision.objects.get(image=image).votes_count == 0

@@ -505,7 +505,7 @@ def test_suggestions_of_the_active_model_become_candidates(settings, tmp_path):
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    from annotate.services import ml
+    from annotate.services import ml_suggestions
 
     settings.MEDIA_ROOT = tmp_path / "media"
     project = verify_project(candidate_min_probability=0.3)
@@ -514,7 +514,7 @@ def test_suggestions_of_the_active_model_become_candidates(settings, tmp_path):
     image = ImageFactory(project=project, preprocessed=stored)
     model_version(project, labels, active=True)
 
-    assert ml.suggestions_compute(project_id=project.pk, backend=TopTwoBackend()) == 1
+    assert ml_suggestions.suggestions_compute(project_id=project.pk, backend=TopTwoBackend()) == 1
 
     found = dict(Candidate.objects.filter(image=image).values_list("label_id", "source"))
     assert found == {labels[0].pk: "model", labels[1].pk: "model"}
