@@ -28,7 +28,7 @@ from annotate.services.export.manifest import (
     _write_manifest,
 )
 from annotate.services.export.sinks import DirectorySink, TarSink
-from annotate.services.export.split import _assigned, _left_out_rows, split_assign
+from annotate.services.export.split import SplitPlan, _assigned, _left_out_rows, split_assign
 from annotate.services.export_worker import (
     CopyConfig,
 )
@@ -97,161 +97,154 @@ def _build(
         )
     if heartbeat is not None:
         heartbeat(0, plan.total)
-    index = {c.label_id: i for i, c in enumerate(plan.classes)}
-    wnid_of = {c.label_id: c.wnid for c in plan.classes}
-    total = plan.total
-    flat = export.val_layout == Export.ValLayout.FLAT
-    quality = settings.EXPORT_JPEG_QUALITY
+    layout = _Layout(export=export, sink=sink, scratch=scratch, plan=plan, heartbeat=heartbeat)
+    try:
+        layout.copy_images(copiers)
+        layout.add_small_files()
+        summary = layout.summary()
+        manifest = scratch / "manifest.json"
+        _write_manifest(manifest, summary, scratch / "files.part", scratch / "left_out.part")
+        sink.add_file("manifest.json", manifest)
+        if heartbeat is not None:
+            heartbeat(layout.done, plan.total)
+    finally:
+        layout.close()
+    return BuildResult(
+        summary=summary, files=sum(layout.written.values()), bytes=layout.total_bytes
+    )
 
-    scratch.mkdir(parents=True, exist_ok=True)
-    # The manifest's "files" and "left_out" entries, each written once in its final text as
-    # the export goes: the manifest is the summary with these copied in.
-    files_log = open(scratch / "files.part", "w", encoding="utf-8")
-    left_log = open(scratch / "left_out.part", "w", encoding="utf-8")
-    lists = {
-        "train.txt": _ListFile(scratch / "train.txt"),
-        "val.txt": _ListFile(scratch / "val.txt"),
-    }
-    if flat:
-        lists["val_ground_truth.txt"] = _ListFile(scratch / "val_ground_truth.txt")
-        lists["LOC_val_solution.csv"] = _ListFile(scratch / "LOC_val_solution.csv")
-        lists["LOC_val_solution.csv"].write("ImageId,PredictionString\n")
 
-    side_list: dict[str, str] = {
-        SplitAssignment.Side.TRAIN: "train.txt",
-        SplitAssignment.Side.VAL: "val.txt",
-    }
-    written: Counter[tuple[int, str]] = Counter()  # (label id, side) -> images written
-    unreadable = 0
-    flat_val_wnids: list[str] = []  # one shared str per class: 8 bytes per val image
-    done = 0
-    total_bytes = 0
-    files_logged = left_logged = 0
-    last_beat = time.monotonic()
+# One class and side's images: the start of their paths, the same as a JSON string (less its
+# closing quote), how to write a line of their list, and the end of those lines.
+_Folder = tuple[str, str, Callable[[str], Any], str]
+_Place = tuple[None, str] | tuple[int, tuple[bytes, bytes | None]]
 
-    def log_files(entries: str, count: int, size: int) -> None:
+
+class _Layout:
+    """One export's dataset as it is laid out: the lists and manifest parts in `scratch`, the
+    counts per class and side, and the progress reported to `heartbeat`."""
+
+    def __init__(
+        self,
+        *,
+        export: Export,
+        sink: DirectorySink | TarSink,
+        scratch: Path,
+        plan: SplitPlan,
+        heartbeat: Callable[[int, int], None] | None,
+    ):
+        self.export, self.sink, self.plan, self.heartbeat = export, sink, plan, heartbeat
+        self.index = {c.label_id: i for i, c in enumerate(plan.classes)}
+        self.wnid_of = {c.label_id: c.wnid for c in plan.classes}
+        self.flat = export.val_layout == Export.ValLayout.FLAT
+        scratch.mkdir(parents=True, exist_ok=True)
+        # The manifest's "files" and "left_out" entries, each written once in its final text
+        # as the export goes: the manifest is the summary with these copied in.
+        self.files_log = open(scratch / "files.part", "w", encoding="utf-8")
+        self.left_log = open(scratch / "left_out.part", "w", encoding="utf-8")
+        self.lists = {
+            "train.txt": _ListFile(scratch / "train.txt"),
+            "val.txt": _ListFile(scratch / "val.txt"),
+        }
+        if self.flat:
+            self.lists["val_ground_truth.txt"] = _ListFile(scratch / "val_ground_truth.txt")
+            self.lists["LOC_val_solution.csv"] = _ListFile(scratch / "LOC_val_solution.csv")
+            self.lists["LOC_val_solution.csv"].write("ImageId,PredictionString\n")
+        self.side_list: dict[str, str] = {
+            SplitAssignment.Side.TRAIN: "train.txt",
+            SplitAssignment.Side.VAL: "val.txt",
+        }
+        self.written: Counter[tuple[int, str]] = Counter()  # (label id, side) -> images written
+        self.unreadable = 0
+        self.flat_val_wnids: list[str] = []  # one shared str per class: 8 bytes per val image
+        self.done = 0
+        self.total_bytes = 0
+        self.files_logged = self.left_logged = 0
+        self.last_beat = time.monotonic()
+        self.progress_seconds = settings.EXPORT_PROGRESS_SECONDS
+        # Per class and side, made once, not per image.
+        self.folders: dict[tuple[int, str], _Folder] = {}
+        # The batches sent to the copiers and not yet laid out: (batch, its rows).
+        self.in_flight: deque[tuple[int, list[tuple[int, int, str]]]] = deque()
+        self.ahead = COPY_AHEAD * max(settings.EXPORT_PROCESSES, 1)
+        self.batches = 0
+        self.batch_limit = COPY_FIRST_BATCH
+
+    def close(self) -> None:
+        for handle in (self.files_log, self.left_log, *(w.file for w in self.lists.values())):
+            handle.close()
+
+    def log_files(self, entries: str, count: int, size: int) -> None:
         """Log `count` files of the dataset, `size` bytes in all: their manifest entries."""
-        nonlocal total_bytes, files_logged
-        total_bytes += size
-        files_log.write(f",{entries}" if files_logged else entries)
-        files_logged += count
+        self.total_bytes += size
+        self.files_log.write(f",{entries}" if self.files_logged else entries)
+        self.files_logged += count
 
-    def log_file(name: str, data: bytes) -> None:
-        log_files(_manifest_entry(name, hashlib.sha256(data).hexdigest(), len(data)), 1, len(data))
+    def log_file(self, name: str, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        self.log_files(_manifest_entry(name, digest, len(data)), 1, len(data))
 
-    def log_left(image_id: int, sha: str | None, reason: str) -> None:
-        nonlocal left_logged
+    def log_left(self, image_id: int, sha: str | None, reason: str) -> None:
         entry = {"image": image_id, "sha256": sha, "reason": reason}
-        left_log.write(f"{',' if left_logged else ''}\n  {json.dumps(entry)}")
-        left_logged += 1
+        self.left_log.write(f"{',' if self.left_logged else ''}\n  {json.dumps(entry)}")
+        self.left_logged += 1
 
     def side_rows(
-        side: str, *order: str
+        self, side: str, *order: str
     ) -> tuple[str, QuerySet[Decision, tuple[int, str, int | None, int]]]:
-        rows = _assigned(export=export, sides=[side], label_id__in=list(index))
+        rows = _assigned(export=self.export, sides=[side], label_id__in=list(self.index))
         return side, rows.values_list(
             "image_id", "image__file", "image__size_bytes", "label_id"
         ).order_by(*order)
 
-    passes = [
-        side_rows(SplitAssignment.Side.TRAIN, "label_id", "image_id"),
-        side_rows(
-            SplitAssignment.Side.VAL,
-            *(("image__split_assignments__key", "image_id") if flat else ("label_id", "image_id")),
-        ),
-    ]
-    progress_seconds = settings.EXPORT_PROGRESS_SECONDS
-
-    # Per class and side: the start of its images' paths, the same as a JSON string (less
-    # its closing quote), how to write a line of its list, and the end of those lines. Made
-    # once, not per image.
-    folders: dict[tuple[int, str], tuple[str, str, Callable[[str], Any], str]] = {}
-
-    def folder(label_id: int, side: str) -> tuple[str, str, Callable[[str], Any], str]:
-        wnid = wnid_of[label_id]
+    def folder(self, label_id: int, side: str) -> _Folder:
+        wnid = self.wnid_of[label_id]
         start = f"{side}/{wnid}/{wnid}_"
-        folders[label_id, side] = made = (
+        self.folders[label_id, side] = made = (
             start,
             json.dumps(start)[:-1],
-            lists[side_list[side]].write,
-            f" {index[label_id]}\n",
+            self.lists[self.side_list[side]].write,
+            f" {self.index[label_id]}\n",
         )
         return made
 
-    def lay_out(
-        image_id: int, label_id: int, side: str, size: int
-    ) -> tuple[str, tuple[None, str] | tuple[int, tuple[bytes, bytes | None]]]:
+    def lay_out(self, image_id: int, label_id: int, side: str, size: int) -> tuple[str, _Place]:
         """Give one image its place in the sink and its lines in the lists; returns its path
         as a JSON string and its place."""
-        if side == SplitAssignment.Side.VAL and flat:
-            wnid = wnid_of[label_id]
-            number = len(flat_val_wnids) + 1
+        if side == SplitAssignment.Side.VAL and self.flat:
+            wnid = self.wnid_of[label_id]
+            number = len(self.flat_val_wnids) + 1
             relpath = f"val/ILSVRC_val_{number:08d}.JPEG"
             name = f'"{relpath}"'
-            flat_val_wnids.append(wnid)
-            lists["val_ground_truth.txt"].write(f"{index[label_id] + 1}\n")
-            lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
-            lists["val.txt"].write(f"{relpath} {index[label_id]}\n")
+            self.flat_val_wnids.append(wnid)
+            self.lists["val_ground_truth.txt"].write(f"{self.index[label_id] + 1}\n")
+            self.lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
+            self.lists["val.txt"].write(f"{relpath} {self.index[label_id]}\n")
         else:
-            start, quoted, write_line, line_end = folders.get((label_id, side)) or folder(
+            start, quoted, write_line, line_end = self.folders.get((label_id, side)) or self.folder(
                 label_id, side
             )
             relpath = f"{start}{image_id}.JPEG"
             name = f'{quoted}{image_id}.JPEG"'
             write_line(relpath + line_end)
-        written[label_id, side] += 1
-        return name, sink.place(relpath, size)
+        self.written[label_id, side] += 1
+        return name, self.sink.place(relpath, size)
 
-    try:
-        # Per image, the time goes to reading the file, hashing it and writing it; laying it
-        # out (its path, its lines in the lists, its place in the tar, its manifest entry)
-        # costs less, but is Python. So this process lays the images out, in query order,
-        # and the worker processes (export_worker) read, convert, hash and write them, a
-        # batch at a time, up to COPY_AHEAD batches per worker ahead of the one being laid
-        # out. The output is the same whatever the workers' timing.
-        in_flight: deque[tuple[int, list[tuple[int, int, str]]]] = deque()
-        ahead = COPY_AHEAD * max(settings.EXPORT_PROCESSES, 1)
-        batches = 0
-        batch_limit = COPY_FIRST_BATCH
+    def copy_images(self, copiers: _Copiers) -> None:
+        """Every image of the split, copied into the sink in query order.
 
-        def lay_out_batch() -> None:
-            nonlocal done, unreadable, last_beat
-            batch, rows = in_flight.popleft()
-            entries: list[str] = []
-            members: list[Any] = []
-            start = None
-            size_sum = 0
-            for (image_id, label_id, side), result in zip(
-                rows, copiers.results(batch), strict=False
-            ):
-                if isinstance(result, str):  # why it is unreadable
-                    unreadable += 1
-                    log_left(image_id, None, result)
-                    continue
-                size, digest = result
-                name, (offset, member) = lay_out(image_id, label_id, side, size)
-                if start is None:
-                    start = offset
-                members.append(member)
-                entries.append(_manifest_entry(name, digest, size, image_id))
-                size_sum += size
-            copiers.write(batch, start, members)
-            if entries:
-                log_files(",".join(entries), len(entries), size_sum)
-            done += len(rows)
-            if heartbeat is not None and time.monotonic() - last_beat >= progress_seconds:
-                heartbeat(done, total)
-                last_beat = time.monotonic()
-
-        def send(rows: list[tuple[int, int, str]], names: list[str]) -> None:
-            nonlocal batches, batch_limit
-            copiers.read(batches, names)
-            in_flight.append((batches, rows))
-            batches += 1
-            batch_limit = min(2 * batch_limit, COPY_BATCH)
-            while len(in_flight) > ahead:
-                lay_out_batch()
-
+        Per image, the time goes to reading the file, hashing it and writing it; laying it out
+        (its path, its lines in the lists, its place in the tar, its manifest entry) costs
+        less, but is Python. So this process lays the images out, in query order, and the
+        worker processes (export_worker) read, convert, hash and write them, a batch at a
+        time, up to COPY_AHEAD batches per worker ahead of the one being laid out. The output
+        is the same whatever the workers' timing."""
+        by_key = ("image__split_assignments__key", "image_id")
+        val_order = by_key if self.flat else ("label_id", "image_id")
+        passes = [
+            self.side_rows(SplitAssignment.Side.TRAIN, "label_id", "image_id"),
+            self.side_rows(SplitAssignment.Side.VAL, *val_order),
+        ]
         for side, queryset in passes:
             rows: list[tuple[int, int, str]] = []
             names: list[str] = []
@@ -261,47 +254,92 @@ def _build(
                 rows.append((image_id, label_id, side))
                 names.append(file_name)
                 batch_bytes += size_bytes or 0
-                if len(rows) >= batch_limit or batch_bytes >= COPY_BATCH_BYTES:
-                    send(rows, names)
+                if len(rows) >= self.batch_limit or batch_bytes >= COPY_BATCH_BYTES:
+                    self.send(copiers, rows, names)
                     rows, names, batch_bytes = [], [], 0
             if rows:
-                send(rows, names)
-        while in_flight:
-            lay_out_batch()
+                self.send(copiers, rows, names)
+        while self.in_flight:
+            self.lay_out_batch(copiers, *self.in_flight.popleft())
         copiers.finish()
 
-        # Class list, meta.bin as torchvision's ImageNet reads it, the split lists.
+    def send(self, copiers: _Copiers, rows: list[tuple[int, int, str]], names: list[str]) -> None:
+        """One batch to the copiers; then the batches beyond COPY_AHEAD per worker laid out."""
+        copiers.read(self.batches, names)
+        self.in_flight.append((self.batches, rows))
+        self.batches += 1
+        self.batch_limit = min(2 * self.batch_limit, COPY_BATCH)
+        while len(self.in_flight) > self.ahead:
+            self.lay_out_batch(copiers, *self.in_flight.popleft())
+
+    def lay_out_batch(
+        self, copiers: _Copiers, batch: int, rows: list[tuple[int, int, str]]
+    ) -> None:
+        entries: list[str] = []
+        members: list[Any] = []
+        start = None
+        size_sum = 0
+        for (image_id, label_id, side), result in zip(rows, copiers.results(batch), strict=False):
+            if isinstance(result, str):  # why it is unreadable
+                self.unreadable += 1
+                self.log_left(image_id, None, result)
+                continue
+            size, digest = result
+            name, (offset, member) = self.lay_out(image_id, label_id, side, size)
+            if start is None:
+                start = offset
+            members.append(member)
+            entries.append(_manifest_entry(name, digest, size, image_id))
+            size_sum += size
+        copiers.write(batch, start, members)
+        if entries:
+            self.log_files(",".join(entries), len(entries), size_sum)
+        self.done += len(rows)
+        if (
+            self.heartbeat is not None
+            and time.monotonic() - self.last_beat >= self.progress_seconds
+        ):
+            self.heartbeat(self.done, self.plan.total)
+            self.last_beat = time.monotonic()
+
+    def add_small_files(self) -> None:
+        """The class list, meta.bin as torchvision's ImageNet reads it, the split lists; then
+        the images left out, into their part of the manifest."""
+        plan, sink = self.plan, self.sink
         synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
         sink.add_bytes("LOC_synset_mapping.txt", synsets)
-        log_file('"LOC_synset_mapping.txt"', synsets)
-        if flat:
-            val_wnids = flat_val_wnids
+        self.log_file('"LOC_synset_mapping.txt"', synsets)
+        if self.flat:
+            val_wnids = self.flat_val_wnids
         else:  # in the order of the val files' sorted paths: by class folder
             val_wnids = [
                 c.wnid
                 for c in plan.classes
-                for _ in range(written[c.label_id, SplitAssignment.Side.VAL])
+                for _ in range(self.written[c.label_id, SplitAssignment.Side.VAL])
             ]
         meta = _torch_save_bytes(({c.wnid: _class_names(c.name) for c in plan.classes}, val_wnids))
         sink.add_bytes("meta.bin", meta)
-        log_file('"meta.bin"', meta)
-        for relpath, writer in lists.items():
+        self.log_file('"meta.bin"', meta)
+        for relpath, writer in self.lists.items():
             writer.close()
             digest, size = _file_sha256(writer.path)
             sink.add_file(relpath, writer.path)
-            log_files(_manifest_entry(json.dumps(relpath), digest, size), 1, size)
-        files_log.close()
+            self.log_files(_manifest_entry(json.dumps(relpath), digest, size), 1, size)
+        self.files_log.close()
 
-        for image_id, sha, reason in _left_out_rows(export=export, plan=plan):
-            log_left(image_id, sha, reason)
-        left_log.close()
+        for image_id, sha, reason in _left_out_rows(export=self.export, plan=plan):
+            self.log_left(image_id, sha, reason)
+        self.left_log.close()
 
+    def summary(self) -> dict[str, Any]:
+        """The manifest less its files and left_out entries."""
+        export, plan = self.export, self.plan
         per_class: dict[str, dict[str, Any]] = {
             c.wnid: {
                 "index": i,
                 "name": c.name,
-                "train": written[c.label_id, SplitAssignment.Side.TRAIN],
-                "val": written[c.label_id, SplitAssignment.Side.VAL],
+                "train": self.written[c.label_id, SplitAssignment.Side.TRAIN],
+                "val": self.written[c.label_id, SplitAssignment.Side.VAL],
                 "val_target": c.target,
             }
             for i, c in enumerate(plan.classes)
@@ -311,7 +349,7 @@ def _build(
             for wnid, row in per_class.items()
             if abs(row["val"] - export.val_fraction * (row["train"] + row["val"])) > 1
         )
-        summary = {
+        return {
             "format": "imagenet-style/1",
             "project": {"id": export.project_id, "name": export.project.name},
             "export_id": export.pk,
@@ -330,23 +368,14 @@ def _build(
             "resize": export.resize,
             "include_gold": export.include_gold,
             "min_per_class": export.min_per_class,
-            "jpeg_quality": quality,
+            "jpeg_quality": settings.EXPORT_JPEG_QUALITY,
             "counts": {
                 "train": sum(r["train"] for r in per_class.values()),
                 "val": sum(r["val"] for r in per_class.values()),
                 "classes": len(per_class),
-                "unreadable": unreadable,
+                "unreadable": self.unreadable,
             },
             "classes": per_class,
             "classes_too_small": plan.too_small,
             "classes_off_target": off_target,
         }
-        manifest = scratch / "manifest.json"
-        _write_manifest(manifest, summary, scratch / "files.part", scratch / "left_out.part")
-        sink.add_file("manifest.json", manifest)
-        if heartbeat is not None:
-            heartbeat(done, total)
-    finally:
-        for handle in (files_log, left_log, *(w.file for w in lists.values())):
-            handle.close()
-    return BuildResult(summary=summary, files=sum(written.values()), bytes=total_bytes)
