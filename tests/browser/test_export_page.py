@@ -12,6 +12,7 @@ from torchvision.datasets import ImageFolder, ImageNet
 from annotate.models import Export, User
 from annotate.services import export as export_service
 from annotate.services import export_worker
+from annotate.services.export import layout as export_layout
 from tests.export_helpers import decided_images
 from tests.factories import LabelFactory, ProjectFactory, UserFactory
 
@@ -28,7 +29,7 @@ def jobs_in_a_thread(monkeypatch, settings, tmp_path):
     settings.EXPORT_PROGRESS_SECONDS = 0.0
     # Copied in this process, in batches of 4 images, each read a little slowly.
     settings.EXPORT_PROCESSES = 0
-    monkeypatch.setattr(export_service, "COPY_BATCH", 4)
+    monkeypatch.setattr(export_layout, "COPY_BATCH", 4)
     real_read = export_worker.Copier.read
 
     def slow_read(self, batch, names):

@@ -21,6 +21,7 @@ from annotate.models import Export, Image, Label, SplitAssignment
 from annotate.services import export as export_service
 from annotate.services import export_worker, imaging
 from annotate.services.errors import Conflict, InvalidInput
+from annotate.services.export import copiers as export_copiers
 from tests.export_helpers import add_image, decide, decided_images, unique_image
 from tests.factories import LabelFactory, ProjectFactory
 
@@ -499,7 +500,7 @@ def test_a_failing_export_leaves_no_dataset_and_says_why(
         settings.EXPORT_PROCESSES = 2
         code = _BROKEN_WORKER[where] + "import sys\nw.serve(int(sys.argv[1]))\n"
         monkeypatch.setattr(
-            export_service, "_worker_command", lambda fd: [sys.executable, "-c", code, str(fd)]
+            export_copiers, "_worker_command", lambda fd: [sys.executable, "-c", code, str(fd)]
         )
         failure = export_service.CopyFailed
         reason = "ZeroDivisionError" if where == "worker fails" else "ended unexpectedly"
@@ -521,7 +522,7 @@ def test_a_worker_that_has_ended_is_reported_with_its_last_words(monkeypatch, tm
         "connection.send(('failed', None, 'RuntimeError: no disk'))\n"
     )
     monkeypatch.setattr(
-        export_service, "_worker_command", lambda fd: [sys.executable, "-c", code, str(fd)]
+        export_copiers, "_worker_command", lambda fd: [sys.executable, "-c", code, str(fd)]
     )
     config = export_worker.CopyConfig(
         source=str(tmp_path), tar_path=None, tar_prefix="", tar_mtime=0, resize=None, quality=95
