@@ -251,6 +251,10 @@ if REDIS_URL:
         # Redis redelivers an unacknowledged task after this many seconds; it must exceed the
         # longest task (a retraining run), or a running task would be started a second time.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600),
+        # How often a worker looks for tasks of lost workers past that timeout to send again
+        # (every time: the scan is one small Redis query).
+        "unacked_restore_interval": env.int("CELERY_RESTORE_SECONDS", default=10),
+        "unacked_restore_throttle": 1,
     }
 else:
     BROKER_DIR = DATA_DIR / "broker"
@@ -333,6 +337,11 @@ CELERY_BEAT_SCHEDULE["exports-cleanup"] = {
 # own process lays them out (annotate.services.export_worker); 0: all in the export's process.
 # One per core, up to 4: past that the laying out in the export's process is the limit.
 EXPORT_PROCESSES = env.int("EXPORT_PROCESSES", default=min(4, os.cpu_count() or 1))
+# With S3 storage an export is uploaded there when built (annotate.services.export.stored) and
+# downloaded by a signed URL valid this many seconds; EXPORT_DOWNLOAD_REDIRECT=False streams it
+# through the web server instead (when clients cannot reach the object store themselves).
+EXPORT_URL_SECONDS = env.int("EXPORT_URL_SECONDS", default=300)
+EXPORT_DOWNLOAD_REDIRECT = env.bool("EXPORT_DOWNLOAD_REDIRECT", default=True)
 # How often a running export writes its progress (which also shows that its job is alive).
 EXPORT_PROGRESS_SECONDS = env.float("EXPORT_PROGRESS_SECONDS", default=0.5)
 
@@ -356,6 +365,11 @@ CELERY_TASK_ROUTES = {
 }
 
 ML_MODELS_DIR = Path(env("ML_MODELS_DIR", default=str(DATA_DIR / "models")))
+# The ML worker's local copies of the CNN copies it reads through the storage API (a local
+# folder or S3 alike), least recently used out first (annotate.services.image_cache). Size it
+# to hold at least one training set: a training reads its files for every epoch.
+IMAGE_CACHE_DIR = Path(env("IMAGE_CACHE_DIR", default=str(DATA_DIR / "image-cache")))
+IMAGE_CACHE_BYTES = env.int("IMAGE_CACHE_BYTES", default=20 * 1024**3)
 # Defaults of worker.ml.TrainConfig; a training request may override epochs, arch, lr.
 ML_TRAIN_CONFIG = {
     "arch": env("ML_ARCH", default="resnet18"),  # resnet18, mobilenet_v3_small, resnet50

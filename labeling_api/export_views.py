@@ -2,8 +2,13 @@
 
 from typing import Any
 
-from django.http import FileResponse, StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -115,14 +120,24 @@ class ExportDownloadApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("compress", str, enum=["gzip"], required=False)],
-        responses={(200, "application/x-tar"): bytes},
+        responses={
+            (200, "application/x-tar"): bytes,
+            302: OpenApiResponse(
+                description="In an object store: a short-lived signed URL (Location) to it."
+            ),
+        },
     )
-    def get(self, request: AuthenticatedRequest, export_id: int) -> StreamingHttpResponse:
+    def get(
+        self, request: AuthenticatedRequest, export_id: int
+    ) -> StreamingHttpResponse | HttpResponseRedirect:
         compress = request.query_params.get("compress", "")
         if compress not in ("", "none", "gzip"):
             raise InvalidInput("compress must be 'gzip' or left out.", field="compress")
         export = selectors.access_export(user=request.user, export_id=export_id)
         download = export_service.export_download(export=export, compress=compress == "gzip")
+        if download.url is not None:
+            # In an object store: the client fetches it there, by a URL valid a short while.
+            return HttpResponseRedirect(download.url)
         response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
         if download.size is not None:
             response["Content-Length"] = str(download.size)
@@ -139,5 +154,5 @@ class ExportManifestApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, export_id: int) -> FileResponse:
         export = selectors.access_export(user=request.user, export_id=export_id)
-        path = export_service.export_manifest_path(export=export)
-        return FileResponse(open(path, "rb"), content_type="application/json")
+        manifest = export_service.export_manifest_open(export=export)
+        return FileResponse(manifest, content_type="application/json")

@@ -114,3 +114,42 @@ def fresh_throttle_counters(request):
             else "_django_db_helper"
         )
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def own_image_cache(settings, tmp_path_factory):
+    """Each test has its own ML image cache: test images reuse stored names (SQLite hands out
+    ids again), which real ones never do (their names hold their SHA-256)."""
+    settings.IMAGE_CACHE_DIR = tmp_path_factory.mktemp("image-cache")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (moto's), once per session, on a free loopback port (tests/s3.py)."""
+    from tests.s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, settings):
+    """The default storage becomes S3 (django-storages) on a bucket of this test's own."""
+    bucket = s3_server.new_bucket()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3_server.storage_options(bucket),
+        },
+    }
+    return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request):
+    """Run the test with the local file storage, then with S3: the name of the one in use."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_bucket")
+    return request.param

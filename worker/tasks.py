@@ -6,6 +6,7 @@ from django.conf import settings
 from annotate.models import Project
 from annotate.services import aggregation, jobs, ml_runs, ml_suggestions, serving, verification
 from annotate.services import export as export_service
+from annotate.services.image_cache import image_cache
 
 
 @shared_task(name="annotate.assignments_expire")
@@ -89,7 +90,8 @@ def _ml_backend():
 )
 def ml_train(run_id: int) -> int | None:
     """Returns the new version's id (None: nothing to do, or the data could not support it)."""
-    version = ml_runs.training_run_execute(run_id=run_id, backend=_ml_backend())
+    with image_cache().run(f"training run {run_id}"):
+        version = ml_runs.training_run_execute(run_id=run_id, backend=_ml_backend())
     return version.pk if version else None
 
 
@@ -99,7 +101,8 @@ def ml_train(run_id: int) -> int | None:
     time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120,
 )
 def ml_suggest(project_id: int) -> int:
-    return ml_suggestions.suggestions_compute(project_id=project_id, backend=_ml_backend())
+    with image_cache().run(f"suggestions of project {project_id}"):
+        return ml_suggestions.suggestions_compute(project_id=project_id, backend=_ml_backend())
 
 
 @shared_task(
@@ -108,7 +111,8 @@ def ml_suggest(project_id: int) -> int:
     time_limit=settings.ML_SUGGEST_SOFT_TIME_LIMIT + 120,
 )
 def ml_suggest_missing() -> int:
-    return ml_suggestions.suggestions_missing_sweep(backend=_ml_backend())
+    with image_cache().run("suggestions sweep"):
+        return ml_suggestions.suggestions_missing_sweep(backend=_ml_backend())
 
 
 @shared_task(name="annotate.ml_retrain_check")

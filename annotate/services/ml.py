@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.models import ActiveModel, Label, ModelVersion, Project
 from annotate.selectors.ml import verified_decisions
+from annotate.services.image_cache import image_cache
+from annotate.services.model_store import checkpoint_local
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +89,18 @@ def training_data(
     )
     train: list[TrainingExample] = []
     holdout: list[TrainingExample] = []
-    rows = (
+    rows = list(
         verified_decisions(project=project)
         .exclude(image__preprocessed="")
         .values_list("image__sha256", "image__preprocessed", "label_id")
+        .order_by("image_id")
     )
-    for sha256, preprocessed, label_id in rows.order_by("image_id"):
-        example = TrainingExample(default_storage.path(preprocessed), label_id)
+    # Local copies through the storage API (annotate.services.image_cache); a missing one waits.
+    paths = image_cache().get_many(preprocessed for _, preprocessed, _ in rows)
+    for (sha256, _, label_id), path in zip(rows, paths, strict=True):
+        if path is None:
+            continue
+        example = TrainingExample(path, label_id)
         (holdout if is_holdout(sha256) else train).append(example)
     if len({e.label_id for e in train}) < 2:
         raise TrainingImpossible("training needs verified images of at least two labels")
@@ -128,7 +134,7 @@ def baseline_figures(
     own_index = {label_id: index for index, label_id in enumerate(version.classes)}
     samples = [(e.path, own_index.get(e.label_id, -1)) for e in holdout]
     try:
-        return backend.evaluate(str(model_path(version.file)), samples, config=config)
+        return backend.evaluate(str(checkpoint_local(version.file)), samples, config=config)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         logger.error(
             "active model version %s can't be evaluated (%s); it will be replaced",

@@ -29,6 +29,7 @@ from annotate.services.ml import (
     model_promote,
     training_data,
 )
+from annotate.services.model_store import checkpoint_publish
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
         checkpoint_path=str(model_path(relative)),
         on_progress=_heartbeat(run.pk, attempt),
     )
+    checkpoint_publish(relative)  # for ML workers on other hosts (annotate.services.model_store)
     figures = result["holdout"]
     # The active model's evaluation reports no progress: beat once before it, so that it has
     # a whole ML_RUN_STALE_SECONDS before recovery takes the run for lost.

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Case, Exists, FloatField, OuterRef, Value, When
 
@@ -14,7 +13,9 @@ from annotate import rows
 from annotate.models import ActiveModel, Image, Suggestion
 from annotate.rows import lookups as lookup_sql
 from annotate.services import verification_candidates
-from annotate.services.ml import MLBackend, model_path
+from annotate.services.image_cache import image_cache
+from annotate.services.ml import MLBackend
+from annotate.services.model_store import checkpoint_local
 
 # Images that get suggestions: those volunteers still label, and those reviewers will decide.
 SUGGESTED_STATES = (Image.State.OPEN, Image.State.DISPUTED)
@@ -60,7 +61,7 @@ def suggestions_compute(
     version = active.version
     batch_size = batch_size or settings.ML_SUGGESTION_BATCH
     top_k = min(settings.ML_SUGGESTION_TOP_K, len(version.classes))
-    checkpoint = str(model_path(version.file))
+    checkpoint = str(checkpoint_local(version.file))
     has_suggestion = Suggestion.objects.filter(image=OuterRef("pk"), model_version=version)
     written, after_id = 0, 0
     while True:
@@ -74,11 +75,13 @@ def suggestions_compute(
         if not batch:
             return written
         after_id = batch[-1][0]
-        # A cached copy deleted behind our back is skipped, not allowed to fail the batch.
+        # Local copies through the storage API (annotate.services.image_cache); a cached copy
+        # deleted behind our back is skipped, not allowed to fail the batch.
+        paths = image_cache().get_many(name for _, name in batch)
         present = [
-            (image_id, default_storage.path(name))
-            for image_id, name in batch
-            if default_storage.exists(name)
+            (image_id, path)
+            for (image_id, _), path in zip(batch, paths, strict=True)
+            if path is not None
         ]
         rows = (
             backend.predict(checkpoint, [path for _, path in present], config=version.config)

@@ -19,7 +19,8 @@ the sides keeps every class within one image of its target as it grows.
 The package has one module per job: `lifecycle` (create, claim, run, heartbeat, clean up,
 download), `split` (which images qualify and their stable sides), `layout` (the dataset's
 paths, lists and LOC_* files, laid out in order), `manifest` (the small files and manifest.json),
-`sinks` (a folder or a tar written in place) and `copiers` (the worker-process pool). Callers
+`sinks` (a folder or a tar written in place), `stored` (finished exports in an object
+store) and `copiers` (the worker-process pool). Callers
 use the names re-exported here.
 """
 
@@ -37,6 +38,7 @@ from annotate.services.export.lifecycle import (
     export_dir,
     export_download,
     export_downloadable,
+    export_manifest_open,
     export_manifest_path,
     export_run,
     exports_cleanup,
@@ -76,6 +78,7 @@ __all__ = [
     "export_dir",
     "export_download",
     "export_downloadable",
+    "export_manifest_open",
     "export_manifest_path",
     "export_run",
     "exports_cleanup",

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -27,7 +29,16 @@ from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.export.layout import ExportEmpty, export_build
 from annotate.services.export.sinks import DirectorySink, TarSink
 from annotate.services.export.split import _eligible
+from annotate.services.export.stored import (
+    export_upload,
+    stored_chunks,
+    stored_key,
+    stored_leftovers,
+    stored_manifest,
+    stored_remove,
+)
 from annotate.services.projects import validation_message
+from annotate.services.storage_kind import signed_url, storage_is_local
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +203,9 @@ def export_run(
         final = destination
     prefix = _tar_prefix(destination, export)
     scratch = work / "scratch"
+    # Web and worker hosts that share only the storage: the job's files go there (stored.py).
+    to_storage = destination is None and not storage_is_local()
+    location: Path | str  # a local path, or stored.SCHEME and a key in the storage
     try:
         work.mkdir(parents=True)
         if tar:
@@ -219,12 +233,21 @@ def export_run(
             sink = DirectorySink(work / "dataset")
             result = export_build(export=export, sink=sink, scratch=scratch, heartbeat=beat)
             built, location, size = work / "dataset", final, result.bytes
-        if destination is None:
+        if to_storage:
+            done = result.summary["counts"]["train"] + result.summary["counts"]["val"]
+            location = export_upload(
+                export_id=export.pk,
+                tar_path=tar_path,
+                manifest_path=out / "manifest.json",
+                keep_alive=lambda: beat(done, done),
+            )
+        elif destination is None:
             # Left by an earlier attempt killed between its rename and its state update.
             _remove(final)
         elif final.exists() and not (final.is_dir() and not any(final.iterdir())):
             raise FileExistsError(f"{final} appeared while exporting")
-        os.replace(built, final)
+        if not to_storage:
+            os.replace(built, final)
     except ExportAborted:
         _remove(work)
         logger.warning("export %s stopped: its claim was taken", export.pk)
@@ -252,7 +275,9 @@ def export_run(
     )
     _remove(work)
     if not finished:
-        if destination is None:
+        if to_storage:
+            stored_remove(str(location))
+        elif destination is None:
             _remove(final)
         return "aborted"
     return "done"
@@ -305,9 +330,12 @@ def exports_cleanup() -> CleanupResult:
     for export in Export.objects.filter(
         state=Export.State.DONE, finished_at__lt=now - ttl
     ).iterator():
-        if not _inside_export_dir(export.location):
+        if stored_key(export.location) is not None:
+            stored_remove(export.location)
+        elif not _inside_export_dir(export.location):
             continue  # written by the command to a path of its own: not ours to remove
-        _remove(export_dir() / str(export.pk))
+        else:
+            _remove(export_dir() / str(export.pk))
         Export.objects.filter(pk=export.pk, state=Export.State.DONE).update(
             state=Export.State.EXPIRED, updated_at=now
         )
@@ -330,6 +358,8 @@ def exports_cleanup() -> CleanupResult:
         str(pk)
         for pk in Export.objects.filter(state=Export.State.RUNNING).values_list("pk", flat=True)
     }
+    if not storage_is_local():
+        result.removed_temporary += _stored_leftovers_remove(running)
     temporary = export_dir() / TMP_FOLDER
     if temporary.is_dir():
         for entry in temporary.iterdir():
@@ -350,15 +380,45 @@ def exports_cleanup() -> CleanupResult:
     return result
 
 
+def _stored_leftovers_remove(running: set[str]) -> int:
+    """Attempt folders in the storage that no running or done export owns (an attempt killed
+    mid-upload, an export failed or expired)."""
+    done = {
+        str(pk): location
+        for pk, location in Export.objects.filter(
+            state=Export.State.DONE, location__startswith="storage:"
+        ).values_list("pk", "location")
+    }
+
+    def keep(export_id: int, attempt: str) -> bool:
+        key = str(export_id)
+        return key in running or f"/{key}/{attempt}/" in done.get(key, "")
+
+    return stored_leftovers(keep)
+
+
 # --- downloading ----------------------------------------------------------------------------
 
 
-def export_downloadable(*, export: Export) -> Path:
-    """The finished tar of `export`, or the reason it cannot be downloaded."""
+def _done_or_why(export: Export) -> None:
     if export.state == Export.State.EXPIRED:
         raise Gone("This export has expired and its files were removed; start a new one.")
     if export.state != Export.State.DONE:
         raise Conflict(f"This export is {export.state}; it can be downloaded once it is done.")
+
+
+def _stored_downloadable(export: Export) -> str | None:
+    """The storage key of a finished export kept in the storage (None: a local one)."""
+    _done_or_why(export)
+    key = stored_key(export.location)
+    if key is not None and not default_storage.exists(key):
+        raise Gone("This export's files are gone; start a new export.")
+    return key
+
+
+def export_downloadable(*, export: Export) -> Path:
+    """The finished tar of `export` in EXPORT_DIR, or the reason it cannot be downloaded."""
+    _done_or_why(export)
     path = Path(export.location)
     if not _inside_export_dir(export.location):
         raise Conflict(
@@ -389,10 +449,28 @@ class Download:
     filename: str
     content_type: str
     size: int | None
+    # Where the client can fetch it itself for a short while (a signed URL): then send there.
+    url: str | None = None
 
 
 def export_download(*, export: Export, compress: bool = False) -> Download:
-    """The export's tar, read in chunks (never whole into memory), or gzipped on the fly."""
+    """The export's tar, read in chunks (never whole into memory), or gzipped on the fly; for
+    one in an object store that signs URLs, a short-lived URL to it instead (EXPORT_URL_SECONDS)
+    unless EXPORT_DOWNLOAD_REDIRECT is off."""
+    key = _stored_downloadable(export)
+    if key is not None:
+        filename = key.rpartition("/")[2]
+        if compress:
+            return Download(
+                gzip_stream(stored_chunks(key)), f"{filename}.gz", "application/gzip", None
+            )
+        url = (
+            signed_url(key, seconds=settings.EXPORT_URL_SECONDS, filename=filename)
+            if settings.EXPORT_DOWNLOAD_REDIRECT
+            else None
+        )
+        size = export.size_bytes
+        return Download(stored_chunks(key), filename, "application/x-tar", size, url=url)
     path = export_downloadable(export=export)
     if compress:
         return Download(gzip_stream(file_chunks(path)), f"{path.name}.gz", "application/gzip", None)
@@ -401,3 +479,10 @@ def export_download(*, export: Export, compress: bool = False) -> Download:
 
 def export_manifest_path(*, export: Export) -> Path:
     return export_downloadable(export=export).parent / "manifest.json"
+
+
+def export_manifest_open(*, export: Export) -> IO[bytes]:
+    """The finished export's manifest.json, opened, wherever it is kept."""
+    if _stored_downloadable(export) is not None:
+        return stored_manifest(export.location)
+    return open(export_manifest_path(export=export), "rb")

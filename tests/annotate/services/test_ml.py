@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -117,7 +118,9 @@ def verified_images(project, labels, count, start=0):
             project=project,
             state=Image.State.CONSENSUS,
             sha256=hashlib.sha256(f"ml-test-{i}".encode()).hexdigest(),
-            preprocessed=f"preprocessed/{project.pk}/{i}.jpg",
+            preprocessed=default_storage.save(
+                f"preprocessed/{project.pk}/{i}.jpg", ContentFile(b"jpeg")
+            ),
         )
         Decision.objects.create(
             image=image, label=labels[i % len(labels)], rule=Decision.Rule.MAJORITY
@@ -217,7 +220,7 @@ def test_beat_check_starts_trainings_where_labels_grew(labels, queued):
 
 
 def test_the_first_model_is_promoted_and_suggestions_follow(
-    project, labels, queued, django_capture_on_commit_callbacks
+    project, labels, queued, django_capture_on_commit_callbacks, storage
 ):
     images = verified_images(project, labels, 24)
     run = TrainingRun.objects.create(project=project, reason="requested", config={"epochs": 2})
@@ -246,6 +249,12 @@ def test_the_first_model_is_promoted_and_suggestions_follow(
     )
     assert set(version.per_class) == {str(label.pk) for label in labels}
     assert queued == [("annotate.ml_suggest", project.pk)]
+    # The images were read through the storage API into the worker's cache; with S3 the
+    # checkpoint went to the bucket too, for ML workers on other hosts.
+    cache = Path(django_settings.IMAGE_CACHE_DIR)
+    assert all(Path(path).is_relative_to(cache) for path, _ in call["train"] + call["holdout"])
+    published = default_storage.exists(f"models/{version.file}")
+    assert published == (storage == "s3")
 
 
 def promoted_version(project, labels, top1=0.8):
@@ -328,7 +337,6 @@ def test_a_redelivered_task_takes_over_a_stale_run_unless_out_of_attempts(
 
 
 def test_the_stale_bound_and_attempt_limit_default_to_two_minutes_and_three():
-    from django.conf import settings as django_settings
 
     assert django_settings.ML_RUN_STALE_SECONDS == 120
     assert django_settings.ML_RUN_MAX_ATTEMPTS == 3
@@ -481,8 +489,13 @@ def test_one_labelled_class_is_not_enough_to_train(project, labels, queued):
 # --- suggestions and active learning ----------------------------------------------------------
 
 
-def test_suggestions_are_computed_once_per_image_and_version(project, labels, queued):
+def test_suggestions_are_computed_once_per_image_and_version(
+    project, labels, queued, storage, settings, tmp_path
+):
     version = promoted_version(project, labels)
+    if storage == "s3":
+        # Suggestions on another ML host: it has no checkpoint and fetches it from the bucket.
+        settings.ML_MODELS_DIR = tmp_path / "other-ml-host"
     torn, clear = cached_open_image(project, "torn"), cached_open_image(project, "clear")
     not_cached = ImageFactory(project=project)
     backend = FakeBackend()
@@ -490,6 +503,7 @@ def test_suggestions_are_computed_once_per_image_and_version(project, labels, qu
     assert ml_suggestions.suggestions_compute(project_id=project.pk, backend=backend) == 2
     assert ml_suggestions.suggestions_compute(project_id=project.pk, backend=backend) == 0
     assert len(backend.predicted) == 1
+    assert (Path(settings.ML_MODELS_DIR) / version.file).read_bytes() == b"checkpoint"
 
     suggestion = Suggestion.objects.get(image=clear, model_version=version)
     assert (suggestion.label_id, suggestion.confidence) == (labels[1].pk, 0.85)
