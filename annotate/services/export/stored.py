@@ -50,7 +50,7 @@ def export_upload(
 ) -> str:
     """Upload an attempt's manifest then its tar; return the location to record. The upload
     runs in a thread while this one calls `keep_alive` (the export's heartbeat, which raises
-    when the export is no longer ours) every EXPORT_PROGRESS_SECONDS."""
+    when the export is no longer ours) before it and every EXPORT_PROGRESS_SECONDS."""
     folder = f"{FOLDER}/{export_id}/{uuid.uuid4().hex[:16]}"
     tar_key = f"{folder}/{tar_path.name}"
 
@@ -58,13 +58,14 @@ def export_upload(
         _save(f"{folder}/{MANIFEST}", manifest_path)
         _save(tar_key, tar_path)
 
+    keep_alive()  # still ours: else nothing is uploaded at all
     logger.info("export %s: uploading %s to the storage", export_id, tar_key)
     with ThreadPoolExecutor(1, thread_name_prefix="export-upload") as pool:
         pending = pool.submit(upload)
         try:
             while True:
                 try:
-                    pending.result(timeout=max(settings.EXPORT_PROGRESS_SECONDS, 1.0))
+                    pending.result(timeout=settings.EXPORT_PROGRESS_SECONDS)
                     break
                 except FutureTimeout:
                     keep_alive()

@@ -337,7 +337,6 @@ def test_a_redelivered_task_takes_over_a_stale_run_unless_out_of_attempts(
 
 
 def test_the_stale_bound_and_attempt_limit_default_to_two_minutes_and_three():
-
     assert django_settings.ML_RUN_STALE_SECONDS == 120
     assert django_settings.ML_RUN_MAX_ATTEMPTS == 3
 
