@@ -9,6 +9,12 @@ feeds the same model, batch and device from one tensor already in device memory,
 shows what decoding, augmenting and moving data cost. Defaults follow the worker's ML_*
 environment variables (ML_ARCH, ML_BATCH_SIZE, ML_IMAGE_SIZE, ML_THREADS, ML_LOADER_WORKERS,
 ML_DEVICE). Target (PRODUCT.md section 8): pipeline >= 0.8 x bare.
+
+On a GPU (`--device cuda`) both sides run the GPU trainer's fast path (worker.ml.accel):
+bfloat16 autocast, channels-last and, on the pipeline side, loader worker processes with pinned
+memory (`--precision`, `--channels-last/--no-channels-last`, `--loader-workers`; by default
+bf16, channels-last and 8 loader workers there). On a CPU the defaults are the worker's plain
+float32 path; `--precision bf16 --channels-last` runs the fast path there too.
 """
 
 import argparse
@@ -26,6 +32,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from worker.ml.accel import Accel, accel_for, infer, prepare_model, train_steps
 from worker.ml.config import TrainConfig, apply_threads, resolve_device
 from worker.ml.data import Normalize, make_loader
 from worker.ml.engine import collect_logits, train_one_epoch
@@ -76,33 +83,48 @@ class Timer:
         return images / self.wall, images / self.cpu
 
 
-def pipeline_inference(model, samples, config, device) -> tuple[float, float]:
+def plain(accel: Accel) -> bool:
+    """The worker's own float32 path (worker.ml.engine), measured as the tasks run it."""
+    return accel.dtype is None and not accel.channels_last
+
+
+def pipeline_inference(model, samples, config, accel) -> tuple[float, float]:
+    device = accel.device
     loader = make_loader(samples, config, training=False, device=device)
     normalize = Normalize().to(device)
-    collect_logits(
-        model,
-        normalize,
-        make_loader(samples[: config.batch_size], config, training=False, device=device),
-        device,
-    )
+
+    def run(batches):
+        if plain(accel):
+            return collect_logits(model, normalize, batches, device)[0]
+        return infer(model, normalize, batches, accel)
+
+    run(make_loader(samples[: config.batch_size], config, training=False, device=device))
     synchronize(device)
     with Timer() as timer:
-        logits, _ = collect_logits(model, normalize, loader, device)
+        logits = run(loader)
         synchronize(device)
     return timer.rates(len(logits))
 
 
-def bare_inference(model, count, config, device) -> tuple[float, float]:
-    batch = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
+def bare_batch(config, accel) -> torch.Tensor:
+    shape = (config.batch_size, 3, config.image_size, config.image_size)
+    return torch.randn(shape, device=accel.device).contiguous(memory_format=accel.memory_format)
+
+
+def bare_inference(model, count, config, accel) -> tuple[float, float]:
+    batch = bare_batch(config, accel)
     model.eval()
     steps = max(1, count // config.batch_size)
     with torch.inference_mode():
-        model(batch)
-        synchronize(device)
+        with accel.autocast():
+            model(batch)
+        synchronize(accel.device)
         with Timer() as timer:
             for _ in range(steps):
-                model(batch).float().cpu()  # the pipeline brings logits back to the CPU too
-            synchronize(device)
+                with accel.autocast():
+                    logits = model(batch)
+                logits.float().cpu()  # the pipeline brings logits back to the CPU too
+            synchronize(accel.device)
     return timer.rates(steps * config.batch_size)
 
 
@@ -112,39 +134,49 @@ def optimizer_for(model, config):
     return optimizer, scheduler
 
 
-def pipeline_training(model, samples, config, device) -> tuple[float, float]:
+def pipeline_training(model, samples, config, accel) -> tuple[float, float]:
+    device = accel.device
     optimizer, scheduler = optimizer_for(model, config)
     normalize = Normalize().to(device)
-    warmup = make_loader(samples[: 2 * config.batch_size], config, training=True, device=device)
-    train_one_epoch(model, normalize, warmup, optimizer, scheduler, device, epoch=0)
+
+    def run(batches):
+        if plain(accel):
+            train_one_epoch(model, normalize, batches, optimizer, scheduler, device, epoch=0)
+        else:
+            for _ in train_steps(model, normalize, batches, optimizer, accel):
+                scheduler.step()
+
+    run(make_loader(samples[: 2 * config.batch_size], config, training=True, device=device))
     loader = make_loader(samples, config, training=True, device=device)
     synchronize(device)
     with Timer() as timer:
-        train_one_epoch(model, normalize, loader, optimizer, scheduler, device, epoch=0)
+        run(loader)
         synchronize(device)
     return timer.rates(len(loader) * config.batch_size)
 
 
-def bare_training(model, count, config, device, num_classes) -> tuple[float, float]:
+def bare_training(model, count, config, accel, num_classes) -> tuple[float, float]:
     optimizer, _ = optimizer_for(model, config)
-    batch = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
-    targets = torch.randint(0, num_classes, (config.batch_size,), device=device)
+    batch = bare_batch(config, accel)
+    targets = torch.randint(0, num_classes, (config.batch_size,), device=accel.device)
     model.train()
     steps = max(1, count // config.batch_size)
 
     def step():
-        loss = F.cross_entropy(model(batch), targets)
+        with accel.autocast():
+            logits = model(batch)
+        loss = F.cross_entropy(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss.item()  # the pipeline reads the loss every step too
 
     step()
-    synchronize(device)
+    synchronize(accel.device)
     with Timer() as timer:
         for _ in range(steps):
             step()
-        synchronize(device)
+        synchronize(accel.device)
     return timer.rates(steps * config.batch_size)
 
 
@@ -157,8 +189,25 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=int(env("ML_THREADS", "0")), help="0: all cores"
     )
-    parser.add_argument("--loader-workers", type=int, default=int(env("ML_LOADER_WORKERS", "0")))
+    parser.add_argument(
+        "--loader-workers",
+        type=int,
+        default=None,
+        help="data loader processes (default: ML_LOADER_WORKERS, or 8 on a GPU)",
+    )
     parser.add_argument("--device", default=env("ML_DEVICE", "auto"))
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="autocast dtype; auto: bf16 on a GPU that has it, else fp32",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory layout (default: on a GPU only)",
+    )
     parser.add_argument(
         "--images", type=int, default=0, help="images per measurement (default: by device)"
     )
@@ -172,12 +221,17 @@ def main() -> None:
         batch_size=args.batch_size,
         image_size=args.image_size,
         num_threads=args.threads,
-        num_workers=args.loader_workers,
         device=args.device,
         pretrained=False,
     )
     apply_threads(config)
     device = resolve_device(config)
+    config.num_workers = (
+        args.loader_workers
+        if args.loader_workers is not None
+        else int(env("ML_LOADER_WORKERS", "8" if device.type == "cuda" else "0"))
+    )
+    accel = accel_for(device, args.precision, args.channels_last)
     count = args.images or (16384 if device.type == "cuda" else 320)
     count -= count % config.batch_size
     num_classes = 10
@@ -189,6 +243,7 @@ def main() -> None:
     print(
         f"model {config.arch}, batch {config.batch_size}, {config.image_size} px, device {device}"
         f" ({device_detail}), loader workers {config.num_workers}, {count} images per figure,"
+        f" precision {accel.dtype or torch.float32}, channels-last {accel.channels_last},"
         f" torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as folder:
@@ -196,15 +251,15 @@ def main() -> None:
         samples = write_cache(Path(folder), count)
         print(f"wrote {count} cached JPEGs in {time.perf_counter() - started:.1f}s")
         torch.manual_seed(0)
-        model = build_model(config, num_classes).model.to(device)
+        model = prepare_model(build_model(config, num_classes).model, accel)
         measures = {
             "inference": (
-                lambda: pipeline_inference(model, samples, config, device),
-                lambda: bare_inference(model, count, config, device),
+                lambda: pipeline_inference(model, samples, config, accel),
+                lambda: bare_inference(model, count, config, accel),
             ),
             "training": (
-                lambda: pipeline_training(model, samples, config, device),
-                lambda: bare_training(model, count, config, device, num_classes),
+                lambda: pipeline_training(model, samples, config, accel),
+                lambda: bare_training(model, count, config, accel, num_classes),
             ),
         }
         rows = []
