@@ -21,6 +21,13 @@ With --many-labels N it seeds a second project like the first but with N labels 
 1,000) and adds its lease+vote loop to the closed loop's alternating blocks: requests/s at N
 labels beside 10 labels in the same run, their ratio (target: within 10%), and the size of a
 lease answer in each.
+With --two-hosts it starts a second web server set (its own gunicorn, --workers processes,
+DATA_DIR and port: what a second web host runs) against the same database and Redis, and adds
+blocks in which the volunteers are split between the two sets (even ones to the first, odd
+ones to the second, as a load balancer would) to the closed loop's alternation: requests/s with
+two sets beside one, and their ratio. On one machine both sets share its cores and the
+database shares them too, so the ratio shows what the second set's processes add there, not
+what a second machine would.
 With --verify it seeds a verify project (task "verify", grids of 24; --verify-labels labels, one
 open candidate for each of --images images of its own, 40% of them right) and adds blocks of
 grid lease+answer to the closed loop's alternation: each volunteer leases a grid, marks the
@@ -32,6 +39,7 @@ checks the candidates' counters after the run.
     python bench/volunteer_load.py --scale
     python bench/volunteer_load.py --many-labels 1000
     python bench/volunteer_load.py --verify
+    python bench/volunteer_load.py --two-hosts
 """
 
 import argparse
@@ -476,7 +484,7 @@ def seed_verify(*, images: int, labels: int, tokens: list[str]) -> dict:
 # --- server -----------------------------------------------------------------------------------
 
 
-def start_server(name: str, port: int, workers: int) -> subprocess.Popen:
+def start_server(name: str, port: int, workers: int, host: str = "") -> subprocess.Popen:
     env = {
         **os.environ,
         "PYTHON": sys.executable,
@@ -492,7 +500,7 @@ def start_server(name: str, port: int, workers: int) -> subprocess.Popen:
         "WEB_THREADS": "1",
         "ACCESS_LOG": "off",
         "LOG_LEVEL": "WARNING",
-        "DATA_DIR": f"/tmp/{name}",
+        "DATA_DIR": f"/tmp/{name}{host}",
     }
     server = subprocess.Popen([str(REPO / "bin" / "web")], env=env, start_new_session=True)
     import requests
@@ -505,6 +513,14 @@ def start_server(name: str, port: int, workers: int) -> subprocess.Popen:
         except requests.RequestException:
             time.sleep(0.2)
     raise RuntimeError("gunicorn did not start")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_server(server: subprocess.Popen) -> None:
@@ -611,9 +627,11 @@ async def closed_loop(
     floor: bool,
     recorder: Recorder | None = None,
     grids: bool = False,
+    other_base: str | None = None,
 ) -> tuple[float, Recorder]:
     """Requests/s of `concurrency` volunteers asking with no pause: lease+vote, the floor, or
-    (`grids`) grid lease+answer, whose items/s go to recorder.items_rates."""
+    (`grids`) grid lease+answer, whose items/s go to recorder.items_rates. With `other_base`
+    the odd volunteers ask that server instead (a second web host behind a load balancer)."""
     import aiohttp
 
     recorder = recorder or Recorder()
@@ -625,6 +643,7 @@ async def closed_loop(
 
         async def volunteer(i):
             nonlocal done, items
+            base_of_i = other_base if other_base is not None and i % 2 else base
             token = seeded["tokens"][i]
             rng = random.Random(i)
             while time.perf_counter() < deadline:
@@ -647,7 +666,7 @@ async def closed_loop(
                         items += answered
                     else:
                         await asyncio.sleep(0.01)  # none left, or an error: no busy loop
-                elif await label_once(session, base, seeded, token, rng, recorder):
+                elif await label_once(session, base_of_i, seeded, token, rng, recorder):
                     done += 2  # two requests: lease and vote
 
         started = time.perf_counter()
@@ -775,7 +794,7 @@ def verify_invariants(seeded) -> list[str]:
 
 def run(args, images: int, votes: int, *, closed: bool) -> dict:
     name = create_database()
-    server = None
+    server = second = None
     try:
         setup_django(name)
         from django.core.management import call_command
@@ -813,6 +832,12 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             )
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
+        second_base = None  # with --two-hosts, the second web server set
+        if args.two_hosts:
+            second_port = free_port()
+            second = start_server(name, second_port, args.workers, host="-b")
+            second_base = f"http://127.0.0.1:{second_port}"
+            asyncio.run(closed_loop(second_base, seeded, 8, args.warmup / 2, floor=False))
         result = {}
         # Warm up (not recorded): gunicorn's workers import the app and open their database
         # connections on their first requests; the figures are for the steady state.
@@ -830,13 +855,27 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 # its project's blocks take turns with them (R F M, M F R, ...).
                 # With --verify, the grid blocks join them likewise.
                 real, floor, real_many, grid = Recorder(), Recorder(), Recorder(), Recorder()
-                rates: dict[str, list[float]] = {"real": [], "floor": [], "many": [], "grid": []}
-                recorders = {"real": real, "floor": floor, "many": real_many, "grid": grid}
+                two = Recorder()
+                rates: dict[str, list[float]] = {
+                    "real": [],
+                    "floor": [],
+                    "many": [],
+                    "grid": [],
+                    "two": [],
+                }
+                recorders = {
+                    "real": real,
+                    "floor": floor,
+                    "many": real_many,
+                    "grid": grid,
+                    "two": two,
+                }
                 block = args.duration / args.rounds
                 kinds = (
                     ["real", "floor"]
                     + (["many"] if many is not None else [])
                     + (["grid"] if verify is not None else [])
+                    + (["two"] if second_base is not None else [])
                 )
                 for round_number in range(args.rounds):
                     for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
@@ -849,6 +888,7 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                                 floor=kind == "floor",
                                 recorder=recorders[kind],
                                 grids=kind == "grid",
+                                other_base=second_base if kind == "two" else None,
                             )
                         )
                         rates[kind].append(rate)
@@ -888,6 +928,21 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                         f" {args.many_labels} (largest seen)"
                     )
                     result.setdefault("many_labels_ratio", {})[concurrency] = ratio
+                if second_base is not None:
+                    two_rps = float(np.mean(rates["two"]))
+                    per_round = ", ".join(
+                        f"{a / b:.2f}" for a, b in zip(rates["two"], real_rates, strict=True)
+                    )
+                    print(
+                        f"  two web server sets: lease+vote {two_rps:7.1f} requests/s"
+                        f"   one set {real_rps:7.1f}"
+                        f"   ratio 2 sets / 1 set {two_rps / real_rps:.2f}"
+                        f" (per round: {per_round}); both sets and PostgreSQL share"
+                        f" this machine's {os.cpu_count()} cores"
+                    )
+                    print("  " + two.line("lease"))
+                    print("  " + two.line("vote"))
+                    result.setdefault("two_hosts_ratio", {})[concurrency] = two_rps / real_rps
                 if verify is not None:
                     grid_rps = float(np.mean(rates["grid"]))
                     items_ps = float(np.mean(grid.items_rates))
@@ -927,6 +982,9 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         result["p50"] = {k: float(np.percentile(v, 50)) for k, v in recorder.latencies.items()}
         stop_server(server)
         server = None
+        if second is not None:
+            stop_server(second)
+            second = None
         print("\nserving query plan (EXPLAIN ANALYZE):")
         print("  " + explain_serving(seeded).replace("\n", "\n  "))
         print("invariants after the run: " + "; ".join(invariants()))
@@ -935,8 +993,9 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         print("RESULT " + json.dumps(result))
         return result
     finally:
-        if server is not None:
-            stop_server(server)
+        for running in (server, second):
+            if running is not None:
+                stop_server(running)
         from django.db import connections
 
         connections.close_all()
@@ -991,6 +1050,12 @@ def main() -> None:
         type=int,
         default=VERIFY_LABELS,
         help="labels of the verify project; its candidates are --images, spread over them",
+    )
+    parser.add_argument(
+        "--two-hosts",
+        action="store_true",
+        help="closed loop: also blocks served by two web server sets (a second gunicorn of "
+        "--workers processes, its own DATA_DIR and port) against the same database",
     )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
