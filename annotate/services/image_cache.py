@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
-from django.core.files.storage import Storage, default_storage
+from django.core.files.storage import Storage, storages
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ logger = logging.getLogger(__name__)
 # at every miss once the cache is full.
 LOW_WATER = 0.9
 COPY_CHUNK = 1 << 20
-# Fetches at once on misses (threads: each waits on the network, not the CPU).
-FETCH_THREADS = 16
+# Fetches at once on misses (threads: each waits on the network, not the CPU); botocore keeps
+# 10 connections per client by default, so more threads would open and drop connections.
+FETCH_THREADS = 10
 
 
 @dataclass
@@ -67,7 +69,9 @@ class ImageCache:
         self._size = sum(size for _, size, _ in self._entries())
 
     def _storage(self) -> Storage:
-        return self.storage if self.storage is not None else default_storage
+        # The backend itself, not the lazy default_storage proxy (whose class is not S3's).
+        backend: Storage = self.storage if self.storage is not None else storages["default"]
+        return backend
 
     def _local(self, name: str) -> Path:
         # A digest of the name, not the name: any stored name makes one safe file name, and
@@ -116,13 +120,14 @@ class ImageCache:
         temporary = path.with_name(f"{path.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         size = 0
         try:
-            storage = self._storage()
-            if not storage.exists(name):
-                raise FileNotFoundError(f"{name} is not in the storage")
-            with storage.open(name, "rb") as source, open(temporary, "wb") as target:
-                while chunk := source.read(COPY_CHUNK):
-                    target.write(chunk)
-                    size += len(chunk)
+            source = _read_stream(self._storage(), name)
+            try:
+                with open(temporary, "wb") as target:
+                    while chunk := source.read(COPY_CHUNK):
+                        target.write(chunk)
+                        size += len(chunk)
+            finally:
+                source.close()
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
@@ -184,6 +189,28 @@ class ImageCache:
                     **{key: getattr(self.stats, key) - value for key, value in vars(before).items()}
                 )
             logger.info("image cache, %s: %s", what, this_run.line())
+
+
+def _read_stream(storage: Storage, name: str) -> IO[bytes]:
+    """A stored file to read once from start to end; FileNotFoundError when there is none.
+
+    From S3 one GET whose body is streamed: django-storages' open() would first ask for the
+    object's metadata, then download it through a transfer manager of its own threads, three
+    times the cost for a small file."""
+    from botocore.exceptions import ClientError
+    from storages.backends.s3 import S3Storage
+    from storages.utils import clean_name
+
+    if not isinstance(storage, S3Storage):
+        return storage.open(name, "rb")
+    key = storage._normalize_name(clean_name(name))
+    try:
+        body: IO[bytes] = storage.bucket.Object(key).get()["Body"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise FileNotFoundError(f"{name} is not in the storage") from None
+        raise
+    return body
 
 
 _cache: ImageCache | None = None
