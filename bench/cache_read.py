@@ -7,7 +7,7 @@ Starts an S3 server of its own (moto's, as the tests do, on a free loopback port
 packed into shards (worker.ml.shards), then measures in one run:
 
 1. per object: fetching every image into the ML worker's cache (annotate.services.image_cache,
-   16 requests at a time), the path a training takes now;
+   10 requests at a time), the path a training takes now;
 2. shards: streaming the shards once each, in sequence, the path a GPU trainer would take;
 3. decoded: images/s out of the dataset on each side (per-file dataset over the local cache vs
    ShardDataset streaming from the bucket), decoding and the eval transform included.
@@ -100,7 +100,7 @@ def main() -> None:
             assert count == count_shards == args.images
             print(f"{'':34} {'images/s':>10} {'MB/s':>8}")
             for name, seconds, size in (
-                ("per object into the cache (x16)", per_object, total),
+                ("per object into the cache (x10)", per_object, total),
                 ("shards, streamed in sequence", sharded, streamed),
                 ("decoded: per-file dataset (local)", decoded_local, total),
                 ("decoded: shards from the bucket", decoded_shards, streamed),
