@@ -92,7 +92,8 @@ def main() -> None:
 
             transform = eval_transform(128)
             started = time.perf_counter()
-            count = sum(1 for _ in CachedImageDataset(samples, transform))
+            per_file = CachedImageDataset(samples, transform)
+            count = len([per_file[index] for index in range(len(per_file))])
             decoded_local = time.perf_counter() - started
             started = time.perf_counter()
             count_shards = sum(1 for _ in ShardDataset(keys, transform, opener=open_shard))
