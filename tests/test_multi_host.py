@@ -252,6 +252,8 @@ def test_web_and_workers_on_separate_hosts_share_only_the_database_redis_and_s3(
                 queue,
                 "-d",
                 "worker-b@multi-host-test",
+                "--timeout",
+                "30",  # a loaded machine may answer late; no reply would fail the test
             ],
             cwd=REPO,
             env=hosts.env("control"),
