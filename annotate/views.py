@@ -12,6 +12,7 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
+from django.utils.translation import get_language, gettext
 from django.views.decorators.http import require_GET
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -47,7 +48,7 @@ def throttle_posts(view):
     def wrapped(request, *args, **kwargs):
         if request.method == "POST" and not AuthPageThrottle().allow_request(request, None):
             return HttpResponse(
-                "Too many attempts; wait a minute and try again.",
+                gettext("Too many attempts; wait a minute and try again."),
                 status=429,
                 content_type="text/plain",
             )
@@ -115,11 +116,13 @@ def _label_rows(project: Project) -> list[dict]:
 
 
 def _rows_of(labels: Iterable[Label]) -> list[dict]:
+    language = get_language()
     return [
         {
             "id": label.pk,
             "wnid": label.wnid,
             "name": label.name,
+            "display_name": label.name_in(language),
             "gloss": label.gloss,
             "parent": label.parent_name or label.parent_wnid,
             "key": LABEL_KEYS[index] if index < len(LABEL_KEYS) else "",

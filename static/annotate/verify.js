@@ -83,14 +83,14 @@
       empty.hidden = false;
       return;
     }
-    document.getElementById("label-name").textContent = grid.label.name;
+    document.getElementById("label-name").textContent = grid.label.display_name || grid.label.name;
     document.getElementById("label-wnid").textContent = grid.label.wnid;
     document.getElementById("label-gloss").textContent = grid.label.gloss;
     const examples = document.getElementById("examples");
     examples.replaceChildren(...grid.label.examples.map((url) => {
       const img = document.createElement("img");
       img.src = url;
-      img.alt = `An example of ${grid.label.name}`;
+      img.alt = interpolate(gettext("An example of %s"), [grid.label.display_name || grid.label.name]);
       return img;
     }));
     gridBox.style.setProperty("--columns", columns(grid.items.length));
