@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from contextlib import chdir
+from fnmatch import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from django.test.utils import override_settings
 
 DOMAINS = ("django", "djangojs")
 # Not the project's own messages: the tools, tests, benches and installed packages.
-IGNORED = ["locale", "node_modules", "test-output", "var", "tests", "bench", "docs", ".*"]
+IGNORED = ["locale", "node_modules", "test-output", "var", "tests", "bench", "docs", ".*", "*~"]
 
 
 @dataclass
@@ -63,14 +64,21 @@ def check_translations(locale_dir: Path, source_dir: Path) -> TranslationReport:
 
 
 def _extract(locale_dir: Path, source_dir: Path, languages: list[str]) -> None:
-    """makemessages from `source_dir` into `locale_dir` (and nowhere else)."""
-    with override_settings(LOCALE_PATHS=[str(locale_dir)]), chdir(source_dir):
+    """makemessages from `source_dir`'s folders into `locale_dir` (and nowhere else): it runs in
+    a folder of links to them, as makemessages writes beside any `locale` folder it finds."""
+    sources = locale_dir.parent / "sources"
+    sources.mkdir()
+    for entry in source_dir.iterdir():
+        if entry.is_dir() and not any(fnmatch(entry.name, pattern) for pattern in IGNORED):
+            (sources / entry.name).symlink_to(entry.resolve(), target_is_directory=True)
+    with override_settings(LOCALE_PATHS=[str(locale_dir)]), chdir(sources):
         for domain in DOMAINS:
             call_command(
                 "makemessages",
                 locale=languages,
                 domain=domain,
                 ignore_patterns=IGNORED,
+                symlinks=True,
                 no_location=True,
                 verbosity=0,
             )
