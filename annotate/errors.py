@@ -11,7 +11,10 @@ import ipaddress
 import logging
 from collections.abc import Callable
 
+from typing import Any
+
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext as _
@@ -38,11 +41,10 @@ def _words(status: int) -> tuple[str, str]:
     )
 
 
-def page(request: HttpRequest | None, status: int, reason: str = "") -> HttpResponse:
-    """The styled page for `status`. Without a request (a 500, where reading the signed-in
-    user could fail again) the header shows the sign-in links only."""
+def page(request: HttpRequest, status: int, **context: Any) -> HttpResponse:
+    """The styled page for `status`; `context` adds to (or replaces) what the page shows."""
     heading, sentence = _words(status)
-    context = {"status": status, "heading": heading, "sentence": sentence, "reason": reason}
+    context = {"status": status, "heading": heading, "sentence": sentence} | context
     template = loader.get_template(f"{status}.html")
     response = HttpResponse(template.render(context, request), status=status)
     setattr(response, STYLED, True)
@@ -57,9 +59,11 @@ def csrf_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def server_error_page() -> HttpResponse:
+def server_error_page(request: HttpRequest) -> HttpResponse:
+    """The 500 page. Its header shows the sign-in links only: reading the signed-in user could
+    fail again (the database may be what failed)."""
     try:
-        return page(None, 500)
+        return page(request, 500, user=AnonymousUser())
     except Exception:  # the template itself failed: still an answer, never a second crash
         logger.exception("The 500 page could not be rendered")
         return HttpResponse(
@@ -102,5 +106,5 @@ class LocalDebugOnly:
                 error_body(_words(status)[0], CODE_OF_STATUS[status]), status=status
             )
         if response.status_code == 500:
-            return server_error_page()
+            return server_error_page(request)
         return page(request, response.status_code)

@@ -61,7 +61,7 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if not is_api(request):
-        return errors.server_error_page()
+        return errors.server_error_page(request)
     # Django calls this inside its `except` block, so the exception is still at hand.
     if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
         response = JsonResponse(database_unavailable_body(), status=503)
