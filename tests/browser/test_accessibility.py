@@ -137,7 +137,9 @@ def contrast(first: str, second: str) -> float:
     """WCAG contrast ratio of two CSS rgb()/rgba() colours."""
 
     def luminance(css: str) -> float:
-        red, green, blue = (int(float(part)) for part in css[css.index("(") + 1 :].split(",")[:3])
+        red, green, blue = (
+            int(float(part)) for part in css[css.index("(") + 1 : css.index(")")].split(",")[:3]
+        )
         channels = []
         for value in (red, green, blue):
             value /= 255
