@@ -10,7 +10,6 @@ other address gets the styled page instead.
 import ipaddress
 import logging
 from collections.abc import Callable
-
 from typing import Any
 
 from django.conf import settings

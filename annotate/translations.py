@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import tempfile
 from contextlib import chdir
-from fnmatch import fnmatch
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 import polib

@@ -51,7 +51,9 @@ def test_an_untranslated_message_fails(locale_copy):
 def test_a_message_of_the_scripts_missing_from_the_catalogue_fails(locale_copy):
     """A message added to a script but never extracted: the check extracts afresh."""
     catalogue = polib.pofile(str(locale_copy / JS_PO))
-    catalogue.remove(catalogue.find("Voted: %s."))
+    voted = catalogue.find("Voted: %s.")
+    assert voted is not None
+    catalogue.remove(voted)
     catalogue.save(str(locale_copy / JS_PO))
     problems = check_translations(locale_copy, Path(settings.BASE_DIR)).problems
     # Extracted again, it is new (untranslated) or close to another one (fuzzy, a guess).

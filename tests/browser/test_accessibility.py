@@ -141,8 +141,7 @@ def contrast(first: str, second: str) -> float:
             int(float(part)) for part in css[css.index("(") + 1 : css.index(")")].split(",")[:3]
         )
         channels = []
-        for value in (red, green, blue):
-            value /= 255
+        for value in (red / 255, green / 255, blue / 255):
             channels.append(value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4)
         return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
 
