@@ -175,12 +175,14 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
     context = {
         "project": project,
         "progress": progress,
-        "progress_chart": charts.bar_chart(states, title="Images by state"),
+        "progress_chart": charts.bar_chart(states, title=gettext("Images by state")),
         "class_chart": charts.bar_chart(
-            selectors.project_class_counts(project=project)[:30], title="Decided images per class"
+            selectors.project_class_counts(project=project)[:30],
+            title=gettext("Decided images per class"),
         ),
         "votes_chart": charts.line_chart(
-            selectors.project_votes_per_day(project=project), title="Votes per day (30 days)"
+            selectors.project_votes_per_day(project=project),
+            title=gettext("Votes per day (30 days)"),
         ),
         "active_today": selectors.project_active_volunteers(project=project, days=1),
         "active_week": selectors.project_active_volunteers(project=project, days=7),
@@ -213,7 +215,7 @@ def _model_context(project: Project) -> dict:
         "model_versions": rows,
         "accuracy_chart": charts.line_chart(
             [(f"{r['label']} ({r['train_size']} images)", float(r["accuracy"])) for r in rows],
-            title="Held-out top-1 accuracy by version (training images)",
+            title=gettext("Held-out top-1 accuracy by version (training images)"),
             y_max=1.0,
             percent=True,
         ),
