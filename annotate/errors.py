@@ -81,8 +81,9 @@ def is_local(request: HttpRequest) -> bool:
 class LocalDebugOnly:
     """With DEBUG on, a debug page (Django's technical 404 and 500 pages, a refused Host
     header's 400 with every setting) is swapped for the styled page when the browser is not on
-    this machine; under /api/ for the API's JSON error. The first middleware, so that it also
-    sees what the ones after it refused. With DEBUG off it does nothing."""
+    this machine; under /api/ for the API's JSON error. Near the top of MIDDLEWARE, so that it
+    also sees what the ones after it refused (a bad Host). With DEBUG off it does nothing.
+    Behind a proxy on this machine every browser looks local: DEBUG must then stay off."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

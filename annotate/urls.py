@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.utils import timezone
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import last_modified
 from django.views.i18n import JavaScriptCatalog
 
@@ -29,11 +30,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The header's language switcher posts here (Django's set_language view).
     path("i18n/", include("django.conf.urls.i18n")),
-    # The pages' scripts' messages in the active language (gettext() in static/annotate/*.js);
-    # browsers revalidate it, and get a 304 until the server restarts with new translations.
+    # The pages' scripts' messages in the active language (gettext() in static/annotate/*.js).
+    # Pages ask with ?lang= (one cached copy per language); browsers revalidate each time and
+    # get a 304 until the server restarts, perhaps with new translations.
     path(
         "jsi18n/",
-        last_modified(lambda request: STARTED)(JavaScriptCatalog.as_view()),
+        cache_control(no_cache=True)(
+            last_modified(lambda request: STARTED)(JavaScriptCatalog.as_view())
+        ),
         name="javascript-catalog",
     ),
 ]

@@ -61,6 +61,7 @@ def test_the_scripts_catalogue_is_in_the_pages_language(client):
     assert voted not in client.get("/jsi18n/").content.decode()
     again = client.get("/jsi18n/", HTTP_IF_MODIFIED_SINCE=chinese["Last-Modified"], **CHINESE)
     assert again.status_code == 304
+    assert "no-cache" in chinese["Cache-Control"]
 
 
 def test_the_label_list_api_gives_the_display_name(client, heron_project):
