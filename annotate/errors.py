@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext as _
@@ -78,12 +79,24 @@ def is_local(request: HttpRequest) -> bool:
         return False
 
 
+def _host_refused(request: HttpRequest) -> bool:
+    """Whether the request names a host not in ALLOWED_HOSTS. Such a request may come from this
+    machine's browser on behalf of another site (DNS rebinding), so it never gets the debug
+    page, which lists the settings."""
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return True
+    return False
+
+
 class LocalDebugOnly:
     """With DEBUG on, a debug page (Django's technical 404 and 500 pages, a refused Host
     header's 400 with every setting) is swapped for the styled page when the browser is not on
-    this machine; under /api/ for the API's JSON error. Near the top of MIDDLEWARE, so that it
-    also sees what the ones after it refused (a bad Host). With DEBUG off it does nothing.
-    Behind a proxy on this machine every browser looks local: DEBUG must then stay off."""
+    this machine, and always for a refused Host header; under /api/ for the API's JSON error.
+    Near the top of MIDDLEWARE, so that it also sees what the ones after it refused (a bad
+    Host). With DEBUG off it does nothing. Behind a proxy on this machine every browser looks
+    local: DEBUG must then stay off."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -95,7 +108,7 @@ class LocalDebugOnly:
             or response.status_code not in DEBUG_PAGE_STATUSES
             or getattr(response, STYLED, False)
             or response.get("Content-Type", "").startswith("application/json")
-            or is_local(request)
+            or (is_local(request) and not _host_refused(request))
         ):
             return response
         if request.path_info.startswith("/api/"):
