@@ -103,3 +103,13 @@ def test_the_mapping_files_name_columns_are_imported(tmp_path):
     assert (again.created, again.existing) == (0, 1)
     assert again.errors[0]["line"] == 2 and "unknown language 'fr'" in again.errors[0]["reason"]
     assert Label.objects.get(project=project, wnid="n02124075").names == {"zh-hans": "埃及猫"}
+
+
+def test_the_demos_labels_carry_chinese_names():
+    from annotate.management.commands.demo import SYNSETS
+
+    project = ProjectFactory()
+    result = ingest.labels_import(project=project, text=SYNSETS)
+    assert result.errors == []
+    names = dict(Label.objects.filter(project=project).values_list("wnid", "names"))
+    assert names["circle"] == {"zh-hans": "圆形"} and len(names) == 4
