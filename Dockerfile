@@ -1,7 +1,8 @@
 # One image for web, worker and beat (docker-compose.yml runs it three ways).
 FROM python:3.11-slim
+# Production settings unless told otherwise: DEBUG off (then SECRET_KEY must be given).
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHON=python DATA_DIR=/data \
-    STATIC_ROOT=/app/staticfiles
+    STATIC_ROOT=/app/staticfiles DEBUG=False
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

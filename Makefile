@@ -14,7 +14,7 @@ SQLITE_TESTS ?= tests/annotate/services/test_serving.py tests/annotate/services/
 	tests/annotate/services/test_consensus.py tests/labeling_api/test_api.py \
 	tests/labeling_api/test_recent_reads.py tests/test_faults.py::test_database_failure_mid_request_is_a_503_and_changes_nothing
 
-.PHONY: install migrate demo run web worker beat test test-fast lint ruff typecheck mypy-baseline check ci clean
+.PHONY: install migrate demo run web worker beat test test-fast lint ruff typecheck mypy-baseline check ci clean messages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -66,6 +66,15 @@ check: install lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	$(PY) manage.py check_translations
+
+# The pages' messages (templates, code, scripts) extracted into locale/*/LC_MESSAGES/*.po, and
+# the .mo files the server reads compiled from them (both committed). Needs GNU gettext.
+MESSAGE_IGNORES := -i "node_modules/*" -i "test-output/*" -i "var/*" -i "tests/*" -i "bench/*" -i "docs/*"
+messages: install
+	$(PY) manage.py makemessages -l zh_Hans --no-location $(MESSAGE_IGNORES)
+	$(PY) manage.py makemessages -d djangojs -l zh_Hans --no-location $(MESSAGE_IGNORES)
+	$(PY) manage.py compilemessages -l zh_Hans
 
 test: install
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext
 
 PALETTE = ["#0b5fff", "#2e9d5b", "#c77c02", "#b3261e", "#7a4dd8", "#1b8fa6", "#5b6470"]
 
@@ -13,7 +14,9 @@ def bar_chart(
 ) -> SafeString:
     """Horizontal bars, one per (label, value), with the value written at the bar's end."""
     if not items:
-        return mark_safe(f'<p class="muted">{escape(title)}: nothing yet.</p>')
+        return mark_safe(
+            f'<p class="muted">{escape(gettext("%(chart)s: nothing yet.") % {"chart": title})}</p>'
+        )
     label_width = 160
     top = max(value for _, value in items) or 1
     height = bar_height * len(items) + 8
@@ -48,7 +51,9 @@ def line_chart(
 ) -> SafeString:
     """A line through (x label, value) points, evenly spaced, with the first and last x labels."""
     if not points:
-        return mark_safe(f'<p class="muted">{escape(title)}: nothing yet.</p>')
+        return mark_safe(
+            f'<p class="muted">{escape(gettext("%(chart)s: nothing yet.") % {"chart": title})}</p>'
+        )
     left, right, top_pad, bottom = 44, 12, 12, 28
     top = y_max if y_max is not None else (max(v for _, v in points) or 1)
     span_x = width - left - right

@@ -2,9 +2,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.utils import timezone
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import last_modified
+from django.views.i18n import JavaScriptCatalog
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
 from annotate import verify_page, views
+
+STARTED = timezone.now().replace(microsecond=0)
 
 # Django tries the patterns in order: the API, where the volunteer loop's requests go, first.
 urlpatterns = [
@@ -22,6 +28,18 @@ urlpatterns = [
     path("projects/<id:project_id>/verify/", verify_page.verify_page, name="verify"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # The header's language switcher posts here (Django's set_language view).
+    path("i18n/", include("django.conf.urls.i18n")),
+    # The pages' scripts' messages in the active language (gettext() in static/annotate/*.js).
+    # Pages ask with ?lang= (one cached copy per language); browsers revalidate each time and
+    # get a 304 until the server restarts, perhaps with new translations.
+    path(
+        "jsi18n/",
+        cache_control(no_cache=True)(
+            last_modified(lambda request: STARTED)(JavaScriptCatalog.as_view())
+        ),
+        name="javascript-catalog",
+    ),
 ]
 
 # Django's own errors: JSON in the API's error shape under /api/, the usual pages elsewhere.

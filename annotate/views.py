@@ -12,6 +12,7 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
+from django.utils.translation import get_language, gettext
 from django.views.decorators.http import require_GET
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -47,7 +48,7 @@ def throttle_posts(view):
     def wrapped(request, *args, **kwargs):
         if request.method == "POST" and not AuthPageThrottle().allow_request(request, None):
             return HttpResponse(
-                "Too many attempts; wait a minute and try again.",
+                gettext("Too many attempts; wait a minute and try again."),
                 status=429,
                 content_type="text/plain",
             )
@@ -115,11 +116,13 @@ def _label_rows(project: Project) -> list[dict]:
 
 
 def _rows_of(labels: Iterable[Label]) -> list[dict]:
+    language = get_language()
     return [
         {
             "id": label.pk,
             "wnid": label.wnid,
             "name": label.name,
+            "display_name": label.name_in(language),
             "gloss": label.gloss,
             "parent": label.parent_name or label.parent_wnid,
             "key": LABEL_KEYS[index] if index < len(LABEL_KEYS) else "",
@@ -172,12 +175,14 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
     context = {
         "project": project,
         "progress": progress,
-        "progress_chart": charts.bar_chart(states, title="Images by state"),
+        "progress_chart": charts.bar_chart(states, title=gettext("Images by state")),
         "class_chart": charts.bar_chart(
-            selectors.project_class_counts(project=project)[:30], title="Decided images per class"
+            selectors.project_class_counts(project=project)[:30],
+            title=gettext("Decided images per class"),
         ),
         "votes_chart": charts.line_chart(
-            selectors.project_votes_per_day(project=project), title="Votes per day (30 days)"
+            selectors.project_votes_per_day(project=project),
+            title=gettext("Votes per day (30 days)"),
         ),
         "active_today": selectors.project_active_volunteers(project=project, days=1),
         "active_week": selectors.project_active_volunteers(project=project, days=7),
@@ -210,7 +215,7 @@ def _model_context(project: Project) -> dict:
         "model_versions": rows,
         "accuracy_chart": charts.line_chart(
             [(f"{r['label']} ({r['train_size']} images)", float(r["accuracy"])) for r in rows],
-            title="Held-out top-1 accuracy by version (training images)",
+            title=gettext("Held-out top-1 accuracy by version (training images)"),
             y_max=1.0,
             percent=True,
         ),

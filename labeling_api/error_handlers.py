@@ -1,10 +1,12 @@
 """Django's error views (handler400/403/404/500 and CSRF_FAILURE_VIEW): under /api/ they answer
-in the API's one error shape (labeling_api.exceptions), elsewhere with Django's pages as before.
+in the API's one error shape (labeling_api.exceptions), elsewhere with the styled pages of
+annotate.errors.
 
 DRF answers what its views raise itself; these cover what never reaches a DRF view or escapes
 one: an unknown /api/ URL, an exception DRF does not handle (a bug: a 500, or the database gone:
 a 503), a request Django refuses before any view runs. With DEBUG on, Django shows its debug
-pages for an unknown URL and a crash instead, as everywhere.
+pages for an unknown URL and a crash instead, to a browser on this machine only
+(annotate.errors.LocalDebugOnly).
 """
 
 import sys
@@ -12,8 +14,8 @@ import sys
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.views import csrf, defaults
 
+from annotate import errors
 from labeling_api.exceptions import (
     CODE_OF_STATUS,
     RETRY_AFTER_SECONDS,
@@ -37,7 +39,7 @@ def _answer(status: int, detail: str) -> JsonResponse:
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not is_api(request):
-        return defaults.bad_request(request, exception)
+        return errors.page(request, 400)
     if isinstance(exception, TOO_LARGE):
         return _answer(413, too_large_message(exception))
     return JsonResponse(error_body("The request is malformed.", "bad_request"), status=400)
@@ -45,13 +47,13 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not is_api(request):
-        return defaults.permission_denied(request, exception)
+        return errors.page(request, 403)
     return _answer(403, "You do not have permission to perform this action.")
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not is_api(request):
-        return defaults.page_not_found(request, exception)
+        return errors.page(request, 404)
     return _answer(
         404, f"There is no API endpoint at this address; see {reverse('api:docs')} for the list."
     )
@@ -59,7 +61,7 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if not is_api(request):
-        return defaults.server_error(request)
+        return errors.server_error_page(request)
     # Django calls this inside its `except` block, so the exception is still at hand.
     if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
         response = JsonResponse(database_unavailable_body(), status=503)
@@ -70,6 +72,6 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if not is_api(request):
-        return csrf.csrf_failure(request, reason)
+        return errors.csrf_page(request)
     # The words of DRF's own answer (SessionAuthentication) to the same failure.
     return _answer(403, f"CSRF Failed: {reason}")

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.utils.decorators import method_decorator
+from django.utils.translation import get_language
 from django.views.decorators.gzip import gzip_page
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -106,7 +107,8 @@ class LabelListCreateApi(APIView):
         labels = selectors.label_catalog(project_id=project.pk)
         if search.strip():
             labels = selectors.labels_matching(labels, search)
-        return conditional_response(request, labels)
+        # The ETag covers the display names, so each language has its own.
+        return conditional_response(request, selectors.labels_in_language(labels, get_language()))
 
     @extend_schema(request=LabelListCreateInputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:

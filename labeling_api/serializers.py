@@ -4,6 +4,7 @@ import functools
 from typing import Any
 
 from django.urls import get_script_prefix, reverse
+from django.utils.translation import get_language
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -26,9 +27,30 @@ class LabelOutputSerializer(serializers.ModelSerializer[Label]):
         help_text="The WordNet synset one level up."
     )
 
+    names = serializers.DictField(
+        child=serializers.CharField(), help_text='The name in other languages: {"zh-hans": "猫"}.'
+    )
+    display_name = serializers.SerializerMethodField(
+        help_text="The name in the request's language (Accept-Language, or the language chosen "
+        "on the pages), else `name`."
+    )
+
     class Meta:
         model = Label
-        fields = ["id", "wnid", "name", "gloss", "position", "synonyms", "parent"]
+        fields = [
+            "id",
+            "wnid",
+            "name",
+            "gloss",
+            "position",
+            "synonyms",
+            "names",
+            "display_name",
+            "parent",
+        ]
+
+    def get_display_name(self, label: Label) -> str:
+        return label.name_in(get_language())
 
     @extend_schema_field(LabelParentSerializer(allow_null=True))
     def get_parent(self, label: Label) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.utils.translation import get_language
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -11,6 +12,7 @@ from rest_framework.views import APIView
 
 from annotate import selectors
 from annotate.models import User
+from annotate.models.projects import label_name_in
 from annotate.selectors import verification as verification_reads
 from annotate.services import verification
 from labeling_api.serializers import image_url
@@ -33,6 +35,7 @@ def grid_answer_body(view: dict[str, Any]) -> dict[str, Any]:
             "id": label["id"],
             "wnid": label["wnid"],
             "name": label["name"],
+            "display_name": label_name_in(label["name"], label["names"], get_language()),
             "gloss": label["gloss"],
             "examples": [image_url(image_id) for image_id in label["examples"]],
         },
@@ -63,6 +66,9 @@ GridOutput = inline_serializer(
                 "id": serializers.IntegerField(),
                 "wnid": serializers.CharField(),
                 "name": serializers.CharField(),
+                "display_name": serializers.CharField(
+                    help_text="The name in the request's language."
+                ),
                 "gloss": serializers.CharField(),
                 "examples": serializers.ListField(child=serializers.CharField()),
             },

@@ -122,6 +122,9 @@ class Label(TimeStamped):
     synonyms = models.JSONField(default=list, blank=True)
     parent_wnid = models.CharField(max_length=64, blank=True)
     parent_name = models.CharField(max_length=200, blank=True)
+    # The name in other languages, by language code ({"zh-hans": "虎斑猫"}), imported as the
+    # mapping file's third column; `name` is shown where a language has none.
+    names = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["position", "id"]
@@ -131,3 +134,18 @@ class Label(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.wnid} {self.name}"
+
+    def name_in(self, language: str | None) -> str:
+        """The name volunteers of `language` (a code like "zh-hans") see."""
+        return label_name_in(self.name, self.names, language)
+
+
+def label_name_in(name: str, names: dict[str, str], language: str | None) -> str:
+    """`names`' entry for `language`, or for its general language ("zh" for "zh-hans"), or
+    else `name`."""
+    if language and names:
+        language = language.lower()
+        found = names.get(language) or names.get(language.split("-")[0])
+        if found:
+            return found
+    return name

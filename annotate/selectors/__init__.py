@@ -33,6 +33,7 @@ from annotate.selectors.ml import (
 from annotate.selectors.projects import (
     label_by_key,
     label_catalog,
+    labels_in_language,
     labels_matching,
     project_by_key,
     project_labels,
@@ -81,6 +82,7 @@ __all__ = [
     "label_by_key",
     "image_suggestion",
     "label_catalog",
+    "labels_in_language",
     "labels_matching",
     "search_key",
     "suggestion_of",

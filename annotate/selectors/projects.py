@@ -8,6 +8,7 @@ from django.db.models import Count, QuerySet
 
 from annotate.converters import parse_id
 from annotate.models import Image, Label, Project, User
+from annotate.models.projects import label_name_in
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -58,13 +59,13 @@ def label_by_key(*, project: Project, key: str) -> Label | None:
     return by_id or labels.filter(wnid=key).first()
 
 
-_CATALOG_FIELDS = ("id", "wnid", "name", "gloss", "position", "synonyms", "parent_wnid")
+_CATALOG_FIELDS = ("id", "wnid", "name", "gloss", "position", "synonyms", "names", "parent_wnid")
 
 
 def label_catalog(*, project_id: int) -> list[dict[str, Any]]:
     """The project's labels as the API and the labeling page show them, in page order:
-    {id, wnid, name, gloss, position, synonyms, parent: {wnid, name} or null}. The labels come
-    once per page load (or GET .../labels/ with an ETag), never with each lease."""
+    {id, wnid, name, gloss, position, synonyms, names, parent: {wnid, name} or null}. The
+    labels come once per page load (or GET .../labels/ with an ETag), never with each lease."""
     found = (
         Label.objects.filter(project_id=project_id)
         .order_by("position", "id")
@@ -77,6 +78,14 @@ def label_catalog(*, project_id: int) -> list[dict[str, Any]]:
     ]
 
 
+def labels_in_language(labels: list[dict[str, Any]], language: str | None) -> list[dict[str, Any]]:
+    """label_catalog() rows, each with its `display_name`: the name in `language`."""
+    return [
+        label | {"display_name": label_name_in(label["name"], label["names"], language)}
+        for label in labels
+    ]
+
+
 def search_key(text: str) -> str:
     """`text` folded for matching: compatibility forms unified (full-width letters), accents
     dropped, case folded. CJK text has no case or accents and stays as it is. The labeling
@@ -86,8 +95,8 @@ def search_key(text: str) -> str:
 
 
 def labels_matching(labels: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
-    """The labels (label_catalog() rows) whose name, synonyms, wnid or gloss contain every
-    word of `query`, case- and accent-insensitively; in their order.
+    """The labels (label_catalog() rows) whose name (in any language), synonyms, wnid or gloss
+    contain every word of `query`, case- and accent-insensitively; in their order.
 
     Matched here rather than in SQL: a project has at most some thousands of labels, already
     read whole for the ETag, and this folding is the same on every database and in the page."""
@@ -95,7 +104,10 @@ def labels_matching(labels: list[dict[str, Any]], query: str) -> list[dict[str, 
     found = []
     for label in labels:
         haystack = search_key(
-            " ".join([label["name"], label["wnid"], label["gloss"], *label["synonyms"]])
+            " ".join(
+                [label["name"], label["wnid"], label["gloss"], *label["synonyms"]]
+                + list(label.get("names", {}).values())
+            )
         )
         if all(word in haystack for word in words):
             found.append(label)

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotate.models import AnnotatorStats, Decision, Image, Project, User, Vote
 
@@ -49,7 +50,7 @@ def leaderboard(*, viewer: User, limit: int = 10) -> list[dict]:
             "rank": index,
             "name": user.username
             if user.show_on_leaderboard or user.pk == viewer.pk
-            else "anonymous volunteer",
+            else gettext("anonymous volunteer"),
             "votes": user.votes_count,
             "me": user.pk == viewer.pk,
         }

@@ -98,6 +98,7 @@ def grid_view(*, grid: Grid) -> dict[str, Any]:
             "id": label.pk,
             "wnid": label.wnid,
             "name": label.name,
+            "names": label.names,
             "gloss": label.gloss,
             "examples": label_examples(label_id=label.pk),
         },

@@ -20,8 +20,8 @@ window.labeling = {
     const here = encodeURIComponent(location.pathname + location.search).replace(/%2F/g, "/");
     const link = document.createElement("a");
     link.href = `${loginUrl}?next=${here}`;
-    link.textContent = "sign in again";
-    element.replaceChildren("Signed out — ", link, `.${more ? " " + more : ""}`);
+    link.textContent = gettext("sign in again");
+    element.replaceChildren(gettext("Signed out — "), link, `.${more ? " " + more : ""}`);
     element.classList.add("error");
   },
 };

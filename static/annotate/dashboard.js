@@ -25,33 +25,30 @@
     bar.hidden = false;
     bar.value = 0;
     rejectedList.replaceChildren();
-    status.textContent = `Uploading ${files.length} file${files.length === 1 ? "" : "s"}…`;
+    status.textContent = interpolate(ngettext("Uploading %s file…", "Uploading %s files…", files.length), [files.length]);
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) bar.value = Math.round((100 * event.loaded) / event.total);
     };
-    request.upload.onload = () => { status.textContent = "Checking and storing…"; };
+    request.upload.onload = () => { status.textContent = gettext("Checking and storing…"); };
     request.onload = () => {
       bar.value = 100;
       const body = request.response || {};
       if (request.status !== 201) {
-        status.textContent = `Refused: ${window.labeling.errorText(body, request.statusText)}`;
+        status.textContent = interpolate(gettext("Refused: %s"), [window.labeling.errorText(body, request.statusText)]);
         return;
       }
-      status.textContent = `Done: ${body.created} created, ${body.duplicates} duplicates, ${body.rejected.length} rejected.`;
+      status.textContent = interpolate(gettext("Done: %s created, %s duplicates, %s rejected."), [body.created, body.duplicates, body.rejected.length]);
       for (const item of body.rejected) {
         const li = document.createElement("li");
         li.textContent = `${item.name}: ${item.reason}`;
         rejectedList.appendChild(li);
       }
     };
-    request.onerror = () => { status.textContent = "The upload failed (network error); nothing was half-stored. Try again."; };
+    request.onerror = () => { status.textContent = gettext("The upload failed (network error); nothing was half-stored. Try again."); };
     request.send(form);
   }
 
   input.addEventListener("change", () => upload(Array.from(input.files)));
-  zone.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") { input.click(); event.preventDefault(); }
-  });
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (event) => {

@@ -38,16 +38,16 @@
   function show(exp) {
     const p = exp.progress;
     bar.value = p.fraction;
-    const counted = p.total ? ` (${p.done} of ${p.total} images)` : "";
-    text.textContent = `Export #${exp.id}: ${exp.state}${counted}`;
+    const counted = p.total ? " " + interpolate(gettext("(%s of %s images)"), [p.done, p.total]) : "";
+    text.textContent = interpolate(gettext("Export #%s: %s"), [exp.id, exp.state]) + counted;
     if (exp.state === "done") {
       const c = exp.counts.counts;
-      text.textContent = `Export #${exp.id} done: ${c.train} train and ${c.val} val images in ${c.classes} classes.`;
+      text.textContent = interpolate(gettext("Export #%s done: %s train and %s val images in %s classes."), [exp.id, c.train, c.val, c.classes]);
       download.href = exp.urls.download;
       downloadGz.href = exp.urls.download_gzip;
       download.hidden = downloadGz.hidden = false;
     }
-    if (exp.state === "failed") error.textContent = `Export failed: ${exp.error}`;
+    if (exp.state === "failed") error.textContent = interpolate(gettext("Export failed: %s"), [exp.error]);
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -61,7 +61,7 @@
         if (exp.state === "done" || exp.state === "failed" || exp.state === "expired") return;
       } catch (e) {
         failures++;
-        error.textContent = `Could not read the export's state (${e.message}); retrying…`;
+        error.textContent = interpolate(gettext("Could not read the export's state (%s); retrying…"), [e.message]);
       }
       await sleep(failures ? Math.min(1000 * 2 ** failures, 15000) : 700);
       if (!failures) error.textContent = "";

@@ -12,6 +12,10 @@
   const message = document.getElementById("message");
   const count = document.getElementById("count");
   const suggestionBox = document.getElementById("suggestion"); // with buttons only
+  // Read out by screen readers: the last vote and that a new image is on screen.
+  const announcer = document.getElementById("announcer");
+  let lastVoteSaid = "";
+  let shownCount = 0;
   // Past a few dozen labels: a search box instead of a button per label (label_search.js).
   const search = root.dataset.searchable
     ? window.labeling.createLabelSearch({
@@ -26,6 +30,7 @@
   const backlog = []; // assignments put aside by an undo, shown again before new ones
   let lastVote = null; // {assignment, at}: what U takes back
   const UNDO_MS = 30000;
+  const WAITING = gettext("The last images are with other volunteers right now; checking again shortly…");
   const today = document.getElementById("today");
 
   const csrfToken = window.labeling.csrfToken;
@@ -71,13 +76,13 @@
         const assignment = await api(`/api/projects/${projectId}/assignments/`, undefined,
           (response) => { retryAfter = response.headers.get("Retry-After"); });
         if (assignment || retryAfter === null) return preload(assignment);
-        if (!current) say("The last images are with other volunteers right now; checking again shortly…");
+        if (!current) say(WAITING);
       } catch (e) {
         if (e.status === 401) {
-          if (!signedOut) signOut("Then the labeling goes on here.");
+          if (!signedOut) signOut(gettext("Then the labeling goes on here."));
           throw e;
         }
-        say(`Could not load the next image (${e.message}); retrying…`, true);
+        say(interpolate(gettext("Could not load the next image (%s); retrying…"), [e.message]), true);
         retryAfter = Math.min(2 ** attempt, 30);
       }
       await sleep(Number(retryAfter) * 1000);
@@ -110,6 +115,7 @@
     current = assignment;
     loading.hidden = true;
     unzoom();
+    announce(assignment);
     if (!assignment) {
       img.hidden = true;
       img.removeAttribute("src");
@@ -134,7 +140,7 @@
     suggestionBox.hidden = !suggested;
     markSuggested(suggested ? suggested.id : null);
     if (suggested) {
-      document.getElementById("suggestion-name").textContent = suggested.name;
+      document.getElementById("suggestion-name").textContent = suggested.display_name || suggested.name;
       document.getElementById("suggestion-confidence").textContent =
         Math.round(suggestion.confidence * 100) + "%";
     }
@@ -158,7 +164,7 @@
     }
     const next = upcoming ? await upcoming : null;
     upcoming = next ? prefetch() : null;
-    if (next && message.textContent.startsWith("The last images")) say("");
+    if (next && message.textContent === WAITING) say("");
     show(next);
   }
 
@@ -177,9 +183,9 @@
         show(assignment);
         if (path === "vote") {
           sessionStorage.setItem(PENDING_VOTE, JSON.stringify({ assignment: assignment.id, body }));
-          signOut("Your vote on this image is not saved yet: it is sent once you are back.");
+          signOut(gettext("Your vote on this image is not saved yet: it is sent once you are back."));
         } else {
-          signOut("This image was not skipped.");
+          signOut(gettext("This image was not skipped."));
         }
       });
   }
@@ -195,11 +201,11 @@
       bump(count, 1);
       bump(today, 1);
       lastVote = { assignment: { id: pending.assignment }, at: Date.now() };
-      say("Your vote from before signing in is saved.");
+      say(gettext("Your vote from before signing in is saved."));
     } catch (e) {
       if (e.status === 401) throw e; // still signed out: keep it for the next visit
       sessionStorage.removeItem(PENDING_VOTE);
-      say(`Your vote from before signing in could not be saved: ${e.message}`, true);
+      say(interpolate(gettext("Your vote from before signing in could not be saved: %s"), [e.message]), true);
     }
   }
 
@@ -207,8 +213,25 @@
     if (element) element.textContent = String(Number(element.textContent) + by);
   }
 
+  function announce(assignment) {
+    if (!announcer) return;
+    const shown = assignment
+      ? interpolate(gettext("Image %s on screen."), [++shownCount])
+      : gettext("Nothing left to label.");
+    announcer.textContent = lastVoteSaid ? `${lastVoteSaid} ${shown}` : shown;
+    lastVoteSaid = "";
+  }
+
+  function labelName(labelId) {
+    const label = labelId === null ? null : labels.find((l) => l.id === labelId);
+    if (label) return label.display_name || label.name;
+    if (search && labelId !== null) return search.labelName(labelId) || String(labelId);
+    return labelId === null ? gettext("none of these") : String(labelId);
+  }
+
   function vote(labelId) {
     const assignment = current;
+    if (assignment) lastVoteSaid = interpolate(gettext("Voted: %s."), [labelName(labelId)]);
     if (assignment && search) search.remember(labelId);
     act("vote", { label: labelId }, () => {
       bump(count, 1);
@@ -220,7 +243,7 @@
   // U: take back the last vote (within 30 s, while it decided nothing) and answer again.
   function undo() {
     if (!lastVote || Date.now() - lastVote.at > UNDO_MS) {
-      say("Nothing to undo: votes can be taken back for 30 seconds.", true);
+      say(gettext("Nothing to undo: votes can be taken back for 30 seconds."), true);
       return;
     }
     const target = lastVote.assignment;
@@ -230,10 +253,10 @@
         bump(count, -1);
         bump(today, -1);
         if (current) backlog.push(current);
-        say("Vote taken back: answer again.");
+        say(gettext("Vote taken back: answer again."));
         show(assignment);
       })
-      .catch((e) => (e.status === 401 ? signOut("Nothing was taken back.") : say(e.message, true)));
+      .catch((e) => (e.status === 401 ? signOut(gettext("Nothing was taken back.")) : say(e.message, true)));
   }
 
   // Z: the image at its natural size, or, when that is smaller, large enough to cover the
@@ -281,17 +304,18 @@
   document.getElementById("labels").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-label]");
     if (!button) return;
-    // Drop focus, or Enter/Space would click the same label again on the next image.
-    button.blur();
+    // Focus moves to the image (not lost to the page): Enter then accepts the next
+    // suggestion rather than clicking the same label again on the next image.
+    frame.focus({ preventScroll: true });
     vote(button.dataset.label ? Number(button.dataset.label) : null);
   });
-  document.getElementById("skip").addEventListener("click", (event) => { event.currentTarget.blur(); skip(); });
+  document.getElementById("skip").addEventListener("click", () => { frame.focus({ preventScroll: true }); skip(); });
   img.addEventListener("click", toggleZoom);
 
   if (search) {
     search.ready
       .then(() => { if (current) search.focus(); })
-      .catch((e) => say(`${e.message}; reload the page to try again.`, true));
+      .catch((e) => say(interpolate(gettext("%s; reload the page to try again."), [e.message]), true));
   }
 
   (async function start() {

@@ -27,19 +27,20 @@
 
     const ready = fetch(`/api/projects/${projectId}/labels/`, { credentials: "same-origin" })
       .then((response) => {
-        if (!response.ok) throw new Error(`the labels could not be loaded (${response.status})`);
+        if (!response.ok) throw new Error(interpolate(gettext("the labels could not be loaded (%s)"), [response.status]));
         return response.json();
       })
       .then((loaded) => {
         labels = loaded.map((label) => ({
           ...label,
-          nameKey: searchKey(label.name),
+          // The name in every language it has: a volunteer may type either.
+          nameKey: searchKey([label.display_name || label.name, label.name, ...Object.values(label.names || {})].join(" ")),
           otherKey: searchKey([label.synonyms.join(" "), label.wnid].join(" ")),
           glossKey: searchKey(label.gloss),
         }));
         labels.forEach((label) => byId.set(label.id, label));
         input.disabled = false;
-        input.placeholder = `${labels.length} labels: type to search`;
+        input.placeholder = interpolate(ngettext("%s label: type to search", "%s labels: type to search", labels.length), [labels.length]);
         render();
       });
 
@@ -98,20 +99,20 @@
         options = found.slice(0, SHOWN).map((label) => ({ label }));
         more.hidden = found.length > 0 && found.length <= SHOWN;
         more.textContent = found.length
-          ? `${found.length - SHOWN} more: type more words to narrow.`
-          : "No label matches; try other words.";
+          ? interpolate(gettext("%s more: type more words to narrow."), [found.length - SHOWN])
+          : gettext("No label matches; try other words.");
       } else {
         const suggested = topFive().map((item, index) => ({
           label: byId.get(item.label),
           key: String(index + 1),
-          note: `model ${Math.round(item.probability * 100)}%`,
+          note: `${gettext("model")} ${Math.round(item.probability * 100)}%`,
         }));
         const taken = new Set(suggested.map((option) => option.label.id));
         const used = recent().filter((id) => !taken.has(id))
-          .map((id) => ({ label: byId.get(id), note: "recently used" }));
+          .map((id) => ({ label: byId.get(id), note: gettext("recently used") }));
         options = [...suggested, ...used];
         more.hidden = options.length > 0;
-        more.textContent = "Type to find the label.";
+        more.textContent = gettext("Type to find the label.");
       }
       active = options.length ? 0 : -1;
       list.replaceChildren(...options.map(optionElement));
@@ -136,7 +137,7 @@
       }
       const name = document.createElement("span");
       name.className = "label-name";
-      name.textContent = label.name;
+      name.textContent = label.display_name || label.name;
       line.append(name, " ");
       const wnid = document.createElement("span");
       wnid.className = "muted";
@@ -150,8 +151,8 @@
       }
       item.append(line);
       const details = [];
-      if (label.parent) details.push(`a kind of ${label.parent.name || label.parent.wnid}`);
-      if (label.synonyms.length) details.push(`also: ${label.synonyms.join(", ")}`);
+      if (label.parent) details.push(interpolate(gettext("a kind of %s"), [label.parent.name || label.parent.wnid]));
+      if (label.synonyms.length) details.push(interpolate(gettext("also: %s"), [label.synonyms.join(", ")]));
       if (label.gloss) details.push(label.gloss);
       if (details.length) {
         const about = document.createElement("span");
@@ -221,7 +222,7 @@
       ready,
       suggested,
       remember,
-      labelName: (id) => (byId.get(id) || {}).name,
+      labelName: (id) => { const label = byId.get(id) || {}; return label.display_name || label.name; },
       // A new image on screen (or none): an empty box and its suggestions.
       showFor(assignment) {
         suggestion = assignment ? assignment.suggestion : null;

@@ -18,7 +18,13 @@
   const handled = new Set(); // items decided or passed over in this visit: never shown twice
   let queueCount = 0; // images waiting for a decision, as last counted by the server
   let lastAction = 0; // a decision's answer speaks only while it is still the latest action
-  const labelName = (id) => (labels.find((l) => l.id === id) || {}).name || "none of these";
+  const labelName = (id) => {
+    const label = labels.find((l) => l.id === id);
+    return label ? label.display_name || label.name : gettext("none of these");
+  };
+  // Screen readers hear the last decision and that a new image is on screen.
+  const announcer = document.getElementById("announcer");
+  let lastSaid = "";
 
   const csrfToken = window.labeling.csrfToken;
 
@@ -29,7 +35,7 @@
 
   async function fetchQueue() {
     const response = await fetch(`/api/projects/${projectId}/review/`, { credentials: "same-origin" });
-    if (!response.ok) throw new Error(`could not load the queue (${response.status})`);
+    if (!response.ok) throw new Error(interpolate(gettext("could not load the queue (%s)"), [response.status]));
     const page = await response.json();
     queueCount = page.count;
     showCount();
@@ -38,7 +44,7 @@
   }
 
   function showCount() {
-    remaining.textContent = `${queueCount} in the queue`;
+    remaining.textContent = interpolate(gettext("%s in the queue"), [queueCount]);
   }
 
   function renderVotes(item) {
@@ -47,18 +53,20 @@
     for (const answer of item.votes) {
       const li = document.createElement("li");
       const title = document.createElement("div");
-      title.textContent = `${answer.name} — ${answer.count} vote${answer.count === 1 ? "" : "s"}`;
+      const votes = interpolate(ngettext("%s vote", "%s votes", answer.count), [answer.count]);
+      title.textContent = `${labelName(answer.label)} — ${votes}`;
       const bar = document.createElement("div");
       bar.className = "bar";
       bar.style.width = `${Math.round((100 * answer.count) / total)}%`;
       bar.setAttribute("role", "img");
-      bar.setAttribute("aria-label", `${answer.count} of ${total} votes`);
+      bar.setAttribute("aria-label", interpolate(gettext("%s of %s votes"), [answer.count, total]));
       const voters = document.createElement("div");
       voters.className = "voters";
       answer.voters.forEach((voter, i) => {
         const span = document.createElement("span");
-        const accuracy = voter.estimated_accuracy === null ? "new" : `${Math.round(voter.estimated_accuracy * 100)}%`;
-        span.textContent = `${i ? ", " : ""}${voter.username} (${accuracy}${voter.unreliable ? ", unreliable" : ""})`;
+        const accuracy = voter.estimated_accuracy === null ? gettext("new") : `${Math.round(voter.estimated_accuracy * 100)}%`;
+        const unreliable = voter.unreliable ? `, ${gettext("unreliable")}` : "";
+        span.textContent = `${i ? ", " : ""}${voter.username} (${accuracy}${unreliable})`;
         if (voter.unreliable) span.className = "unreliable";
         voters.appendChild(span);
       });
@@ -70,6 +78,11 @@
   function show(item) {
     current = item;
     loading.hidden = true;
+    if (announcer) {
+      const shown = item ? interpolate(gettext("Image %s on screen."), [item.id]) : gettext("The review queue is empty.");
+      announcer.textContent = lastSaid ? `${lastSaid} ${shown}` : shown;
+      lastSaid = "";
+    }
     if (!item) {
       img.hidden = true;
       img.dataset.image = "";
@@ -82,13 +95,15 @@
     img.dataset.image = item.id;
     img.hidden = false;
     empty.hidden = true;
-    const decided = item.decision ? ` Current decision: ${item.decision.excluded ? "excluded" : labelName(item.decision.label)} (${item.decision.rule}).` : "";
-    why.textContent = (item.state === "disputed" ? "The crowd could not agree." : item.flag_reason) + decided;
+    const decided = item.decision
+      ? " " + interpolate(gettext("Current decision: %s (%s)."), [item.decision.excluded ? gettext("excluded") : labelName(item.decision.label), item.decision.rule])
+      : "";
+    why.textContent = (item.state === "disputed" ? gettext("The crowd could not agree.") : item.flag_reason) + decided;
     renderVotes(item);
     const suggestion = document.getElementById("suggestion");
     suggestion.hidden = !item.suggestion;
     if (item.suggestion) {
-      suggestion.textContent = `Model suggests ${labelName(item.suggestion.label)} (${Math.round(item.suggestion.confidence * 100)}%).`;
+      suggestion.textContent = interpolate(gettext("Model suggests %s (%s)."), [labelName(item.suggestion.label), `${Math.round(item.suggestion.confidence * 100)}%`]);
     }
   }
 
@@ -104,6 +119,7 @@
     current = null;
     handled.add(item.id);
     const action = ++lastAction;
+    lastSaid = interpolate(gettext("Decided: %s."), [body.exclude ? gettext("excluded") : labelName(body.label)]);
     fetch(`/api/images/${item.id}/decision/`, {
       method: "POST",
       credentials: "same-origin",
@@ -113,11 +129,11 @@
       if (!response.ok) {
         const body = await response.json().catch(() => null);  // null: not JSON
         const detail = window.labeling.errorText(body, response.statusText);
-        say(`Image ${item.id}: ${detail}`, true);
+        say(interpolate(gettext("Image %s: %s"), [item.id, detail]), true);
       } else {
         queueCount = Math.max(0, queueCount - 1);
         showCount();
-        if (action === lastAction) say(`Image ${item.id} decided.`);
+        if (action === lastAction) say(interpolate(gettext("Image %s decided."), [item.id]));
       }
     }).catch((e) => say(e.message, true));
     next().catch((e) => say(e.message, true));
@@ -129,7 +145,7 @@
     current = null;
     handled.add(item.id);
     lastAction++;
-    say(`Image ${item.id} passed over: it stays in the queue.`);
+    say(interpolate(gettext("Image %s passed over: it stays in the queue."), [item.id]));
     next().catch((e) => say(e.message, true));
   }
 
@@ -150,12 +166,13 @@
   document.getElementById("labels").addEventListener("click", (event) => {
     const button = event.target.closest("button");
     if (!button) return;
-    button.blur();
+    // Focus moves to the image rather than being lost to the page.
+    img.closest(".frame").focus({ preventScroll: true });
     if (button.dataset.exclude) decide({ label: null, exclude: true });
     else decide({ label: button.dataset.label ? Number(button.dataset.label) : null });
   });
-  document.getElementById("skip").addEventListener("click", (event) => {
-    event.currentTarget.blur();
+  document.getElementById("skip").addEventListener("click", () => {
+    img.closest(".frame").focus({ preventScroll: true });
     if (current) passOver();
   });
 

@@ -54,7 +54,7 @@
         }
         return grid;
       } catch (e) {
-        say(`Could not load the next grid (${e.message}); retrying…`, true);
+        say(interpolate(gettext("Could not load the next grid (%s); retrying…"), [e.message]), true);
         await sleep(Math.min(2 ** attempt, 30) * 1000);
       }
     }
@@ -83,14 +83,14 @@
       empty.hidden = false;
       return;
     }
-    document.getElementById("label-name").textContent = grid.label.name;
+    document.getElementById("label-name").textContent = grid.label.display_name || grid.label.name;
     document.getElementById("label-wnid").textContent = grid.label.wnid;
     document.getElementById("label-gloss").textContent = grid.label.gloss;
     const examples = document.getElementById("examples");
     examples.replaceChildren(...grid.label.examples.map((url) => {
       const img = document.createElement("img");
       img.src = url;
-      img.alt = `An example of ${grid.label.name}`;
+      img.alt = interpolate(gettext("An example of %s"), [grid.label.display_name || grid.label.name]);
       return img;
     }));
     gridBox.style.setProperty("--columns", columns(grid.items.length));
@@ -103,7 +103,7 @@
       button.tabIndex = index === 0 ? 0 : -1;
       const img = document.createElement("img");
       img.src = item.image.url;
-      img.alt = `Candidate ${index + 1}`;
+      img.alt = interpolate(gettext("Candidate %s"), [index + 1]);
       const mark = document.createElement("span");
       mark.className = "mark";
       mark.setAttribute("aria-hidden", "true");
@@ -149,9 +149,9 @@
       say("");
     } catch (e) {
       if (e.status === 409) {
-        say(`${e.message} Here is the next one.`, true);
+        say(`${e.message} ${gettext("Here is the next one.")}`, true);
       } else {
-        say(`Your answer was not saved (${e.message}). Try again.`, true);
+        say(interpolate(gettext("Your answer was not saved (%s). Try again."), [e.message]), true);
         sending = false;
         return;
       }

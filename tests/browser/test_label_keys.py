@@ -76,9 +76,10 @@ def test_enter_votes_for_the_focused_button_and_the_suggestion_is_marked(transac
     press_and_wait(page, "Enter", first, "vote")
     assert Vote.objects.get(assignment_id=first).label_id == square.pk
 
-    # Nothing focused: Enter accepts the suggestion.
+    # No control focused (the focus went to the image, not lost to the page): Enter accepts
+    # the suggestion.
     second = shown_assignment(page)
-    assert page.evaluate("() => document.activeElement === document.body")
+    assert page.evaluate("() => document.activeElement.matches('figure.frame')")
     press_and_wait(page, "Enter", second, "vote")
     assert Vote.objects.get(assignment_id=second).label_id == circle.pk
     assert page.js_errors == []

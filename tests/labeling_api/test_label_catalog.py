@@ -60,6 +60,8 @@ def test_labels_carry_wordnet_context(client_for, volunteer):
         "gloss": "a cat with a grey or tawny striped coat",
         "position": 0,
         "synonyms": ["tabby", "queen"],
+        "names": {},
+        "display_name": "tabby cat",
         "parent": {"wnid": "n02121808", "name": "domestic cat"},
     }
     Label.objects.filter(pk=body[0]["id"]).update(parent_wnid="", parent_name="")

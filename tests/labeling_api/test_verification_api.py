@@ -49,6 +49,7 @@ def test_a_grid_answer_shows_the_label_and_its_items(client_for, verify_project)
         "id": label.pk,
         "wnid": "n02123045",
         "name": "tabby",
+        "display_name": "tabby",
         "gloss": "a striped cat",
         "examples": [f"/api/images/{accepted.pk}/file/"],
     }

@@ -14,11 +14,13 @@ from annotate.models import Project, User
 from annotate.services import accounts, ingest, projects
 
 DEMO_PROJECT = "Demo: shapes"
+# With each label's Chinese name (the mapping file's name column), shown to volunteers whose
+# browser asks for Chinese.
 SYNSETS = """\
-circle circle, round shape
-square square, quadrilateral
-triangle triangle, trigon
-star star, five-pointed star
+circle circle, round shape\tzh-hans=圆形
+square square, quadrilateral\tzh-hans=正方形
+triangle triangle, trigon\tzh-hans=三角形
+star star, five-pointed star\tzh-hans=五角星
 """
 
 

@@ -16,7 +16,8 @@ def read_text(path: Path) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Import a synset mapping file (`n02123045 tabby, tabby cat` per line) into a project; "
+        "Import a synset mapping file (`n02123045 tabby, tabby cat` per line, optionally a "
+        "tab and `zh-hans=虎斑猫` after the names: the name in another language) into a project; "
         "with ImageNet's words.txt, wordnet.is_a.txt or gloss.txt, also give its labels their "
         "synonyms, parent synset and definition."
     )
