@@ -60,6 +60,11 @@ urlpatterns = [
         name="skip",
     ),
     path(
+        "assignments/<id:assignment_id>/release/",
+        assignment_views.AssignmentReleaseApi.as_view(),
+        name="release",
+    ),
+    path(
         "assignments/<id:assignment_id>/undo/", assignment_views.VoteUndoApi.as_view(), name="undo"
     ),
     path("images/<id:image_id>/file/", image_views.ImageFileApi.as_view(), name="image-file"),
