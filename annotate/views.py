@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_GET
 from rest_framework.throttling import SimpleRateThrottle
@@ -90,14 +91,27 @@ def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespon
     first = list(selectors.project_labels(project=project)[: BUTTONS_UP_TO + 1])
     searchable = len(first) > BUTTONS_UP_TO
     stats = selectors.user_stats(user=request.user)
+    rows = [] if searchable else _rows_of(first)
+    if rows:  # the class guide: a few decided images of each label
+        examples = selectors.label_examples(project=project)
+        for row in rows:
+            row["examples"] = [
+                reverse("api:image-file", args=[image_id])
+                for image_id in examples.get(row["id"], [])
+            ]
+    progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
+    decided = progress["total"] - progress["open"] - progress["disputed"]
     return render(
         request,
         "annotate/label.html",
         {
             "project": project,
-            "labels": [] if searchable else _rows_of(first),
+            "labels": rows,
             "searchable": searchable,
             "stats": stats,
+            "goal": request.user.daily_goal,
+            "project_done": decided,
+            "project_total": progress["total"],
         },
     )
 

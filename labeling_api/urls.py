@@ -96,6 +96,11 @@ urlpatterns += [
         export_views.ExportListCreateApi.as_view(),
         name="exports",
     ),
+    path(
+        "projects/<id:project_id>/exports/preview/",
+        export_views.ExportPreviewApi.as_view(),
+        name="exports-preview",
+    ),
     path("exports/<id:export_id>/", export_views.ExportDetailApi.as_view(), name="export-detail"),
     path(
         "exports/<id:export_id>/download/",

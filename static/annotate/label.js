@@ -27,6 +27,8 @@
   let lastVote = null; // {assignment, at}: what U takes back
   const UNDO_MS = 30000;
   const today = document.getElementById("today");
+  const t = window.gettext || ((text) => text);
+  const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
 
   const csrfToken = window.labeling.csrfToken;
   // A vote refused because the volunteer was signed out waits here (this tab only) and is
@@ -110,6 +112,9 @@
     current = assignment;
     loading.hidden = true;
     unzoom();
+    // Each image starts at the top: on a phone the image and the labels fit one screen from
+    // there, and a page left scrolled after a tap would half hide the next image.
+    if (window.scrollY || document.documentElement.scrollTop) window.scrollTo(0, 0);
     if (!assignment) {
       img.hidden = true;
       img.removeAttribute("src");
@@ -157,6 +162,7 @@
       return;
     }
     const next = upcoming ? await upcoming : null;
+    if (handedBack) return; // the page was hidden meanwhile: `next` went back with the rest
     upcoming = next ? prefetch() : null;
     if (next && message.textContent.startsWith("The last images")) say("");
     show(next);
@@ -210,11 +216,26 @@
   function vote(labelId) {
     const assignment = current;
     if (assignment && search) search.remember(labelId);
-    act("vote", { label: labelId }, () => {
+    if (assignment && !signedOut) flash(labelId);
+    act("vote", { label: labelId }, (result) => {
       bump(count, 1);
       bump(today, 1);
       lastVote = { assignment, at: Date.now() };
+      if (result && result.image_state && result.image_state !== "open") progress.decided(1);
+      progress.celebrate(Number(today.textContent));
     });
+  }
+
+  // The label just chosen flashes on its button, so the volunteer sees which one was taken.
+  function flash(labelId) {
+    const value = labelId === null ? "" : String(labelId);
+    const button = Array.from(document.querySelectorAll("#labels button[data-label]"))
+      .find((b) => b.dataset.label === value);
+    if (!button) return;
+    button.classList.remove("chosen");
+    void button.offsetWidth; // restart the animation when the same label is chosen again
+    button.classList.add("chosen");
+    setTimeout(() => button.classList.remove("chosen"), 700);
   }
 
   // U: take back the last vote (within 30 s, while it decided nothing) and answer again.
@@ -262,6 +283,8 @@
     // A held key must not vote on images the volunteer has not seen.
     if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest("input, textarea, select")) return;
+    if (guide.isOpen()) return; // the guide's own keys (Esc closes it)
+    if (event.key === "?") { guide.open(); event.preventDefault(); return; }
     // Enter (or Space) on a focused button or link is that control's own click: a focused
     // label button votes for its label, not for the suggestion.
     if ((event.key === "Enter" || event.key === " ") && event.target.closest("button, a")) return;
@@ -287,6 +310,131 @@
   });
   document.getElementById("skip").addEventListener("click", (event) => { event.currentTarget.blur(); skip(); });
   img.addEventListener("click", toggleZoom);
+
+  // Progress: the count today against the volunteer's goal (set here, kept on the account),
+  // the project's progress bar, and a short thanks at milestones.
+  const progress = (function () {
+    const bar = document.getElementById("project-progress");
+    const barText = document.getElementById("project-progress-text");
+    const milestone = document.getElementById("milestone");
+    const goalOf = document.getElementById("goal-of");
+    const goal = document.getElementById("goal");
+    const form = document.getElementById("goal-form");
+    const input = document.getElementById("goal-input");
+    let hideTimer = null;
+    const goalValue = () => Number(goal.textContent) || 0;
+
+    function thank(text) {
+      milestone.textContent = text;
+      milestone.hidden = false;
+      clearTimeout(hideTimer);
+      hideTimer = setTimeout(() => { milestone.hidden = true; }, 5000);
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const wanted = input.value === "" ? null : Number(input.value);
+      try {
+        const response = await fetch("/api/me/", {
+          method: "PATCH",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+          body: JSON.stringify({ daily_goal: wanted }),
+        });
+        const body = await response.json().catch(() => null);
+        if (response.status === 401) { signOut(t("Your goal was not saved.")); return; }
+        if (!response.ok) { say(window.labeling.errorText(body, response.statusText), true); return; }
+        goal.textContent = body.daily_goal === null ? "" : String(body.daily_goal);
+        goalOf.hidden = body.daily_goal === null;
+        form.closest("details").open = false;
+        say(body.daily_goal === null ? t("No daily goal.") : fill(t("Goal saved: %(goal)s votes a day."), { goal: body.daily_goal }));
+      } catch (e) {
+        say(e.message, true);
+      }
+    });
+
+    return {
+      decided(by) {
+        bar.value = Math.min(bar.max, bar.value + by);
+        barText.textContent = fill(t("%(done)s of %(total)s images decided"), { done: bar.value, total: bar.max });
+      },
+      // A short thanks when the goal is reached, and every 25 votes of the day.
+      celebrate(votesToday) {
+        if (goalValue() && votesToday === goalValue()) {
+          thank(fill(t("Goal reached: %(count)s votes today. Thank you!"), { count: votesToday }));
+        } else if (votesToday > 0 && votesToday % 25 === 0) {
+          thank(fill(t("Thanks! %(count)s votes today."), { count: votesToday }));
+        }
+      },
+    };
+  })();
+
+  // The class guide: each label's definition and a few decided images of it, opened with ?
+  // or its button; Esc or the close button shuts it. (Projects with the search box show the
+  // definitions in the search list instead.)
+  const guide = (function () {
+    const dialog = document.getElementById("guide");
+    const opener = document.getElementById("guide-open");
+    if (!dialog || !opener) return { isOpen: () => false, open() {} };
+    const close = document.getElementById("guide-close");
+    opener.addEventListener("click", () => open());
+    close.addEventListener("click", () => dialog.close());
+    // A tap on the backdrop closes it too.
+    dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
+    function open() {
+      if (dialog.open) return;
+      dialog.showModal();
+      // The suggested label's entry first in view, when there is one.
+      const suggested = current && current.suggestion
+        ? document.getElementById(`guide-${current.suggestion.label}`) : null;
+      if (suggested) suggested.scrollIntoView({ block: "nearest" });
+      close.focus();
+    }
+    return { isOpen: () => dialog.open, open };
+  })();
+
+  // Leases of a hidden or closed tab go back to the pool at once (a beacon survives the page's
+  // end); when the page shows again, it leases anew. A lease still on its way when the page
+  // hides is handed back as soon as it arrives.
+  let handedBack = false;
+  function releaseBeacon(assignment) {
+    if (!assignment) return;
+    const body = new URLSearchParams({ csrfmiddlewaretoken: csrfToken() });
+    navigator.sendBeacon(`/api/assignments/${assignment.id}/release/`, body);
+  }
+
+  function handBack() {
+    if (handedBack || signedOut) return;
+    handedBack = true;
+    releaseBeacon(current);
+    backlog.splice(0).forEach(releaseBeacon);
+    if (upcoming) upcoming.then(releaseBeacon, () => {});
+    current = null;
+    upcoming = null;
+  }
+
+  async function resume() {
+    if (!handedBack || signedOut) return;
+    handedBack = false;
+    img.hidden = true;
+    loading.hidden = false;
+    try {
+      const first = await lease();
+      if (handedBack) { releaseBeacon(first); return; } // hidden again meanwhile
+      upcoming = first ? prefetch() : null;
+      show(first);
+    } catch (e) {
+      loading.hidden = true;
+      if (e.status !== 401) say(e.message, true);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") handBack();
+    else resume();
+  });
+  window.addEventListener("pagehide", handBack);
+  window.addEventListener("pageshow", (event) => { if (event.persisted) resume(); });
 
   if (search) {
     search.ready

@@ -1,4 +1,5 @@
-"""Handing back a lease (issue 18): a hidden or closed tab's images return to the pool at once."""
+"""Handing back a lease (issue 18): a hidden or closed tab's images return to the pool at once;
+and the volunteer's daily goal, set from the labeling page."""
 
 import pytest
 
@@ -60,3 +61,14 @@ def test_a_release_after_the_vote_changes_nothing(client_for, volunteer, project
     assert client.post(f"/api/assignments/{held['id']}/release/").status_code == 204
     assert Assignment.objects.get(pk=held["id"]).state == Assignment.State.VOTED
     assert Vote.objects.filter(assignment_id=held["id"]).count() == 1
+
+
+@pytest.mark.parametrize(("goal", "status"), [(60, 200), (None, 200), (0, 400), (10001, 400)])
+def test_a_volunteer_sets_a_daily_goal(client_for, volunteer, goal, status):
+    response = client_for(volunteer).patch("/api/me/", {"daily_goal": goal}, format="json")
+    assert response.status_code == status
+    volunteer.refresh_from_db()
+    if status == 200:
+        assert response.json()["daily_goal"] == goal == volunteer.daily_goal
+    else:
+        assert response.json()["fields"]["daily_goal"] and volunteer.daily_goal is None
