@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -186,12 +187,18 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
     context = {
         "project": project,
         "progress": progress,
-        "progress_chart": charts.bar_chart(states, title="Images by state"),
+        "progress_chart": charts.bar_chart(
+            states, title="Images by state", column=gettext("State")
+        ),
         "class_chart": charts.bar_chart(
-            selectors.project_class_counts(project=project)[:30], title="Decided images per class"
+            selectors.project_class_counts(project=project)[:30],
+            title="Decided images per class",
+            column=gettext("Class"),
         ),
         "votes_chart": charts.line_chart(
-            selectors.project_votes_per_day(project=project), title="Votes per day (30 days)"
+            selectors.project_votes_per_day(project=project),
+            title="Votes per day (30 days)",
+            column=gettext("Day"),
         ),
         "active_today": selectors.project_active_volunteers(project=project, days=1),
         "active_week": selectors.project_active_volunteers(project=project, days=7),
@@ -227,6 +234,7 @@ def _model_context(project: Project) -> dict:
             title="Held-out top-1 accuracy by version (training images)",
             y_max=1.0,
             percent=True,
+            column=gettext("Version (training images)"),
         ),
     }
 
