@@ -21,6 +21,22 @@
   const labelName = (id) => (labels.find((l) => l.id === id) || {}).name || "none of these";
 
   const csrfToken = window.labeling.csrfToken;
+  const t = window.gettext || ((text) => text);
+  // A decision refused because the reviewer was signed out waits here (this tab only) and is
+  // sent when the page opens again after signing in.
+  const PENDING = `review.pendingDecision.${projectId}`;
+  let signedOut = false; // then no key acts: nothing could be saved
+
+  function signOut(more) {
+    signedOut = true;
+    window.labeling.showSignedOut(message, root.dataset.loginUrl, more);
+  }
+
+  function signedOutError() {
+    const error = new Error(t("Signed out"));
+    error.status = 401;
+    return error;
+  }
 
   function say(text, isError) {
     message.textContent = text;
@@ -29,6 +45,7 @@
 
   async function fetchQueue() {
     const response = await fetch(`/api/projects/${projectId}/review/`, { credentials: "same-origin" });
+    if (response.status === 401) throw signedOutError();
     if (!response.ok) throw new Error(`could not load the queue (${response.status})`);
     const page = await response.json();
     queueCount = page.count;
@@ -98,18 +115,33 @@
     if (queue[0]) new Image().src = queue[0].url;
   }
 
-  function decide(body) {
-    if (!current) return;
-    const item = current;
-    current = null;
-    handled.add(item.id);
-    const action = ++lastAction;
-    fetch(`/api/images/${item.id}/decision/`, {
+  function post(imageId, body) {
+    return fetch(`/api/images/${imageId}/decision/`, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
       body: JSON.stringify(body),
-    }).then(async (response) => {
+    });
+  }
+
+  function decide(body) {
+    if (!current || signedOut) return;
+    const item = current;
+    current = null;
+    handled.add(item.id);
+    const action = ++lastAction;
+    const shown = next().catch((e) => { if (e.status !== 401) say(e.message, true); });
+    post(item.id, body).then(async (response) => {
+      if (response.status === 401) {
+        // Never past a decision that was not saved: back to its image, and keep the decision.
+        await shown;
+        if (current && current !== item) queue.unshift(current);
+        handled.delete(item.id);
+        show(item);
+        sessionStorage.setItem(PENDING, JSON.stringify({ image: item.id, body }));
+        signOut(t("Your decision on this image is not saved yet: it is sent once you are back."));
+        return;
+      }
       if (!response.ok) {
         const body = await response.json().catch(() => null);  // null: not JSON
         const detail = window.labeling.errorText(body, response.statusText);
@@ -120,11 +152,27 @@
         if (action === lastAction) say(`Image ${item.id} decided.`);
       }
     }).catch((e) => say(e.message, true));
-    next().catch((e) => say(e.message, true));
+  }
+
+  // After signing in again: the decision refused while signed out, sent before anything else.
+  async function sendPending() {
+    const stored = sessionStorage.getItem(PENDING);
+    if (!stored) return;
+    const pending = JSON.parse(stored);
+    const response = await post(pending.image, pending.body);
+    if (response.status === 401) throw signedOutError(); // still signed out: keep it
+    sessionStorage.removeItem(PENDING);
+    if (response.ok) {
+      say(t("Your decision from before signing in is saved."));
+    } else {
+      const body = await response.json().catch(() => null);
+      say(`${t("Your decision from before signing in could not be saved:")} ${window.labeling.errorText(body, response.statusText)}`, true);
+    }
   }
 
   // S: on to the next image without deciding this one, which stays in the queue.
   function passOver() {
+    if (signedOut) return;
     const item = current;
     current = null;
     handled.add(item.id);
@@ -159,5 +207,9 @@
     if (current) passOver();
   });
 
-  next().catch((e) => { loading.hidden = true; say(e.message, true); });
+  sendPending().then(next).catch((e) => {
+    loading.hidden = true;
+    if (e.status === 401) signOut(t("Then the review goes on here."));
+    else say(e.message, true);
+  });
 })();
