@@ -18,6 +18,9 @@
   const handled = new Set(); // items decided or passed over in this visit: never shown twice
   let queueCount = 0; // images waiting for a decision, as last counted by the server
   let lastAction = 0; // a decision's answer speaks only while it is still the latest action
+  const inFlight = new Set(); // images whose decision is sent and not answered yet
+  let fetches = 0; // queue reads answered so far
+  let countedInFlight = new Set(); // of inFlight, those the last queue read still counted
   const labelName = (id) => (labels.find((l) => l.id === id) || {}).name || "none of these";
 
   const csrfToken = window.labeling.csrfToken;
@@ -49,6 +52,10 @@
     if (!response.ok) throw new Error(`could not load the queue (${response.status})`);
     const page = await response.json();
     queueCount = page.count;
+    // Whether this count still holds the images whose decision is on its way: the queue's
+    // page lists them while they are in it (see decide()).
+    fetches++;
+    countedInFlight = new Set(page.results.map((item) => item.id).filter((id) => inFlight.has(id)));
     showCount();
     queue = page.results.filter((item) => !handled.has(item.id));
     queue.slice(0, 2).forEach((item) => { new Image().src = item.url; });
@@ -130,8 +137,14 @@
     current = null;
     handled.add(item.id);
     const action = ++lastAction;
+    // The decision is sent first, then the next image is shown (and the queue, when read again,
+    // counts without this image).
+    const sent = post(item.id, body);
+    inFlight.add(item.id);
+    const fetchesBefore = fetches;
     const shown = next().catch((e) => { if (e.status !== 401) say(e.message, true); });
-    post(item.id, body).then(async (response) => {
+    sent.then(async (response) => {
+      inFlight.delete(item.id);
       if (response.status === 401) {
         // Never past a decision that was not saved: back to its image, and keep the decision.
         await shown;
@@ -147,11 +160,14 @@
         const detail = window.labeling.errorText(body, response.statusText);
         say(`Image ${item.id}: ${detail}`, true);
       } else {
-        queueCount = Math.max(0, queueCount - 1);
-        showCount();
+        // Less one, unless the queue was read again meanwhile without this image in it.
+        if (fetches === fetchesBefore || countedInFlight.has(item.id)) {
+          queueCount = Math.max(0, queueCount - 1);
+          showCount();
+        }
         if (action === lastAction) say(`Image ${item.id} decided.`);
       }
-    }).catch((e) => say(e.message, true));
+    }).catch((e) => { inFlight.delete(item.id); say(e.message, true); });
   }
 
   // After signing in again: the decision refused while signed out, sent before anything else.
