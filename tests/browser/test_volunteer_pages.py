@@ -8,12 +8,15 @@ import io
 import time
 
 import pytest
+from PIL import Image as PILImage
+from PIL import ImageDraw
 
 from annotate.models import Assignment, Image, User
 from annotate.services.ingest import images_upload
 from tests.browser.conftest import TIMEOUT_MS, sign_in
 from tests.export_helpers import decide
-from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
+from tests.factories import LabelFactory, ProjectFactory, UserFactory
+from tests.label_catalog import suggest
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
 
@@ -39,15 +42,32 @@ def labeling_project(n_images: int, *, size=(640, 480), examples: int = 0):
         )
         for i, name in enumerate(["robin", "wren", "blackbird", "sparrow"])
     ]
-    colors = [(20 + 9 * i, 200 - 7 * i, (40 * i) % 255) for i in range(n_images + examples)]
     result = images_upload(
         project=project,
-        files=[(f"{i}.jpg", io.BytesIO(image_bytes(c, size=size))) for i, c in enumerate(colors)],
+        files=[(f"{i}.jpg", io.BytesIO(scene(i, size))) for i in range(n_images + examples)],
     )
     assert len(result.created) == n_images + examples, result
     for image in Image.objects.filter(pk__in=result.created[:examples]):
         decide(image, labels[0])
     return project, labels
+
+
+def scene(seed: int, size) -> bytes:
+    """A distinct picture per seed: a sky, a hill and a round bird (for the screenshots)."""
+    width, height = size
+    picture = PILImage.new("RGB", size)
+    draw = ImageDraw.Draw(picture)
+    for y in range(height):
+        shade = int(120 + 100 * y / height)
+        draw.line([(0, y), (width, y)], fill=(shade - 60, shade - 20 + seed, 235))
+    draw.ellipse([-width // 4, height * 2 // 3, width * 5 // 4, height * 2], fill=(70, 140, 60))
+    x, y = width // 3 + 20 * seed, height // 2
+    draw.ellipse([x, y - 60, x + 150, y + 50], fill=(150 + 10 * seed, 70, 40))
+    draw.ellipse([x + 110, y - 95, x + 190, y - 25], fill=(120, 60, 35))
+    draw.polygon([(x + 185, y - 65), (x + 225, y - 55), (x + 185, y - 45)], fill=(230, 180, 40))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 def open_page(browser, live_server, viewport, *, mobile: bool):
@@ -84,7 +104,9 @@ def test_one_screen_per_image_from_the_top(
     transactional_db, browser, live_server, screenshot_path, viewport
 ):
     project, labels = labeling_project(4)
-    user = UserFactory(username="pia")
+    for image in Image.objects.filter(project=project):  # a confident suggestion, marked
+        suggest(image, labels, confidence=0.86)
+    user = UserFactory(username="pia", daily_goal=60)
     phone = viewport is PHONE
     context, page = open_page(browser, live_server, viewport, mobile=phone)
     try:
@@ -107,6 +129,7 @@ def test_one_screen_per_image_from_the_top(
                 target_box = target.bounding_box()
                 assert target_box["height"] >= 44 and target_box["width"] >= 44, target_box
         assert page.evaluate("document.scrollingElement.scrollWidth") <= viewport["width"]
+        assert "suggested" in page.get_attribute("#labels button[data-key='1']", "class")
         name = "phone" if phone else "desktop"
         page.screenshot(path=screenshot_path(f"labeling-{name}.png"))
 
