@@ -285,3 +285,24 @@ def test_progress_today_against_a_goal_and_the_chosen_label_flashes(transactiona
     assert float(page.get_attribute("#project-progress", "value") or 0) == 2
     assert User.objects.get(pk=user.pk).daily_goal == 2
     assert page.js_errors == []
+
+
+def test_a_weak_suggestion_is_not_shown_and_enter_does_not_vote_for_it(transactional_db, page):
+    project, labels = labeling_project(2)
+    weak, strong = Image.objects.filter(project=project).order_by("id")
+    suggest(weak, labels, confidence=0.5)  # below the default threshold, 0.7
+    suggest(strong, labels[::-1], confidence=0.9)
+    sign_in(page, UserFactory(username="otto"))
+    page.goto(f"/projects/{project.pk}/label/")
+    first = assignment_on_screen(page)
+    assert Assignment.objects.get(pk=first).image_id == weak.pk
+    assert page.locator("#labels button.suggested").count() == 0
+    assert page.locator("#suggestion").is_hidden()
+    page.keyboard.press("Enter")  # nothing suggested: Enter votes for nothing
+    vote_by(page, lambda: page.keyboard.press("2"), first)
+    assert Assignment.objects.get(pk=first).vote.label_id == labels[1].pk
+    assignment_on_screen(page)
+    marked = page.locator("#labels button.suggested")
+    assert marked.count() == 1 and marked.get_attribute("data-label") == str(labels[-1].pk)
+    assert "90%" in page.inner_text("#suggestion")
+    assert page.js_errors == []
