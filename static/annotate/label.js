@@ -25,10 +25,11 @@
   let upcoming = null; // a promise of the next one (or null when none is left)
   const backlog = []; // assignments put aside by an undo, shown again before new ones
   let lastVote = null; // {assignment, at}: what U takes back
+  // Every lease this page holds and has not answered (on screen, leased ahead, put aside by an
+  // undo), from the moment the API grants it: what goes back when the page is hidden or left.
+  const held = new Map();
   const UNDO_MS = 30000;
   const today = document.getElementById("today");
-  const t = window.gettext || ((text) => text);
-  const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
 
   const csrfToken = window.labeling.csrfToken;
   // A vote refused because the volunteer was signed out waits here (this tab only) and is
@@ -72,6 +73,10 @@
       try {
         const assignment = await api(`/api/projects/${projectId}/assignments/`, undefined,
           (response) => { retryAfter = response.headers.get("Retry-After"); });
+        if (assignment) {
+          held.set(assignment.id, assignment);
+          if (handedBack) releaseHeld(); // the page was hidden while this lease was on its way
+        }
         if (assignment || retryAfter === null) return preload(assignment);
         if (!current) say("The last images are with other volunteers right now; checking again shortly…");
       } catch (e) {
@@ -172,6 +177,7 @@
     if (!current || signedOut) return;
     const assignment = current;
     current = null; // ignore further keys until the next image is on screen
+    held.delete(assignment.id); // answered: never handed back (it would undo the answer)
     const shown = advance().catch((e) => { if (e.status !== 401) say(e.message, true); });
     api(`/api/assignments/${assignment.id}/${path}/`, body)
       .then((result) => { say(""); onDone(result); })
@@ -248,6 +254,7 @@
     lastVote = null;
     api(`/api/assignments/${target.id}/undo/`)
       .then((assignment) => {
+        held.set(assignment.id, assignment);
         bump(count, -1);
         bump(today, -1);
         if (current) backlog.push(current);
@@ -311,91 +318,15 @@
   document.getElementById("skip").addEventListener("click", (event) => { event.currentTarget.blur(); skip(); });
   img.addEventListener("click", toggleZoom);
 
-  // Progress: the count today against the volunteer's goal (set here, kept on the account),
-  // the project's progress bar, and a short thanks at milestones.
-  const progress = (function () {
-    const bar = document.getElementById("project-progress");
-    const barText = document.getElementById("project-progress-text");
-    const milestone = document.getElementById("milestone");
-    const goalOf = document.getElementById("goal-of");
-    const goal = document.getElementById("goal");
-    const form = document.getElementById("goal-form");
-    const input = document.getElementById("goal-input");
-    let hideTimer = null;
-    const goalValue = () => Number(goal.textContent) || 0;
-
-    function thank(text) {
-      milestone.textContent = text;
-      milestone.hidden = false;
-      clearTimeout(hideTimer);
-      hideTimer = setTimeout(() => { milestone.hidden = true; }, 5000);
-    }
-
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const wanted = input.value === "" ? null : Number(input.value);
-      try {
-        const response = await fetch("/api/me/", {
-          method: "PATCH",
-          credentials: "same-origin",
-          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-          body: JSON.stringify({ daily_goal: wanted }),
-        });
-        const body = await response.json().catch(() => null);
-        if (response.status === 401) { signOut(t("Your goal was not saved.")); return; }
-        if (!response.ok) { say(window.labeling.errorText(body, response.statusText), true); return; }
-        goal.textContent = body.daily_goal === null ? "" : String(body.daily_goal);
-        goalOf.hidden = body.daily_goal === null;
-        form.closest("details").open = false;
-        say(body.daily_goal === null ? t("No daily goal.") : fill(t("Goal saved: %(goal)s votes a day."), { goal: body.daily_goal }));
-      } catch (e) {
-        say(e.message, true);
-      }
-    });
-
-    return {
-      decided(by) {
-        bar.value = Math.min(bar.max, bar.value + by);
-        barText.textContent = fill(t("%(done)s of %(total)s images decided"), { done: bar.value, total: bar.max });
-      },
-      // A short thanks when the goal is reached, and every 25 votes of the day.
-      celebrate(votesToday) {
-        if (goalValue() && votesToday === goalValue()) {
-          thank(fill(t("Goal reached: %(count)s votes today. Thank you!"), { count: votesToday }));
-        } else if (votesToday > 0 && votesToday % 25 === 0) {
-          thank(fill(t("Thanks! %(count)s votes today."), { count: votesToday }));
-        }
-      },
-    };
-  })();
-
-  // The class guide: each label's definition and a few decided images of it, opened with ?
-  // or its button; Esc or the close button shuts it. (Projects with the search box show the
-  // definitions in the search list instead.)
-  const guide = (function () {
-    const dialog = document.getElementById("guide");
-    const opener = document.getElementById("guide-open");
-    if (!dialog || !opener) return { isOpen: () => false, open() {} };
-    const close = document.getElementById("guide-close");
-    opener.addEventListener("click", () => open());
-    close.addEventListener("click", () => dialog.close());
-    // A tap on the backdrop closes it too.
-    dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
-    function open() {
-      if (dialog.open) return;
-      dialog.showModal();
-      // The suggested label's entry first in view, when there is one.
-      const suggested = current && current.suggestion
-        ? document.getElementById(`guide-${current.suggestion.label}`) : null;
-      if (suggested) suggested.scrollIntoView({ block: "nearest" });
-      close.focus();
-    }
-    return { isOpen: () => dialog.open, open };
-  })();
+  // The panel's progress and the class guide (label_panel.js).
+  const progress = window.labeling.createProgress({ csrfToken, say, signOut });
+  const guide = window.labeling.createGuide({
+    suggestedLabel: () => (current && current.suggestion ? current.suggestion.label : null),
+  });
 
   // Leases of a hidden or closed tab go back to the pool at once (a beacon survives the page's
   // end); when the page shows again, it leases anew. A lease still on its way when the page
-  // hides is handed back as soon as it arrives.
+  // hides is handed back as soon as it arrives (see lease()).
   let handedBack = false;
   function releaseBeacon(assignment) {
     if (!assignment) return;
@@ -403,12 +334,16 @@
     navigator.sendBeacon(`/api/assignments/${assignment.id}/release/`, body);
   }
 
+  function releaseHeld() {
+    held.forEach(releaseBeacon);
+    held.clear();
+  }
+
   function handBack() {
     if (handedBack || signedOut) return;
     handedBack = true;
-    releaseBeacon(current);
-    backlog.splice(0).forEach(releaseBeacon);
-    if (upcoming) upcoming.then(releaseBeacon, () => {});
+    releaseHeld();
+    backlog.splice(0);
     current = null;
     upcoming = null;
   }
@@ -420,7 +355,7 @@
     loading.hidden = false;
     try {
       const first = await lease();
-      if (handedBack) { releaseBeacon(first); return; } // hidden again meanwhile
+      if (handedBack) return; // hidden again meanwhile: `first` went back with the rest
       upcoming = first ? prefetch() : null;
       show(first);
     } catch (e) {

@@ -249,7 +249,7 @@
       document.getElementById("guide-examples").replaceChildren(...current.label.examples.map((url) => {
         const img = document.createElement("img");
         img.src = url;
-        img.alt = `An example of ${current.label.name}`;
+        img.alt = t("An example of %(name)s").replace("%(name)s", current.label.name);
         return img;
       }));
       document.getElementById("guide-none").hidden = current.label.examples.length > 0;
