@@ -80,6 +80,10 @@ def test_every_page_fits_the_screen_and_charts_are_readable(
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
+        for path in ("/accounts/signup/", "/accounts/login/"):
+            assert page.goto(path).status == 200
+            width = page.evaluate("document.scrollingElement.scrollWidth")
+            assert width <= viewport["width"], (path, width)
         sign_in(page, admin)
         for path in PAGES:
             url = path if path.startswith("/") else f"/projects/{project.pk}/{path}"
