@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import get_language, gettext
 from django.views.decorators.http import require_GET
@@ -91,14 +92,27 @@ def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespon
     first = list(selectors.project_labels(project=project)[: BUTTONS_UP_TO + 1])
     searchable = len(first) > BUTTONS_UP_TO
     stats = selectors.user_stats(user=request.user)
+    rows = [] if searchable else _rows_of(first)
+    if rows:  # the class guide: a few decided images of each label
+        examples = selectors.label_examples(project=project)
+        for row in rows:
+            row["examples"] = [
+                reverse("api:image-file", args=[image_id])
+                for image_id in examples.get(row["id"], [])
+            ]
+    progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
+    decided = progress["total"] - progress["open"] - progress["disputed"]
     return render(
         request,
         "annotate/label.html",
         {
             "project": project,
-            "labels": [] if searchable else _rows_of(first),
+            "labels": rows,
             "searchable": searchable,
             "stats": stats,
+            "goal": request.user.daily_goal,
+            "project_done": decided,
+            "project_total": progress["total"],
         },
     )
 
@@ -175,14 +189,18 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
     context = {
         "project": project,
         "progress": progress,
-        "progress_chart": charts.bar_chart(states, title=gettext("Images by state")),
+        "progress_chart": charts.bar_chart(
+            states, title=gettext("Images by state"), column=gettext("State")
+        ),
         "class_chart": charts.bar_chart(
             selectors.project_class_counts(project=project)[:30],
             title=gettext("Decided images per class"),
+            column=gettext("Class"),
         ),
         "votes_chart": charts.line_chart(
             selectors.project_votes_per_day(project=project),
             title=gettext("Votes per day (30 days)"),
+            column=gettext("Day"),
         ),
         "active_today": selectors.project_active_volunteers(project=project, days=1),
         "active_week": selectors.project_active_volunteers(project=project, days=7),
@@ -218,6 +236,7 @@ def _model_context(project: Project) -> dict:
             title=gettext("Held-out top-1 accuracy by version (training images)"),
             y_max=1.0,
             percent=True,
+            column=gettext("Version (training images)"),
         ),
     }
 

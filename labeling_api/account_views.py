@@ -86,31 +86,48 @@ class LogoutApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+MeOutput = inline_serializer(
+    "MeOutput",
+    {
+        "id": serializers.IntegerField(),
+        "username": serializers.CharField(),
+        "role": serializers.CharField(),
+        "daily_goal": serializers.IntegerField(allow_null=True),
+        "votes": serializers.IntegerField(),
+        "today": serializers.IntegerField(),
+        "decided_votes": serializers.IntegerField(),
+        "agreement": serializers.FloatField(allow_null=True),
+        "rank": serializers.IntegerField(allow_null=True),
+    },
+)
+
+
 class MeApi(APIView):
-    @extend_schema(
-        responses={
-            200: inline_serializer(
-                "MeOutput",
-                {
-                    "id": serializers.IntegerField(),
-                    "username": serializers.CharField(),
-                    "role": serializers.CharField(),
-                    "votes": serializers.IntegerField(),
-                    "today": serializers.IntegerField(),
-                    "decided_votes": serializers.IntegerField(),
-                    "agreement": serializers.FloatField(allow_null=True),
-                    "rank": serializers.IntegerField(allow_null=True),
-                },
-            )
-        }
-    )
+    @extend_schema(responses={200: MeOutput})
     def get(self, request: AuthenticatedRequest) -> Response:
-        user = request.user
-        role = User.Role.ADMIN if user.is_superuser else user.role
-        return Response(
-            {"id": user.pk, "username": user.username, "role": role}
-            | selectors.user_stats(user=user)
+        return Response(self._me(request.user))
+
+    class MeUpdateInputSerializer(serializers.Serializer[Any]):
+        daily_goal = serializers.IntegerField(
+            allow_null=True, help_text="Votes a day you aim for; null: no goal."
         )
+
+    @extend_schema(request=MeUpdateInputSerializer, responses={200: MeOutput})
+    def patch(self, request: AuthenticatedRequest) -> Response:
+        data = self.MeUpdateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        accounts.user_set_daily_goal(user=request.user, goal=data.validated_data["daily_goal"])
+        return Response(self._me(request.user))
+
+    @staticmethod
+    def _me(user: User) -> dict[str, Any]:
+        role = User.Role.ADMIN if user.is_superuser else user.role
+        return {
+            "id": user.pk,
+            "username": user.username,
+            "role": role,
+            "daily_goal": user.daily_goal,
+        } | selectors.user_stats(user=user)
 
 
 class UserRoleApi(APIView):

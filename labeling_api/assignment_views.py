@@ -71,6 +71,19 @@ class AssignmentSkipApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class AssignmentReleaseApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        description="Hand back a lease you will not answer (the page was hidden or closed): "
+        "the image goes back to the pool at once. Nothing changes for a lease already "
+        "answered, skipped or expired.",
+    )
+    def post(self, request: AuthenticatedRequest, assignment_id: int) -> Response:
+        serving.assignment_release(assignment_id=assignment_id, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class VoteUndoApi(APIView):
     @extend_schema(
         request=None,

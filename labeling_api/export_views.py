@@ -104,6 +104,42 @@ class ExportListCreateApi(GenericAPIView[Export]):
         return Response(ExportOutputSerializer(export).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ExportPreviewApi(APIView):
+    """What an export with the given options would hold, before it starts."""
+
+    permission_classes = [IsProjectAdmin]
+
+    class ExportPreviewInputSerializer(serializers.Serializer[Any]):
+        include_gold = serializers.BooleanField(default=False)
+        min_per_class = serializers.IntegerField(default=2, min_value=2, max_value=10**6)
+
+    @extend_schema(
+        parameters=[ExportPreviewInputSerializer],
+        responses={
+            200: inline_serializer(
+                "ExportPreview",
+                {
+                    "images": serializers.IntegerField(),
+                    "classes": serializers.IntegerField(),
+                    "left_out": inline_serializer(
+                        "ExportPreviewLeftOut",
+                        {
+                            "gold": serializers.IntegerField(),
+                            "small_classes": serializers.IntegerField(),
+                            "small_class_images": serializers.IntegerField(),
+                        },
+                    ),
+                },
+            )
+        },
+    )
+    def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
+        project = selectors.access_project(user=request.user, project_id=project_id)
+        data = self.ExportPreviewInputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        return Response(selectors.export_preview(project=project, **data.validated_data))
+
+
 class ExportDetailApi(APIView):
     permission_classes = [IsProjectAdmin]
 

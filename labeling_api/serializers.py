@@ -73,6 +73,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "mode",
             "target_confidence",
             "show_suggestions",
+            "suggestion_threshold",
             "serving_order",
             "gold_rate",
             "lease_seconds",

@@ -60,6 +60,11 @@ urlpatterns = [
         name="skip",
     ),
     path(
+        "assignments/<id:assignment_id>/release/",
+        assignment_views.AssignmentReleaseApi.as_view(),
+        name="release",
+    ),
+    path(
         "assignments/<id:assignment_id>/undo/", assignment_views.VoteUndoApi.as_view(), name="undo"
     ),
     path("images/<id:image_id>/file/", image_views.ImageFileApi.as_view(), name="image-file"),
@@ -90,6 +95,11 @@ urlpatterns += [
         "projects/<id:project_id>/exports/",
         export_views.ExportListCreateApi.as_view(),
         name="exports",
+    ),
+    path(
+        "projects/<id:project_id>/exports/preview/",
+        export_views.ExportPreviewApi.as_view(),
+        name="exports-preview",
     ),
     path("exports/<id:export_id>/", export_views.ExportDetailApi.as_view(), name="export-detail"),
     path(

@@ -55,7 +55,7 @@ def many_labels(project: Project, count: int) -> list[Label]:
     return list(Label.objects.filter(project=project).order_by("position", "id"))
 
 
-def suggest(image: Image, ranked: list[Label], *, confidence: float = 0.62) -> Suggestion:
+def suggest(image: Image, ranked: list[Label], *, confidence: float = 0.72) -> Suggestion:
     """The project's active model suggests `ranked` (most probable first) for `image`; the
     model version is made (and made active) on the first call for a project."""
     project = image.project

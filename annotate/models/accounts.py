@@ -1,6 +1,7 @@
 """The user table: roles and the counters the ranking reads."""
 
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -15,6 +16,10 @@ class User(AbstractUser):
     votes_count = models.PositiveIntegerField(default=0, db_index=True)
     show_on_leaderboard = models.BooleanField(
         default=False, help_text="Show my name in the volunteers' ranking (hidden by default)."
+    )
+    # Votes a day the volunteer aims for (shown as "12 of 60 today"); null: no goal set.
+    daily_goal = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10000)]
     )
 
     @property

@@ -41,6 +41,13 @@ class Project(TimeStamped):
         default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.9999)]
     )
     show_suggestions = models.BooleanField(default=True)
+    # The model's suggestion is shown to volunteers only at or above this calibrated confidence:
+    # a weaker one misleads more often than it helps (issue 18).
+    suggestion_threshold = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Suggestions below this calibrated confidence are not shown to volunteers.",
+    )
     serving_order = models.CharField(
         max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
     )

@@ -13,7 +13,8 @@ from annotate.models import Project, User
 from annotate.rows import columns
 from annotate.rows.names import sql
 
-# The active model's suggestion for an image of a project that shows suggestions: its label,
+# The active model's suggestion for an image of a project that shows suggestions, when its
+# calibrated confidence reaches the project's threshold (a weaker one misleads): its label,
 # confidence and most probable labels (Suggestion.top). The labels themselves are read once per
 # page load, never with a lease (at 1,000 labels they were 100 KB on every image).
 # `{image}` is the image id's SQL expression; the parameter is the project's id.
@@ -22,7 +23,8 @@ _SUGGESTION = (
     " JOIN {ActiveModel} m ON m.{ActiveModel.version} = s.{Suggestion.model_version}"
     " JOIN {Project} p ON p.{Project.id} = m.{ActiveModel.project}"
     " AND p.{Project.show_suggestions}"
-    " WHERE s.{Suggestion.image} = {image} AND p.{Project.id} = %s LIMIT 1"
+    " WHERE s.{Suggestion.image} = {image} AND p.{Project.id} = %s"
+    " AND s.{Suggestion.confidence} >= p.{Project.suggestion_threshold} LIMIT 1"
 )
 _SUGGESTION_COLUMNS = "s.{Suggestion.label}, s.{Suggestion.confidence}, s.{Suggestion.top}"
 

@@ -20,7 +20,7 @@ from annotate.selectors.access import (
     access_project,
     access_user_for_admin,
 )
-from annotate.selectors.exports import export_get, project_exports
+from annotate.selectors.exports import export_get, export_preview, project_exports
 from annotate.selectors.ingest import near_duplicates_for_review
 from annotate.selectors.ml import (
     project_active_model_id,
@@ -31,9 +31,11 @@ from annotate.selectors.ml import (
     verified_decisions,
 )
 from annotate.selectors.projects import (
+    image_is_class_example,
     label_by_key,
     label_catalog,
     labels_in_language,
+    label_examples,
     labels_matching,
     project_by_key,
     project_labels,
@@ -77,9 +79,12 @@ __all__ = [
     "access_user_for_admin",
     "decision_history",
     "export_get",
+    "export_preview",
     "images_awaiting_others",
     "images_for_review",
+    "image_is_class_example",
     "label_by_key",
+    "label_examples",
     "image_suggestion",
     "label_catalog",
     "labels_in_language",

@@ -25,9 +25,10 @@ def access_project(*, user: User, project_id: int, recent_ok: bool = False) -> P
 
 
 def access_image_file(*, user: User, image_id: int) -> Image:
-    """An image whose file `user` may see: a volunteer only an image leased to them or shown
-    to them in a verification grid (its candidates or the label's examples), a reviewer or
-    admin any."""
+    """An image whose file `user` may see: a volunteer only an image leased to them, shown
+    to them in a verification grid (its candidates or the label's examples) or a decided one
+    the class guide may show as an example; a reviewer or admin any."""
+    from annotate.selectors.projects import image_is_class_example
     from annotate.selectors.verification import image_visible_in_verification
 
     image = Image.objects.filter(pk=image_id).first()
@@ -37,6 +38,7 @@ def access_image_file(*, user: User, image_id: int) -> Image:
         not user.is_reviewer
         and not Assignment.objects.filter(image=image, user=user).exists()
         and not image_visible_in_verification(user=user, image_id=image.pk)
+        and not image_is_class_example(image=image)
     ):
         raise PermissionDenied("This image is not assigned to you.")
     return image

@@ -4,10 +4,11 @@ import unicodedata
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from annotate.converters import parse_id
-from annotate.models import Image, Label, Project, User
+from annotate.models import Decision, Image, Label, Project, User
 from annotate.models.projects import label_name_in
 
 
@@ -28,6 +29,47 @@ def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
         counts["total"] = sum(counts.values())
         result[project_id] = counts
     return result
+
+
+# Images that may illustrate a class in the class guide: decided by the crowd or a reviewer as
+# that label. Gold images are never among them (a volunteer who saw one as an example would
+# know its answer when it comes as a check).
+EXAMPLE_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
+
+
+def label_examples(*, project: Project, per_label: int = 3) -> dict[int, list[int]]:
+    """{label id: ids of up to `per_label` of its decided images, oldest first}, in one query."""
+    ranked = (
+        Decision.objects.filter(
+            image__project=project,
+            image__state__in=EXAMPLE_STATES,
+            image__is_gold=False,
+            is_current=True,
+            excluded=False,
+            label__isnull=False,
+        )
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("label_id")], order_by=F("image_id").asc())
+        )
+        .filter(rank__lte=per_label)
+        .order_by("label_id", "image_id")
+        .values_list("label_id", "image_id")
+    )
+    examples: dict[int, list[int]] = defaultdict(list)
+    for label_id, image_id in ranked:
+        examples[label_id].append(image_id)
+    return dict(examples)
+
+
+def image_is_class_example(*, image: Image) -> bool:
+    """Whether the image may be shown in the class guide (see EXAMPLE_STATES)."""
+    return (
+        image.state in EXAMPLE_STATES
+        and not image.is_gold
+        and Decision.objects.filter(
+            image=image, is_current=True, excluded=False, label__isnull=False
+        ).exists()
+    )
 
 
 def projects_for_user(*, user: User) -> QuerySet[Project]:

@@ -69,6 +69,20 @@ def user_set_leaderboard_visibility(*, user: User, visible: bool) -> User:
     return user
 
 
+DAILY_GOAL_MAX = 10000
+
+
+def user_set_daily_goal(*, user: User, goal: int | None) -> User:
+    """The votes a day the volunteer aims for (None: no goal)."""
+    if goal is not None and not 1 <= goal <= DAILY_GOAL_MAX:
+        raise InvalidInput(
+            f"A daily goal is between 1 and {DAILY_GOAL_MAX} votes.", field="daily_goal"
+        )
+    user.daily_goal = goal
+    user.save(update_fields=["daily_goal"])
+    return user
+
+
 def user_has_labeling_history(*, user: User) -> bool:
     """Whether deleting `user` would take votes, answers or leases with them (their rows
     cascade), leaving image and candidate counters and decisions resting on missing votes."""

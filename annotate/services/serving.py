@@ -246,6 +246,19 @@ def assignment_skip(*, assignment_id: int, user: User) -> Assignment:
     return assignment
 
 
+def assignment_release(*, assignment_id: int, user: User) -> None:
+    """Hand back a lease the volunteer will not answer (their tab was hidden or closed): the
+    image is back in the pool at once, for everyone, this volunteer included, since an
+    unanswered lease leaves no trace (its row goes). A lease already answered, skipped or
+    expired holds nothing: then nothing changes."""
+    with transaction.atomic():
+        assignment = assignment_for_update(assignment_id=assignment_id, user=user)
+        if assignment.state != Assignment.State.ACTIVE:
+            return
+        Assignment.objects.filter(pk=assignment.pk).delete()
+        _release_leases({assignment.image_id: 1})
+
+
 def _release_leases(leases_per_image: dict[int, int]) -> None:
     """Give back lease slots, locking the images in id order."""
     images = Image.objects.select_for_update().filter(pk__in=leases_per_image).order_by("id")

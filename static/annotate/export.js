@@ -13,6 +13,11 @@
   const error = document.getElementById("export-error");
 
   const csrfToken = window.labeling.csrfToken;
+  const t = window.gettext || ((text) => text);
+  const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
+  const preview = document.getElementById("export-preview");
+  const list = document.getElementById("exports-list");
+  const none = document.getElementById("exports-none");
 
   async function call(path, options) {
     const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
@@ -50,6 +55,75 @@
     if (exp.state === "failed") error.textContent = interpolate(gettext("Export failed: %s"), [exp.error]);
   }
 
+  // Before the export starts: how many images the chosen options export, and what they leave
+  // out (gold images unless included, classes under the minimum), from the API's count.
+  let previewed = 0;
+  async function showPreview() {
+    const asked = ++previewed;
+    const chosen = options();
+    const query = new URLSearchParams({
+      include_gold: String(chosen.include_gold),
+      min_per_class: String(chosen.min_per_class || 2),
+    });
+    try {
+      const counted = await call(`/api/projects/${projectId}/exports/preview/?${query}`);
+      if (asked !== previewed) return; // a newer choice is being counted
+      const parts = [fill(t("These options export %(images)s images in %(classes)s classes."), counted)];
+      if (counted.left_out.gold) {
+        parts.push(fill(t("%(gold)s gold images are left out (tick “Include gold images” to add them)."), counted.left_out));
+      }
+      if (counted.left_out.small_classes) {
+        parts.push(fill(t("%(small_class_images)s images of %(small_classes)s classes with fewer than the minimum are left out."),
+          counted.left_out));
+      }
+      preview.textContent = parts.join(" ");
+      preview.dataset.images = String(counted.images);
+    } catch (e) {
+      if (asked === previewed) preview.textContent = fill(t("Could not count the images (%(error)s)."), { error: e.message });
+    }
+  }
+
+  // The list of earlier exports, read again once an export ends, so the new one is in it.
+  async function refreshList() {
+    const page = await call(`/api/projects/${projectId}/exports/`);
+    const exports = page.results || page;
+    list.replaceChildren(...exports.slice(0, 20).map(exportRow));
+    none.hidden = exports.length > 0;
+  }
+
+  function exportRow(exp) {
+    const row = document.createElement("tr");
+    const cell = (...content) => {
+      const td = document.createElement("td");
+      td.append(...content);
+      row.append(td);
+      return td;
+    };
+    const link = (href, text) => {
+      const a = document.createElement("a");
+      a.href = href;
+      a.textContent = text;
+      return a;
+    };
+    cell(`#${exp.id}`);
+    cell(String(exp.created_at).slice(0, 16).replace("T", " "));
+    cell(exp.state);
+    cell(`val ${exp.val_fraction}, seed ${exp.seed}, ${exp.val_layout}${exp.resize ? `, ${exp.resize} px` : ""}`);
+    if (exp.state === "done") {
+      const tar = link(exp.urls.download, "tar");
+      tar.setAttribute("download", "");
+      cell(tar, " · ", link(exp.urls.manifest, "manifest"));
+    } else if (exp.error) {
+      const span = document.createElement("span");
+      span.className = "error";
+      span.textContent = exp.error;
+      cell(span);
+    } else {
+      cell("");
+    }
+    return row;
+  }
+
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   async function follow(id) {
@@ -58,7 +132,10 @@
         const exp = await call(`/api/exports/${id}/`);
         failures = 0;
         show(exp);
-        if (exp.state === "done" || exp.state === "failed" || exp.state === "expired") return;
+        if (exp.state === "done" || exp.state === "failed" || exp.state === "expired") {
+          await refreshList().catch(() => {}); // the list is a convenience; the link above stays
+          return;
+        }
       } catch (e) {
         failures++;
         error.textContent = interpolate(gettext("Could not read the export's state (%s); retrying…"), [e.message]);
@@ -67,6 +144,12 @@
       if (!failures) error.textContent = "";
     }
   }
+
+  for (const id of ["include_gold", "min_per_class"]) {
+    document.getElementById(id).addEventListener("input", showPreview);
+    document.getElementById(id).addEventListener("change", showPreview);
+  }
+  showPreview();
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -29,6 +29,9 @@
   let upcoming = null; // a promise of the next one (or null when none is left)
   const backlog = []; // assignments put aside by an undo, shown again before new ones
   let lastVote = null; // {assignment, at}: what U takes back
+  // Every lease this page holds and has not answered (on screen, leased ahead, put aside by an
+  // undo), from the moment the API grants it: what goes back when the page is hidden or left.
+  const held = new Map();
   const UNDO_MS = 30000;
   const WAITING = gettext("The last images are with other volunteers right now; checking again shortly…");
   const today = document.getElementById("today");
@@ -75,6 +78,10 @@
       try {
         const assignment = await api(`/api/projects/${projectId}/assignments/`, undefined,
           (response) => { retryAfter = response.headers.get("Retry-After"); });
+        if (assignment) {
+          held.set(assignment.id, assignment);
+          if (handedBack) releaseHeld(); // the page was hidden while this lease was on its way
+        }
         if (assignment || retryAfter === null) return preload(assignment);
         if (!current) say(WAITING);
       } catch (e) {
@@ -116,6 +123,9 @@
     loading.hidden = true;
     unzoom();
     announce(assignment);
+    // Each image starts at the top: on a phone the image and the labels fit one screen from
+    // there, and a page left scrolled after a tap would half hide the next image.
+    if (window.scrollY || document.documentElement.scrollTop) window.scrollTo(0, 0);
     if (!assignment) {
       img.hidden = true;
       img.removeAttribute("src");
@@ -163,6 +173,7 @@
       return;
     }
     const next = upcoming ? await upcoming : null;
+    if (handedBack) return; // the page was hidden meanwhile: `next` went back with the rest
     upcoming = next ? prefetch() : null;
     if (next && message.textContent === WAITING) say("");
     show(next);
@@ -172,6 +183,7 @@
     if (!current || signedOut) return;
     const assignment = current;
     current = null; // ignore further keys until the next image is on screen
+    held.delete(assignment.id); // answered: never handed back (it would undo the answer)
     const shown = advance().catch((e) => { if (e.status !== 401) say(e.message, true); });
     api(`/api/assignments/${assignment.id}/${path}/`, body)
       .then((result) => { say(""); onDone(result); })
@@ -233,11 +245,26 @@
     const assignment = current;
     if (assignment) lastVoteSaid = interpolate(gettext("Voted: %s."), [labelName(labelId)]);
     if (assignment && search) search.remember(labelId);
-    act("vote", { label: labelId }, () => {
+    if (assignment && !signedOut) flash(labelId);
+    act("vote", { label: labelId }, (result) => {
       bump(count, 1);
       bump(today, 1);
       lastVote = { assignment, at: Date.now() };
+      if (result && result.image_state && result.image_state !== "open") progress.decided(1);
+      progress.celebrate(Number(today.textContent));
     });
+  }
+
+  // The label just chosen flashes on its button, so the volunteer sees which one was taken.
+  function flash(labelId) {
+    const value = labelId === null ? "" : String(labelId);
+    const button = Array.from(document.querySelectorAll("#labels button[data-label]"))
+      .find((b) => b.dataset.label === value);
+    if (!button) return;
+    button.classList.remove("chosen");
+    void button.offsetWidth; // restart the animation when the same label is chosen again
+    button.classList.add("chosen");
+    setTimeout(() => button.classList.remove("chosen"), 700);
   }
 
   // U: take back the last vote (within 30 s, while it decided nothing) and answer again.
@@ -250,6 +277,7 @@
     lastVote = null;
     api(`/api/assignments/${target.id}/undo/`)
       .then((assignment) => {
+        held.set(assignment.id, assignment);
         bump(count, -1);
         bump(today, -1);
         if (current) backlog.push(current);
@@ -285,6 +313,8 @@
     // A held key must not vote on images the volunteer has not seen.
     if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest("input, textarea, select")) return;
+    if (guide.isOpen()) return; // the guide's own keys (Esc closes it)
+    if (event.key === "?") { guide.open(); event.preventDefault(); return; }
     // Enter (or Space) on a focused button or link is that control's own click: a focused
     // label button votes for its label, not for the suggestion.
     if ((event.key === "Enter" || event.key === " ") && event.target.closest("button, a")) return;
@@ -311,6 +341,59 @@
   });
   document.getElementById("skip").addEventListener("click", () => { frame.focus({ preventScroll: true }); skip(); });
   img.addEventListener("click", toggleZoom);
+
+  // The panel's progress and the class guide (label_panel.js).
+  const progress = window.labeling.createProgress({ csrfToken, say, signOut });
+  const guide = window.labeling.createGuide({
+    suggestedLabel: () => (current && current.suggestion ? current.suggestion.label : null),
+  });
+
+  // Leases of a hidden or closed tab go back to the pool at once (a beacon survives the page's
+  // end); when the page shows again, it leases anew. A lease still on its way when the page
+  // hides is handed back as soon as it arrives (see lease()).
+  let handedBack = false;
+  function releaseBeacon(assignment) {
+    if (!assignment) return;
+    const body = new URLSearchParams({ csrfmiddlewaretoken: csrfToken() });
+    navigator.sendBeacon(`/api/assignments/${assignment.id}/release/`, body);
+  }
+
+  function releaseHeld() {
+    held.forEach(releaseBeacon);
+    held.clear();
+  }
+
+  function handBack() {
+    if (handedBack || signedOut) return;
+    handedBack = true;
+    releaseHeld();
+    backlog.splice(0);
+    current = null;
+    upcoming = null;
+  }
+
+  async function resume() {
+    if (!handedBack || signedOut) return;
+    handedBack = false;
+    img.hidden = true;
+    loading.hidden = false;
+    try {
+      const first = await lease();
+      if (handedBack) return; // hidden again meanwhile: `first` went back with the rest
+      upcoming = first ? prefetch() : null;
+      show(first);
+    } catch (e) {
+      loading.hidden = true;
+      if (e.status !== 401) say(e.message, true);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") handBack();
+    else resume();
+  });
+  window.addEventListener("pagehide", handBack);
+  window.addEventListener("pageshow", (event) => { if (event.persisted) resume(); });
 
   if (search) {
     search.ready

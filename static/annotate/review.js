@@ -18,6 +18,9 @@
   const handled = new Set(); // items decided or passed over in this visit: never shown twice
   let queueCount = 0; // images waiting for a decision, as last counted by the server
   let lastAction = 0; // a decision's answer speaks only while it is still the latest action
+  const inFlight = new Set(); // images whose decision is sent and not answered yet
+  let fetches = 0; // queue reads answered so far
+  let countedInFlight = new Set(); // of inFlight, those the last queue read still counted
   const labelName = (id) => {
     const label = labels.find((l) => l.id === id);
     return label ? label.display_name || label.name : gettext("none of these");
@@ -27,6 +30,22 @@
   let lastSaid = "";
 
   const csrfToken = window.labeling.csrfToken;
+  const t = window.gettext || ((text) => text);
+  // A decision refused because the reviewer was signed out waits here (this tab only) and is
+  // sent when the page opens again after signing in.
+  const PENDING = `review.pendingDecision.${projectId}`;
+  let signedOut = false; // then no key acts: nothing could be saved
+
+  function signOut(more) {
+    signedOut = true;
+    window.labeling.showSignedOut(message, root.dataset.loginUrl, more);
+  }
+
+  function signedOutError() {
+    const error = new Error(t("Signed out"));
+    error.status = 401;
+    return error;
+  }
 
   function say(text, isError) {
     message.textContent = text;
@@ -35,9 +54,14 @@
 
   async function fetchQueue() {
     const response = await fetch(`/api/projects/${projectId}/review/`, { credentials: "same-origin" });
+    if (response.status === 401) throw signedOutError();
     if (!response.ok) throw new Error(interpolate(gettext("could not load the queue (%s)"), [response.status]));
     const page = await response.json();
     queueCount = page.count;
+    // Whether this count still holds the images whose decision is on its way: the queue's
+    // page lists them while they are in it (see decide()).
+    fetches++;
+    countedInFlight = new Set(page.results.map((item) => item.id).filter((id) => inFlight.has(id)));
     showCount();
     queue = page.results.filter((item) => !handled.has(item.id));
     queue.slice(0, 2).forEach((item) => { new Image().src = item.url; });
@@ -113,34 +137,74 @@
     if (queue[0]) new Image().src = queue[0].url;
   }
 
+  function post(imageId, body) {
+    return fetch(`/api/images/${imageId}/decision/`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+  }
+
   function decide(body) {
-    if (!current) return;
+    if (!current || signedOut) return;
     const item = current;
     current = null;
     handled.add(item.id);
     const action = ++lastAction;
     lastSaid = interpolate(gettext("Decided: %s."), [body.exclude ? gettext("excluded") : labelName(body.label)]);
-    fetch(`/api/images/${item.id}/decision/`, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify(body),
-    }).then(async (response) => {
+    // The decision is sent first, then the next image is shown (and the queue, when read again,
+    // counts without this image).
+    const sent = post(item.id, body);
+    inFlight.add(item.id);
+    const fetchesBefore = fetches;
+    const shown = next().catch((e) => { if (e.status !== 401) say(e.message, true); });
+    sent.then(async (response) => {
+      inFlight.delete(item.id);
+      if (response.status === 401) {
+        // Never past a decision that was not saved: back to its image, and keep the decision.
+        await shown;
+        if (current && current !== item) queue.unshift(current);
+        handled.delete(item.id);
+        show(item);
+        sessionStorage.setItem(PENDING, JSON.stringify({ image: item.id, body }));
+        signOut(t("Your decision on this image is not saved yet: it is sent once you are back."));
+        return;
+      }
       if (!response.ok) {
         const body = await response.json().catch(() => null);  // null: not JSON
         const detail = window.labeling.errorText(body, response.statusText);
         say(interpolate(gettext("Image %s: %s"), [item.id, detail]), true);
       } else {
-        queueCount = Math.max(0, queueCount - 1);
-        showCount();
+        // Less one, unless the queue was read again meanwhile without this image in it.
+        if (fetches === fetchesBefore || countedInFlight.has(item.id)) {
+          queueCount = Math.max(0, queueCount - 1);
+          showCount();
+        }
         if (action === lastAction) say(interpolate(gettext("Image %s decided."), [item.id]));
       }
-    }).catch((e) => say(e.message, true));
-    next().catch((e) => say(e.message, true));
+    }).catch((e) => { inFlight.delete(item.id); say(e.message, true); });
+  }
+
+  // After signing in again: the decision refused while signed out, sent before anything else.
+  async function sendPending() {
+    const stored = sessionStorage.getItem(PENDING);
+    if (!stored) return;
+    const pending = JSON.parse(stored);
+    const response = await post(pending.image, pending.body);
+    if (response.status === 401) throw signedOutError(); // still signed out: keep it
+    sessionStorage.removeItem(PENDING);
+    if (response.ok) {
+      say(t("Your decision from before signing in is saved."));
+    } else {
+      const body = await response.json().catch(() => null);
+      say(`${t("Your decision from before signing in could not be saved:")} ${window.labeling.errorText(body, response.statusText)}`, true);
+    }
   }
 
   // S: on to the next image without deciding this one, which stays in the queue.
   function passOver() {
+    if (signedOut) return;
     const item = current;
     current = null;
     handled.add(item.id);
@@ -176,5 +240,9 @@
     if (current) passOver();
   });
 
-  next().catch((e) => { loading.hidden = true; say(e.message, true); });
+  sendPending().then(next).catch((e) => {
+    loading.hidden = true;
+    if (e.status === 401) signOut(t("Then the review goes on here."));
+    else say(e.message, true);
+  });
 })();

@@ -18,6 +18,16 @@
   let upcoming = null; // a promise of the next grid (null when none was left)
   let focused = 0; // index of the item with the keyboard focus
   let sending = false;
+  const t = window.gettext || ((text) => text);
+  // An answer refused because the volunteer was signed out waits here (this tab only) and is
+  // sent when the page opens again after signing in.
+  const PENDING = `verify.pendingAnswer.${projectId}`;
+  let signedOut = false; // then nothing acts: nothing could be saved
+
+  function signOut(more) {
+    signedOut = true;
+    window.labeling.showSignedOut(message, root.dataset.loginUrl, more);
+  }
 
   async function api(path, body) {
     const response = await fetch(path, {
@@ -54,6 +64,7 @@
         }
         return grid;
       } catch (e) {
+        if (e.status === 401) throw e; // signed out: no retry can succeed
         say(interpolate(gettext("Could not load the next grid (%s); retrying…"), [e.message]), true);
         await sleep(Math.min(2 ** attempt, 30) * 1000);
       }
@@ -119,6 +130,7 @@
     focused = 0;
     gridBox.children[0].focus({ preventScroll: true });
     upcoming = lease();
+    upcoming.catch(() => {}); // a failure (signed out) is handled where it is awaited
   }
 
   function items() { return Array.from(gridBox.children); }
@@ -145,9 +157,17 @@
       .map((item) => Number(item.dataset.item));
     try {
       await api(`/api/grids/${current.id}/answers/`, { yes });
+      sessionStorage.removeItem(PENDING);
       done.textContent = String(Number(done.textContent) + 1);
       say("");
     } catch (e) {
+      if (e.status === 401) {
+        // The grid stays on screen with its marks; the answer is kept and sent once back.
+        sessionStorage.setItem(PENDING, JSON.stringify({ grid: current.id, yes }));
+        signOut(t("Your answer on this grid is not saved yet: it is sent once you are back."));
+        sending = false;
+        return;
+      }
       if (e.status === 409) {
         say(`${e.message} ${gettext("Here is the next one.")}`, true);
       } else {
@@ -156,17 +176,42 @@
         return;
       }
     }
-    let next = await upcoming;
-    // Nothing was left when the next grid was asked for; things may have freed up since.
-    if (!next) next = await lease();
+    let next;
+    try {
+      next = await upcoming;
+      // Nothing was left when the next grid was asked for; things may have freed up since.
+      if (!next) next = await lease();
+    } catch (e) {
+      sending = false;
+      if (e.status === 401) signOut(t("Then the verifying goes on here."));
+      return;
+    }
     sending = false;
     show(next);
   }
 
   submitButton.addEventListener("click", submit);
 
+  // After signing in again: the answer refused while signed out, sent before anything else.
+  async function sendPending() {
+    const stored = sessionStorage.getItem(PENDING);
+    if (!stored) return;
+    const pending = JSON.parse(stored);
+    try {
+      await api(`/api/grids/${pending.grid}/answers/`, { yes: pending.yes });
+      done.textContent = String(Number(done.textContent) + 1);
+      say(t("Your answer from before signing in is saved."));
+    } catch (e) {
+      if (e.status === 401) throw e; // still signed out: keep it for the next visit
+      say(`${t("Your answer from before signing in could not be saved:")} ${e.message}`, true);
+    }
+    sessionStorage.removeItem(PENDING);
+  }
+
   document.addEventListener("keydown", (event) => {
-    if (!current || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (!current || signedOut || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (guide.isOpen()) return; // the guide's own keys (Esc closes it)
+    if (event.key === "?") { guide.open(); event.preventDefault(); return; }
     const perRow = Number(gridBox.style.getPropertyValue("--columns")) || 1;
     const moves = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow };
     if (event.key in moves) {
@@ -183,5 +228,43 @@
     }
   });
 
-  lease().then(show);
+  // The class guide on top of the grid: the label's definition and its examples, larger, opened
+  // with ? or a tap on the label's name.
+  const guide = (function () {
+    const dialog = document.getElementById("guide");
+    const opener = document.getElementById("guide-open");
+    const close = document.getElementById("guide-close");
+    opener.addEventListener("click", () => open());
+    close.addEventListener("click", () => dialog.close());
+    dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
+    dialog.addEventListener("close", () => {
+      const item = items()[focused];
+      if (item) item.focus({ preventScroll: true });
+    });
+    function open() {
+      if (!current || dialog.open) return;
+      document.getElementById("guide-name").textContent = current.label.name;
+      document.getElementById("guide-wnid").textContent = current.label.wnid;
+      document.getElementById("guide-gloss").textContent = current.label.gloss;
+      document.getElementById("guide-examples").replaceChildren(...current.label.examples.map((url) => {
+        const img = document.createElement("img");
+        img.src = url;
+        img.alt = t("An example of %(name)s").replace("%(name)s", current.label.name);
+        return img;
+      }));
+      document.getElementById("guide-none").hidden = current.label.examples.length > 0;
+      dialog.showModal();
+      close.focus();
+    }
+    return { isOpen: () => dialog.open, open };
+  })();
+
+  sendPending()
+    .then(() => lease())
+    .then(show)
+    .catch((e) => {
+      loading.hidden = true;
+      if (e.status === 401) signOut(t("Then the verifying goes on here."));
+      else say(e.message, true);
+    });
 })();

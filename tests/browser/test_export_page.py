@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from torchvision.datasets import ImageFolder, ImageNet
 
-from annotate.models import Export, User
+from annotate.models import Export, Image, User
 from annotate.services import export as export_service
 from annotate.services import export_worker
 from annotate.services.export import layout as export_layout
@@ -68,6 +68,8 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
     for i, name in enumerate(["circle", "square"]):
         label = LabelFactory(project=project, wnid=f"n0300000{i}", name=name)
         decided_images(project, label, 15, rng)
+    for image in decided_images(project, label, 2, rng):  # gold: not exported by default
+        Image.objects.filter(pk=image.pk).update(is_gold=True)
     admin = UserFactory(username="ada", role=User.Role.ADMIN, is_staff=True)
     admin.set_password(PASSWORD)
     admin.save()
@@ -79,6 +81,21 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
     page.wait_for_url(f"{live_server.url}/")
     page.locator("li.card", has_text="Browser shapes").get_by_role("link", name="Export").click()
     page.wait_for_url(f"**/projects/{project.pk}/export/")
+
+    # Before starting: what these options export (issue 18: "195 decided images" was shown
+    # while the export held 34, gold left out unsaid), and the count follows the options.
+    preview = page.locator("#export-preview")
+    preview.filter(has_text="export 30 images in 2 classes").wait_for()
+    assert "2 gold images are left out" in preview.inner_text()
+    page.check("#include_gold")
+    preview.filter(has_text="export 32 images").wait_for()
+    page.fill("#min_per_class", "16")  # square has 17 with its gold ones, circle 15
+    preview.filter(has_text="export 17 images in 1 classes").wait_for()
+    assert "15 images of 1 classes" in preview.inner_text()
+    page.fill("#min_per_class", "2")
+    page.uncheck("#include_gold")
+    preview.filter(has_text="export 30 images").wait_for()
+    assert page.locator("#exports-none").is_visible()
 
     page.fill("#val_fraction", "0.2")
     page.fill("#seed", "4")
@@ -97,6 +114,9 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
     assert "6 val images in 2 classes" in page.inner_text("#export-text")
     seen = page.evaluate("window.seen")
     assert seen[-1] == 1 and seen == sorted(seen), seen
+    # The list of exports shows the new one once it is done, without a reload.
+    page.locator("#exports-list tr", has_text="done").wait_for()
+    assert page.locator("#exports-none").is_hidden()
     page.screenshot(path=screenshot_path("export-done.png"))
 
     with page.expect_download() as info:

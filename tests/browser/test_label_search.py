@@ -73,7 +73,7 @@ def test_search_arrows_enter_and_the_models_top_five(transactional_db, page, scr
     shown = listed(page)
     assert [label_id for label_id, _ in shown] == top[image_of(first)]
     assert [text.split()[0] for _, text in shown] == ["1", "2", "3", "4", "5"]
-    assert "model 62%" in shown[0][1]
+    assert "model 72%" in shown[0][1]
     assert page.get_attribute(f"{OPTIONS} >> nth=0", "aria-selected") == "true"
 
     # Type; the arrows move the choice (and aria-activedescendant with it); Enter votes.

@@ -117,7 +117,9 @@ def test_the_assignment_carries_the_active_models_suggestion(
     promoted_version(project, labels)
     image = cached_open_image(project, "clear")
     ml_suggestions.suggestions_compute(project_id=project.pk, backend=FakeBackend())
-    Project.objects.filter(pk=project.pk).update(show_suggestions=show_suggestions)
+    Project.objects.filter(pk=project.pk).update(
+        show_suggestions=show_suggestions, suggestion_threshold=0.4
+    )
 
     response = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")
     assert response.status_code == 201 and response.json()["image"]["id"] == image.pk

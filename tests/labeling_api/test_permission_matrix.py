@@ -76,6 +76,7 @@ def upload():
 A, V, O, R, D = "anonymous", "volunteer", "other", "reviewer", "admin"  # noqa: E741
 CASES = [
     ("get", "/api/me/", None, {A: 401, V: 200, O: 200, R: 200, D: 200}),
+    ("patch", "/api/me/", lambda w: {"daily_goal": 30}, {A: 401, V: 200, O: 200, R: 200, D: 200}),
     ("post", "/api/auth/logout/", None, {A: 401, V: 204, O: 204, R: 204, D: 204}),
     (
         "patch",
@@ -126,6 +127,7 @@ CASES = [
         {A: 401, V: 201, O: 403, R: 403, D: 403},
     ),
     ("post", "/api/assignments/{a}/skip/", None, {A: 401, V: 204, O: 403, R: 403, D: 403}),
+    ("post", "/api/assignments/{a}/release/", None, {A: 401, V: 204, O: 403, R: 403, D: 403}),
     ("post", "/api/assignments/{voted}/undo/", None, {A: 401, V: 200, O: 403, R: 403, D: 403}),
     ("get", "/api/images/{image}/file/", None, {A: 401, V: 200, O: 403, R: 200, D: 200}),
     ("get", "/api/projects/{p}/review/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
@@ -142,6 +144,12 @@ CASES = [
         "/api/projects/{p}/exports/",
         lambda w: {"val_fraction": 0.2},
         {A: 401, V: 403, O: 403, R: 403, D: 202},
+    ),
+    (
+        "get",
+        "/api/projects/{p}/exports/preview/",
+        None,
+        {A: 401, V: 403, O: 403, R: 403, D: 200},
     ),
     ("get", "/api/exports/{export}/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     ("get", "/api/exports/{export}/download/", None, {A: 401, V: 403, O: 403, R: 403, D: 409}),
