@@ -39,6 +39,7 @@ from typing import Any, Literal
 import PIL.Image
 from PIL import ImageOps
 
+from annotate.services import export_privacy, jpeg_metadata
 from annotate.services.imaging import to_rgb
 
 _ZEROS = bytes(tarfile.BLOCKSIZE)
@@ -230,6 +231,14 @@ class CopyConfig:
     tar_mtime: int
     resize: int | None
     quality: int
+    # The kinds of metadata (jpeg_metadata.KINDS) that files keep; the others are dropped.
+    keep_metadata: tuple[str, ...] = ()
+    blur_faces: bool = False
+
+
+# What a worker says of each image it read: (size, SHA-256, the metadata kinds dropped as
+# jpeg_metadata.BIT flags, the faces blurred), or why it is unreadable.
+ReadResult = tuple[int, str, int, int] | str
 
 
 def local_reader(base: str) -> Callable[[str], bytes]:
@@ -288,23 +297,41 @@ class Copier:
     def convert(self, data: bytes) -> bytes:
         return jpeg_for_export(data, resize=self.config.resize, quality=self.config.quality)
 
-    def read(self, batch: int, names: list[str]) -> list[tuple[int, str] | str]:
+    def prepare(self, data: bytes) -> tuple[bytes, int, int]:
+        """A stored file as the export writes it, the metadata kinds dropped from it and the
+        faces blurred in it: an upright RGB JPEG (converted only if it is not one already),
+        faces blurred on request (re-encoded only if some were found), its metadata
+        segments dropped with its image data kept byte for byte (jpeg_metadata)."""
+        keep = self.config.keep_metadata
+        if not jpeg_kept(data, self.config.resize):
+            data = self.convert(data)
+        faces = 0
+        if self.config.blur_faces:
+            data, faces = export_privacy.blur_faces_in(data, quality=self.config.quality, keep=keep)
+        try:
+            stripped = jpeg_metadata.strip(data, keep)
+        except jpeg_metadata.NotJpeg:
+            # An upright RGB JPEG that Pillow decodes (leniently) but whose structure the
+            # walker cannot follow to its end (truncated, say): written anew.
+            data = export_privacy.reencode(data, quality=self.config.quality)
+            stripped = jpeg_metadata.strip(data, keep)
+        return stripped.data, stripped.mask, faces
+
+    def read(self, batch: int, names: list[str]) -> list[ReadResult]:
         """Read the batch's files, converting those that need it; hold the bytes to write and
         return each file's size and SHA-256 (of the very bytes to be written, whatever was
-        recorded at upload: a stored file may have rotted since), or why it is unreadable."""
-        results: list[tuple[int, str] | str] = []
+        recorded at upload: a stored file may have rotted since), what was stripped and how
+        many faces were blurred; or why it is unreadable."""
+        results: list[ReadResult] = []
         kept: list[bytes] = []
-        resize = self.config.resize
         for name in names:
             try:
-                data = self.read_stored(name)
-                if not jpeg_kept(data, resize):
-                    data = self.convert(data)
+                data, mask, faces = self.prepare(self.read_stored(name))
             except UNREADABLE_ERRORS as error:
                 results.append(f"unreadable: {error}"[:300])
                 continue
             kept.append(data)
-            results.append((len(data), hashlib.sha256(data).hexdigest()))
+            results.append((len(data), hashlib.sha256(data).hexdigest(), mask, faces))
         self.held[batch] = kept
         return results
 

@@ -14,10 +14,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 
 from annotate.services import ingest, ingest_worker
-from annotate.services.export_worker import (
-    Copier,
-    CopyConfig,
-)
+from annotate.services.export_worker import Copier, CopyConfig, ReadResult
 
 # How long a worker process is given to end once its connection is closed.
 WORKER_EXIT_SECONDS = 10
@@ -49,7 +46,7 @@ class _Copiers:
 
     def __init__(self, config: CopyConfig, processes: int):
         self.local = Copier(config) if processes <= 0 else None
-        self.results_of: dict[int, list[tuple[int, str] | str]] = {}
+        self.results_of: dict[int, list[ReadResult]] = {}
         self.connections: list[Connection] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.unwritten: list[int] = []
@@ -110,7 +107,7 @@ class _Copiers:
         else:
             self._send(batch % len(self.connections), ("read", batch, names))
 
-    def results(self, batch: int) -> list[tuple[int, str] | str]:
+    def results(self, batch: int) -> list[ReadResult]:
         while batch not in self.results_of:
             self._receive(batch % len(self.connections))
         return self.results_of.pop(batch)

@@ -1,5 +1,5 @@
-"""An export's life: created, claimed, run (with heartbeats), recovered, cleaned up,
-downloaded."""
+"""An export's life: created, claimed, run (with heartbeats), recovered, cleaned up (its
+download: the `download` module)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import logging
 import os
 import shutil
 import uuid
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from django.utils.text import slugify
 from annotate.converters import parse_id
 from annotate.models import Export, Project, User
 from annotate.services import jobs
-from annotate.services.errors import Conflict, InvalidInput
+from annotate.services.errors import InvalidInput
 from annotate.services.export.layout import ExportEmpty, export_build
 from annotate.services.export.sinks import DirectorySink, TarSink
 from annotate.services.export.split import _eligible
@@ -41,12 +40,6 @@ class ExportAborted(Exception):
     """The export lost its claim (another run took it over, or clean-up failed it)."""
 
 
-class Gone(Conflict):
-    """The thing existed but is no more (an expired export's files)."""
-
-    status = 410
-
-
 # --- creating -------------------------------------------------------------------------------
 
 
@@ -60,6 +53,7 @@ def export_create(
     resize: int | None = None,
     include_gold: bool = False,
     min_per_class: int = 2,
+    blur_faces: bool = False,
     enqueue: bool = True,
 ) -> Export:
     """Record an export of `project` and (with `enqueue`) start its job once committed."""
@@ -77,6 +71,7 @@ def export_create(
         resize=resize,
         include_gold=include_gold,
         min_per_class=min_per_class,
+        blur_faces=blur_faces,
     )
     try:
         export.full_clean(exclude=["project", "created_by"])
@@ -348,56 +343,3 @@ def exports_cleanup() -> CleanupResult:
             _remove(entry)
             result.removed_temporary += 1
     return result
-
-
-# --- downloading ----------------------------------------------------------------------------
-
-
-def export_downloadable(*, export: Export) -> Path:
-    """The finished tar of `export`, or the reason it cannot be downloaded."""
-    if export.state == Export.State.EXPIRED:
-        raise Gone("This export has expired and its files were removed; start a new one.")
-    if export.state != Export.State.DONE:
-        raise Conflict(f"This export is {export.state}; it can be downloaded once it is done.")
-    path = Path(export.location)
-    if not _inside_export_dir(export.location):
-        raise Conflict(
-            "This export was written to a local path by a command; it is not downloadable."
-        )
-    if not path.is_file():
-        raise Gone("This export's files are gone; start a new export.")
-    return path
-
-
-def file_chunks(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            yield chunk
-
-
-def gzip_stream(chunks: Iterator[bytes], level: int = 6) -> Iterator[bytes]:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
-    for chunk in chunks:
-        if out := compressor.compress(chunk):
-            yield out
-    yield compressor.flush()
-
-
-@dataclass
-class Download:
-    chunks: Iterator[bytes]
-    filename: str
-    content_type: str
-    size: int | None
-
-
-def export_download(*, export: Export, compress: bool = False) -> Download:
-    """The export's tar, read in chunks (never whole into memory), or gzipped on the fly."""
-    path = export_downloadable(export=export)
-    if compress:
-        return Download(gzip_stream(file_chunks(path)), f"{path.name}.gz", "application/gzip", None)
-    return Download(file_chunks(path), path.name, "application/x-tar", path.stat().st_size)
-
-
-def export_manifest_path(*, export: Export) -> Path:
-    return export_downloadable(export=export).parent / "manifest.json"
