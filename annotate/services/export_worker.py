@@ -298,24 +298,29 @@ class Copier:
         return jpeg_for_export(data, resize=self.config.resize, quality=self.config.quality)
 
     def prepare(self, data: bytes) -> tuple[bytes, int, int]:
-        """A stored file as the export writes it, the metadata kinds dropped from it and the
-        faces blurred in it: an upright RGB JPEG (converted only if it is not one already),
-        faces blurred on request (re-encoded only if some were found), its metadata
-        segments dropped with its image data kept byte for byte (jpeg_metadata)."""
-        keep = self.config.keep_metadata
-        if not jpeg_kept(data, self.config.resize):
-            data = self.convert(data)
+        """A stored file as the export writes it, the metadata kinds dropped from it (as
+        jpeg_metadata.BIT flags) and the faces blurred in it. An upright RGB JPEG keeps its
+        image data byte for byte, less its metadata segments (jpeg_metadata); anything else
+        is converted (jpeg_for_export), which writes none. Faces are blurred on request, the
+        files with some re-encoded."""
+        keep, quality = self.config.keep_metadata, self.config.quality
+        if jpeg_kept(data, self.config.resize):
+            try:
+                stripped = jpeg_metadata.strip(data, keep)
+                data, mask = stripped.data, stripped.mask
+            except jpeg_metadata.NotJpeg:
+                # Pillow decodes it (leniently) but the walker cannot follow it to its end
+                # (truncated, say): written anew.
+                mask = jpeg_metadata.header_kinds(data)
+                data = export_privacy.reencode(data, quality=quality)
+        else:
+            mask = jpeg_metadata.header_kinds(data)
+            # (What Pillow writes holds no metadata; stripped all the same, for certain.)
+            data = jpeg_metadata.strip(self.convert(data), keep).data
         faces = 0
         if self.config.blur_faces:
-            data, faces = export_privacy.blur_faces_in(data, quality=self.config.quality, keep=keep)
-        try:
-            stripped = jpeg_metadata.strip(data, keep)
-        except jpeg_metadata.NotJpeg:
-            # An upright RGB JPEG that Pillow decodes (leniently) but whose structure the
-            # walker cannot follow to its end (truncated, say): written anew.
-            data = export_privacy.reencode(data, quality=self.config.quality)
-            stripped = jpeg_metadata.strip(data, keep)
-        return stripped.data, stripped.mask, faces
+            data, faces = export_privacy.blur_faces_in(data, quality=quality, keep=keep)
+        return data, mask, faces
 
     def read(self, batch: int, names: list[str]) -> list[ReadResult]:
         """Read the batch's files, converting those that need it; hold the bytes to write and

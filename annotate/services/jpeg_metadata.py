@@ -135,5 +135,29 @@ def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
     return Stripped(b"".join(pieces), mask)
 
 
+def header_kinds(data: bytes) -> int:
+    """The kinds of metadata in the header of `data` (up to its first scan) as BIT flags: 0
+    for what is not a JPEG; as far as it can be followed for a broken one."""
+    if data[:2] != b"\xff\xd8":
+        return 0
+    mask = 0
+    i, end = 2, len(data)
+    while i + 4 <= end and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == _SOS or marker == _EOI:
+            break
+        if marker in _STANDALONE:
+            i += 2
+            continue
+        kind = kind_of(marker, data[i + 4 : i + 40])
+        if kind is not None:
+            mask |= BIT[kind]
+        i += 2 + (data[i + 2] << 8 | data[i + 3])
+    return mask
+
+
 def kinds(mask: int) -> list[str]:
     return [kind for kind in KINDS if mask & BIT[kind]]

@@ -177,6 +177,7 @@ def export_summary(
         "val_layout": export.val_layout,
         "resize": export.resize,
         "include_gold": export.include_gold,
+        "blur_faces": export.blur_faces,
         "min_per_class": export.min_per_class,
         "jpeg_quality": settings.EXPORT_JPEG_QUALITY,
         "counts": {
