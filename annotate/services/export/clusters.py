@@ -86,9 +86,11 @@ def cluster_sides(
     first = _first_of(links)
     members: dict[int, list[tuple[int, int, str]]] = defaultdict(list)  # root -> rows
     shas: dict[int, str] = {}
+    # ("taken" is the caller's annotation, which the type checker cannot see from here.)
+    columns = ("image_id", "label_id", "image__sha256", "taken__side")
     for image_id, label_id, sha, side in (
         taken.filter(in_a_cluster())
-        .values_list("image_id", "label_id", "image__sha256", "taken__side")
+        .values_list(*columns)
         .order_by("image_id")
         .iterator(chunk_size=2000)
     ):

@@ -209,15 +209,16 @@ class _Layout:
         folder = self.folder_of[label_id]
         start = f"{side}/{folder}/{folder}_"
         side_list = self.lists[self.side_list[side]].write
-        write_line = side_list
+        write_line: Callable[[str], Any] = side_list
         if self.flat:  # the lists, and the metadata.csv Hugging Face reads labels from
             metadata = self.lists[f"{side}/metadata.csv"].write
             cut, index = len(side) + 1, self.index[label_id]
 
-            def write_line(line: str) -> None:
+            def both(line: str) -> None:
                 side_list(line)
                 metadata(metadata_line(line.partition(" ")[0][cut:], index))
 
+            write_line = both
         self.folders[label_id, side] = made = (
             start,
             json.dumps(start)[:-1],
