@@ -4,6 +4,7 @@ hash and write its images, a batch each."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -32,6 +33,24 @@ def _copy_source(project_id: int) -> str | ingest_worker.StorageTarget:
     ):
         return os.path.abspath(cast(FileSystemStorage, default_storage).location)
     return ingest.storage_target(project_id)
+
+
+def _wait_for(process: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait until `process` ends, woken the moment it does (a pidfd). Popen.wait with a
+    timeout polls, sleeping up to 50 ms at a time: with two workers that was 80 to 200 ms at
+    the end of every export, a fixed cost larger than copying a thousand images."""
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3 or later, or already reaped
+        process.wait(seconds)
+        return
+    try:
+        ended, _, _ = select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
+    if not ended:
+        raise subprocess.TimeoutExpired(process.args, seconds)
+    process.wait()
 
 
 def _worker_command(fd: int) -> list[str]:
@@ -134,7 +153,7 @@ class _Copiers:
             connection_.close()
         for process in self.processes:
             try:
-                process.wait(WORKER_EXIT_SECONDS)
+                _wait_for(process, WORKER_EXIT_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
