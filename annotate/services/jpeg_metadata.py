@@ -10,7 +10,8 @@ appends a video, with its sound, after EOI).
 
 strip() copies everything else byte for byte: the frame and scan headers, the tables, the
 entropy-coded data. Decoded pixels are unchanged. Two application segments are kept:
-- APP0 (JFIF), which says how to read the colour channels and the pixel density;
+- APP0 JFIF, which says how to read the colour channels and the pixel density (an APP0 of
+  another kind, such as a JFXX thumbnail, goes);
 - APP14 "Adobe", 12 bytes of flags with nothing personal in them, whose transform flag tells a
   decoder whether 3 channels are RGB or YCbCr (and, for 4 channels, CMYK or YCCK). Dropping it
   could change the colours of an RGB-coded file, so it stays. (Exports are 3-channel files.)
@@ -50,8 +51,10 @@ def kind_of(marker: int, payload: bytes) -> str | None:
     that is kept always (APP0, Adobe APP14) or that is no metadata at all."""
     if marker == _COM:
         return "comment"
-    if not 0xE0 <= marker <= 0xEF or marker == _APP0:
+    if not 0xE0 <= marker <= 0xEF:
         return None
+    if marker == _APP0:  # JFIF stays; other APP0s (a JFXX thumbnail, AVI1) go
+        return None if payload.startswith(b"JFIF\x00") else "other"
     if marker == 0xE1:
         if payload.startswith(b"Exif\x00"):
             return "exif"

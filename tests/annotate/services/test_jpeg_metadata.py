@@ -135,6 +135,15 @@ def test_adobe_app14_and_jfif_app0_stay():
     assert plain.startswith(b"\xff\xd8\xff\xe0\x00\x10JFIF") and strip(plain).data is plain
 
 
+def test_a_jfxx_thumbnail_goes_and_jfif_stays():
+    out = io.BytesIO()
+    picture().save(out, "JPEG")
+    data = out.getvalue()
+    jfxx = segment(0xE0, b"JFXX\x00\x10" + b"\xff\xd8thumbnail of the uncropped photo")
+    stripped = strip(data[:20] + jfxx + data[20:])  # after the JFIF segment (20 bytes)
+    assert stripped.mask == BIT["other"] and stripped.data == data
+
+
 def test_fill_bytes_before_a_marker_are_followed():
     out = io.BytesIO()
     picture().save(out, "JPEG")
