@@ -334,6 +334,15 @@ LOGGING = {
 EXPORT_DIR = Path(env("EXPORT_DIR", default=str(DATA_DIR / "exports")))
 EXPORT_TTL_HOURS = env.float("EXPORT_TTL_HOURS", default=7 * 24)
 EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
+# Metadata kinds exported files keep (annotate.services.jpeg_metadata.KINDS: exif, xmp, iptc,
+# icc, comment, other, trailing); by default none: every export strips them.
+EXPORT_KEEP_METADATA = env.list("EXPORT_KEEP_METADATA", default=[])
+_METADATA_KINDS = {"exif", "xmp", "iptc", "icc", "comment", "other", "trailing"}
+if not set(EXPORT_KEEP_METADATA) <= _METADATA_KINDS:
+    raise ImproperlyConfigured(
+        f"EXPORT_KEEP_METADATA: unknown kinds {sorted(set(EXPORT_KEEP_METADATA) - _METADATA_KINDS)}"
+        f"; known: {', '.join(sorted(_METADATA_KINDS))}"
+    )
 EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=600)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 # Below Redis's visibility timeout, so a running export is never delivered a second time.

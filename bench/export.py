@@ -10,7 +10,11 @@ fresh process (`--child`), so its peak RSS is its own; the figure "over start" s
 RSS the process had before exporting (Django, PIL and torch loaded). The export's worker
 processes (EXPORT_PROCESSES, which read, hash and write the images) are reported apart: the
 largest peak RSS among them.
-Targets (issue 6): export >= 0.5x the images/s of `tar -cf`; peak memory at 4N <= 1.2x at N.
+Exports strip metadata (the default): every generated file has bytes after its end, which
+go, so each file is cut and joined anew. Beside each size, an export with `blur_faces` runs on
+a project of its first --blur-n files (every image decoded and searched for faces).
+Targets (issue 6, issue 17): export >= 0.5x the images/s of `tar -cf` with metadata stripped;
+peak memory at 4N <= 1.2x at N.
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ def make_project(name: str, n: int, classes: int, bases: list[bytes]) -> int:
 # --- measuring --------------------------------------------------------------------------------
 
 
-def child(project_id: int, mode: str, out: Path) -> None:
+def child(project_id: int, mode: str, out: Path, blur_faces: bool = False) -> None:
     """One export in this fresh process; prints JSON with its time and memory."""
     django_setup()
     import torch  # noqa: F401 - loaded before the baseline, as a worker has it loaded
@@ -153,7 +157,9 @@ def child(project_id: int, mode: str, out: Path) -> None:
 
     export_service._Copiers.close = close_noting_peaks
     os.sync()  # no dirty pages of an earlier step to write back while this one is timed
-    export = export_service.export_create(project=Project.objects.get(pk=project_id), enqueue=False)
+    export = export_service.export_create(
+        project=Project.objects.get(pk=project_id), enqueue=False, blur_faces=blur_faces
+    )
     profiler = None
     if os.environ.get("BENCH_PROFILE"):
         import cProfile
@@ -181,6 +187,8 @@ def child(project_id: int, mode: str, out: Path) -> None:
         "export_id": export.pk,
         "location": export.location,
         "bytes": export.size_bytes,
+        "stripped": export.counts["metadata"]["images_stripped"],
+        "faces": export.counts["faces"]["faces"],
     }
     if mode == "job":
         # The download: the tar read in chunks, written to a file.
@@ -196,9 +204,10 @@ def child(project_id: int, mode: str, out: Path) -> None:
     print(json.dumps(result))
 
 
-def run_child(env: dict, project_id: int, mode: str, out: Path) -> dict:
+def run_child(env: dict, project_id: int, mode: str, out: Path, blur: bool = False) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", str(project_id), "--mode", mode, "--out", str(out)],
+        [sys.executable, __file__, "--child", str(project_id), "--mode", mode, "--out", str(out)]
+        + (["--blur-faces"] if blur else []),
         env=env,
         capture_output=True,
         text=True,
@@ -241,9 +250,17 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="job", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--blur-faces", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--blur-n",
+        type=int,
+        default=1000,
+        help="blur_faces is timed on the first this many images of each size (it searches "
+        "every image for faces: slow, and its speed per image is the figure)",
+    )
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.mode, args.out)
+        child(args.child, args.mode, args.out, args.blur_faces)
         return
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-export-"))
@@ -281,6 +298,16 @@ def main() -> None:
         bases = base_jpegs(200, args.kb, rng)
         sizes = [args.n, 4 * args.n]
         projects = {n: make_project(f"bench {n}", n, args.classes, bases) for n in sizes}
+        blur_sizes = {n: min(n, args.blur_n) for n in sizes}
+        blur_projects = {
+            n: make_project(
+                f"bench blur {n}",
+                blur_sizes[n],
+                max(1, min(args.classes, blur_sizes[n] // 10)),
+                bases,
+            )
+            for n in sizes
+        }
         from django.db import connections
 
         connections.close_all()
@@ -307,6 +334,11 @@ def main() -> None:
             shutil.rmtree(Path(again["location"]).parent)
             folder = run_child(env, projects[n], "folder", scratch / "dataset")
             shutil.rmtree(scratch / "dataset")
+            # blur_faces on its own (smaller) project of the same files: its images per second
+            # beside those of the export without it.
+            blur = run_child(env, blur_projects[n], "job", scratch / "download.tar", blur=True)
+            (scratch / "download.tar").unlink()
+            shutil.rmtree(Path(blur["location"]).parent)
             print(f"N={n}: {n} images, {megabytes:.1f} MB of source files")
             print(line("tar -cf (source files)", tar_seconds, n, megabytes, None))
             print(line("tar -cf, then fsync", tar_sync_seconds, n, megabytes, None))
@@ -319,6 +351,21 @@ def main() -> None:
                 + f"   {tar_sync_seconds / again['seconds']:5.2f}x tar -cf+fsync"
             )
             print(line("export command (folder)", folder["seconds"], n, megabytes, tar_seconds))
+            blur_n = blur_sizes[n]
+            print(
+                line(
+                    f"export job, blur_faces ({blur_n})",
+                    blur["seconds"],
+                    blur_n,
+                    megabytes * blur_n / n,
+                    tar_seconds * blur_n / n,
+                )
+                + f"   ({blur['faces']} faces found)"
+            )
+            print(
+                f"  metadata stripped: on (the default); {job['stripped']} of {n} files had "
+                "some (the generated files carry bytes after their end, which go)"
+            )
             print(
                 line(
                     "download stream",

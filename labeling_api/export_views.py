@@ -39,6 +39,7 @@ class ExportOutputSerializer(serializers.ModelSerializer[Export]):
             "resize",
             "include_gold",
             "min_per_class",
+            "blur_faces",
             "progress",
             "counts",
             "size_bytes",
@@ -84,6 +85,10 @@ class ExportListCreateApi(GenericAPIView[Export]):
         )
         include_gold = serializers.BooleanField(default=False)
         min_per_class = serializers.IntegerField(default=2, min_value=2, max_value=10**6)
+        blur_faces = serializers.BooleanField(
+            default=False,
+            help_text="Blur the faces OpenCV's face detector finds (those files are re-encoded).",
+        )
 
     @extend_schema(responses=ExportOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:

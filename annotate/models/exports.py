@@ -22,7 +22,10 @@ class Export(TimeStamped):
 
     class ValLayout(models.TextChoices):
         FOLDERS = "folders", "val/<wnid>/<wnid>_<id>.JPEG"
-        FLAT = "flat", "val/ILSVRC_val_<n>.JPEG with ground truth files"
+        FLAT = (
+            "flat",
+            "ImageNet's validation layout: val/ILSVRC2012_val_<n>.JPEG, ground truth files",
+        )
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
     created_by = models.ForeignKey(
@@ -44,6 +47,9 @@ class Export(TimeStamped):
         help_text="Shorter side in pixels (never enlarged); empty keeps the size.",
     )
     include_gold = models.BooleanField(default=False)
+    blur_faces = models.BooleanField(
+        default=False, help_text="Blur the faces found in the exported images."
+    )
     min_per_class = models.PositiveIntegerField(
         default=2,
         validators=[MinValueValidator(2)],

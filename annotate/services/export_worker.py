@@ -39,6 +39,7 @@ from typing import Any, Literal
 import PIL.Image
 from PIL import ImageOps
 
+from annotate.services import export_privacy, jpeg_metadata
 from annotate.services.imaging import to_rgb
 
 _ZEROS = bytes(tarfile.BLOCKSIZE)
@@ -230,6 +231,14 @@ class CopyConfig:
     tar_mtime: int
     resize: int | None
     quality: int
+    # The kinds of metadata (jpeg_metadata.KINDS) that files keep; the others are dropped.
+    keep_metadata: tuple[str, ...] = ()
+    blur_faces: bool = False
+
+
+# What a worker says of each image it read: (size, SHA-256, the metadata kinds dropped as
+# jpeg_metadata.BIT flags, the faces blurred), or why it is unreadable.
+ReadResult = tuple[int, str, int, int] | str
 
 
 def local_reader(base: str) -> Callable[[str], bytes]:
@@ -288,23 +297,46 @@ class Copier:
     def convert(self, data: bytes) -> bytes:
         return jpeg_for_export(data, resize=self.config.resize, quality=self.config.quality)
 
-    def read(self, batch: int, names: list[str]) -> list[tuple[int, str] | str]:
+    def prepare(self, data: bytes) -> tuple[bytes, int, int]:
+        """A stored file as the export writes it, the metadata kinds dropped from it (as
+        jpeg_metadata.BIT flags) and the faces blurred in it. An upright RGB JPEG keeps its
+        image data byte for byte, less its metadata segments (jpeg_metadata); anything else
+        is converted (jpeg_for_export), which writes none. Faces are blurred on request, the
+        files with some re-encoded."""
+        keep, quality = self.config.keep_metadata, self.config.quality
+        if jpeg_kept(data, self.config.resize):
+            try:
+                stripped = jpeg_metadata.strip(data, keep)
+                data, mask = stripped.data, stripped.mask
+            except jpeg_metadata.NotJpeg:
+                # Pillow decodes it (leniently) but the walker cannot follow it to its end
+                # (truncated, say): written anew.
+                mask = jpeg_metadata.header_kinds(data)
+                data = export_privacy.reencode(data, quality=quality)
+        else:
+            mask = jpeg_metadata.header_kinds(data)
+            # (What Pillow writes holds no metadata; stripped all the same, for certain.)
+            data = jpeg_metadata.strip(self.convert(data), keep).data
+        faces = 0
+        if self.config.blur_faces:
+            data, faces = export_privacy.blur_faces_in(data, quality=quality, keep=keep)
+        return data, mask, faces
+
+    def read(self, batch: int, names: list[str]) -> list[ReadResult]:
         """Read the batch's files, converting those that need it; hold the bytes to write and
         return each file's size and SHA-256 (of the very bytes to be written, whatever was
-        recorded at upload: a stored file may have rotted since), or why it is unreadable."""
-        results: list[tuple[int, str] | str] = []
+        recorded at upload: a stored file may have rotted since), what was stripped and how
+        many faces were blurred; or why it is unreadable."""
+        results: list[ReadResult] = []
         kept: list[bytes] = []
-        resize = self.config.resize
         for name in names:
             try:
-                data = self.read_stored(name)
-                if not jpeg_kept(data, resize):
-                    data = self.convert(data)
+                data, mask, faces = self.prepare(self.read_stored(name))
             except UNREADABLE_ERRORS as error:
                 results.append(f"unreadable: {error}"[:300])
                 continue
             kept.append(data)
-            results.append((len(data), hashlib.sha256(data).hexdigest()))
+            results.append((len(data), hashlib.sha256(data).hexdigest(), mask, faces))
         self.held[batch] = kept
         return results
 
@@ -388,3 +420,6 @@ def serve(fd: int, parent: int | None = None) -> None:
 
 if __name__ == "__main__":
     serve(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    # Done: every write was made with pwrite and acknowledged, nothing is buffered. Ending
+    # here skips the interpreter's teardown, which the exporting process would wait for.
+    os._exit(0)

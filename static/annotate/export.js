@@ -35,6 +35,7 @@
       val_layout: value("val_layout"),
       min_per_class: Number(value("min_per_class")),
       include_gold: document.getElementById("include_gold").checked,
+      blur_faces: document.getElementById("blur_faces").checked,
     };
     if (value("resize") !== "") body.resize = Number(value("resize"));
     return body;

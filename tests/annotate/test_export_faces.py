@@ -74,7 +74,7 @@ def test_command_writes_a_tar_with_the_flat_layout(project, tmp_path):
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
         manifest = json.load(tar.extractfile("cats/manifest.json"))
-    assert "cats/val/ILSVRC_val_00000001.JPEG" in names and "cats/val_ground_truth.txt" in names
+    assert "cats/val/ILSVRC2012_val_00000001.JPEG" in names and "cats/val_ground_truth.txt" in names
     assert manifest["val_layout"] == "flat" and manifest["resize"] == 20
     assert set(manifest["files"]) | {"manifest.json"} == {n.removeprefix("cats/") for n in names}
 

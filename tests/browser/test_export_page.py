@@ -99,6 +99,7 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
 
     page.fill("#val_fraction", "0.2")
     page.fill("#seed", "4")
+    page.check("#blur_faces")
     # Record every value the progress bar takes, as the admin would see it move.
     page.evaluate(
         "() => { window.seen = []; const bar = document.getElementById('export-progress');"
@@ -124,12 +125,13 @@ def test_admin_exports_from_the_page_and_gets_a_loadable_tar(
     saved = tmp_path / "download.tar"
     info.value.save_as(saved)
     export = Export.objects.get()
-    assert (export.state, export.seed, export.val_fraction, export.created_by) == (
-        "done",
-        4,
-        0.2,
-        admin,
-    )
+    assert (
+        export.state,
+        export.seed,
+        export.val_fraction,
+        export.created_by,
+        export.blur_faces,
+    ) == ("done", 4, 0.2, admin, True)
     with tarfile.open(saved) as tar:
         tar.extractall(tmp_path / "got", filter="data")
     root = tmp_path / "got" / export.name

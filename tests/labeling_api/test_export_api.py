@@ -44,19 +44,27 @@ def test_admin_starts_an_export_and_its_job_is_queued_after_commit(
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(admin_user).post(
             url("exports", small_project.pk),
-            {"val_fraction": 0.25, "seed": 9, "val_layout": "flat", "resize": 64},
+            {
+                "val_fraction": 0.25,
+                "seed": 9,
+                "val_layout": "flat",
+                "resize": 64,
+                "blur_faces": True,
+            },
             format="json",
         )
     assert response.status_code == 202
     body = response.json()
     export = Export.objects.get(pk=body["id"])
     assert body["state"] == "pending" and export.created_by == admin_user
-    assert (export.val_fraction, export.seed, export.val_layout, export.resize) == (
-        0.25,
-        9,
-        "flat",
-        64,
-    )
+    assert body["blur_faces"] is True
+    assert (
+        export.val_fraction,
+        export.seed,
+        export.val_layout,
+        export.resize,
+        export.blur_faces,
+    ) == (0.25, 9, "flat", 64, True)
     assert sent == [("annotate.export_run", (export.pk,))]
 
 
@@ -144,6 +152,7 @@ def test_only_admins_reach_exports(client_for, request, role, small_project):
         {"resize": "big"},
         {"min_per_class": 1},
         {"include_gold": "perhaps"},
+        {"blur_faces": "perhaps"},
         [1, 2],
     ],
 )

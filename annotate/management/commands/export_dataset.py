@@ -30,6 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--resize", type=int, default=None, help="shorter side in pixels")
         parser.add_argument("--include-gold", action="store_true")
         parser.add_argument("--min-per-class", type=int, default=2)
+        parser.add_argument(
+            "--blur-faces", action="store_true", help="blur the faces found in the images"
+        )
         parser.add_argument("--tar", action="store_true", help="write one tar file at OUT")
 
     def handle(self, *args, project: str, out: Path, tar: bool, **options):
@@ -48,6 +51,7 @@ class Command(BaseCommand):
                 resize=options["resize"],
                 include_gold=options["include_gold"],
                 min_per_class=options["min_per_class"],
+                blur_faces=options["blur_faces"],
                 enqueue=False,
             )
         except ServiceError as error:

@@ -16,34 +16,37 @@ rest go to train. A pure hash threshold (val iff hash < fraction) would be stabl
 per-class val counts scatter binomially (±3 images for a class of 100 at 10 %); remembering
 the sides keeps every class within one image of its target as it grows.
 
-The package has one module per job: `lifecycle` (create, claim, run, heartbeat, clean up,
-download), `split` (which images qualify and their stable sides), `layout` (the dataset's
-paths, lists and LOC_* files, laid out in order), `manifest` (the small files and manifest.json),
-`sinks` (a folder or a tar written in place), `stored` (finished exports in an object
-store) and `copiers` (the worker-process pool). Callers
-use the names re-exported here.
+The package has one module per job: `lifecycle` (create, claim, run, heartbeat, clean up),
+`download` (the finished tar and manifest: a local file streamed, or a signed URL into the
+object store), `split` (which images qualify and their stable sides), `clusters` (near
+duplicates kept on one side), `layout` (the dataset's paths, lists and LOC_* files, laid out in
+order), `loaders` (the names every loader needs), `manifest` (the small files and
+manifest.json), `sinks` (a folder or a tar written in place), `stored` (finished exports in an
+object store) and `copiers` (the worker-process pool). Callers use the names re-exported here.
 """
 
 from annotate.services.export.copiers import CopyFailed, _Copiers
+from annotate.services.export.download import (
+    Download,
+    Gone,
+    export_download,
+    export_downloadable,
+    export_manifest_open,
+    export_manifest_path,
+    file_chunks,
+    gzip_stream,
+)
 from annotate.services.export.layout import COPY_BATCH, BuildResult, ExportEmpty, export_build
 from annotate.services.export.lifecycle import (
     EXPORT_TASK,
     TMP_FOLDER,
     CleanupResult,
-    Download,
     ExportAborted,
-    Gone,
     ProgressCallback,
     export_create,
     export_dir,
-    export_download,
-    export_downloadable,
-    export_manifest_open,
-    export_manifest_path,
     export_run,
     exports_cleanup,
-    file_chunks,
-    gzip_stream,
 )
 from annotate.services.export.sinks import DirectorySink, TarSink
 from annotate.services.export.split import (

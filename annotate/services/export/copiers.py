@@ -4,6 +4,7 @@ hash and write its images, a batch each."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -14,10 +15,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 
 from annotate.services import ingest, ingest_worker
-from annotate.services.export_worker import (
-    Copier,
-    CopyConfig,
-)
+from annotate.services.export_worker import Copier, CopyConfig, ReadResult
 
 # How long a worker process is given to end once its connection is closed.
 WORKER_EXIT_SECONDS = 10
@@ -37,6 +35,24 @@ def _copy_source(project_id: int) -> str | ingest_worker.StorageTarget:
     return ingest.storage_target(project_id)
 
 
+def _wait_for(process: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait until `process` ends, woken the moment it does (a pidfd). Popen.wait with a
+    timeout polls, sleeping up to 50 ms at a time: with two workers that was 80 to 200 ms at
+    the end of every export, a fixed cost larger than copying a thousand images."""
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3 or later, or already reaped
+        process.wait(seconds)
+        return
+    try:
+        ended, _, _ = select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
+    if not ended:
+        raise subprocess.TimeoutExpired(process.args, seconds)
+    process.wait()
+
+
 def _worker_command(fd: int) -> list[str]:
     return [sys.executable, "-m", "annotate.services.export_worker", str(fd), str(os.getpid())]
 
@@ -49,7 +65,7 @@ class _Copiers:
 
     def __init__(self, config: CopyConfig, processes: int):
         self.local = Copier(config) if processes <= 0 else None
-        self.results_of: dict[int, list[tuple[int, str] | str]] = {}
+        self.results_of: dict[int, list[ReadResult]] = {}
         self.connections: list[Connection] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.unwritten: list[int] = []
@@ -110,7 +126,7 @@ class _Copiers:
         else:
             self._send(batch % len(self.connections), ("read", batch, names))
 
-    def results(self, batch: int) -> list[tuple[int, str] | str]:
+    def results(self, batch: int) -> list[ReadResult]:
         while batch not in self.results_of:
             self._receive(batch % len(self.connections))
         return self.results_of.pop(batch)
@@ -137,7 +153,7 @@ class _Copiers:
             connection_.close()
         for process in self.processes:
             try:
-                process.wait(WORKER_EXIT_SECONDS)
+                _wait_for(process, WORKER_EXIT_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -15,17 +15,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from annotate.models import Decision, Export, SplitAssignment
 from annotate.services.export.copiers import _Copiers, _copy_source
+from annotate.services.export.loaders import metadata_line, val_name
 from annotate.services.export.manifest import (
+    PrivacyCounts,
     _class_names,
     _file_sha256,
     _ListFile,
     _manifest_entry,
     _torch_save_bytes,
     _write_manifest,
+    export_summary,
 )
 from annotate.services.export.sinks import DirectorySink, TarSink
 from annotate.services.export.split import SplitPlan, _assigned, _left_out_rows, split_assign
@@ -74,6 +76,8 @@ def export_build(
         tar_mtime=sink.mtime if isinstance(sink, TarSink) else 0,
         resize=export.resize,
         quality=settings.EXPORT_JPEG_QUALITY,
+        keep_metadata=tuple(settings.EXPORT_KEEP_METADATA),
+        blur_faces=export.blur_faces,
     )
     with _Copiers(config, settings.EXPORT_PROCESSES) as copiers:
         return _build(
@@ -135,7 +139,7 @@ class _Layout:
     ):
         self.export, self.sink, self.plan, self.heartbeat = export, sink, plan, heartbeat
         self.index = {c.label_id: i for i, c in enumerate(plan.classes)}
-        self.wnid_of = {c.label_id: c.wnid for c in plan.classes}
+        self.folder_of = {c.label_id: c.folder for c in plan.classes}
         self.flat = export.val_layout == Export.ValLayout.FLAT
         scratch.mkdir(parents=True, exist_ok=True)
         # The manifest's "files" and "left_out" entries, each written once in its final text
@@ -150,12 +154,16 @@ class _Layout:
             self.lists["val_ground_truth.txt"] = _ListFile(scratch / "val_ground_truth.txt")
             self.lists["LOC_val_solution.csv"] = _ListFile(scratch / "LOC_val_solution.csv")
             self.lists["LOC_val_solution.csv"].write("ImageId,PredictionString\n")
+            for side in ("train", "val"):
+                self.lists[f"{side}/metadata.csv"] = _ListFile(scratch / f"{side}-metadata.csv")
+                self.lists[f"{side}/metadata.csv"].write("file_name,label\n")
         self.side_list: dict[str, str] = {
             SplitAssignment.Side.TRAIN: "train.txt",
             SplitAssignment.Side.VAL: "val.txt",
         }
         self.written: Counter[tuple[int, str]] = Counter()  # (label id, side) -> images written
         self.unreadable = 0
+        self.privacy = PrivacyCounts()
         self.flat_val_wnids: list[str] = []  # one shared str per class: 8 bytes per val image
         self.done = 0
         self.total_bytes = 0
@@ -198,12 +206,23 @@ class _Layout:
         ).order_by(*order)
 
     def folder(self, label_id: int, side: str) -> _Folder:
-        wnid = self.wnid_of[label_id]
-        start = f"{side}/{wnid}/{wnid}_"
+        folder = self.folder_of[label_id]
+        start = f"{side}/{folder}/{folder}_"
+        side_list = self.lists[self.side_list[side]].write
+        write_line: Callable[[str], Any] = side_list
+        if self.flat:  # the lists, and the metadata.csv Hugging Face reads labels from
+            metadata = self.lists[f"{side}/metadata.csv"].write
+            cut, index = len(side) + 1, self.index[label_id]
+
+            def both(line: str) -> None:
+                side_list(line)
+                metadata(metadata_line(line.partition(" ")[0][cut:], index))
+
+            write_line = both
         self.folders[label_id, side] = made = (
             start,
             json.dumps(start)[:-1],
-            self.lists[self.side_list[side]].write,
+            write_line,
             f" {self.index[label_id]}\n",
         )
         return made
@@ -212,14 +231,15 @@ class _Layout:
         """Give one image its place in the sink and its lines in the lists; returns its path
         as a JSON string and its place."""
         if side == SplitAssignment.Side.VAL and self.flat:
-            wnid = self.wnid_of[label_id]
-            number = len(self.flat_val_wnids) + 1
-            relpath = f"val/ILSVRC_val_{number:08d}.JPEG"
+            folder, index = self.folder_of[label_id], self.index[label_id]
+            stem = val_name(len(self.flat_val_wnids) + 1)
+            relpath = f"val/{stem}.JPEG"
             name = f'"{relpath}"'
-            self.flat_val_wnids.append(wnid)
-            self.lists["val_ground_truth.txt"].write(f"{self.index[label_id] + 1}\n")
-            self.lists["LOC_val_solution.csv"].write(f"ILSVRC_val_{number:08d},{wnid}\n")
-            self.lists["val.txt"].write(f"{relpath} {self.index[label_id]}\n")
+            self.flat_val_wnids.append(folder)
+            self.lists["val_ground_truth.txt"].write(f"{index + 1}\n")
+            self.lists["LOC_val_solution.csv"].write(f"{stem},{folder}\n")
+            self.lists["val.txt"].write(f"{relpath} {index}\n")
+            self.lists["val/metadata.csv"].write(metadata_line(f"{stem}.JPEG", index))
         else:
             start, quoted, write_line, line_end = self.folders.get((label_id, side)) or self.folder(
                 label_id, side
@@ -284,12 +304,13 @@ class _Layout:
                 self.unreadable += 1
                 self.log_left(image_id, None, result)
                 continue
-            size, digest = result
+            size, digest, stripped, faces = result
             name, (offset, member) = self.lay_out(image_id, label_id, side, size)
             if start is None:
                 start = offset
             members.append(member)
-            entries.append(_manifest_entry(name, digest, size, image_id))
+            extra = self.privacy.count(stripped, faces, blurring=self.export.blur_faces)
+            entries.append(_manifest_entry(name, digest, size, image_id, extra))
             size_sum += size
         copiers.write(batch, start, members)
         if entries:
@@ -306,18 +327,21 @@ class _Layout:
         """The class list, meta.bin as torchvision's ImageNet reads it, the split lists; then
         the images left out, into their part of the manifest."""
         plan, sink = self.plan, self.sink
-        synsets = "".join(f"{c.wnid} {c.name}\n" for c in plan.classes).encode()
+        synsets = "".join(f"{c.folder} {c.name}\n" for c in plan.classes).encode()
         sink.add_bytes("LOC_synset_mapping.txt", synsets)
         self.log_file('"LOC_synset_mapping.txt"', synsets)
         if self.flat:
             val_wnids = self.flat_val_wnids
         else:  # in the order of the val files' sorted paths: by class folder
             val_wnids = [
-                c.wnid
+                c.folder
                 for c in plan.classes
                 for _ in range(self.written[c.label_id, SplitAssignment.Side.VAL])
             ]
-        meta = _torch_save_bytes(({c.wnid: _class_names(c.name) for c in plan.classes}, val_wnids))
+        # Keyed by folder name: torchvision's ImageNet looks its class folders up in it.
+        meta = _torch_save_bytes(
+            ({c.folder: _class_names(c.name) for c in plan.classes}, val_wnids)
+        )
         sink.add_bytes("meta.bin", meta)
         self.log_file('"meta.bin"', meta)
         for relpath, writer in self.lists.items():
@@ -333,49 +357,10 @@ class _Layout:
 
     def summary(self) -> dict[str, Any]:
         """The manifest less its files and left_out entries."""
-        export, plan = self.export, self.plan
-        per_class: dict[str, dict[str, Any]] = {
-            c.wnid: {
-                "index": i,
-                "name": c.name,
-                "train": self.written[c.label_id, SplitAssignment.Side.TRAIN],
-                "val": self.written[c.label_id, SplitAssignment.Side.VAL],
-                "val_target": c.target,
-            }
-            for i, c in enumerate(plan.classes)
-        }
-        off_target = sorted(
-            wnid
-            for wnid, row in per_class.items()
-            if abs(row["val"] - export.val_fraction * (row["train"] + row["val"])) > 1
+        return export_summary(
+            export=self.export,
+            plan=self.plan,
+            written=self.written,
+            unreadable=self.unreadable,
+            privacy=self.privacy,
         )
-        return {
-            "format": "imagenet-style/1",
-            "project": {"id": export.project_id, "name": export.project.name},
-            "export_id": export.pk,
-            "name": export.name,
-            "created": timezone.now().isoformat(),
-            "policy": {
-                "mode": export.project.mode,
-                "min_votes": export.project.min_votes,
-                "max_votes": export.project.max_votes,
-                "agreement": export.project.agreement,
-                "target_confidence": export.project.target_confidence,
-            },
-            "seed": export.seed,
-            "val_fraction": export.val_fraction,
-            "val_layout": export.val_layout,
-            "resize": export.resize,
-            "include_gold": export.include_gold,
-            "min_per_class": export.min_per_class,
-            "jpeg_quality": settings.EXPORT_JPEG_QUALITY,
-            "counts": {
-                "train": sum(r["train"] for r in per_class.values()),
-                "val": sum(r["val"] for r in per_class.values()),
-                "classes": len(per_class),
-                "unreadable": self.unreadable,
-            },
-            "classes": per_class,
-            "classes_too_small": plan.too_small,
-            "classes_off_target": off_target,
-        }

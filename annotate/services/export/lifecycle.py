@@ -1,5 +1,5 @@
-"""An export's life: created, claimed, run (with heartbeats), recovered, cleaned up,
-downloaded."""
+"""An export's life: created, claimed, run (with heartbeats), recovered, cleaned up (its
+download: the `download` module)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ import logging
 import os
 import shutil
 import uuid
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -25,20 +22,18 @@ from django.utils.text import slugify
 from annotate.converters import parse_id
 from annotate.models import Export, Project, User
 from annotate.services import jobs
-from annotate.services.errors import Conflict, InvalidInput
+from annotate.services.errors import InvalidInput
 from annotate.services.export.layout import ExportEmpty, export_build
 from annotate.services.export.sinks import DirectorySink, TarSink
 from annotate.services.export.split import _eligible
 from annotate.services.export.stored import (
     export_upload,
-    stored_chunks,
     stored_key,
     stored_leftovers,
-    stored_manifest,
     stored_remove,
 )
 from annotate.services.projects import validation_message
-from annotate.services.storage_kind import signed_url, storage_is_local
+from annotate.services.storage_kind import storage_is_local
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +45,6 @@ ProgressCallback = Callable[[int, int], None]
 
 class ExportAborted(Exception):
     """The export lost its claim (another run took it over, or clean-up failed it)."""
-
-
-class Gone(Conflict):
-    """The thing existed but is no more (an expired export's files)."""
-
-    status = 410
 
 
 # --- creating -------------------------------------------------------------------------------
@@ -71,6 +60,7 @@ def export_create(
     resize: int | None = None,
     include_gold: bool = False,
     min_per_class: int = 2,
+    blur_faces: bool = False,
     enqueue: bool = True,
 ) -> Export:
     """Record an export of `project` and (with `enqueue`) start its job once committed."""
@@ -88,6 +78,7 @@ def export_create(
         resize=resize,
         include_gold=include_gold,
         min_per_class=min_per_class,
+        blur_faces=blur_faces,
     )
     try:
         export.full_clean(exclude=["project", "created_by"])
@@ -395,94 +386,3 @@ def _stored_leftovers_remove(running: set[str]) -> int:
         return key in running or f"/{key}/{attempt}/" in done.get(key, "")
 
     return stored_leftovers(keep)
-
-
-# --- downloading ----------------------------------------------------------------------------
-
-
-def _done_or_why(export: Export) -> None:
-    if export.state == Export.State.EXPIRED:
-        raise Gone("This export has expired and its files were removed; start a new one.")
-    if export.state != Export.State.DONE:
-        raise Conflict(f"This export is {export.state}; it can be downloaded once it is done.")
-
-
-def _stored_downloadable(export: Export) -> str | None:
-    """The storage key of a finished export kept in the storage (None: a local one)."""
-    _done_or_why(export)
-    key = stored_key(export.location)
-    if key is not None and not default_storage.exists(key):
-        raise Gone("This export's files are gone; start a new export.")
-    return key
-
-
-def export_downloadable(*, export: Export) -> Path:
-    """The finished tar of `export` in EXPORT_DIR, or the reason it cannot be downloaded."""
-    _done_or_why(export)
-    path = Path(export.location)
-    if not _inside_export_dir(export.location):
-        raise Conflict(
-            "This export was written to a local path by a command; it is not downloadable."
-        )
-    if not path.is_file():
-        raise Gone("This export's files are gone; start a new export.")
-    return path
-
-
-def file_chunks(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            yield chunk
-
-
-def gzip_stream(chunks: Iterator[bytes], level: int = 6) -> Iterator[bytes]:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
-    for chunk in chunks:
-        if out := compressor.compress(chunk):
-            yield out
-    yield compressor.flush()
-
-
-@dataclass
-class Download:
-    chunks: Iterator[bytes]
-    filename: str
-    content_type: str
-    size: int | None
-    # Where the client can fetch it itself for a short while (a signed URL): then send there.
-    url: str | None = None
-
-
-def export_download(*, export: Export, compress: bool = False) -> Download:
-    """The export's tar, read in chunks (never whole into memory), or gzipped on the fly; for
-    one in an object store that signs URLs, a short-lived URL to it instead (EXPORT_URL_SECONDS)
-    unless EXPORT_DOWNLOAD_REDIRECT is off."""
-    key = _stored_downloadable(export)
-    if key is not None:
-        filename = key.rpartition("/")[2]
-        if compress:
-            return Download(
-                gzip_stream(stored_chunks(key)), f"{filename}.gz", "application/gzip", None
-            )
-        url = (
-            signed_url(key, seconds=settings.EXPORT_URL_SECONDS, filename=filename)
-            if settings.EXPORT_DOWNLOAD_REDIRECT
-            else None
-        )
-        size = export.size_bytes
-        return Download(stored_chunks(key), filename, "application/x-tar", size, url=url)
-    path = export_downloadable(export=export)
-    if compress:
-        return Download(gzip_stream(file_chunks(path)), f"{path.name}.gz", "application/gzip", None)
-    return Download(file_chunks(path), path.name, "application/x-tar", path.stat().st_size)
-
-
-def export_manifest_path(*, export: Export) -> Path:
-    return export_downloadable(export=export).parent / "manifest.json"
-
-
-def export_manifest_open(*, export: Export) -> IO[bytes]:
-    """The finished export's manifest.json, opened, wherever it is kept."""
-    if _stored_downloadable(export) is not None:
-        return stored_manifest(export.location)
-    return open(export_manifest_path(export=export), "rb")

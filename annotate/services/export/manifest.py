@@ -7,8 +7,16 @@ import hashlib
 import io
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from annotate.models import Export, SplitAssignment
+from annotate.services import jpeg_metadata
+from annotate.services.export.split import SplitPlan
 
 
 class _ListFile:
@@ -44,11 +52,61 @@ def _class_names(name: str) -> tuple[str, ...]:
     return names or (name,)
 
 
-def _manifest_entry(name: str, digest: str, size: int, image_id: int | None = None) -> str:
+def _manifest_entry(
+    name: str, digest: str, size: int, image_id: int | None = None, extra: str = ""
+) -> str:
     """A file's entry in the manifest, `name` being its path as a JSON string: formatted by
-    hand as json.dumps() writes it (json.dumps per file was a tenth of an export's time)."""
+    hand as json.dumps() writes it (json.dumps per file was a tenth of an export's time).
+    `extra` is more of its fields, as PrivacyCounts.count() writes them."""
     image = f', "image": {image_id}' if image_id is not None else ""
-    return f'\n  {name}: {{"sha256": "{digest}", "bytes": {size}{image}}}'
+    return f'\n  {name}: {{"sha256": "{digest}", "bytes": {size}{image}{extra}}}'
+
+
+class PrivacyCounts:
+    """What an export took out of its images: the metadata kinds dropped (jpeg_metadata) and
+    the faces blurred, per image (in its manifest entry) and in all (in the summary)."""
+
+    def __init__(self) -> None:
+        self.images_by_kind: Counter[str] = Counter()
+        self.images_stripped = 0
+        self.faces = 0
+        self.images_with_faces = 0
+        self._extra: dict[tuple[int, int], str] = {}
+
+    def count(self, stripped: int, faces: int, *, blurring: bool) -> str:
+        """Count one image's; return its manifest entry's fields for them."""
+        if stripped:
+            self.images_stripped += 1
+            for kind in jpeg_metadata.kinds(stripped):
+                self.images_by_kind[kind] += 1
+        if faces:
+            self.images_with_faces += 1
+            self.faces += faces
+        key = (stripped, faces if blurring else -1)
+        extra = self._extra.get(key)
+        if extra is None:  # a few different ones per export: made once each
+            extra = f', "stripped": {json.dumps(jpeg_metadata.kinds(stripped))}' if stripped else ""
+            if blurring:
+                extra += f', "faces": {faces}'
+            self._extra[key] = extra
+        return extra
+
+    def summary(self, *, blurring: bool) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "kept": list(settings.EXPORT_KEEP_METADATA),
+                "images_stripped": self.images_stripped,
+                "images_by_kind": dict(sorted(self.images_by_kind.items())),
+            },
+            "faces": {
+                "blurred": blurring,
+                "detector": "OpenCV Haar cascade haarcascade_frontalface_default"
+                if blurring
+                else None,
+                "faces": self.faces,
+                "images_with_faces": self.images_with_faces,
+            },
+        }
 
 
 def _torch_save_bytes(obj: Any) -> bytes:
@@ -73,3 +131,68 @@ def _write_manifest(path: Path, summary: dict[str, Any], files_part: Path, left_
                 shutil.copyfileobj(entries, out.buffer, 1 << 20)
             out.write(closing)
             out.flush()
+
+
+def export_summary(
+    *,
+    export: Export,
+    plan: SplitPlan,
+    written: Counter[tuple[int, str]],
+    unreadable: int,
+    privacy: PrivacyCounts,
+) -> dict[str, Any]:
+    """The manifest less its files and left_out entries: `written` counts the images per
+    (label id, side), `unreadable` those left out as such."""
+    per_class: dict[str, dict[str, Any]] = {
+        c.wnid: {
+            "index": i,
+            "folder": c.folder,
+            "name": c.name,
+            "train": written[c.label_id, SplitAssignment.Side.TRAIN],
+            "val": written[c.label_id, SplitAssignment.Side.VAL],
+            "val_target": c.target,
+        }
+        for i, c in enumerate(plan.classes)
+    }
+    off_target = sorted(
+        wnid
+        for wnid, row in per_class.items()
+        if abs(row["val"] - export.val_fraction * (row["train"] + row["val"])) > 1
+    )
+    return {
+        "format": "imagenet-style/1",
+        "project": {"id": export.project_id, "name": export.project.name},
+        "export_id": export.pk,
+        "name": export.name,
+        "created": timezone.now().isoformat(),
+        "policy": {
+            "mode": export.project.mode,
+            "min_votes": export.project.min_votes,
+            "max_votes": export.project.max_votes,
+            "agreement": export.project.agreement,
+            "target_confidence": export.project.target_confidence,
+        },
+        "seed": export.seed,
+        "val_fraction": export.val_fraction,
+        "val_layout": export.val_layout,
+        "resize": export.resize,
+        "include_gold": export.include_gold,
+        "blur_faces": export.blur_faces,
+        "min_per_class": export.min_per_class,
+        "jpeg_quality": settings.EXPORT_JPEG_QUALITY,
+        "counts": {
+            "train": sum(r["train"] for r in per_class.values()),
+            "val": sum(r["val"] for r in per_class.values()),
+            "classes": len(per_class),
+            "unreadable": unreadable,
+        },
+        "classes": per_class,
+        "classes_too_small": plan.too_small,
+        "classes_off_target": off_target,
+        "near_duplicates": {
+            "clusters": plan.clusters.clusters,
+            "images": plan.clusters.images,
+            "spanning_classes": plan.clusters.spanning,
+        },
+        **privacy.summary(blurring=export.blur_faces),
+    }

@@ -16,6 +16,8 @@ from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Q, Qu
 from django.utils import timezone
 
 from annotate.models import Decision, Export, Image, Label, Project, SplitAssignment
+from annotate.services.export.clusters import ClusterSides, cluster_sides, in_a_cluster
+from annotate.services.export.loaders import class_folders
 from annotate.services.projects import one_line
 
 DECIDED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
@@ -71,12 +73,14 @@ class ClassPlan:
     target: int
     val: int = 0
     train: int = 0
+    folder: str = ""  # its folder name in the dataset (loaders.class_folders)
 
 
 @dataclass
 class SplitPlan:
     classes: list[ClassPlan]  # exported classes, sorted by wnid: position = class index
     too_small: dict[str, int] = field(default_factory=dict)  # wnid -> decided images
+    clusters: ClusterSides = field(default_factory=ClusterSides)
 
     @property
     def total(self) -> int:
@@ -161,6 +165,25 @@ def _take_sides_postgresql(
         cursor.execute(sql, (export.seed, export.val_fraction, now, now, *params, *flat_quotas))
 
 
+def _write_sides(*, export: Export, rows: list[tuple[int, str, str]]) -> None:
+    """Store the sides `rows` of (image id, key, side) took, in image order."""
+    quote = connection.ops.quote_name
+    insert = _upsert_sql(
+        quote(SplitAssignment._meta.db_table),
+        ", ".join(quote(c) for c in _SPLIT_COLUMNS),
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as writing:
+        writing.executemany(
+            insert,
+            [
+                (image_id, export.seed, export.val_fraction, key, side, now, now)
+                for image_id, key, side in sorted(rows)
+            ],
+        )
+
+
 def _take_sides_rows(
     *, export: Export, rows: QuerySet[Decision], quotas: dict[int, int], batch_size: int
 ) -> None:
@@ -233,7 +256,22 @@ def split_assign(*, export: Export) -> SplitPlan:
         )
         to_take = taken if first else _sides_to_take(export=export)
         labels = {label.pk: label for label in Label.objects.filter(project=project, pk__in=counts)}
-        plan = SplitPlan(classes=[])
+        # Near-duplicate clusters take their sides first, whole (clusters.py).
+        targets = {
+            label_id: val_target(size=sum(sides.values()), val_fraction=export.val_fraction)
+            for label_id, sides in counts.items()
+            if sum(sides.values()) >= export.min_per_class
+        }
+        clustered = cluster_sides(
+            export=export, taken=taken, counts=counts, exported=set(targets), targets=targets
+        )
+        if clustered.new:
+            _write_sides(export=export, rows=clustered.new)
+        if clustered.clusters or clustered.spanning:
+            to_take = to_take.exclude(in_a_cluster())
+        for spanning in clustered.spanning:  # label ids as the dataset names them
+            spanning["labels"] = [labels[label_id].wnid for label_id in spanning["labels"]]
+        plan = SplitPlan(classes=[], clusters=clustered)
         quotas: dict[int, int] = {}  # class -> how many of its new images go to val
         for label_id, sides in counts.items():
             label = labels[label_id]
@@ -267,6 +305,10 @@ def split_assign(*, export: Export) -> SplitPlan:
                 _take_sides_rows(export=export, rows=rows, quotas=quotas, batch_size=2000)
     # The class index is the position in wnid order, as ImageFolder sorts folder names.
     plan.classes.sort(key=lambda c: c.wnid)
+    for plan_class, folder in zip(
+        plan.classes, class_folders([c.wnid for c in plan.classes]), strict=True
+    ):
+        plan_class.folder = folder
     return plan
 
 

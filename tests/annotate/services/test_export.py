@@ -306,7 +306,8 @@ def test_manifest_checksums_are_of_the_bytes_written_not_the_ones_recorded_at_up
     # byte; its manifest entry must describe what the dataset holds, not the upload's hash.
     image = decided_project["images"]["n09999999"][0]
     stored = Path(image.file.path)
-    changed = stored.read_bytes() + b"changed after upload"  # still a valid RGB JPEG
+    changed = unique_image(random.Random(99))  # another valid RGB JPEG, with no metadata
+    assert changed != stored.read_bytes()
     stored.write_bytes(changed)
     _, root = run_export(decided_project["project"])
     manifest = json.loads((root / "manifest.json").read_text())
@@ -327,7 +328,8 @@ def test_flat_validation_layout_ground_truth_matches_the_decisions(decided_proje
     wnids = sorted(SIZES)
     manifest = json.loads((root / "manifest.json").read_text())
     names = sorted(os.listdir(root / "val"))
-    assert names[0] == "ILSVRC_val_00000001.JPEG" and all(n.endswith(".JPEG") for n in names)
+    assert names.pop() == "metadata.csv"
+    assert names[0] == "ILSVRC2012_val_00000001.JPEG" and all(n.endswith(".JPEG") for n in names)
     truth = (root / "val_ground_truth.txt").read_text().split()
     assert len(truth) == len(names) == manifest["counts"]["val"]
     with open(root / "LOC_val_solution.csv", newline="") as f:
@@ -653,11 +655,11 @@ def test_the_tar_writer_places_members_in_order_whatever_order_they_are_written_
         for number, batch in enumerate(batches):
             results = copier.read(number, [names[i] for i in batch])
             assert results == [
-                (len(data), hashlib.sha256(data).hexdigest())
+                (len(data), hashlib.sha256(data).hexdigest(), 0, 0)
                 for data in ((stored / names[i]).read_bytes() for i in batch)
             ]
             places = zip(batch, results, strict=False)
-            placed.append([sink.place(relpaths[i], size) for i, (size, _) in places])
+            placed.append([sink.place(relpaths[i], size) for i, (size, *_) in places])
         sink.add_bytes("empty.txt", b"")
         for number in reversed(range(len(batches))):
             copier.write(number, placed[number][0][0], [member for _, member in placed[number]])

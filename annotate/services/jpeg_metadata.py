@@ -1,0 +1,166 @@
+"""Metadata in JPEG files: find it segment by segment and drop it without touching the image.
+
+A JPEG is a list of marker segments (FF xx, a 2-byte length, the payload), then the scans:
+entropy-coded data in which a 0xFF byte of the data is always followed by 0x00 (and FF D0..D7
+are restart markers), so the next real marker is the next FF followed by anything else.
+Metadata lives in the application segments APP1..APP15 and in COM: EXIF (with GPS positions,
+camera serial numbers, a thumbnail) and XMP in APP1, the ICC profile in APP2, IPTC in
+Photoshop's APP13; and in whatever follows the end of the image (a phone's "motion photo"
+appends a video, with its sound, after EOI).
+
+strip() copies everything else byte for byte: the frame and scan headers, the tables, the
+entropy-coded data. Decoded pixels are unchanged. Two application segments are kept:
+- APP0 JFIF, which says how to read the colour channels and the pixel density (an APP0 of
+  another kind, such as a JFXX thumbnail, goes);
+- APP14 "Adobe", 12 bytes of flags with nothing personal in them, whose transform flag tells a
+  decoder whether 3 channels are RGB or YCbCr (and, for 4 channels, CMYK or YCCK). Dropping it
+  could change the colours of an RGB-coded file, so it stays. (Exports are 3-channel files.)
+No Django here: export_worker imports it in its processes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+# The kinds of metadata, each a bit in a mask (compact to send between processes).
+KINDS = ("exif", "xmp", "iptc", "icc", "comment", "other", "trailing")
+BIT = {kind: 1 << n for n, kind in enumerate(KINDS)}
+
+_APP0, _APP14, _COM, _SOS, _EOI = 0xE0, 0xEE, 0xFE, 0xDA, 0xD9
+# Markers that stand alone, with no length: SOI, EOI, TEM, RST0..7.
+_STANDALONE = {0xD8, _EOI, 0x01, *range(0xD0, 0xD8)}
+# The next marker inside entropy-coded data: an FF not followed by 00 (stuffing) or a restart.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+class NotJpeg(ValueError):
+    """The bytes are not a JPEG this walker can follow to its end."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    marker: int
+    start: int  # offset of its FF
+    end: int  # offset just past it
+
+
+def kind_of(marker: int, payload: bytes) -> str | None:
+    """The metadata kind of an APPn or COM segment with this payload start, or None for one
+    that is kept always (APP0, Adobe APP14) or that is no metadata at all."""
+    if marker == _COM:
+        return "comment"
+    if not 0xE0 <= marker <= 0xEF:
+        return None
+    if marker == _APP0:  # JFIF stays; other APP0s (a JFXX thumbnail, AVI1) go
+        return None if payload.startswith(b"JFIF\x00") else "other"
+    if marker == 0xE1:
+        if payload.startswith(b"Exif\x00"):
+            return "exif"
+        if payload.startswith(b"http://ns.adobe.com/"):
+            return "xmp"
+        return "other"
+    if marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00"):
+        return "icc"
+    if marker == 0xED and payload.startswith(b"Photoshop 3.0\x00"):
+        return "iptc"
+    if marker == _APP14 and payload.startswith(b"Adobe"):
+        return None
+    return "other"
+
+
+def segments(data: bytes) -> tuple[list[Segment], int]:
+    """The marker segments of the JPEG `data` (scans included, each as its header with its
+    entropy-coded data), and the offset just past EOI. Raises NotJpeg when the structure is
+    broken (a length running past the end, no EOI)."""
+    if data[:2] != b"\xff\xd8":
+        raise NotJpeg("no start of image")
+    found = [Segment(0xD8, 0, 2)]
+    i, end = 2, len(data)
+    while True:
+        if i + 2 > end:
+            raise NotJpeg("ends before its end-of-image marker")
+        if data[i] != 0xFF:
+            raise NotJpeg(f"no marker at offset {i}")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == _EOI:
+            found.append(Segment(marker, i, i + 2))
+            return found, i + 2
+        if marker in _STANDALONE:
+            found.append(Segment(marker, i, i + 2))
+            i += 2
+            continue
+        if i + 4 > end:
+            raise NotJpeg("a segment's length runs past the end")
+        stop = i + 2 + (data[i + 2] << 8 | data[i + 3])
+        if stop > end or stop < i + 4:
+            raise NotJpeg("a segment's length runs past the end")
+        if marker == _SOS:  # its header, then the entropy-coded data up to the next marker
+            following = _NEXT_MARKER.search(data, stop)
+            if following is None:
+                raise NotJpeg("ends inside its scan data")
+            stop = following.start()
+        found.append(Segment(marker, i, stop))
+        i = stop
+
+
+@dataclass(frozen=True)
+class Stripped:
+    data: bytes
+    mask: int  # the kinds dropped, as BIT flags
+
+
+def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
+    """`data` without its metadata segments and trailing bytes, except the kinds in `keep`.
+    Returns the same bytes object when there is nothing to drop. Raises NotJpeg."""
+    found, past_end = segments(data)
+    mask = 0
+    pieces: list[bytes] = []
+    copied = 0  # data[copied:segment.start] is still to be copied
+    for segment in found:
+        kind = kind_of(segment.marker, data[segment.start + 4 : segment.start + 40])
+        if kind is None or kind in keep:
+            continue
+        mask |= BIT[kind]
+        pieces.append(data[copied : segment.start])
+        copied = segment.end
+    if past_end < len(data) and "trailing" not in keep:
+        mask |= BIT["trailing"]
+    else:
+        past_end = len(data)
+    if not mask:
+        return Stripped(data, 0)
+    pieces.append(data[copied:past_end])
+    return Stripped(b"".join(pieces), mask)
+
+
+def header_kinds(data: bytes) -> int:
+    """The kinds of metadata in the header of `data` (up to its first scan) as BIT flags: 0
+    for what is not a JPEG; as far as it can be followed for a broken one."""
+    if data[:2] != b"\xff\xd8":
+        return 0
+    mask = 0
+    i, end = 2, len(data)
+    while i + 4 <= end and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == _SOS or marker == _EOI:
+            break
+        if marker in _STANDALONE:
+            i += 2
+            continue
+        kind = kind_of(marker, data[i + 4 : i + 40])
+        if kind is not None:
+            mask |= BIT[kind]
+        i += 2 + (data[i + 2] << 8 | data[i + 3])
+    return mask
+
+
+def kinds(mask: int) -> list[str]:
+    return [kind for kind in KINDS if mask & BIT[kind]]
