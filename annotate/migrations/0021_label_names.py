@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotate", "0014_verification"),
+        ("annotate", "0017_export_privacy"),
     ]
 
     operations = [

@@ -311,8 +311,9 @@ def _inside_export_dir(path: str) -> bool:
 
 
 def exports_cleanup() -> CleanupResult:
-    """Periodic: remove the files of exports older than EXPORT_TTL_HOURS, fail running exports
-    whose job stopped beating, start again pending ones whose job never came, and remove
+    """Periodic: remove the files of exports older than EXPORT_TTL_HOURS, start again pending
+    exports whose job never came and running ones whose worker was lost (failing them after
+    EXPORT_MAX_ATTEMPTS attempts), and remove
     temporary folders no live export owns. Never touches files outside EXPORT_DIR."""
     result = CleanupResult()
     now = timezone.now()
@@ -331,20 +332,37 @@ def exports_cleanup() -> CleanupResult:
             state=Export.State.EXPIRED, updated_at=now
         )
         result.expired += 1
-    result.failed_stale = Export.objects.filter(
-        state=Export.State.RUNNING, heartbeat_at__lt=stale
-    ).update(
-        state=Export.State.FAILED,
-        finished_at=now,
-        updated_at=now,
-        error="The export job stopped (worker lost); start a new export.",
-    )
     for export_id in Export.objects.filter(
         state=Export.State.PENDING, created_at__lt=stale
     ).values_list("pk", flat=True):
         # Its job was never queued (broker down) or lost: send it again; a duplicate finds
         # the export claimed and returns.
         result.requeued += jobs.enqueue(EXPORT_TASK, export_id)
+    # A running export whose heartbeat stopped lost its worker: another worker takes it over
+    # (from the start) until EXPORT_MAX_ATTEMPTS attempts were made; then it fails with why.
+    # The lost worker, were it only stalled, stops at its next heartbeat: the export is no
+    # longer claimed by its run.
+    lost_worker = Q(state=Export.State.RUNNING, heartbeat_at__lt=stale)
+    limit = settings.EXPORT_MAX_ATTEMPTS
+    result.failed_stale = Export.objects.filter(lost_worker, attempts__gte=limit).update(
+        state=Export.State.FAILED,
+        finished_at=now,
+        updated_at=now,
+        error=f"The export job stopped (worker lost) on each of its {limit} attempts; "
+        "start a new export.",
+    )
+    for export_id, attempts in Export.objects.filter(lost_worker, attempts__lt=limit).values_list(
+        "pk", "attempts"
+    ):
+        if Export.objects.filter(lost_worker, pk=export_id, attempts=attempts).update(
+            state=Export.State.PENDING,
+            run_token="",
+            heartbeat_at=None,
+            progress_done=0,
+            updated_at=now,
+            error=f"Attempt {attempts} lost its worker; queued again.",
+        ):
+            result.requeued += jobs.enqueue(EXPORT_TASK, export_id)
     running = {
         str(pk)
         for pk in Export.objects.filter(state=Export.State.RUNNING).values_list("pk", flat=True)

@@ -706,7 +706,7 @@ def test_downloads_only_of_finished_exports(decided_project):
         export_service.export_download(export=export)
 
 
-def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
+def test_cleanup_expires_old_files_requeues_or_fails_dead_jobs_and_removes_leftovers(
     decided_project, settings, export_dir
 ):
     project = decided_project["project"]
@@ -714,11 +714,18 @@ def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
     fresh, fresh_root = run_export(project)
     long_ago = timezone.now() - timedelta(hours=settings.EXPORT_TTL_HOURS + 1)
     Export.objects.filter(pk=old.pk).update(finished_at=long_ago)
+    stopped = timezone.now() - timedelta(seconds=settings.EXPORT_STALE_SECONDS + 5)
     dead = export_service.export_create(project=project, enqueue=False)
     Export.objects.filter(pk=dead.pk).update(
         state=Export.State.RUNNING,
         run_token="gone",
-        heartbeat_at=timezone.now() - timedelta(seconds=settings.EXPORT_STALE_SECONDS + 5),
+        heartbeat_at=stopped,
+        attempts=settings.EXPORT_MAX_ATTEMPTS,
+    )
+    # Its worker was lost on a first attempt: another worker takes it over.
+    orphan = export_service.export_create(project=project, enqueue=False)
+    Export.objects.filter(pk=orphan.pk).update(
+        state=Export.State.RUNNING, run_token="lost", heartbeat_at=stopped, attempts=1
     )
     leftover = export_dir / export_service.TMP_FOLDER / f"{dead.pk}-abc" / "dataset" / "train"
     leftover.mkdir(parents=True)
@@ -727,6 +734,14 @@ def test_cleanup_expires_old_files_fails_dead_jobs_and_removes_leftovers(
     result = export_service.exports_cleanup()
 
     assert (result.expired, result.failed_stale, result.removed_temporary) == (1, 1, 1)
+    assert result.requeued == 1
+    taken_over = Export.objects.get(pk=orphan.pk)
+    assert (taken_over.state, taken_over.run_token, taken_over.attempts) == (
+        Export.State.PENDING,
+        "",
+        1,
+    )
+    assert "lost its worker" in taken_over.error
     assert Export.objects.get(pk=old.pk).state == Export.State.EXPIRED
     assert not Path(old.location).exists() and Path(fresh.location).is_file()
     assert Export.objects.get(pk=fresh.pk).state == Export.State.DONE
