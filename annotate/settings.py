@@ -189,6 +189,12 @@ if not 0 <= NEAR_DUPLICATE_MAX_DISTANCE <= 3:
 # Shorter side of the preprocessed copy the CNN reads.
 PREPROCESSED_SHORT_SIDE = env.int("PREPROCESSED_SHORT_SIDE", default=160)
 
+# Proxies in front of the web process that append the client's address to X-Forwarded-For
+# (bin/proxy's nginx is one; docker-compose sets 1). 0: the header is ignored and the socket's
+# address is the client's. Set it to exactly the proxies there are: one more, and a client
+# chooses its own address (labeling_api.client_address).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "labeling_api.authentication.TokenAuthentication",
@@ -207,6 +213,8 @@ REST_FRAMEWORK = {
     # Guessing passwords or mass-registering: a few tries per minute per client address, on
     # the API and on the sign-in and sign-up pages alike.
     "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", default="20/min")},
+    # Throttles key on the address labeling_api.client_address trusts (see TRUSTED_PROXY_COUNT).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 # Throttle counters are shared by all web processes through the database (a table made by
 # migration annotate 0004), so limits hold across processes and nothing depends on Redis.
