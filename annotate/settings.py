@@ -212,7 +212,11 @@ REST_FRAMEWORK = {
     ],
     # Guessing passwords or mass-registering: a few tries per minute per client address, on
     # the API and on the sign-in and sign-up pages alike.
-    "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", default="20/min")},
+    # Per account too: the username tried, whatever the address (labeling_api.throttles).
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": env("AUTH_THROTTLE_RATE", default="20/min"),
+        "auth_account": env("AUTH_ACCOUNT_THROTTLE_RATE", default="10/min"),
+    },
     # Throttles key on the address labeling_api.client_address trusts (see TRUSTED_PROXY_COUNT).
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }

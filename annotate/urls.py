@@ -5,6 +5,7 @@ from django.urls import include, path
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
 from annotate import verify_page, views
+from labeling_api.throttles import throttle_posts
 
 # Django tries the patterns in order: the API, where the volunteer loop's requests go, first.
 urlpatterns = [
@@ -21,6 +22,9 @@ urlpatterns = [
     path("projects/<id:project_id>/export/", views.export_page, name="export"),
     path("projects/<id:project_id>/verify/", verify_page.verify_page, name="verify"),
     path("healthz", views.healthz, name="healthz"),
+    # The admin's sign-in within the same limits as the sign-in page (its session opens every
+    # page); before admin.site.urls, whose own "login" this shadows.
+    path("admin/login/", throttle_posts(per_account=True)(admin.site.login)),
     path("admin/", admin.site.urls),
 ]
 

@@ -9,7 +9,6 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotate import selectors
@@ -18,13 +17,13 @@ from annotate.services import accounts
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
+from labeling_api.throttles import AccountThrottle, AddressThrottle
 
 
 class UserRegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type[BaseAuthentication]] = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [AddressThrottle, AccountThrottle]
 
     class UserRegisterInputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField(max_length=150)
@@ -57,8 +56,7 @@ class UserRegisterApi(APIView):
 class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type[BaseAuthentication]] = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [AddressThrottle, AccountThrottle]
 
     class TokenObtainInputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()

@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from annotate.models import Assignment, CandidateVote, Grid, User, Vote
+from annotate.models.accounts import LOOK_ALIKE_MESSAGE
 from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.projects import validation_message
 
@@ -16,11 +17,12 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
     try:
         user.full_clean(exclude=["password"])
     except ValidationError as error:
-        if (
-            "username" in getattr(error, "message_dict", {})
-            and User.objects.filter(username__iexact=user.username).exists()
-        ):
-            raise Conflict("That username is taken.", field="username") from None
+        if "username" in getattr(error, "message_dict", {}):
+            if User.objects.filter(username=user.username).exists():
+                raise Conflict("That username is taken.", field="username") from None
+            if LOOK_ALIKE_MESSAGE in error.message_dict["username"]:
+                # `ADMIN` or Cyrillic `аdmin` beside `admin` (annotate.usernames).
+                raise InvalidInput(LOOK_ALIKE_MESSAGE, field="username") from None
         raise InvalidInput(validation_message(error)) from None
     try:
         validate_password(password, user)
