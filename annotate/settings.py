@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     # A 413 for an API request over the size limits, before anything reads its body.
     "labeling_api.middleware.ApiRequestSizeLimit",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -307,6 +309,20 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts only from this site,
+# no inline script or style, no plugins, no framing. The pages have no inline script or style
+# (labeling_api.urls loosens styles for the Swagger page alone, which is not ours); scripts set
+# sizes through the CSSOM (element.style), which the policy allows.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 if not DEBUG:
     # Safe defaults behind HTTPS; set SECURE_SSL_REDIRECT=False only when TLS ends elsewhere.
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
@@ -315,7 +331,10 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     # Behind a proxy that ends TLS, redirecting is the proxy's job; set these where it is ours.
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+    # HSTS whenever this process redirects to HTTPS (a year unless set; 0 turns it off).
+    SECURE_HSTS_SECONDS = env.int(
+        "SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE_SSL_REDIRECT else 0
+    )
 
 # Only bench/volunteer_load.py turns this on, in the server it starts.
 BENCH_FLOOR_ENDPOINT = env.bool("BENCH_FLOOR_ENDPOINT", default=False)
