@@ -265,7 +265,12 @@ if REDIS_URL:
         # Redis redelivers an unacknowledged task after this many seconds; it must exceed the
         # longest task (a retraining run), or a running task would be started a second time.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600),
+        # A Redis that does not answer fails a publish within seconds (the job waits in the
+        # outbox, annotate.services.jobs) instead of holding a web request.
+        "socket_connect_timeout": env.float("BROKER_CONNECT_TIMEOUT", default=2.0),
     }
+    CELERY_BROKER_CONNECTION_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
 else:
     BROKER_DIR = DATA_DIR / "broker"
     CELERY_BROKER_URL = "atomicfs://localhost/"
