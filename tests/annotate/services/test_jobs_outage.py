@@ -24,8 +24,7 @@ def redis_down(monkeypatch) -> Celery:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     app = Celery("outage-test")
     app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.conf.broker_url = dead
-    app.conf.result_backend = dead
+    app.conf.update(broker_url=dead, result_backend=dead)
     monkeypatch.setattr("annotate.services.jobs.current_app", app)
     return app
 
