@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.processes import Process, free_port, wait_until  # noqa: E402
+from tests.processes import Process, free_port, wait_until
 
 
 def _rate(url: str, clients: int, duration: float) -> float:

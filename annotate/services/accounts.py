@@ -42,9 +42,20 @@ def user_set_role(*, user: User, role: str) -> User:
     """Make `user` a volunteer, reviewer or admin. Admins may use the Django admin too."""
     if role not in User.Role.values:
         raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(User.Role.values)}.")
-    user.role = role
-    user.is_staff = role == User.Role.ADMIN or user.is_superuser
-    user.save(update_fields=["role", "is_staff"])
+    with transaction.atomic():
+        if user.role == User.Role.ADMIN and role != User.Role.ADMIN:
+            # The admins' rows locked, so that two admins demoting each other at once cannot
+            # both pass: the last active admin stays one.
+            admins = list(
+                User.objects.select_for_update()
+                .filter(role=User.Role.ADMIN, is_active=True)
+                .values_list("pk", flat=True)
+            )
+            if not set(admins) - {user.pk}:
+                raise Conflict("This is the last admin; make another admin first.", field="role")
+        user.role = role
+        user.is_staff = role == User.Role.ADMIN or user.is_superuser
+        user.save(update_fields=["role", "is_staff"])
     return user
 
 

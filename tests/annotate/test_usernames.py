@@ -90,3 +90,20 @@ def test_every_save_keeps_the_key() -> None:
     user.save(update_fields=["username"])
     user.refresh_from_db()
     assert user.username_key == username_key("Caro\u0406")
+
+
+@pytest.mark.django_db
+def test_the_last_admin_cannot_be_demoted() -> None:
+    from annotate.services.errors import Conflict
+
+    first = User.objects.create_user("first", password="x-long-passphrase-1", role="admin")
+    second = User.objects.create_user("second", password="x-long-passphrase-1", role="admin")
+    accounts.user_set_role(user=second, role="volunteer")  # another admin is left
+    with pytest.raises(Conflict):
+        accounts.user_set_role(user=first, role="reviewer")
+    first.refresh_from_db()
+    assert first.role == "admin"
+    answer = APIClient()
+    answer.force_authenticate(first)
+    refused = answer.patch(f"/api/users/{first.pk}/", {"role": "volunteer"}, format="json")
+    assert refused.status_code == 409, refused.content
