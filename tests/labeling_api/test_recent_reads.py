@@ -187,3 +187,29 @@ def test_logout_deletes_the_token_and_this_process_forgets_it_at_once(volunteer,
     # Another token of the same user is a new sign-in, unaffected.
     fresh = Token.objects.create(user=volunteer)
     assert token_client(fresh.key).get("/api/me/").status_code == 200
+
+
+@pytest.mark.parametrize("role", ["reviewer", "admin"])
+def test_a_promotion_elsewhere_is_never_refused(volunteer, token, project, settings, role):
+    """Another process promotes the volunteer (no signal reaches this one, whose memory still
+    says volunteer): the first request that needs the new role is admitted, because a refusal
+    reads the user again first (issue 19)."""
+    settings.READ_CACHE_SECONDS = 3600
+    client = token_client(token.key)
+    assert client.get("/api/me/").json()["role"] == "volunteer"  # remembered now
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 403
+    User.objects.filter(pk=volunteer.pk).update(role=role)  # .update(): no signal
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 200
+    assert client.get("/api/me/").json()["role"] == role  # the fresh row is remembered
+
+
+def test_a_demotion_elsewhere_is_refused_within_the_cache_time(
+    volunteer, token, project, settings, later
+):
+    settings.READ_CACHE_SECONDS = 5
+    User.objects.filter(pk=volunteer.pk).update(role="reviewer")
+    client = token_client(token.key)
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 200
+    User.objects.filter(pk=volunteer.pk).update(role="volunteer")  # as from another process
+    later(5.1)
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 403
