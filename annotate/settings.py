@@ -109,6 +109,9 @@ else:
 # deleted, a user deactivated or a project changed by another process takes effect here at
 # most this much later. 0 reads them on every request.
 READ_CACHE_SECONDS = env.float("READ_CACHE_SECONDS", default=5)
+# API tokens older than this many hours stop working (401) and signing in makes a new one;
+# 0: tokens last until signed out (POST /api/auth/logout/).
+TOKEN_TTL_HOURS = env.float("TOKEN_TTL_HOURS", default=0)
 if env("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 

@@ -55,6 +55,7 @@ from annotate.selectors.serving import (
     images_awaiting_others,
     project_get,
     suggestion_of,
+    token_created,
     user_for_token,
 )
 from annotate.selectors.stats import (
@@ -104,6 +105,7 @@ __all__ = [
     "review_details",
     "review_queue",
     "suggestions_for_images",
+    "token_created",
     "user_for_token",
     "user_stats",
     "verified_decisions",

@@ -4,9 +4,11 @@ hence SQL text (see annotate.rows) and copies read recently (see annotate.recent
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
+from rest_framework.authtoken.models import Token
 
 from annotate import recent, rows
 from annotate.models import Assignment, Image, Project, User
@@ -81,3 +83,13 @@ def user_for_token(*, key: str) -> User | None:
         recent.put(("user", user.pk), row)
         return user
     return user_columns.build(row)
+
+
+def token_created(*, key: str) -> datetime | None:
+    """When the API token `key` was made (kept by the process like its owner: it never
+    changes), or None when there is no such token."""
+    created = recent.get(("token-created", key))
+    if created is None:
+        created = Token.objects.filter(key=key).values_list("created", flat=True).first()
+        recent.put(("token-created", key), created)
+    return created

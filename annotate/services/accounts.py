@@ -1,8 +1,12 @@
 """Users and roles."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotate.models import Assignment, CandidateVote, Grid, User, Vote
@@ -60,7 +64,12 @@ def user_set_role(*, user: User, role: str) -> User:
 
 
 def user_token(*, user: User) -> str:
+    """The user's API token; a new one when theirs is older than TOKEN_TTL_HOURS (when set)."""
     token, _ = Token.objects.get_or_create(user=user)
+    ttl = settings.TOKEN_TTL_HOURS
+    if ttl > 0 and timezone.now() - token.created > timedelta(hours=ttl):
+        token.delete()  # through the ORM: annotate.recent forgets it here
+        token = Token.objects.create(user=user)
     key: str = token.key
     return key
 

@@ -213,3 +213,27 @@ def test_a_demotion_elsewhere_is_refused_within_the_cache_time(
     User.objects.filter(pk=volunteer.pk).update(role="volunteer")  # as from another process
     later(5.1)
     assert client.get(f"/api/projects/{project.pk}/review/").status_code == 403
+
+
+def test_tokens_expire_after_token_ttl_hours_when_set(volunteer, token, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Token.objects.filter(key=token.key).update(created=timezone.now() - timedelta(hours=2))
+    settings.TOKEN_TTL_HOURS = 0  # the default: tokens last until signed out
+    assert token_client(token.key).get("/api/me/").status_code == 200
+    recent.forget_all()
+    settings.TOKEN_TTL_HOURS = 1
+    expired = token_client(token.key).get("/api/me/")
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+    volunteer.set_password("a-long-passphrase-9")
+    volunteer.save()
+    signed_in = APIClient().post(
+        "/api/auth/token/",
+        {"username": volunteer.username, "password": "a-long-passphrase-9"},
+        format="json",
+    )
+    new_key = signed_in.json()["token"]
+    assert new_key != token.key
+    assert token_client(new_key).get("/api/me/").status_code == 200
