@@ -116,6 +116,8 @@ class UserRoleApi(APIView):
 
     class UserRoleInputSerializer(serializers.Serializer[Any]):
         role = serializers.ChoiceField(choices=User.Role.choices)
+        # Demoting an admin must say so (409 without it).
+        confirm = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
         request=UserRoleInputSerializer,
@@ -134,5 +136,7 @@ class UserRoleApi(APIView):
         data = self.UserRoleInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = selectors.access_user_for_admin(user=request.user, user_id=user_id)
-        accounts.user_set_role(user=user, role=data.validated_data["role"])
+        accounts.user_set_role(
+            user=user, role=data.validated_data["role"], confirmed=data.validated_data["confirm"]
+        )
         return Response({"id": user.pk, "username": user.username, "role": user.role})

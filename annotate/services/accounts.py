@@ -42,8 +42,10 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
     return user, token.key
 
 
-def user_set_role(*, user: User, role: str) -> User:
-    """Make `user` a volunteer, reviewer or admin. Admins may use the Django admin too."""
+def user_set_role(*, user: User, role: str, confirmed: bool = False) -> User:
+    """Make `user` a volunteer, reviewer or admin. Admins may use the Django admin too.
+    Demoting an admin takes `confirmed` (one admin must not take the others' rights by
+    accident), and the last active admin cannot be demoted at all."""
     if role not in User.Role.values:
         raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(User.Role.values)}.")
     with transaction.atomic():
@@ -57,6 +59,11 @@ def user_set_role(*, user: User, role: str) -> User:
             )
             if not set(admins) - {user.pk}:
                 raise Conflict("This is the last admin; make another admin first.", field="role")
+            if not confirmed:
+                raise Conflict(
+                    f"{user.username} is an admin: send confirm=true to demote them.",
+                    field="confirm",
+                )
         user.role = role
         user.is_staff = role == User.Role.ADMIN or user.is_superuser
         user.save(update_fields=["role", "is_staff"])

@@ -93,17 +93,27 @@ def test_every_save_keeps_the_key() -> None:
 
 
 @pytest.mark.django_db
-def test_the_last_admin_cannot_be_demoted() -> None:
+def test_demoting_an_admin_needs_confirmation_and_the_last_cannot_be_demoted() -> None:
     from annotate.services.errors import Conflict
 
     first = User.objects.create_user("first", password="x-long-passphrase-1", role="admin")
     second = User.objects.create_user("second", password="x-long-passphrase-1", role="admin")
-    accounts.user_set_role(user=second, role="volunteer")  # another admin is left
+    with pytest.raises(Conflict) as unconfirmed:
+        accounts.user_set_role(user=second, role="volunteer")
+    assert unconfirmed.value.field == "confirm"
+    accounts.user_set_role(user=second, role="volunteer", confirmed=True)  # another is left
     with pytest.raises(Conflict):
-        accounts.user_set_role(user=first, role="reviewer")
+        accounts.user_set_role(user=first, role="reviewer", confirmed=True)
     first.refresh_from_db()
     assert first.role == "admin"
     answer = APIClient()
     answer.force_authenticate(first)
-    refused = answer.patch(f"/api/users/{first.pk}/", {"role": "volunteer"}, format="json")
+    refused = answer.patch(
+        f"/api/users/{first.pk}/", {"role": "volunteer", "confirm": True}, format="json"
+    )
     assert refused.status_code == 409, refused.content
+    third = User.objects.create_user("third", password="x-long-passphrase-1", role="admin")
+    url = f"/api/users/{third.pk}/"
+    assert answer.patch(url, {"role": "volunteer"}, format="json").status_code == 409
+    confirmed = answer.patch(url, {"role": "volunteer", "confirm": True}, format="json")
+    assert confirmed.status_code == 200 and confirmed.json()["role"] == "volunteer"
