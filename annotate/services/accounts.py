@@ -70,6 +70,16 @@ def user_set_role(*, user: User, role: str, confirmed: bool = False) -> User:
     return user
 
 
+def user_is_last_admin(*, user: User) -> bool:
+    """Whether `user` is the only active admin (then they keep the role)."""
+    return (
+        user.role == User.Role.ADMIN
+        and not User.objects.filter(role=User.Role.ADMIN, is_active=True)
+        .exclude(pk=user.pk)
+        .exists()
+    )
+
+
 def user_token(*, user: User) -> str:
     """The user's API token; a new one when theirs is older than TOKEN_TTL_HOURS (when set)."""
     token, _ = Token.objects.get_or_create(user=user)

@@ -117,3 +117,22 @@ def test_demoting_an_admin_needs_confirmation_and_the_last_cannot_be_demoted() -
     assert answer.patch(url, {"role": "volunteer"}, format="json").status_code == 409
     confirmed = answer.patch(url, {"role": "volunteer", "confirm": True}, format="json")
     assert confirmed.status_code == 200 and confirmed.json()["role"] == "volunteer"
+
+
+@pytest.mark.django_db
+def test_the_django_admin_keeps_the_last_admin() -> None:
+    root = User.objects.create_superuser("root", "root@example.org", "secret-password-1")
+    only = User.objects.create_user("only", password="x-long-passphrase-1", role="admin")
+    client = Client()
+    client.force_login(root)
+    form = {
+        "username": "only",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "role": "volunteer",
+        "is_active": "on",
+    }
+    refused = client.post(f"/admin/annotate/user/{only.pk}/change/", form)
+    assert refused.status_code == 200 and "last active admin" in refused.content.decode()
+    only.refresh_from_db()
+    assert only.role == "admin"
