@@ -31,7 +31,12 @@ checks the candidates' counters after the run.
     python bench/volunteer_load.py [--images 100000] [--votes 300000] [--duration 20]
     python bench/volunteer_load.py --scale
     python bench/volunteer_load.py --many-labels 1000
+With --through-proxy it also starts bin/proxy (nginx) in front of the same gunicorn and adds
+blocks of lease+vote through it to the alternation: requests/s through nginx beside straight to
+gunicorn, per round and overall (target: within 10%).
+
     python bench/volunteer_load.py --verify
+    python bench/volunteer_load.py --through-proxy
 """
 
 import argparse
@@ -507,6 +512,30 @@ def start_server(name: str, port: int, workers: int) -> subprocess.Popen:
     raise RuntimeError("gunicorn did not start")
 
 
+def start_proxy(name: str, port: int, upstream_port: int) -> subprocess.Popen:
+    """bin/proxy's nginx on `port` in front of gunicorn on `upstream_port`."""
+    env = {
+        **os.environ,
+        "PROXY_PORT": str(port),
+        "PROXY_UPSTREAM": f"127.0.0.1:{upstream_port}",
+        "PROXY_RUN_DIR": f"/tmp/{name}/proxy",
+        "PROXY_WORKERS": "1",
+        "ACCESS_LOG": "off",
+        "DATA_DIR": f"/tmp/{name}",
+    }
+    proxy = subprocess.Popen([str(REPO / "bin" / "proxy")], env=env, start_new_session=True)
+    import requests
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                return proxy
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError("nginx did not start")
+
+
 def stop_server(server: subprocess.Popen) -> None:
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)
@@ -776,6 +805,7 @@ def verify_invariants(seeded) -> list[str]:
 def run(args, images: int, votes: int, *, closed: bool) -> dict:
     name = create_database()
     server = None
+    proxy: subprocess.Popen | None = None
     try:
         setup_django(name)
         from django.core.management import call_command
@@ -813,6 +843,10 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             )
         server = start_server(name, args.port, args.workers)
         base = f"http://127.0.0.1:{args.port}"
+        proxy_base = None
+        if args.through_proxy:
+            proxy = start_proxy(name, args.proxy_port, args.port)
+            proxy_base = f"http://127.0.0.1:{args.proxy_port}"
         result = {}
         # Warm up (not recorded): gunicorn's workers import the app and open their database
         # connections on their first requests; the figures are for the steady state.
@@ -822,6 +856,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             asyncio.run(closed_loop(base, many, 8, args.warmup / 2, floor=False))
         if verify is not None:
             asyncio.run(closed_loop(base, verify, 8, args.warmup / 2, floor=False, grids=True))
+        if proxy_base is not None:
+            asyncio.run(closed_loop(proxy_base, seeded, 8, args.warmup / 2, floor=False))
         if closed and args.concurrency:
             for concurrency in args.concurrency:
                 # Alternating blocks, the floor first in every other round (R F, F R, ...): the
@@ -830,19 +866,33 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 # its project's blocks take turns with them (R F M, M F R, ...).
                 # With --verify, the grid blocks join them likewise.
                 real, floor, real_many, grid = Recorder(), Recorder(), Recorder(), Recorder()
-                rates: dict[str, list[float]] = {"real": [], "floor": [], "many": [], "grid": []}
-                recorders = {"real": real, "floor": floor, "many": real_many, "grid": grid}
+                proxied = Recorder()
+                rates: dict[str, list[float]] = {
+                    "real": [],
+                    "floor": [],
+                    "many": [],
+                    "grid": [],
+                    "proxy": [],
+                }
+                recorders = {
+                    "real": real,
+                    "floor": floor,
+                    "many": real_many,
+                    "grid": grid,
+                    "proxy": proxied,
+                }
                 block = args.duration / args.rounds
                 kinds = (
                     ["real", "floor"]
                     + (["many"] if many is not None else [])
                     + (["grid"] if verify is not None else [])
+                    + (["proxy"] if proxy_base is not None else [])
                 )
                 for round_number in range(args.rounds):
                     for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
                         rate, _ = asyncio.run(
                             closed_loop(
-                                base,
+                                proxy_base if kind == "proxy" and proxy_base else base,
                                 {"many": many, "grid": verify}.get(kind, seeded),
                                 concurrency,
                                 block,
@@ -869,6 +919,20 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))
                 print("  " + floor.line("floor"))
+                if proxy_base is not None:
+                    proxy_rps = float(np.mean(rates["proxy"]))
+                    ratio = proxy_rps / real_rps
+                    per_round = ", ".join(
+                        f"{a / b:.2f}" for a, b in zip(rates["proxy"], real_rates, strict=True)
+                    )
+                    print(
+                        f"  through nginx: lease+vote {proxy_rps:7.1f} requests/s   ratio to"
+                        f" gunicorn alone {ratio:.2f} (per round: {per_round}),"
+                        f" target >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}"
+                    )
+                    print("  " + proxied.line("lease"))
+                    print("  " + proxied.line("vote"))
+                    result.setdefault("proxy_ratio", {})[concurrency] = ratio
                 if many is not None:
                     many_rps = float(np.mean(many_rates))
                     ratio = many_rps / real_rps
@@ -927,6 +991,9 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         result["p50"] = {k: float(np.percentile(v, 50)) for k, v in recorder.latencies.items()}
         stop_server(server)
         server = None
+        if proxy is not None:
+            stop_server(proxy)
+            proxy = None
         print("\nserving query plan (EXPLAIN ANALYZE):")
         print("  " + explain_serving(seeded).replace("\n", "\n  "))
         print("invariants after the run: " + "; ".join(invariants()))
@@ -937,6 +1004,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
     finally:
         if server is not None:
             stop_server(server)
+        if proxy is not None:
+            stop_server(proxy)
         from django.db import connections
 
         connections.close_all()
@@ -992,6 +1061,12 @@ def main() -> None:
         default=VERIFY_LABELS,
         help="labels of the verify project; its candidates are --images, spread over them",
     )
+    parser.add_argument(
+        "--through-proxy",
+        action="store_true",
+        help="closed loop: also lease+vote through bin/proxy (nginx) in front of the same server",
+    )
+    parser.add_argument("--proxy-port", type=int, default=8312)
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
     print(
