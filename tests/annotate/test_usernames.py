@@ -136,3 +136,21 @@ def test_the_django_admin_keeps_the_last_admin() -> None:
     assert refused.status_code == 200 and "last active admin" in refused.content.decode()
     only.refresh_from_db()
     assert only.role == "admin"
+
+
+@pytest.mark.django_db
+def test_the_migration_keys_existing_users_and_leaves_later_look_alikes_keyless() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("annotate.migrations.0018_username_key")
+    first = User.objects.create_user("admin", password="x-long-passphrase-1")
+    later = User.objects.create_user("other", password="x-long-passphrase-1")
+    # As before the column: two look-alike names side by side, no keys.
+    User.objects.filter(pk=later.pk).update(username="ADMIN")
+    User.objects.update(username_key=None)
+    migration.fill_keys(apps, None)
+    first.refresh_from_db()
+    later.refresh_from_db()
+    assert (first.username_key, later.username_key) == ("admin", None)
