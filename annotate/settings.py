@@ -109,6 +109,12 @@ else:
 # deleted, a user deactivated or a project changed by another process takes effect here at
 # most this much later. 0 reads them on every request.
 READ_CACHE_SECONDS = env.float("READ_CACHE_SECONDS", default=5)
+# Whether token owners (the caller's user row: role, active) are kept like the projects above.
+# Off by default: every API request then reads its token's owner (one indexed statement, about
+# 5% of a lease+vote's CPU as bench/request_cpu.py measured), so a demotion, a deactivation or a
+# deleted token applies at the next request in every process. On: up to READ_CACHE_SECONDS
+# later in other processes (a refusal still reads the user again, so promotions apply at once).
+CACHE_TOKEN_OWNERS = env.bool("CACHE_TOKEN_OWNERS", default=False)
 # API tokens older than this many hours stop working (401) and signing in makes a new one;
 # 0: tokens last until signed out (POST /api/auth/logout/).
 TOKEN_TTL_HOURS = env.float("TOKEN_TTL_HOURS", default=0)

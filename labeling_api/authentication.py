@@ -14,7 +14,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's token authentication (same header, same errors) with the token and its user read
     by one prepared statement (through the ORM this lookup alone took about 1.5 ms per request
     on the development machine, more than the lease it guards), and then kept by the process
-    for READ_CACHE_SECONDS (annotate.recent)."""
+    for READ_CACHE_SECONDS with CACHE_TOKEN_OWNERS (annotate.recent)."""
 
     def authenticate_credentials(self, key: str) -> tuple[User, str]:
         user = selectors.user_for_token(key=key)

@@ -16,6 +16,13 @@ from annotate.rows.names import sql
 from tests.factories import ImageFactory
 
 
+@pytest.fixture(autouse=True)
+def token_owners_kept(settings):
+    """This module is about the memory: token owners kept too (CACHE_TOKEN_OWNERS), except
+    where a test says otherwise."""
+    settings.CACHE_TOKEN_OWNERS = True
+
+
 @pytest.fixture
 def token(volunteer):
     return Token.objects.create(user=volunteer)
@@ -237,3 +244,26 @@ def test_tokens_expire_after_token_ttl_hours_when_set(volunteer, token, settings
     new_key = signed_in.json()["token"]
     assert new_key != token.key
     assert token_client(new_key).get("/api/me/").status_code == 200
+
+
+def test_by_default_changes_elsewhere_apply_to_the_next_request(
+    volunteer, token, project, settings
+):
+    """Token owners are not kept by default: a demotion, a deactivation or a deleted token made
+    by another process (no signal reaches this one) applies to the very next request, even with
+    projects kept for an hour."""
+    settings.CACHE_TOKEN_OWNERS = False
+    settings.READ_CACHE_SECONDS = 3600
+    User.objects.filter(pk=volunteer.pk).update(role="reviewer")
+    client = token_client(token.key)
+    review = f"/api/projects/{project.pk}/review/"
+    assert client.get(review).status_code == 200
+    User.objects.filter(pk=volunteer.pk).update(role="volunteer")
+    assert client.get(review).status_code == 403
+    User.objects.filter(pk=volunteer.pk).update(is_active=False)
+    assert client.get("/api/me/").status_code == 401
+    User.objects.filter(pk=volunteer.pk).update(is_active=True)
+    assert client.get("/api/me/").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(sql("DELETE FROM {Token} WHERE {Token.key} = %s"), [token.key])
+    assert client.get("/api/me/").status_code == 401
