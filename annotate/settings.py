@@ -104,10 +104,10 @@ else:
         if env("DB_PREPARE_THRESHOLD", default="2")
         else None
     )
-# Each process keeps the API tokens' owners and the projects' serving settings it read for this
-# many seconds (annotate.recent): a lease is then one statement instead of three. A token
-# deleted, a user deactivated or a project changed by another process takes effect here at
-# most this much later. 0 reads them on every request.
+# Each process keeps the projects' serving settings it read (and, with CACHE_TOKEN_OWNERS, the
+# API tokens' owners) for this many seconds (annotate.recent): a lease is then one statement
+# fewer. A project changed by another process takes effect here at most this much later. 0
+# reads them on every request.
 READ_CACHE_SECONDS = env.float("READ_CACHE_SECONDS", default=5)
 # Whether token owners (the caller's user row: role, active) are kept like the projects above.
 # Off by default: every API request then reads its token's owner (one indexed statement, about
