@@ -11,8 +11,8 @@ resting on votes that are gone (issue 19). This is the deliberate way to delete 
   (or disputed), and the other voters' agreement records follow; decisions by reviewers and
   gold answers stand;
 - the user's leases out now are released (`leases_count`, `free_slots`);
-- candidates the user verified lose those answers from `yes_count` / `no_count`, and grids out
-  now release their candidates (their states are left as decided);
+- open candidates the user answered lose those answers from `yes_count` / `no_count`, and grids
+  out now release their candidates; decided candidates keep their decisions;
 - then the account, its token, its votes and its statistics are deleted.
 """
 
@@ -122,10 +122,15 @@ def _decide_again(image: Image, report: EraseReport) -> None:
 
 
 def _release_verification(user: User) -> None:
+    """The user's answers leave the counts of candidates still open (every answer to an open,
+    non-gold candidate was counted); a decided candidate's counts were frozen at its decision,
+    which stands."""
     answers = CandidateVote.objects.filter(user=user)
     for candidate_id, answer in answers.values_list("candidate_id", "answer"):
         counter = "yes_count" if answer else "no_count"
-        Candidate.objects.filter(pk=candidate_id).update(**{counter: F(counter) - 1})
+        Candidate.objects.filter(
+            pk=candidate_id, state=Candidate.State.OPEN, is_gold=False, **{f"{counter}__gt": 0}
+        ).update(**{counter: F(counter) - 1})
     answers.delete()
     out_now = GridItem.objects.filter(
         volunteer=user, grid__answered_at__isnull=True, grid__expired=False

@@ -101,3 +101,32 @@ def test_the_erase_user_command_asks_before_erasing() -> None:
     assert "--yes" in out.getvalue() and User.objects.filter(pk=user.pk).exists()
     call_command("erase_user", "leaving", "--yes", stdout=out)
     assert not User.objects.filter(pk=user.pk).exists()
+
+
+def test_verification_answers_leave_open_candidates_counts() -> None:
+    from annotate.models import Candidate, CandidateVote, Project
+
+    project = ProjectFactory(task=Project.Task.VERIFY, min_votes=3, max_votes=5)
+    label = LabelFactory(project=project)
+    open_one = Candidate.objects.create(
+        project=project, image=ImageFactory(project=project), label=label, yes_count=2
+    )
+    decided = Candidate.objects.create(
+        project=project,
+        image=ImageFactory(project=project),
+        label=label,
+        yes_count=3,
+        state=Candidate.State.ACCEPTED,
+    )
+    gone, other = UserFactory(), UserFactory()
+    for candidate in (open_one, decided):
+        CandidateVote.objects.create(candidate=candidate, user=gone, answer=True)
+        CandidateVote.objects.create(candidate=candidate, user=other, answer=True)
+
+    erase.user_erase(user=gone)
+
+    open_one.refresh_from_db()
+    decided.refresh_from_db()
+    assert (open_one.yes_count, open_one.no_count) == (1, 0)
+    assert (decided.yes_count, decided.state) == (3, Candidate.State.ACCEPTED)
+    assert CandidateVote.objects.filter(user_id=gone.pk).count() == 0
