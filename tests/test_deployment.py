@@ -101,7 +101,15 @@ def test_compose_app_services_start_with_their_own_environment(tmp_path: Path) -
     assert proxy_service["environment"]["PROXY_UPSTREAM"] == (
         f"web:{services['web']['environment']['PORT']}"
     )
-    proxy_env = {k: str(v) for k, v in proxy_service["environment"].items()} | {
+    # One body limit for both, so nginx never refuses what the app would take, nor passes on
+    # what it would refuse unread.
+    assert (
+        proxy_service["environment"]["UPLOAD_MAX_REQUEST_BYTES"]
+        == services["web"]["environment"]["UPLOAD_MAX_REQUEST_BYTES"]
+    )
+    proxy_env = {
+        k: interpolate(str(v), OPERATOR_ENV) for k, v in proxy_service["environment"].items()
+    } | {
         "PATH": "/usr/bin:/bin",
         "PROXY_BIND": "127.0.0.1",
         "PROXY_PORT": str(proxy_port),
