@@ -10,6 +10,7 @@ across web processes:
   addresses, or over `Admin`, `ADMIN` and `аdmin`, share one budget.
 """
 
+import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -44,7 +45,9 @@ class AccountThrottle(_Throttle):
         username = data.get("username") if hasattr(data, "get") else None
         if not isinstance(username, str) or not username.strip():
             return None  # nothing to count against; the address budget still applies
-        return self.cache_format % {"scope": self.scope, "ident": username_key(username)[:200]}
+        # Hashed: a cache key holds only safe characters, whatever the name tried.
+        ident = hashlib.sha256(username_key(username).encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 def throttle_posts(*, per_account: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
