@@ -4,6 +4,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHON=python DATA_DIR=/data \
     STATIC_ROOT=/app/staticfiles DEBUG=False
 WORKDIR /app
+# nginx for bin/proxy (the compose service `proxy`), from Debian's registry.
+RUN apt-get update && apt-get install -y --no-install-recommends nginx-light \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .

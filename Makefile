@@ -14,7 +14,7 @@ SQLITE_TESTS ?= tests/annotate/services/test_serving.py tests/annotate/services/
 	tests/annotate/services/test_consensus.py tests/labeling_api/test_api.py \
 	tests/labeling_api/test_recent_reads.py tests/test_faults.py::test_database_failure_mid_request_is_a_503_and_changes_nothing
 
-.PHONY: install migrate demo run web worker beat test test-fast lint ruff typecheck mypy-baseline check ci clean messages
+.PHONY: install migrate demo run web proxy worker beat test test-fast lint ruff typecheck mypy-baseline check ci clean messages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ run: demo
 
 web: install
 	bin/web
+
+# nginx in front of `make web` (deploy/nginx.conf.template); set TRUSTED_PROXY_COUNT=1 for web.
+proxy:
+	bin/proxy
 
 worker: install
 	bin/worker

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,8 +27,25 @@ from annotate.services import accounts
 from annotate.services.projects import control_character
 
 
+class LabelingUserChangeForm(UserChangeForm):
+    """The admin's user form keeps the API's rule: the last active admin stays an admin."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        stored = User.objects.filter(pk=self.instance.pk).first()
+        role, active = cleaned.get("role"), cleaned.get("is_active", True)
+        if (
+            stored is not None
+            and (role != User.Role.ADMIN or not active)
+            and accounts.user_is_last_admin(user=stored)
+        ):
+            self.add_error("role", "This is the last active admin; make another admin first.")
+        return cleaned
+
+
 @admin.register(User)
 class LabelingUserAdmin(UserAdmin):
+    form = LabelingUserChangeForm
     list_display = ["username", "email", "role", "votes_count", "is_staff", "date_joined"]
     list_filter = ["role", "is_staff", "is_superuser"]
     fieldsets = [*(UserAdmin.fieldsets or ()), ("Labeling", {"fields": ["role", "votes_count"]})]

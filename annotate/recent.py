@@ -4,8 +4,10 @@ Each lease and each vote first reads the caller's token and user, and each lease
 project; with these kept, a lease is one statement on PostgreSQL and a vote four. The cost is a
 bounded delay: a change made by another process (a token deleted, a user deactivated or given
 another role, a project's serving settings) reaches this process at most READ_CACHE_SECONDS
-later. A change made through the ORM in this process applies at once, because the model
-signals (annotate.apps) forget what it changed. READ_CACHE_SECONDS = 0 turns this off.
+later. Token owners are kept only with CACHE_TOKEN_OWNERS (off by default: role and token
+changes must apply at once, issue 19). A change made through the ORM in this process applies
+at once, because the model signals (annotate.apps) forget what it changed.
+READ_CACHE_SECONDS = 0 turns this off.
 
 Only rows that were found are kept: a token created a moment ago works at once.
 """

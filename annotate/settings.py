@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # With DEBUG on, only a browser on this machine sees Django's debug pages (annotate.errors).
     "annotate.errors.LocalDebugOnly",
+    # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     # A 413 for an API request over the size limits, before anything reads its body.
     "labeling_api.middleware.ApiRequestSizeLimit",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -107,11 +109,20 @@ else:
         if env("DB_PREPARE_THRESHOLD", default="2")
         else None
     )
-# Each process keeps the API tokens' owners and the projects' serving settings it read for this
-# many seconds (annotate.recent): a lease is then one statement instead of three. A token
-# deleted, a user deactivated or a project changed by another process takes effect here at
-# most this much later. 0 reads them on every request.
+# Each process keeps the projects' serving settings it read (and, with CACHE_TOKEN_OWNERS, the
+# API tokens' owners) for this many seconds (annotate.recent): a lease is then one statement
+# fewer. A project changed by another process takes effect here at most this much later. 0
+# reads them on every request.
 READ_CACHE_SECONDS = env.float("READ_CACHE_SECONDS", default=5)
+# Whether token owners (the caller's user row: role, active) are kept like the projects above.
+# Off by default: every API request then reads its token's owner (one indexed statement, about
+# 5% of a lease+vote's CPU as bench/request_cpu.py measured), so a demotion, a deactivation or a
+# deleted token applies at the next request in every process. On: up to READ_CACHE_SECONDS
+# later in other processes (a refusal still reads the user again, so promotions apply at once).
+CACHE_TOKEN_OWNERS = env.bool("CACHE_TOKEN_OWNERS", default=False)
+# API tokens older than this many hours stop working (401) and signing in makes a new one;
+# 0: tokens last until signed out (POST /api/auth/logout/).
+TOKEN_TTL_HOURS = env.float("TOKEN_TTL_HOURS", default=0)
 if env("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 
@@ -198,6 +209,12 @@ if not 0 <= NEAR_DUPLICATE_MAX_DISTANCE <= 3:
 # Shorter side of the preprocessed copy the CNN reads.
 PREPROCESSED_SHORT_SIDE = env.int("PREPROCESSED_SHORT_SIDE", default=160)
 
+# Proxies in front of the web process that append the client's address to X-Forwarded-For
+# (bin/proxy's nginx is one; docker-compose sets 1). 0: the header is ignored and the socket's
+# address is the client's. Set it to exactly the proxies there are: one more, and a client
+# chooses its own address (labeling_api.client_address).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "labeling_api.authentication.TokenAuthentication",
@@ -215,7 +232,13 @@ REST_FRAMEWORK = {
     ],
     # Guessing passwords or mass-registering: a few tries per minute per client address, on
     # the API and on the sign-in and sign-up pages alike.
-    "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", default="20/min")},
+    # Per account too: the username tried, whatever the address (labeling_api.throttles).
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": env("AUTH_THROTTLE_RATE", default="20/min"),
+        "auth_account": env("AUTH_ACCOUNT_THROTTLE_RATE", default="10/min"),
+    },
+    # Throttles key on the address labeling_api.client_address trusts (see TRUSTED_PROXY_COUNT).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 # Throttle counters are shared by all web processes through the database (a table made by
 # migration annotate 0004), so limits hold across processes and nothing depends on Redis.
@@ -264,7 +287,12 @@ if REDIS_URL:
         # (every time: the scan is one small Redis query).
         "unacked_restore_interval": env.int("CELERY_RESTORE_SECONDS", default=10),
         "unacked_restore_throttle": 1,
+        # A Redis that does not answer fails a publish within seconds (the job waits in the
+        # outbox, annotate.services.jobs) instead of holding a web request.
+        "socket_connect_timeout": env.float("BROKER_CONNECT_TIMEOUT", default=2.0),
     }
+    CELERY_BROKER_CONNECTION_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
 else:
     BROKER_DIR = DATA_DIR / "broker"
     CELERY_BROKER_URL = "atomicfs://localhost/"
@@ -308,6 +336,20 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts only from this site,
+# no inline script or style, no plugins, no framing. The pages have no inline script or style
+# (labeling_api.urls loosens styles for the Swagger page alone, which is not ours); scripts set
+# sizes through the CSSOM (element.style), which the policy allows.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 if not DEBUG:
     # Safe defaults behind HTTPS; set SECURE_SSL_REDIRECT=False only when TLS ends elsewhere.
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
@@ -316,7 +358,10 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     # Behind a proxy that ends TLS, redirecting is the proxy's job; set these where it is ours.
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+    # HSTS whenever this process redirects to HTTPS (a year unless set; 0 turns it off).
+    SECURE_HSTS_SECONDS = env.int(
+        "SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE_SSL_REDIRECT else 0
+    )
 
 # Only bench/volunteer_load.py turns this on, in the server it starts.
 BENCH_FLOOR_ENDPOINT = env.bool("BENCH_FLOOR_ENDPOINT", default=False)

@@ -9,6 +9,7 @@ from django.views.i18n import JavaScriptCatalog
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
 from annotate import verify_page, views
+from labeling_api.throttles import throttle_posts
 
 STARTED = timezone.now().replace(microsecond=0)
 
@@ -27,6 +28,9 @@ urlpatterns = [
     path("projects/<id:project_id>/export/", views.export_page, name="export"),
     path("projects/<id:project_id>/verify/", verify_page.verify_page, name="verify"),
     path("healthz", views.healthz, name="healthz"),
+    # The admin's sign-in within the same limits as the sign-in page (its session opens every
+    # page); before admin.site.urls, whose own "login" this shadows.
+    path("admin/login/", throttle_posts(per_account=True)(admin.site.login)),
     path("admin/", admin.site.urls),
     # The header's language switcher posts here (Django's set_language view).
     path("i18n/", include("django.conf.urls.i18n")),

@@ -1,7 +1,6 @@
 """Server-rendered pages. The labeling page talks to the REST API from its small script."""
 
 from collections.abc import Iterable
-from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -15,7 +14,6 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import get_language, gettext
 from django.views.decorators.http import require_GET
-from rest_framework.throttling import SimpleRateThrottle
 
 from annotate import charts, selectors
 from annotate.forms import SignupForm
@@ -23,6 +21,7 @@ from annotate.models import Export, Image, Label, Project, User
 from annotate.selectors import verification as verification_selectors
 from annotate.services import accounts
 from annotate.services.errors import NotFound, ServiceError
+from labeling_api.throttles import throttle_posts
 
 # Hotkeys for labels: 1-9, then letters not taken by actions (N none, S skip, U undo, Z zoom).
 LABEL_KEYS = list("123456789") + list("abcdefghijklmopqrtvwxy")
@@ -35,30 +34,7 @@ class AuthenticatedHttpRequest(HttpRequest):
     user: User
 
 
-class AuthPageThrottle(SimpleRateThrottle):
-    """The API's "auth" rate, per client address, for the sign-in and sign-up forms."""
-
-    scope = "auth"
-
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
-def throttle_posts(view):
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if request.method == "POST" and not AuthPageThrottle().allow_request(request, None):
-            return HttpResponse(
-                gettext("Too many attempts; wait a minute and try again."),
-                status=429,
-                content_type="text/plain",
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-@throttle_posts
+@throttle_posts(per_account=True)
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -265,9 +241,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-@method_decorator(throttle_posts, name="dispatch")
+@method_decorator(throttle_posts(per_account=True), name="dispatch")
 class LoginView(auth_views.LoginView):
-    """Django's sign-in page, with a limit on attempts per client address."""
+    """Django's sign-in page, with limits on attempts per client address and per account."""
 
 
 # --- export page (issue 6): a form, a progress bar and a download link; the script uses the API.

@@ -38,8 +38,13 @@ checks the candidates' counters after the run.
     python bench/volunteer_load.py [--images 100000] [--votes 300000] [--duration 20]
     python bench/volunteer_load.py --scale
     python bench/volunteer_load.py --many-labels 1000
+With --through-proxy it also starts bin/proxy (nginx) in front of the same gunicorn and adds
+blocks of lease+vote through it to the alternation: requests/s through nginx beside straight to
+gunicorn, per round and overall (target: within 10%).
+
     python bench/volunteer_load.py --verify
     python bench/volunteer_load.py --two-hosts
+    python bench/volunteer_load.py --through-proxy
 """
 
 import argparse
@@ -523,6 +528,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_proxy(name: str, port: int, upstream_port: int) -> subprocess.Popen:
+    """bin/proxy's nginx on `port` in front of gunicorn on `upstream_port`."""
+    env = {
+        **os.environ,
+        "PROXY_PORT": str(port),
+        "PROXY_UPSTREAM": f"127.0.0.1:{upstream_port}",
+        "PROXY_RUN_DIR": f"/tmp/{name}/proxy",
+        "PROXY_WORKERS": "1",
+        "ACCESS_LOG": "off",
+        "DATA_DIR": f"/tmp/{name}",
+    }
+    proxy = subprocess.Popen([str(REPO / "bin" / "proxy")], env=env, start_new_session=True)
+    import requests
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                return proxy
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError("nginx did not start")
+
+
 def stop_server(server: subprocess.Popen) -> None:
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)
@@ -795,6 +824,7 @@ def verify_invariants(seeded) -> list[str]:
 def run(args, images: int, votes: int, *, closed: bool) -> dict:
     name = create_database()
     server = second = None
+    proxy: subprocess.Popen | None = None
     try:
         setup_django(name)
         from django.core.management import call_command
@@ -838,6 +868,10 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             second = start_server(name, second_port, args.workers, host="-b")
             second_base = f"http://127.0.0.1:{second_port}"
             asyncio.run(closed_loop(second_base, seeded, 8, args.warmup / 2, floor=False))
+        proxy_base = None
+        if args.through_proxy:
+            proxy = start_proxy(name, args.proxy_port, args.port)
+            proxy_base = f"http://127.0.0.1:{args.proxy_port}"
         result = {}
         # Warm up (not recorded): gunicorn's workers import the app and open their database
         # connections on their first requests; the figures are for the steady state.
@@ -847,6 +881,8 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
             asyncio.run(closed_loop(base, many, 8, args.warmup / 2, floor=False))
         if verify is not None:
             asyncio.run(closed_loop(base, verify, 8, args.warmup / 2, floor=False, grids=True))
+        if proxy_base is not None:
+            asyncio.run(closed_loop(proxy_base, seeded, 8, args.warmup / 2, floor=False))
         if closed and args.concurrency:
             for concurrency in args.concurrency:
                 # Alternating blocks, the floor first in every other round (R F, F R, ...): the
@@ -856,12 +892,14 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 # With --verify, the grid blocks join them likewise.
                 real, floor, real_many, grid = Recorder(), Recorder(), Recorder(), Recorder()
                 two = Recorder()
+                proxied = Recorder()
                 rates: dict[str, list[float]] = {
                     "real": [],
                     "floor": [],
                     "many": [],
                     "grid": [],
                     "two": [],
+                    "proxy": [],
                 }
                 recorders = {
                     "real": real,
@@ -869,6 +907,7 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                     "many": real_many,
                     "grid": grid,
                     "two": two,
+                    "proxy": proxied,
                 }
                 block = args.duration / args.rounds
                 kinds = (
@@ -876,12 +915,13 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                     + (["many"] if many is not None else [])
                     + (["grid"] if verify is not None else [])
                     + (["two"] if second_base is not None else [])
+                    + (["proxy"] if proxy_base is not None else [])
                 )
                 for round_number in range(args.rounds):
                     for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
                         rate, _ = asyncio.run(
                             closed_loop(
-                                base,
+                                proxy_base if kind == "proxy" and proxy_base else base,
                                 {"many": many, "grid": verify}.get(kind, seeded),
                                 concurrency,
                                 block,
@@ -909,6 +949,20 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
                 print("  " + real.line("lease"))
                 print("  " + real.line("vote"))
                 print("  " + floor.line("floor"))
+                if proxy_base is not None:
+                    proxy_rps = float(np.mean(rates["proxy"]))
+                    ratio = proxy_rps / real_rps
+                    per_round = ", ".join(
+                        f"{a / b:.2f}" for a, b in zip(rates["proxy"], real_rates, strict=True)
+                    )
+                    print(
+                        f"  through nginx: lease+vote {proxy_rps:7.1f} requests/s   ratio to"
+                        f" gunicorn alone {ratio:.2f} (per round: {per_round}),"
+                        f" target >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}"
+                    )
+                    print("  " + proxied.line("lease"))
+                    print("  " + proxied.line("vote"))
+                    result.setdefault("proxy_ratio", {})[concurrency] = ratio
                 if many is not None:
                     many_rps = float(np.mean(many_rates))
                     ratio = many_rps / real_rps
@@ -985,6 +1039,9 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         if second is not None:
             stop_server(second)
             second = None
+        if proxy is not None:
+            stop_server(proxy)
+            proxy = None
         print("\nserving query plan (EXPLAIN ANALYZE):")
         print("  " + explain_serving(seeded).replace("\n", "\n  "))
         print("invariants after the run: " + "; ".join(invariants()))
@@ -993,7 +1050,7 @@ def run(args, images: int, votes: int, *, closed: bool) -> dict:
         print("RESULT " + json.dumps(result))
         return result
     finally:
-        for running in (server, second):
+        for running in (server, second, proxy):
             if running is not None:
                 stop_server(running)
         from django.db import connections
@@ -1057,6 +1114,12 @@ def main() -> None:
         help="closed loop: also blocks served by two web server sets (a second gunicorn of "
         "--workers processes, its own DATA_DIR and port) against the same database",
     )
+    parser.add_argument(
+        "--through-proxy",
+        action="store_true",
+        help="closed loop: also lease+vote through bin/proxy (nginx) in front of the same server",
+    )
+    parser.add_argument("--proxy-port", type=int, default=8312)
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
     print(

@@ -9,7 +9,6 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotate import selectors
@@ -18,13 +17,13 @@ from annotate.services import accounts
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsProjectAdmin
+from labeling_api.throttles import AccountThrottle, AddressThrottle
 
 
 class UserRegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type[BaseAuthentication]] = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [AddressThrottle, AccountThrottle]
 
     class UserRegisterInputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField(max_length=150)
@@ -57,8 +56,7 @@ class UserRegisterApi(APIView):
 class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type[BaseAuthentication]] = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [AddressThrottle, AccountThrottle]
 
     class TokenObtainInputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()
@@ -135,6 +133,8 @@ class UserRoleApi(APIView):
 
     class UserRoleInputSerializer(serializers.Serializer[Any]):
         role = serializers.ChoiceField(choices=User.Role.choices)
+        # Demoting an admin must say so (409 without it).
+        confirm = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
         request=UserRoleInputSerializer,
@@ -153,5 +153,7 @@ class UserRoleApi(APIView):
         data = self.UserRoleInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = selectors.access_user_for_admin(user=request.user, user_id=user_id)
-        accounts.user_set_role(user=user, role=data.validated_data["role"])
+        accounts.user_set_role(
+            user=user, role=data.validated_data["role"], confirmed=data.validated_data["confirm"]
+        )
         return Response({"id": user.pk, "username": user.username, "role": user.role})

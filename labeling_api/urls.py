@@ -1,5 +1,6 @@
+from csp.decorators import csp_update
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import annotate.converters  # noqa: F401  (registers the `id` path converter)
 from labeling_api import (
@@ -84,7 +85,15 @@ urlpatterns = [
         name="models-train",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # Swagger UI: its script from a URL (the split view), but its page and widgets style
+    # themselves inline and draw icons from data: URLs, so this page alone allows those.
+    path(
+        "docs/",
+        csp_update({"style-src": ["'self'", "'unsafe-inline'"], "img-src": ["'self'", "data:"]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api:schema")
+        ),
+        name="docs",
+    ),
 ]
 
 # Exports (issue 6), kept in their own module and block so they merge on their own.

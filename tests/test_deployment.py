@@ -90,9 +90,36 @@ def test_compose_app_services_start_with_their_own_environment(tmp_path: Path) -
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
 
-    port = free_port()
-    host_port, container_port = services["web"]["ports"][0].split(":")
-    assert container_port == services["web"]["environment"]["PORT"]
+    port, proxy_port = free_port(), free_port()
+    # Only the proxy is published; web is reached through it.
+    assert "ports" not in services["web"], "gunicorn must not face clients itself"
+    assert services["web"]["environment"]["TRUSTED_PROXY_COUNT"] == "1"
+    proxy_service = services["proxy"]
+    assert services["proxy"]["build"] == "."
+    host_port, container_port = proxy_service["ports"][0].split(":")
+    assert container_port == proxy_service["environment"]["PROXY_PORT"]
+    assert proxy_service["environment"]["PROXY_UPSTREAM"] == (
+        f"web:{services['web']['environment']['PORT']}"
+    )
+    # One body limit for both, so nginx never refuses what the app would take, nor passes on
+    # what it would refuse unread.
+    assert (
+        proxy_service["environment"]["UPLOAD_MAX_REQUEST_BYTES"]
+        == services["web"]["environment"]["UPLOAD_MAX_REQUEST_BYTES"]
+    )
+    proxy_env = {
+        k: interpolate(str(v), OPERATOR_ENV) for k, v in proxy_service["environment"].items()
+    } | {
+        "PATH": "/usr/bin:/bin",
+        "PROXY_BIND": "127.0.0.1",
+        "PROXY_PORT": str(proxy_port),
+        "PROXY_UPSTREAM": f"127.0.0.1:{port}",
+        "PROXY_RUN_DIR": str(tmp_path / "proxy"),
+        "PROXY_WORKERS": "1",
+        # The image's ENV (Dockerfile) sets these two.
+        "DATA_DIR": str(tmp_path / "proxy-data"),
+        "STATIC_ROOT": str(tmp_path / "static"),
+    }
     started = {
         "web": Process(
             command_of(services["web"]),
@@ -111,17 +138,24 @@ def test_compose_app_services_start_with_their_own_environment(tmp_path: Path) -
             service_env(services["beat"], DATA_DIR=str(tmp_path / "beat")),
             tmp_path / "beat.log",
         ),
+        "proxy": Process(command_of(proxy_service), proxy_env, tmp_path / "proxy.log"),
     }
     try:
         web = started["web"]
 
-        def healthy() -> bool:
+        def healthy(at: int) -> bool:
             try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
+                return requests.get(f"http://127.0.0.1:{at}/healthz", timeout=2).ok
             except requests.RequestException:
                 return False
 
-        wait_until(healthy, 60, "web to answer /healthz", log=web.log)
+        wait_until(lambda: healthy(port), 60, "web to answer /healthz", log=web.log)
+        wait_until(
+            lambda: healthy(proxy_port),
+            30,
+            "the proxy to pass /healthz to web",
+            log=started["proxy"].log,
+        )
         wait_until(
             lambda: "ready." in started["worker"].log(),
             60,

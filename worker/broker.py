@@ -5,9 +5,15 @@ pick up a file that is still empty or half written and crash decoding it. Here a
 written in a staging folder and renamed into the queue folder (a rename is atomic within one
 file system), and a consumer claims a message by renaming it out of the queue folder, so
 two consumers can never read the same one.
+
+A claimed message stays on disk, in a folder of the claiming process, until it is acknowledged
+(after its task ran: CELERY_TASK_ACKS_LATE) or handed back; a consumer that starts moves the
+messages of claimants that are gone (a worker killed with SIGKILL) back into the queue, so a
+killed worker loses nothing (issue 19).
 """
 
 import os
+import socket
 import uuid
 from pathlib import Path
 from queue import Empty
@@ -38,20 +44,77 @@ class Channel(filesystem.Channel):
             os.fsync(f.fileno())
         os.replace(staged, Path(self.data_folder_out) / name)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # delivery tag -> the claimed file, deleted when the message is acknowledged.
+        self._claimed: dict[str, Path] = {}
+        self._mine = Path(self.claimed_folder) / f"{socket.gethostname()}-{os.getpid()}"
+        self._mine.mkdir(parents=True, exist_ok=True)
+        self._requeue_orphans()
+
+    def _requeue_orphans(self) -> None:
+        """Messages claimed by processes of this host that no longer run go back to the queue
+        (a worker killed before acknowledging them)."""
+        host = socket.gethostname()
+        for folder in Path(self.claimed_folder).iterdir():
+            owner, _, pid = folder.name.rpartition("-")
+            if owner != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            for claimed in folder.iterdir():
+                try:
+                    os.replace(claimed, Path(self.data_folder_in) / claimed.name)
+                except FileNotFoundError:
+                    continue  # another starting consumer moved it first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
     def _get(self, queue: str) -> dict[str, Any]:
         suffix = f".{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if not name.endswith(suffix) or name.partition(".")[2] != suffix[1:]:
                 continue
-            claimed = Path(self.claimed_folder) / name
+            claimed = self._mine / name
             try:
                 os.replace(Path(self.data_folder_in) / name, claimed)
             except FileNotFoundError:
                 continue  # another consumer claimed it first
-            payload = claimed.read_bytes()
-            claimed.unlink()
-            return loads(bytes_to_str(payload))
+            payload = loads(bytes_to_str(claimed.read_bytes()))
+            tag = payload.get("properties", {}).get("delivery_tag")
+            if tag is None:
+                claimed.unlink()
+            else:
+                self._claimed[tag] = claimed
+            return payload
         raise Empty()
+
+    def _settled(self, delivery_tag: Any) -> None:
+        claimed = self._claimed.pop(delivery_tag, None)
+        if claimed is not None:
+            claimed.unlink(missing_ok=True)
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple)
+        self._settled(delivery_tag)
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue)  # a requeue writes a new copy first
+        self._settled(delivery_tag)
+
+    def _restore(self, message: Any) -> None:
+        super()._restore(message)  # unacknowledged at close: a new copy in the queue
+        self._settled(message.delivery_tag)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Transport(filesystem.Transport):

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotate", "0017_export_privacy"),
+        ("annotate", "0018_username_key"),
     ]
 
     operations = [

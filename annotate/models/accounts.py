@@ -1,8 +1,15 @@
 """The user table: roles and the counters the ranking reads."""
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from annotate.usernames import username_key
+
+LOOK_ALIKE_MESSAGE = "That username looks the same as one already taken; choose another."
 
 
 class User(AbstractUser):
@@ -21,6 +28,25 @@ class User(AbstractUser):
     daily_goal = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10000)]
     )
+    # annotate.usernames' key of the username, unique: `ADMIN` or Cyrillic `аdmin` cannot sit
+    # beside `admin`. Set on every save of the username. Null only for an account that already
+    # shared its key with an older one when the column was added (migration 0018).
+    username_key = models.CharField(  # noqa: DJ001 (null: many may lack one, '' only one)
+        max_length=600, unique=True, null=True, editable=False
+    )
+
+    def clean(self) -> None:
+        super().clean()
+        key = username_key(self.username)
+        if User.objects.filter(username_key=key).exclude(pk=self.pk).exists():
+            raise ValidationError({"username": LOOK_ALIKE_MESSAGE}, code="look_alike")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.username_key = username_key(self.username)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "username_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_reviewer(self) -> bool:

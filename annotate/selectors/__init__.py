@@ -34,8 +34,8 @@ from annotate.selectors.projects import (
     image_is_class_example,
     label_by_key,
     label_catalog,
-    labels_in_language,
     label_examples,
+    labels_in_language,
     labels_matching,
     project_by_key,
     project_labels,
@@ -58,6 +58,7 @@ from annotate.selectors.serving import (
     images_awaiting_others,
     project_get,
     suggestion_of,
+    token_created,
     user_for_token,
 )
 from annotate.selectors.stats import (
@@ -111,6 +112,7 @@ __all__ = [
     "review_details",
     "review_queue",
     "suggestions_for_images",
+    "token_created",
     "user_for_token",
     "user_stats",
     "verified_decisions",

@@ -4,9 +4,12 @@ hence SQL text (see annotate.rows) and copies read recently (see annotate.recent
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
+from rest_framework.authtoken.models import Token
 
 from annotate import recent, rows
 from annotate.models import Assignment, Image, Project, User
@@ -67,9 +70,14 @@ def images_awaiting_others(*, project: Project, user: User) -> QuerySet[Image]:
 
 
 def user_for_token(*, key: str) -> User | None:
-    """The owner of an API token, in one statement (every API call of a volunteer reads it),
-    or none when this process read both up to READ_CACHE_SECONDS ago (see annotate.recent)."""
+    """The owner of an API token, in one statement (every API call of a volunteer reads it).
+    With CACHE_TOKEN_OWNERS, none when this process read both up to READ_CACHE_SECONDS ago
+    (annotate.recent); by default every request reads it, so that a demotion, deactivation or
+    deleted token applies to the next request in every process."""
     user_columns = rows.columns(User, "u")
+    if not settings.CACHE_TOKEN_OWNERS:
+        row = rows.fetch_one(lookup_sql.token_owner(), [key])
+        return None if row is None else user_columns.build(row)
     owner_id = recent.get(("token", key))
     row = None if owner_id is None else recent.get(("user", owner_id))
     if row is None:
@@ -81,3 +89,13 @@ def user_for_token(*, key: str) -> User | None:
         recent.put(("user", user.pk), row)
         return user
     return user_columns.build(row)
+
+
+def token_created(*, key: str) -> datetime | None:
+    """When the API token `key` was made (kept by the process like its owner: it never
+    changes), or None when there is no such token."""
+    created = recent.get(("token-created", key))
+    if created is None:
+        created = Token.objects.filter(key=key).values_list("created", flat=True).first()
+        recent.put(("token-created", key), created)
+    return created

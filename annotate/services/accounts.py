@@ -1,11 +1,16 @@
 """Users and roles."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotate.models import Assignment, CandidateVote, Grid, User, Vote
+from annotate.models.accounts import LOOK_ALIKE_MESSAGE
 from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.projects import validation_message
 
@@ -16,11 +21,12 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
     try:
         user.full_clean(exclude=["password"])
     except ValidationError as error:
-        if (
-            "username" in getattr(error, "message_dict", {})
-            and User.objects.filter(username__iexact=user.username).exists()
-        ):
-            raise Conflict("That username is taken.", field="username") from None
+        if "username" in getattr(error, "message_dict", {}):
+            if User.objects.filter(username=user.username).exists():
+                raise Conflict("That username is taken.", field="username") from None
+            if LOOK_ALIKE_MESSAGE in error.message_dict["username"]:
+                # `ADMIN` or Cyrillic `аdmin` beside `admin` (annotate.usernames).
+                raise InvalidInput(LOOK_ALIKE_MESSAGE, field="username") from None
         raise InvalidInput(validation_message(error)) from None
     try:
         validate_password(password, user)
@@ -36,18 +42,51 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
     return user, token.key
 
 
-def user_set_role(*, user: User, role: str) -> User:
-    """Make `user` a volunteer, reviewer or admin. Admins may use the Django admin too."""
+def user_set_role(*, user: User, role: str, confirmed: bool = False) -> User:
+    """Make `user` a volunteer, reviewer or admin. Admins may use the Django admin too.
+    Demoting an admin takes `confirmed` (one admin must not take the others' rights by
+    accident), and the last active admin cannot be demoted at all."""
     if role not in User.Role.values:
         raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(User.Role.values)}.")
-    user.role = role
-    user.is_staff = role == User.Role.ADMIN or user.is_superuser
-    user.save(update_fields=["role", "is_staff"])
+    with transaction.atomic():
+        if user.role == User.Role.ADMIN and role != User.Role.ADMIN:
+            # The admins' rows locked, so that two admins demoting each other at once cannot
+            # both pass: the last active admin stays one.
+            admins = list(
+                User.objects.select_for_update()
+                .filter(role=User.Role.ADMIN, is_active=True)
+                .values_list("pk", flat=True)
+            )
+            if not set(admins) - {user.pk}:
+                raise Conflict("This is the last admin; make another admin first.", field="role")
+            if not confirmed:
+                raise Conflict(
+                    f"{user.username} is an admin: send confirm=true to demote them.",
+                    field="confirm",
+                )
+        user.role = role
+        user.is_staff = role == User.Role.ADMIN or user.is_superuser
+        user.save(update_fields=["role", "is_staff"])
     return user
 
 
+def user_is_last_admin(*, user: User) -> bool:
+    """Whether `user` is the only active admin (then they keep the role)."""
+    return (
+        user.role == User.Role.ADMIN
+        and not User.objects.filter(role=User.Role.ADMIN, is_active=True)
+        .exclude(pk=user.pk)
+        .exists()
+    )
+
+
 def user_token(*, user: User) -> str:
+    """The user's API token; a new one when theirs is older than TOKEN_TTL_HOURS (when set)."""
     token, _ = Token.objects.get_or_create(user=user)
+    ttl = settings.TOKEN_TTL_HOURS
+    if ttl > 0 and timezone.now() - token.created > timedelta(hours=ttl):
+        token.delete()  # through the ORM: annotate.recent forgets it here
+        token = Token.objects.create(user=user)
     key: str = token.key
     return key
 

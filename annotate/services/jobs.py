@@ -25,7 +25,16 @@ logger = logging.getLogger(__name__)
 def publish(task_name: str, *args: Any) -> None:
     """Hand one task to the broker; raises when the broker can't be reached."""
     # No publish retries: a down broker must not hold a web request; the flush retries.
-    current_app.send_task(task_name, args=args, retry=False)
+    # ignore_result: nothing reads a task's result (its effects are rows), and asking the
+    # result backend to expect one made Celery reconnect to a down Redis inside the request,
+    # for about 19 s (issue 19).
+    # A connection of its own that tries once: the pooled one retries after a 2 s pause.
+    # Jobs are few (exports, trainings), so a connection each costs nothing that matters.
+    options = {**current_app.conf.broker_transport_options, "max_retries": 0}
+    with current_app.connection_for_write(transport_options=options) as connection:
+        current_app.send_task(
+            task_name, args=args, retry=False, ignore_result=True, connection=connection
+        )
 
 
 def _send(job: QueuedJob) -> bool:

@@ -16,6 +16,13 @@ from annotate.rows.names import sql
 from tests.factories import ImageFactory
 
 
+@pytest.fixture(autouse=True)
+def token_owners_kept(settings):
+    """This module is about the memory: token owners kept too (CACHE_TOKEN_OWNERS), except
+    where a test says otherwise."""
+    settings.CACHE_TOKEN_OWNERS = True
+
+
 @pytest.fixture
 def token(volunteer):
     return Token.objects.create(user=volunteer)
@@ -187,3 +194,76 @@ def test_logout_deletes_the_token_and_this_process_forgets_it_at_once(volunteer,
     # Another token of the same user is a new sign-in, unaffected.
     fresh = Token.objects.create(user=volunteer)
     assert token_client(fresh.key).get("/api/me/").status_code == 200
+
+
+@pytest.mark.parametrize("role", ["reviewer", "admin"])
+def test_a_promotion_elsewhere_is_never_refused(volunteer, token, project, settings, role):
+    """Another process promotes the volunteer (no signal reaches this one, whose memory still
+    says volunteer): the first request that needs the new role is admitted, because a refusal
+    reads the user again first (issue 19)."""
+    settings.READ_CACHE_SECONDS = 3600
+    client = token_client(token.key)
+    assert client.get("/api/me/").json()["role"] == "volunteer"  # remembered now
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 403
+    User.objects.filter(pk=volunteer.pk).update(role=role)  # .update(): no signal
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 200
+    assert client.get("/api/me/").json()["role"] == role  # the fresh row is remembered
+
+
+def test_a_demotion_elsewhere_is_refused_within_the_cache_time(
+    volunteer, token, project, settings, later
+):
+    settings.READ_CACHE_SECONDS = 5
+    User.objects.filter(pk=volunteer.pk).update(role="reviewer")
+    client = token_client(token.key)
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 200
+    User.objects.filter(pk=volunteer.pk).update(role="volunteer")  # as from another process
+    later(5.1)
+    assert client.get(f"/api/projects/{project.pk}/review/").status_code == 403
+
+
+def test_tokens_expire_after_token_ttl_hours_when_set(volunteer, token, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Token.objects.filter(key=token.key).update(created=timezone.now() - timedelta(hours=2))
+    settings.TOKEN_TTL_HOURS = 0  # the default: tokens last until signed out
+    assert token_client(token.key).get("/api/me/").status_code == 200
+    recent.forget_all()
+    settings.TOKEN_TTL_HOURS = 1
+    expired = token_client(token.key).get("/api/me/")
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+    volunteer.set_password("a-long-passphrase-9")
+    volunteer.save()
+    signed_in = APIClient().post(
+        "/api/auth/token/",
+        {"username": volunteer.username, "password": "a-long-passphrase-9"},
+        format="json",
+    )
+    new_key = signed_in.json()["token"]
+    assert new_key != token.key
+    assert token_client(new_key).get("/api/me/").status_code == 200
+
+
+def test_by_default_changes_elsewhere_apply_to_the_next_request(
+    volunteer, token, project, settings
+):
+    """Token owners are not kept by default: a demotion, a deactivation or a deleted token made
+    by another process (no signal reaches this one) applies to the very next request, even with
+    projects kept for an hour."""
+    settings.CACHE_TOKEN_OWNERS = False
+    settings.READ_CACHE_SECONDS = 3600
+    User.objects.filter(pk=volunteer.pk).update(role="reviewer")
+    client = token_client(token.key)
+    review = f"/api/projects/{project.pk}/review/"
+    assert client.get(review).status_code == 200
+    User.objects.filter(pk=volunteer.pk).update(role="volunteer")
+    assert client.get(review).status_code == 403
+    User.objects.filter(pk=volunteer.pk).update(is_active=False)
+    assert client.get("/api/me/").status_code == 401
+    User.objects.filter(pk=volunteer.pk).update(is_active=True)
+    assert client.get("/api/me/").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(sql("DELETE FROM {Token} WHERE {Token.key} = %s"), [token.key])
+    assert client.get("/api/me/").status_code == 401

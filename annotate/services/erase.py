@@ -1,0 +1,141 @@
+"""Erasing a user for a privacy request: the account and everything it did go, and what its
+votes had counted towards is put right first.
+
+The admin deactivates users with votes instead of deleting them (annotate.admin), because a
+plain delete cascades their votes away and leaves images' counters, states and decisions
+resting on votes that are gone (issue 19). This is the deliberate way to delete one:
+
+- each image the user voted on loses those votes from `votes_count`, and the project's rule
+  decides it again on the votes left: a crowd decision (majority or dynamic) that no longer
+  holds, for instance a consensus now below `min_votes`, is retired and the image reopened
+  (or disputed), and the other voters' agreement records follow; decisions by reviewers and
+  gold answers stand;
+- the user's leases out now are released (`leases_count`, `free_slots`);
+- open candidates the user answered lose those answers from `yes_count` / `no_count`, and grids
+  out now release their candidates; decided candidates keep their decisions;
+- then the account, its token, its votes and its statistics are deleted.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+
+from annotate.models import (
+    Assignment,
+    Candidate,
+    CandidateVote,
+    Decision,
+    GridItem,
+    Image,
+    User,
+    Vote,
+)
+from annotate.services import reliability
+from annotate.services.consensus import (
+    current_decision,
+    decides,
+    decision_record,
+    decision_retire,
+    image_outcome,
+    image_votes,
+)
+from annotate.services.reliability import StatsDelta
+from annotate.services.serving import image_free_slots
+
+# Decisions the votes made, which a change in the votes may undo.
+CROWD_RULES = (Decision.Rule.MAJORITY, Decision.Rule.DYNAMIC)
+
+
+@dataclass
+class EraseReport:
+    images: int = 0  # images that lost votes or leases
+    reopened: list[int] = field(default_factory=list)  # decided before, open or disputed now
+    redecided: list[int] = field(default_factory=list)  # decided again, on fewer votes
+
+
+def user_erase(*, user: User) -> EraseReport:
+    report = EraseReport()
+    with transaction.atomic():
+        voted = Counter(Vote.objects.filter(user=user).values_list("image_id", flat=True))
+        leased = Counter(
+            Assignment.objects.filter(user=user, state=Assignment.State.ACTIVE).values_list(
+                "image_id", flat=True
+            )
+        )
+        # Rows locked in id order, as the voting path locks them, so no deadlock with it.
+        images = list(
+            Image.objects.select_for_update()
+            .filter(pk__in=set(voted) | set(leased))
+            .select_related("project")
+            .order_by("pk")
+        )
+        Vote.objects.filter(user=user).delete()
+        Assignment.objects.filter(user=user).delete()
+        for image in images:
+            image.votes_count -= voted[image.pk]
+            image.leases_count = max(0, image.leases_count - leased[image.pk])
+            if voted[image.pk]:
+                _decide_again(image, report)
+            image.free_slots = image_free_slots(image=image, project=image.project)
+            image.save(update_fields=["votes_count", "leases_count", "free_slots", "state"])
+        report.images = len(images)
+        _release_verification(user)
+        User.objects.filter(pk=user.pk).delete()
+    return report
+
+
+def _decide_again(image: Image, report: EraseReport) -> None:
+    """The project's rule over the votes left, for an image whose last word was the crowd's.
+    Call holding the image's row lock, after the erased user's votes are gone."""
+    previous = current_decision(image_id=image.pk)
+    if previous is not None and previous.rule not in CROWD_RULES:
+        return  # a reviewer's or gold decision does not rest on the votes
+    if image.is_gold or image.state == Image.State.REVIEWED:
+        return
+    votes = image_votes(image_id=image.pk)
+    outcome, rule = image_outcome(image=image, project=image.project, votes=votes)
+    if decides(outcome):
+        if previous is None or previous.label_id != outcome.label_id:
+            decision_record(
+                image=image,
+                label_id=outcome.label_id,
+                rule=rule,
+                confidence=outcome.confidence,
+                votes_count=len(votes),
+                votes=votes,
+            )
+        else:
+            Decision.objects.filter(pk=previous.pk).update(votes_count=len(votes))
+        report.redecided.append(image.pk)
+    elif previous is not None:
+        decision_retire(previous)
+        # The voters left no longer have a decided vote here, nor an agreement with it.
+        deltas = {
+            user_id: StatsDelta(decided_votes=-1, agreed_votes=-int(label_id == previous.label_id))
+            for user_id, label_id in votes
+        }
+        reliability.stats_apply(project_id=image.project_id, deltas=deltas)
+        report.reopened.append(image.pk)
+    image.state = outcome.state
+
+
+def _release_verification(user: User) -> None:
+    """The user's answers leave the counts of candidates still open (every answer to an open,
+    non-gold candidate was counted); a decided candidate's counts were frozen at its decision,
+    which stands."""
+    answers = CandidateVote.objects.filter(user=user)
+    for candidate_id, answer in answers.values_list("candidate_id", "answer"):
+        counter = "yes_count" if answer else "no_count"
+        Candidate.objects.filter(
+            pk=candidate_id, state=Candidate.State.OPEN, is_gold=False, **{f"{counter}__gt": 0}
+        ).update(**{counter: F(counter) - 1})
+    answers.delete()
+    out_now = GridItem.objects.filter(
+        volunteer=user, grid__answered_at__isnull=True, grid__expired=False
+    )
+    for candidate_id in out_now.values_list("candidate_id", flat=True):
+        Candidate.objects.filter(pk=candidate_id, leases_count__gt=0).update(
+            leases_count=F("leases_count") - 1
+        )
