@@ -19,6 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext as _
 
+from labeling_api.client_address import client_address
+
 logger = logging.getLogger(__name__)
 
 # Statuses whose debug pages (technical_404, technical_500, a refused Host) must stay local.
@@ -72,9 +74,10 @@ def server_error_page(request: HttpRequest) -> HttpResponse:
 
 
 def is_local(request: HttpRequest) -> bool:
-    """Whether the request comes from this machine (a loopback address)."""
+    """Whether the request comes from this machine (a loopback address). Behind bin/proxy the
+    socket is always loopback: the address that counts is the one the trusted proxy passed."""
     try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+        return ipaddress.ip_address(client_address(request)).is_loopback
     except ValueError:
         return False
 
