@@ -13,7 +13,6 @@
   const error = document.getElementById("export-error");
 
   const csrfToken = window.labeling.csrfToken;
-  const t = window.gettext || ((text) => text);
   const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
   const preview = document.getElementById("export-preview");
   const list = document.getElementById("exports-list");
@@ -69,18 +68,18 @@
     try {
       const counted = await call(`/api/projects/${projectId}/exports/preview/?${query}`);
       if (asked !== previewed) return; // a newer choice is being counted
-      const parts = [fill(t("These options export %(images)s images in %(classes)s classes."), counted)];
+      const parts = [fill(gettext("These options export %(images)s images in %(classes)s classes."), counted)];
       if (counted.left_out.gold) {
-        parts.push(fill(t("%(gold)s gold images are left out (tick “Include gold images” to add them)."), counted.left_out));
+        parts.push(fill(gettext("%(gold)s gold images are left out (tick “Include gold images” to add them)."), counted.left_out));
       }
       if (counted.left_out.small_classes) {
-        parts.push(fill(t("%(small_class_images)s images of %(small_classes)s classes with fewer than the minimum are left out."),
+        parts.push(fill(gettext("%(small_class_images)s images of %(small_classes)s classes with fewer than the minimum are left out."),
           counted.left_out));
       }
       preview.textContent = parts.join(" ");
       preview.dataset.images = String(counted.images);
     } catch (e) {
-      if (asked === previewed) preview.textContent = fill(t("Could not count the images (%(error)s)."), { error: e.message });
+      if (asked === previewed) preview.textContent = fill(gettext("Could not count the images (%(error)s)."), { error: e.message });
     }
   }
 

@@ -3,7 +3,6 @@
 // milestones; and the class guide, each label's definition with a few decided images of it.
 (function () {
   "use strict";
-  const t = window.gettext || ((text) => text);
   const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
 
   // `say(text, isError)` and `signOut(more)` are the page's own message line and 401 handling.
@@ -36,14 +35,14 @@
           body: JSON.stringify({ daily_goal: wanted }),
         });
         const body = await response.json().catch(() => null);
-        if (response.status === 401) { signOut(t("Your goal was not saved.")); return; }
+        if (response.status === 401) { signOut(gettext("Your goal was not saved.")); return; }
         if (!response.ok) { say(window.labeling.errorText(body, response.statusText), true); return; }
         goal.textContent = body.daily_goal === null ? "" : String(body.daily_goal);
         goalOf.hidden = body.daily_goal === null;
         form.closest("details").open = false;
         say(body.daily_goal === null
-          ? t("No daily goal.")
-          : fill(t("Goal saved: %(goal)s votes a day."), { goal: body.daily_goal }));
+          ? gettext("No daily goal.")
+          : fill(gettext("Goal saved: %(goal)s votes a day."), { goal: body.daily_goal }));
       } catch (e) {
         say(e.message, true);
       }
@@ -53,14 +52,14 @@
       // `by` more images of the project decided (a vote that settled its image).
       decided(by) {
         bar.value = Math.min(bar.max, bar.value + by);
-        barText.textContent = fill(t("%(done)s of %(total)s images decided"), { done: bar.value, total: bar.max });
+        barText.textContent = fill(gettext("%(done)s of %(total)s images decided"), { done: bar.value, total: bar.max });
       },
       // A short thanks when the goal is reached, and every 25 votes of the day.
       celebrate(votesToday) {
         if (goalValue() && votesToday === goalValue()) {
-          thank(fill(t("Goal reached: %(count)s votes today. Thank you!"), { count: votesToday }));
+          thank(fill(gettext("Goal reached: %(count)s votes today. Thank you!"), { count: votesToday }));
         } else if (votesToday > 0 && votesToday % 25 === 0) {
-          thank(fill(t("Thanks! %(count)s votes today."), { count: votesToday }));
+          thank(fill(gettext("Thanks! %(count)s votes today."), { count: votesToday }));
         }
       },
     };

@@ -30,7 +30,6 @@
   let lastSaid = "";
 
   const csrfToken = window.labeling.csrfToken;
-  const t = window.gettext || ((text) => text);
   // A decision refused because the reviewer was signed out waits here (this tab only) and is
   // sent when the page opens again after signing in.
   const PENDING = `review.pendingDecision.${projectId}`;
@@ -42,7 +41,7 @@
   }
 
   function signedOutError() {
-    const error = new Error(t("Signed out"));
+    const error = new Error(gettext("Signed out"));
     error.status = 401;
     return error;
   }
@@ -168,7 +167,7 @@
         handled.delete(item.id);
         show(item);
         sessionStorage.setItem(PENDING, JSON.stringify({ image: item.id, body }));
-        signOut(t("Your decision on this image is not saved yet: it is sent once you are back."));
+        signOut(gettext("Your decision on this image is not saved yet: it is sent once you are back."));
         return;
       }
       if (!response.ok) {
@@ -195,10 +194,10 @@
     if (response.status === 401) throw signedOutError(); // still signed out: keep it
     sessionStorage.removeItem(PENDING);
     if (response.ok) {
-      say(t("Your decision from before signing in is saved."));
+      say(gettext("Your decision from before signing in is saved."));
     } else {
       const body = await response.json().catch(() => null);
-      say(`${t("Your decision from before signing in could not be saved:")} ${window.labeling.errorText(body, response.statusText)}`, true);
+      say(`${gettext("Your decision from before signing in could not be saved:")} ${window.labeling.errorText(body, response.statusText)}`, true);
     }
   }
 
@@ -242,7 +241,7 @@
 
   sendPending().then(next).catch((e) => {
     loading.hidden = true;
-    if (e.status === 401) signOut(t("Then the review goes on here."));
+    if (e.status === 401) signOut(gettext("Then the review goes on here."));
     else say(e.message, true);
   });
 })();

@@ -18,7 +18,6 @@
   let upcoming = null; // a promise of the next grid (null when none was left)
   let focused = 0; // index of the item with the keyboard focus
   let sending = false;
-  const t = window.gettext || ((text) => text);
   // An answer refused because the volunteer was signed out waits here (this tab only) and is
   // sent when the page opens again after signing in.
   const PENDING = `verify.pendingAnswer.${projectId}`;
@@ -164,7 +163,7 @@
       if (e.status === 401) {
         // The grid stays on screen with its marks; the answer is kept and sent once back.
         sessionStorage.setItem(PENDING, JSON.stringify({ grid: current.id, yes }));
-        signOut(t("Your answer on this grid is not saved yet: it is sent once you are back."));
+        signOut(gettext("Your answer on this grid is not saved yet: it is sent once you are back."));
         sending = false;
         return;
       }
@@ -183,7 +182,7 @@
       if (!next) next = await lease();
     } catch (e) {
       sending = false;
-      if (e.status === 401) signOut(t("Then the verifying goes on here."));
+      if (e.status === 401) signOut(gettext("Then the verifying goes on here."));
       return;
     }
     sending = false;
@@ -200,10 +199,10 @@
     try {
       await api(`/api/grids/${pending.grid}/answers/`, { yes: pending.yes });
       done.textContent = String(Number(done.textContent) + 1);
-      say(t("Your answer from before signing in is saved."));
+      say(gettext("Your answer from before signing in is saved."));
     } catch (e) {
       if (e.status === 401) throw e; // still signed out: keep it for the next visit
-      say(`${t("Your answer from before signing in could not be saved:")} ${e.message}`, true);
+      say(`${gettext("Your answer from before signing in could not be saved:")} ${e.message}`, true);
     }
     sessionStorage.removeItem(PENDING);
   }
@@ -249,7 +248,7 @@
       document.getElementById("guide-examples").replaceChildren(...current.label.examples.map((url) => {
         const img = document.createElement("img");
         img.src = url;
-        img.alt = t("An example of %(name)s").replace("%(name)s", current.label.name);
+        img.alt = gettext("An example of %(name)s").replace("%(name)s", current.label.name);
         return img;
       }));
       document.getElementById("guide-none").hidden = current.label.examples.length > 0;
@@ -264,7 +263,7 @@
     .then(show)
     .catch((e) => {
       loading.hidden = true;
-      if (e.status === 401) signOut(t("Then the verifying goes on here."));
+      if (e.status === 401) signOut(gettext("Then the verifying goes on here."));
       else say(e.message, true);
     });
 })();
