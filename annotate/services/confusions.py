@@ -1,0 +1,115 @@
+"""Confusion counts: what each volunteer answers for each true answer, and the crowd's mistakes
+pooled (issue 16). The calibrated posterior (annotate.services.posterior) reads them.
+
+A count comes from a gold answer (weight GOLD_WEIGHT: its truth is known) or from a decision
+that stands without the volunteer's own vote (leave-one-out): the other voters' plurality is
+the decided answer. A volunteer who decided an image alone learns nothing from it, so its own
+vote never counts toward its agreement. Counts change in the transactions that change their
+causes, as sparse rows (only the pairs seen), added by one upsert per table.
+"""
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from django.db import connection
+
+from annotate.models import NONE_KEY
+from annotate.rows import confusion as confusion_sql
+from annotate.rows.confusion import ROW_TOTAL
+
+GOLD_WEIGHT = 2.0
+
+# (user id, true key, given key) -> weight; user 0 is the crowd (mistakes only).
+ConfusionDeltas = dict[tuple[int, int, int], float]
+CROWD = 0
+
+
+def answer_key(label_id: int | None) -> int:
+    """The key of an answer in the confusion counts: the label id, or NONE_KEY."""
+    return NONE_KEY if label_id is None else label_id
+
+
+def standing_voters(votes: list[tuple[int, int | None]], decided: int | None) -> list[int]:
+    """The voters (by user id) for whom the decision stands without their own vote: the
+    answer decided is the unique plurality of the others' votes."""
+    counts = Counter(label for _, label in votes)
+    standing = []
+    for user_id, label in votes:
+        counts[label] -= 1
+        ranked = [n for answer, n in counts.items() if answer != decided]
+        if counts[decided] > 0 and counts[decided] > max(ranked, default=0):
+            standing.append(user_id)
+        counts[label] += 1
+    return standing
+
+
+def add_answer(
+    deltas: ConfusionDeltas, *, user_id: int, true: int | None, given: int | None, weight: float
+) -> None:
+    """Count `user_id` answering `given` where the answer was `true` (weight may be negative:
+    taking back what an earlier decision counted)."""
+    true_key, given_key = answer_key(true), answer_key(given)
+    key = (user_id, true_key, given_key)
+    deltas[key] = deltas.get(key, 0.0) + weight
+    if true_key != given_key:
+        for crowd_key in ((CROWD, true_key, given_key), (CROWD, true_key, ROW_TOTAL)):
+            deltas[crowd_key] = deltas.get(crowd_key, 0.0) + weight
+
+
+def decision_confusions(
+    *,
+    votes: list[tuple[int, int | None]],
+    previous_label: int | None,
+    before: set[int],
+    current_label: int | None,
+    now: set[int],
+) -> ConfusionDeltas:
+    """How a new decision changes the confusion counts of the image's voters: what the
+    previous decision counted for the voters `before` is taken back, and the new one counts
+    the voters `now` (reliability.counted_voters)."""
+    deltas: ConfusionDeltas = {}
+    for user_id, given in votes:
+        if user_id in before:
+            add_answer(deltas, user_id=user_id, true=previous_label, given=given, weight=-1.0)
+        if user_id in now:
+            add_answer(deltas, user_id=user_id, true=current_label, given=given, weight=1.0)
+    return {key: weight for key, weight in deltas.items() if weight != 0.0}
+
+
+def statements(*, project_id: int, deltas: ConfusionDeltas) -> list[tuple[str, list[Any]]]:
+    """The upserts that add `deltas`: one for the volunteers' rows, one for the crowd's, each
+    in key order. For rows.write_together() or to run one after another."""
+    volunteer = sorted((key, w) for key, w in deltas.items() if key[0] != CROWD)
+    crowd = sorted((key[1:], w) for key, w in deltas.items() if key[0] == CROWD)
+    found: list[tuple[str, list[Any]]] = []
+    postgresql = connection.vendor == "postgresql"
+    if volunteer:
+        if postgresql:
+            columns = [list(column) for column in zip(*(key for key, _ in volunteer), strict=True)]
+            found.append(
+                (
+                    confusion_sql.add_volunteer_arrays(),
+                    [project_id, *columns, [w for _, w in volunteer]],
+                )
+            )
+        else:
+            params = [v for key, w in volunteer for v in (project_id, *key, w)]
+            found.append((confusion_sql.add_volunteer_values(len(volunteer)), params))
+    if crowd:
+        if postgresql:
+            columns = [list(column) for column in zip(*(key for key, _ in crowd), strict=True)]
+            found.append(
+                (confusion_sql.add_crowd_arrays(), [project_id, *columns, [w for _, w in crowd]])
+            )
+        else:
+            params = [v for key, w in crowd for v in (project_id, *key, w)]
+            found.append((confusion_sql.add_crowd_values(len(crowd)), params))
+    return found
+
+
+def merged(*parts: ConfusionDeltas) -> ConfusionDeltas:
+    total: dict[tuple[int, int, int], float] = defaultdict(float)
+    for part in parts:
+        for key, weight in part.items():
+            total[key] += weight
+    return dict(total)
