@@ -29,8 +29,12 @@ def last_vote_can_decide(*, min_votes: int, max_votes: int, agreement: float) ->
 
 def policy_problem(project: Project) -> str | None:
     """Why the project's consensus policy cannot work, or None when it can."""
-    if project.mode != Project.Mode.MAJORITY or project.plurality_at_max_votes:
-        return None
+    if (
+        project.task != Project.Task.CLASSIFY
+        or project.mode != Project.Mode.MAJORITY
+        or project.plurality_at_max_votes
+    ):
+        return None  # verification decides each candidate on its own posterior
     if project.max_votes < project.min_votes:
         return None  # the model's own validation says so
     if not last_vote_can_decide(

@@ -79,6 +79,9 @@ def project_create(*, name: str, **fields: Any) -> Project:
         # defaults are those its bench meets 99.7% precision with (bench/verify_cost.py).
         fields.setdefault("target_confidence", verification_consensus.DEFAULT_TARGET_CONFIDENCE)
         fields.setdefault("max_votes", verification_consensus.DEFAULT_MAX_VOTES)
+        # A grid's gold items take candidates' places, with or without gold to show: off
+        # unless asked for (classify projects default to a small share, issue 16).
+        fields.setdefault("gold_rate", 0.0)
     project = Project(name=name, **fields)
     _full_clean(project)
     _check_policy(project)

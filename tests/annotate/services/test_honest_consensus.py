@@ -373,9 +373,10 @@ def test_every_quality_setting_goes_through_the_api(client_for, admin_user):
     assert_error_shape(bad, 400)
 
 
-def test_gold_rate_defaults_to_a_small_share_and_gold_is_then_served():
-    project = ProjectFactory()
-    assert 0 < Project().gold_rate == project.gold_rate <= 0.1
+def test_gold_rate_defaults_to_a_small_share_and_gold_is_then_served(client_for, admin_user):
+    created = client_for(admin_user).post("/api/projects/", {"name": "G"}, format="json")
+    project = Project.objects.get(pk=created.json()["id"])
+    assert 0 < created.json()["gold_rate"] == project.gold_rate == Project().gold_rate <= 0.1
     label = LabelFactory(project=project)
     ImageFactory(project=project, is_gold=True, gold_label=label, state=Image.State.CONSENSUS)
 
