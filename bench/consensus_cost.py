@@ -21,6 +21,7 @@ who answers "none of these" 10% of the time. Models: none; weak (top-1 about 0.7
 import argparse
 import logging
 import os
+import random
 import sys
 import tempfile
 import time
@@ -97,7 +98,11 @@ def model_guess(kind: str, crowd: Crowd, item: int, truth: int) -> tuple[int, fl
     else:
         confidence = float(rng.uniform(0.5, 1.0))
     right = rng.random() < confidence
-    label = truth if right else int(crowd.partner[truth] if rng.random() < 0.5 else rng.integers(0, crowd.k))
+    label = (
+        truth
+        if right
+        else int(crowd.partner[truth] if rng.random() < 0.5 else rng.integers(0, crowd.k))
+    )
     if label == truth and not right:
         label = int(crowd.partner[truth])
     if kind.endswith("over"):
@@ -175,7 +180,7 @@ def run(crowd: Crowd, n_images: int, model: str, policy: dict, name: str) -> dic
     def label_of(answer: int) -> int | None:
         return None if answer == NONE else key[answer]
 
-    gold_rng = np.random.default_rng([crowd.seed, 5])
+    gold_rng = random.Random(crowd.seed)
     next_gold = [0] * VOLUNTEERS
     for index, img in enumerate(images):
         order = np.random.default_rng([crowd.seed, index, 4]).permutation(VOLUNTEERS)
@@ -213,8 +218,9 @@ def measure(project, images, truth, label_ids, report) -> dict:
     )
     right = {image_id: label_id == true_label[image_id] for image_id, label_id, *_ in decisions}
     shares = list(
-        Image.objects.filter(project=project, is_gold=False, decisions__is_current=True)
-        .values_list("model_share", "model_decided")
+        Image.objects.filter(
+            project=project, is_gold=False, decisions__is_current=True
+        ).values_list("model_share", "model_decided")
     )
     return {
         "images": len(images),
@@ -237,7 +243,9 @@ def measure(project, images, truth, label_ids, report) -> dict:
     }
 
 
-def calibration(claims: list[tuple[float, bool]]) -> tuple[list[tuple[str, float, float, int]], float]:
+def calibration(
+    claims: list[tuple[float, bool]],
+) -> tuple[list[tuple[str, float, float, int]], float]:
     """(band, mean claimed, measured, decisions) per band, and the expected calibration error."""
     table, ece = [], 0.0
     for low, high in zip(BANDS, BANDS[1:], strict=False):
@@ -250,11 +258,20 @@ def calibration(claims: list[tuple[float, bool]]) -> tuple[list[tuple[str, float
     return table, ece
 
 
+DYNAMIC = {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES}
 STRATEGIES = {
-    "majority, fixed 3 votes": {"mode": "majority", "min_votes": 3, "max_votes": 3, "agreement": 0.5, "gold_rate": 0.0},
-    "dynamic 0.95": {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES, "target_confidence": 0.95},
-    "dynamic 0.99": {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES, "target_confidence": 0.99},
-}  # fmt: skip
+    # Fixed 3 votes: 2 of 3 decide, 1-1-1 is disputed; no gold (the rule reads no reliability).
+    "majority, fixed 3 votes": {
+        "mode": "majority",
+        "min_votes": 3,
+        "max_votes": 3,
+        "agreement": 0.5,
+        "gold_rate": 0.0,
+    },
+    # The dynamic rule with the project's default gold schedule.
+    "dynamic 0.95": {**DYNAMIC, "target_confidence": 0.95},
+    "dynamic 0.99": {**DYNAMIC, "target_confidence": 0.99},
+}
 
 
 def main() -> None:
@@ -308,9 +325,14 @@ def main() -> None:
         table, ece = calibration(claims)
         print(f"crowd {name}: ECE {ece:.4f}")
         for band, claimed, measured, count in table:
-            mark = "  <-- off by more than 0.02" if count >= 100 and abs(claimed - measured) > 0.02 else ""
+            mark = (
+                "  <-- off by more than 0.02"
+                if count >= 100 and abs(claimed - measured) > 0.02
+                else ""
+            )
             print(f"  {band}  {claimed:.4f}  {measured:.4f}  {count:6d}{mark}")
-    print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seed {args.seed}, {time.time() - started:.0f} s")
+    took = time.time() - started
+    print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seed {args.seed}, {took:.0f} s")
 
 
 if __name__ == "__main__":

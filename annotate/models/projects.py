@@ -68,8 +68,7 @@ class Project(TimeStamped):
     # Quality (issue 16).
     plurality_at_max_votes = models.BooleanField(
         default=False,
-        help_text="Majority mode: at max_votes, decide by a unique plurality instead of "
-        "disputing.",
+        help_text="Majority mode: at max_votes, decide by a unique plurality instead of disputing.",
     )
     model_max_accuracy = models.FloatField(
         default=0.9,

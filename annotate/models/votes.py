@@ -123,6 +123,9 @@ class VolunteerConfusion(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"user {self.user_id}: {self.given_key} for {self.true_key} x{self.weight:g}"
+
 
 class CrowdConfusion(models.Model):
     """The crowd's mistakes pooled: weighted counts of `given_key` answered for `true_key`
@@ -139,3 +142,6 @@ class CrowdConfusion(models.Model):
                 fields=["project", "true_key", "given_key"], name="crowd_confusion_key"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"project {self.project_id}: {self.given_key} for {self.true_key} x{self.weight:g}"

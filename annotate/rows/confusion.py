@@ -11,7 +11,9 @@ from functools import cache, lru_cache
 from annotate.rows.names import sql
 
 # A row's weight plus its delta, never below zero (a review takes back what a decision added).
-_ADDED = "CASE WHEN c.{weight} + excluded.{weight} < 0 THEN 0 ELSE c.{weight} + excluded.{weight} END"
+_ADDED = (
+    "CASE WHEN c.{weight} + excluded.{weight} < 0 THEN 0 ELSE c.{weight} + excluded.{weight} END"
+)
 
 
 def _added(table: str) -> str:
@@ -41,7 +43,8 @@ def add_volunteer_values(records: int) -> str:
     return sql(
         "INSERT INTO {VolunteerConfusion} AS c ({VolunteerConfusion.project},"
         " {VolunteerConfusion.user}, {VolunteerConfusion.true_key}, {VolunteerConfusion.given_key},"
-        " {VolunteerConfusion.weight}) VALUES " + ", ".join(["(%s, %s, %s, %s, %s)"] * records)
+        " {VolunteerConfusion.weight}) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s)"] * records)
         + " ON CONFLICT ({VolunteerConfusion.project}, {VolunteerConfusion.user},"
         " {VolunteerConfusion.true_key}, {VolunteerConfusion.given_key})"
         " DO UPDATE SET {VolunteerConfusion.weight} = " + _added("VolunteerConfusion")

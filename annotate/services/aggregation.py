@@ -49,8 +49,8 @@ def dawid_skene(
     n_items: int,
     n_workers: int,
     n_classes: int,
-    max_iterations: int = 200,
-    tolerance: float = 1e-4,
+    max_iterations: int = 500,
+    tolerance: float = 1e-3,
     confusion_strength: float = CONFUSION_STRENGTH,
     class_strength: float = CLASS_STRENGTH,
     init: np.ndarray | None = None,
@@ -130,13 +130,16 @@ class ReaggregationReport:
 
 
 FLAG_PREFIX = "Dawid-Skene"
+# With one vote, DS disagreeing with it is only that voter's confusion matrix talking: on the
+# bench every such flag was on a correct decision.
+FLAG_MIN_VOTES = 2
 
 
 def project_reaggregate(*, project: Project) -> ReaggregationReport:
     """Re-score the project's crowd decisions with Dawid-Skene. A decision is flagged for
     review when DS prefers another answer with at least the project's `flag_confidence` and
-    the image has at least `min_votes` votes; a re-run rewrites the flags it set before, and
-    withdraws those DS no longer supports."""
+    the image has at least `min_votes` votes (and FLAG_MIN_VOTES); a re-run rewrites the flags
+    it set before, and withdraws those DS no longer supports."""
     report = ReaggregationReport()
     keys = answer_keys_for(project=project)
     key_index = {key: i for i, key in enumerate(keys)}
@@ -193,7 +196,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         if (
             choice != label_id
             and confidence >= project.flag_confidence
-            and image_votes >= project.min_votes
+            and image_votes >= max(project.min_votes, FLAG_MIN_VOTES)
         ):
             reasons[image_id] = (
                 f"{FLAG_PREFIX} prefers {_name(names, choice)} ({confidence:.0%})"
@@ -207,9 +210,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         report.flagged = len(reasons)
         report.unflagged = _withdraw_flags(project=project, keep=set(reasons))
         # A worker's accuracy: the diagonal of its confusion matrix, weighted by class prior.
-        batch = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(
-            axis=1
-        )
+        batch = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(axis=1)
         for user_id, value in zip(user_of, batch, strict=False):
             AnnotatorStats.objects.filter(project=project, user_id=int(user_id)).update(
                 batch_accuracy=float(value)

@@ -159,20 +159,22 @@ def dynamic_image_outcome(
         accuracy=accuracy,
         model=model,
     )
-    policy = {
-        "votes": len(votes),
-        "min_votes": project.min_votes,
-        "max_votes": project.max_votes,
-        "target_confidence": project.target_confidence,
-    }
     keys = [_label(key) for key in evidence.keys]
-    if evidence.model_key is None:
+
+    def outcome(posterior: np.ndarray, allowed: set[int]) -> Outcome:
         return dynamic_outcome(
-            evidence.humans_only, keys, allowed={_label(k) for k in evidence.voted_keys}, **policy
+            posterior,
+            keys,
+            votes=len(votes),
+            min_votes=project.min_votes,
+            max_votes=project.max_votes,
+            target_confidence=project.target_confidence,
+            allowed={_label(key) for key in allowed},
         )
-    with_model = dynamic_outcome(
-        evidence.with_model, keys, allowed={_label(k) for k in evidence.reliable_keys}, **policy
-    )
+
+    if evidence.model_key is None:
+        return outcome(evidence.humans_only, evidence.voted_keys)
+    with_model = outcome(evidence.with_model, evidence.reliable_keys)
     if not decides(with_model):
         # Like any voter the model may hold a decision back (another vote is asked for); it
         # never forces one.

@@ -73,7 +73,9 @@ def read_volunteers(
     return found
 
 
-def crowd_mistake(crowd: dict[int, dict[int, float]], true: int, given: int, n_answers: int) -> float:
+def crowd_mistake(
+    crowd: dict[int, dict[int, float]], true: int, given: int, n_answers: int
+) -> float:
     """Q(given | true): the share of the crowd's mistakes on `true` that read as `given`."""
     row = crowd.get(true, {})
     uniform = 1.0 / max(n_answers - 1, 1)
@@ -137,7 +139,9 @@ def posterior(
 def model_accuracy(*, project: Project, confidence: float) -> float:
     """What the model's top label is worth as a vote at this claimed confidence: the accuracy
     measured for its band (shrunk toward the claim), never above `model_max_accuracy`."""
-    band = project.model_reliability.get(band_name(confidence)) if project.model_reliability else None
+    band = (
+        project.model_reliability.get(band_name(confidence)) if project.model_reliability else None
+    )
     claimed = confidence
     if band:
         hits, total = band
@@ -190,16 +194,20 @@ def image_evidence(
     prior = np.array([prior_weights.get(key, 0.0) for key in keys]) / total
     rest = max(0.0, 1.0 - float(prior.sum()))
     humans = [Voter(user_id, key, accuracy[user_id]) for user_id, key in votes]
-    common = {"keys": keys, "prior": prior, "rest_prior": rest, "n_answers": n_answers}
-    humans_only = posterior(**common, voters=humans, counts=counts)  # type: ignore[arg-type]
-    with_model = (
-        posterior(**common, voters=[*humans, model_voter], counts=counts)  # type: ignore[arg-type]
-        if model_voter
-        else humans_only
-    )
-    reliable = {
-        key for user_id, key in votes if accuracy[user_id] >= project.reliability_threshold
-    }
+
+    def given(voters: list[Voter]) -> np.ndarray:
+        return posterior(
+            keys=keys,
+            prior=prior,
+            rest_prior=rest,
+            n_answers=n_answers,
+            voters=voters,
+            counts=counts,
+        )
+
+    humans_only = given(humans)
+    with_model = given([*humans, model_voter]) if model_voter else humans_only
+    reliable = {key for user_id, key in votes if accuracy[user_id] >= project.reliability_threshold}
     return Evidence(
         keys, with_model, humans_only, model_voter.key if model_voter else None, reliable, voted
     )

@@ -67,9 +67,8 @@ def test_leave_one_out_counts_agreement_and_confusions():
     assert counted == {first.pk: (0, 0), second.pk: (0, 0), dissenter.pk: (1, 0)}
     rows = set(VolunteerConfusion.objects.values_list("user_id", "true_key", "given_key", "weight"))
     assert rows == {(dissenter.pk, a.pk, b.pk, 1.0)}
-    crowd = dict(
-        ((t, g), w) for t, g, w in CrowdConfusion.objects.values_list("true_key", "given_key", "weight")
-    )
+    found = CrowdConfusion.objects.values_list("true_key", "given_key", "weight")
+    crowd = {(t, g): w for t, g, w in found}
     assert crowd == {(a.pk, b.pk): 1.0, (a.pk, -1): 1.0}
 
 
@@ -199,9 +198,9 @@ def test_model_decided_labels_are_left_out_of_training(model_says):
     assert image.model_share >= 0.5
     assert not selectors.verified_decisions(project=project).exists()
     project.train_on_model_decided = True
-    assert list(selectors.verified_decisions(project=project).values_list("image_id", flat=True)) == [
-        image.pk
-    ]
+    assert list(
+        selectors.verified_decisions(project=project).values_list("image_id", flat=True)
+    ) == [image.pk]
 
 
 # --- Dawid-Skene -------------------------------------------------------------------------------
@@ -216,14 +215,27 @@ UNANIMOUS_CASE = [
 
 def test_smoothed_dawid_skene_keeps_a_three_to_one_image():
     items, workers, answers = map(np.array, zip(*UNANIMOUS_CASE, strict=True))
-    shape = {"n_items": 9, "n_workers": 5, "n_classes": 11}
-    unsmoothed = aggregation.dawid_skene(
-        items, workers, answers, **shape, confusion_strength=1e-6, class_strength=1e-9
-    )
+
+    def run(
+        confusion_strength: float = aggregation.CONFUSION_STRENGTH,
+        class_strength: float = aggregation.CLASS_STRENGTH,
+    ) -> aggregation.DawidSkeneResult:
+        return aggregation.dawid_skene(
+            items,
+            workers,
+            answers,
+            n_items=9,
+            n_workers=5,
+            n_classes=11,
+            confusion_strength=confusion_strength,
+            class_strength=class_strength,
+        )
+
+    unsmoothed = run(confusion_strength=1e-6, class_strength=1e-9)
     assert unsmoothed.posteriors[0].argmax() == 9  # the old EM's mistake
-    smoothed = aggregation.dawid_skene(items, workers, answers, **shape)
+    smoothed = run()
     assert smoothed.posteriors[0].argmax() == 4 and smoothed.posteriors[0, 4] > 0.9
-    assert smoothed.converged and smoothed.iterations < 200
+    assert smoothed.converged and smoothed.iterations < 500
 
 
 def flag_project():
@@ -252,6 +264,7 @@ def flag_project():
 def test_flags_name_labels_and_a_rerun_rewrites_or_withdraws_them():
     project, a, b, trap = flag_project()
     agreeing = Image.objects.filter(project=project, state=Image.State.CONSENSUS).first()
+    assert agreeing is not None
     # Flags of an earlier run: one with an old text, one DS no longer supports.
     Image.objects.filter(pk=trap.pk).update(
         flagged_for_review=True, flag_reason="Dawid-Skene prefers label 16 (100%)"
@@ -267,7 +280,7 @@ def test_flags_name_labels_and_a_rerun_rewrites_or_withdraws_them():
     assert trap.flag_reason.endswith("to \u201ctabby cat\u201d")
     assert not agreeing.flagged_for_review and agreeing.flag_reason == ""
     assert report.flagged == 1 and report.unflagged == 1
-    assert report.converged and 0 < report.iterations < 200
+    assert report.converged and 0 < report.iterations < 500
 
     # Below the project's confidence, or with fewer votes than min_votes, no flag.
     project.flag_confidence = 1.0
@@ -288,9 +301,12 @@ def test_other_flags_are_left_alone():
         flagged_for_review=True, flag_reason="All candidate labels were rejected"
     )
     aggregation.project_reaggregate(project=project)
-    assert Image.objects.filter(
-        project=project, flag_reason="All candidate labels were rejected"
-    ).count() == Image.objects.filter(project=project).count() - 1
+    assert (
+        Image.objects.filter(
+            project=project, flag_reason="All candidate labels were rejected"
+        ).count()
+        == Image.objects.filter(project=project).count() - 1
+    )
 
 
 # --- policies and settings ---------------------------------------------------------------------
@@ -310,9 +326,7 @@ def test_other_flags_are_left_alone():
 )
 def test_last_vote_can_decide(min_votes, max_votes, agreement, can):
     assert (
-        policies.last_vote_can_decide(
-            min_votes=min_votes, max_votes=max_votes, agreement=agreement
-        )
+        policies.last_vote_can_decide(min_votes=min_votes, max_votes=max_votes, agreement=agreement)
         is can
     )
 
@@ -324,9 +338,7 @@ def test_a_policy_that_cannot_decide_is_refused_with_the_reason(client_for, admi
     assert "vote 5 can never decide" in body["detail"] and "max_votes" in body["fields"]
     assert not Project.objects.filter(name="Digits").exists()
     # Deciding by plurality at max_votes makes the same policy work.
-    created = client.post(
-        "/api/projects/", {**bad, "plurality_at_max_votes": True}, format="json"
-    )
+    created = client.post("/api/projects/", {**bad, "plurality_at_max_votes": True}, format="json")
     assert created.status_code == 201, created.content
     project_id = created.json()["id"]
     # And an update that breaks it is refused, changing nothing.
@@ -380,11 +392,14 @@ def test_gold_rate_defaults_to_a_small_share_and_gold_is_then_served(client_for,
     label = LabelFactory(project=project)
     ImageFactory(project=project, is_gold=True, gold_label=label, state=Image.State.CONSENSUS)
 
-    class Draw:
-        def __init__(self, value):
+    class Draw(random.Random):
+        """A draw that always comes out at `value`."""
+
+        def __init__(self, value: float):
+            super().__init__()
             self.value = value
 
-        def random(self):
+        def random(self) -> float:
             return self.value
 
     user = UserFactory()
