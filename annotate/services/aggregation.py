@@ -157,6 +157,21 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     if not image_ids:
         _withdraw_flags(project=project, keep=set())
         return report
+    human_votes = len(image_ids)
+    unanimous = _unanimous(image_ids, label_ids, keys)
+    _refresh_model_reliability(project=project, unanimous=unanimous)
+    # The model's suggestion is one more answer, as it was one more voter in the decisions:
+    # DS learns its confusion matrix like anyone's, and does not flag a split vote the model
+    # settled merely for not seeing it.
+    voted = set(image_ids)
+    suggested = Suggestion.objects.filter(
+        image__project=project, model_version__active_in__project=project
+    ).values_list("image_id", "label_id")
+    for image_id, label_id in suggested.iterator(chunk_size=10_000):
+        if image_id in voted and label_id in key_index:
+            image_ids.append(image_id)
+            user_ids.append(MODEL_WORKER)
+            label_ids.append(key_index[label_id])
     image_of, items = np.unique(np.frombuffer(image_ids, dtype=np.int64), return_inverse=True)
     user_of, workers = np.unique(np.frombuffer(user_ids, dtype=np.int64), return_inverse=True)
     answers = np.frombuffer(label_ids, dtype=np.int64)
@@ -176,7 +191,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     )
     report.images, report.votes = n_items, len(answers)
     report.iterations, report.converged = result.iterations, result.converged
-    votes_per_item = np.bincount(items, minlength=n_items)
+    votes_per_item = np.bincount(items[:human_votes], minlength=n_items)
     best = result.posteriors.argmax(axis=1)
     found = {
         int(image_id): (keys[int(k)], float(result.posteriors[i, k]), int(votes_per_item[i]))
@@ -215,7 +230,6 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
             AnnotatorStats.objects.filter(project=project, user_id=int(user_id)).update(
                 batch_accuracy=float(value)
             )
-        _refresh_model_reliability(project=project, found=found)
     logger.info("re-aggregated project %s: %s", project.pk, report)
     return report
 
@@ -236,28 +250,41 @@ def _withdraw_flags(*, project: Project, keep: set[int]) -> int:
     return count
 
 
-# Decisions DS is this sure of measure the model: neither the model's vote nor a single
-# volunteer's makes them (DS reads every vote and no suggestion).
-MODEL_MEASURE_CONFIDENCE = 0.95
+# The model's answers in re-aggregation, as a worker no user id takes.
+MODEL_WORKER = 0
 
 
-def _refresh_model_reliability(
-    *, project: Project, found: dict[int, tuple[int | None, float, int]]
-) -> None:
+def _unanimous(
+    image_ids: "array[int]", label_ids: "array[int]", keys: list[int | None]
+) -> dict[int, int]:
+    """The images at least two volunteers voted on, all for the same label: {image: label}."""
+    seen: dict[int, tuple[int, int]] = {}
+    split = set()
+    for image_id, index in zip(image_ids, label_ids, strict=True):
+        count, first = seen.get(image_id, (0, index))
+        seen[image_id] = (count + 1, first)
+        if first != index:
+            split.add(image_id)
+    return {
+        image_id: label
+        for image_id, (count, index) in seen.items()
+        if count >= 2 and image_id not in split and (label := keys[index]) is not None
+    }
+
+
+def _refresh_model_reliability(*, project: Project, unanimous: dict[int, int]) -> None:
     """The active model's measured accuracy per confidence band (posterior.band_name), on the
-    images DS decides surely from at least two votes: how much its suggestion is worth as a
-    vote (annotate.services.posterior.model_accuracy)."""
+    images two or more volunteers labeled alike (none of them by the model's say): how much
+    its suggestion is worth as a vote (annotate.services.posterior.model_accuracy)."""
     bands: dict[str, list[int]] = {}
     suggested = Suggestion.objects.filter(
         image__project=project, model_version__active_in__project=project
     ).values_list("image_id", "label_id", "confidence")
     for image_id, label_id, confidence in suggested.iterator(chunk_size=10_000):
-        choice, sure, image_votes = found.get(image_id, (None, 0.0, 0))
-        if sure < MODEL_MEASURE_CONFIDENCE or image_votes < 2:
-            continue
-        band = bands.setdefault(band_name(confidence), [0, 0])
-        band[0] += int(choice == label_id)
-        band[1] += 1
+        if image_id in unanimous:
+            band = bands.setdefault(band_name(confidence), [0, 0])
+            band[0] += int(unanimous[image_id] == label_id)
+            band[1] += 1
     Project.objects.filter(pk=project.pk).update(model_reliability=bands)
     project.model_reliability = bands
 
