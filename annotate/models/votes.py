@@ -129,7 +129,9 @@ class VolunteerConfusion(models.Model):
 
 class CrowdConfusion(models.Model):
     """The crowd's mistakes pooled: weighted counts of `given_key` answered for `true_key`
-    (never equal), the prior a volunteer's own confusions are shrunk toward."""
+    (never equal), the prior a volunteer's own confusions are shrunk toward. Append-only on
+    the vote path (a pair's count is the sum of its rows: no row every decision would wait
+    on), compacted to a row per pair by the periodic re-aggregation."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, db_index=False)
     true_key = models.BigIntegerField()
@@ -137,10 +139,8 @@ class CrowdConfusion(models.Model):
     weight = models.FloatField(default=0.0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["project", "true_key", "given_key"], name="crowd_confusion_key"
-            ),
+        indexes = [
+            models.Index(fields=["project", "given_key", "true_key"], name="crowd_confusion_given"),
         ]
 
     def __str__(self) -> str:

@@ -1,9 +1,10 @@
 """The confusion counts' statements (annotate.services.confusions, .posterior): add weighted
-counts to volunteers' and the crowd's confusions, and read those a posterior needs.
+counts to volunteers' confusions, append to the crowd's, and read those a posterior needs.
 
 Each function gives a statement's text, built on first use and kept (per number of rows or keys
 where that changes the text); the caller passes the parameters, in the order its docstring
-gives. Rows are added in key order, so two statements sharing rows lock them in the same order.
+gives. Volunteers' rows are added in key order, so two statements sharing rows lock them in the
+same order; the crowd's are only appended, and lock nothing another vote waits on.
 """
 
 from functools import cache, lru_cache
@@ -53,15 +54,13 @@ def add_volunteer_values(records: int) -> str:
 
 @cache
 def add_crowd_arrays() -> str:
-    """Add to the crowd's confusions, rows as arrays (PostgreSQL). Parameters: project id,
-    arrays of true keys, given keys, weights."""
+    """Append to the crowd's confusions (no conflict, no lock on a shared row), rows as arrays
+    (PostgreSQL). Parameters: project id, arrays of true keys, given keys, weights."""
     return sql(
-        "INSERT INTO {CrowdConfusion} AS c ({CrowdConfusion.project}, {CrowdConfusion.true_key},"
+        "INSERT INTO {CrowdConfusion} ({CrowdConfusion.project}, {CrowdConfusion.true_key},"
         " {CrowdConfusion.given_key}, {CrowdConfusion.weight}) SELECT %s, d.t, d.g, d.w FROM"
         " unnest(CAST(%s AS bigint[]), CAST(%s AS bigint[]), CAST(%s AS double precision[]))"
-        " AS d(t, g, w) ORDER BY d.t, d.g ON CONFLICT ({CrowdConfusion.project},"
-        " {CrowdConfusion.true_key}, {CrowdConfusion.given_key})"
-        " DO UPDATE SET {CrowdConfusion.weight} = " + _added("CrowdConfusion")
+        " AS d(t, g, w)"
     )
 
 
@@ -70,12 +69,9 @@ def add_crowd_values(records: int) -> str:
     """add_crowd_arrays() with `records` rows of values (SQLite). Parameters per row: project
     id, true key, given key, weight."""
     return sql(
-        "INSERT INTO {CrowdConfusion} AS c ({CrowdConfusion.project}, {CrowdConfusion.true_key},"
+        "INSERT INTO {CrowdConfusion} ({CrowdConfusion.project}, {CrowdConfusion.true_key},"
         " {CrowdConfusion.given_key}, {CrowdConfusion.weight}) VALUES "
         + ", ".join(["(%s, %s, %s, %s)"] * records)
-        + " ON CONFLICT ({CrowdConfusion.project}, {CrowdConfusion.true_key},"
-        " {CrowdConfusion.given_key}) DO UPDATE SET {CrowdConfusion.weight} = "
-        + _added("CrowdConfusion")
     )
 
 
@@ -85,9 +81,10 @@ def crowd_columns(given: int) -> str:
     each true key's total (given key ROW_TOTAL). Parameters: project id, the given keys (the
     last of them ROW_TOTAL)."""
     return sql(
-        "SELECT {CrowdConfusion.true_key}, {CrowdConfusion.given_key}, {CrowdConfusion.weight}"
-        " FROM {CrowdConfusion} WHERE {CrowdConfusion.project} = %s"
-        " AND {CrowdConfusion.given_key} IN ({marks})",
+        "SELECT {CrowdConfusion.true_key}, {CrowdConfusion.given_key},"
+        " SUM({CrowdConfusion.weight}) FROM {CrowdConfusion} WHERE {CrowdConfusion.project} = %s"
+        " AND {CrowdConfusion.given_key} IN ({marks})"
+        " GROUP BY {CrowdConfusion.true_key}, {CrowdConfusion.given_key}",
         marks=", ".join(["%s"] * given),
     )
 

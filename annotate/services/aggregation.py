@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from annotate.models import AnnotatorStats, Decision, Image, Label, Project, Suggestion, Vote
+from annotate.services import confusions
 from annotate.services.consensus import answer_keys_for
 from annotate.services.posterior import band_name
 
@@ -154,6 +155,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         user_ids.append(user_id)
         label_ids.append(key_index[label_id])
     _refresh_answer_counts(project=project)
+    confusions.crowd_compact(project_id=project.pk)
     if not image_ids:
         _withdraw_flags(project=project, keep=set())
         return report

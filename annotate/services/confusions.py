@@ -11,9 +11,10 @@ causes, as sparse rows (only the pairs seen), added by one upsert per table.
 from collections import Counter, defaultdict
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import Max, Sum
 
-from annotate.models import NONE_KEY
+from annotate.models import NONE_KEY, CrowdConfusion
 from annotate.rows import confusion as confusion_sql
 from annotate.rows.confusion import ROW_TOTAL
 
@@ -113,3 +114,24 @@ def merged(*parts: ConfusionDeltas) -> ConfusionDeltas:
         for key, weight in part.items():
             total[key] += weight
     return dict(total)
+
+
+def crowd_compact(*, project_id: int) -> int:
+    """Sum the crowd's appended rows into one per (true, given) pair; returns the rows left.
+    Rows appended meanwhile (above the last id read) stay as they are."""
+    with transaction.atomic():
+        rows = CrowdConfusion.objects.filter(project_id=project_id)
+        last = rows.aggregate(last=Max("id"))["last"]
+        if last is None:
+            return 0
+        upto = rows.filter(id__lte=last)
+        sums = list(
+            upto.values_list("true_key", "given_key").annotate(total=Sum("weight")).order_by()
+        )
+        upto.delete()
+        CrowdConfusion.objects.bulk_create(
+            CrowdConfusion(project_id=project_id, true_key=t, given_key=g, weight=w)
+            for t, g, w in sums
+            if abs(w) > 1e-9
+        )
+    return CrowdConfusion.objects.filter(project_id=project_id).count()

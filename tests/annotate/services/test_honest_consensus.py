@@ -70,6 +70,11 @@ def test_leave_one_out_counts_agreement_and_confusions():
     found = CrowdConfusion.objects.values_list("true_key", "given_key", "weight")
     crowd = {(t, g): w for t, g, w in found}
     assert crowd == {(a.pk, b.pk): 1.0, (a.pk, -1): 1.0}
+    # Appended, and summed by the re-aggregation's compaction.
+    CrowdConfusion.objects.create(project=project, true_key=a.pk, given_key=b.pk, weight=2.0)
+    CrowdConfusion.objects.create(project=project, true_key=a.pk, given_key=b.pk, weight=-3.0)
+    assert confusions.crowd_compact(project_id=project.pk) == 1
+    assert list(CrowdConfusion.objects.values_list("given_key", "weight")) == [(-1, 1.0)]
 
 
 def test_gold_answers_count_in_the_confusions_at_gold_weight():
