@@ -261,7 +261,7 @@ def calibration(
 DYNAMIC = {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES}
 STRATEGIES = {
     # Fixed 3 votes: 2 of 3 decide, 1-1-1 is disputed; no gold (the rule reads no reliability).
-    "majority, fixed 3 votes": {
+    "majority 3 votes": {
         "mode": "majority",
         "min_votes": 3,
         "max_votes": 3,
@@ -285,7 +285,11 @@ def main() -> None:
     parser.add_argument("--classes", default="10,100")
     parser.add_argument("--models", default="none,weak,weak-over,strong,strong-over")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument(
+        "--strategies",
+        default="majority 3 votes,dynamic 0.90,dynamic 0.95",
+        help=f"comma-separated, of: {', '.join(STRATEGIES)}",
+    )
     args = parser.parse_args()
     chosen = {name: STRATEGIES[name] for name in args.strategies.split(",")}
     n_images = 2000 if args.full else args.images

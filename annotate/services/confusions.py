@@ -1,11 +1,14 @@
 """Confusion counts: what each volunteer answers for each true answer, and the crowd's mistakes
 pooled (issue 16). The calibrated posterior (annotate.services.posterior) reads them.
 
-A count comes from a gold answer (weight GOLD_WEIGHT: its truth is known) or from a decision
-that stands without the volunteer's own vote (leave-one-out): the other voters' plurality is
-the decided answer. A volunteer who decided an image alone learns nothing from it, so its own
-vote never counts toward its agreement. Counts change in the transactions that change their
-causes, as sparse rows (only the pairs seen), added by one upsert per table.
+How often a volunteer is right (annotate.services.reliability) is learned from gold and from
+decisions that stand without the volunteer's own vote (leave-one-out, standing_voters() here: the
+other voters' plurality is the decided answer; a volunteer who decided an image alone learns
+nothing from it). *Which* wrong answer they give is learned from gold answers only (weight
+GOLD_WEIGHT), where the truth is known: counted from decisions, the images the crowd got wrong
+taught the crowd's own look-alike mistake as the truth, and the bench's calibration showed it
+(the pooled confusions grew one-sided, 3 read as 8 but never 8 as 3, and confidence overclaimed
+by 0.04-0.06). Counts change in the vote's own statement, as sparse rows (only the pairs seen).
 """
 
 from collections import Counter, defaultdict
@@ -55,26 +58,6 @@ def add_answer(
     if true_key != given_key:
         for crowd_key in ((CROWD, true_key, given_key), (CROWD, true_key, ROW_TOTAL)):
             deltas[crowd_key] = deltas.get(crowd_key, 0.0) + weight
-
-
-def decision_confusions(
-    *,
-    votes: list[tuple[int, int | None]],
-    previous_label: int | None,
-    before: set[int],
-    current_label: int | None,
-    now: set[int],
-) -> ConfusionDeltas:
-    """How a new decision changes the confusion counts of the image's voters: what the
-    previous decision counted for the voters `before` is taken back, and the new one counts
-    the voters `now` (reliability.counted_voters)."""
-    deltas: ConfusionDeltas = {}
-    for user_id, given in votes:
-        if user_id in before:
-            add_answer(deltas, user_id=user_id, true=previous_label, given=given, weight=-1.0)
-        if user_id in now:
-            add_answer(deltas, user_id=user_id, true=current_label, given=given, weight=1.0)
-    return {key: weight for key, weight in deltas.items() if weight != 0.0}
 
 
 def statements(*, project_id: int, deltas: ConfusionDeltas) -> list[tuple[str, list[Any]]]:

@@ -303,15 +303,6 @@ def decision_writes(
     deltas = reliability.decision_deltas(
         image_id=image.pk, previous=previous, current=decision, votes=votes
     )
-    counted = confusions.decision_confusions(
-        votes=votes,
-        previous_label=None if previous is None else previous.label_id,
-        before=set()
-        if previous is None
-        else reliability.counted_voters(votes=votes, decision=previous),
-        current_label=label_id,
-        now=reliability.counted_voters(votes=votes, decision=decision),
-    )
     for user_id, delta in (also or {}).items():
         merged = deltas.setdefault(user_id, StatsDelta())
         for field in ("votes", "decided_votes", "agreed_votes", "gold_votes", "gold_correct"):
@@ -320,7 +311,6 @@ def decision_writes(
     stats = reliability.stats_added_statement(project_id=image.project_id, deltas=deltas)
     if stats is not None:
         statements.append(stats)
-    statements += confusions.statements(project_id=image.project_id, deltas=counted)
     return DecisionWrites(decision, statements, {} if stats is not None else dict(deltas))
 
 

@@ -28,8 +28,9 @@ from annotate.rows.confusion import ROW_TOTAL
 
 # A volunteer's own counts weigh against this many answers of the one-coin-with-crowd prior.
 SHRINK = 4.0
-# The crowd's mistakes weigh against this many mistakes spread evenly.
-CROWD_SHRINK = 2.0
+# The crowd's mistakes weigh against this many mistakes spread evenly (a Dirichlet prior's
+# concentration: at 1, a second mistake on the same image repeats the first half the time).
+CROWD_SHRINK = 1.0
 MAX_ACCURACY = 0.995
 # A model band's measured accuracy weighs against this many answers at its claimed confidence.
 MODEL_SHRINK = 20.0
@@ -74,12 +75,23 @@ def read_volunteers(
 
 
 def crowd_mistake(
-    crowd: dict[int, dict[int, float]], true: int, given: int, n_answers: int
+    crowd: dict[int, dict[int, float]],
+    true: int,
+    given: int,
+    n_answers: int,
+    here: dict[int, float] | None = None,
 ) -> float:
-    """Q(given | true): the share of the crowd's mistakes on `true` that read as `given`."""
+    """Q(given | true): the share of the crowd's mistakes on `true` that read as `given`, with
+    the mistakes `here` (this image's earlier votes, were `true` the answer) counted in: a
+    Polya urn, so that where the crowd's data is thin, two volunteers making the same mistake
+    is not taken for two independent coincidences (mistakes go to look-alikes, and the same
+    look-alike for everyone)."""
     row = crowd.get(true, {})
+    here = here or {}
     uniform = 1.0 / max(n_answers - 1, 1)
-    return (row.get(given, 0.0) + CROWD_SHRINK * uniform) / (row.get(ROW_TOTAL, 0.0) + CROWD_SHRINK)
+    seen = row.get(given, 0.0) + here.get(given, 0.0)
+    total = row.get(ROW_TOTAL, 0.0) + sum(here.values())
+    return (seen + CROWD_SHRINK * uniform) / (total + CROWD_SHRINK)
 
 
 def candidates(
@@ -111,16 +123,21 @@ def posterior(
     k = len(keys)
     log_posterior = np.log(np.clip(np.append(prior, rest_prior), 1e-300, None))
     uniform = 1.0 / max(n_answers - 1, 1)
+    # The mistakes this image's volunteers made so far, were each candidate (and, last, a
+    # typical other answer) the true one: given key -> count.
+    here: list[dict[int, float]] = [defaultdict(float) for _ in range(k + 1)]
+    rest = -1  # no answer key: the other answers' bucket has no crowd data of its own
     for voter in voters:
         accuracy = min(max(voter.accuracy, 1.0 / n_answers), MAX_ACCURACY)
         likelihood = np.empty(k + 1)
         own = counts.volunteer.get(voter.user_id, {}) if voter.user_id else {}
-        for index, true in enumerate(keys):
+        for index, true in enumerate([*keys, rest]):
             if true == voter.key:
                 prior_share = accuracy
             elif voter.user_id:
-                mistake = crowd_mistake(counts.crowd, true, voter.key, n_answers)
+                mistake = crowd_mistake(counts.crowd, true, voter.key, n_answers, here[index])
                 prior_share = (1.0 - accuracy) * mistake
+                here[index][voter.key] += 1.0
             else:  # the model: its mistakes are its own, not the crowd's
                 prior_share = (1.0 - accuracy) * uniform
             row = own.get(true)
@@ -129,7 +146,6 @@ def posterior(
                 likelihood[index] = (seen + SHRINK * prior_share) / (sum(row.values()) + SHRINK)
             else:
                 likelihood[index] = prior_share
-        likelihood[k] = (1.0 - accuracy) * uniform
         log_posterior += np.log(np.clip(likelihood, 1e-300, None))
     found: np.ndarray = np.exp(log_posterior - log_posterior.max())
     normalized: np.ndarray = found / found.sum()

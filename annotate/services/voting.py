@@ -169,9 +169,6 @@ def _vote_plan(
         # counts toward the volunteer's agreement (the decision stands without it).
         own.decided_votes = 1
         own.agreed_votes = int(label_id == current.label_id)
-        confusions.add_answer(
-            answered, user_id=user.pk, true=current.label_id, given=label_id, weight=1.0
-        )
     image.free_slots = image_free_slots(image=image, project=project)
     # The assignment's row lock (or version) and state already rule out a second vote; the
     # unique constraint is the last guard (its error undoes the whole vote, see vote_submit).
