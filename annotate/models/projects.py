@@ -89,6 +89,9 @@ class Project(TimeStamped):
     # The active model's measured accuracy per confidence band ({"0.9": [hits, total], ...}),
     # refreshed by the periodic re-aggregation: how much its suggestion is worth as a vote.
     model_reliability = models.JSONField(default=dict, blank=True)
+    # How alike the crowd's mistakes on one true answer are (a Dirichlet concentration: small,
+    # they go to one look-alike; large, spread evenly), estimated by re-aggregation.
+    mistake_concentration = models.FloatField(default=1.0)
     lease_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(10), MaxValueValidator(24 * 3600)]
     )

@@ -43,6 +43,7 @@ _VOTE_READS = {
         "plurality_at_max_votes",
         "model_max_accuracy",
         "model_reliability",
+        "mistake_concentration",
     ),
 }
 

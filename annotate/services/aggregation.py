@@ -120,6 +120,32 @@ def one_coin_init(
     return normalized
 
 
+def mistake_concentration(posteriors: np.ndarray, answers: np.ndarray, *, n_classes: int) -> float:
+    """The Dirichlet concentration of the crowd's mistakes, from DS's posteriors of the items
+    of the answers given: how often two mistakes on the same true answer agree (P), and the
+    concentration at which a Polya urn repeats a mistake that often,
+    P = (c / (K - 1) + 1) / (c + 1). Mistakes spread evenly give a large one, mistakes that go
+    to one look-alike a small one."""
+    expected = np.zeros((n_classes, n_classes))  # true x given, expected answers
+    np.add.at(expected.T, answers, posteriors)
+    np.fill_diagonal(expected, 0.0)
+    mistakes = expected.sum(axis=1)
+    usable = mistakes >= 2.0
+    if not usable.any() or n_classes < 3:
+        return 1.0
+    rows, totals = expected[usable], mistakes[usable]
+    # Pairs of mistakes on one true answer that agree, over all pairs (no mistake paired with
+    # itself), pooled over the answers weighted by their pairs.
+    agreeing = (rows * np.clip(rows - 1.0, 0.0, None)).sum()
+    pairs = (totals * (totals - 1.0)).sum()
+    uniform = 1.0 / (n_classes - 1)
+    alike = min(max(float(agreeing / pairs), uniform + 1e-3), 0.99)
+    return float(np.clip((1.0 - alike) / (alike - uniform), MIN_CONCENTRATION, MAX_CONCENTRATION))
+
+
+MIN_CONCENTRATION, MAX_CONCENTRATION = 0.3, 100.0
+
+
 @dataclass
 class ReaggregationReport:
     images: int = 0
@@ -193,6 +219,11 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     )
     report.images, report.votes = n_items, len(answers)
     report.iterations, report.converged = result.iterations, result.converged
+    concentration = mistake_concentration(
+        result.posteriors[items[:human_votes]], answers[:human_votes], n_classes=n_classes
+    )
+    Project.objects.filter(pk=project.pk).update(mistake_concentration=concentration)
+    project.mistake_concentration = concentration
     votes_per_item = np.bincount(items[:human_votes], minlength=n_items)
     best = result.posteriors.argmax(axis=1)
     found = {

@@ -28,9 +28,6 @@ from annotate.rows.confusion import ROW_TOTAL
 
 # A volunteer's own counts weigh against this many answers of the one-coin-with-crowd prior.
 SHRINK = 4.0
-# The crowd's mistakes weigh against this many mistakes spread evenly (a Dirichlet prior's
-# concentration: at 1, a second mistake on the same image repeats the first half the time).
-CROWD_SHRINK = 1.0
 MAX_ACCURACY = 0.995
 # A model band's measured accuracy weighs against this many answers at its claimed confidence.
 MODEL_SHRINK = 20.0
@@ -80,6 +77,7 @@ def crowd_mistake(
     given: int,
     n_answers: int,
     here: dict[int, float] | None = None,
+    concentration: float = 1.0,
 ) -> float:
     """Q(given | true): the share of the crowd's mistakes on `true` that read as `given`, with
     the mistakes `here` (this image's earlier votes, were `true` the answer) counted in: a
@@ -91,7 +89,7 @@ def crowd_mistake(
     uniform = 1.0 / max(n_answers - 1, 1)
     seen = row.get(given, 0.0) + here.get(given, 0.0)
     total = row.get(ROW_TOTAL, 0.0) + sum(here.values())
-    return (seen + CROWD_SHRINK * uniform) / (total + CROWD_SHRINK)
+    return (seen + concentration * uniform) / (total + concentration)
 
 
 def candidates(
@@ -117,9 +115,11 @@ def posterior(
     n_answers: int,
     voters: list[Voter],
     counts: ConfusionCounts,
+    concentration: float = 1.0,
 ) -> np.ndarray:
     """The posterior over `keys` and, last, the bucket of every other answer (whose prior mass
-    is `rest_prior`). The model votes with user id 0, as a one-coin voter."""
+    is `rest_prior`). The model votes with user id 0, as a one-coin voter. `concentration`:
+    the crowd's mistakes' Dirichlet concentration (Project.mistake_concentration)."""
     k = len(keys)
     log_posterior = np.log(np.clip(np.append(prior, rest_prior), 1e-300, None))
     uniform = 1.0 / max(n_answers - 1, 1)
@@ -135,7 +135,9 @@ def posterior(
             if true == voter.key:
                 prior_share = accuracy
             elif voter.user_id:
-                mistake = crowd_mistake(counts.crowd, true, voter.key, n_answers, here[index])
+                mistake = crowd_mistake(
+                    counts.crowd, true, voter.key, n_answers, here[index], concentration
+                )
                 prior_share = (1.0 - accuracy) * mistake
                 here[index][voter.key] += 1.0
             else:  # the model: its mistakes are its own, not the crowd's
@@ -219,6 +221,7 @@ def image_evidence(
             n_answers=n_answers,
             voters=voters,
             counts=counts,
+            concentration=project.mistake_concentration,
         )
 
     humans_only = given(humans)

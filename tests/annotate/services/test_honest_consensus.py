@@ -413,3 +413,14 @@ def test_gold_rate_defaults_to_a_small_share_and_gold_is_then_served(client_for,
     assert not reliability.gold_due(project=project, user=user, rng=Draw(project.gold_rate))
     project.gold_rate = 0.0
     assert not reliability.gold_due(project=project, user=user, rng=Draw(0.0))
+
+
+def test_mistake_concentration_tells_look_alike_mistakes_from_spread_ones():
+    k, rng = 10, np.random.default_rng(4)
+    truth = rng.integers(0, k, 2000)
+    posteriors = np.eye(k)[truth]
+    look_alike = np.where(rng.random(2000) < 0.8, truth ^ 1, (truth + 2) % k)
+    spread = (truth + rng.integers(1, k, 2000)) % k
+    concentrated = aggregation.mistake_concentration(posteriors, look_alike, n_classes=k)
+    even = aggregation.mistake_concentration(posteriors, spread, n_classes=k)
+    assert concentrated < 1.0 < 20.0 < even
