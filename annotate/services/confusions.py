@@ -11,7 +11,7 @@ taught the crowd's own look-alike mistake as the truth, and the bench's calibrat
 by 0.04-0.06). Counts change in the vote's own statement, as sparse rows (only the pairs seen).
 """
 
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 from django.db import connection, transaction
@@ -89,14 +89,6 @@ def statements(*, project_id: int, deltas: ConfusionDeltas) -> list[tuple[str, l
             params = [v for key, w in crowd for v in (project_id, *key, w)]
             found.append((confusion_sql.add_crowd_values(len(crowd)), params))
     return found
-
-
-def merged(*parts: ConfusionDeltas) -> ConfusionDeltas:
-    total: dict[tuple[int, int, int], float] = defaultdict(float)
-    for part in parts:
-        for key, weight in part.items():
-            total[key] += weight
-    return dict(total)
 
 
 def crowd_compact(*, project_id: int) -> int:
