@@ -98,11 +98,13 @@ def candidates(
     """The answers computed one by one: `voted`, `extra` (none of these, the model's label),
     and those whose mistakes read as a voted answer more often than chance."""
     uniform = 1.0 / max(n_answers - 1, 1)
+    # Only a row holding one of the voted answers can beat chance (every answer's total is
+    # read: up to one row per label, so the rows without them are skipped cheaply).
     confusable = {
         true
-        for true in crowd
+        for true, row in crowd.items()
         for given in voted
-        if true != given and crowd_mistake(crowd, true, given, n_answers) > uniform
+        if given in row and true != given and crowd_mistake(crowd, true, given, n_answers) > uniform
     }
     return sorted(voted | extra | confusable)
 
