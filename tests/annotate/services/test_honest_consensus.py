@@ -424,3 +424,52 @@ def test_mistake_concentration_tells_look_alike_mistakes_from_spread_ones():
     concentrated = aggregation.mistake_concentration(posteriors, look_alike, n_classes=k)
     even = aggregation.mistake_concentration(posteriors, spread, n_classes=k)
     assert concentrated < 1.0 < 20.0 < even
+
+
+def test_dawid_skene_counts_the_model_as_the_decision_did():
+    """A split the model settled is not flagged for DS not seeing the model; without the
+    model's suggestion, the same votes are."""
+    from django.utils import timezone
+
+    from annotate.models import ActiveModel, ModelVersion, Suggestion, Vote
+
+    project = ProjectFactory(min_votes=2, max_votes=3, agreement=0.6)
+    a, b = LabelFactory(project=project), LabelFactory(project=project)
+    weak, expert, other = UserFactory(), UserFactory(), UserFactory()
+    version = ModelVersion.objects.create(
+        project=project,
+        arch="test",
+        classes=[a.pk, b.pk],
+        file="test",
+        weights_source="test",
+        device="cpu",
+        train_size=0,
+        holdout_size=0,
+        training_seconds=0,
+        top1=1.0,
+    )
+    ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+
+    def decided(votes, label, suggestion):
+        image = ImageFactory(project=project, state=Image.State.CONSENSUS)
+        for user, answer in votes:
+            Vote.objects.create(image=image, user=user, label=answer)
+        Decision.objects.create(image=image, label=label, rule=Decision.Rule.DYNAMIC)
+        if suggestion is not None:
+            Suggestion.objects.create(
+                image=image, model_version=version, label=suggestion, confidence=0.99
+            )
+        return image
+
+    rng = random.Random(2)
+    for _ in range(40):  # the expert, the other volunteer and the model are right; weak guesses
+        truth = a if rng.random() < 0.5 else b
+        guess = a if rng.random() < 0.5 else b
+        decided([(weak, guess), (expert, truth), (other, truth)], truth, truth)
+    settled = decided([(weak, a), (expert, b)], a, a)  # the model sided with the weak vote
+    unseen = decided([(weak, a), (expert, b)], a, None)
+    aggregation.project_reaggregate(project=project)
+    settled.refresh_from_db()
+    unseen.refresh_from_db()
+    assert unseen.flagged_for_review
+    assert not settled.flagged_for_review
