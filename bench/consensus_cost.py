@@ -1,304 +1,345 @@
-"""Votes per correct label: consensus rules side by side on the same simulated crowd.
+"""Honest consensus, measured (issue 16): votes per decided image, accuracy and calibration of
+the consensus rules on simulated crowds, through the service's own database path.
 
-Runs the project's own consensus rules (annotate.services.consensus: majority_outcome,
-one_coin_posterior and dynamic_outcome; annotate.services.reliability: the accuracy estimate
-and the gold schedule) on a simulated crowd, and Dawid-Skene (crowd-kit, and our NumPy EM) on
-the 5-vote data of the same crowd. Every strategy sees the same volunteers, the same images,
-and the same answer each volunteer would give each image.
+Each run makes a project in a fresh SQLite database (labels, volunteers, images, gold images,
+and for a model its version and one suggestion per image), then votes image after image with
+annotate.services.voting.vote_submit (consensus, reliability and confusion counts as in
+production), serving gold at the project's schedule (annotate.services.reliability.gold_due),
+and re-aggregates (annotate.services.aggregation) every 100 images and at the end.
+Every run of a crowd sees the same volunteers, voter order and answers.
 
-    python bench/consensus_cost.py [--images 2000] [--classes 10] [--seed 1]
+Crowds: (a) one-coin: accuracies 0.55-0.95, mistakes spread evenly; (b) class confusion: 70% of
+a volunteer's mistakes go to the class's look-alike; (c) (b) plus 5% spammers and a volunteer
+who answers "none of these" 10% of the time. Models: none; weak (top-1 about 0.75) and strong
+(about 0.98), each calibrated or overconfident (claims a quarter of the error it makes).
+
+    python bench/consensus_cost.py                      # reduced: 200 images a run
+    python bench/consensus_cost.py --full               # 2,000 images a run
+    python bench/consensus_cost.py --crowds c --classes 10 --models strong --images 500
 """
 
 import argparse
+import logging
 import os
+import random
 import sys
-import warnings
-from collections import Counter
+import tempfile
+import time
+from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
-os.environ.setdefault("DATA_DIR", "/tmp/consensus-bench")
+os.environ.pop("DATABASE_URL", None)  # a fresh SQLite database of its own, never a real one
+os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="consensus-bench-")
 import django
 
 django.setup()
 
-from annotate.models import AnnotatorStats, Image, Project  # noqa: E402
-from annotate.services.aggregation import dawid_skene  # noqa: E402
-from annotate.services.consensus import dynamic_outcome, majority_outcome, one_coin_posterior  # noqa: E402
-from annotate.services.reliability import estimated_accuracy, gold_rate_for  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from annotate.models import (  # noqa: E402
+    ActiveModel,
+    Assignment,
+    Decision,
+    Image,
+    Label,
+    ModelVersion,
+    Project,
+    Suggestion,
+    User,
+    Vote,
+)
+from annotate.services import aggregation, reliability, voting  # noqa: E402
+
+VOLUNTEERS = 30
+MAX_VOTES = 6
+GOLD_IMAGES = 60
+BANDS = [0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0001]
+NONE = -1  # "none of these" among simulated answers
 
 
 class Crowd:
-    """Volunteers with accuracies in [0.55, 0.95], a few spammers, and confusable classes."""
+    def __init__(self, kind: str, k: int, seed: int):
+        rng = np.random.default_rng([seed, k, ord(kind)])
+        self.kind, self.k, self.seed = kind, k, seed
+        self.accuracy = rng.uniform(0.55, 0.95, VOLUNTEERS)
+        self.spammer = np.zeros(VOLUNTEERS, dtype=bool)
+        self.none_sayer = -1
+        if kind == "c":
+            self.spammer[-max(1, round(0.05 * VOLUNTEERS)) :] = True
+            self.none_sayer = 0
+        self.partner = np.arange(k) ^ 1
+        self.partner[self.partner >= k] = k - 1
 
-    def __init__(self, rng, n_images, n_classes, n_volunteers=60, n_spammers=4):
-        self.rng = rng
-        self.k = n_classes
-        self.truth = rng.integers(0, n_classes, n_images)
-        self.accuracy = np.concatenate(
-            [rng.uniform(0.55, 0.95, n_volunteers), np.full(n_spammers, 1.0 / n_classes)]
-        )
-        self.spammer = np.arange(len(self.accuracy)) >= n_volunteers
-        # Classes 2i and 2i+1 look alike: most honest mistakes go to the look-alike.
-        self.lookalike = np.arange(n_classes) ^ 1
-        self.lookalike[self.lookalike >= n_classes] = n_classes - 1
-        self._answers: dict[tuple[int, int], int] = {}
-
-    @property
-    def n_volunteers(self) -> int:
-        return len(self.accuracy)
-
-    def answer(self, volunteer: int, image: int, truth: int | None = None) -> int:
-        """The answer `volunteer` gives `image` (the same every time it is asked)."""
-        key = (volunteer, image)
-        if key not in self._answers:
-            true = self.truth[image] if truth is None else truth
-            if self.spammer[volunteer]:
-                given = int(self.rng.integers(0, self.k))
-            elif self.rng.random() < self.accuracy[volunteer]:
-                given = int(true)
-            elif self.rng.random() < 0.7:
-                given = int(self.lookalike[true])
-            else:
-                given = int(self.rng.choice([c for c in range(self.k) if c != true]))
-            self._answers[key] = given
-        return self._answers[key]
+    def answer(self, volunteer: int, item: int, truth: int) -> int:
+        """The answer `volunteer` gives `item` (the same in every run)."""
+        rng = np.random.default_rng([self.seed, item, volunteer, 1])
+        if self.spammer[volunteer]:
+            return int(rng.integers(0, self.k))
+        if volunteer == self.none_sayer and rng.random() < 0.1:
+            return NONE
+        if rng.random() < self.accuracy[volunteer]:
+            return truth
+        if self.kind != "a" and rng.random() < 0.7:
+            return int(self.partner[truth])
+        return int(rng.choice([c for c in range(self.k) if c != truth]))
 
 
-MAX_VOTES = 6
-
-
-def voter_order(rng, crowd, n_images):
-    """For each image, the order in which volunteers would come to it, and their answers drawn
-    up front, so that every strategy sees exactly the same votes."""
-    orders = [rng.permutation(crowd.n_volunteers)[:MAX_VOTES] for _ in range(n_images)]
-    for image, order in enumerate(orders):
-        for volunteer in order:
-            crowd.answer(volunteer, image)
-    return orders
-
-
-def run_majority(crowd, orders, votes_needed):
-    decided, correct, votes_used, disputed = 0, 0, 0, 0
-    for image, order in enumerate(orders):
-        counts = Counter()
-        for volunteer in order[:votes_needed]:
-            counts[crowd.answer(volunteer, image)] += 1
-        votes_used += votes_needed
-        outcome = majority_outcome(
-            counts, min_votes=votes_needed, max_votes=votes_needed, agreement=0.5
-        )
-        if outcome.state == Image.State.CONSENSUS:
-            decided += 1
-            correct += int(outcome.label_id == crowd.truth[image])
-        else:
-            disputed += 1
-    return {
-        "decided": decided,
-        "correct": correct,
-        "votes": votes_used,
-        "gold": 0,
-        "disputed": disputed,
-    }
-
-
-def run_dynamic(crowd, orders, rng, *, min_votes, max_votes, target, model_prior, gold_project):
-    """Images are decided one after another, so volunteers' estimated accuracies (gold answers
-    and agreement with decisions, as the service keeps them) improve as the run goes on."""
-    k = crowd.k
-    keys = list(range(k))
-    stats = {
-        v: {"votes": 0, "gold_votes": 0, "gold_correct": 0, "decided_votes": 0, "agreed_votes": 0}
-        for v in range(crowd.n_volunteers)
-    }
-    estimate = {
-        v: estimated_accuracy(gold_votes=0, gold_correct=0, decided_votes=0, agreed_votes=0)
-        for v in stats
-    }
-    decided = correct = votes_used = gold_used = disputed = 0
-    gold_image = 10**9  # ids for gold items, apart from the real images
-    for image, order in enumerate(orders):
-        if model_prior:
-            # A calibrated model: top answer right with probability equal to its confidence.
-            confidence = rng.uniform(0.3, 0.99)
-            top = (
-                crowd.truth[image]
-                if rng.random() < confidence
-                else rng.choice([c for c in keys if c != crowd.truth[image]])
-            )
-            prior = np.full(k, (1 - confidence) / (k - 1))
-            prior[top] = confidence
-        else:
-            prior = np.full(k, 1.0 / k)
-        answers, accuracies, voters = [], [], []
-        outcome = None
-        for volunteer in order[:max_votes]:
-            record = AnnotatorStats(
-                votes=stats[volunteer]["votes"], estimated_accuracy=estimate[volunteer]
-            )
-            if rng.random() < gold_rate_for(project=gold_project, stats=record):
-                gold_image += 1  # a gold item: its answer is drawn now, apart from the images
-                truth = int(rng.integers(0, k))
-                right = crowd.answer(volunteer, gold_image, truth=truth) == truth
-                stats[volunteer]["gold_votes"] += 1
-                stats[volunteer]["gold_correct"] += int(right)
-                stats[volunteer]["votes"] += 1
-                gold_used += 1
-            answers.append(crowd.answer(volunteer, image))
-            accuracies.append(estimate[volunteer])
-            voters.append(volunteer)
-            stats[volunteer]["votes"] += 1
-            posterior = one_coin_posterior(answers, accuracies, prior)
-            outcome = dynamic_outcome(
-                posterior,
-                keys,
-                votes=len(answers),
-                min_votes=min_votes,
-                max_votes=max_votes,
-                target_confidence=target,
-            )
-            if outcome.state != Image.State.OPEN:
-                break
-        votes_used += len(answers)
-        if outcome.state == Image.State.CONSENSUS:
-            decided += 1
-            correct += int(outcome.label_id == crowd.truth[image])
-            for volunteer, answer in zip(voters, answers, strict=False):
-                stats[volunteer]["decided_votes"] += 1
-                stats[volunteer]["agreed_votes"] += int(answer == outcome.label_id)
-        else:
-            disputed += 1
-        for volunteer in voters:
-            s = stats[volunteer]
-            estimate[volunteer] = estimated_accuracy(
-                gold_votes=s["gold_votes"],
-                gold_correct=s["gold_correct"],
-                decided_votes=s["decided_votes"],
-                agreed_votes=s["agreed_votes"],
-            )
-    return {
-        "decided": decided,
-        "correct": correct,
-        "votes": votes_used,
-        "gold": gold_used,
-        "disputed": disputed,
-    }
-
-
-def five_vote_data(crowd, orders):
-    items, workers, answers = [], [], []
-    for image, order in enumerate(orders):
-        for volunteer in order[:5]:
-            items.append(image)
-            workers.append(volunteer)
-            answers.append(crowd.answer(volunteer, image))
-    return np.array(items), np.array(workers), np.array(answers)
-
-
-def run_dawid_skene_numpy(crowd, orders):
-    items, workers, answers = five_vote_data(crowd, orders)
-    result = dawid_skene(
-        items,
-        workers,
-        answers,
-        n_items=len(orders),
-        n_workers=crowd.n_volunteers,
-        n_classes=crowd.k,
+def model_guess(kind: str, crowd: Crowd, item: int, truth: int) -> tuple[int, float]:
+    """The model's top label and claimed confidence for an item."""
+    rng = np.random.default_rng([crowd.seed, item, 2])
+    if kind.startswith("strong"):
+        confidence = float(np.clip(1 - rng.exponential(0.02), 0.5, 0.999))
+    else:
+        confidence = float(rng.uniform(0.5, 1.0))
+    right = rng.random() < confidence
+    label = (
+        truth
+        if right
+        else int(crowd.partner[truth] if rng.random() < 0.5 else rng.integers(0, crowd.k))
     )
-    labels = result.posteriors.argmax(axis=1)
-    return {
-        "decided": len(orders),
-        "correct": int((labels == crowd.truth).sum()),
-        "votes": len(items),
-        "gold": 0,
-        "disputed": 0,
-    }
+    if label == truth and not right:
+        label = int(crowd.partner[truth])
+    if kind.endswith("over"):
+        confidence = 1 - (1 - confidence) / 4
+    return label, confidence
 
 
-def run_dawid_skene_crowdkit(crowd, orders):
-    try:
-        import pandas as pd
-        from crowdkit.aggregation import DawidSkene
-    except ImportError:
-        return None
-    items, workers, answers = five_vote_data(crowd, orders)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        labels = DawidSkene(n_iter=100).fit_predict(
-            pd.DataFrame({"task": items, "worker": workers, "label": answers})
+def setup(name: str, crowd: Crowd, n_images: int, model: str, policy: dict):
+    project = Project.objects.create(name=name, **policy)
+    labels = Label.objects.bulk_create(
+        Label(project=project, wnid=f"c{i}", name=f"class {i}", position=i) for i in range(crowd.k)
+    )
+    label_ids = [label.pk for label in labels]
+    users = User.objects.bulk_create(User(username=f"{name}-v{i}") for i in range(VOLUNTEERS))
+    truth = np.random.default_rng([crowd.seed, 3]).integers(0, crowd.k, n_images + GOLD_IMAGES)
+
+    def image(i: int, gold: bool) -> Image:
+        return Image(
+            project=project,
+            file=f"bench/{name}/{i}.jpg",
+            original_name=f"{i}.jpg",
+            sha256=f"{i:064d}",
+            size_bytes=1,
+            format="JPEG",
+            width=1,
+            height=1,
+            is_gold=gold,
+            gold_label_id=label_ids[truth[i]] if gold else None,
+            state=Image.State.CONSENSUS if gold else Image.State.OPEN,
         )
-    labels = labels.sort_index().to_numpy()
+
+    images = Image.objects.bulk_create(image(i, False) for i in range(n_images))
+    gold = Image.objects.bulk_create(image(n_images + g, True) for g in range(GOLD_IMAGES))
+    if model != "none":
+        version = ModelVersion.objects.create(
+            project=project,
+            arch="bench",
+            classes=label_ids,
+            file="bench",
+            weights_source="bench",
+            device="cpu",
+            train_size=0,
+            holdout_size=0,
+            training_seconds=0,
+            top1=0,
+        )
+        ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+        suggestions = []
+        for i, img in enumerate(images):
+            label, confidence = model_guess(model, crowd, i, int(truth[i]))
+            suggestions.append(
+                Suggestion(
+                    image=img,
+                    model_version=version,
+                    label_id=label_ids[label],
+                    confidence=confidence,
+                    probabilities={str(label_ids[label]): confidence},
+                )
+            )
+        Suggestion.objects.bulk_create(suggestions)
+    return project, label_ids, users, images, gold, truth
+
+
+def vote(project, user, image_id, label_id) -> Image:
+    assignment = Assignment.objects.create(
+        image_id=image_id, user=user, expires_at=timezone.now() + timedelta(hours=1)
+    )
+    return voting.vote_submit(assignment_id=assignment.pk, user=user, label_id=label_id)[1]
+
+
+def run(crowd: Crowd, n_images: int, model: str, policy: dict, name: str) -> dict:
+    project, label_ids, users, images, gold, truth = setup(name, crowd, n_images, model, policy)
+    key = [*label_ids]
+
+    def label_of(answer: int) -> int | None:
+        return None if answer == NONE else key[answer]
+
+    gold_rng = random.Random(crowd.seed)
+    next_gold = [0] * VOLUNTEERS
+    for index, img in enumerate(images):
+        order = np.random.default_rng([crowd.seed, index, 4]).permutation(VOLUNTEERS)
+        for volunteer in order[:MAX_VOTES]:
+            user = users[volunteer]
+            if next_gold[volunteer] < GOLD_IMAGES and reliability.gold_due(
+                project=project, user=user, rng=gold_rng
+            ):
+                g = next_gold[volunteer]
+                next_gold[volunteer] += 1
+                answer = crowd.answer(volunteer, n_images + g, int(truth[n_images + g]))
+                vote(project, user, gold[g].pk, label_of(answer))
+            answer = crowd.answer(volunteer, index, int(truth[index]))
+            if vote(project, user, img.pk, label_of(answer)).state != Image.State.OPEN:
+                break
+        if (index + 1) % 100 == 0:
+            aggregation.project_reaggregate(project=project)
+    report = aggregation.project_reaggregate(project=project)
+    return measure(project, images, truth, label_ids, report)
+
+
+def measure(project, images, truth, label_ids, report) -> dict:
+    true_label = {img.pk: label_ids[truth[i]] for i, img in enumerate(images)}
+    voted = set(Vote.objects.filter(image__project=project).values_list("image_id", "label_id"))
+    decisions = [
+        (image_id, label_id, confidence, rule, (image_id, label_id) in voted)
+        for image_id, label_id, confidence, rule in Decision.objects.filter(
+            image__project=project, is_current=True, image__is_gold=False
+        ).values_list("image_id", "label_id", "confidence", "rule")
+    ]
+    flagged = set(
+        Image.objects.filter(
+            project=project, flagged_for_review=True, flag_reason__startswith="Dawid-Skene"
+        ).values_list("id", flat=True)
+    )
+    right = {image_id: label_id == true_label[image_id] for image_id, label_id, *_ in decisions}
+    shares = list(
+        Image.objects.filter(
+            project=project, is_gold=False, decisions__is_current=True
+        ).values_list("model_share", "model_decided")
+    )
     return {
-        "decided": len(orders),
-        "correct": int((labels == crowd.truth).sum()),
-        "votes": len(items),
-        "gold": 0,
-        "disputed": 0,
+        "images": len(images),
+        "votes": Vote.objects.filter(image__project=project).count(),
+        "decided": len(decisions),
+        "correct": sum(right.values()),
+        "disputed": Image.objects.filter(project=project, state=Image.State.DISPUTED).count(),
+        "claims": [
+            (confidence, right[image_id])
+            for image_id, _, confidence, rule, _ in decisions
+            if rule == Decision.Rule.DYNAMIC
+        ],
+        "flags_true": sum(1 for i in flagged if not right.get(i, True)),
+        "flags_false": sum(1 for i in flagged if right.get(i, False)),
+        "wrong": sum(1 for ok in right.values() if not ok),
+        "no_human": sum(1 for *_, human in decisions if not human),
+        "model_decided": sum(1 for _, decided in shares if decided),
+        "model_share": float(np.mean([s for s, _ in shares])) if shares else 0.0,
+        "iterations": report.iterations,
     }
+
+
+def calibration(
+    claims: list[tuple[float, bool]],
+) -> tuple[list[tuple[str, float, float, int]], float]:
+    """(band, mean claimed, measured, decisions) per band, and the expected calibration error."""
+    table, ece = [], 0.0
+    for low, high in zip(BANDS, BANDS[1:], strict=False):
+        inside = [(c, ok) for c, ok in claims if low <= c < high]
+        if inside:
+            claimed = float(np.mean([c for c, _ in inside]))
+            measured = float(np.mean([ok for _, ok in inside]))
+            table.append((f"{low:.3f}-{min(high, 1):.3f}", claimed, measured, len(inside)))
+            ece += len(inside) / len(claims) * abs(claimed - measured)
+    return table, ece
+
+
+DYNAMIC = {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES}
+STRATEGIES = {
+    # Fixed 3 votes: 2 of 3 decide, 1-1-1 is disputed; no gold (the rule reads no reliability).
+    "majority 3 votes": {
+        "mode": "majority",
+        "min_votes": 3,
+        "max_votes": 3,
+        "agreement": 0.5,
+        "gold_rate": 0.0,
+    },
+    # The dynamic rule with the project's default gold schedule.
+    "dynamic 0.90": {**DYNAMIC, "target_confidence": 0.9},
+    "dynamic 0.95": {**DYNAMIC, "target_confidence": 0.95},
+    "dynamic 0.99": {**DYNAMIC, "target_confidence": 0.99},
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--full", action="store_true", help="2,000 images a run")
+    parser.add_argument("--crowds", default="abc")
+    parser.add_argument("--classes", default="10,100")
+    parser.add_argument("--models", default="none,weak,weak-over,strong,strong-over")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--strategies",
+        default="majority 3 votes,dynamic 0.90,dynamic 0.95",
+        help=f"comma-separated, of: {', '.join(STRATEGIES)}",
+    )
     args = parser.parse_args()
-
-    rng = np.random.default_rng(args.seed)
-    crowd = Crowd(rng, args.images, args.classes)
-    orders = voter_order(rng, crowd, args.images)
-    gold = Project(gold_rate=0.2, gold_rate_min=0.02, gold_half_life=20, reliability_threshold=0.6)
-    no_gold = Project(gold_rate=0.0)
-
-    def dynamic(target, prior, gold_project, min_votes=2):
-        return run_dynamic(
-            crowd,
-            orders,
-            np.random.default_rng(args.seed + 100),
-            min_votes=min_votes,
-            max_votes=MAX_VOTES,
-            target=target,
-            model_prior=prior,
-            gold_project=gold_project,
-        )
-
-    rows = [
-        ("majority, fixed 3 votes", run_majority(crowd, orders, 3)),
-        ("majority, fixed 5 votes", run_majority(crowd, orders, 5)),
-        ("dynamic 0.95, no prior, no gold", dynamic(0.95, False, no_gold)),
-        ("dynamic 0.95, no prior, gold 20%->2%", dynamic(0.95, False, gold)),
-        ("dynamic 0.98, no prior, gold 20%->2%", dynamic(0.98, False, gold)),
-        ("dynamic 0.95, model prior, gold", dynamic(0.95, True, gold, min_votes=1)),
-        ("dynamic 0.98, model prior, gold", dynamic(0.98, True, gold, min_votes=1)),
-        ("Dawid-Skene on 5 votes (NumPy EM)", run_dawid_skene_numpy(crowd, orders)),
-    ]
-    crowdkit = run_dawid_skene_crowdkit(crowd, orders)
-    if crowdkit is not None:
-        rows.append(("Dawid-Skene on 5 votes (crowd-kit)", crowdkit))
-
-    honest = crowd.accuracy[~crowd.spammer]
+    chosen = {name: STRATEGIES[name] for name in args.strategies.split(",")}
+    n_images = 2000 if args.full else args.images
+    call_command("migrate", verbosity=0)
+    logging.getLogger("annotate").setLevel(logging.WARNING)
+    pooled: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     print(
-        f"crowd: {args.images} images, {args.classes} classes, {(~crowd.spammer).sum()} volunteers "
-        f"(accuracy {honest.min():.2f}-{honest.max():.2f}, mean {honest.mean():.2f}), "
-        f"{crowd.spammer.sum()} spammers, look-alike class pairs, seed {args.seed}"
+        f"{'crowd':5s} {'K':>3s} {'model':11s} {'strategy':24s} {'votes/dec':>9s} {'accuracy':>8s}"
+        f" {'ECE':>6s} {'disputed':>8s} {'DS flags T/F':>12s} {'no-human':>8s} {'model-dec':>9s}"
+        f" {'DS it':>5s} {'s':>4s}"
     )
-    print(
-        f"{'strategy':40s} {'votes/img':>9s} {'+gold':>6s} {'votes/decided':>13s} "
-        f"{'accuracy':>9s} {'disputed':>9s}"
-    )
-    for name, r in rows:
-        per_image = r["votes"] / args.images
-        per_decided = (r["votes"] + r["gold"]) / max(r["decided"], 1)
-        accuracy = r["correct"] / max(r["decided"], 1)
-        print(
-            f"{name:40s} {per_image:9.2f} {r['gold'] / args.images:6.2f} {per_decided:13.2f} "
-            f"{accuracy:9.3f} {r['disputed'] / args.images:9.1%}"
-        )
+    started = time.time()
+    for kind in args.crowds:
+        for k in (int(x) for x in args.classes.split(",")):
+            crowd = Crowd(kind, k, args.seed)
+            for model in args.models.split(","):
+                for strategy, policy in chosen.items():
+                    if strategy.startswith("majority") and model != "none":
+                        continue  # the model plays no part in the majority rule
+                    t0 = time.time()
+                    name = f"{kind}{k}-{model}-{strategy}"
+                    r = run(crowd, n_images, model, policy, name)
+                    table, ece = calibration(r["claims"])
+                    pooled[f"{kind} {strategy}"] += r["claims"]
+                    print(
+                        f"{kind:5s} {k:3d} {model:11s} {strategy:24s}"
+                        f" {r['votes'] / max(r['decided'], 1):9.2f}"
+                        f" {r['correct'] / max(r['decided'], 1):8.3f}"
+                        f" {ece if r['claims'] else float('nan'):6.3f}"
+                        f" {r['disputed'] / r['images']:8.1%}"
+                        f" {r['flags_true']:5d}/{r['flags_false']:<6d}"
+                        f" {r['no_human']:8d} {r['model_decided']:9d} {r['iterations']:5d}"
+                        f" {time.time() - t0:4.0f}",
+                        flush=True,
+                    )
+    print("\ncalibration, pooled over classes and models: band, claimed, measured, decisions")
+    for name, claims in pooled.items():
+        if not claims:
+            continue
+        table, ece = calibration(claims)
+        print(f"crowd {name}: ECE {ece:.4f}")
+        for band, claimed, measured, count in table:
+            mark = (
+                "  <-- off by more than 0.02"
+                if count >= 100 and abs(claimed - measured) > 0.02
+                else ""
+            )
+            print(f"  {band}  {claimed:.4f}  {measured:.4f}  {count:6d}{mark}")
+    took = time.time() - started
+    print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seed {args.seed}, {took:.0f} s")
 
 
 if __name__ == "__main__":

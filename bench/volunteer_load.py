@@ -411,6 +411,7 @@ def seed_verify(*, images: int, labels: int, tokens: list[str]) -> dict:
     project = Project.objects.create(
         name="load-verify",
         task=Project.Task.VERIFY,
+        gold_rate=0.0,
         grid_size=GRID_SIZE,
         min_votes=MIN_VOTES,
         max_votes=MAX_VOTES,

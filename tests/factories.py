@@ -39,6 +39,8 @@ class _ProjectFactory(factory.django.DjangoModelFactory):
     min_votes = 2
     max_votes = 4
     agreement = 0.75
+    # Gold off unless a test asks for it (the model's default is a small share: issue 16).
+    gold_rate = 0.0
 
 
 class _LabelFactory(factory.django.DjangoModelFactory):

@@ -12,13 +12,22 @@ from annotate.models.jobs import QueuedJob
 from annotate.models.ml import ActiveModel, ModelVersion, Suggestion, TrainingRun
 from annotate.models.projects import Label, Project, label_key_validator
 from annotate.models.verification import Candidate, CandidateVote, Grid, GridItem
-from annotate.models.votes import AnnotatorStats, Decision, Vote
+from annotate.models.votes import (
+    NONE_KEY,
+    AnnotatorStats,
+    CrowdConfusion,
+    Decision,
+    VolunteerConfusion,
+    Vote,
+)
 
 __all__ = [
+    "NONE_KEY",
     "ActiveModel",
     "AnnotatorStats",
     "Assignment",
     "Candidate",
+    "CrowdConfusion",
     "CandidateVote",
     "Decision",
     "Export",
@@ -35,6 +44,7 @@ __all__ = [
     "TimeStamped",
     "TrainingRun",
     "User",
+    "VolunteerConfusion",
     "Vote",
     "image_upload_to",
     "label_key_validator",

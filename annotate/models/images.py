@@ -43,6 +43,10 @@ class Image(TimeStamped):
     # Set by the periodic re-aggregation when Dawid-Skene disagrees with the crowd's decision.
     flagged_for_review = models.BooleanField(default=False)
     flag_reason = models.CharField(max_length=200, blank=True)
+    # The model's part in the current crowd decision (issue 16): the share of the decided
+    # answer's probability it added, and whether that was most of it.
+    model_share = models.FloatField(default=0.0)
+    model_decided = models.BooleanField(default=False)
     # Hot-path counters, changed only inside the transaction that changes their rows.
     votes_count = models.PositiveSmallIntegerField(default=0)
     leases_count = models.PositiveSmallIntegerField(default=0)

@@ -30,7 +30,9 @@ class Project(TimeStamped):
     description = models.TextField(blank=True)
     # Consensus policy (PRODUCT.md section 3).
     min_votes = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
-    max_votes = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    # 4 with agreement 0.75: at 5, a fifth vote after four undecided ones could never decide
+    # (issue 16; annotate.services.policies refuses such a policy).
+    max_votes = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1)])
     agreement = models.FloatField(
         default=0.75,
         validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
@@ -53,8 +55,10 @@ class Project(TimeStamped):
     )
     # Gold schedule: a new volunteer sees gold at `gold_rate`, falling toward `gold_rate_min`
     # (halving every `gold_half_life` votes); an unreliable volunteer stays at `gold_rate`.
+    # A small share by default: a project with gold images uses them (issue 16); one without
+    # finds none to serve. 0 turns gold off.
     gold_rate = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
     gold_rate_min = models.FloatField(
         default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -68,6 +72,33 @@ class Project(TimeStamped):
     # Share of each answer among decided images ({label id or "none": count}), refreshed by
     # the periodic re-aggregation: the dynamic consensus's prior when no model suggests.
     answer_counts = models.JSONField(default=dict, blank=True)
+    # Quality (issue 16).
+    plurality_at_max_votes = models.BooleanField(
+        default=False,
+        help_text="Majority mode: at max_votes, decide by a unique plurality instead of disputing.",
+    )
+    model_max_accuracy = models.FloatField(
+        default=0.9,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.99)],
+        help_text="Dynamic mode: the model's suggestion counts at most as one volunteer of this "
+        "accuracy (0: the model does not vote).",
+    )
+    flag_confidence = models.FloatField(
+        default=0.9,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Re-aggregation flags a decision only when Dawid-Skene prefers another "
+        "answer with at least this probability.",
+    )
+    train_on_model_decided = models.BooleanField(
+        default=False,
+        help_text="Train on labels that the model decided mostly by itself.",
+    )
+    # The active model's measured accuracy per confidence band ({"0.9": [hits, total], ...}),
+    # refreshed by the periodic re-aggregation: how much its suggestion is worth as a vote.
+    model_reliability = models.JSONField(default=dict, blank=True)
+    # How alike the crowd's mistakes on one true answer are (a Dirichlet concentration: small,
+    # they go to one look-alike; large, spread evenly), estimated by re-aggregation.
+    mistake_concentration = models.FloatField(default=1.0)
     lease_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(10), MaxValueValidator(24 * 3600)]
     )

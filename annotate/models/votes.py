@@ -99,3 +99,49 @@ class AnnotatorStats(TimeStamped):
 
     def __str__(self) -> str:
         return f"user {self.user_id} in project {self.project_id}: {self.estimated_accuracy:.2f}"
+
+
+# Answer keys of the confusion counts: a label's id, or NONE_KEY for "none of these".
+NONE_KEY = 0
+
+
+class VolunteerConfusion(models.Model):
+    """How often a volunteer gave `given_key` when the answer was `true_key`: weighted counts
+    from gold answers and from decisions that stand without the volunteer's own vote. Sparse:
+    only the pairs seen have a row (issue 16)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    true_key = models.BigIntegerField()
+    given_key = models.BigIntegerField()
+    weight = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "user", "true_key", "given_key"], name="volunteer_confusion_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}: {self.given_key} for {self.true_key} x{self.weight:g}"
+
+
+class CrowdConfusion(models.Model):
+    """The crowd's mistakes pooled: weighted counts of `given_key` answered for `true_key`
+    (never equal), the prior a volunteer's own confusions are shrunk toward. Append-only on
+    the vote path (a pair's count is the sum of its rows: no row every decision would wait
+    on), compacted to a row per pair by the periodic re-aggregation."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_index=False)
+    true_key = models.BigIntegerField()
+    given_key = models.BigIntegerField()
+    weight = models.FloatField(default=0.0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "given_key", "true_key"], name="crowd_confusion_given"),
+        ]
+
+    def __str__(self) -> str:
+        return f"project {self.project_id}: {self.given_key} for {self.true_key} x{self.weight:g}"

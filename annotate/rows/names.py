@@ -18,6 +18,8 @@ from annotate.rows.django_private import column_of, model_fields
 _MODELS = {
     "ActiveModel": "annotate.ActiveModel",
     "AnnotatorStats": "annotate.AnnotatorStats",
+    "CrowdConfusion": "annotate.CrowdConfusion",
+    "VolunteerConfusion": "annotate.VolunteerConfusion",
     "Assignment": "annotate.Assignment",
     "Decision": "annotate.Decision",
     "Image": "annotate.Image",

@@ -26,6 +26,8 @@ _VOTE_READS = {
         "votes_count",
         "leases_count",
         "free_slots",
+        "model_share",
+        "model_decided",
     ),
     "project": (
         "min_votes",
@@ -38,6 +40,10 @@ _VOTE_READS = {
         "gold_rate_min",
         "gold_half_life",
         "reliability_threshold",
+        "plurality_at_max_votes",
+        "model_max_accuracy",
+        "model_reliability",
+        "mistake_concentration",
     ),
 }
 
@@ -111,10 +117,12 @@ def assignment_voted(*, guarded: bool) -> str:
 
 @cache
 def image_counts(*, guarded: bool) -> str:
-    """Parameters: votes_count, leases_count, free_slots, state, updated_at, image id."""
+    """Parameters: votes_count, leases_count, free_slots, state, model_share, model_decided,
+    updated_at, image id."""
     return sql(
         "UPDATE {Image} SET {Image.votes_count} = %s, {Image.leases_count} = %s,"
-        " {Image.free_slots} = %s, {Image.state} = %s, {Image.updated_at} = %s"
+        " {Image.free_slots} = %s, {Image.state} = %s, {Image.model_share} = %s,"
+        " {Image.model_decided} = %s, {Image.updated_at} = %s"
         " WHERE {Image.id} = %s" + (_GUARD if guarded else "")
     )
 

@@ -19,10 +19,15 @@ VERIFIED_STATES = (Image.State.CONSENSUS, Image.State.REVIEWED)
 
 
 def verified_decisions(*, project: Project) -> QuerySet[Decision]:
-    """The current decisions that give an image of the project a verified label."""
-    return Decision.objects.filter(
+    """The current decisions that give an image of the project a verified label: what the
+    model trains on. Unless the project says otherwise, not the labels the model decided
+    mostly by itself (issue 16): a model trained on its own mistakes would confirm them."""
+    decisions = Decision.objects.filter(
         image__project=project, is_current=True, excluded=False, image__state__in=VERIFIED_STATES
     )
+    if not project.train_on_model_decided:
+        decisions = decisions.exclude(rule=Decision.Rule.DYNAMIC, image__model_decided=True)
+    return decisions
 
 
 def project_verified_count(*, project: Project) -> int:

@@ -1,7 +1,8 @@
 """Batch re-aggregation: Dawid-Skene EM over all the votes of a project.
 
-Run on a schedule. Images whose crowd decision Dawid-Skene would change are flagged for
-review; the project's answer frequencies (the dynamic rule's prior) and each volunteer's
+Run on a schedule. Images whose crowd decision Dawid-Skene confidently contradicts are flagged
+for review (and earlier flags rewritten or withdrawn); the project's answer frequencies (the
+dynamic rule's prior), the model's measured accuracy per confidence band and each volunteer's
 batch accuracy estimate are refreshed.
 """
 
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
-from annotate.models import AnnotatorStats, Decision, Image, Project, Vote
+from annotate.models import AnnotatorStats, Decision, Image, Label, Project, Suggestion, Vote
+from annotate.services import confusions
 from annotate.services.consensus import answer_keys_for
+from annotate.services.posterior import band_name
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,16 @@ class DawidSkeneResult:
     class_priors: np.ndarray  # classes
     confusions: np.ndarray  # workers x true class x answered class
     iterations: int
+    converged: bool
+
+
+# Dirichlet smoothing (issue 16): each worker's confusion row starts from CONFUSION_STRENGTH
+# answers of a PRIOR_ACCURACY one-coin voter, each class's prior from CLASS_STRENGTH items. Without
+# them a worker seen on a few items, or a class seldom decided ("none of these"), gets
+# certainties no data supports, and EM runs off to them.
+CONFUSION_STRENGTH = 2.0
+PRIOR_ACCURACY = 0.7
+CLASS_STRENGTH = 1.0
 
 
 def dawid_skene(
@@ -37,27 +50,38 @@ def dawid_skene(
     n_items: int,
     n_workers: int,
     n_classes: int,
-    max_iterations: int = 100,
-    tolerance: float = 1e-5,
-    smoothing: float = 0.01,
+    max_iterations: int = 500,
+    tolerance: float = 1e-3,
+    confusion_strength: float = CONFUSION_STRENGTH,
+    class_strength: float = CLASS_STRENGTH,
+    init: np.ndarray | None = None,
 ) -> DawidSkeneResult:
     """Dawid & Skene (1979): each worker has a full confusion matrix; EM alternates between
-    the posterior of each item's true class and the workers' matrices and class priors.
+    the posterior of each item's true class and the workers' matrices and class priors (their
+    MAP estimates under the Dirichlet smoothing above).
 
-    Starts from majority-vote posteriors. `smoothing` is a small pseudo-count that keeps a
-    worker's unseen answers possible.
+    Starts from `init` (items x classes posteriors, e.g. the dynamic rule's) or else from
+    majority vote; stops when no posterior moves by more than `tolerance` (converged) or after
+    `max_iterations`.
     """
-    posteriors = np.zeros((n_items, n_classes))
-    np.add.at(posteriors, (items, answers), 1.0)
+    if init is not None:
+        posteriors = np.array(init, dtype=float)
+    else:
+        posteriors = np.zeros((n_items, n_classes))
+        np.add.at(posteriors, (items, answers), 1.0)
     posteriors /= posteriors.sum(axis=1, keepdims=True).clip(min=1e-12)
-    previous = None
-    iteration = 0  # how many EM rounds ran, reported in the result
+    off = confusion_strength * (1.0 - PRIOR_ACCURACY) / max(n_classes - 1, 1)
+    pseudo = np.full((n_classes, n_classes), off)
+    np.fill_diagonal(pseudo, confusion_strength * PRIOR_ACCURACY)
+    iteration, converged = 0, False
+    class_priors = np.full(n_classes, 1.0 / n_classes)
+    confusions = np.tile(pseudo / pseudo.sum(axis=1, keepdims=True), (n_workers, 1, 1))
     while iteration < max_iterations:
         iteration += 1
         # M-step: class priors and confusion matrices from the current posteriors.
-        class_priors = posteriors.mean(axis=0).clip(min=1e-12)
+        class_priors = posteriors.sum(axis=0) + class_strength
         class_priors /= class_priors.sum()
-        confusions = np.full((n_workers, n_classes, n_classes), smoothing)
+        confusions = np.tile(pseudo, (n_workers, 1, 1))
         # numpy's stubs do not accept a slice inside ufunc.at's index tuple; numpy does.
         np.add.at(confusions, (workers, slice(None), answers), posteriors[items])  # type: ignore[arg-type]
         confusions /= confusions.sum(axis=2, keepdims=True)
@@ -65,12 +89,61 @@ def dawid_skene(
         log_post = np.tile(np.log(class_priors), (n_items, 1))
         np.add.at(log_post, items, np.log(confusions[workers, :, answers]))
         log_post -= log_post.max(axis=1, keepdims=True)
-        posteriors = np.exp(log_post)
-        posteriors /= posteriors.sum(axis=1, keepdims=True)
-        if previous is not None and np.abs(posteriors - previous).max() < tolerance:
+        updated = np.exp(log_post)
+        updated /= updated.sum(axis=1, keepdims=True)
+        change = float(np.abs(updated - posteriors).max())
+        posteriors = updated
+        if change < tolerance:
+            converged = True
             break
-        previous = posteriors
-    return DawidSkeneResult(posteriors, class_priors, confusions, iteration)
+    return DawidSkeneResult(posteriors, class_priors, confusions, iteration, converged)
+
+
+def one_coin_init(
+    items: np.ndarray,
+    answers: np.ndarray,
+    accuracies: np.ndarray,
+    *,
+    n_items: int,
+    n_classes: int,
+) -> np.ndarray:
+    """Each item's posterior under the one-coin model with each answer's voter accuracy (the
+    reliability estimates): where EM starts."""
+    accuracy = np.clip(accuracies, 1.0 / n_classes, 0.995)
+    wrong = np.log((1.0 - accuracy) / max(n_classes - 1, 1))
+    log_post = np.zeros((n_items, n_classes))
+    np.add.at(log_post, items, np.broadcast_to(wrong[:, None], (len(items), n_classes)))
+    np.add.at(log_post, (items, answers), np.log(accuracy) - wrong)
+    log_post -= log_post.max(axis=1, keepdims=True)
+    found: np.ndarray = np.exp(log_post)
+    normalized: np.ndarray = found / found.sum(axis=1, keepdims=True)
+    return normalized
+
+
+def mistake_concentration(posteriors: np.ndarray, answers: np.ndarray, *, n_classes: int) -> float:
+    """The Dirichlet concentration of the crowd's mistakes, from DS's posteriors of the items
+    of the answers given: how often two mistakes on the same true answer agree (P), and the
+    concentration at which a Polya urn repeats a mistake that often,
+    P = (c / (K - 1) + 1) / (c + 1). Mistakes spread evenly give a large one, mistakes that go
+    to one look-alike a small one."""
+    expected = np.zeros((n_classes, n_classes))  # true x given, expected answers
+    np.add.at(expected.T, answers, posteriors)
+    np.fill_diagonal(expected, 0.0)
+    mistakes = expected.sum(axis=1)
+    usable = mistakes >= 2.0
+    if not usable.any() or n_classes < 3:
+        return 1.0
+    rows, totals = expected[usable], mistakes[usable]
+    # Pairs of mistakes on one true answer that agree, over all pairs (no mistake paired with
+    # itself), pooled over the answers weighted by their pairs.
+    agreeing = (rows * np.clip(rows - 1.0, 0.0, None)).sum()
+    pairs = (totals * (totals - 1.0)).sum()
+    uniform = 1.0 / (n_classes - 1)
+    alike = min(max(float(agreeing / pairs), uniform + 1e-3), 0.99)
+    return float(np.clip((1.0 - alike) / (alike - uniform), MIN_CONCENTRATION, MAX_CONCENTRATION))
+
+
+MIN_CONCENTRATION, MAX_CONCENTRATION = 0.3, 100.0
 
 
 @dataclass
@@ -79,10 +152,21 @@ class ReaggregationReport:
     votes: int = 0
     flagged: int = 0
     unflagged: int = 0
+    iterations: int = 0
+    converged: bool = False
+
+
+FLAG_PREFIX = "Dawid-Skene"
+# With one vote, DS disagreeing with it is only that voter's confusion matrix talking: on the
+# bench every such flag was on a correct decision.
+FLAG_MIN_VOTES = 2
 
 
 def project_reaggregate(*, project: Project) -> ReaggregationReport:
-    """Re-score the project's crowd decisions with Dawid-Skene; flag disagreements."""
+    """Re-score the project's crowd decisions with Dawid-Skene. A decision is flagged for
+    review when DS prefers another answer with at least the project's `flag_confidence` and
+    the image has at least `min_votes` votes (and FLAG_MIN_VOTES); a re-run rewrites the flags
+    it set before, and withdraws those DS no longer supports."""
     report = ReaggregationReport()
     keys = answer_keys_for(project=project)
     key_index = {key: i for i, key in enumerate(keys)}
@@ -97,63 +181,145 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         user_ids.append(user_id)
         label_ids.append(key_index[label_id])
     _refresh_answer_counts(project=project)
+    confusions.crowd_compact(project_id=project.pk)
     if not image_ids:
+        _withdraw_flags(project=project, keep=set())
         return report
+    human_votes = len(image_ids)
+    unanimous = _unanimous(image_ids, label_ids, keys)
+    _refresh_model_reliability(project=project, unanimous=unanimous)
+    # The model's suggestion is one more answer, as it was one more voter in the decisions:
+    # DS learns its confusion matrix like anyone's, and does not flag a split vote the model
+    # settled merely for not seeing it.
+    voted = set(image_ids)
+    suggested = Suggestion.objects.filter(
+        image__project=project, model_version__active_in__project=project
+    ).values_list("image_id", "label_id")
+    for image_id, label_id in suggested.iterator(chunk_size=10_000):
+        if image_id in voted and label_id in key_index:
+            image_ids.append(image_id)
+            user_ids.append(MODEL_WORKER)
+            label_ids.append(key_index[label_id])
     image_of, items = np.unique(np.frombuffer(image_ids, dtype=np.int64), return_inverse=True)
     user_of, workers = np.unique(np.frombuffer(user_ids, dtype=np.int64), return_inverse=True)
     answers = np.frombuffer(label_ids, dtype=np.int64)
-    result = dawid_skene(
-        items, workers, answers, n_items=len(image_of), n_workers=len(user_of), n_classes=len(keys)
+    estimates = dict(
+        AnnotatorStats.objects.filter(project=project).values_list("user_id", "estimated_accuracy")
     )
-    report.images, report.votes = len(image_of), len(answers)
+    accuracy = np.array([estimates.get(int(u), PRIOR_ACCURACY) for u in user_of])[workers]
+    n_items, n_classes = len(image_of), len(keys)
+    result = dawid_skene(
+        items,
+        workers,
+        answers,
+        n_items=n_items,
+        n_workers=len(user_of),
+        n_classes=n_classes,
+        init=one_coin_init(items, answers, accuracy, n_items=n_items, n_classes=n_classes),
+    )
+    report.images, report.votes = n_items, len(answers)
+    report.iterations, report.converged = result.iterations, result.converged
+    concentration = mistake_concentration(
+        result.posteriors[items[:human_votes]], answers[:human_votes], n_classes=n_classes
+    )
+    Project.objects.filter(pk=project.pk).update(mistake_concentration=concentration)
+    project.mistake_concentration = concentration
+    votes_per_item = np.bincount(items[:human_votes], minlength=n_items)
     best = result.posteriors.argmax(axis=1)
-    batch_choice = {
-        int(image_id): keys[int(k)] for image_id, k in zip(image_of, best, strict=False)
+    found = {
+        int(image_id): (keys[int(k)], float(result.posteriors[i, k]), int(votes_per_item[i]))
+        for i, (image_id, k) in enumerate(zip(image_of, best, strict=True))
     }
-    confidence = {
-        int(image_id): float(p)
-        for image_id, p in zip(image_of, result.posteriors.max(axis=1), strict=False)
-    }
-
+    names = dict(Label.objects.filter(project=project).values_list("id", "name"))
     crowd_decided = Decision.objects.filter(
         image__project=project,
         is_current=True,
         rule__in=[Decision.Rule.MAJORITY, Decision.Rule.DYNAMIC],
     ).values_list("image_id", "label_id")
-    to_flag, agreeing = [], []
+    reasons: dict[int, str] = {}
     for image_id, label_id in crowd_decided.iterator(chunk_size=10_000):
-        if image_id not in batch_choice:
+        if image_id not in found:
             continue
-        if batch_choice[image_id] != label_id:
-            to_flag.append(image_id)
-        else:
-            agreeing.append(image_id)
+        choice, confidence, image_votes = found[image_id]
+        if (
+            choice != label_id
+            and confidence >= project.flag_confidence
+            and image_votes >= max(project.min_votes, FLAG_MIN_VOTES)
+        ):
+            reasons[image_id] = (
+                f"{FLAG_PREFIX} prefers {_name(names, choice)} ({confidence:.0%})"
+                f" to {_name(names, label_id)}"
+            )[:200]
     with transaction.atomic():
-        for chunk in _chunks(to_flag):
-            for image_id in chunk:
-                choice = batch_choice[image_id]
-                name = "none of these" if choice is None else f"label {choice}"
-                Image.objects.filter(pk=image_id, flagged_for_review=False).update(
-                    flagged_for_review=True,
-                    flag_reason=f"Dawid-Skene prefers {name} ({confidence[image_id]:.0%})",
-                )
-        report.flagged = len(to_flag)
-        for chunk in _chunks(agreeing):
-            report.unflagged += Image.objects.filter(
-                pk__in=chunk,
-                flagged_for_review=True,
-                state__in=[Image.State.CONSENSUS, Image.State.EXCLUDED],
-            ).update(flagged_for_review=False, flag_reason="")
+        for image_id, reason in reasons.items():
+            Image.objects.filter(pk=image_id).filter(
+                Q(flagged_for_review=False) | Q(flag_reason__startswith=FLAG_PREFIX)
+            ).update(flagged_for_review=True, flag_reason=reason)
+        report.flagged = len(reasons)
+        report.unflagged = _withdraw_flags(project=project, keep=set(reasons))
         # A worker's accuracy: the diagonal of its confusion matrix, weighted by class prior.
-        accuracy = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(
-            axis=1
-        )
-        for user_id, value in zip(user_of, accuracy, strict=False):
+        batch = (np.diagonal(result.confusions, axis1=1, axis2=2) * result.class_priors).sum(axis=1)
+        for user_id, value in zip(user_of, batch, strict=False):
             AnnotatorStats.objects.filter(project=project, user_id=int(user_id)).update(
                 batch_accuracy=float(value)
             )
     logger.info("re-aggregated project %s: %s", project.pk, report)
     return report
+
+
+def _name(names: dict[int, str], label_id: int | None) -> str:
+    return "none of these" if label_id is None else f"\u201c{names.get(label_id, label_id)}\u201d"
+
+
+def _withdraw_flags(*, project: Project, keep: set[int]) -> int:
+    """Clear the flags an earlier re-aggregation set that this one does not keep."""
+    earlier = Image.objects.filter(
+        project=project, flagged_for_review=True, flag_reason__startswith=FLAG_PREFIX
+    ).values_list("id", flat=True)
+    withdrawn = [image_id for image_id in earlier if image_id not in keep]
+    count = 0
+    for chunk in _chunks(withdrawn):
+        count += Image.objects.filter(pk__in=chunk).update(flagged_for_review=False, flag_reason="")
+    return count
+
+
+# The model's answers in re-aggregation, as a worker no user id takes.
+MODEL_WORKER = 0
+
+
+def _unanimous(
+    image_ids: "array[int]", label_ids: "array[int]", keys: list[int | None]
+) -> dict[int, int]:
+    """The images at least two volunteers voted on, all for the same label: {image: label}."""
+    seen: dict[int, tuple[int, int]] = {}
+    split = set()
+    for image_id, index in zip(image_ids, label_ids, strict=True):
+        count, first = seen.get(image_id, (0, index))
+        seen[image_id] = (count + 1, first)
+        if first != index:
+            split.add(image_id)
+    return {
+        image_id: label
+        for image_id, (count, index) in seen.items()
+        if count >= 2 and image_id not in split and (label := keys[index]) is not None
+    }
+
+
+def _refresh_model_reliability(*, project: Project, unanimous: dict[int, int]) -> None:
+    """The active model's measured accuracy per confidence band (posterior.band_name), on the
+    images two or more volunteers labeled alike (none of them by the model's say): how much
+    its suggestion is worth as a vote (annotate.services.posterior.model_accuracy)."""
+    bands: dict[str, list[int]] = {}
+    suggested = Suggestion.objects.filter(
+        image__project=project, model_version__active_in__project=project
+    ).values_list("image_id", "label_id", "confidence")
+    for image_id, label_id, confidence in suggested.iterator(chunk_size=10_000):
+        if image_id in unanimous:
+            band = bands.setdefault(band_name(confidence), [0, 0])
+            band[0] += int(unanimous[image_id] == label_id)
+            band[1] += 1
+    Project.objects.filter(pk=project.pk).update(model_reliability=bands)
+    project.model_reliability = bands
 
 
 def _refresh_answer_counts(*, project: Project) -> None:

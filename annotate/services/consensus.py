@@ -1,9 +1,12 @@
 """Consensus: when do the votes on an image decide it (PRODUCT.md section 3).
 
-Two rules. *majority*: a share of the votes. *dynamic*: the posterior over the true answer
-under a one-coin model (a volunteer with accuracy a gives the true answer with probability a,
-each wrong one with (1 - a) / (K - 1)), times a prior; decided once the top posterior reaches
-the project's target, so easy images finish with fewer votes and hard ones get more.
+Two rules. *majority*: a share of the votes (and, when the project says so, a unique plurality
+at `max_votes`). *dynamic*: the calibrated posterior over the true answer
+(annotate.services.posterior: each volunteer a confusion matrix shrunk toward the one-coin model
+with the crowd's mistakes, the model one bounded voter), decided once the top answer reaches the
+project's target, so easy images finish with fewer votes and hard ones get more. The model
+never decides an answer no volunteer gave, nor one only volunteers below
+`reliability_threshold` gave (issue 16).
 """
 
 from collections import Counter
@@ -15,9 +18,9 @@ import numpy as np
 from django.utils import timezone
 
 from annotate import rows
-from annotate.models import Decision, Image, Project, User
+from annotate.models import NONE_KEY, Decision, Image, Project, User
 from annotate.rows import decisions as decision_sql
-from annotate.services import ml_suggestions, reliability
+from annotate.services import confusions, ml_suggestions, posterior, reliability
 from annotate.services.reliability import StatsDelta
 
 # The key for "none of these" among vote counts (a vote whose label is null).
@@ -26,25 +29,35 @@ NONE_OF_THESE = None
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the votes say. `state` is the image's next state; label None means "none of these"."""
+    """What the votes say. `state` is the image's next state; label None means "none of these".
+    `model_share`: the share of the decided answer's probability the model added;
+    `model_decided`: whether that was most of it."""
 
     state: str
     label_id: int | None = None
     confidence: float | None = None
+    model_share: float = 0.0
+    model_decided: bool = False
 
 
 def majority_outcome(
-    counts: Counter[int | None], *, min_votes: int, max_votes: int, agreement: float
+    counts: Counter[int | None],
+    *,
+    min_votes: int,
+    max_votes: int,
+    agreement: float,
+    plurality_at_max: bool = False,
 ) -> Outcome:
     """Majority rule: decided once at least `min_votes` votes are in and one answer holds at
-    least `agreement` of them and strictly more than any other; disputed at `max_votes`."""
+    least `agreement` of them and strictly more than any other; at `max_votes`, decided by a
+    unique plurality when `plurality_at_max`, else disputed."""
     total = sum(counts.values())
     if total >= min_votes and counts:
         ranked = counts.most_common(2)
         top_label, top_count = ranked[0]
         share = top_count / total
         unique_top = len(ranked) == 1 or ranked[1][1] < top_count
-        if unique_top and share >= agreement:
+        if unique_top and (share >= agreement or (plurality_at_max and total >= max_votes)):
             state = Image.State.EXCLUDED if top_label is NONE_OF_THESE else Image.State.CONSENSUS
             return Outcome(state=state, label_id=top_label, confidence=share)
     if total >= max_votes:
@@ -55,7 +68,8 @@ def majority_outcome(
 def one_coin_posterior(
     answers: list[int], accuracies: list[float], prior: np.ndarray
 ) -> np.ndarray:
-    """Posterior over K answers given each vote's answer index and its voter's accuracy.
+    """Posterior over K answers given each vote's answer index and its voter's accuracy, under
+    the one-coin model (each wrong answer equally likely): the starting point of re-aggregation.
 
     An accuracy at or below chance (1/K) carries no information, so it is clipped there: a
     spammer's votes neither help nor, as an "anti-expert", flip the answer.
@@ -67,8 +81,8 @@ def one_coin_posterior(
         wrong = (1.0 - accuracy) / (k - 1)
         log_posterior += np.log(wrong)
         log_posterior[answer] += np.log(accuracy) - np.log(wrong)
-    posterior: np.ndarray = np.exp(log_posterior - log_posterior.max())
-    normalized: np.ndarray = posterior / posterior.sum()
+    found: np.ndarray = np.exp(log_posterior - log_posterior.max())
+    normalized: np.ndarray = found / found.sum()
     return normalized
 
 
@@ -80,11 +94,15 @@ def dynamic_outcome(
     min_votes: int,
     max_votes: int,
     target_confidence: float,
+    allowed: set[int | None] | None = None,
 ) -> Outcome:
+    """Decided once `votes` reach `min_votes` and the top answer's probability the target;
+    `allowed`: the answers that may be decided (None: any)."""
     top = int(np.argmax(posterior))
     confidence = float(posterior[top])
-    if votes >= min_votes and confidence >= target_confidence:
-        label_id = answer_keys[top]
+    label_id = answer_keys[top] if top < len(answer_keys) else -1  # -1: the other answers
+    may = label_id != -1 and (allowed is None or label_id in allowed)
+    if votes >= min_votes and confidence >= target_confidence and may:
         state = Image.State.EXCLUDED if label_id is NONE_OF_THESE else Image.State.CONSENSUS
         return Outcome(state=state, label_id=label_id, confidence=confidence)
     if votes >= max_votes:
@@ -103,52 +121,74 @@ def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
     return rows.fetch_all(decision_sql.image_votes(), [image_id])
 
 
-def answer_prior(
-    *, project: Project, answer_keys: list[int | None], model: dict[int, float] | None = None
-) -> np.ndarray:
-    """The prior over answers.
-
-    With the active model's calibrated probabilities for the image (`model`), those, leaving
-    "none of these" the share it has among decided images; without, the project's answer
-    frequencies among decided images (from the last re-aggregation). Smoothed either way so
-    that no answer starts impossible.
-    """
+def answer_prior(*, project: Project, answer_keys: list[int | None]) -> np.ndarray:
+    """The prior over answers: the project's answer frequencies among decided images (from the
+    last re-aggregation), smoothed so that no answer starts impossible."""
     counts = project.answer_counts or {}
     weights = np.array(
         [1.0 + counts.get("none" if key is None else str(key), 0) for key in answer_keys]
     )
     frequencies: np.ndarray = weights / weights.sum()
-    if not model or len(answer_keys) < 2:
-        return frequencies
-    is_label = np.array([key is not None for key in answer_keys])
-    none_share = float(frequencies[~is_label].sum())
-    labels = np.array([model.get(key, 0.0) for key in answer_keys if key is not None])
-    labels = 0.98 * labels / max(labels.sum(), 1e-12) + 0.02 / len(labels)
-    prior = np.full(len(answer_keys), none_share)
-    prior[is_label] = labels * (1.0 - none_share)
-    return prior
+    return frequencies
 
 
-def image_posterior(
-    *, image: Image, project: Project, votes: list[tuple[int, int | None]] | None = None
-) -> tuple[np.ndarray, list[int | None], int]:
-    """The dynamic rule's posterior for an image's votes (read when not given): (posterior,
-    answer keys, votes)."""
-    if votes is None:
-        votes = image_votes(image_id=image.pk)
-    keys = answer_keys_for(project=project)
-    index = {key: i for i, key in enumerate(keys)}
-    accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
-    posterior = one_coin_posterior(
-        [index[label_id] for _, label_id in votes],
-        [accuracy[user_id] for user_id, _ in votes],
-        answer_prior(
-            project=project,
-            answer_keys=keys,
-            model=ml_suggestions.image_model_prior(image_id=image.pk),
-        ),
+def _label(key: int) -> int | None:
+    return None if key == NONE_KEY else key
+
+
+def dynamic_image_outcome(
+    *, image: Image, project: Project, votes: list[tuple[int, int | None]]
+) -> Outcome:
+    """The dynamic rule on the image's calibrated posterior, the model a bounded voter: what
+    the model adds counts only toward an answer some volunteer gave, one of them at or above
+    `reliability_threshold`; otherwise the volunteers' votes decide alone."""
+    label_keys = answer_keys_for(project=project)
+    all_keys = [confusions.answer_key(label) for label in label_keys]
+    frequencies = answer_prior(project=project, answer_keys=label_keys)
+    model = (
+        ml_suggestions.image_model_prior(image_id=image.pk)
+        if project.model_max_accuracy > 0
+        else None
     )
-    return posterior, keys, len(votes)
+    accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
+    evidence = posterior.image_evidence(
+        project=project,
+        all_keys=all_keys,
+        prior_weights=dict(zip(all_keys, frequencies.tolist(), strict=True)),
+        votes=[(user_id, confusions.answer_key(label)) for user_id, label in votes],
+        accuracy=accuracy,
+        model=model,
+    )
+    keys = [_label(key) for key in evidence.keys]
+
+    def outcome(posterior: np.ndarray, allowed: set[int]) -> Outcome:
+        return dynamic_outcome(
+            posterior,
+            keys,
+            votes=len(votes),
+            min_votes=project.min_votes,
+            max_votes=project.max_votes,
+            target_confidence=project.target_confidence,
+            allowed={_label(key) for key in allowed},
+        )
+
+    if evidence.model_key is None:
+        return outcome(evidence.humans_only, evidence.voted_keys)
+    with_model = outcome(evidence.with_model, evidence.reliable_keys)
+    if not decides(with_model):
+        # Like any voter the model may hold a decision back (another vote is asked for); it
+        # never forces one.
+        return with_model
+    index = evidence.keys.index(confusions.answer_key(with_model.label_id))
+    claimed = float(evidence.with_model[index])
+    share = max(0.0, claimed - float(evidence.humans_only[index])) / claimed
+    return Outcome(
+        state=with_model.state,
+        label_id=with_model.label_id,
+        confidence=with_model.confidence,
+        model_share=share,
+        model_decided=share >= 0.5,
+    )
 
 
 def image_outcome(
@@ -157,22 +197,16 @@ def image_outcome(
     """What the project's policy makes of the image's (user id, label id) votes, and the
     decision rule that applies."""
     if project.mode == Project.Mode.DYNAMIC:
-        posterior, keys, _ = image_posterior(image=image, project=project, votes=votes)
-        outcome = dynamic_outcome(
-            posterior,
-            keys,
-            votes=len(votes),
-            min_votes=project.min_votes,
-            max_votes=project.max_votes,
-            target_confidence=project.target_confidence,
+        return dynamic_image_outcome(image=image, project=project, votes=votes), (
+            Decision.Rule.DYNAMIC
         )
-        return outcome, Decision.Rule.DYNAMIC
     counts = Counter(label_id for _, label_id in votes)
     outcome = majority_outcome(
         counts,
         min_votes=project.min_votes,
         max_votes=project.max_votes,
         agreement=project.agreement,
+        plurality_at_max=project.plurality_at_max_votes,
     )
     return outcome, Decision.Rule.MAJORITY
 
@@ -264,6 +298,8 @@ def decision_writes(
         decided_by=decided_by,
         replaces=previous,
     )
+    if votes is None:
+        votes = reliability.image_votes(image_id=image.pk)
     deltas = reliability.decision_deltas(
         image_id=image.pk, previous=previous, current=decision, votes=votes
     )

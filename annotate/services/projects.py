@@ -8,11 +8,29 @@ from django.db import transaction
 from django.db.models import Max, Model
 
 from annotate.models import Label, Project
-from annotate.services import verification_consensus
+from annotate.services import policies, verification_consensus
 from annotate.services.errors import Conflict, InvalidInput
 from annotate.services.serving import project_refresh_free_slots
 
-POLICY_FIELDS = ("min_votes", "max_votes", "agreement", "mode", "target_confidence")
+POLICY_FIELDS = (
+    "min_votes",
+    "max_votes",
+    "agreement",
+    "mode",
+    "target_confidence",
+    "plurality_at_max_votes",
+)
+# Quality settings (issue 16): the gold schedule, who counts as reliable, the model's weight,
+# when re-aggregation flags a decision, and whether training takes the model's own labels.
+QUALITY_FIELDS = (
+    "gold_rate",
+    "gold_rate_min",
+    "gold_half_life",
+    "reliability_threshold",
+    "model_max_accuracy",
+    "flag_confidence",
+    "train_on_model_decided",
+)
 PROJECT_FIELDS = (
     "name",
     "description",
@@ -20,7 +38,7 @@ PROJECT_FIELDS = (
     "show_suggestions",
     "suggestion_threshold",
     "serving_order",
-    "gold_rate",
+    *QUALITY_FIELDS,
     "lease_seconds",
     # Verification (issue 15).
     "task",
@@ -47,6 +65,12 @@ def _full_clean(instance: Model, **kwargs: Any) -> None:
         raise InvalidInput(validation_message(error), field=field) from None
 
 
+def _check_policy(project: Project) -> None:
+    problem = policies.policy_problem(project)
+    if problem is not None:
+        raise InvalidInput(problem, field="max_votes")
+
+
 def project_create(*, name: str, **fields: Any) -> Project:
     unknown = set(fields) - set(PROJECT_FIELDS)
     if unknown:
@@ -56,8 +80,12 @@ def project_create(*, name: str, **fields: Any) -> Project:
         # defaults are those its bench meets 99.7% precision with (bench/verify_cost.py).
         fields.setdefault("target_confidence", verification_consensus.DEFAULT_TARGET_CONFIDENCE)
         fields.setdefault("max_votes", verification_consensus.DEFAULT_MAX_VOTES)
+        # A grid's gold items take candidates' places, with or without gold to show: off
+        # unless asked for (classify projects default to a small share, issue 16).
+        fields.setdefault("gold_rate", 0.0)
     project = Project(name=name, **fields)
     _full_clean(project)
+    _check_policy(project)
     project.save()
     return project
 
@@ -73,6 +101,8 @@ def project_update(*, project: Project, **changes: Any) -> Project:
     for field, value in changes.items():
         setattr(project, field, value)
     _full_clean(project)
+    if policy_changed:
+        _check_policy(project)
     with transaction.atomic():
         project.save()
         if policy_changed:

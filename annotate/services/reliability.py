@@ -1,8 +1,10 @@
 """Annotator reliability: each volunteer's estimated accuracy in a project.
 
 The estimate is a Beta posterior mean: a prior worth PRIOR_STRENGTH answers at PRIOR_ACCURACY,
-plus gold answers (weight GOLD_WEIGHT: their truth is known) and agreement with decisions
-(weight 1: the volunteer's own vote helped make the decision, so it is the weaker evidence).
+plus gold answers (weight GOLD_WEIGHT: their truth is known) and agreement with decisions that
+stand without the volunteer's own vote (leave-one-out, weight 1: a decision's vote never
+vouches for itself). The same answers feed the volunteer's confusion counts
+(annotate.services.confusions).
 Counters change in the transactions that change their causes; nothing is recomputed in full.
 
 Lock order: stats rows are locked last (after any image row) and in user-id order.
@@ -20,10 +22,11 @@ from annotate import rows
 from annotate.models import AnnotatorStats, Decision, Project, User, Vote
 from annotate.rows import stats as stats_sql
 from annotate.rows.stats import COUNT_FIELDS, STATS_FIELDS
+from annotate.services import confusions
 
 PRIOR_ACCURACY = 0.7
 PRIOR_STRENGTH = 4.0
-GOLD_WEIGHT = 2.0
+GOLD_WEIGHT = confusions.GOLD_WEIGHT
 
 
 def estimated_accuracy(
@@ -130,6 +133,20 @@ def _matches(vote_label_id: int | None, decision: Decision | None) -> bool:
     return decision is not None and vote_label_id == decision.label_id
 
 
+# Decisions that no vote made: nothing was counted for their voters.
+_NOT_FROM_VOTES = (Decision.Rule.GOLD, Decision.Rule.VERIFIED)
+
+
+def counted_voters(*, votes: list[tuple[int, int | None]], decision: Decision) -> set[int]:
+    """The voters whose record a decision counts: for a reviewer's, every one; for a crowd
+    decision, those it stands without (leave-one-out, confusions.standing_voters)."""
+    if decision.rule in _NOT_FROM_VOTES:
+        return set()
+    if decision.rule == Decision.Rule.REVIEW:
+        return {user_id for user_id, _ in votes}
+    return set(confusions.standing_voters(votes, decision.label_id))
+
+
 def decision_deltas(
     *,
     image_id: int,
@@ -138,16 +155,26 @@ def decision_deltas(
     votes: list[tuple[int, int | None]] | None = None,
 ) -> dict[int, StatsDelta]:
     """How a new decision changes the record of everyone who voted on the image (`votes`:
-    its (user id, label id) votes, read here when not given)."""
+    its (user id, label id) votes, read here when not given): what the previous decision
+    counted is taken back, and the new one counts the voters it stands without."""
     if votes is None:
-        votes = list(Vote.objects.filter(image_id=image_id).values_list("user_id", "label_id"))
+        votes = image_votes(image_id=image_id)
     deltas: dict[int, StatsDelta] = defaultdict(StatsDelta)
+    before = set() if previous is None else counted_voters(votes=votes, decision=previous)
+    now = counted_voters(votes=votes, decision=current)
     for user_id, label_id in votes:
         delta = deltas[user_id]
-        if previous is None:
+        if user_id in before:
+            delta.decided_votes -= 1
+            delta.agreed_votes -= int(_matches(label_id, previous))
+        if user_id in now:
             delta.decided_votes += 1
-        delta.agreed_votes += int(_matches(label_id, current)) - int(_matches(label_id, previous))
+            delta.agreed_votes += int(_matches(label_id, current))
     return deltas
+
+
+def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
+    return list(Vote.objects.filter(image_id=image_id).values_list("user_id", "label_id"))
 
 
 def accuracies(*, project_id: int, user_ids: list[int]) -> dict[int, float]:
@@ -172,9 +199,14 @@ def gold_rate_for(*, project: Project, stats: AnnotatorStats | None) -> float:
 
 
 def gold_due(*, project: Project, user: User, rng: random.Random | None = None) -> bool:
-    """Whether this lease should be a gold image, drawn at the volunteer's gold rate."""
-    if project.gold_rate <= 0:
+    """Whether this lease should be a gold image, drawn at the volunteer's gold rate.
+
+    The draw is made first against the project's `gold_rate`, which no volunteer's rate
+    exceeds: most leases then need no read of the volunteer's record (and a project without
+    gold finds none to serve)."""
+    draw = (rng or random).random()
+    if draw >= project.gold_rate:
         return False
     row = rows.fetch_one(stats_sql.record(), [project.pk, user.pk])
     stats = None if row is None else rows.columns(AnnotatorStats, "s").build(row)
-    return (rng or random).random() < gold_rate_for(project=project, stats=stats)
+    return draw < gold_rate_for(project=project, stats=stats)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from annotate import rows
 from annotate.models import Assignment, Decision, Image, Project, User, Vote
 from annotate.rows import vote as vote_sql
-from annotate.services import reliability
+from annotate.services import confusions, reliability
 from annotate.services.consensus import decides, decision_writes, image_outcome
 from annotate.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from annotate.services.reliability import StatsDelta
@@ -145,18 +145,28 @@ def _vote_plan(
     if holds_slot:
         image.leases_count = max(0, image.leases_count - 1)
     own = StatsDelta(votes=1)
+    answered: confusions.ConfusionDeltas = {}
     if image.is_gold:
         own.gold_votes = 1
         own.gold_correct = int(label_id == image.gold_label_id)
+        confusions.add_answer(
+            answered,
+            user_id=user.pk,
+            true=image.gold_label_id,
+            given=label_id,
+            weight=confusions.GOLD_WEIGHT,
+        )
     decided = None
     if image.state == Image.State.OPEN:
         votes.append((user.pk, label_id))
         outcome, rule = image_outcome(image=image, project=project, votes=votes)
         image.state = outcome.state
         decided = outcome if decides(outcome) else None
+        if decided is not None:
+            image.model_share, image.model_decided = decided.model_share, decided.model_decided
     elif current is not None and not image.is_gold:
         # Decided while this lease was out: the vote is kept but decides nothing; it still
-        # counts toward the volunteer's agreement.
+        # counts toward the volunteer's agreement (the decision stands without it).
         own.decided_votes = 1
         own.agreed_votes = int(label_id == current.label_id)
     image.free_slots = image_free_slots(image=image, project=project)
@@ -170,6 +180,8 @@ def _vote_plan(
         image.leases_count,
         image.free_slots,
         image.state,
+        image.model_share,
+        image.model_decided,
         at,
         image.pk,
     ]
@@ -207,6 +219,7 @@ def _vote_plan(
         if record.stats_left:
             _impossible("a first decision's stats take something away")
         writes += record.statements
+    writes += confusions.statements(project_id=project.pk, deltas=answered)
     return _VotePlan(vote, image, writes)
 
 

@@ -175,7 +175,7 @@ def test_project_settings_for_verification(client_for):
     )
     assert (chosen["target_confidence"], chosen["max_votes"]) == (0.99, 7)
     classify = client_for(admin).post("/api/projects/", {"name": "c"}, format="json").json()
-    assert (classify["target_confidence"], classify["max_votes"]) == (0.95, 5)
+    assert (classify["target_confidence"], classify["max_votes"]) == (0.95, 4)
 
 
 def test_review_queue_and_annotators_show_verification(client_for):

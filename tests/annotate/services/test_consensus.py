@@ -1,11 +1,12 @@
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from annotate.models import Image
 from annotate.services.consensus import majority_outcome
 
-POLICY = {"min_votes": 3, "max_votes": 5, "agreement": 0.6}
+POLICY: dict[str, Any] = {"min_votes": 3, "max_votes": 5, "agreement": 0.6}
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ def test_majority_outcome(votes, state, label, confidence):
 
 
 def test_majority_with_agreement_one_needs_unanimity():
-    policy = {"min_votes": 2, "max_votes": 3, "agreement": 1.0}
+    policy: dict[str, Any] = {"min_votes": 2, "max_votes": 3, "agreement": 1.0}
     assert majority_outcome(Counter([4, 4]), **policy).state == Image.State.CONSENSUS
     assert majority_outcome(Counter([4, 5]), **policy).state == Image.State.OPEN
     assert majority_outcome(Counter([4, 5, 4]), **policy).state == Image.State.DISPUTED
