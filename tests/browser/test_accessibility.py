@@ -56,8 +56,13 @@ def signed_in_context(browser, live_server, user, *, size: str, language: str):
     client), whose browser asks for `language`."""
     client = Client()
     client.force_login(user)
+    # bypass_csp: axe-core is injected as an inline script, which the pages' own
+    # Content-Security-Policy rightly refuses; tests/browser/test_csp.py checks the policy.
     context = browser.new_context(
-        base_url=live_server.url, viewport=SIZES[size], locale=LANGUAGES[language]
+        base_url=live_server.url,
+        viewport=SIZES[size],
+        locale=LANGUAGES[language],
+        bypass_csp=True,
     )
     context.set_default_timeout(TIMEOUT_MS)
     if user is not None:

@@ -166,7 +166,7 @@ def test_undo_and_zoom_with_the_keyboard(transactional_db, page):
     # Two votes per image, so a single vote decides nothing and may be taken back.
     from annotate.services.projects import project_update
 
-    project_update(project=project, min_votes=2, max_votes=3, agreement=1.0)
+    project_update(project=project, min_votes=2, max_votes=2, agreement=1.0)
     user = UserFactory(username="uma")
     page.goto("/accounts/login/")
     page.fill("#id_username", user.username)
