@@ -114,7 +114,10 @@ def _page_project(
 ) -> Project:
     """The project as selectors.access_project gives it (with the caller's role there at least
     `need`): a missing or hidden one as the 404 page, a lower role as the 403 page (`refusal`,
-    else the selector's sentence)."""
+    else the selector's sentence). As in the API, a role the caller holds in no project is
+    refused first, the same for every project id."""
+    if not selectors.holds_role_somewhere(user=request.user, need=need):
+        raise PermissionDenied(refusal)
     try:
         return selectors.access_project(user=request.user, project_id=project_id, need=need)
     except NotFound as error:

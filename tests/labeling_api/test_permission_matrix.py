@@ -405,3 +405,22 @@ def test_member_input_is_checked(client_for, teams, body, status, code):
         format="json",
     )
     assert by_username.status_code == 201 and by_username.json()["role"] == "volunteer"
+
+
+def test_a_lease_on_a_public_project_reads_no_membership(client_for, teams):
+    """The volunteer hot path: teams cost a public project's lease nothing, and a private
+    project's one indexed read of the caller's membership."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    member_table = ProjectMember._meta.db_table
+
+    def membership_reads(name: str, project_key: str) -> int:
+        client = client_for(teams["users"][name])
+        with CaptureQueriesContext(connection) as captured:
+            response = client.post(f"/api/projects/{teams[project_key]}/assignments/")
+        assert response.status_code == 201, response.content
+        return sum(member_table in query["sql"] for query in captured.captured_queries)
+
+    assert membership_reads("X", "B") == 0
+    assert membership_reads("M", "A") == 1
