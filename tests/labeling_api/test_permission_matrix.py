@@ -11,7 +11,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate.models import Candidate, Image, ProjectMember, User
+from annotate.models import Candidate, Export, Image, ProjectMember, User
 from annotate.services import export as export_service
 from annotate.services import ingest, review, serving, verification, verification_candidates, voting
 from tests.api_errors import assert_error_shape
@@ -277,6 +277,7 @@ def teams():
             project=project, state=Image.State.DISPUTED, votes_count=2
         ).pk
         ImageFactory(project=project)  # open, for a lease
+        world[f"export{key}"] = Export.objects.create(project=project).pk
     return world
 
 
@@ -324,6 +325,8 @@ TEAM_CASES = [
     ("PA", "patch", "/api/projects/{A}/", lambda w: {"private": False}, 200),
     ("PA", "get", "/api/projects/{A}/review/", None, 200),
     ("PA", "get", "/api/projects/{A}/models/", None, 200),
+    ("PA", "get", "/api/exports/{exportA}/", None, 200),
+    ("PA", "get", "/api/exports/{exportB}/", None, 403),
     ("PA", "get", "/api/projects/{B}/members/", None, 403),
     ("PA", "post", "/api/projects/{B}/members/", lambda w: {"user": w["NEW"]}, 403),
     ("PA", "patch", "/api/projects/{B}/", lambda w: {"private": True}, 403),
