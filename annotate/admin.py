@@ -20,6 +20,7 @@ from annotate.models import (
     Image,
     Label,
     Project,
+    ProjectMember,
     User,
     Vote,
 )
@@ -138,10 +139,19 @@ class LabelInline(admin.TabularInline):
     extra = 0
 
 
+class ProjectMemberInline(admin.TabularInline):
+    """The project's team (issue 19): each member's role in this project."""
+
+    model = ProjectMember
+    extra = 0
+    raw_id_fields = ["user"]
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "task", "mode", "min_votes", "max_votes", "agreement", "serving_order"]
-    inlines = [LabelInline]
+    list_filter = ["private"]
+    inlines = [LabelInline, ProjectMemberInline]
 
 
 @admin.register(Image)

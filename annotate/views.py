@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET
 
 from annotate import charts, selectors
 from annotate.forms import SignupForm
-from annotate.models import Export, Image, Label, Project, User
+from annotate.models import Export, Image, Label, Project, ProjectMember, User
 from annotate.selectors import verification as verification_selectors
 from annotate.services import accounts
 from annotate.services.errors import NotFound, ServiceError
+from annotate.services.errors import PermissionDenied as RoleTooLow
 from labeling_api.throttles import throttle_posts
 
 # Hotkeys for labels: 1-9, then letters not taken by actions (N none, S skip, U undo, Z zoom).
@@ -52,7 +53,19 @@ def signup(request: HttpRequest) -> HttpResponse:
 def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     projects = list(selectors.projects_for_user(user=request.user))
     progress = selectors.project_progress(project_ids=[p.pk for p in projects])
-    rows = [{"project": p, "progress": progress[p.pk]} for p in projects]
+    memberships = selectors.member_roles(user=request.user)
+    rows = []
+    for p in projects:
+        # The links each project shows: the higher of the global and the team role there.
+        role = selectors.combined_role(user=request.user, project=p, member=memberships.get(p.pk))
+        rows.append(
+            {
+                "project": p,
+                "progress": progress[p.pk],
+                "can_review": role in (ProjectMember.Role.REVIEWER, ProjectMember.Role.ADMIN),
+                "can_admin": role == ProjectMember.Role.ADMIN,
+            }
+        )
     return render(request, "annotate/project_list.html", {"rows": rows})
 
 
@@ -93,12 +106,24 @@ def label_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespon
     )
 
 
-def _page_project(request: AuthenticatedHttpRequest, project_id: int) -> Project:
-    """The project as selectors.access_project gives it, a missing one as the 404 page."""
+def _page_project(
+    request: AuthenticatedHttpRequest,
+    project_id: int,
+    need: str = ProjectMember.Role.VOLUNTEER,
+    refusal: str = "",
+) -> Project:
+    """The project as selectors.access_project gives it (with the caller's role there at least
+    `need`): a missing or hidden one as the 404 page, a lower role as the 403 page (`refusal`,
+    else the selector's sentence). As in the API, a role the caller holds in no project is
+    refused first, the same for every project id."""
+    if not selectors.holds_role_somewhere(user=request.user, need=need):
+        raise PermissionDenied(refusal)
     try:
-        return selectors.access_project(user=request.user, project_id=project_id)
+        return selectors.access_project(user=request.user, project_id=project_id, need=need)
     except NotFound as error:
         raise Http404(error.message) from None
+    except RoleTooLow as error:
+        raise PermissionDenied(refusal or error.message) from None
 
 
 def _label_rows(project: Project) -> list[dict]:
@@ -123,9 +148,9 @@ def _rows_of(labels: Iterable[Label]) -> list[dict]:
 
 @login_required
 def review_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
-    if not request.user.is_reviewer:
-        raise PermissionDenied("Only reviewers and admins may review.")
-    project = _page_project(request, project_id)
+    project = _page_project(
+        request, project_id, ProjectMember.Role.REVIEWER, "Only reviewers and admins may review."
+    )
     return render(
         request, "annotate/review.html", {"project": project, "labels": _label_rows(project)}
     )
@@ -133,9 +158,12 @@ def review_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespo
 
 @login_required
 def annotators_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
-    if not request.user.is_reviewer:
-        raise PermissionDenied("Only reviewers and admins may see the annotator table.")
-    project = _page_project(request, project_id)
+    project = _page_project(
+        request,
+        project_id,
+        ProjectMember.Role.REVIEWER,
+        "Only reviewers and admins may see the annotator table.",
+    )
     annotators = list(selectors.project_annotators(project=project)[:500])
     verification = verification_selectors.annotators_verification(
         project_id=project.pk, user_ids=[stats.user_id for stats in annotators]
@@ -156,9 +184,9 @@ def annotators_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpR
 @login_required
 def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     """Where an admin sees where a project stands: progress, classes, activity, volunteers."""
-    if not request.user.is_project_admin:
-        raise PermissionDenied("Only admins see the project dashboard.")
-    project = _page_project(request, project_id)
+    project = _page_project(
+        request, project_id, ProjectMember.Role.ADMIN, "Only admins see the project dashboard."
+    )
     progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
     states = [(state, progress[state]) for state in Image.State.values]
     annotators = list(selectors.project_annotators(project=project)[:10])
@@ -251,9 +279,9 @@ class LoginView(auth_views.LoginView):
 
 @login_required
 def export_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
-    project = _page_project(request, project_id)
-    if not request.user.is_project_admin:
-        raise PermissionDenied("Only admins export datasets.")
+    project = _page_project(
+        request, project_id, ProjectMember.Role.ADMIN, "Only admins export datasets."
+    )
     progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
     return render(
         request,

@@ -15,11 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Export
+from annotate.models import Export, ProjectMember
 from annotate.services import export as export_service
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
-from labeling_api.permissions import IsProjectAdmin
+from labeling_api.permissions import IsTeamAdmin
 
 
 class ExportOutputSerializer(serializers.ModelSerializer[Export]):
@@ -69,7 +69,7 @@ class ExportOutputSerializer(serializers.ModelSerializer[Export]):
 
 
 class ExportListCreateApi(GenericAPIView[Export]):
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
     serializer_class = ExportOutputSerializer
 
     class ExportCreateInputSerializer(serializers.Serializer[Any]):
@@ -92,13 +92,17 @@ class ExportListCreateApi(GenericAPIView[Export]):
 
     @extend_schema(responses=ExportOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         page = self.paginate_queryset(selectors.project_exports(project=project))
         return self.get_paginated_response(ExportOutputSerializer(page, many=True).data)
 
     @extend_schema(request=ExportCreateInputSerializer, responses={202: ExportOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         if not isinstance(request.data, dict):
             raise InvalidInput("Send the export options as an object.")
         data = self.ExportCreateInputSerializer(data=request.data)
@@ -112,7 +116,7 @@ class ExportListCreateApi(GenericAPIView[Export]):
 class ExportPreviewApi(APIView):
     """What an export with the given options would hold, before it starts."""
 
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
 
     class ExportPreviewInputSerializer(serializers.Serializer[Any]):
         include_gold = serializers.BooleanField(default=False)
@@ -139,14 +143,16 @@ class ExportPreviewApi(APIView):
         },
     )
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         data = self.ExportPreviewInputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
         return Response(selectors.export_preview(project=project, **data.validated_data))
 
 
 class ExportDetailApi(APIView):
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
 
     @extend_schema(responses=ExportOutputSerializer)
     def get(self, request: AuthenticatedRequest, export_id: int) -> Response:
@@ -157,7 +163,7 @@ class ExportDetailApi(APIView):
 class ExportDownloadApi(APIView):
     """The dataset as a tar, written while it is sent (no copy in memory or on disk)."""
 
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
 
     @extend_schema(
         parameters=[OpenApiParameter("compress", str, enum=["gzip"], required=False)],
@@ -188,7 +194,7 @@ class ExportDownloadApi(APIView):
 
 
 class ExportManifestApi(APIView):
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
 
     @extend_schema(
         responses={200: inline_serializer("ExportManifest", {"files": serializers.DictField()})}

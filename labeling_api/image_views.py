@@ -13,11 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Image, Label, Project
+from annotate.models import Image, Label, Project, ProjectMember
 from annotate.services import ingest, verification_candidates
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
-from labeling_api.permissions import IsProjectAdmin, IsReviewer
+from labeling_api.permissions import IsTeamAdmin, IsTeamReviewer
 from labeling_api.serializers import ImageOutputSerializer
 
 
@@ -41,7 +41,7 @@ class ImageListUploadApi(GenericAPIView[Image]):
         )
 
     def get_permissions(self) -> list[BasePermission]:
-        return [IsProjectAdmin()] if self.request.method == "POST" else [IsReviewer()]
+        return [IsTeamAdmin()] if self.request.method == "POST" else [IsTeamReviewer()]
 
     @extend_schema(
         parameters=[OpenApiParameter("state", str, enum=Image.State.values)],
@@ -54,7 +54,9 @@ class ImageListUploadApi(GenericAPIView[Image]):
                 f"Unknown state {state!r}; use one of {', '.join(Image.State.values)}.",
                 field="state",
             )
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.REVIEWER
+        )
         page = self.paginate_queryset(selectors.images_for_review(project=project, state=state))
         return self.get_paginated_response(ImageOutputSerializer(page, many=True).data)
 
@@ -78,7 +80,9 @@ class ImageListUploadApi(GenericAPIView[Image]):
         "UPLOAD_MAX_REQUEST_BYTES.",
     )
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         try:
             content_length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

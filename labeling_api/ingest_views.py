@@ -6,9 +6,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from annotate import selectors
-from annotate.models import Image
+from annotate.models import Image, ProjectMember
 from labeling_api.authentication import AuthenticatedRequest
-from labeling_api.permissions import IsProjectAdmin
+from labeling_api.permissions import IsTeamAdmin
 from labeling_api.serializers import ImageRefSerializer
 
 
@@ -36,11 +36,13 @@ class NearDuplicateOutputSerializer(ImageRefSerializer):
 class NearDuplicateListApi(GenericAPIView[Image]):
     """Images stored although an earlier image of the project looks the same, newest first."""
 
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
     serializer_class = NearDuplicateOutputSerializer
 
     @extend_schema(responses=NearDuplicateOutputSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         page = self.paginate_queryset(selectors.near_duplicates_for_review(project=project))
         return self.get_paginated_response(NearDuplicateOutputSerializer(page, many=True).data)

@@ -8,10 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import ModelVersion, TrainingRun
+from annotate.models import ModelVersion, ProjectMember, TrainingRun
 from annotate.services import ml, ml_runs
 from labeling_api.authentication import AuthenticatedRequest
-from labeling_api.permissions import IsProjectAdmin
+from labeling_api.permissions import IsTeamAdmin
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer[ModelVersion]):
@@ -69,7 +69,7 @@ class TrainingRunOutputSerializer(serializers.ModelSerializer[TrainingRun]):
 
 
 class ProjectModelsApi(APIView):
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
 
     @extend_schema(
         responses=inline_serializer(
@@ -83,7 +83,9 @@ class ProjectModelsApi(APIView):
         )
     )
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         overview = selectors.project_models_overview(project=project)
         context = {"active_version": overview["active_version"]}
         return Response(
@@ -99,7 +101,7 @@ class ProjectModelsApi(APIView):
 
 
 class ModelTrainApi(APIView):
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
 
     class ModelTrainInputSerializer(serializers.Serializer[Any]):
         arch = serializers.ChoiceField(choices=ml.ARCHITECTURES, required=False)
@@ -108,7 +110,9 @@ class ModelTrainApi(APIView):
 
     @extend_schema(request=ModelTrainInputSerializer, responses={202: TrainingRunOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         data = self.ModelTrainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         run = ml_runs.training_request(

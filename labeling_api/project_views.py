@@ -13,12 +13,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import Project
+from annotate.models import Project, ProjectMember
 from annotate.services import ingest, projects
 from annotate.services.errors import InvalidInput
 from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.conditional import conditional_response
-from labeling_api.permissions import IsProjectAdmin, ReadOrAdmin
+from labeling_api.permissions import IsTeamAdmin, ReadOrAdmin, ReadOrTeamAdmin
 from labeling_api.serializers import LabelOutputSerializer, ProjectOutputSerializer
 
 
@@ -61,7 +61,7 @@ class ProjectListCreateApi(GenericAPIView[Project]):
 
 
 class ProjectDetailApi(APIView):
-    permission_classes = [ReadOrAdmin]
+    permission_classes = [ReadOrTeamAdmin]
 
     @extend_schema(responses=ProjectOutputSerializer)
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
@@ -69,7 +69,9 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
     def patch(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         data = ProjectInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         projects.project_update(project=project, **data.validated_data)
@@ -79,7 +81,7 @@ class ProjectDetailApi(APIView):
 # Compressed: 1,000 labels with their definitions are some 200 KB of JSON, a fifth of it sent.
 @method_decorator(gzip_page, name="dispatch")
 class LabelListCreateApi(APIView):
-    permission_classes = [ReadOrAdmin]
+    permission_classes = [ReadOrTeamAdmin]
 
     class LabelListCreateInputSerializer(serializers.Serializer[Any]):
         wnid = serializers.CharField(max_length=64)
@@ -112,7 +114,9 @@ class LabelListCreateApi(APIView):
 
     @extend_schema(request=LabelListCreateInputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         data = self.LabelListCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         label = projects.label_create(project=project, **data.validated_data)
@@ -120,7 +124,7 @@ class LabelListCreateApi(APIView):
 
 
 class LabelImportApi(APIView):
-    permission_classes = [IsProjectAdmin]
+    permission_classes = [IsTeamAdmin]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     class LabelImportInputSerializer(serializers.Serializer[Any]):
@@ -141,7 +145,9 @@ class LabelImportApi(APIView):
         },
     )
     def post(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.ADMIN
+        )
         data = self.LabelImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if "file" in data.validated_data:

@@ -9,11 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
-from annotate.models import AnnotatorStats, Image
+from annotate.models import AnnotatorStats, Image, ProjectMember
 from annotate.selectors import verification as verification_selectors
 from annotate.services import review
 from labeling_api.authentication import AuthenticatedRequest
-from labeling_api.permissions import IsReviewer
+from labeling_api.permissions import IsTeamReviewer
 from labeling_api.serializers import (
     DecisionOutputSerializer,
     ImageRefSerializer,
@@ -65,12 +65,14 @@ class ReviewItemSerializer(ImageRefSerializer):
 
 
 class ReviewQueueApi(GenericAPIView[Image]):
-    permission_classes = [IsReviewer]
+    permission_classes = [IsTeamReviewer]
     serializer_class = ReviewItemSerializer
 
     @extend_schema(responses=ReviewItemSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.REVIEWER
+        )
         page = self.paginate_queryset(selectors.review_queue(project=project))
         details = selectors.review_details(images=page or [])
         candidates = verification_selectors.candidates_for_review(
@@ -82,7 +84,7 @@ class ReviewQueueApi(GenericAPIView[Image]):
 
 
 class ImageDecisionApi(APIView):
-    permission_classes = [IsReviewer]
+    permission_classes = [IsTeamReviewer]
 
     class ImageDecisionInputSerializer(serializers.Serializer[Any]):
         # `label` shadows Field.label in the stubs only (see serializers.SuggestionSerializer).
@@ -114,6 +116,7 @@ class ImageDecisionApi(APIView):
     def post(self, request: AuthenticatedRequest, image_id: int) -> Response:
         data = self.ImageDecisionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        selectors.access_image_for_reviewer(user=request.user, image_id=image_id)
         decision = review.review_decide(
             image_id=image_id,
             reviewer=request.user,
@@ -184,12 +187,14 @@ class AnnotatorSerializer(serializers.ModelSerializer[AnnotatorStats]):
 
 
 class AnnotatorListApi(GenericAPIView[AnnotatorStats]):
-    permission_classes = [IsReviewer]
+    permission_classes = [IsTeamReviewer]
     serializer_class = AnnotatorSerializer
 
     @extend_schema(responses=AnnotatorSerializer(many=True))
     def get(self, request: AuthenticatedRequest, project_id: int) -> Response:
-        project = selectors.access_project(user=request.user, project_id=project_id)
+        project = selectors.access_project(
+            user=request.user, project_id=project_id, need=ProjectMember.Role.REVIEWER
+        )
         page = self.paginate_queryset(selectors.project_annotators(project=project))
         verification = verification_selectors.annotators_verification(
             project_id=project.pk, user_ids=[stats.user_id for stats in page or []]

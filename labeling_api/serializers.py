@@ -88,6 +88,8 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "grid_size",
             "candidate_min_probability",
             "when_all_rejected",
+            "private",
+            "review_any_state",
             "labels",
             "progress",
             "created_at",

@@ -136,3 +136,19 @@ urlpatterns += [
         name="grid-answers",
     ),
 ]
+
+# Project teams (issue 19).
+from labeling_api import team_views  # noqa: E402
+
+urlpatterns += [
+    path(
+        "projects/<id:project_id>/members/",
+        team_views.MemberListAddApi.as_view(),
+        name="members",
+    ),
+    path(
+        "projects/<id:project_id>/members/<id:user_id>/",
+        team_views.MemberDetailApi.as_view(),
+        name="member-detail",
+    ),
+]

@@ -93,8 +93,9 @@ class GridLeaseApi(APIView):
         "it. 204 when nothing is left for this volunteer.",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_get(project_id=project_id)
-        grid = verification.grid_lease(project=project, user=_volunteer(request))
+        volunteer = _volunteer(request)
+        project = selectors.access_project(user=volunteer, project_id=project_id)
+        grid = verification.grid_lease(project=project, user=volunteer)
         if grid is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         body = grid_answer_body(verification_reads.grid_view(grid=grid))

@@ -36,13 +36,13 @@ def test_review_pages_by_role(signed_in, role, status):
 
 @pytest.mark.parametrize(
     ("page", "volunteer_status"),
-    [("label", 404), ("review", 403), ("annotators", 403), ("dashboard", 403), ("export", 404)],
+    [("label", 404), ("review", 403), ("annotators", 403), ("dashboard", 403), ("export", 403)],
 )
 def test_a_missing_projects_pages_are_404_once_the_role_may_open_them(
     signed_in, page, volunteer_status
 ):
     """The admin sees each missing project's page as a 404; a volunteer sees the role's 403
-    first where the page checks the role first, as before."""
+    first wherever the page needs a role they hold in no project (teams, issue 19)."""
     assert signed_in(UserFactory(role="admin")).get(f"/projects/999999/{page}/").status_code == 404
     volunteer = signed_in(UserFactory(role="volunteer"))
     assert volunteer.get(f"/projects/999999/{page}/").status_code == volunteer_status
@@ -103,3 +103,26 @@ def test_dashboard_shows_model_accuracy_over_versions(signed_in):
     assert "Held-out top-1 accuracy by version" in page
     assert "50%" in page and "75%" in page and "active" in page
     assert page.count("<circle") == 2  # one point per version; no votes yet, so no votes chart
+
+
+def test_a_private_projects_pages_are_404_to_outsiders_and_open_to_its_team(signed_in):
+    """Teams (issue 19): a private project's pages do not exist for a non-member, even a
+    global reviewer; its team reviewer opens its review page, and the project list shows it
+    to them with the review link (and without the admin's)."""
+    from annotate.models import ProjectMember
+
+    private = ProjectFactory(name="the hidden one", private=True)
+    outsider = signed_in(UserFactory(role="reviewer"))
+    for page in ("label", "verify", "review", "annotators"):
+        assert outsider.get(f"/projects/{private.pk}/{page}/").status_code == 404, page
+    assert "the hidden one" not in outsider.get("/").content.decode()
+
+    member = UserFactory(role="volunteer")
+    ProjectMember.objects.create(project=private, user=member, role="reviewer")
+    client = signed_in(member)
+    assert client.get(f"/projects/{private.pk}/review/").status_code == 200
+    assert client.get(f"/projects/{private.pk}/dashboard/").status_code == 403
+    listing = client.get("/").content.decode()
+    assert "the hidden one" in listing
+    assert f"/projects/{private.pk}/review/" in listing
+    assert f"/projects/{private.pk}/dashboard/" not in listing

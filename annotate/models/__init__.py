@@ -10,7 +10,7 @@ from annotate.models.exports import Export, SplitAssignment
 from annotate.models.images import Assignment, Image, ImageHashBand, image_upload_to
 from annotate.models.jobs import QueuedJob
 from annotate.models.ml import ActiveModel, ModelVersion, Suggestion, TrainingRun
-from annotate.models.projects import Label, Project, label_key_validator
+from annotate.models.projects import Label, Project, ProjectMember, label_key_validator
 from annotate.models.verification import Candidate, CandidateVote, Grid, GridItem
 from annotate.models.votes import (
     NONE_KEY,
@@ -38,6 +38,7 @@ __all__ = [
     "Label",
     "ModelVersion",
     "Project",
+    "ProjectMember",
     "QueuedJob",
     "SplitAssignment",
     "Suggestion",

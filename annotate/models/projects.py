@@ -1,5 +1,6 @@
-"""Projects, their consensus policy, and their labels."""
+"""Projects, their consensus policy, their labels and their teams."""
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -120,6 +121,15 @@ class Project(TimeStamped):
         default=AllRejected.NEXT_CANDIDATE,
         help_text="What becomes of an image once every candidate label of it is rejected.",
     )
+    # Teams (issue 19): a private project is seen only by its members and global admins.
+    private = models.BooleanField(
+        default=False, help_text="Only the project's members (and admins) see it."
+    )
+    # Off: reviewers decide only disputed or flagged images (and may change a review's
+    # decision); on: any image in any state, an open one without votes included.
+    review_any_state = models.BooleanField(
+        default=False, help_text="Reviewers may decide images in any state, not only disputed."
+    )
 
     class Meta:
         ordering = ["id"]
@@ -187,3 +197,32 @@ def label_name_in(name: str, names: dict[str, str], language: str | None) -> str
         if found:
             return found
     return name
+
+
+class ProjectMember(TimeStamped):
+    """A user's role in one project, beside their global role (see annotate.selectors.access
+    for how the two combine)."""
+
+    class Role(models.TextChoices):
+        VOLUNTEER = "volunteer"
+        REVIEWER = "reviewer"
+        ADMIN = "admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="members")
+    # Indexed by the unique (user, project) constraint, which a user's own lookups start with.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_index=False,
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VOLUNTEER)
+
+    class Meta:
+        ordering = ["project_id", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="project_member_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.project_id} as {self.role}"

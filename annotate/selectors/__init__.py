@@ -3,7 +3,7 @@
 One module per area; each function is also importable from here (`selectors.project_get`):
 
 - access: permission-checked getters (`access_*`), the only way a face fetches an object
-  for a user.
+  for a user, and how global roles and project teams combine.
 - serving: the volunteer loop's reads (project, labels and suggestion, token owner).
 - projects: projects and their labels, by id or by the keys commands take.
 - review: the review queue and what it shows beside each image, decision history.
@@ -19,6 +19,12 @@ from annotate.selectors.access import (
     access_image_for_reviewer,
     access_project,
     access_user_for_admin,
+    combined_role,
+    holds_role_somewhere,
+    member_roles,
+    project_role,
+    project_role_grants,
+    visible_projects,
 )
 from annotate.selectors.exports import export_get, export_preview, project_exports
 from annotate.selectors.ingest import near_duplicates_for_review
@@ -39,6 +45,7 @@ from annotate.selectors.projects import (
     labels_matching,
     project_by_key,
     project_labels,
+    project_members,
     project_progress,
     project_with_labels,
     projects_for_user,
@@ -78,7 +85,14 @@ __all__ = [
     "access_image_for_reviewer",
     "access_project",
     "access_user_for_admin",
+    "combined_role",
     "decision_history",
+    "holds_role_somewhere",
+    "member_roles",
+    "project_members",
+    "project_role",
+    "project_role_grants",
+    "visible_projects",
     "export_get",
     "export_preview",
     "images_awaiting_others",

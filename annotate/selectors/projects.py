@@ -8,8 +8,9 @@ from django.db.models import Count, F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from annotate.converters import parse_id
-from annotate.models import Decision, Image, Label, Project, User
+from annotate.models import Decision, Image, Label, Project, ProjectMember, User
 from annotate.models.projects import label_name_in
+from annotate.selectors.access import visible_projects
 
 
 def project_progress(*, project_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -73,7 +74,13 @@ def image_is_class_example(*, image: Image) -> bool:
 
 
 def projects_for_user(*, user: User) -> QuerySet[Project]:
-    return Project.objects.prefetch_related("labels").order_by("id")
+    """The projects `user` may see (selectors.access.visible_projects), with their labels."""
+    return visible_projects(user=user).prefetch_related("labels").order_by("id")
+
+
+def project_members(*, project: Project) -> QuerySet[ProjectMember]:
+    """The project's team, each member with their user, in the order they joined."""
+    return ProjectMember.objects.filter(project=project).select_related("user").order_by("id")
 
 
 def project_with_labels(*, project_id: int) -> Project:

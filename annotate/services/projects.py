@@ -45,6 +45,9 @@ PROJECT_FIELDS = (
     "grid_size",
     "candidate_min_probability",
     "when_all_rejected",
+    # Teams (issue 19).
+    "private",
+    "review_any_state",
 )
 
 

@@ -200,3 +200,51 @@ def test_queue_decisions_show_who_decided(client_for):
     assert [item["id"] for item in decided] == [current.image_id]
     assert decided[0]["decision"]["decided_by"] == current.decided_by.username
     assert decided[0]["decision"]["label"] == current.label_id
+
+
+# --- what a reviewer may decide (issue 19) ------------------------------------------------------
+
+
+def decide(client, image, label):
+    return client.post(f"/api/images/{image.pk}/decision/", {"label": label.pk}, format="json")
+
+
+@pytest.mark.parametrize("role", ["reviewer", "admin"])
+def test_an_open_image_without_votes_is_not_the_reviewers_to_decide(client_for, role):
+    project = ProjectFactory()
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project)
+    response = decide(client_for(UserFactory(role=role)), image, label)
+    assert response.status_code == 409
+    assert response.json()["code"] == "not_reviewable"
+    assert "still open" in response.json()["detail"]
+    image.refresh_from_db()
+    assert image.state == Image.State.OPEN and not image.decisions.exists()
+
+
+def test_a_crowd_decision_is_changed_only_once_flagged(client_for):
+    project = ProjectFactory()
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project, state=Image.State.CONSENSUS, votes_count=2)
+    reviewer = client_for(UserFactory(role="reviewer"))
+    assert decide(reviewer, image, label).status_code == 409
+    Image.objects.filter(pk=image.pk).update(flagged_for_review=True, flag_reason="EM disagrees")
+    assert decide(reviewer, image, label).status_code == 201
+    # A review's decision may be changed by another review.
+    assert decide(reviewer, image, label).status_code == 201
+
+
+def test_review_any_state_lets_reviewers_decide_any_image(client_for):
+    project = ProjectFactory(review_any_state=True)
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project)
+    response = decide(client_for(UserFactory(role="reviewer")), image, label)
+    assert response.status_code == 201 and response.json()["state"] == "reviewed"
+
+
+def test_an_admin_turns_review_any_state_on_through_the_api(client_for):
+    project = ProjectFactory()
+    admin = client_for(UserFactory(role="admin"))
+    answer = admin.patch(f"/api/projects/{project.pk}/", {"review_any_state": True}, format="json")
+    assert answer.status_code == 200 and answer.json()["review_any_state"] is True
+    assert answer.json()["private"] is False

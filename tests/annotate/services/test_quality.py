@@ -115,7 +115,8 @@ def test_dynamic_mode_asks_more_of_unreliable_volunteers_and_disputes_at_max():
 
 
 def test_stats_follow_votes_decisions_and_review_overrides():
-    project = ProjectFactory(min_votes=2, max_votes=3, agreement=0.6)
+    # review_any_state: a reviewer may override this crowd decision without a flag (issue 19).
+    project = ProjectFactory(min_votes=2, max_votes=3, agreement=0.6, review_any_state=True)
     a, b = LabelFactory(project=project), LabelFactory(project=project)
     image = ImageFactory(project=project)
     alice, bob = UserFactory(), UserFactory()
