@@ -1,7 +1,7 @@
 """The worker-process side of a bulk import: inspect files and write them to storage.
 
 No models and no database here: worker processes start with `spawn` and import only this, the
-pure imaging module and Django's file storage. They write the original and the CNN copy, so
+pure imaging package and Django's file storage. They write the original and the copies, so
 that the importing process is left with the rows alone; it deletes the files again of every
 image whose rows do not commit (annotate.services.ingest).
 """
@@ -39,6 +39,11 @@ def preprocessed_name(*, project_id: int, sha256: str) -> str:
     return f"preprocessed/{project_id}/{sha256[:2]}/{sha256}.jpg"
 
 
+def display_name(*, project_id: int, sha256: str) -> str:
+    """Where the display copy is stored: beside the CNN copy, under its own top folder."""
+    return f"display/{project_id}/{sha256[:2]}/{sha256}.jpg"
+
+
 def stored_filename(storage: Storage, name: str) -> str:
     """A safe, short file name for the original, from the name it arrived with."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -55,9 +60,9 @@ def files_write(
     name: str,
     source: imaging.Source,
     inspected: imaging.Inspected,
-) -> tuple[str, str]:
-    """Write the original (as it arrived) and the CNN copy; their stored names. On any failure
-    nothing of them stays."""
+) -> tuple[str, str, str]:
+    """Write the original (as it arrived), the CNN copy and the display copy; their stored
+    names. On any failure nothing of them stays."""
     written: list[str] = []
     try:
         with source.open() as stream:
@@ -77,11 +82,17 @@ def files_write(
                 ContentFile(inspected.preprocessed),
             )
         )
+        written.append(
+            storage.save(
+                display_name(project_id=project_id, sha256=inspected.sha256),
+                ContentFile(inspected.display),
+            )
+        )
     except BaseException:
         for stored in written:
             storage.delete(stored)
         raise
-    return written[0], written[1]
+    return written[0], written[1], written[2]
 
 
 _target: StorageTarget | None = None
@@ -100,7 +111,7 @@ def inspect_and_store(
 ) -> list[imaging.Inspected | imaging.Known | str]:
     """Inspect a few files and store the accepted ones: one round trip to a worker process.
 
-    An accepted file comes back with its stored names and without the CNN copy's bytes.
+    An accepted file comes back with its stored names and without the copies' bytes.
     """
     assert _target is not None and _storage is not None, "call worker_init first"
     outcomes: list[imaging.Inspected | imaging.Known | str] = []
@@ -108,7 +119,7 @@ def inspect_and_store(
         outcome = imaging.inspect_source(source, limits)
         if isinstance(outcome, imaging.Inspected):
             try:
-                stored, copy = files_write(
+                stored, copy, display = files_write(
                     storage=_storage,
                     project_id=_target.project_id,
                     name=name,
@@ -119,7 +130,12 @@ def inspect_and_store(
                 outcome = f"could not store the file: {error}"
             else:
                 outcome = dataclasses.replace(
-                    outcome, preprocessed=b"", stored_name=stored, preprocessed_name=copy
+                    outcome,
+                    preprocessed=b"",
+                    display=b"",
+                    stored_name=stored,
+                    preprocessed_name=copy,
+                    display_name=display,
                 )
         outcomes.append(outcome)
     return outcomes

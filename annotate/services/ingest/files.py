@@ -31,7 +31,7 @@ def worker_files(outcomes: Iterable[object]) -> list[str]:
         name
         for outcome in outcomes
         if isinstance(outcome, Inspected)
-        for name in (outcome.stored_name, outcome.preprocessed_name)
+        for name in (outcome.stored_name, outcome.preprocessed_name, outcome.display_name)
         if name
     ]
 

@@ -1,4 +1,4 @@
-"""Storing checked files, each one all or nothing: the original and the CNN's copy first, then
+"""Storing checked files, each one all or nothing: the original and its copies first, then
 the rows (image, hash bands, gold decision), one transaction per batch."""
 
 import logging
@@ -26,23 +26,24 @@ STORE_BATCH = 50  # files per transaction
 
 
 def _files_write(image: Image, candidate: Candidate, inspected: Inspected) -> list[str]:
-    """Write the original and the CNN copy (unless a worker process did); return their names.
-    On failure nothing of them stays."""
+    """Write the original, the CNN copy and the display copy (unless a worker process did);
+    return their names. On failure nothing of them stays."""
     if inspected.stored_name:
-        image.file.name, image.preprocessed.name = (
+        image.file.name, image.preprocessed.name, image.display.name = (
             inspected.stored_name,
             inspected.preprocessed_name,
+            inspected.display_name,
         )
     else:
         assert candidate.source is not None
-        image.file.name, image.preprocessed.name = ingest_worker.files_write(
+        image.file.name, image.preprocessed.name, image.display.name = ingest_worker.files_write(
             storage=default_storage,
             project_id=project_id_of(image),
             name=candidate.name,
             source=candidate.source,
             inspected=inspected,
         )
-    return [image.file.name, image.preprocessed.name]
+    return [image.file.name, image.preprocessed.name, image.display.name]
 
 
 def project_id_of(image: Image) -> int:

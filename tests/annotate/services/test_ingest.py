@@ -1,5 +1,6 @@
 """Ingest: validation, zip rules, duplicates, near duplicates, gold, all-or-nothing storage."""
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def test_zip_members_are_checked_one_by_one(project, media, tmp_path):
     assert image.original_name == "batch.zip/cats/deep/ok.jpg"
     assert not (tmp_path / "escape.png").exists()
     assert not any(p.name == "escape.png" for p in tmp_path.rglob("*"))
-    assert len(stored_files(media)) == 2  # the original and its CNN copy, nothing else
+    assert len(stored_files(media)) == 3  # the original, its CNN and display copies, nothing else
 
 
 def test_zip_bomb_is_refused_whole(project, media, settings):
@@ -247,7 +248,7 @@ def test_exact_duplicates_are_counted_not_stored(project, media):
     assert (len(first.created), first.duplicates) == (1, 1)
     again = upload(project, ("zipped.zip", zip_bytes({"x/a.jpg": data})))
     assert (again.created, again.duplicates) == ([], 1)
-    assert Image.objects.count() == 1 and len(stored_files(media)) == 2
+    assert Image.objects.count() == 1 and len(stored_files(media)) == 3
 
 
 def test_near_duplicates_are_stored_flagged_and_listed(project, media):
@@ -311,7 +312,7 @@ def test_a_storage_failure_rejects_that_file_only(project, media, monkeypatch):
     calls = {"n": 0}
 
     def save_failing_second_copy(name, content, **kwargs):
-        if name.startswith("preprocessed/"):
+        if name.startswith("display/"):  # the last file written: the other two must go
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(28, "No space left on device")
@@ -328,7 +329,9 @@ def test_a_storage_failure_rejects_that_file_only(project, media, monkeypatch):
     names = sorted(Image.objects.values_list("original_name", flat=True))
     assert names == ["a.jpg", "c.jpg"]
     files = stored_files(media)
-    assert len(files) == 4 and not any(f.endswith("b.jpg") for f in files)
+    assert len(files) == 6 and not any(f.endswith("b.jpg") for f in files)
+    b_sha = hashlib.sha256(noise_image(61)).hexdigest()
+    assert not any(b_sha in f for f in files)
 
 
 def test_gold_upload_records_a_gold_decision(project, media, labels):
@@ -376,7 +379,7 @@ def test_a_concurrent_upload_of_the_same_bytes_is_a_duplicate(project, media, mo
     assert (len(result.created), result.duplicates, result.rejected) == (1, 1, [])
     assert Image.objects.get(pk=result.created[0]).original_name == "first.jpg"
     files = stored_files(media)
-    assert len(files) == 2 and not any("second" in f for f in files)
+    assert len(files) == 3 and not any("second" in f for f in files)
 
 
 def test_a_rerun_of_an_import_does_not_decode_again(project, media, tmp_path, monkeypatch):
@@ -390,7 +393,7 @@ def test_a_rerun_of_an_import_does_not_decode_again(project, media, tmp_path, mo
     decoded = []
     real = imaging.preprocessed_copy
     monkeypatch.setattr(
-        imaging, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side)
+        imaging.convert, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side)
     )
     again = ingest.images_import(project=project, path=folder)
     assert (len(again.created), again.duplicates, again.rejected) == (1, 3, [])
