@@ -128,6 +128,7 @@ CASES = [
     ("post", "/api/assignments/{a}/skip/", None, {A: 401, V: 204, O: 403, R: 403, D: 403}),
     ("post", "/api/assignments/{voted}/undo/", None, {A: 401, V: 200, O: 403, R: 403, D: 403}),
     ("get", "/api/images/{image}/file/", None, {A: 401, V: 200, O: 403, R: 200, D: 200}),
+    ("get", "/api/images/{image}/original/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     ("get", "/api/projects/{p}/review/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("get", "/api/projects/{p}/annotators/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("get", "/api/images/{image}/decision/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),

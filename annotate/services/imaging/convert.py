@@ -103,10 +103,10 @@ def export_copy(img: PIL.Image.Image, short_side: int | None) -> PIL.Image.Image
 
 
 def encode_jpeg(img: PIL.Image.Image, quality: int = 90) -> bytes:
-    """An RGB image as a JPEG with no metadata: no EXIF, ICC profile, XMP or comment is
-    passed to the encoder, so none is written."""
+    """An RGB image as a JPEG with no metadata. Each kind is named empty: Pillow would
+    otherwise copy the decoded file's comment (im.info) into the new one."""
     buffer = io.BytesIO()
-    img.save(buffer, "JPEG", quality=quality)
+    img.save(buffer, "JPEG", quality=quality, comment=b"", exif=b"", icc_profile=None, xmp=b"")
     return buffer.getvalue()
 
 
