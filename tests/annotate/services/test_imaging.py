@@ -47,7 +47,7 @@ def copies(data: bytes) -> dict[str, PIL.Image.Image]:
         "display": inspected.display,
         "export": export_worker.jpeg_for_export(data, resize=None, quality=95),
     }
-    out = {}
+    out: dict[str, PIL.Image.Image] = {}
     for name, jpeg in made.items():
         img = PIL.Image.open(io.BytesIO(jpeg))
         img.load()
