@@ -99,10 +99,33 @@ _target: StorageTarget | None = None
 _storage: Storage | None = None
 
 
+FILE_SYSTEM_STORAGE = "django.core.files.storage.FileSystemStorage"
+# The settings the local file storage reads even when its options give their values.
+FILE_SYSTEM_SETTINGS = {
+    "MEDIA_ROOT": "location",
+    "MEDIA_URL": "base_url",
+    "FILE_UPLOAD_PERMISSIONS": "file_permissions_mode",
+    "FILE_UPLOAD_DIRECTORY_PERMISSIONS": "directory_permissions_mode",
+}
+
+
 def worker_init(known: frozenset[str], target: StorageTarget) -> None:
     """Process pool initializer."""
     global _target, _storage
     imaging.known_set(known)
+    if target.backend == FILE_SYSTEM_STORAGE:
+        # The local storage reads these settings whatever its options say, which would load
+        # the project's settings module (a fifth of a second of CPU in every worker process
+        # of every import, Celery's imports among it). The parent made them explicit.
+        from django.conf import settings
+
+        if not settings.configured:
+            settings.configure(
+                **{
+                    name: target.options.get(option)
+                    for name, option in FILE_SYSTEM_SETTINGS.items()
+                }
+            )
     _target, _storage = target, target.storage()
 
 

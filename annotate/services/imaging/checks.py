@@ -4,12 +4,13 @@ the header, full decode, SHA-256, perceptual hash, the CNN's copy and the displa
 The rules of what is accepted are the ingest service's; the caps arrive as `Limits`.
 """
 
+import functools
 import hashlib
 import math
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import PIL.Image
 from PIL import UnidentifiedImageError
@@ -97,14 +98,37 @@ def shape_check(width: int, height: int, limits: Limits) -> None:
 
 
 def perceptual_hash(img: PIL.Image.Image) -> str:
-    """imagehash's DCT hash (64 bits) of a 32x32 grey thumbnail. The thumbnail is box-filtered
-    here; imagehash would resize with Lanczos, for the same purpose at several times the cost."""
-    grey = img.convert("L").resize((32, 32), PIL.Image.Resampling.BOX)
-    # Imported here: the export's worker processes import this package for the conversion
-    # alone and need not load imagehash and numpy at every start.
-    import imagehash
+    """The DCT hash (64 bits, 16 hex digits) of imagehash.phash: the 8x8 lowest frequencies of
+    the 2-D DCT-II of a 32x32 grey thumbnail, each bit whether its coefficient is above their
+    median. The thumbnail is box-filtered here (imagehash would use Lanczos, for the same
+    purpose at several times the cost), and the DCT is two small matrix products, so that
+    neither imagehash nor SciPy's FFT (a third of a second to import in every worker process
+    of an import) is loaded. Tests check that the hashes equal imagehash.phash's."""
+    import numpy  # here: the export's worker processes import this package and never hash
 
-    return str(imagehash.phash(grey))
+    grey = img.convert("L").resize((_THUMB_SIDE, _THUMB_SIDE), PIL.Image.Resampling.BOX)
+    pixels = numpy.asarray(grey, dtype=numpy.float64)
+    rows = _dct_rows(numpy)
+    # Rounded: where the FFT gives exact zeros (a flat image's AC coefficients) the products
+    # leave rounding noise of 1e-13, which would decide the bits.
+    low = numpy.round(rows @ pixels @ rows.T, 6).flatten().tolist()
+    # The median as numpy.median takes it (the mean of the middle two), without the import of
+    # numpy.ma that numpy.median makes on its first call.
+    ordered = sorted(low)
+    median = (ordered[len(low) // 2 - 1] + ordered[len(low) // 2]) / 2
+    return f"{int(''.join('1' if value > median else '0' for value in low), 2):016x}"
+
+
+_HASH_SIDE, _THUMB_SIDE = 8, 32
+
+
+@functools.cache
+def _dct_rows(numpy: Any) -> Any:
+    """The first _HASH_SIDE rows of the unnormalised DCT-II matrix (scipy.fftpack.dct's
+    default): 2 cos(pi k (2n + 1) / 2N)."""
+    k = numpy.arange(_HASH_SIDE)[:, None]
+    n = numpy.arange(_THUMB_SIDE)[None, :]
+    return 2.0 * numpy.cos(numpy.pi * k * (2 * n + 1) / (2 * _THUMB_SIDE))
 
 
 def hamming(a: str, b: str) -> int:

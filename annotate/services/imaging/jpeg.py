@@ -9,6 +9,8 @@ RGB) and so is part of the picture, not metadata. Anything after the end-of-imag
 (phones append depth maps and second images there, each with its own EXIF) is dropped too.
 """
 
+import re
+
 SOI, EOI, SOS, COM = 0xD8, 0xD9, 0xDA, 0xFE
 APP0, APP14, APP15 = 0xE0, 0xEE, 0xEF
 # Baseline, extended sequential and progressive Huffman-coded frames: what every browser shows.
@@ -85,16 +87,13 @@ def jpeg_without_metadata(data: bytes) -> bytes | None:
     return None
 
 
+# In entropy-coded data 0xFF is followed by 0x00 (a stuffed byte), a restart marker or, before
+# a marker, more 0xFF fill bytes; the first 0xFF followed by anything else is the next marker.
+_MARKER_AFTER_SCAN = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+
+
 def _scan_end(data: bytes, start: int) -> int | None:
     """Where the entropy-coded data from `start` ends: the next marker that is neither a
     stuffed 0xFF00 nor a restart marker."""
-    i = start
-    while True:
-        i = data.find(b"\xff", i)
-        if i < 0 or i + 1 >= len(data):
-            return None
-        following = data[i + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-            i += 1 if following == 0xFF else 2
-            continue
-        return i
+    found = _MARKER_AFTER_SCAN.search(data, start)
+    return None if found is None else found.start()

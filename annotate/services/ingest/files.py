@@ -18,9 +18,10 @@ def storage_target(project_id: int) -> ingest_worker.StorageTarget:
     (settings changed at run time, as in tests, do not reach a spawned process)."""
     config = settings.STORAGES["default"]
     options = dict(config.get("OPTIONS", {}))
-    if config["BACKEND"] == "django.core.files.storage.FileSystemStorage":
-        options.setdefault("location", str(settings.MEDIA_ROOT))
-        options.setdefault("base_url", settings.MEDIA_URL)
+    if config["BACKEND"] == ingest_worker.FILE_SYSTEM_STORAGE:
+        for name, option in ingest_worker.FILE_SYSTEM_SETTINGS.items():
+            value = getattr(settings, name)
+            options.setdefault(option, str(value) if name == "MEDIA_ROOT" else value)
     return ingest_worker.StorageTarget(
         backend=config["BACKEND"], options=options, project_id=project_id
     )

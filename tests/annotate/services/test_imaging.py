@@ -240,3 +240,21 @@ def test_a_tiny_thin_png_costs_no_memory(size):
     measured = json.loads(run.stdout)
     assert "aspect ratio" in measured["reason"]
     assert measured["grew_kib"] < 20 * 1024, measured
+
+
+def test_the_perceptual_hash_is_imagehash_phash_of_the_box_thumbnail():
+    # Ingest computes the DCT itself (no SciPy to import); stored hashes were imagehash's, and
+    # near duplicates are found by comparing new hashes with those.
+    import imagehash
+
+    from tests.ingest_files import noise_image
+
+    images = [PIL.Image.open(io.BytesIO(noise_image(seed, size=(90, 60)))) for seed in range(60)]
+    images += [PIL.Image.new("RGB", (40, 30), (seed, 90, 200 - seed)) for seed in range(5)]
+    for box in [(0, 0, 32, 64), (0, 0, 64, 32), (16, 16, 48, 48)]:  # symmetric: zeros in the DCT
+        shape = PIL.Image.new("RGB", (64, 64), BLACK)
+        shape.paste(WHITE, box)
+        images.append(shape)
+    for img in images:
+        thumbnail = img.convert("L").resize((32, 32), PIL.Image.Resampling.BOX)
+        assert imaging.perceptual_hash(img) == str(imagehash.phash(thumbnail))
