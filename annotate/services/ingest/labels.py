@@ -60,7 +60,11 @@ def labels_import(*, project: Project, text: str) -> LabelImportResult:
         seen[wnid] = number
         parsed.append((number, wnid, names))
     if not parsed:
-        raise InvalidInput("No valid synset lines found: expected '<wnid> <name>' per line.")
+        first = result.errors[0] if result.errors else None
+        raise InvalidInput(
+            "No valid synset lines found: expected '<wnid> <name>' per line"
+            + (f" (line {first['line']}: {first['reason']})." if first else ".")
+        )
     with transaction.atomic():
         existing = set(
             Label.objects.filter(project=project, wnid__in=seen).values_list("wnid", flat=True)
