@@ -61,8 +61,8 @@ def files_write(
     source: imaging.Source,
     inspected: imaging.Inspected,
 ) -> tuple[str, str, str]:
-    """Write the original (as it arrived), the CNN copy and the display copy; their stored
-    names. On any failure nothing of them stays."""
+    """Write the original (as it arrived), the CNN copy and the display copy (unless the
+    original is its own); their stored names. On any failure nothing of them stays."""
     written: list[str] = []
     try:
         with source.open() as stream:
@@ -82,17 +82,19 @@ def files_write(
                 ContentFile(inspected.preprocessed),
             )
         )
-        written.append(
-            storage.save(
-                display_name(project_id=project_id, sha256=inspected.sha256),
-                ContentFile(inspected.display),
+        if not inspected.display_is_original:
+            written.append(
+                storage.save(
+                    display_name(project_id=project_id, sha256=inspected.sha256),
+                    ContentFile(inspected.display),
+                )
             )
-        )
     except BaseException:
         for stored in written:
             storage.delete(stored)
         raise
-    return written[0], written[1], written[2]
+    # A file with nothing to drop is its own display copy: one file fewer to write.
+    return written[0], written[1], written[0] if inspected.display_is_original else written[2]
 
 
 _target: StorageTarget | None = None

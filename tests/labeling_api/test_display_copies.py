@@ -186,3 +186,28 @@ def test_a_decoder_failure_costs_only_its_file(client_for, admin_user, project, 
     assert answer["rejected"] == [
         {"name": "odd.jpg", "reason": "cannot process this image: RuntimeError"}
     ]
+
+
+def test_a_jpeg_with_nothing_to_drop_is_its_own_display_copy(
+    client_for, admin_user, volunteer, project
+):
+    clean = io.BytesIO()
+    PIL.Image.new("RGB", (120, 80), (10, 200, 30)).save(clean, "JPEG")  # JFIF header only
+    tagged = io.BytesIO()
+    PIL.Image.new("RGB", (120, 80), (200, 10, 30)).save(tagged, "JPEG", comment=b"SERIAL-1234")
+    upload(client_for(admin_user), project, ("clean.jpg", clean.getvalue()))
+    upload(client_for(admin_user), project, ("tagged.jpg", tagged.getvalue()))
+    own, copied = Image.objects.order_by("pk")
+    assert own.display.name == own.file.name  # no second file for the same bytes
+    assert stored(copied.display).startswith("display/")
+    for image in (own, copied):
+        client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")
+    own_body = body(client_for(volunteer).get(f"/api/images/{own.pk}/file/"))
+    assert own_body == clean.getvalue()
+    copied_body = body(client_for(volunteer).get(f"/api/images/{copied.pk}/file/"))
+    assert b"SERIAL-1234" not in copied_body and len(copied_body) < len(tagged.getvalue())
+    # Backfilled, the same rule: the clean original is named, nothing written or deleted.
+    Image.objects.update(display="")
+    call_command("display_copies", stdout=io.StringIO())
+    own.refresh_from_db()
+    assert own.display.name == own.file.name and default_storage.exists(stored(own.file))

@@ -49,6 +49,9 @@ class Inspected:
     phash: str  # 64-bit perceptual hash of the oriented image, 16 hex digits
     preprocessed: bytes  # RGB JPEG, shorter side `Limits.short_side`
     display: bytes = b""  # RGB JPEG, upright, no metadata, longer side capped
+    # The file has nothing to drop or change (an upright RGB JPEG within the display size,
+    # without metadata): it is its own display copy, and `display` is empty.
+    display_is_original: bool = False
     # Set when a worker process has stored the original and the copies already.
     stored_name: str = ""
     preprocessed_name: str = ""
@@ -170,7 +173,7 @@ def inspect(
     if sha256 in known:
         return Known(sha256)
     stream.seek(0)
-    display = b""
+    display, display_is_original = b"", False
     try:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice that; we refuse instead.
@@ -182,7 +185,9 @@ def inspect(
                     # Read before the decode: Pillow seeks to the scan data when it loads.
                     position = stream.tell()
                     stream.seek(0)
-                    display = jpeg_without_metadata(stream.read()) or b""
+                    data = stream.read()
+                    display = jpeg_without_metadata(data) or b""
+                    display_is_original = display == data
                     stream.seek(position)
                 if img.format == "JPEG":
                     # libjpeg reads and entropy-decodes every byte of the file at any scale,
@@ -214,7 +219,8 @@ def inspect(
         height=oriented_size[1],
         phash=perceptual_hash(small),
         preprocessed=convert.encode_jpeg(small),
-        display=display,
+        display=b"" if display_is_original else display,
+        display_is_original=display_is_original,
     )
 
 

@@ -1,10 +1,11 @@
 """Display copies of images stored before ingest made them: made on the first request for the
 image, or all at once by `display_copies_backfill` (the `display_copies` command)."""
 
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -20,13 +21,17 @@ BACKFILL_BATCH = 200  # images read per query
 
 
 def _display_write(image: Image) -> str:
-    """Make and store the display copy of `image` from its original; the stored name."""
+    """Make and store the display copy of `image` from its original; the stored name (the
+    original's own when it has nothing to drop or change)."""
     with image.file.open("rb") as original:
-        data = imaging.display_bytes(cast(BinaryIO, original), limits())
+        data = original.read()  # at most IMAGE_MAX_BYTES
+    display = imaging.display_bytes(io.BytesIO(data), limits())
+    if display == data:
+        return str(image.file.name)
     assert image.project_id is not None
     return default_storage.save(
         ingest_worker.display_name(project_id=image.project_id, sha256=image.sha256),
-        ContentFile(data),
+        ContentFile(display),
     )
 
 
@@ -43,7 +48,8 @@ def image_display_ensure(*, image: Image) -> Image:
     if Image.objects.filter(pk=image.pk, display="").update(display=name):
         image.display.name = name
         return image
-    default_storage.delete(name)
+    if name != image.file.name:
+        default_storage.delete(name)
     image.refresh_from_db(fields=["display"])
     return image
 

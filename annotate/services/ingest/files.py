@@ -28,13 +28,16 @@ def storage_target(project_id: int) -> ingest_worker.StorageTarget:
 
 
 def worker_files(outcomes: Iterable[object]) -> list[str]:
-    return [
+    """The files worker processes wrote for these outcomes, each once (an original can be its
+    own display copy)."""
+    names = (
         name
         for outcome in outcomes
         if isinstance(outcome, Inspected)
         for name in (outcome.stored_name, outcome.preprocessed_name, outcome.display_name)
         if name
-    ]
+    )
+    return list(dict.fromkeys(names))
 
 
 def files_delete(names: Iterable[str]) -> None:

@@ -43,7 +43,7 @@ def _files_write(image: Image, candidate: Candidate, inspected: Inspected) -> li
             source=candidate.source,
             inspected=inspected,
         )
-    return [image.file.name, image.preprocessed.name, image.display.name]
+    return list(dict.fromkeys([image.file.name, image.preprocessed.name, image.display.name]))
 
 
 def project_id_of(image: Image) -> int:
