@@ -200,7 +200,7 @@ def test_a_jpeg_with_nothing_to_drop_is_its_own_display_copy(
     own, copied = Image.objects.order_by("pk")
     assert own.display.name == own.file.name  # no second file for the same bytes
     assert stored(copied.display).startswith("display/")
-    for image in (own, copied):
+    for _ in (own, copied):
         client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")
     own_body = body(client_for(volunteer).get(f"/api/images/{own.pk}/file/"))
     assert own_body == clean.getvalue()

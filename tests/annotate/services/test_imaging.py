@@ -249,7 +249,9 @@ def test_the_perceptual_hash_is_imagehash_phash_of_the_box_thumbnail():
 
     from tests.ingest_files import noise_image
 
-    images = [PIL.Image.open(io.BytesIO(noise_image(seed, size=(90, 60)))) for seed in range(60)]
+    images: list[PIL.Image.Image] = [
+        PIL.Image.open(io.BytesIO(noise_image(seed, size=(90, 60)))) for seed in range(60)
+    ]
     images += [PIL.Image.new("RGB", (40, 30), (seed, 90, 200 - seed)) for seed in range(5)]
     for box in [(0, 0, 32, 64), (0, 0, 64, 32), (16, 16, 48, 48)]:  # symmetric: zeros in the DCT
         shape = PIL.Image.new("RGB", (64, 64), BLACK)
