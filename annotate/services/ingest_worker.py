@@ -7,8 +7,9 @@ image whose rows do not commit (annotate.services.ingest).
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
@@ -58,24 +59,25 @@ def files_write(
     storage: Storage,
     project_id: int,
     name: str,
-    source: imaging.Source,
+    original: BinaryIO,
     inspected: imaging.Inspected,
 ) -> tuple[str, str, str]:
-    """Write the original (as it arrived), the CNN copy and the display copy (unless the
-    original is its own); their stored names. On any failure nothing of them stays."""
+    """Write the original (as it arrived: `original`, an open file read from its start), the
+    CNN copy and the display copy (unless the original is its own); their stored names. On
+    any failure nothing of them stays."""
     written: list[str] = []
     try:
-        with source.open() as stream:
-            written.append(
-                storage.save(
-                    original_name(
-                        project_id=project_id,
-                        sha256=inspected.sha256,
-                        filename=stored_filename(storage, name),
-                    ),
-                    File(stream),
-                )
+        original.seek(0)
+        written.append(
+            storage.save(
+                original_name(
+                    project_id=project_id,
+                    sha256=inspected.sha256,
+                    filename=stored_filename(storage, name),
+                ),
+                File(original),
             )
+        )
         written.append(
             storage.save(
                 preprocessed_name(project_id=project_id, sha256=inspected.sha256),
@@ -139,28 +141,31 @@ def inspect_and_store(
     An accepted file comes back with its stored names and without the copies' bytes.
     """
     assert _target is not None and _storage is not None, "call worker_init first"
-    outcomes: list[imaging.Inspected | imaging.Known | str] = []
-    for name, source in items:
-        outcome = imaging.inspect_source(source, limits)
-        if isinstance(outcome, imaging.Inspected):
-            try:
-                stored, copy, display = files_write(
-                    storage=_storage,
-                    project_id=_target.project_id,
-                    name=name,
-                    source=source,
-                    inspected=outcome,
-                )
-            except OSError as error:
-                outcome = f"could not store the file: {error}"
-            else:
-                outcome = dataclasses.replace(
-                    outcome,
-                    preprocessed=b"",
-                    display=b"",
-                    stored_name=stored,
-                    preprocessed_name=copy,
-                    display_name=display,
-                )
-        outcomes.append(outcome)
-    return outcomes
+    return [
+        imaging.inspect_source(source, limits, keep=functools.partial(_stored, name))
+        for name, source in items
+    ]
+
+
+def _stored(name: str, original: BinaryIO, inspected: imaging.Inspected) -> imaging.Inspected | str:
+    """Write an accepted file and its copies; the Inspected with their names and without
+    the copies' bytes, or why it could not be stored."""
+    assert _target is not None and _storage is not None, "call worker_init first"
+    try:
+        stored, copy, display = files_write(
+            storage=_storage,
+            project_id=_target.project_id,
+            name=name,
+            original=original,
+            inspected=inspected,
+        )
+    except OSError as error:
+        return f"could not store the file: {error}"
+    return dataclasses.replace(
+        inspected,
+        preprocessed=b"",
+        display=b"",
+        stored_name=stored,
+        preprocessed_name=copy,
+        display_name=display,
+    )

@@ -8,6 +8,7 @@ import logging
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -101,10 +102,20 @@ def known_set(sha256s: frozenset[str]) -> None:
     _known = sha256s
 
 
+# What to do with an accepted file while it is still open (store it): the Inspected to answer,
+# or the reason it was refused after all.
+Keep = Callable[[BinaryIO, Inspected], Inspected | str]
+
+
 def inspect_source(
-    source: Source, limits: Limits, known: frozenset[str] | None = None
+    source: Source,
+    limits: Limits,
+    known: frozenset[str] | None = None,
+    keep: Keep | None = None,
 ) -> Inspected | Known | str:
     """Open and inspect one source: the Inspected, Known, or the reason it was rejected.
+    `keep`, when given, is called with the still open file once it is accepted, so that
+    storing it reads it again without opening it again (or inflating a zip member again).
 
     The entry point of worker processes; it returns the reason rather than raising it, so
     that nothing but plain values crosses the process boundary. Whatever goes wrong with
@@ -113,7 +124,10 @@ def inspect_source(
     """
     try:
         with source.open() as stream:
-            return inspect(stream, limits, _known if known is None else known)
+            outcome = inspect(stream, limits, _known if known is None else known)
+            if keep is not None and isinstance(outcome, Inspected):
+                return keep(stream, outcome)
+            return outcome
     except ImageRejected as error:
         return str(error)
     except OSError as error:

@@ -36,13 +36,16 @@ def _files_write(image: Image, candidate: Candidate, inspected: Inspected) -> li
         )
     else:
         assert candidate.source is not None
-        image.file.name, image.preprocessed.name, image.display.name = ingest_worker.files_write(
-            storage=default_storage,
-            project_id=project_id_of(image),
-            name=candidate.name,
-            source=candidate.source,
-            inspected=inspected,
-        )
+        with candidate.source.open() as original:
+            image.file.name, image.preprocessed.name, image.display.name = (
+                ingest_worker.files_write(
+                    storage=default_storage,
+                    project_id=project_id_of(image),
+                    name=candidate.name,
+                    original=original,
+                    inspected=inspected,
+                )
+            )
     return list(dict.fromkeys([image.file.name, image.preprocessed.name, image.display.name]))
 
 
