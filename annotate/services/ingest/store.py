@@ -6,7 +6,9 @@ import logging
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from annotate.models import Decision, Image, ImageHashBand, Project
+from annotate import rows
+from annotate.models import Decision, Image, Project
+from annotate.rows import ingest as ingest_sql
 from annotate.services import ingest_worker
 from annotate.services.consensus import decision_record
 from annotate.services.imaging import Inspected
@@ -69,10 +71,9 @@ def _image_rows_create(
             [images[index] for index in links],
             ["near_duplicate_of", "near_duplicate_distance"],
         )
-    ImageHashBand.objects.bulk_create(
-        ImageHashBand(image=image, project=project, key=key)
-        for image in images
-        for key in band_keys(image.phash)
+    rows.execute_many(
+        ingest_sql.hash_band_insert(),
+        [(image.pk, project.pk, key) for image in images for key in band_keys(image.phash)],
     )
     for image in images:
         if image.gold_label is not None:
