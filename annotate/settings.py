@@ -208,6 +208,10 @@ if not 0 <= NEAR_DUPLICATE_MAX_DISTANCE <= 3:
     raise ImproperlyConfigured("NEAR_DUPLICATE_MAX_DISTANCE must be between 0 and 3")
 # Shorter side of the preprocessed copy the CNN reads.
 PREPROCESSED_SHORT_SIDE = env.int("PREPROCESSED_SHORT_SIDE", default=160)
+# Longer side of the display copy volunteers and reviewers see (upright, RGB, no metadata).
+DISPLAY_MAX_SIDE = env.int("DISPLAY_MAX_SIDE", default=1024)
+# Longer over shorter side past which an image is rejected on its header, before any resize.
+MAX_ASPECT_RATIO = env.float("MAX_ASPECT_RATIO", default=50.0)
 
 # Proxies in front of the web process that append the client's address to X-Forwarded-For
 # (bin/proxy's nginx is one; docker-compose sets 1). 0: the header is ignored and the socket's

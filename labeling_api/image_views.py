@@ -1,8 +1,10 @@
-"""Images API: list and upload a project's images, serve an image's stored file."""
+"""Images API: list and upload a project's images, serve an image's display copy (and its
+original, to admins)."""
 
 from typing import Any, cast
 
 from django.core.exceptions import SuspiciousOperation
+from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -137,16 +139,34 @@ def _label_by_key(project: Project, key: str | None, field: str) -> Label | None
     return label
 
 
+def _image_response(file: FieldFile, content_type: str) -> FileResponse:
+    response = FileResponse(file.open("rb"), as_attachment=False)
+    response["Content-Type"] = content_type
+    # Served inline as an image only; never sniffed or run as a page.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
 class ImageFileApi(APIView):
-    """The stored image, for those allowed to see it: its assignee, reviewers and admins."""
+    """The image as people are shown it, for those allowed to see it (its assignee, reviewers
+    and admins): the display copy (upright, RGB JPEG, no metadata, longer side at most
+    DISPLAY_MAX_SIDE), never the original."""
+
+    @extend_schema(responses={(200, "image/jpeg"): bytes})
+    def get(self, request: AuthenticatedRequest, image_id: int) -> FileResponse:
+        image = selectors.access_image_file(user=request.user, image_id=image_id)
+        image = ingest.image_display_ensure(image=image)
+        return _image_response(image.display, "image/jpeg")
+
+
+class ImageOriginalApi(APIView):
+    """The original file as it was uploaded, metadata and all: admins of its project only."""
+
+    permission_classes = [IsTeamAdmin]
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: AuthenticatedRequest, image_id: int) -> FileResponse:
-        image = selectors.access_image_file(user=request.user, image_id=image_id)
-        response = FileResponse(image.file.open("rb"), as_attachment=False)
-        response["Content-Type"] = f"image/{image.format.lower()}"
-        # Served inline as an image only; never sniffed or run as a page.
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        image = selectors.access_image_original(user=request.user, image_id=image_id)
+        return _image_response(image.file, f"image/{image.format.lower()}")

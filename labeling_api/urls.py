@@ -69,6 +69,11 @@ urlpatterns = [
         "assignments/<id:assignment_id>/undo/", assignment_views.VoteUndoApi.as_view(), name="undo"
     ),
     path("images/<id:image_id>/file/", image_views.ImageFileApi.as_view(), name="image-file"),
+    path(
+        "images/<id:image_id>/original/",
+        image_views.ImageOriginalApi.as_view(),
+        name="image-original",
+    ),
     path("projects/<id:project_id>/review/", review_views.ReviewQueueApi.as_view(), name="review"),
     path(
         "projects/<id:project_id>/annotators/",

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0015_quality'),
+        ('annotate', '0016_image_display'),
     ]
 
     operations = [

@@ -35,6 +35,11 @@ class Image(TimeStamped):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     preprocessed = models.FileField(max_length=400, blank=True)
+    # What volunteers and reviewers are shown instead of the original: upright, RGB, no
+    # metadata, the longer side at most DISPLAY_MAX_SIDE. The original's own name when the
+    # upload had nothing to drop or change (so never delete it as a copy). Empty for images
+    # ingested before it existed until `display_copies` (or the first view) makes it.
+    display = models.FileField(max_length=400, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     is_gold = models.BooleanField(default=False)
     gold_label = models.ForeignKey(

@@ -23,6 +23,7 @@ _MODELS = {
     "Assignment": "annotate.Assignment",
     "Decision": "annotate.Decision",
     "Image": "annotate.Image",
+    "ImageHashBand": "annotate.ImageHashBand",
     "Label": "annotate.Label",
     "Project": "annotate.Project",
     "Suggestion": "annotate.Suggestion",

@@ -178,6 +178,20 @@ def access_image_for_reviewer(*, user: User, image_id: int) -> Image:
     return image
 
 
+def access_image_original(*, user: User, image_id: int) -> Image:
+    """An image's original upload, metadata and all: admins of its project only (volunteers
+    and reviewers see the display copy). NotFound also for an image of a hidden project."""
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None:
+        raise NotFound(f"Image {image_id} does not exist.")
+    role = project_role(user=user, project=_image_project(image), need=Role.ADMIN)
+    if role is None:
+        raise NotFound(f"Image {image_id} does not exist.")
+    if _RANK[Role(role)] < _RANK[Role.ADMIN]:
+        raise PermissionDenied(PROJECT_ADMINS_ONLY)
+    return image
+
+
 def access_user_for_admin(*, user: User, user_id: int) -> User:
     """Another user's account, to change their role: admins."""
     if not user.is_project_admin:

@@ -26,21 +26,18 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import io
 import os
 import signal
 import sys
 import tarfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import PIL.Image
-from PIL import ImageOps
 
 from annotate.services import export_privacy, jpeg_metadata
-from annotate.services.imaging import to_rgb
+from annotate.services.imaging import jpeg_upright_rgb
 
 _ZEROS = bytes(tarfile.BLOCKSIZE)
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -130,19 +127,9 @@ def jpeg_for_export(data: bytes, *, resize: int | None, quality: int) -> bytes:
     for byte."""
     if jpeg_kept(data, resize):
         return data
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-        with PIL.Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            # Ingest's conversion (16-bit grey scaled, not clipped; alpha over white).
-            img = to_rgb(ImageOps.exif_transpose(opened))
-            if resize is not None and min(img.size) > resize:
-                scale = resize / min(img.size)
-                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-                img = img.resize(size, PIL.Image.Resampling.BICUBIC, reducing_gap=3.0)
-            out = io.BytesIO()
-            img.save(out, "JPEG", quality=quality)
-            return out.getvalue()
+    # The one conversion of ingest, display copy and export (16-bit grey scaled, not
+    # clipped; alpha over white; first frame).
+    return jpeg_upright_rgb(data, short_side=resize, quality=quality)
 
 
 # --- tar ------------------------------------------------------------------------------------

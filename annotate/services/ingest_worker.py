@@ -1,14 +1,15 @@
 """The worker-process side of a bulk import: inspect files and write them to storage.
 
 No models and no database here: worker processes start with `spawn` and import only this, the
-pure imaging module and Django's file storage. They write the original and the CNN copy, so
+pure imaging package and Django's file storage. They write the original and the copies, so
 that the importing process is left with the rows alone; it deletes the files again of every
 image whose rows do not commit (annotate.services.ingest).
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
@@ -39,6 +40,11 @@ def preprocessed_name(*, project_id: int, sha256: str) -> str:
     return f"preprocessed/{project_id}/{sha256[:2]}/{sha256}.jpg"
 
 
+def display_name(*, project_id: int, sha256: str) -> str:
+    """Where the display copy is stored: beside the CNN copy, under its own top folder."""
+    return f"display/{project_id}/{sha256[:2]}/{sha256}.jpg"
+
+
 def stored_filename(storage: Storage, name: str) -> str:
     """A safe, short file name for the original, from the name it arrived with."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -53,45 +59,77 @@ def files_write(
     storage: Storage,
     project_id: int,
     name: str,
-    source: imaging.Source,
+    original: BinaryIO,
     inspected: imaging.Inspected,
-) -> tuple[str, str]:
-    """Write the original (as it arrived) and the CNN copy; their stored names. On any failure
-    nothing of them stays."""
+) -> tuple[str, str, str]:
+    """Write the original (as it arrived: `original`, an open file read from its start), the
+    CNN copy and the display copy (unless the original is its own); their stored names. On
+    any failure nothing of them stays."""
     written: list[str] = []
     try:
-        with source.open() as stream:
-            written.append(
-                storage.save(
-                    original_name(
-                        project_id=project_id,
-                        sha256=inspected.sha256,
-                        filename=stored_filename(storage, name),
-                    ),
-                    File(stream),
-                )
+        original.seek(0)
+        written.append(
+            storage.save(
+                original_name(
+                    project_id=project_id,
+                    sha256=inspected.sha256,
+                    filename=stored_filename(storage, name),
+                ),
+                File(original),
             )
+        )
         written.append(
             storage.save(
                 preprocessed_name(project_id=project_id, sha256=inspected.sha256),
                 ContentFile(inspected.preprocessed),
             )
         )
+        if not inspected.display_is_original:
+            written.append(
+                storage.save(
+                    display_name(project_id=project_id, sha256=inspected.sha256),
+                    ContentFile(inspected.display),
+                )
+            )
     except BaseException:
         for stored in written:
             storage.delete(stored)
         raise
-    return written[0], written[1]
+    # A file with nothing to drop is its own display copy: one file fewer to write.
+    return written[0], written[1], written[0] if inspected.display_is_original else written[2]
 
 
 _target: StorageTarget | None = None
 _storage: Storage | None = None
 
 
+FILE_SYSTEM_STORAGE = "django.core.files.storage.FileSystemStorage"
+# The settings the local file storage reads even when its options give their values.
+FILE_SYSTEM_SETTINGS = {
+    "MEDIA_ROOT": "location",
+    "MEDIA_URL": "base_url",
+    "FILE_UPLOAD_PERMISSIONS": "file_permissions_mode",
+    "FILE_UPLOAD_DIRECTORY_PERMISSIONS": "directory_permissions_mode",
+}
+
+
 def worker_init(known: frozenset[str], target: StorageTarget) -> None:
     """Process pool initializer."""
     global _target, _storage
     imaging.known_set(known)
+    if target.backend == FILE_SYSTEM_STORAGE:
+        # The local storage reads these settings whatever its options say, which would load
+        # the project's settings module (a fifth of a second of CPU in every worker process
+        # of every import, Celery's imports among it). The parent made them explicit.
+        from django.conf import settings
+
+        if not settings.configured:
+            settings.configure(
+                **{
+                    name: target.options.get(option)
+                    for name, option in FILE_SYSTEM_SETTINGS.items()
+                }
+            )
     _target, _storage = target, target.storage()
 
 
@@ -100,26 +138,34 @@ def inspect_and_store(
 ) -> list[imaging.Inspected | imaging.Known | str]:
     """Inspect a few files and store the accepted ones: one round trip to a worker process.
 
-    An accepted file comes back with its stored names and without the CNN copy's bytes.
+    An accepted file comes back with its stored names and without the copies' bytes.
     """
     assert _target is not None and _storage is not None, "call worker_init first"
-    outcomes: list[imaging.Inspected | imaging.Known | str] = []
-    for name, source in items:
-        outcome = imaging.inspect_source(source, limits)
-        if isinstance(outcome, imaging.Inspected):
-            try:
-                stored, copy = files_write(
-                    storage=_storage,
-                    project_id=_target.project_id,
-                    name=name,
-                    source=source,
-                    inspected=outcome,
-                )
-            except OSError as error:
-                outcome = f"could not store the file: {error}"
-            else:
-                outcome = dataclasses.replace(
-                    outcome, preprocessed=b"", stored_name=stored, preprocessed_name=copy
-                )
-        outcomes.append(outcome)
-    return outcomes
+    return [
+        imaging.inspect_source(source, limits, keep=functools.partial(_stored, name))
+        for name, source in items
+    ]
+
+
+def _stored(name: str, original: BinaryIO, inspected: imaging.Inspected) -> imaging.Inspected | str:
+    """Write an accepted file and its copies; the Inspected with their names and without
+    the copies' bytes, or why it could not be stored."""
+    assert _target is not None and _storage is not None, "call worker_init first"
+    try:
+        stored, copy, display = files_write(
+            storage=_storage,
+            project_id=_target.project_id,
+            name=name,
+            original=original,
+            inspected=inspected,
+        )
+    except OSError as error:
+        return f"could not store the file: {error}"
+    return dataclasses.replace(
+        inspected,
+        preprocessed=b"",
+        display=b"",
+        stored_name=stored,
+        preprocessed_name=copy,
+        display_name=display,
+    )

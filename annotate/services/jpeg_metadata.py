@@ -10,8 +10,8 @@ appends a video, with its sound, after EOI).
 
 strip() copies everything else byte for byte: the frame and scan headers, the tables, the
 entropy-coded data. Decoded pixels are unchanged. Two application segments are kept:
-- APP0 JFIF, which says how to read the colour channels and the pixel density (an APP0 of
-  another kind, such as a JFXX thumbnail, goes);
+- APP0 JFIF, which says how to read the colour channels and the pixel density (without the
+  thumbnail it may carry; an APP0 of another kind, such as a JFXX thumbnail, goes);
 - APP14 "Adobe", 12 bytes of flags with nothing personal in them, whose transform flag tells a
   decoder whether 3 channels are RGB or YCbCr (and, for 4 channels, CMYK or YCCK). Dropping it
   could change the colours of an RGB-coded file, so it stays. (Exports are 3-channel files.)
@@ -123,6 +123,16 @@ def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
     copied = 0  # data[copied:segment.start] is still to be copied
     for segment in found:
         kind = kind_of(segment.marker, data[segment.start + 4 : segment.start + 40])
+        if kind is None and segment.marker == _APP0 and "other" not in keep:
+            # JFIF itself stays, but not a thumbnail inside it (a small copy of the picture,
+            # possibly from before an edit): its fixed fields are kept, the size set to 0x0.
+            payload = data[segment.start + 4 : segment.end]
+            if len(payload) > 14:
+                mask |= BIT["other"]
+                pieces.append(data[copied : segment.start])
+                pieces.append(b"\xff\xe0\x00\x10" + payload[:12] + b"\x00\x00")
+                copied = segment.end
+            continue
         if kind is None or kind in keep:
             continue
         mask |= BIT[kind]

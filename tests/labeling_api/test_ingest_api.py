@@ -59,7 +59,7 @@ def test_every_rejection_class_through_the_api(client_for, admin_user, project, 
     assert reasons["bomb.png"].startswith("decompression bomb refused")
     assert reasons["set.zip/link.png"] == "symbolic link in the archive"
     assert list(Image.objects.values_list("original_name", flat=True)) == ["set.zip/ok/1.jpg"]
-    assert len(files_under(media)) == 2
+    assert len(files_under(media)) == 2  # the original (its own display copy) and its CNN copy
 
 
 def test_a_request_over_the_size_limit_is_a_413(client_for, admin_user, project, media, settings):

@@ -142,6 +142,7 @@ CASES = [
     ("post", "/api/assignments/{a}/release/", None, {A: 401, V: 204, O: 403, R: 403, D: 403}),
     ("post", "/api/assignments/{voted}/undo/", None, {A: 401, V: 200, O: 403, R: 403, D: 403}),
     ("get", "/api/images/{image}/file/", None, {A: 401, V: 200, O: 403, R: 200, D: 200}),
+    ("get", "/api/images/{image}/original/", None, {A: 401, V: 403, O: 403, R: 403, D: 200}),
     ("get", "/api/projects/{p}/review/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("get", "/api/projects/{p}/annotators/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
     ("get", "/api/images/{image}/decision/", None, {A: 401, V: 403, O: 403, R: 200, D: 200}),
@@ -327,6 +328,10 @@ TEAM_CASES = [
     ("PA", "get", "/api/projects/{A}/models/", None, 200),
     ("PA", "get", "/api/exports/{exportA}/", None, 200),
     ("PA", "get", "/api/exports/{exportB}/", None, 403),
+    # Originals (metadata and all): the project's admins only (the main matrix shows an admin
+    # getting one); its reviewers see display copies.
+    ("PA", "get", "/api/images/{disputedB}/original/", None, 403),
+    ("R1", "get", "/api/images/{disputedA}/original/", None, 403),
     ("PA", "get", "/api/projects/{B}/members/", None, 403),
     ("PA", "post", "/api/projects/{B}/members/", lambda w: {"user": w["NEW"]}, 403),
     ("PA", "patch", "/api/projects/{B}/", lambda w: {"private": True}, 403),

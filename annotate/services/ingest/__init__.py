@@ -5,6 +5,11 @@ A module per job (see each one's docstring); the names callers use are re-export
 
 from annotate.services.ingest.archives import images_count_files
 from annotate.services.ingest.candidates import Candidate, Progress, UploadResult
+from annotate.services.ingest.display import (
+    BackfillResult,
+    display_copies_backfill,
+    image_display_ensure,
+)
 from annotate.services.ingest.files import storage_target
 from annotate.services.ingest.images import (
     KNOWN_SHA256_MAX,
@@ -20,6 +25,7 @@ from annotate.services.ingest.store import STORE_BATCH, project_id_of
 
 __all__ = [
     "HASH_BANDS",
+    "BackfillResult",
     "KNOWN_SHA256_MAX",
     "STORE_BATCH",
     "Candidate",
@@ -27,6 +33,8 @@ __all__ = [
     "Progress",
     "UploadResult",
     "UploadTooLarge",
+    "display_copies_backfill",
+    "image_display_ensure",
     "image_near_duplicate",
     "images_count_files",
     "images_import",

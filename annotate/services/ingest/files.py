@@ -18,22 +18,26 @@ def storage_target(project_id: int) -> ingest_worker.StorageTarget:
     (settings changed at run time, as in tests, do not reach a spawned process)."""
     config = settings.STORAGES["default"]
     options = dict(config.get("OPTIONS", {}))
-    if config["BACKEND"] == "django.core.files.storage.FileSystemStorage":
-        options.setdefault("location", str(settings.MEDIA_ROOT))
-        options.setdefault("base_url", settings.MEDIA_URL)
+    if config["BACKEND"] == ingest_worker.FILE_SYSTEM_STORAGE:
+        for name, option in ingest_worker.FILE_SYSTEM_SETTINGS.items():
+            value = getattr(settings, name)
+            options.setdefault(option, str(value) if name == "MEDIA_ROOT" else value)
     return ingest_worker.StorageTarget(
         backend=config["BACKEND"], options=options, project_id=project_id
     )
 
 
 def worker_files(outcomes: Iterable[object]) -> list[str]:
-    return [
+    """The files worker processes wrote for these outcomes, each once (an original can be its
+    own display copy)."""
+    names = (
         name
         for outcome in outcomes
         if isinstance(outcome, Inspected)
-        for name in (outcome.stored_name, outcome.preprocessed_name)
+        for name in (outcome.stored_name, outcome.preprocessed_name, outcome.display_name)
         if name
-    ]
+    )
+    return list(dict.fromkeys(names))
 
 
 def files_delete(names: Iterable[str]) -> None:

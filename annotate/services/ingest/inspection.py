@@ -16,11 +16,14 @@ from annotate.services.ingest.files import files_delete, storage_target, worker_
 INSPECT_CHUNK = 8  # files per task sent to a worker process
 
 
-def _limits() -> imaging.Limits:
+def limits() -> imaging.Limits:
+    """The caps and copy sizes of ingest, from the settings."""
     return imaging.Limits(
         max_bytes=settings.IMAGE_MAX_BYTES,
         max_pixels=settings.IMAGE_MAX_PIXELS,
         short_side=settings.PREPROCESSED_SHORT_SIDE,
+        max_aspect_ratio=settings.MAX_ASPECT_RATIO,
+        display_max_side=settings.DISPLAY_MAX_SIDE,
     )
 
 
@@ -37,13 +40,13 @@ def inspections(
     workers > 1 the decoding runs in that many processes, at most a few files ahead of the
     storing, so memory stays flat however many files there are.
     """
-    limits = _limits()
+    caps = limits()
     if workers <= 1:
         for candidate in candidates:
             if candidate.problem is not None or candidate.source is None:
                 yield candidate, candidate.problem or "nothing to read"
             else:
-                yield candidate, imaging.inspect_source(candidate.source, limits, known)
+                yield candidate, imaging.inspect_source(candidate.source, caps, known)
         return
     # Files go to the workers in small chunks (less inter-process traffic per file); at most
     # a few chunks per worker are in flight. The workers also write the files, so that this
@@ -63,7 +66,7 @@ def inspections(
                 if any(isinstance(source, imaging.StreamSource) for _, source in items):
                     raise ValueError("open streams cannot be sent to worker processes")
                 future = (
-                    pool.submit(ingest_worker.inspect_and_store, items, limits) if items else None
+                    pool.submit(ingest_worker.inspect_and_store, items, caps) if items else None
                 )
                 window.append((chunk, future))
                 while len(window) > workers * 4:

@@ -90,7 +90,11 @@ def labels_import(*, project: Project, text: str) -> LabelImportResult:
         seen[wnid] = number
         parsed.append((number, wnid, names, translations))
     if not parsed:
-        raise InvalidInput("No valid synset lines found: expected '<wnid> <name>' per line.")
+        first = result.errors[0] if result.errors else None
+        raise InvalidInput(
+            "No valid synset lines found: expected '<wnid> <name>' per line"
+            + (f" (line {first['line']}: {first['reason']})." if first else ".")
+        )
     with transaction.atomic():
         existing = {
             label.wnid: label

@@ -11,7 +11,8 @@ from annotate.models import Image
 
 
 def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:
-    """Stored originals and CNN copies that no image row points at, older than `min_age`.
+    """Stored originals and copies (CNN, display) that no image row points at, older than
+    `min_age`.
 
     Ingest deletes the files of every image whose rows did not commit; only a process killed
     between the two (or a deleted project) leaves such files. `min_age` spares the files of
@@ -19,15 +20,17 @@ def storage_orphans(*, min_age: timedelta, delete: bool = False) -> list[str]:
     """
     cutoff = timezone.now() - min_age
     orphans = []
-    for top in ("images", "preprocessed"):
+    for top in ("images", "preprocessed", "display"):
         for project_folder in _listdir(top)[0]:
             referenced: set[str] = set()
             project_id = parse_id(project_folder)
             if project_id is not None:
                 rows = Image.objects.filter(project_id=project_id)
-                referenced = set(rows.values_list("file", flat=True)) | set(
-                    rows.values_list("preprocessed", flat=True)
-                )
+                referenced = {
+                    name
+                    for names in rows.values_list("file", "preprocessed", "display")
+                    for name in names
+                }
             for name in _walk(f"{top}/{project_folder}"):
                 if name in referenced:
                     continue

@@ -1,4 +1,4 @@
-"""Storing checked files, each one all or nothing: the original and the CNN's copy first, then
+"""Storing checked files, each one all or nothing: the original and its copies first, then
 the rows (image, hash bands, gold decision), one transaction per batch."""
 
 import logging
@@ -6,7 +6,9 @@ import logging
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from annotate.models import Decision, Image, ImageHashBand, Project
+from annotate import rows
+from annotate.models import Decision, Image, Project
+from annotate.rows import ingest as ingest_sql
 from annotate.services import ingest_worker
 from annotate.services.consensus import decision_record
 from annotate.services.imaging import Inspected
@@ -26,23 +28,27 @@ STORE_BATCH = 50  # files per transaction
 
 
 def _files_write(image: Image, candidate: Candidate, inspected: Inspected) -> list[str]:
-    """Write the original and the CNN copy (unless a worker process did); return their names.
-    On failure nothing of them stays."""
+    """Write the original, the CNN copy and the display copy (unless a worker process did);
+    return their names. On failure nothing of them stays."""
     if inspected.stored_name:
-        image.file.name, image.preprocessed.name = (
+        image.file.name, image.preprocessed.name, image.display.name = (
             inspected.stored_name,
             inspected.preprocessed_name,
+            inspected.display_name,
         )
     else:
         assert candidate.source is not None
-        image.file.name, image.preprocessed.name = ingest_worker.files_write(
-            storage=default_storage,
-            project_id=project_id_of(image),
-            name=candidate.name,
-            source=candidate.source,
-            inspected=inspected,
-        )
-    return [image.file.name, image.preprocessed.name]
+        with candidate.source.open() as original:
+            image.file.name, image.preprocessed.name, image.display.name = (
+                ingest_worker.files_write(
+                    storage=default_storage,
+                    project_id=project_id_of(image),
+                    name=candidate.name,
+                    original=original,
+                    inspected=inspected,
+                )
+            )
+    return list(dict.fromkeys([image.file.name, image.preprocessed.name, image.display.name]))
 
 
 def project_id_of(image: Image) -> int:
@@ -65,10 +71,9 @@ def _image_rows_create(
             [images[index] for index in links],
             ["near_duplicate_of", "near_duplicate_distance"],
         )
-    ImageHashBand.objects.bulk_create(
-        ImageHashBand(image=image, project=project, key=key)
-        for image in images
-        for key in band_keys(image.phash)
+    rows.execute_many(
+        ingest_sql.hash_band_insert(),
+        [(image.pk, project.pk, key) for image in images for key in band_keys(image.phash)],
     )
     for image in images:
         if image.gold_label is not None:

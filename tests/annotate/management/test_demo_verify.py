@@ -37,6 +37,8 @@ def test_the_verify_demo_can_be_worked_through():
     # Every image's candidate is its folder's shape, the wrong ones included.
     for candidate in plain.select_related("image", "label"):
         assert candidate.image.original_name.startswith(f"{candidate.label.wnid}/")
+    # What volunteers are shown: every demo image has its display copy.
+    assert not Image.objects.filter(project=project, display="").exists()
     gold = Candidate.objects.filter(project=project, is_gold=True)
     assert gold.filter(gold_answer=True).count() == 4 * GOLD_PER_LABEL
     assert gold.filter(gold_answer=False).exists()

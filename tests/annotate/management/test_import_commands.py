@@ -69,10 +69,17 @@ def test_import_images_gold_from_folders_and_reruns_add_nothing(
     }
     assert Decision.objects.filter(rule=Decision.Rule.GOLD, is_current=True).count() == 4
     stored = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+    # A set: a clean JPEG is its own display copy.
     expected = sorted(
-        name for image in Image.objects.all() for name in (image.file.name, image.preprocessed.name)
+        {
+            name
+            for image in Image.objects.all()
+            for name in (image.file.name, image.preprocessed.name, image.display.name)
+        }
     )
-    assert stored == expected and len(stored) == 8
+    assert (
+        stored == expected and len(stored) == 9
+    )  # 4 originals, 4 CNN copies, the PNG's display copy
 
     again, _ = run(
         "import_images", project.name, str(folder), "--gold-from-folders", "--workers", str(workers)
@@ -150,6 +157,7 @@ def test_ingest_orphans_finds_and_deletes_files_without_rows(project, tmp_path, 
     stray = [
         media / f"images/{project.pk}/ab/abc/left.jpg",
         media / f"preprocessed/{project.pk}/ab/abc.jpg",
+        media / f"display/{project.pk}/ab/abc.jpg",
         media / "images/999999/cd/cde/of-a-deleted-project.jpg",
     ]
     for path in stray:
@@ -158,9 +166,9 @@ def test_ingest_orphans_finds_and_deletes_files_without_rows(project, tmp_path, 
     out, _ = run("ingest_orphans")  # young files are spared
     assert "0 files without an image row found" in out
     out, _ = run("ingest_orphans", "--min-age-minutes", "0")
-    assert "3 files without an image row found" in out and all(p.exists() for p in stray)
+    assert "4 files without an image row found" in out and all(p.exists() for p in stray)
     out, _ = run("ingest_orphans", "--min-age-minutes", "0", "--delete")
-    assert "3 files without an image row deleted" in out
+    assert "4 files without an image row deleted" in out
     assert sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()) == kept
 
 
@@ -199,7 +207,12 @@ def test_a_failure_in_a_bulk_import_leaves_no_files_behind(
         ingest.images_import(project=project, path=folder, workers=workers)
     assert Image.objects.count() == ingest.STORE_BATCH
     stored = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+    # A set: a clean JPEG is its own display copy.
     expected = sorted(
-        name for image in Image.objects.all() for name in (image.file.name, image.preprocessed.name)
+        {
+            name
+            for image in Image.objects.all()
+            for name in (image.file.name, image.preprocessed.name, image.display.name)
+        }
     )
     assert stored == expected

@@ -145,3 +145,11 @@ def test_lines_with_control_characters_are_reported_and_not_imported(project, tm
     assert [(label.wnid, label.gloss) for label in Label.objects.filter(project=project)] == [
         ("n01440764", "")
     ]
+
+
+def test_a_mapping_with_only_bad_lines_is_a_command_error_naming_the_character(project, tmp_path):
+    mapping = tmp_path / "mapping.txt"
+    mapping.write_text("n01440764 tench\x00fish\n", encoding="utf-8")
+    with pytest.raises(CommandError, match=r"line 1: name contains .*\(U\+0000\)"):
+        run("import_labels", str(project.pk), str(mapping))
+    assert not Label.objects.exists()

@@ -1,5 +1,6 @@
 """Ingest: validation, zip rules, duplicates, near duplicates, gold, all-or-nothing storage."""
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def test_zip_members_are_checked_one_by_one(project, media, tmp_path):
     assert image.original_name == "batch.zip/cats/deep/ok.jpg"
     assert not (tmp_path / "escape.png").exists()
     assert not any(p.name == "escape.png" for p in tmp_path.rglob("*"))
-    assert len(stored_files(media)) == 2  # the original and its CNN copy, nothing else
+    assert len(stored_files(media)) == 2  # the original (its own display copy) and its CNN copy
 
 
 def test_zip_bomb_is_refused_whole(project, media, settings):
@@ -306,21 +307,24 @@ def test_a_failure_between_the_files_and_the_row_leaves_nothing(project, media, 
     assert stored_files(media) == kept_files
 
 
+def tagged(seed: int) -> bytes:
+    """A JPEG with a comment, which its display copy drops: three files are written for it."""
+    return noise_image(seed, comment=b"taken by someone")
+
+
 def test_a_storage_failure_rejects_that_file_only(project, media, monkeypatch):
     real_save = default_storage.save
     calls = {"n": 0}
 
     def save_failing_second_copy(name, content, **kwargs):
-        if name.startswith("preprocessed/"):
+        if name.startswith("display/"):  # the last file written: the other two must go
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(28, "No space left on device")
         return real_save(name, content, **kwargs)
 
     monkeypatch.setattr(default_storage, "save", save_failing_second_copy)
-    result = upload(
-        project, ("a.jpg", noise_image(60)), ("b.jpg", noise_image(61)), ("c.jpg", noise_image(62))
-    )
+    result = upload(project, ("a.jpg", tagged(60)), ("b.jpg", tagged(61)), ("c.jpg", tagged(62)))
     assert len(result.created) == 2
     assert result.rejected == [
         {"name": "b.jpg", "reason": "could not store the file: [Errno 28] No space left on device"}
@@ -328,7 +332,9 @@ def test_a_storage_failure_rejects_that_file_only(project, media, monkeypatch):
     names = sorted(Image.objects.values_list("original_name", flat=True))
     assert names == ["a.jpg", "c.jpg"]
     files = stored_files(media)
-    assert len(files) == 4 and not any(f.endswith("b.jpg") for f in files)
+    assert len(files) == 6 and not any(f.endswith("b.jpg") for f in files)
+    b_sha = hashlib.sha256(tagged(61)).hexdigest()
+    assert not any(b_sha in f for f in files)
 
 
 def test_gold_upload_records_a_gold_decision(project, media, labels):
@@ -390,7 +396,7 @@ def test_a_rerun_of_an_import_does_not_decode_again(project, media, tmp_path, mo
     decoded = []
     real = imaging.preprocessed_copy
     monkeypatch.setattr(
-        imaging, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side)
+        imaging.convert, "preprocessed_copy", lambda img, side: decoded.append(1) or real(img, side)
     )
     again = ingest.images_import(project=project, path=folder)
     assert (len(again.created), again.duplicates, again.rejected) == (1, 3, [])
