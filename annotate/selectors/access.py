@@ -164,32 +164,32 @@ def access_image_file(*, user: User, image_id: int) -> Image:
     return image
 
 
-def access_image_for_reviewer(*, user: User, image_id: int) -> Image:
-    """An image with everything about it (votes, decisions, history): reviewers and admins
-    of its project. NotFound also for an image of a project hidden from `user`."""
+def _image_for(*, user: User, image_id: int, need: Role) -> Image:
+    """The image, for a caller holding `need` (or more) in its project; NotFound also for an
+    image of a project hidden from them."""
     image = Image.objects.filter(pk=image_id).first()
     if image is None:
         raise NotFound(f"Image {image_id} does not exist.")
-    role = project_role(user=user, project=_image_project(image), need=Role.REVIEWER)
+    role = project_role(user=user, project=_image_project(image), need=need)
     if role is None:
         raise NotFound(f"Image {image_id} does not exist.")
-    if _RANK[Role(role)] < _RANK[Role.REVIEWER]:
-        raise PermissionDenied(PROJECT_REVIEWERS_ONLY)
+    if _RANK[Role(role)] < _RANK[need]:
+        raise PermissionDenied(
+            PROJECT_ADMINS_ONLY if need == Role.ADMIN else PROJECT_REVIEWERS_ONLY
+        )
     return image
+
+
+def access_image_for_reviewer(*, user: User, image_id: int) -> Image:
+    """An image with everything about it (votes, decisions, history): reviewers and admins
+    of its project. NotFound also for an image of a project hidden from `user`."""
+    return _image_for(user=user, image_id=image_id, need=Role.REVIEWER)
 
 
 def access_image_original(*, user: User, image_id: int) -> Image:
     """An image's original upload, metadata and all: admins of its project only (volunteers
     and reviewers see the display copy). NotFound also for an image of a hidden project."""
-    image = Image.objects.filter(pk=image_id).first()
-    if image is None:
-        raise NotFound(f"Image {image_id} does not exist.")
-    role = project_role(user=user, project=_image_project(image), need=Role.ADMIN)
-    if role is None:
-        raise NotFound(f"Image {image_id} does not exist.")
-    if _RANK[Role(role)] < _RANK[Role.ADMIN]:
-        raise PermissionDenied(PROJECT_ADMINS_ONLY)
-    return image
+    return _image_for(user=user, image_id=image_id, need=Role.ADMIN)
 
 
 def access_user_for_admin(*, user: User, user_id: int) -> User:
