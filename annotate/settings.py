@@ -358,7 +358,9 @@ CELERY_TASK_ROUTES = {
 ML_MODELS_DIR = Path(env("ML_MODELS_DIR", default=str(DATA_DIR / "models")))
 # Defaults of worker.ml.TrainConfig; a training request may override epochs, arch, lr.
 ML_TRAIN_CONFIG = {
-    "arch": env("ML_ARCH", default="resnet18"),  # resnet18, mobilenet_v3_small, resnet50
+    # auto: small_cnn on CPU, resnet18 on CUDA; or small_cnn, resnet18, mobilenet_v3_small,
+    # resnet50
+    "arch": env("ML_ARCH", default="auto"),
     "image_size": env.int("ML_IMAGE_SIZE", default=128),
     "batch_size": env.int("ML_BATCH_SIZE", default=32),
     "epochs": env.int("ML_EPOCHS", default=10),
@@ -370,6 +372,14 @@ ML_TRAIN_CONFIG = {
     "pretrained": env.bool("ML_PRETRAINED", default=True),
     "init_checkpoint": env("ML_INIT_CHECKPOINT", default=""),
     "seed": env.int("ML_SEED", default=0),
+    # Semi-supervised training (issue 22; a project turns it off with semi_supervised).
+    "pseudo_threshold": env.float("ML_PSEUDO_THRESHOLD", default=0.95),
+    "unlabeled_ratio": env.int("ML_UNLABELED_RATIO", default=2),
+    "max_unlabeled": env.int("ML_MAX_UNLABELED", default=20000),
+    # Fewer held-out images than this: the temperature is also fitted out-of-fold.
+    "calibration_min_holdout": env.int("ML_CALIBRATION_MIN_HOLDOUT", default=300),
+    "calibration_folds": env.int("ML_CALIBRATION_FOLDS", default=3),
+    "warm_epochs_share": env.float("ML_WARM_EPOCHS_SHARE", default=0.35),
 }
 # Retraining starts when verified labels grew by ML_RETRAIN_NEW_LABELS, or by the share
 # ML_RETRAIN_GROWTH of those at the last training, whichever comes first; the first training

@@ -51,6 +51,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "mode",
             "target_confidence",
             "show_suggestions",
+            "semi_supervised",
             "serving_order",
             "gold_rate",
             "lease_seconds",

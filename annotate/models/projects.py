@@ -41,6 +41,8 @@ class Project(TimeStamped):
         default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.9999)]
     )
     show_suggestions = models.BooleanField(default=True)
+    # The model also learns from the unlabeled images (FixMatch, issue 22).
+    semi_supervised = models.BooleanField(default=True)
     serving_order = models.CharField(
         max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
     )

@@ -18,6 +18,7 @@ PROJECT_FIELDS = (
     "description",
     *POLICY_FIELDS,
     "show_suggestions",
+    "semi_supervised",
     "serving_order",
     "gold_rate",
     "lease_seconds",
