@@ -361,7 +361,7 @@ ML_TRAIN_CONFIG = {
     # auto: small_cnn on CPU, resnet18 on CUDA; or small_cnn, resnet18, mobilenet_v3_small,
     # resnet50
     "arch": env("ML_ARCH", default="auto"),
-    "image_size": env.int("ML_IMAGE_SIZE", default=128),
+    "image_size": env.int("ML_IMAGE_SIZE", default=0),  # 0: 64 px on CPU, 128 on CUDA
     "batch_size": env.int("ML_BATCH_SIZE", default=32),
     "epochs": env.int("ML_EPOCHS", default=10),
     "min_steps": env.int("ML_MIN_STEPS", default=0),  # e.g. 200 for small data sets on a GPU
@@ -374,7 +374,7 @@ ML_TRAIN_CONFIG = {
     "seed": env.int("ML_SEED", default=0),
     # Semi-supervised training (issue 22; a project turns it off with semi_supervised).
     "pseudo_threshold": env.float("ML_PSEUDO_THRESHOLD", default=0.95),
-    "unlabeled_ratio": env.int("ML_UNLABELED_RATIO", default=2),
+    "unlabeled_ratio": env.int("ML_UNLABELED_RATIO", default=1),
     "max_unlabeled": env.int("ML_MAX_UNLABELED", default=20000),
     # Fewer held-out images than this: the temperature is also fitted out-of-fold.
     "calibration_min_holdout": env.int("ML_CALIBRATION_MIN_HOLDOUT", default=300),

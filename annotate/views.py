@@ -224,7 +224,7 @@ def _model_context(project: Project) -> dict:
             for band in shown.reliability
         ],
         "accuracy_chart": charts.line_chart(
-            [(f"{r['label']} ({r['train_size']} images)", float(r["accuracy"])) for r in rows],
+            [(f"v{v.pk} ({v.train_size} images)", v.top1) for v in versions],
             title="Held-out top-1 accuracy by version (training images)",
             y_max=1.0,
             percent=True,

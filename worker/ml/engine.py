@@ -22,7 +22,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from worker.ml.calibration import Calibration, calibrate
-from worker.ml.config import TrainConfig, apply_threads, resolve_arch, resolve_device
+from worker.ml.config import (
+    TrainConfig,
+    apply_threads,
+    resolve_arch,
+    resolve_device,
+    resolve_image_size,
+)
 from worker.ml.data import Normalize, Sample, make_loader
 from worker.ml.factory import build_model, new_model, replace_head
 from worker.ml.fitting import fit
@@ -255,7 +261,11 @@ def train(
     apply_threads(config)
     _seed(config)
     device = resolve_device(config)
-    config = replace(config, arch=resolve_arch(config, device))
+    config = replace(
+        config,
+        arch=resolve_arch(config, device),
+        image_size=resolve_image_size(config, device),
+    )
     unlabeled = list(unlabeled_paths)[: config.max_unlabeled] if config.semi_supervised else []
     started = time.monotonic()
     cold = build_model(config, num_classes)

@@ -64,13 +64,15 @@ def fit(
     peak = config.learning_rate * (WARM_LEARNING_RATE_SHARE if warm else 1.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=config.weight_decay)
     model.train()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     step, epoch, start_loss = 0, 0, math.nan
     epoch_loss, confident, views = 0.0, 0, 0
 
     def progress() -> float:
         if budget > 0:
-            return (time.monotonic() - started) / budget
+            # CPU seconds of this process (all its threads), not wall time: on a shared
+            # machine others' load would otherwise cut one arm of a comparison short.
+            return (time.process_time() - cpu_started) / budget
         return step / total_steps
 
     while progress() < 1:
@@ -84,7 +86,7 @@ def fit(
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             count = len(targets)
-            if unlabeled is not None:
+            if unlabeled is not None and done >= config.semi_start_share:
                 pairs = next(unlabeled).to(device, non_blocking=True)
                 # One forward pass over all three, so batch norm sees them together.
                 batch = torch.cat([images, pairs[:, 0], pairs[:, 1]])

@@ -2,6 +2,7 @@
 semi-supervised learning, warm starts from the active model, calibration figures recorded."""
 
 import pytest
+from django.core.files.storage import default_storage
 
 from annotate.models import Image, TrainingRun
 from annotate.services import jobs, ml
@@ -54,7 +55,7 @@ def test_training_learns_from_the_unlabeled_images_and_never_their_labels(projec
 
     call = backend.trained[0]
     assert call["config"]["semi_supervised"] is True
-    expected = {ml.default_storage.path(i.preprocessed.name) for i in [*unlabeled, disputed]}
+    expected = {default_storage.path(i.preprocessed.name) for i in [*unlabeled, disputed]}
     assert set(call["unlabeled"]) == expected
     # A verified image is a labeled example, never also an unlabeled one.
     labeled = {path for path, _ in call["train"] + call["holdout"]}

@@ -3,6 +3,7 @@
 import logging
 import math
 import urllib.error
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from worker.ml import TrainConfig, calibration, engine, evaluate, factory, predi
 from worker.ml.factory import build_model
 
 # Small and quick: 32 px crops, one thread (the test machine is shared).
-TINY = {
+TINY: dict[str, Any] = {
     "arch": "resnet18",
     "image_size": 32,
     "batch_size": 8,

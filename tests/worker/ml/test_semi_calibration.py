@@ -1,6 +1,8 @@
 """Issue 22 in worker.ml: pseudo-labels, cross-validated calibration, warm starts, the CPU
 default architecture."""
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -11,7 +13,13 @@ from worker.ml.config import resolve_arch
 from worker.ml.engine import load_checkpoint
 from worker.ml.semi import consistency_loss, pseudo_labels
 
-TINY = {"image_size": 32, "batch_size": 8, "epochs": 3, "pretrained": False, "num_threads": 1}
+TINY: dict[str, Any] = {
+    "image_size": 32,
+    "batch_size": 8,
+    "epochs": 3,
+    "pretrained": False,
+    "num_threads": 1,
+}
 
 
 def test_only_weak_views_at_or_above_the_threshold_become_pseudo_labels():
