@@ -364,7 +364,8 @@ ML_TRAIN_CONFIG = {
     "image_size": env.int("ML_IMAGE_SIZE", default=0),  # 0: 64 px on CPU, 128 on CUDA
     "batch_size": env.int("ML_BATCH_SIZE", default=32),
     "epochs": env.int("ML_EPOCHS", default=10),
-    "min_steps": env.int("ML_MIN_STEPS", default=0),  # e.g. 200 for small data sets on a GPU
+    # At least this many steps: a first model on ~150 images would otherwise get 40.
+    "min_steps": env.int("ML_MIN_STEPS", default=150),
     "learning_rate": env.float("ML_LEARNING_RATE", default=1e-3),
     "num_threads": env.int("ML_THREADS", default=0),  # 0: all cores
     "num_workers": env.int("ML_LOADER_WORKERS", default=0),

@@ -7,6 +7,7 @@ with a small learning rate. A warm start peaks at WARM_LEARNING_RATE_SHARE of th
 first full-size steps would knock trained weights away from where they are good.
 """
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from torch import nn
 from worker.ml.config import TrainConfig
 from worker.ml.data import Sample, make_loader
 from worker.ml.semi import consistency_loss, pseudo_labels, unlabeled_batches
+
+logger = logging.getLogger(__name__)
 
 WARMUP_SHARE = 0.1
 WARM_LEARNING_RATE_SHARE = 0.3
@@ -114,6 +117,12 @@ def fit(
                 on_progress(epoch, batch_index + 1, per_epoch)
         epoch_loss /= max(seen, 1)
         epoch += 1
+        logger.info(
+            "epoch %d/%s: training loss %.4f",
+            epoch,
+            "budget" if budget > 0 else math.ceil(total_steps / per_epoch),
+            epoch_loss,
+        )
     return FitResult(
         steps=step,
         epochs=epoch,
