@@ -174,12 +174,18 @@ def crowd_votes(
 
 
 def serving_order_votes(
-    priors: np.ndarray, targets: np.ndarray, *, order: str, goal: float, target: float, seed: int
-) -> int | None:
+    priors: np.ndarray,
+    targets: np.ndarray,
+    *,
+    order: str,
+    goals: list[float],
+    target: float,
+    seed: int,
+) -> dict[float, int | None]:
     """Votes until the dataset's labels (each image's posterior argmax, the model's guess
-    where nobody voted yet) reach accuracy `goal`, serving one vote at a time in `order`:
-    `uncertain` (the model's smallest top-2 margin first), `closest` (the undecided image
-    whose posterior is nearest the target), or `random`. None: not reached."""
+    where nobody voted yet) reach each accuracy in `goals`, serving one vote at a time in
+    `order`: `uncertain` (the model's smallest top-2 margin first), `closest` (the undecided
+    image whose posterior is nearest the target), or `random`. None: not reached."""
     rng = np.random.default_rng(seed)
     count, classes = priors.shape
     log_post = np.log(np.clip(priors, 1e-6, 1))
@@ -188,16 +194,19 @@ def serving_order_votes(
     decided = np.zeros(count, dtype=bool)
     votes_per_image = np.zeros(count, dtype=int)
     random_rank = rng.permutation(count)
+    reached: dict[float, int | None] = dict.fromkeys(goals)
     for votes in range(count * 6):
         current = np.exp(log_post - log_post.max(axis=1, keepdims=True))
         current /= current.sum(axis=1, keepdims=True)
         decided |= (current.max(axis=1) >= target) & (votes_per_image > 0)
         decided |= votes_per_image >= 6
-        if float((current.argmax(axis=1) == targets).mean()) >= goal:
-            return votes
+        accuracy = float((current.argmax(axis=1) == targets).mean())
+        for goal in goals:
+            if reached[goal] is None and accuracy >= goal:
+                reached[goal] = votes
         open_images = np.flatnonzero(~decided)
-        if not len(open_images):
-            return None
+        if all(v is not None for v in reached.values()) or not len(open_images):
+            return reached
         if order == "uncertain":
             pick = open_images[np.argmin(margin[open_images])]
         elif order == "closest":
@@ -205,16 +214,13 @@ def serving_order_votes(
         else:
             pick = open_images[np.argmin(random_rank[open_images])]
         truth = targets[pick]
-        answer = (
-            truth
-            if rng.random() < rng.uniform(0.6, 0.9)
-            else rng.choice([c for c in range(classes) if c != truth])
-        )
+        right = rng.random() < rng.uniform(0.6, 0.9)
+        answer = truth if right else rng.choice([c for c in range(classes) if c != truth])
         likelihood = np.full(classes, np.log(0.25 / (classes - 1)))
         likelihood[answer] = np.log(0.75)
         log_post[pick] += likelihood
         votes_per_image[pick] += 1
-    return None
+    return reached
 
 
 # --- the runs ----------------------------------------------------------------------------------
@@ -355,7 +361,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shapes-pool", type=int, default=150, help="pool images per class")
     parser.add_argument("--target", type=float, default=0.95, help="consensus target")
-    parser.add_argument("--goal", type=float, default=0.99, help="dataset accuracy to reach")
+    parser.add_argument(
+        "--goals",
+        default="0.8,0.9,0.95",
+        type=lambda s: [float(v) for v in s.split(",")],
+        help="dataset accuracies to reach (active learning)",
+    )
     parser.add_argument(
         "--warm-shares", default="0.2,0.35,0.5", type=lambda s: [float(v) for v in s.split(",")]
     )
@@ -403,21 +414,20 @@ def main() -> None:
             for row in rows:
                 if row["arm"] != "semi" or row["per_class"] not in (10, 20):
                     continue
-                found = {
-                    order: serving_order_votes(
+                for order in ("uncertain", "closest", "random"):
+                    found = serving_order_votes(
                         row["probabilities"],
                         targets,
                         order=order,
-                        goal=args.goal,
+                        goals=args.goals,
                         target=args.target,
                         seed=2,
                     )
-                    for order in ("uncertain", "closest", "random")
-                }
-                print(
-                    f"{name} {row['per_class']}/class semi model, votes to {args.goal:.0%} "
-                    f"dataset accuracy: {found}"
-                )
+                    print(
+                        f"{name} {row['per_class']}/class semi model (top-1 {row['top1']:.3f}), "
+                        f"{order:9} order, votes to dataset accuracy: "
+                        + ", ".join(f"{g:.0%}: {v}" for g, v in found.items())
+                    )
             if not args.no_warm and name == "digits":
                 warm_vs_cold(args, data, folder, 20, 30)
         print(
