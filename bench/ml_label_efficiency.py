@@ -318,7 +318,8 @@ def warm_vs_cold(args, data: DataSet, folder: Path, before: int, after: int) -> 
 
 
 def architectures(args, data: DataSet) -> None:
-    """Each architecture on the same data and epochs, no time budget: seconds and top-1."""
+    """Each architecture on the same data, supervised, with the same CPU budget
+    (--arch-budget): a faster one takes more steps. Top-1 on the test set, and steps."""
     train_set, holdout, unlabeled = labeled_split(data, args.arch_per_class)
     with tempfile.TemporaryDirectory() as folder:
         for size in args.arch_sizes:
@@ -328,8 +329,7 @@ def architectures(args, data: DataSet) -> None:
                     data,
                     arch=arch,
                     image_size=size,
-                    time_budget_s=0,
-                    epochs=args.arch_epochs,
+                    time_budget_s=args.arch_budget,
                     semi_supervised=False,
                     calibration_folds=0,
                 )
@@ -375,7 +375,7 @@ def main() -> None:
     parser.add_argument(
         "--arch-sizes", default="64,128", type=lambda s: [int(v) for v in s.split(",")]
     )
-    parser.add_argument("--arch-epochs", type=int, default=15)
+    parser.add_argument("--arch-budget", type=float, default=10.0, help="CPU s per arch")
     parser.add_argument("--arch-per-class", type=int, default=33)
     args = parser.parse_args()
     torch.manual_seed(args.seed)

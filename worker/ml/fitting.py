@@ -19,7 +19,13 @@ from torch import nn
 
 from worker.ml.config import TrainConfig
 from worker.ml.data import Sample, make_loader
-from worker.ml.semi import consistency_loss, pseudo_labels, unlabeled_batches
+from worker.ml.semi import (
+    consistency_loss,
+    frozen_batch_norm_statistics,
+    pseudo_labels,
+    teacher_logits,
+    unlabeled_batches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,22 +95,24 @@ def fit(
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             count = len(targets)
+            labeled_loss = F.cross_entropy(model(normalize(images)), targets)
+            loss = labeled_loss
             if unlabeled is not None and done >= config.semi_start_share:
                 pairs = next(unlabeled).to(device, non_blocking=True)
-                # One forward pass over all three, so batch norm sees them together.
-                batch = torch.cat([images, pairs[:, 0], pairs[:, 1]])
-                logits = model(normalize(batch))
-                weak, strong = logits[count:].chunk(2)
-                labeled_loss = F.cross_entropy(logits[:count], targets)
-                pseudo, mask = pseudo_labels(weak, config.pseudo_threshold)
-                loss = labeled_loss + config.unlabeled_weight * consistency_loss(
-                    strong, pseudo, mask
+                pseudo, mask = pseudo_labels(
+                    teacher_logits(model, normalize(pairs[:, 0])), config.pseudo_threshold
                 )
                 confident += int(mask.sum())
                 views += len(mask)
-            else:
-                labeled_loss = F.cross_entropy(model(normalize(images)), targets)
-                loss = labeled_loss
+                if int(mask.sum()) >= 2:  # batch norm needs two rows in training mode
+                    # Only the strong views with a pseudo-label are worth a forward pass; their
+                    # distorted statistics stay out of batch norm's running averages.
+                    with frozen_batch_norm_statistics(model):
+                        strong = model(normalize(pairs[mask, 1]))
+                    share = float(mask.float().mean())
+                    loss = loss + config.unlabeled_weight * share * consistency_loss(
+                        strong, pseudo[mask], torch.ones_like(pseudo[mask], dtype=torch.bool)
+                    )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -4,12 +4,20 @@ Each unlabeled image is seen twice per step: a weakly augmented view (the labele
 crop and flip) and a strongly augmented one (RandAugment and a cut-out). Where the model is
 at least `threshold` sure of the weak view, its answer becomes the strong view's target.
 Pseudo-labels live for one step only: they are never stored, nor treated as ground truth.
+
+Two departures from the paper, for CPU budgets of a few hundred steps: the weak view is
+judged in eval mode without gradients (cheap, and steadier than batch statistics of a
+half-trained model), and only the strong views that got a pseudo-label go through the network,
+without moving batch norm's running statistics (strong views would skew them away from the
+images the model is used on; with few steps that cost accuracy and calibration).
 """
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -70,3 +78,29 @@ def consistency_loss(
     count zero), as in FixMatch: few confident rows early on mean a small pull."""
     per_row = F.cross_entropy(strong_logits, targets, reduction="none")
     return (per_row * mask.float()).mean()
+
+
+@torch.no_grad()
+def teacher_logits(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """The model's logits for the weak views in eval mode; it goes back to training mode."""
+    model.eval()
+    try:
+        logits: torch.Tensor = model(batch)
+        return logits
+    finally:
+        model.train()
+
+
+@contextmanager
+def frozen_batch_norm_statistics(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside leave batch norm's running mean and variance as they were
+    (momentum 0), while still normalising by the batch's own statistics."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, saved, strict=True):
+            layer.momentum = momentum
