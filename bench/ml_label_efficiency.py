@@ -1,7 +1,7 @@
 """Label efficiency of the ML worker: supervised-only vs semi-supervised (FixMatch) training at
 5, 10, 20 and 50 labels per class, in one run, same architecture, same time budget per arm.
 
-    python bench/ml_label_efficiency.py                       # ~10 min on 2 shared CPU cores
+    python bench/ml_label_efficiency.py     # ~8 CPU minutes (35 min wall on a loaded 2-core box)
     python bench/ml_label_efficiency.py --budget 60 --image-size 64 --threads 8   # bigger
     python bench/ml_label_efficiency.py --archs               # the CPU default architecture
 
@@ -350,7 +350,7 @@ def main() -> None:
     parser.add_argument(
         "--per-class", default="5,10,20,50", type=lambda s: [int(v) for v in s.split(",")]
     )
-    parser.add_argument("--budget", type=float, default=6.0, help="seconds per training")
+    parser.add_argument("--budget", type=float, default=4.0, help="CPU seconds per training")
     parser.add_argument("--arch", default="small_cnn")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=32)
