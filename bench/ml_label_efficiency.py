@@ -341,7 +341,11 @@ def architectures(args, data: DataSet) -> None:
                     checkpoint_path=f"{folder}/{arch}-{size}.pt",
                 )
                 top1 = test_figures(f"{folder}/{arch}-{size}.pt", data, config)[0]
-                print(f"{arch:20} {size:4} px: {result.seconds:6.1f}s top-1 {top1:.3f}", flush=True)
+                print(
+                    f"{arch:20} {size:4} px: {result.steps:4} steps in {args.arch_budget:.0f} "
+                    f"CPU s ({result.seconds:.0f} s wall), test top-1 {top1:.3f}",
+                    flush=True,
+                )
 
 
 def main() -> None:
