@@ -439,11 +439,14 @@ IMAGE_CACHE_DIR = Path(env("IMAGE_CACHE_DIR", default=str(DATA_DIR / "image-cach
 IMAGE_CACHE_BYTES = env.int("IMAGE_CACHE_BYTES", default=20 * 1024**3)
 # Defaults of worker.ml.TrainConfig; a training request may override epochs, arch, lr.
 ML_TRAIN_CONFIG = {
-    "arch": env("ML_ARCH", default="resnet18"),  # resnet18, mobilenet_v3_small, resnet50
-    "image_size": env.int("ML_IMAGE_SIZE", default=128),
+    # auto: small_cnn on CPU, resnet18 on CUDA; or small_cnn, resnet18, mobilenet_v3_small,
+    # resnet50
+    "arch": env("ML_ARCH", default="auto"),
+    "image_size": env.int("ML_IMAGE_SIZE", default=0),  # 0: 64 px on CPU, 128 on CUDA
     "batch_size": env.int("ML_BATCH_SIZE", default=32),
     "epochs": env.int("ML_EPOCHS", default=10),
-    "min_steps": env.int("ML_MIN_STEPS", default=0),  # e.g. 200 for small data sets on a GPU
+    # At least this many steps: a first model on ~150 images would otherwise get 40.
+    "min_steps": env.int("ML_MIN_STEPS", default=150),
     "learning_rate": env.float("ML_LEARNING_RATE", default=1e-3),
     "num_threads": env.int("ML_THREADS", default=0),  # 0: all cores
     "num_workers": env.int("ML_LOADER_WORKERS", default=0),
@@ -451,6 +454,14 @@ ML_TRAIN_CONFIG = {
     "pretrained": env.bool("ML_PRETRAINED", default=True),
     "init_checkpoint": env("ML_INIT_CHECKPOINT", default=""),
     "seed": env.int("ML_SEED", default=0),
+    # Semi-supervised training (issue 22; a project turns it off with semi_supervised).
+    "pseudo_threshold": env.float("ML_PSEUDO_THRESHOLD", default=0.95),
+    "unlabeled_ratio": env.int("ML_UNLABELED_RATIO", default=1),
+    "max_unlabeled": env.int("ML_MAX_UNLABELED", default=20000),
+    # Fewer held-out images than this: the temperature is also fitted out-of-fold.
+    "calibration_min_holdout": env.int("ML_CALIBRATION_MIN_HOLDOUT", default=300),
+    "calibration_folds": env.int("ML_CALIBRATION_FOLDS", default=3),
+    "warm_epochs_share": env.float("ML_WARM_EPOCHS_SHARE", default=0.35),
 }
 # Retraining starts when verified labels grew by ML_RETRAIN_NEW_LABELS, or by the share
 # ML_RETRAIN_GROWTH of those at the last training, whichever comes first; the first training

@@ -230,13 +230,28 @@ def _model_context(project: Project) -> dict:
             "train_size": v.train_size,
             "accuracy": v.top1,
             "active": v.pk == active,
+            "ece": v.ece,
+            "unlabeled": v.unlabeled_size,
         }
         for v in versions
     ]
+    # The reliability table of the active version (else the newest): claimed vs measured.
+    shown = next((v for v in versions if v.pk == active), versions[-1])
     return {
         "model_versions": rows,
+        "reliability_version": f"v{shown.pk}",
+        "reliability_method": shown.calibration_method,
+        "reliability": [
+            {
+                "band": f"{band['low']:.0%}–{band['high']:.0%}",
+                "claimed": f"{band['claimed']:.0%}",
+                "measured": f"{band['measured']:.0%}",
+                "count": band["count"],
+            }
+            for band in shown.reliability
+        ],
         "accuracy_chart": charts.line_chart(
-            [(f"{r['label']} ({r['train_size']} images)", float(r["accuracy"])) for r in rows],
+            [(f"v{v.pk} ({v.train_size} images)", v.top1) for v in versions],
             title=gettext("Held-out top-1 accuracy by version (training images)"),
             y_max=1.0,
             percent=True,

@@ -14,8 +14,19 @@ from labeling_api.authentication import AuthenticatedRequest
 from labeling_api.permissions import IsTeamAdmin
 
 
+class ReliabilityBandSerializer(serializers.Serializer[dict[str, Any]]):
+    """One confidence band of a model version's calibrated predictions."""
+
+    low = serializers.FloatField(help_text="Lower bound of the band's confidence.")
+    high = serializers.FloatField()
+    claimed = serializers.FloatField(help_text="Mean confidence of the predictions in the band.")
+    measured = serializers.FloatField(help_text="Share of them that were right.")
+    count = serializers.IntegerField()
+
+
 class ModelVersionOutputSerializer(serializers.ModelSerializer[ModelVersion]):
     is_active = serializers.SerializerMethodField()
+    reliability = ReliabilityBandSerializer(many=True, read_only=True)
 
     class Meta:
         model = ModelVersion
@@ -33,6 +44,11 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer[ModelVersion]):
             "baseline_top1",
             "per_class",
             "temperature",
+            "ece",
+            "reliability",
+            "calibration_method",
+            "calibration_size",
+            "unlabeled_size",
             "training_seconds",
             "classes",
             "training_run",

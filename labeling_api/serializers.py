@@ -74,6 +74,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "target_confidence",
             "show_suggestions",
             "suggestion_threshold",
+            "semi_supervised",
             "serving_order",
             "plurality_at_max_votes",
             "gold_rate",

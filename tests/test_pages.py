@@ -126,3 +126,38 @@ def test_a_private_projects_pages_are_404_to_outsiders_and_open_to_its_team(sign
     assert "the hidden one" in listing
     assert f"/projects/{private.pk}/review/" in listing
     assert f"/projects/{private.pk}/dashboard/" not in listing
+def test_dashboard_shows_calibration_of_each_version(signed_in):
+    from django.utils import timezone
+
+    from annotate.models import ActiveModel, ModelVersion
+
+    project = ProjectFactory()
+    version = ModelVersion.objects.create(
+        project=project,
+        arch="small_cnn",
+        file="v.pt",
+        weights_source="scratch",
+        device="cpu",
+        train_size=131,
+        holdout_size=29,
+        training_seconds=1.0,
+        top1=0.9,
+        ece=0.0234,
+        unlabeled_size=60,
+        calibration_method="cross-validation (3 folds) and holdout",
+        reliability=[
+            {"low": 0.7, "high": 0.8, "claimed": 0.75, "measured": 0.5, "count": 4},
+            {"low": 0.9, "high": 1.0, "claimed": 0.97, "measured": 1.0, "count": 150},
+        ],
+    )
+    ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
+    page = (
+        signed_in(UserFactory(role="admin"))
+        .get(f"/projects/{project.pk}/dashboard/")
+        .content.decode()
+    )
+    assert "0.023" in page  # the version's calibration error
+    assert 'id="reliability"' in page and "cross-validation (3 folds)" in page
+    # Each band: claimed vs measured and how many predictions it holds.
+    assert "70%–80%" in page and "75%" in page and "50%" in page and ">4<" in page
+    assert "90%–100%" in page and "97%" in page and ">150<" in page

@@ -88,6 +88,15 @@ class ModelVersion(TimeStamped):
     per_class = models.JSONField(default=dict)
     # The active model's top-1 on this version's held-out set when it was trained (None: none).
     baseline_top1 = models.FloatField(null=True, blank=True)
+    # Calibration (issue 22): expected calibration error of the calibrated confidences, and
+    # per confidence band [{"low", "high", "claimed", "measured", "count"}], estimated by
+    # cross-validation over `calibration_size` images (`calibration_method` says which).
+    ece = models.FloatField(null=True, blank=True, help_text="Expected calibration error.")
+    reliability = models.JSONField(default=list, blank=True)
+    calibration_method = models.CharField(max_length=80, blank=True)
+    calibration_size = models.PositiveIntegerField(default=0)
+    # Unlabeled images the training also learnt from (semi-supervised; 0: supervised only).
+    unlabeled_size = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]

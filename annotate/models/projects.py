@@ -51,6 +51,8 @@ class Project(TimeStamped):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Suggestions below this calibrated confidence are not shown to volunteers.",
     )
+    # The model also learns from the unlabeled images (FixMatch, issue 22).
+    semi_supervised = models.BooleanField(default=True)
     serving_order = models.CharField(
         max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
     )

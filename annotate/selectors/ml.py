@@ -30,6 +30,21 @@ def verified_decisions(*, project: Project) -> QuerySet[Decision]:
     return decisions
 
 
+def unlabeled_image_files(*, project: Project, limit: int) -> list[str]:
+    """Cached copies (storage names) of up to `limit` project images without a verified label:
+    the pool semi-supervised training learns from. Ordered by SHA-256, a stable sample that
+    does not favour old or new images. Any image whose label training does not take as
+    verified is in this pool: its pseudo-labels come from the model being trained, never
+    from a stored label."""
+    return list(
+        Image.objects.filter(project=project)
+        .exclude(preprocessed="")
+        .exclude(pk__in=verified_decisions(project=project).values("image_id"))
+        .order_by("sha256")
+        .values_list("preprocessed", flat=True)[:limit]
+    )
+
+
 def project_verified_count(*, project: Project) -> int:
     return verified_decisions(project=project).count()
 

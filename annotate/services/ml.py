@@ -19,13 +19,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.models import ActiveModel, Label, ModelVersion, Project
-from annotate.selectors.ml import verified_decisions
+from annotate.selectors.ml import unlabeled_image_files, verified_decisions
 from annotate.services.image_cache import image_cache
 from annotate.services.model_store import checkpoint_local
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "resnet50")
+# worker.ml.config's; "auto": the CPU default (small_cnn) or resnet18 on a GPU worker.
+ARCHITECTURES = ("auto", "small_cnn", "resnet18", "mobilenet_v3_small", "resnet50")
 
 
 class MLBackend(Protocol):
@@ -38,6 +39,7 @@ class MLBackend(Protocol):
         config: dict[str, Any],
         checkpoint_path: str,
         on_progress: Callable[[int, int, int], None] | None = None,
+        unlabeled_paths: Sequence[str] = (),
     ) -> dict[str, Any]: ...
 
     def evaluate(
@@ -107,6 +109,23 @@ def training_data(
     if not holdout:
         raise TrainingImpossible("no verified image falls in the held-out share yet")
     return classes, train, holdout
+
+
+def unlabeled_paths(project: Project, limit: int) -> list[str]:
+    """Files of the project's images without a verified label, for semi-supervised training."""
+    return [
+        default_storage.path(name) for name in unlabeled_image_files(project=project, limit=limit)
+    ]
+
+
+def warm_start_checkpoint(active: ModelVersion | None, classes: list[int]) -> str:
+    """The active model's checkpoint when a new training may start from it: same labels in
+    the same order (its output layer then fits) and its file present; else "" (cold start).
+    The worker also checks architecture and input size."""
+    if active is None or list(active.classes) != list(classes):
+        return ""
+    path = model_path(active.file)
+    return str(path) if path.is_file() else ""
 
 
 # --- whether a new model replaces the active one ---------------------------------------------

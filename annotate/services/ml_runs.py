@@ -28,6 +28,8 @@ from annotate.services.ml import (
     model_path,
     model_promote,
     training_data,
+    unlabeled_paths,
+    warm_start_checkpoint,
 )
 from annotate.services.model_store import checkpoint_publish
 
@@ -248,7 +250,14 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
     project = run.project
     classes, train, holdout = training_data(project)
     class_index = {label_id: index for index, label_id in enumerate(classes)}
-    config = settings.ML_TRAIN_CONFIG | run.config
+    config = settings.ML_TRAIN_CONFIG | {"semi_supervised": project.semi_supervised} | run.config
+    active = ActiveModel.objects.filter(project=project).select_related("version").first()
+    config["warm_start"] = warm_start_checkpoint(active.version if active else None, classes)
+    unlabeled = (
+        unlabeled_paths(project, int(config.get("max_unlabeled", 20000)))
+        if config["semi_supervised"]
+        else []
+    )
     relative = f"project-{project.pk}/run-{run.pk}.pt"
     result = backend.train(
         [(e.path, class_index[e.label_id]) for e in train],
@@ -257,6 +266,7 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
         config=config,
         checkpoint_path=str(model_path(relative)),
         on_progress=_heartbeat(run.pk, attempt),
+        unlabeled_paths=unlabeled,
     )
     checkpoint_publish(relative)  # for ML workers on other hosts (annotate.services.model_store)
     figures = result["holdout"]
@@ -265,13 +275,12 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
     TrainingRun.objects.filter(
         pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=attempt
     ).update(heartbeat_at=timezone.now())
-    active = ActiveModel.objects.filter(project=project).select_related("version").first()
     baseline = baseline_figures(active.version, holdout, config, backend) if active else None
     with transaction.atomic():
         version = ModelVersion.objects.create(
             project=project,
             training_run=run,
-            arch=config["arch"],
+            arch=result.get("arch") or config["arch"],
             config=config,
             classes=classes,
             file=relative,
@@ -288,6 +297,11 @@ def _train_and_promote(run: TrainingRun, attempt: int, backend: MLBackend) -> Mo
                 str(classes[int(index)]): value for index, value in figures["per_class"].items()
             },
             baseline_top1=baseline["top1"] if baseline else None,
+            ece=result.get("ece"),
+            reliability=result.get("reliability", []),
+            calibration_method=result.get("calibration_method", ""),
+            calibration_size=result.get("calibration_size", 0),
+            unlabeled_size=result.get("unlabeled_size", 0),
         )
         promoted = beats(figures, baseline) and model_promote(
             project=project, version=version, expected=active.version_id if active else None

@@ -37,6 +37,7 @@ PROJECT_FIELDS = (
     *POLICY_FIELDS,
     "show_suggestions",
     "suggestion_threshold",
+    "semi_supervised",
     "serving_order",
     *QUALITY_FIELDS,
     "lease_seconds",

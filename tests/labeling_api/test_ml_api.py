@@ -136,3 +136,34 @@ def test_no_suggestion_without_an_active_model(client_for, volunteer, project, l
     cached_open_image(project, "new")
     response = client_for(volunteer).post(f"/api/projects/{project.pk}/assignments/")
     assert response.status_code == 201 and response.json()["suggestion"] is None
+
+
+def test_each_version_carries_its_calibration(client_for, admin_user, project, labels):
+    version = promoted_version(project, labels)
+    bands = [
+        {"low": 0.8, "high": 0.9, "claimed": 0.85, "measured": 0.8, "count": 10},
+        {"low": 0.9, "high": 1.0, "claimed": 0.97, "measured": 0.96, "count": 30},
+    ]
+    version.ece, version.reliability = 0.021, bands
+    version.calibration_method, version.calibration_size = "holdout", 40
+    version.save()
+    body = client_for(admin_user).get(f"/api/projects/{project.pk}/models/").json()
+    shown = body["versions"][0]
+    assert (shown["ece"], shown["calibration_method"], shown["calibration_size"]) == (
+        0.021,
+        "holdout",
+        40,
+    )
+    assert shown["reliability"] == bands and shown["unlabeled_size"] == 0
+
+
+def test_a_project_turns_semi_supervised_training_off_through_the_api(
+    client_for, admin_user, project
+):
+    assert project.semi_supervised is True
+    response = client_for(admin_user).patch(
+        f"/api/projects/{project.pk}/", {"semi_supervised": False}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["semi_supervised"] is False
+    project.refresh_from_db()
+    assert project.semi_supervised is False

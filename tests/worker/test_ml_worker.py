@@ -36,6 +36,7 @@ pytestmark = [
 
 # A small, quick model: 32 px crops, a few epochs, one thread (the test machine is shared).
 ML_ENV = {
+    "ML_ARCH": "resnet18",
     "ML_IMAGE_SIZE": "32",
     "ML_EPOCHS": "4",
     "ML_BATCH_SIZE": "8",

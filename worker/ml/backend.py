@@ -22,6 +22,7 @@ class TorchBackend:
         config: dict[str, Any],
         checkpoint_path: str,
         on_progress: Callable[[int, int, int], None] | None = None,
+        unlabeled_paths: Sequence[str] = (),
     ) -> dict[str, Any]:
         result = engine.train(
             train_samples,
@@ -30,6 +31,7 @@ class TorchBackend:
             config=TrainConfig.from_dict(config),
             checkpoint_path=checkpoint_path,
             on_progress=on_progress,
+            unlabeled_paths=unlabeled_paths,
         )
         return asdict(result)
 

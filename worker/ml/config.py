@@ -6,16 +6,24 @@ from typing import Any
 
 import torch
 
-# Models the factory builds; the keys are torchvision's model names.
-ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "resnet50")
+# Models the factory builds: torchvision's model names, and our small ConvNet ("small_cnn").
+# "auto" picks by device: CPU_ARCH on a CPU, GPU_ARCH on CUDA.
+ARCHITECTURES = ("auto", "small_cnn", "resnet18", "mobilenet_v3_small", "resnet50")
+# The fastest architecture that is not less accurate on bench/ml_label_efficiency.py --archs
+# (README: the CPU default); a GPU has the time for a residual network.
+CPU_ARCH = "small_cnn"
+GPU_ARCH = "resnet18"
+CPU_IMAGE_SIZE = 64
+GPU_IMAGE_SIZE = 128
 
 
 @dataclass
 class TrainConfig:
-    arch: str = "resnet18"
+    arch: str = "auto"
     # Side of the square crop the network sees; the cache holds copies with a shorter side of
-    # 160, so 128 leaves room for random crops without upscaling.
-    image_size: int = 128
+    # 160, so 128 leaves room for random crops without upscaling. 0: by device, CPU_IMAGE_SIZE
+    # on a CPU (a quarter of the pixels of 128, so about a quarter of the time), else 128.
+    image_size: int = 0
     batch_size: int = 32
     epochs: int = 10
     # At least this many optimizer steps whatever the data size: a first model trained on a
@@ -37,15 +45,47 @@ class TrainConfig:
     # A local checkpoint to start from (ours, or a plain state_dict of the same architecture).
     init_checkpoint: str = ""
     top_k: int = 5
+    # Train for this many CPU seconds of the process instead of `epochs` (0: by epochs), the
+    # learning rate following the elapsed share; the bench gives each arm the same budget.
+    time_budget_s: float = 0.0
+    # Horizontal flips as augmentation: right for photos and shapes, wrong for digits/text.
+    hflip: bool = True
+    # Semi-supervised learning (FixMatch): the unlabeled images' weakly augmented views give
+    # pseudo-labels where the model is at least `pseudo_threshold` sure; their strongly
+    # augmented views are trained toward them, weighted by `unlabeled_weight`.
+    semi_supervised: bool = True
+    pseudo_threshold: float = 0.95
+    unlabeled_weight: float = 1.0
+    # Unlabeled images per labeled one in a step (FixMatch's mu; 7 in the paper, less on CPU).
+    unlabeled_ratio: int = 1
+    # The first share of the run is supervised only: a model that is not yet sure of anything
+    # gives no pseudo-label, so unlabeled batches would cost time and teach nothing.
+    semi_start_share: float = 0.3
+    # The most unlabeled images a training reads (a sample of the pool beyond that).
+    max_unlabeled: int = 20000
+    # Calibration: with fewer held-out images than this, the temperature is fitted on
+    # out-of-fold predictions of `calibration_folds` models trained on the other folds.
+    calibration_min_holdout: int = 300
+    calibration_folds: int = 3
+    # A warm start: the active model's checkpoint, used when it has the same architecture,
+    # input size and classes; it then trains for `warm_epochs_share` of the epochs (or budget).
+    warm_start: str = ""
+    warm_epochs_share: float = 0.35
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(
                 f"unknown architecture {self.arch!r}; use one of {', '.join(ARCHITECTURES)}"
             )
-        for name in ("image_size", "batch_size", "epochs", "top_k"):
+        if self.image_size < 0:
+            raise ValueError("image_size must be at least 1 (0: by device)")
+        for name in ("batch_size", "epochs", "top_k", "unlabeled_ratio"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 0 < self.pseudo_threshold <= 1:
+            raise ValueError("pseudo_threshold must be in (0, 1]")
+        if not 0 < self.warm_epochs_share <= 1:
+            raise ValueError("warm_epochs_share must be in (0, 1]")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -61,6 +101,18 @@ def resolve_device(config: TrainConfig) -> torch.device:
     if config.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(config.device)
+
+
+def resolve_arch(config: TrainConfig, device: torch.device) -> str:
+    if config.arch != "auto":
+        return config.arch
+    return GPU_ARCH if device.type == "cuda" else CPU_ARCH
+
+
+def resolve_image_size(config: TrainConfig, device: torch.device) -> int:
+    if config.image_size:
+        return config.image_size
+    return GPU_IMAGE_SIZE if device.type == "cuda" else CPU_IMAGE_SIZE
 
 
 def apply_threads(config: TrainConfig) -> None:

@@ -23,10 +23,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Sample = tuple[str, int]
 
 
-def train_transform(size: int) -> v2.Transform:
-    return v2.Compose(
-        [v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()]
-    )
+def train_transform(size: int, hflip: bool = True) -> v2.Transform:
+    crop = v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True)
+    return v2.Compose([crop, v2.RandomHorizontalFlip()] if hflip else [crop])
 
 
 def eval_transform(size: int) -> v2.Transform:
@@ -54,7 +53,9 @@ def make_loader(
     samples: Sequence[Sample], config: TrainConfig, *, training: bool, device: torch.device
 ) -> DataLoader[tuple[torch.Tensor, int]]:
     transform = (
-        train_transform(config.image_size) if training else eval_transform(config.image_size)
+        train_transform(config.image_size, config.hflip)
+        if training
+        else eval_transform(config.image_size)
     )
     generator = torch.Generator().manual_seed(config.seed) if training else None
     return DataLoader(

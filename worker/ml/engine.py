@@ -1,16 +1,17 @@
-"""Training, held-out evaluation, temperature calibration and batch prediction.
+"""Training (with its calibration), held-out evaluation and batch prediction.
 
 Checkpoints are written to a temporary name and renamed, so a reader (or a killed training)
 never sees half a file. They hold {"format", "arch", "num_classes", "image_size",
 "temperature", "state_dict", "config"}.
 """
 
+import copy
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,17 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from worker.ml.config import TrainConfig, apply_threads, resolve_device
+from worker.ml.calibration import Calibration, calibrate
+from worker.ml.config import (
+    TrainConfig,
+    apply_threads,
+    resolve_arch,
+    resolve_device,
+    resolve_image_size,
+)
 from worker.ml.data import Normalize, Sample, make_loader
-from worker.ml.factory import build_model, replace_head
+from worker.ml.factory import build_model, new_model, replace_head
+from worker.ml.fitting import fit
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +65,18 @@ class TrainResult:
     epochs: int
     temperature: float
     holdout: EvalResult
+    # The architecture trained ("auto" resolved by device).
+    arch: str = ""
+    unlabeled_size: int = 0
+    steps: int = 0
+    # Labeled-batch loss of the first step: lower from a warm start.
+    start_loss: float = 0.0
+    # Share of the unlabeled views that got a pseudo-label over the last training epoch.
+    pseudo_label_share: float = 0.0
+    ece: float = 0.0
+    reliability: list[dict[str, float]] = field(default_factory=list)
+    calibration_method: str = ""
+    calibration_size: int = 0
 
 
 def _seed(config: TrainConfig) -> None:
@@ -108,30 +129,6 @@ def collect_logits(
     if not logits:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
     return torch.cat(logits), torch.cat(targets)
-
-
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Temperature scaling (Guo et al., 2017): the T minimising held-out NLL of softmax(z/T),
-    so that a confidence of 0.9 is right about 90% of the time. Argmax, hence accuracy, is
-    unchanged."""
-    known = targets >= 0
-    if known.sum() < 2:
-        return 1.0
-    logits, targets = logits[known].double(), targets[known]
-    log_t = torch.zeros(1, dtype=torch.double, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), targets)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    # A small held-out set that the model gets all right drives T toward 0 (ever sharper,
-    # overconfident probabilities); sharpening beyond 2x is never trusted.
-    return float(log_t.detach().exp().clamp(0.5, 20.0))
 
 
 def metrics(
@@ -187,12 +184,60 @@ def load_checkpoint(path: str, device: torch.device) -> tuple[nn.Module, dict[st
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint of format {CHECKPOINT_FORMAT}")
-    from torchvision import models
-
-    model = models.get_model(payload["arch"], weights=None)
+    model = new_model(payload["arch"])
     replace_head(model, payload["arch"], payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload
+
+
+def _warm_state(config: TrainConfig, arch: str, num_classes: int) -> dict[str, Any] | None:
+    """The active model's weights when they fit this training (same architecture, input size
+    and classes), else None: a cold start."""
+    if not config.warm_start:
+        return None
+    try:
+        payload = torch.load(config.warm_start, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as error:
+        logger.warning("no warm start: %s can't be read (%s)", config.warm_start, error)
+        return None
+    found = (payload.get("arch"), payload.get("num_classes"), payload.get("image_size"))
+    if found != (arch, num_classes, config.image_size):
+        logger.info("no warm start: the active model is %s, this training %s", found, arch)
+        return None
+    state: dict[str, Any] = payload["state_dict"]
+    return state
+
+
+def _fold_logits(
+    init_state: dict[str, Any],
+    samples: Sequence[Sample],
+    unlabeled_paths: Sequence[str],
+    config: TrainConfig,
+    num_classes: int,
+    device: torch.device,
+    on_progress: ProgressCallback | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Out-of-fold logits of every training sample: `config.calibration_folds` models, each
+    trained by the cold recipe on the other folds, predict the fold they never saw."""
+    folds = config.calibration_folds
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(config.seed))
+    logits, targets = [], []
+    for fold in range(folds):
+        held = {int(i) for i in order[fold::folds]}
+        model = new_model(config.arch)
+        replace_head(model, config.arch, num_classes)
+        model.load_state_dict(init_state)
+        model.to(device)
+        normalize = Normalize().to(device)
+        rest = [s for i, s in enumerate(samples) if i not in held]
+        fit(model, normalize, rest, unlabeled_paths, config, device, on_progress=on_progress)
+        loader = make_loader(
+            [samples[i] for i in sorted(held)], config, training=False, device=device
+        )
+        fold_logits, fold_targets = collect_logits(model, normalize, loader, device)
+        logits.append(fold_logits)
+        targets.append(fold_targets)
+    return torch.cat(logits), torch.cat(targets)
 
 
 def train(
@@ -203,48 +248,71 @@ def train(
     config: TrainConfig,
     checkpoint_path: str,
     on_progress: ProgressCallback | None = None,
+    unlabeled_paths: Sequence[str] = (),
 ) -> TrainResult:
-    """Train on `train_samples`, calibrate and measure on `holdout_samples`, write the
-    checkpoint to `checkpoint_path` (atomically) and return its figures."""
+    """Train on `train_samples` (and, semi-supervised, on `unlabeled_paths`), calibrate, measure
+    on `holdout_samples`, write the checkpoint to `checkpoint_path` (atomically) and return
+    its figures.
+
+    The temperature is fitted on the held-out images; while they are fewer than
+    `calibration_min_holdout`, also on out-of-fold predictions over the training images."""
     if not train_samples:
         raise ValueError("nothing to train on")
     apply_threads(config)
     _seed(config)
     device = resolve_device(config)
+    config = replace(
+        config,
+        arch=resolve_arch(config, device),
+        image_size=resolve_image_size(config, device),
+    )
+    unlabeled = list(unlabeled_paths)[: config.max_unlabeled] if config.semi_supervised else []
     started = time.monotonic()
-    built = build_model(config, num_classes)
-    model = built.model.to(device)
+    cold = build_model(config, num_classes)
+    cold_state = copy.deepcopy(cold.model.state_dict())
+    warm_state = _warm_state(config, config.arch, num_classes)
+    model = cold.model
+    weights_source = cold.weights_source
+    if warm_state is not None:
+        model.load_state_dict(warm_state)
+        weights_source = f"warm:{Path(config.warm_start).name}"
+    model.to(device)
     normalize = Normalize().to(device)
-    loader = make_loader(train_samples, config, training=True, device=device)
-    epochs = max(config.epochs, math.ceil(config.min_steps / max(1, len(loader))))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    warm = warm_state is not None
+    fitted = fit(
+        model,
+        normalize,
+        train_samples,
+        unlabeled,
+        config,
+        device,
+        share=config.warm_epochs_share if warm else 1.0,
+        warm=warm,
+        on_progress=on_progress,
     )
-    scheduler = (
-        torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=config.learning_rate,
-            total_steps=max(1, epochs * len(loader)),
-            pct_start=0.2,
-        )
-        if config.learning_rate > 0
-        else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    logger.info(
+        "%s trained %d steps (%d epochs, %.1fs): last epoch loss %.4f, pseudo-labels %.0f%%",
+        config.arch,
+        fitted.steps,
+        fitted.epochs,
+        fitted.seconds,
+        fitted.last_epoch_loss,
+        100 * fitted.pseudo_label_share,
     )
-    for epoch in range(epochs):
-        loss = train_one_epoch(
-            model,
-            normalize,
-            loader,
-            optimizer,
-            scheduler,
-            device,
-            epoch=epoch,
-            on_progress=on_progress,
-        )
-        logger.info("epoch %d/%d: training loss %.4f", epoch + 1, epochs, loss)
     holdout_loader = make_loader(holdout_samples, config, training=False, device=device)
     logits, targets = collect_logits(model, normalize, holdout_loader, device)
-    temperature = fit_temperature(logits, targets)
+    pool_logits, pool_targets, method = logits, targets, "holdout"
+    folds = config.calibration_folds
+    if len(holdout_samples) < config.calibration_min_holdout and folds >= 2:
+        if len(train_samples) >= 2 * folds:
+            fold_logits, fold_targets = _fold_logits(
+                cold_state, train_samples, unlabeled, config, num_classes, device, on_progress
+            )
+            pool_logits = torch.cat([logits, fold_logits])
+            pool_targets = torch.cat([targets, fold_targets])
+            method = f"cross-validation ({folds} folds) and holdout"
+    calibration: Calibration = calibrate(pool_logits, pool_targets, method=method)
+    temperature = calibration.temperature
     holdout = metrics(logits, targets, temperature, num_classes)
     save_checkpoint(
         {
@@ -260,25 +328,39 @@ def train(
     )
     seconds = time.monotonic() - started
     logger.info(
-        "trained %s on %d images in %.1fs on %s: held-out top-1 %.3f (%d images), T=%.2f",
+        "trained %s on %d images (+%d unlabeled) in %.1fs on %s: held-out top-1 %.3f "
+        "(%d images), T=%.2f, ECE %.3f (%s, %d images)",
         config.arch,
         len(train_samples),
+        len(unlabeled),
         seconds,
         device,
         holdout.top1,
         holdout.count,
         temperature,
+        calibration.ece,
+        calibration.method,
+        calibration.size,
     )
     return TrainResult(
         checkpoint_path=checkpoint_path,
-        weights_source=built.weights_source,
+        weights_source=weights_source,
         device=str(device),
         seconds=seconds,
         train_size=len(train_samples),
         holdout_size=len(holdout_samples),
-        epochs=epochs,
+        epochs=fitted.epochs,
         temperature=temperature,
         holdout=holdout,
+        arch=config.arch,
+        unlabeled_size=len(unlabeled),
+        steps=fitted.steps,
+        start_loss=fitted.start_loss,
+        pseudo_label_share=fitted.pseudo_label_share,
+        ece=calibration.ece,
+        reliability=calibration.reliability,
+        calibration_method=calibration.method,
+        calibration_size=calibration.size,
     )
 
 

@@ -43,6 +43,7 @@ class FakeBackend:
         config,
         checkpoint_path,
         on_progress=None,
+        unlabeled_paths=(),
     ):
         self.trained.append(
             {
@@ -51,6 +52,7 @@ class FakeBackend:
                 "num_classes": num_classes,
                 "config": config,
                 "path": checkpoint_path,
+                "unlabeled": list(unlabeled_paths),
             }
         )
         if on_progress:

@@ -3,17 +3,25 @@
 import logging
 import math
 import urllib.error
+from typing import Any
 
 import pytest
 import torch
 from torchvision import models
 
 from tests.ml_data import write_colour_samples
-from worker.ml import TrainConfig, engine, evaluate, factory, predict, train
+from worker.ml import TrainConfig, calibration, engine, evaluate, factory, predict, train
 from worker.ml.factory import build_model
 
 # Small and quick: 32 px crops, one thread (the test machine is shared).
-TINY = {"image_size": 32, "batch_size": 8, "epochs": 3, "pretrained": False, "num_threads": 1}
+TINY: dict[str, Any] = {
+    "arch": "resnet18",
+    "image_size": 32,
+    "batch_size": 8,
+    "epochs": 3,
+    "pretrained": False,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +84,7 @@ def test_temperature_scaling_softens_overconfident_logits():
     # Right 70% of the time but with near-certain logits: badly overconfident.
     predicted = torch.where(torch.rand(300) < 0.7, targets, (targets + 1) % 3)
     logits = torch.nn.functional.one_hot(predicted, 3).float() * 12
-    temperature = engine.fit_temperature(logits, targets)
+    temperature = calibration.fit_temperature(logits, targets)
     assert temperature > 3
     calibrated = torch.softmax(logits / temperature, dim=1).max(dim=1).values.mean()
     assert abs(float(calibrated) - 0.7) < 0.05
@@ -126,7 +134,7 @@ def test_pretrained_weights_are_used_when_they_can_be_loaded(monkeypatch):
     assert torch.equal(built.model.conv1.weight, imagenet.conv1.weight)
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "resnet50"])
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "resnet50", "small_cnn"])
 def test_the_other_architectures_build_with_the_right_head(arch):
     built = build_model(TrainConfig(**TINY | {"arch": arch}), num_classes=5)
     with torch.inference_mode():
@@ -151,7 +159,9 @@ def test_a_failed_checkpoint_write_leaves_the_old_file_intact(tmp_path, monkeypa
 
 def test_a_small_data_set_still_gets_the_minimum_number_of_steps(colour_samples, tmp_path):
     steps = []
-    config = TrainConfig(**TINY | {"epochs": 1, "min_steps": 7, "learning_rate": 0.0})
+    config = TrainConfig(
+        **TINY | {"epochs": 1, "min_steps": 7, "learning_rate": 0.0, "calibration_folds": 0}
+    )
     result = train(
         colour_samples[:24],
         colour_samples[24:28],
