@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0014_verification'),
+        ('annotate', '0018_username_key'),
     ]
 
     operations = [

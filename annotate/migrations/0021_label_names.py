@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotate", "0018_username_key"),
+        ("annotate", "0020_semi_supervised_calibration"),
     ]
 
     operations = [
