@@ -175,6 +175,27 @@ def grids_expire(*, project: Project | None = None, now: datetime | None = None)
     return len(grid_ids)
 
 
+def grid_release(*, grid_id: int, user: User) -> None:
+    """Hand back a grid the volunteer will not answer (their tab was hidden or closed): its
+    candidates are back in the pool at once, for everyone, this volunteer included, since an
+    unanswered grid leaves no trace (the grid and its items go). A grid already answered or
+    expired holds nothing: then nothing changes."""
+    with transaction.atomic():
+        grid = Grid.objects.select_for_update().filter(pk=grid_id).first()
+        if grid is None:
+            raise NotFound(f"Grid {grid_id} does not exist.")
+        if grid.volunteer_id != user.pk:
+            raise PermissionDenied("This grid belongs to another volunteer.")
+        if grid.answered_at is not None or grid.expired:
+            return
+        _release(
+            GridItem.objects.filter(grid=grid, candidate__is_gold=False).values_list(
+                "candidate_id", flat=True
+            )
+        )
+        grid.delete()
+
+
 def _release(candidate_ids: Iterable[int]) -> None:
     ids = sorted(candidate_ids)
     if ids:
