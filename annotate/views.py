@@ -160,7 +160,8 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
         raise PermissionDenied("Only admins see the project dashboard.")
     project = _page_project(request, project_id)
     progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
-    states = [(state, progress[state]) for state in Image.State.values]
+    # Each state by its name in the page's language (the stored values stay English).
+    states = [(str(label), progress[value]) for value, label in Image.State.choices]
     annotators = list(selectors.project_annotators(project=project)[:10])
     context = {
         "project": project,

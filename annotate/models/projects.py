@@ -3,28 +3,39 @@
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 
 
 class Project(TimeStamped):
     class Mode(models.TextChoices):
-        MAJORITY = "majority"
-        DYNAMIC = "dynamic"
+        MAJORITY = "majority", pgettext_lazy("consensus strategy", "Majority")
+        DYNAMIC = "dynamic", pgettext_lazy("consensus strategy", "Dynamic")
 
     class ServingOrder(models.TextChoices):
-        CLOSEST = "closest", "closest to a decision first"
-        UNCERTAIN = "uncertain", "the model's least certain first"
-        RANDOM = "random"
+        CLOSEST = "closest", pgettext_lazy("serving order", "closest to a decision first")
+        UNCERTAIN = "uncertain", pgettext_lazy("serving order", "the model's least certain first")
+        RANDOM = "random", pgettext_lazy("serving order", "Random")
 
     class Task(models.TextChoices):
-        CLASSIFY = "classify", "classify: one image, pick its label"
-        VERIFY = "verify", "verify: one label, mark the candidate images that show it"
+        CLASSIFY = "classify", pgettext_lazy("project task", "classify: one image, pick its label")
+        VERIFY = (
+            "verify",
+            pgettext_lazy(
+                "project task", "verify: one label, mark the candidate images that show it"
+            ),
+        )
 
     class AllRejected(models.TextChoices):
-        NEXT_CANDIDATE = "next_candidate", "the model's next candidate, else the classify queue"
-        CLASSIFY = "classify", "the classify queue"
-        EXCLUDE = "exclude", "excluded"
+        NEXT_CANDIDATE = (
+            "next_candidate",
+            pgettext_lazy(
+                "when all rejected", "the model's next candidate, else the classify queue"
+            ),
+        )
+        CLASSIFY = "classify", pgettext_lazy("when all rejected", "the classify queue")
+        EXCLUDE = "exclude", pgettext_lazy("when all rejected", "excluded")
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)

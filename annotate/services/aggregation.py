@@ -15,6 +15,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import Count
 
+from annotate.flag_reasons import DAWID_SKENE_PREFERS_LABEL, DAWID_SKENE_PREFERS_NONE, flag_reason
 from annotate.models import AnnotatorStats, Decision, Image, Project, Vote
 from annotate.services.consensus import answer_keys_for
 
@@ -132,10 +133,14 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         for chunk in _chunks(to_flag):
             for image_id in chunk:
                 choice = batch_choice[image_id]
-                name = "none of these" if choice is None else f"label {choice}"
+                sure = f"{confidence[image_id]:.0%}"
+                reason = (
+                    flag_reason(DAWID_SKENE_PREFERS_NONE, confidence=sure)
+                    if choice is None
+                    else flag_reason(DAWID_SKENE_PREFERS_LABEL, label=choice, confidence=sure)
+                )
                 Image.objects.filter(pk=image_id, flagged_for_review=False).update(
-                    flagged_for_review=True,
-                    flag_reason=f"Dawid-Skene prefers {name} ({confidence[image_id]:.0%})",
+                    flagged_for_review=True, flag_reason=reason
                 )
         report.flagged = len(to_flag)
         for chunk in _chunks(agreeing):

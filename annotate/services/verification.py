@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotate import rows
+from annotate.flag_reasons import VERIFICATION_DISPUTED, flag_reason
 from annotate.models import Candidate, CandidateVote, Decision, Grid, GridItem, Image, Project, User
 from annotate.rows import verification as statements
 from annotate.selectors import verification as selectors
@@ -358,10 +359,12 @@ def _settle_image(*, project: Project, candidate: Candidate) -> None:
         image.save(update_fields=["state", "free_slots", "updated_at"])
     elif candidate.state == Candidate.State.DISPUTED:
         image.flagged_for_review = True
-        image.flag_reason = (
-            f"verification of {candidate.label.wnid} disputed "
-            f"({candidate.yes_count} yes, {candidate.no_count} no)"
-        )[:200]
+        image.flag_reason = flag_reason(
+            VERIFICATION_DISPUTED,
+            wnid=candidate.label.wnid,
+            yes=candidate.yes_count,
+            no=candidate.no_count,
+        )
         image.save(update_fields=["flagged_for_review", "flag_reason", "updated_at"])
     elif (
         not Candidate.objects.filter(image_id=image.pk, is_gold=False)
