@@ -188,7 +188,8 @@ def dashboard_page(request: AuthenticatedHttpRequest, project_id: int) -> HttpRe
         request, project_id, ProjectMember.Role.ADMIN, "Only admins see the project dashboard."
     )
     progress = selectors.project_progress(project_ids=[project.pk])[project.pk]
-    states = [(state, progress[state]) for state in Image.State.values]
+    # Each state by its name in the page's language (the stored values stay English).
+    states = [(str(label), progress[value]) for value, label in Image.State.choices]
     annotators = list(selectors.project_annotators(project=project)[:10])
     context = {
         "project": project,

@@ -23,6 +23,11 @@ from labeling_api.permissions import IsTeamAdmin
 
 
 class ExportOutputSerializer(serializers.ModelSerializer[Export]):
+    state_display = serializers.CharField(
+        source="get_state_display",
+        read_only=True,
+        help_text="The state's name in the request's language, for pages.",
+    )
     progress = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
 
@@ -33,6 +38,7 @@ class ExportOutputSerializer(serializers.ModelSerializer[Export]):
             "project",
             "name",
             "state",
+            "state_display",
             "val_fraction",
             "seed",
             "val_layout",

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors
+from annotate.flag_reasons import flag_reason_display
 from annotate.models import AnnotatorStats, Image, ProjectMember
 from annotate.selectors import verification as verification_selectors
 from annotate.services import review
@@ -25,6 +26,14 @@ class ReviewItemSerializer(ImageRefSerializer):
     votes = serializers.SerializerMethodField()
     decision = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
+    state_display = serializers.CharField(
+        source="get_state_display",
+        read_only=True,
+        help_text="The state's name in the request's language, for pages.",
+    )
+    flag_reason_display = serializers.SerializerMethodField(
+        help_text="flag_reason in the request's language, for pages."
+    )
     candidates = serializers.SerializerMethodField(
         help_text="Candidate labels under verification, with their yes/no votes."
     )
@@ -37,8 +46,10 @@ class ReviewItemSerializer(ImageRefSerializer):
             "width",
             "height",
             "state",
+            "state_display",
             "flagged_for_review",
             "flag_reason",
+            "flag_reason_display",
             "votes_count",
             "votes",
             "decision",
@@ -58,6 +69,9 @@ class ReviewItemSerializer(ImageRefSerializer):
 
     def get_decision(self, image: Image) -> dict[str, Any] | None:
         return current_decision(image)
+
+    def get_flag_reason_display(self, image: Image) -> str:
+        return flag_reason_display(image.flag_reason)
 
     def get_suggestion(self, image: Image) -> dict[str, Any] | None:
         suggestion: dict[str, Any] | None = self.context["details"].suggestions.get(image.pk)

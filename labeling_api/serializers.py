@@ -130,6 +130,11 @@ class ImageRefSerializer(serializers.ModelSerializer[Image]):
 
 class DecisionOutputSerializer(serializers.ModelSerializer[Decision]):
     decided_by = serializers.SlugRelatedField[User](slug_field="username", read_only=True)
+    rule_display = serializers.CharField(
+        source="get_rule_display",
+        read_only=True,
+        help_text="The rule's name in the request's language, for pages.",
+    )
 
     class Meta:
         model = Decision
@@ -137,6 +142,7 @@ class DecisionOutputSerializer(serializers.ModelSerializer[Decision]):
             "label",
             "excluded",
             "rule",
+            "rule_display",
             "confidence",
             "votes_count",
             "decided_by",

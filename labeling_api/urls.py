@@ -140,6 +140,11 @@ urlpatterns += [
         verification_views.GridAnswerApi.as_view(),
         name="grid-answers",
     ),
+    path(
+        "grids/<id:grid_id>/release/",
+        verification_views.GridReleaseApi.as_view(),
+        name="grid-release",
+    ),
 ]
 
 # Project teams (issue 19).

@@ -126,3 +126,16 @@ class GridAnswerApi(APIView):
             grid_id=grid_id, user=_volunteer(request), yes_item_ids=data.validated_data["yes"]
         )
         return Response({"decided": result.decided}, status=status.HTTP_201_CREATED)
+
+
+class GridReleaseApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        description="Hand back a grid you will not answer (the page was hidden or closed): its "
+        "candidates go back to the pool at once. Nothing changes for a grid already answered "
+        "or expired; 403 for another volunteer's grid.",
+    )
+    def post(self, request: Request, grid_id: int) -> Response:
+        verification.grid_release(grid_id=grid_id, user=_volunteer(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -126,6 +126,8 @@ def test_a_private_projects_pages_are_404_to_outsiders_and_open_to_its_team(sign
     assert "the hidden one" in listing
     assert f"/projects/{private.pk}/review/" in listing
     assert f"/projects/{private.pk}/dashboard/" not in listing
+
+
 def test_dashboard_shows_calibration_of_each_version(signed_in):
     from django.utils import timezone
 

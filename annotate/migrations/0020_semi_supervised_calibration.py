@@ -38,6 +38,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='semi_supervised',
-            field=models.BooleanField(default=True),
+            field=models.BooleanField(default=False),
         ),
     ]

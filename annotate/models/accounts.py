@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 from annotate.usernames import username_key
 
@@ -14,9 +15,9 @@ LOOK_ALIKE_MESSAGE = "That username looks the same as one already taken; choose 
 
 class User(AbstractUser):
     class Role(models.TextChoices):
-        VOLUNTEER = "volunteer"
-        REVIEWER = "reviewer"
-        ADMIN = "admin"
+        VOLUNTEER = "volunteer", pgettext_lazy("user role", "Volunteer")
+        REVIEWER = "reviewer", pgettext_lazy("user role", "Reviewer")
+        ADMIN = "admin", pgettext_lazy("user role", "Admin")
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VOLUNTEER)
     # Kept in the vote's transaction so "rank" never counts the votes table.

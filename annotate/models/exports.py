@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 from annotate.models.images import Image
@@ -14,17 +15,20 @@ class Export(TimeStamped):
     runs; the job fills it in (pretix's pattern). Files live at `location` once `state` is done."""
 
     class State(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
-        EXPIRED = "expired", "expired (files removed)"
+        PENDING = "pending", pgettext_lazy("export state", "Pending")
+        RUNNING = "running", pgettext_lazy("export state", "Running")
+        DONE = "done", pgettext_lazy("export state", "Done")
+        FAILED = "failed", pgettext_lazy("export state", "Failed")
+        EXPIRED = "expired", pgettext_lazy("export state", "expired (files removed)")
 
     class ValLayout(models.TextChoices):
         FOLDERS = "folders", "val/<wnid>/<wnid>_<id>.JPEG"
         FLAT = (
             "flat",
-            "ImageNet's validation layout: val/ILSVRC2012_val_<n>.JPEG, ground truth files",
+            pgettext_lazy(
+                "export layout",
+                "ImageNet's validation layout: val/ILSVRC2012_val_<n>.JPEG, ground truth files",
+            ),
         )
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
@@ -93,8 +97,8 @@ class SplitAssignment(TimeStamped):
     """
 
     class Side(models.TextChoices):
-        TRAIN = "train"
-        VAL = "val"
+        TRAIN = "train", pgettext_lazy("export side", "Train")
+        VAL = "val", pgettext_lazy("export side", "Val")
 
     image = models.ForeignKey(
         Image,

@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 from annotate.models.projects import Label, Project
@@ -16,11 +17,11 @@ def image_upload_to(instance: "Image", filename: str) -> str:
 
 class Image(TimeStamped):
     class State(models.TextChoices):
-        OPEN = "open"
-        CONSENSUS = "consensus"
-        DISPUTED = "disputed"
-        REVIEWED = "reviewed"
-        EXCLUDED = "excluded"
+        OPEN = "open", pgettext_lazy("image state", "Open")
+        CONSENSUS = "consensus", pgettext_lazy("image state", "Consensus")
+        DISPUTED = "disputed", pgettext_lazy("image state", "Disputed")
+        REVIEWED = "reviewed", pgettext_lazy("image state", "Reviewed")
+        EXCLUDED = "excluded", pgettext_lazy("image state", "Excluded")
 
     # Not indexed alone: every index below starts with the project (and each index is more
     # work on every vote, which rewrites the row).
@@ -132,10 +133,10 @@ class Assignment(TimeStamped):
     """A lease of one image to one volunteer. One per (user, image): nobody sees an image twice."""
 
     class State(models.TextChoices):
-        ACTIVE = "active"
-        VOTED = "voted"
-        SKIPPED = "skipped"
-        EXPIRED = "expired"
+        ACTIVE = "active", pgettext_lazy("assignment state", "Active")
+        VOTED = "voted", pgettext_lazy("assignment state", "Voted")
+        SKIPPED = "skipped", pgettext_lazy("assignment state", "Skipped")
+        EXPIRED = "expired", pgettext_lazy("assignment state", "Expired")
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="assignments")
     # Indexed by the unique (user, image) constraint.

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 from annotate.models.images import Image
@@ -18,14 +19,14 @@ class TrainingRun(TimeStamped):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+        PENDING = "pending", pgettext_lazy("training status", "Pending")
+        RUNNING = "running", pgettext_lazy("training status", "Running")
+        SUCCEEDED = "succeeded", pgettext_lazy("training status", "Succeeded")
+        FAILED = "failed", pgettext_lazy("training status", "Failed")
 
     class Reason(models.TextChoices):
-        REQUESTED = "requested", "an admin asked"
-        GROWTH = "growth", "verified labels grew"
+        REQUESTED = "requested", pgettext_lazy("training reason", "an admin asked")
+        GROWTH = "growth", pgettext_lazy("training reason", "verified labels grew")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

@@ -4,28 +4,39 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 
 
 class Project(TimeStamped):
     class Mode(models.TextChoices):
-        MAJORITY = "majority"
-        DYNAMIC = "dynamic"
+        MAJORITY = "majority", pgettext_lazy("consensus strategy", "Majority")
+        DYNAMIC = "dynamic", pgettext_lazy("consensus strategy", "Dynamic")
 
     class ServingOrder(models.TextChoices):
-        CLOSEST = "closest", "closest to a decision first"
-        UNCERTAIN = "uncertain", "the model's least certain first"
-        RANDOM = "random"
+        CLOSEST = "closest", pgettext_lazy("serving order", "closest to a decision first")
+        UNCERTAIN = "uncertain", pgettext_lazy("serving order", "the model's least certain first")
+        RANDOM = "random", pgettext_lazy("serving order", "Random")
 
     class Task(models.TextChoices):
-        CLASSIFY = "classify", "classify: one image, pick its label"
-        VERIFY = "verify", "verify: one label, mark the candidate images that show it"
+        CLASSIFY = "classify", pgettext_lazy("project task", "classify: one image, pick its label")
+        VERIFY = (
+            "verify",
+            pgettext_lazy(
+                "project task", "verify: one label, mark the candidate images that show it"
+            ),
+        )
 
     class AllRejected(models.TextChoices):
-        NEXT_CANDIDATE = "next_candidate", "the model's next candidate, else the classify queue"
-        CLASSIFY = "classify", "the classify queue"
-        EXCLUDE = "exclude", "excluded"
+        NEXT_CANDIDATE = (
+            "next_candidate",
+            pgettext_lazy(
+                "when all rejected", "the model's next candidate, else the classify queue"
+            ),
+        )
+        CLASSIFY = "classify", pgettext_lazy("when all rejected", "the classify queue")
+        EXCLUDE = "exclude", pgettext_lazy("when all rejected", "excluded")
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
@@ -51,8 +62,10 @@ class Project(TimeStamped):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Suggestions below this calibrated confidence are not shown to volunteers.",
     )
-    # The model also learns from the unlabeled images (FixMatch, issue 22).
-    semi_supervised = models.BooleanField(default=True)
+    # The model also learns from the unlabeled images (FixMatch, issue 22). Off by default: on
+    # bench/ml_label_efficiency.py at CPU budgets it has not yet beaten supervised training
+    # (2-8 points worse, and 2.7x the work per step); a project with a GPU worker turns it on.
+    semi_supervised = models.BooleanField(default=False)
     serving_order = models.CharField(
         max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
     )

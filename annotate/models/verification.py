@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 from annotate.models.images import Image
@@ -16,16 +17,16 @@ class Candidate(TimeStamped):
     measure the volunteers and are never decided."""
 
     class Source(models.TextChoices):
-        IMPORT = "import", "import folder"
-        UPLOAD = "upload"
-        MODEL = "model", "the model's top-k"
-        GOLD = "gold", "a gold image"
+        IMPORT = "import", pgettext_lazy("candidate source", "import folder")
+        UPLOAD = "upload", pgettext_lazy("candidate source", "Upload")
+        MODEL = "model", pgettext_lazy("candidate source", "the model's top-k")
+        GOLD = "gold", pgettext_lazy("candidate source", "a gold image")
 
     class State(models.TextChoices):
-        OPEN = "open"
-        ACCEPTED = "accepted"
-        REJECTED = "rejected"
-        DISPUTED = "disputed"
+        OPEN = "open", pgettext_lazy("candidate state", "Open")
+        ACCEPTED = "accepted", pgettext_lazy("candidate state", "Accepted")
+        REJECTED = "rejected", pgettext_lazy("candidate state", "Rejected")
+        DISPUTED = "disputed", pgettext_lazy("candidate state", "Disputed")
 
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="candidates", db_index=False

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import pgettext_lazy
 
 from annotate.models.base import TimeStamped
 from annotate.models.images import Assignment, Image
@@ -36,11 +37,11 @@ class Decision(TimeStamped):
     """The final label of an image and how it was reached. Older decisions stay as history."""
 
     class Rule(models.TextChoices):
-        MAJORITY = "majority"
-        DYNAMIC = "dynamic"
-        GOLD = "gold"
-        REVIEW = "review"
-        VERIFIED = "verified"
+        MAJORITY = "majority", pgettext_lazy("decision rule", "Majority")
+        DYNAMIC = "dynamic", pgettext_lazy("decision rule", "Dynamic")
+        GOLD = "gold", pgettext_lazy("decision rule", "Gold")
+        REVIEW = "review", pgettext_lazy("decision rule", "Review")
+        VERIFIED = "verified", pgettext_lazy("decision rule", "Verified")
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="decisions")
     label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.RESTRICT)

@@ -67,12 +67,13 @@ def image_suggestion_json(image: str) -> str:
 @cache
 def suggestion() -> str:
     """(label id, confidence) of the active model's suggestion for an image of a project that
-    shows suggestions. Parameter: image id."""
+    shows suggestions, when it reaches the project's threshold. Parameter: image id."""
     return sql(
         "SELECT s.{Suggestion.label}, s.{Suggestion.confidence} FROM {Suggestion} s"
         " JOIN {ActiveModel} m ON m.{ActiveModel.version} = s.{Suggestion.model_version}"
         " JOIN {Project} p ON p.{Project.id} = m.{ActiveModel.project}"
-        " WHERE s.{Suggestion.image} = %s AND p.{Project.show_suggestions} LIMIT 1"
+        " WHERE s.{Suggestion.image} = %s AND p.{Project.show_suggestions}"
+        " AND s.{Suggestion.confidence} >= p.{Project.suggestion_threshold} LIMIT 1"
     )
 
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from annotate.models import (
     ActiveModel,
@@ -70,10 +70,14 @@ def project_models_overview(*, project: Project, runs: int = 20) -> dict[str, An
 
 def suggestions_for_images(*, image_ids: list[int]) -> dict[int, dict]:
     """{image id: {label, confidence}} of the active model, for those of the images whose
-    project shows suggestions: what services.ml_suggestions.suggestion_for_image gives one
-    image, for a whole page of images in one query."""
+    project shows suggestions and where the calibrated confidence reaches the project's
+    `suggestion_threshold` (a weaker one misleads, as on the labeling page): what
+    services.ml_suggestions.suggestion_for_image gives one image, for a whole page of images
+    in one query."""
     found = Suggestion.objects.filter(
-        image_id__in=image_ids, model_version__active_in__project__show_suggestions=True
+        image_id__in=image_ids,
+        model_version__active_in__project__show_suggestions=True,
+        confidence__gte=F("model_version__active_in__project__suggestion_threshold"),
     ).values_list("image_id", "label_id", "confidence")
     return {
         image_id: {"label": label_id, "confidence": confidence}

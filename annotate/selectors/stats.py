@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 
 from annotate.models import AnnotatorStats, Decision, Image, Project, User, Vote
 
@@ -67,7 +67,11 @@ def project_class_counts(*, project: Project) -> list[tuple[str, int]]:
         .order_by("-n")
     )
     return [
-        (f"{row['label__name']}" if row["label__wnid"] else "excluded", row["n"]) for row in rows
+        (
+            f"{row['label__name']}" if row["label__wnid"] else pgettext("class chart", "excluded"),
+            row["n"],
+        )
+        for row in rows
     ]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import Count, Q
 
+from annotate.flag_reasons import DAWID_SKENE_PREFERS, flag_reason
 from annotate.models import AnnotatorStats, Decision, Image, Label, Project, Suggestion, Vote
 from annotate.services import confusions
 from annotate.services.consensus import answer_keys_for
@@ -246,10 +247,12 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
             and confidence >= project.flag_confidence
             and image_votes >= max(project.min_votes, FLAG_MIN_VOTES)
         ):
-            reasons[image_id] = (
-                f"{FLAG_PREFIX} prefers {_name(names, choice)} ({confidence:.0%})"
-                f" to {_name(names, label_id)}"
-            )[:200]
+            reasons[image_id] = flag_reason(
+                DAWID_SKENE_PREFERS,
+                choice=_name(names, choice),
+                confidence=f"{confidence:.0%}",
+                decided=_name(names, label_id),
+            )
     with transaction.atomic():
         for image_id, reason in reasons.items():
             Image.objects.filter(pk=image_id).filter(

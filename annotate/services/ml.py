@@ -112,10 +112,10 @@ def training_data(
 
 
 def unlabeled_paths(project: Project, limit: int) -> list[str]:
-    """Files of the project's images without a verified label, for semi-supervised training."""
-    return [
-        default_storage.path(name) for name in unlabeled_image_files(project=project, limit=limit)
-    ]
+    """Local copies of the project's images without a verified label, for semi-supervised
+    training: through the storage API into the image cache, as the labeled ones."""
+    names = unlabeled_image_files(project=project, limit=limit)
+    return [path for path in image_cache().get_many(names) if path is not None]
 
 
 def warm_start_checkpoint(active: ModelVersion | None, classes: list[int]) -> str:

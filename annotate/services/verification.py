@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotate import rows
+from annotate.flag_reasons import VERIFICATION_DISPUTED, flag_reason
 from annotate.models import Candidate, CandidateVote, Decision, Grid, GridItem, Image, Project, User
 from annotate.rows import verification as statements
 from annotate.selectors import verification as selectors
@@ -173,6 +174,27 @@ def grids_expire(*, project: Project | None = None, now: datetime | None = None)
             )
         )
     return len(grid_ids)
+
+
+def grid_release(*, grid_id: int, user: User) -> None:
+    """Hand back a grid the volunteer will not answer (their tab was hidden or closed): its
+    candidates are back in the pool at once, for everyone, this volunteer included, since an
+    unanswered grid leaves no trace (the grid and its items go). A grid already answered or
+    expired holds nothing: then nothing changes."""
+    with transaction.atomic():
+        grid = Grid.objects.select_for_update().filter(pk=grid_id).first()
+        if grid is None:
+            raise NotFound(f"Grid {grid_id} does not exist.")
+        if grid.volunteer_id != user.pk:
+            raise PermissionDenied("This grid belongs to another volunteer.")
+        if grid.answered_at is not None or grid.expired:
+            return
+        _release(
+            GridItem.objects.filter(grid=grid, candidate__is_gold=False).values_list(
+                "candidate_id", flat=True
+            )
+        )
+        grid.delete()
 
 
 def _release(candidate_ids: Iterable[int]) -> None:
@@ -337,10 +359,12 @@ def _settle_image(*, project: Project, candidate: Candidate) -> None:
         image.save(update_fields=["state", "free_slots", "updated_at"])
     elif candidate.state == Candidate.State.DISPUTED:
         image.flagged_for_review = True
-        image.flag_reason = (
-            f"verification of {candidate.label.wnid} disputed "
-            f"({candidate.yes_count} yes, {candidate.no_count} no)"
-        )[:200]
+        image.flag_reason = flag_reason(
+            VERIFICATION_DISPUTED,
+            wnid=candidate.label.wnid,
+            yes=candidate.yes_count,
+            no=candidate.no_count,
+        )
         image.save(update_fields=["flagged_for_review", "flag_reason", "updated_at"])
     elif (
         not Candidate.objects.filter(image_id=image.pk, is_gold=False)

@@ -44,7 +44,7 @@
     const p = exp.progress;
     bar.value = p.fraction;
     const counted = p.total ? " " + interpolate(gettext("(%s of %s images)"), [p.done, p.total]) : "";
-    text.textContent = interpolate(gettext("Export #%s: %s"), [exp.id, exp.state]) + counted;
+    text.textContent = interpolate(gettext("Export #%s: %s"), [exp.id, exp.state_display]) + counted;
     if (exp.state === "done") {
       const c = exp.counts.counts;
       text.textContent = interpolate(gettext("Export #%s done: %s train and %s val images in %s classes."), [exp.id, c.train, c.val, c.classes]);
@@ -107,12 +107,15 @@
     };
     cell(`#${exp.id}`);
     cell(String(exp.created_at).slice(0, 16).replace("T", " "));
-    cell(exp.state);
-    cell(`val ${exp.val_fraction}, seed ${exp.seed}, ${exp.val_layout}${exp.resize ? `, ${exp.resize} px` : ""}`);
+    cell(exp.state_display).dataset.state = exp.state;
+    const options = interpolate(gettext("val %s, seed %s"), [exp.val_fraction, exp.seed]);
+    const resized = exp.resize ? `, ${exp.resize} px` : "";
+    const blurred = exp.blur_faces ? `, ${gettext("faces blurred")}` : "";
+    cell(`${options}, ${exp.val_layout}${resized}${blurred}`);
     if (exp.state === "done") {
       const tar = link(exp.urls.download, "tar");
       tar.setAttribute("download", "");
-      cell(tar, " · ", link(exp.urls.manifest, "manifest"));
+      cell(tar, " · ", link(exp.urls.manifest, gettext("manifest")));
     } else if (exp.error) {
       const span = document.createElement("span");
       span.className = "error";

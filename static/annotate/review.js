@@ -119,9 +119,9 @@
     img.hidden = false;
     empty.hidden = true;
     const decided = item.decision
-      ? " " + interpolate(gettext("Current decision: %s (%s)."), [item.decision.excluded ? gettext("excluded") : labelName(item.decision.label), item.decision.rule])
+      ? " " + interpolate(gettext("Current decision: %s (%s)."), [item.decision.excluded ? gettext("excluded") : labelName(item.decision.label), item.decision.rule_display])
       : "";
-    why.textContent = (item.state === "disputed" ? gettext("The crowd could not agree.") : item.flag_reason) + decided;
+    why.textContent = (item.state === "disputed" ? gettext("The crowd could not agree.") : item.flag_reason_display) + decided;
     renderVotes(item);
     const suggestion = document.getElementById("suggestion");
     suggestion.hidden = !item.suggestion;

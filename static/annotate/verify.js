@@ -22,6 +22,10 @@
   // sent when the page opens again after signing in.
   const PENDING = `verify.pendingAnswer.${projectId}`;
   let signedOut = false; // then nothing acts: nothing could be saved
+  // Grids leased to this page and not answered yet (the one on screen and the next): handed
+  // back when the page is hidden or left (see handBack()).
+  const held = new Map();
+  let handedBack = false;
 
   function signOut(more) {
     signedOut = true;
@@ -59,6 +63,8 @@
       try {
         const grid = await api(`/api/projects/${projectId}/grids/`);
         if (grid) {
+          held.set(grid.id, grid);
+          if (handedBack) releaseHeld(); // the page was hidden while this grid was on its way
           await Promise.all(grid.items.map((item) => decoded(item.image.url)));
         }
         return grid;
@@ -84,6 +90,9 @@
   }
 
   function show(grid) {
+    // Hidden meanwhile, or a grid handed back while it was on its way: the page leases anew
+    // when it shows again (resume()).
+    if (handedBack || (grid && !held.has(grid.id))) return;
     current = grid;
     loading.hidden = true;
     if (!grid) {
@@ -151,23 +160,26 @@
   async function submit() {
     if (!current || sending) return;
     sending = true;
+    const grid = current;
     const yes = items()
       .filter((item) => item.getAttribute("aria-pressed") === "true")
       .map((item) => Number(item.dataset.item));
     try {
-      await api(`/api/grids/${current.id}/answers/`, { yes });
+      await api(`/api/grids/${grid.id}/answers/`, { yes });
+      held.delete(grid.id);
       sessionStorage.removeItem(PENDING);
       done.textContent = String(Number(done.textContent) + 1);
       say("");
     } catch (e) {
       if (e.status === 401) {
         // The grid stays on screen with its marks; the answer is kept and sent once back.
-        sessionStorage.setItem(PENDING, JSON.stringify({ grid: current.id, yes }));
+        sessionStorage.setItem(PENDING, JSON.stringify({ grid: grid.id, yes }));
         signOut(gettext("Your answer on this grid is not saved yet: it is sent once you are back."));
         sending = false;
         return;
       }
       if (e.status === 409) {
+        held.delete(grid.id);
         say(`${e.message} ${gettext("Here is the next one.")}`, true);
       } else {
         say(interpolate(gettext("Your answer was not saved (%s). Try again."), [e.message]), true);
@@ -176,6 +188,7 @@
       }
     }
     let next;
+    if (handedBack) { sending = false; return; } // hidden meanwhile: resume() leases anew
     try {
       next = await upcoming;
       // Nothing was left when the next grid was asked for; things may have freed up since.
@@ -257,6 +270,51 @@
     }
     return { isOpen: () => dialog.open, open };
   })();
+
+  // Grids of a hidden or closed tab go back to the pool at once (a beacon survives the page's
+  // end); when the page shows again, it leases anew. A grid still on its way when the page
+  // hides is handed back as soon as it arrives (see lease()).
+  function releaseHeld() {
+    // A grid whose answer is on its way is not handed back: the answer counts.
+    const answering = sending && current ? current.id : null;
+    held.forEach((grid) => {
+      if (grid.id === answering) return;
+      const body = new URLSearchParams({ csrfmiddlewaretoken: window.labeling.csrfToken() });
+      navigator.sendBeacon(`/api/grids/${grid.id}/release/`, body);
+      held.delete(grid.id);
+    });
+  }
+
+  function handBack() {
+    if (handedBack || signedOut) return;
+    handedBack = true;
+    releaseHeld();
+    current = null;
+    upcoming = null;
+  }
+
+  async function resume() {
+    if (!handedBack || signedOut) return;
+    handedBack = false;
+    head.hidden = true;
+    bar.hidden = true;
+    gridBox.replaceChildren();
+    loading.hidden = false;
+    try {
+      show(await lease());
+    } catch (e) {
+      loading.hidden = true;
+      if (e.status === 401) signOut(gettext("Then the verifying goes on here."));
+      else say(e.message, true);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") handBack();
+    else resume();
+  });
+  window.addEventListener("pagehide", handBack);
+  window.addEventListener("pageshow", (event) => { if (event.persisted) resume(); });
 
   sendPending()
     .then(() => lease())

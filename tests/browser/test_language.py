@@ -1,11 +1,14 @@
 """A volunteer whose browser asks for Chinese labels in Chinese (issue 18): the page, the label
 names and the script's messages; the header's switcher changes the language; after a click the
-focus stays on the page and a live region says what happened."""
+focus stays on the page and a live region says what happened; a reviewer reads the decision's
+rule and the flag's reason in Chinese."""
 
 import pytest
 
-from annotate.models import Label, Vote
+from annotate.flag_reasons import DAWID_SKENE_PREFERS_LABEL, flag_reason
+from annotate.models import Image, Label, User, Vote
 from tests.browser.test_labeling_page import make_project, shown_assignment
+from tests.export_helpers import decide
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgresql]
@@ -65,6 +68,39 @@ def test_a_chinese_browser_labels_in_chinese_and_can_switch(
         assert "heron" in page.locator(f"#labels button[data-label='{heron.pk}']").inner_text()
         page.goto("/me/")
         assert page.locator("h1").inner_text() == "My stats"
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_a_chinese_reviewer_reads_rules_and_flag_reasons_in_chinese(
+    transactional_db, browser, live_server
+):
+    project, (heron, _) = make_project(name="Birds", label_names=["heron", "stork"], n_images=1)
+    image = Image.objects.get(project=project)
+    decide(image, heron)
+    Image.objects.filter(pk=image.pk).update(
+        flagged_for_review=True,
+        flag_reason=flag_reason(DAWID_SKENE_PREFERS_LABEL, label=heron.pk, confidence="83%"),
+    )
+    reviewer = UserFactory(username="wang", role=User.Role.REVIEWER)
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1100, "height": 700}, locale="zh-CN"
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto("/accounts/login/")
+        page.fill("#id_username", reviewer.username)
+        page.fill("#id_password", "correct-horse-battery")
+        page.get_by_role("button", name="登录").click()
+        page.wait_for_url("**/")
+        page.goto(f"/projects/{project.pk}/review/")
+        page.wait_for_function("() => document.getElementById('why').textContent !== ''")
+        why = page.locator("#why").inner_text()
+        assert f"Dawid–Skene 模型更倾向于标签 {heron.pk}（83%）" in why, why
+        assert "多数票" in why and "majority" not in why and "prefers" not in why, why
         assert errors == []
     finally:
         context.close()

@@ -1,12 +1,14 @@
 """The verification page in a real browser (issue 15): a keyboard-only run, a touch run on a
-phone, and the grid fitting a 390x844 phone screen."""
+phone, the grid fitting a 390x844 phone screen, and grids handed back when the page is hidden or
+left (issue 18)."""
 
 import io
+import time
 
 import pytest
 
-from annotate.models import Candidate, CandidateVote, GridItem, Project
-from annotate.services import verification_candidates
+from annotate.models import Candidate, CandidateVote, Grid, GridItem, Project
+from annotate.services import verification, verification_candidates
 from annotate.services.ingest import images_upload
 from tests.browser.conftest import TIMEOUT_MS, sign_in
 from tests.factories import LabelFactory, ProjectFactory, UserFactory, image_bytes
@@ -162,3 +164,63 @@ def test_touch_on_a_phone_and_the_grid_fits_its_screen(phone, grid_size, screens
     assert votes_of(user) == {item: item in tapped for item in items}
     assert GridItem.objects.filter(volunteer=user).count() == grid_size
     assert phone.js_errors == []
+
+
+def wait_until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def leases_held() -> int:
+    return sum(Candidate.objects.values_list("leases_count", flat=True))
+
+
+def test_a_left_page_hands_its_grids_back(page):
+    project = verify_project(candidates=14)
+    user = UserFactory()
+    sign_in(page, user)
+    page.goto(f"/projects/{project.pk}/verify/")
+    wait_for_grid(page, 12)
+    # The grid on screen and the next one (the two candidates left) are leased to this page.
+    wait_until(lambda: Grid.objects.filter(volunteer=user).count() == 2 and leases_held() == 14)
+
+    # The volunteer leaves (another address, or the tab closes): pagehide, a beacon per grid.
+    page.goto("about:blank")
+    wait_until(lambda: leases_held() == 0)
+    assert not Grid.objects.exists() and not GridItem.objects.exists()
+    # The candidates are leasable again at once, by anyone.
+    other = verification.grid_lease(project=project, user=UserFactory())
+    assert other is not None and other.items.count() == 12
+    assert page.js_errors == []
+
+
+def test_a_hidden_page_hands_its_grids_back_and_leases_anew_when_shown(page):
+    project = verify_project(candidates=14)
+    user = UserFactory()
+    sign_in(page, user)
+    page.goto(f"/projects/{project.pk}/verify/")
+    wait_for_grid(page, 12)
+    wait_until(lambda: leases_held() == 14)
+    page.evaluate(
+        "() => { Object.defineProperty(document, 'visibilityState',"
+        " {value: 'hidden', configurable: true});"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    wait_until(lambda: leases_held() == 0)
+    assert not Grid.objects.filter(volunteer=user).exists()
+    # Back: the page leases again and shows a grid, never "nothing left".
+    page.evaluate(
+        "() => { Object.defineProperty(document, 'visibilityState',"
+        " {value: 'visible', configurable: true});"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    items = wait_for_grid(page, 12)
+    assert page.locator("#empty").is_hidden()
+    assert set(items) <= set(
+        GridItem.objects.filter(grid__volunteer=user).values_list("id", flat=True)
+    )
+    answer(page, lambda: page.keyboard.press("Enter"))
+    assert len(votes_of(user)) == 12
+    assert page.js_errors == []

@@ -202,6 +202,7 @@ CASES = [
         lambda w: {"yes": []},
         {A: 401, V: 201, O: 403, R: 403, D: 403},
     ),
+    ("post", "/api/grids/{grid}/release/", None, {A: 401, V: 204, O: 403, R: 403, D: 403}),
     (
         "get",
         "/api/schema/",

@@ -124,8 +124,9 @@ def test_annotator_table(client_for, disputed):
 def queue_of(size: int, *, show_suggestions: bool = True) -> Project:
     """A project whose review queue holds `size` images, every one with two votes by its own
     two volunteers, a suggestion of the active model, and (every other one, flagged after
-    consensus) a current decision made by a reviewer."""
-    project = ProjectFactory(show_suggestions=show_suggestions)
+    consensus) a current decision made by a reviewer. Its suggestions (confidence 0.25 and up)
+    all reach its threshold."""
+    project = ProjectFactory(show_suggestions=show_suggestions, suggestion_threshold=0.2)
     labels = [LabelFactory(project=project) for _ in range(2)]
     version = ModelVersion.objects.create(
         project=project,

@@ -1,11 +1,13 @@
 """Issue 22 in the services: the unlabeled pool handed to training, the project switch for
 semi-supervised learning, warm starts from the active model, calibration figures recorded."""
 
+from pathlib import Path
+
 import pytest
-from django.core.files.storage import default_storage
 
 from annotate.models import Image, TrainingRun
 from annotate.services import jobs, ml
+from annotate.services.image_cache import image_cache
 from tests.annotate.services.test_ml import (
     FakeBackend,
     cached_open_image,
@@ -45,6 +47,8 @@ class CalibratedBackend(FakeBackend):
 
 
 def test_training_learns_from_the_unlabeled_images_and_never_their_labels(project, labels, queued):
+    project.semi_supervised = True
+    project.save()
     images = verified_images(project, labels, 24)
     unlabeled = [cached_open_image(project, f"open-{i}") for i in range(3)]
     disputed = cached_open_image(project, "disputed")
@@ -55,8 +59,10 @@ def test_training_learns_from_the_unlabeled_images_and_never_their_labels(projec
 
     call = backend.trained[0]
     assert call["config"]["semi_supervised"] is True
-    expected = {default_storage.path(i.preprocessed.name) for i in [*unlabeled, disputed]}
-    assert set(call["unlabeled"]) == expected
+    # Local copies (the worker's image cache) of exactly those images' CNN copies.
+    names = [i.preprocessed.name for i in [*unlabeled, disputed]]
+    assert set(call["unlabeled"]) == set(image_cache().get_many(names))
+    assert all(Path(path).is_file() for path in call["unlabeled"])
     # A verified image is a labeled example, never also an unlabeled one.
     labeled = {path for path, _ in call["train"] + call["holdout"]}
     assert len(labeled) == len(images) and not labeled & set(call["unlabeled"])
