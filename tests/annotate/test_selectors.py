@@ -33,7 +33,9 @@ def test_an_image_for_review_is_for_reviewers_and_admins(volunteer, reviewer, ad
     image = ImageFactory(project=project)
     for user in (reviewer, admin_user):
         assert selectors.access_image_for_reviewer(user=user, image_id=image.pk) == image
-    with pytest.raises(PermissionDenied, match="Only reviewers and admins may do this."):
+    with pytest.raises(
+        PermissionDenied, match="Only reviewers and admins of this project may do this."
+    ):
         selectors.access_image_for_reviewer(user=volunteer, image_id=image.pk)
     with pytest.raises(NotFound, match="Image 999999 does not exist."):
         selectors.access_image_for_reviewer(user=reviewer, image_id=999999)
@@ -52,7 +54,7 @@ def test_an_export_is_for_admins(volunteer, reviewer, admin_user, project):
     export = Export.objects.create(project=project, val_fraction=0.1, seed=0)
     assert selectors.access_export(user=admin_user, export_id=export.pk) == export
     for user in (volunteer, reviewer):
-        with pytest.raises(PermissionDenied, match="Only admins may do this."):
+        with pytest.raises(PermissionDenied, match="Only admins of this project may do this."):
             selectors.access_export(user=user, export_id=export.pk)
     with pytest.raises(NotFound, match="Export 999999 does not exist."):
         selectors.access_export(user=admin_user, export_id=999999)
