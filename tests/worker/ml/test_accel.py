@@ -14,7 +14,14 @@ from worker.ml.data import Normalize, make_loader
 from worker.ml.factory import build_model
 
 CPU = torch.device("cpu")
-TINY: dict[str, Any] = {"image_size": 32, "batch_size": 8, "pretrained": False, "num_threads": 1}
+# resnet18: the GPU worker's architecture (ML_ARCH=auto picks it on CUDA), whose path this tests.
+TINY: dict[str, Any] = {
+    "arch": "resnet18",
+    "image_size": 32,
+    "batch_size": 8,
+    "pretrained": False,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
