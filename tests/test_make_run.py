@@ -72,7 +72,11 @@ def test_make_run_serves_the_demo_and_processes_tasks(make_run):
     )
     assert upload.status_code == 201 and upload.json()["created"] == 1
 
-    # The volunteer loop over HTTP: two users agree on 12 images, which decides them.
+    # The volunteer loop over HTTP: two users agree on 12 images, which decides them. Gold
+    # checks (gold_rate) would make the two see different images: off for this count.
+    assert requests.patch(
+        f"{base}/api/projects/{demo['id']}/", json={"gold_rate": 0}, headers=admin
+    ).ok
     vtoken = requests.post(
         f"{base}/api/auth/token/", json={"username": "volunteer", "password": PASSWORD}
     ).json()["token"]

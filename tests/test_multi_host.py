@@ -124,7 +124,8 @@ def test_web_and_workers_on_separate_hosts_share_only_the_database_redis_and_s3(
         for worker in (worker_a, worker_b):
             wait_until(lambda w=worker: "ready." in w.log(), 90, "a worker", log=worker.log)
 
-        project = ProjectFactory(min_votes=1, max_votes=1)
+        # suggestion_threshold 0: a tiny model's suggestion is shown whatever its confidence.
+        project = ProjectFactory(min_votes=1, max_votes=1, suggestion_threshold=0.0)
         labels = [
             Label.objects.create(project=project, wnid=c, name=c, position=i)
             for i, c in enumerate(COLOURS)

@@ -185,6 +185,9 @@ def test_a_left_page_hands_its_grids_back(page):
     wait_for_grid(page, 12)
     # The grid on screen and the next one (the two candidates left) are leased to this page.
     wait_until(lambda: Grid.objects.filter(volunteer=user).count() == 2 and leases_held() == 14)
+    # ...and the page has both answers: a lease still on its way when the page goes cannot be
+    # handed back by it (its grid expires with the lease, as any lost answer).
+    page.wait_for_load_state("networkidle")
 
     # The volunteer leaves (another address, or the tab closes): pagehide, a beacon per grid.
     page.goto("about:blank")
