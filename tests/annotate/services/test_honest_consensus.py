@@ -303,59 +303,6 @@ def test_flags_name_labels_and_a_rerun_rewrites_or_withdraws_them():
     assert not trap.flagged_for_review
 
 
-def test_no_flag_overrules_more_reliable_votes_than_its_answer_has(monkeypatch):
-    """Dawid-Skene, however sure, does not flag a 2-1 decision for the one: on the bench its
-    per-volunteer matrices, learned from a few answers each, made such flags mostly false."""
-    project = ProjectFactory(min_votes=3, max_votes=3, agreement=0.6, flag_confidence=0.9)
-    a, b = LabelFactory(project=project), LabelFactory(project=project)
-    split = ImageFactory(project=project)
-    for label in (a, a, b):
-        vote(project, UserFactory(), label)
-    split.refresh_from_db()
-    assert split.state == Image.State.CONSENSUS
-    real = aggregation.dawid_skene
-
-    def prefers_b(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result.posteriors[:] = 0.0
-        result.posteriors[:, 1] = 0.99  # answer index 1: label b (labels, then none)
-        result.posteriors[:, 0] = 0.01
-        return result
-
-    monkeypatch.setattr(aggregation, "dawid_skene", prefers_b)
-    aggregation.project_reaggregate(project=project)
-    split.refresh_from_db()
-    assert not split.flagged_for_review
-    # The same DS answer on a split the decision weighed the other way (one vote each: the
-    # dynamic rule trusted the expert) is flagged.
-    project = ProjectFactory(
-        mode=Project.Mode.DYNAMIC, min_votes=2, max_votes=3, target_confidence=0.9
-    )
-    a, b = LabelFactory(project=project), LabelFactory(project=project)
-    tie = ImageFactory(project=project)
-    expert, weak = UserFactory(), UserFactory()
-    for user, right in ((expert, 50), (weak, 8)):  # estimated 0.99 and 0.78, from gold
-        AnnotatorStats.objects.create(
-            project=project,
-            user=user,
-            gold_votes=50 if user == expert else 10,
-            gold_correct=right,
-            estimated_accuracy=reliability.estimated_accuracy(
-                gold_votes=50 if user == expert else 10,
-                gold_correct=right,
-                decided_votes=0,
-                agreed_votes=0,
-            ),
-        )
-    vote(project, expert, a)
-    vote(project, weak, b)
-    tie.refresh_from_db()
-    assert tie.state == Image.State.CONSENSUS
-    aggregation.project_reaggregate(project=project)
-    tie.refresh_from_db()
-    assert tie.flagged_for_review and "prefers" in tie.flag_reason
-
-
 def test_other_flags_are_left_alone():
     project, a, b, trap = flag_project()
     Image.objects.filter(project=project).exclude(pk=trap.pk).update(
