@@ -165,8 +165,7 @@ FLAG_MIN_VOTES = 2
 def project_reaggregate(*, project: Project) -> ReaggregationReport:
     """Re-score the project's crowd decisions with Dawid-Skene. A decision is flagged for
     review when DS prefers another answer with at least the project's `flag_confidence` and
-    the image has at least `min_votes` votes (and FLAG_MIN_VOTES) and DS's answer has at least
-    as many votes from reliable volunteers as the decided one; a re-run rewrites the flags
+    the image has at least `min_votes` votes (and FLAG_MIN_VOTES); a re-run rewrites the flags
     it set before, and withdraws those DS no longer supports."""
     report = ReaggregationReport()
     keys = answer_keys_for(project=project)
@@ -226,20 +225,9 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     Project.objects.filter(pk=project.pk).update(mistake_concentration=concentration)
     project.mistake_concentration = concentration
     votes_per_item = np.bincount(items[:human_votes], minlength=n_items)
-    # The votes of volunteers estimated at or above reliability_threshold, per (item, answer).
-    reliable = np.array(
-        [estimates.get(int(u), PRIOR_ACCURACY) >= project.reliability_threshold for u in user_of]
-    )[workers[:human_votes]]
-    votes_for = Counter(
-        zip(
-            items[:human_votes][reliable].tolist(),
-            answers[:human_votes][reliable].tolist(),
-            strict=True,
-        )
-    )
     best = result.posteriors.argmax(axis=1)
     found = {
-        int(image_id): (keys[int(k)], float(result.posteriors[i, k]), int(votes_per_item[i]), i)
+        int(image_id): (keys[int(k)], float(result.posteriors[i, k]), int(votes_per_item[i]))
         for i, (image_id, k) in enumerate(zip(image_of, best, strict=True))
     }
     names = dict(Label.objects.filter(project=project).values_list("id", "name"))
@@ -252,16 +240,11 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     for image_id, label_id in crowd_decided.iterator(chunk_size=10_000):
         if image_id not in found:
             continue
-        choice, confidence, image_votes, item = found[image_id]
+        choice, confidence, image_votes = found[image_id]
         if (
             choice != label_id
             and confidence >= project.flag_confidence
             and image_votes >= max(project.min_votes, FLAG_MIN_VOTES)
-            # DS overruling more reliable volunteers than it follows is its matrices talking:
-            # learned from ~20 answers a volunteer, they overfit (on the bench such flags were
-            # nearly all on correct decisions). A split it weighs the other way, or a decision
-            # only unreliable volunteers made, is worth a look.
-            and votes_for[item, key_index[choice]] >= votes_for[item, key_index[label_id]]
         ):
             reasons[image_id] = (
                 f"{FLAG_PREFIX} prefers {_name(names, choice)} ({confidence:.0%})"
