@@ -13,7 +13,10 @@ labels share one bucket, each with a mistake's likelihood at chance.
 
 The model, when the project has one, is one more voter for its top label: its accuracy is the
 one measured for its confidence band (Project.model_reliability, from re-aggregation), capped
-at the project's `model_max_accuracy`, so it weighs at most as one reliable volunteer.
+at the project's `model_max_accuracy`, so it weighs at most as one reliable volunteer. Its
+mistakes are drawn from the same urn as the volunteers' (a classifier reads 3 as 8 where people
+do): counted as independent of theirs, a weak model agreeing with one volunteer's look-alike
+mistake made decisions overclaim by up to 0.05 on the consensus bench.
 """
 
 from collections import defaultdict
