@@ -13,7 +13,10 @@ labels share one bucket, each with a mistake's likelihood at chance.
 
 The model, when the project has one, is one more voter for its top label: its accuracy is the
 one measured for its confidence band (Project.model_reliability, from re-aggregation), capped
-at the project's `model_max_accuracy`, so it weighs at most as one reliable volunteer.
+at the project's `model_max_accuracy`, so it weighs at most as one reliable volunteer. Its
+mistakes are drawn from the same urn as the volunteers' (a classifier reads 3 as 8 where people
+do): counted as independent of theirs, a weak model agreeing with one volunteer's look-alike
+mistake made decisions overclaim by up to 0.05 on the consensus bench.
 """
 
 from collections import defaultdict
@@ -120,11 +123,11 @@ def posterior(
     concentration: float = 1.0,
 ) -> np.ndarray:
     """The posterior over `keys` and, last, the bucket of every other answer (whose prior mass
-    is `rest_prior`). The model votes with user id 0, as a one-coin voter. `concentration`:
-    the crowd's mistakes' Dirichlet concentration (Project.mistake_concentration)."""
+    is `rest_prior`). The model votes with user id 0, its mistakes going where the crowd's go.
+    `concentration`: the crowd's mistakes' Dirichlet concentration
+    (Project.mistake_concentration)."""
     k = len(keys)
     log_posterior = np.log(np.clip(np.append(prior, rest_prior), 1e-300, None))
-    uniform = 1.0 / max(n_answers - 1, 1)
     # The mistakes this image's volunteers made so far, were each candidate (and, last, a
     # typical other answer) the true one: given key -> count.
     here: list[dict[int, float]] = [defaultdict(float) for _ in range(k + 1)]
@@ -136,14 +139,14 @@ def posterior(
         for index, true in enumerate([*keys, rest]):
             if true == voter.key:
                 prior_share = accuracy
-            elif voter.user_id:
+            else:
+                # The model's mistakes too: a classifier reads 3 as 8 where people do, so a
+                # volunteer agreeing with a wrong suggestion is not a coincidence either.
                 mistake = crowd_mistake(
                     counts.crowd, true, voter.key, n_answers, here[index], concentration
                 )
                 prior_share = (1.0 - accuracy) * mistake
                 here[index][voter.key] += 1.0
-            else:  # the model: its mistakes are its own, not the crowd's
-                prior_share = (1.0 - accuracy) * uniform
             row = own.get(true)
             if row:
                 seen = row.get(voter.key, 0.0)

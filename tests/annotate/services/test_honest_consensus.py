@@ -173,9 +173,11 @@ def test_the_model_weighs_at_most_as_its_cap_and_its_share_is_recorded(model_say
     decided = vote(project, reliable_user(project, 0.8), labels[3])
     assert decided.state == Image.State.CONSENSUS
     decision = Decision.objects.get(image=image)
-    # Uniform prior over 11 answers; the model a one-coin voter of accuracy 0.9 (its cap),
-    # not 0.999: right 0.8 * 0.9 against (0.2 / 10) * (0.1 / 10) for each of the other ten.
-    expected = 0.8 * 0.9 / (0.8 * 0.9 + 10 * (0.02 * 0.01))
+    # Uniform prior over 11 answers; the model a voter of accuracy 0.9 (its cap), not 0.999.
+    # Were another answer the truth, the volunteer's mistake is one of ten (0.2 / 10) and the
+    # model's the same mistake as the volunteer's, which the crowd's urn (concentration 1)
+    # makes (1 + 1/10) / (1 + 1) likely: mistakes go to look-alikes, the model's too.
+    expected = 0.8 * 0.9 / (0.8 * 0.9 + 10 * (0.02 * 0.1 * 0.55))
     assert decision.confidence == pytest.approx(expected)
     image.refresh_from_db()
     humans_only = 0.8 / (0.8 + 10 * 0.02)
