@@ -22,7 +22,8 @@ def redis_down(monkeypatch) -> Celery:
     """The project's Celery configuration with broker and result backend on a port where
     nothing listens, made the app that annotate.services.jobs publishes through."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    app = Celery("outage-test")
+    # Not set as current: later tests (and their workers) publish through the real app.
+    app = Celery("outage-test", set_as_current=False)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(broker_url=dead, result_backend=dead)
     monkeypatch.setattr("annotate.services.jobs.current_app", app)
