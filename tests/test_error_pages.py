@@ -108,7 +108,9 @@ def test_with_debug_on_a_bad_host_never_gets_the_settings_page(client, settings)
 
 
 def test_with_debug_off_a_bad_host_gets_the_styled_400(client):
-    styled(client.get("/", HTTP_HOST="evil.example"), 400)
+    response = client.get("/", HTTP_HOST="evil.example")
+    page = styled(response, 400)
+    assert response.status_code == 400 and "DisallowedHost" not in page
 
 
 def test_debug_is_off_in_every_production_path():

@@ -16,7 +16,8 @@ rest go to train. A pure hash threshold (val iff hash < fraction) would be stabl
 per-class val counts scatter binomially (±3 images for a class of 100 at 10 %); remembering
 the sides keeps every class within one image of its target as it grows.
 
-The package has one module per job: `lifecycle` (create, claim, run, heartbeat, clean up),
+The package has one module per job: `lifecycle` (create, claim, run, heartbeat), `cleanup`
+(expiry, lost jobs, leftovers),
 `download` (the finished tar and manifest: a local file streamed, or a signed URL into the
 object store), `split` (which images qualify and their stable sides), `clusters` (near
 duplicates kept on one side), `layout` (the dataset's paths, lists and LOC_* files, laid out in
@@ -25,6 +26,7 @@ manifest.json), `sinks` (a folder or a tar written in place), `stored` (finished
 object store) and `copiers` (the worker-process pool). Callers use the names re-exported here.
 """
 
+from annotate.services.export.cleanup import CleanupResult, exports_cleanup
 from annotate.services.export.copiers import CopyFailed, _Copiers
 from annotate.services.export.download import (
     Download,
@@ -40,13 +42,11 @@ from annotate.services.export.layout import COPY_BATCH, BuildResult, ExportEmpty
 from annotate.services.export.lifecycle import (
     EXPORT_TASK,
     TMP_FOLDER,
-    CleanupResult,
     ExportAborted,
     ProgressCallback,
     export_create,
     export_dir,
     export_run,
-    exports_cleanup,
 )
 from annotate.services.export.sinks import DirectorySink, TarSink
 from annotate.services.export.split import (

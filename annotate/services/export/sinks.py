@@ -9,7 +9,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from annotate.services.export_worker import (
+from annotate.services.export_tar import (
     UstarHeaders,
     member_buffers,
     pwrite_all,
