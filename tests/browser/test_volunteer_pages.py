@@ -167,6 +167,26 @@ def test_a_left_page_hands_its_images_back(transactional_db, browser, live_serve
         context.close()
 
 
+def test_a_closed_tab_hands_its_images_back(transactional_db, browser, live_server):
+    """The tab itself closes (not a navigation): the browser still delivers the beacons."""
+    project, _ = labeling_project(3)
+    user = UserFactory(username="edda")
+    context, page = open_page(browser, live_server, DESKTOP, mobile=False)
+    try:
+        sign_in(page, user)
+        page.goto(f"/projects/{project.pk}/label/")
+        assignment_on_screen(page)
+        wait_until(lambda: Assignment.objects.filter(user=user, state="active").count() == 2)
+        # A second tab of the same browser stays open, as when one of several tabs is closed.
+        other = context.new_page()
+        page.close(run_before_unload=True)
+        wait_until(lambda: not Assignment.objects.filter(user=user, state="active").exists())
+        assert list(Image.objects.values_list("leases_count", flat=True)) == [0, 0, 0]
+        assert not other.is_closed()
+    finally:
+        context.close()
+
+
 def wait_until(condition, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
