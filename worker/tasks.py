@@ -43,6 +43,21 @@ def projects_reaggregate() -> int:
     return len(ids)
 
 
+@shared_task(name="annotate.young_projects_reaggregate")
+def young_projects_reaggregate() -> int:
+    """Beat, every minute: queue a re-aggregation for each dynamic-rule project whose decided
+    images have doubled since its last one (aggregation.reaggregation_due): a young project's
+    estimates are worth measuring long before the hourly run."""
+    due = [
+        project.pk
+        for project in Project.objects.filter(mode=Project.Mode.DYNAMIC).only("id", "answer_counts")
+        if aggregation.reaggregation_due(project=project)
+    ]
+    for project_id in due:
+        project_reaggregate.delay(project_id)
+    return len(due)
+
+
 @shared_task(name="annotate.jobs_flush")
 def jobs_flush() -> int:
     """Beat: send jobs queued while the broker was down."""

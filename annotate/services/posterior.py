@@ -32,8 +32,11 @@ from annotate.rows.confusion import ROW_TOTAL
 # A volunteer's own counts weigh against this many answers of the one-coin-with-crowd prior.
 SHRINK = 4.0
 MAX_ACCURACY = 0.995
-# A model band's measured accuracy weighs against this many answers at its claimed confidence.
-MODEL_SHRINK = 20.0
+# A model band's measured accuracy weighs against this many answers at the model's accuracy
+# over every band, and that against MODEL_PRIOR_STRENGTH answers at MODEL_PRIOR_ACCURACY (a
+# new volunteer's prior, annotate.services.reliability).
+MODEL_SHRINK = 10.0
+MODEL_PRIOR_ACCURACY, MODEL_PRIOR_STRENGTH = 0.7, 4.0
 
 
 @dataclass
@@ -161,15 +164,20 @@ def posterior(
 
 def model_accuracy(*, project: Project, confidence: float) -> float:
     """What the model's top label is worth as a vote at this claimed confidence: the accuracy
-    measured for its band (shrunk toward the claim), never above `model_max_accuracy`."""
-    band = (
-        project.model_reliability.get(band_name(confidence)) if project.model_reliability else None
+    measured for its band, shrunk toward the model's accuracy measured over every band, which
+    starts where a new volunteer's does (MODEL_PRIOR_ACCURACY); never above the claim nor
+    `model_max_accuracy`. The claim only bounds it: an overconfident model (on the bench, a
+    weak one claiming 0.9-1.0 for a top-1 of 0.75) is worth what it was measured to be, and
+    before any measurement as much as a newcomer."""
+    measured = project.model_reliability or {}
+    all_hits = sum(hits for hits, _ in measured.values())
+    all_total = sum(total for _, total in measured.values())
+    overall = (all_hits + MODEL_PRIOR_STRENGTH * MODEL_PRIOR_ACCURACY) / (
+        all_total + MODEL_PRIOR_STRENGTH
     )
-    claimed = confidence
-    if band:
-        hits, total = band
-        claimed = (hits + MODEL_SHRINK * confidence) / (total + MODEL_SHRINK)
-    return min(claimed, project.model_max_accuracy)
+    hits, total = measured.get(band_name(confidence)) or (0, 0)
+    accuracy = (hits + MODEL_SHRINK * overall) / (total + MODEL_SHRINK)
+    return float(min(accuracy, confidence, project.model_max_accuracy))
 
 
 def band_name(confidence: float) -> str:
