@@ -245,7 +245,8 @@ def measure(project, images, truth, label_ids, report) -> dict:
         "model_share": float(np.mean([s for s, _ in shares])) if shares else 0.0,
         "iterations": report.iterations,
         # Every decision DS disagrees with: (decision right, DS's probability for its answer,
-        # its probability for the decided one, human votes), for the flag rule's sweep.
+        # its probability for the decided one, human votes, the calibrated posterior's for the
+        # decided one at the end), for the flag rule's sweep.
         "ds": [
             (right[image_id], *report.disagreements[image_id])
             for image_id in report.disagreements
@@ -290,18 +291,20 @@ def band_interval(measured: float, count: int) -> tuple[float, float]:
     return centre - half / (1 + z * z / count), centre + half / (1 + z * z / count)
 
 
-FLAG_SWEEP = [(0.9, 2), (0.95, 2), (0.99, 2), (0.999, 2), (0.9, 3), (0.95, 3), (0.99, 3)]
+# (DS's probability for its answer at least, the calibrated posterior's for the decided one
+# now at most); 1.0: DS alone.
+FLAG_SWEEP = [(0.9, 1.0), (0.99, 1.0), (0.9, 0.8), (0.9, 0.5), (0.99, 0.5), (0.9, 0.2)]
 
 
-def flag_sweep(ds: list[tuple[bool, float, float, int]], wrong: int) -> str:
-    """DS flags (true/false) and recall (true flags over wrong decisions) at each (DS
-    confidence, human votes) threshold of FLAG_SWEEP."""
+def flag_sweep(ds: list[tuple[bool, float, float, int, float]], wrong: int) -> str:
+    """DS flags (true/false) and recall (true flags over wrong decisions) at each threshold
+    of FLAG_SWEEP, on the decisions with two votes or more."""
     cells = []
-    for confidence, votes in FLAG_SWEEP:
-        flags = [right for right, p, _, n in ds if p >= confidence and n >= votes]
+    for confidence, decided_max in FLAG_SWEEP:
+        flags = [right for right, p, _, _, now in ds if p >= confidence and now <= decided_max]
         true = sum(1 for right in flags if not right)
         cells.append(
-            f"{confidence}/{votes}: {true}/{len(flags) - true} r{true / max(wrong, 1):.2f}"
+            f"{confidence}/{decided_max}: {true}/{len(flags) - true} r{true / max(wrong, 1):.2f}"
         )
     return "  ".join(cells)
 
@@ -344,7 +347,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     logging.getLogger("annotate").setLevel(logging.WARNING)
     pooled: dict[str, list[tuple[float, bool]]] = defaultdict(list)
-    ds_pooled: dict[str, list[tuple[bool, float, float, int]]] = defaultdict(list)
+    ds_pooled: dict[str, list[tuple[bool, float, float, int, float]]] = defaultdict(list)
     wrong_pooled: dict[str, int] = defaultdict(int)
     over_noise: dict[str, list[str]] = defaultdict(list)
     print(
@@ -389,7 +392,8 @@ def main() -> None:
     for verdict in ("noise", "ERROR"):
         print(f"  {verdict}: {len(over_noise[verdict])}  {'; '.join(over_noise[verdict])}")
     print(
-        "\nDS flags by threshold (DS probability / human votes): true/false, recall over the"
+        "\nDS flags by threshold (DS's probability for its answer at least / the calibrated"
+        " posterior's for the decided one at most; 1.0: DS alone): true/false, recall over the"
         " crowd's wrong decisions"
     )
     for kind, ds in ds_pooled.items():

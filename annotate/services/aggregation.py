@@ -19,7 +19,7 @@ from django.db.models import Count, Q
 from annotate.flag_reasons import DAWID_SKENE_PREFERS, flag_reason
 from annotate.models import AnnotatorStats, Decision, Image, Label, Project, Suggestion, Vote
 from annotate.services import confusions
-from annotate.services.consensus import answer_keys_for
+from annotate.services.consensus import answer_keys_for, image_posterior
 from annotate.services.posterior import band_name
 
 logger = logging.getLogger(__name__)
@@ -159,16 +159,25 @@ class ReaggregationReport:
     unflagged: int = 0
     iterations: int = 0
     converged: bool = False
-    # Every crowd decision DS disagrees with, flagged or not: image id -> (DS's probability
-    # for its own answer, its probability for the decided one, human votes), for the bench's
-    # precision/recall of the flag rule.
-    disagreements: dict[int, tuple[float, float, int]] = field(default_factory=dict, repr=False)
+    # Every crowd decision with FLAG_MIN_VOTES votes that DS disagrees with, flagged or not:
+    # image id -> (DS's probability for its own answer, its probability for the decided one,
+    # human votes, the calibrated posterior's probability for the decided one now), for the
+    # bench's precision/recall of the flag rule.
+    disagreements: dict[int, tuple[float, float, int, float]] = field(
+        default_factory=dict, repr=False
+    )
 
 
 FLAG_PREFIX = "Dawid-Skene"
 # With one vote, DS disagreeing with it is only that voter's confusion matrix talking: on the
 # bench every such flag was on a correct decision.
 FLAG_MIN_VOTES = 2
+# A flag also needs the decision's own rule to have lost faith in it: its calibrated posterior
+# for the decided answer, recomputed with what the project knows now (the volunteers'
+# reliability, the model's measured accuracy, the crowd's mistakes), at most this. DS alone,
+# a full confusion matrix per volunteer from some 20 answers, was wrong in most of its flags on
+# the consensus bench; where both models agree the decision is doubtful, it mostly is.
+FLAG_DECIDED_MAX = 0.5
 
 
 def project_reaggregate(*, project: Project) -> ReaggregationReport:
@@ -245,18 +254,32 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         is_current=True,
         rule__in=[Decision.Rule.MAJORITY, Decision.Rule.DYNAMIC],
     ).values_list("image_id", "label_id")
+    disputed = {
+        image_id: label_id
+        for image_id, label_id in crowd_decided.iterator(chunk_size=10_000)
+        if image_id in found
+        and found[image_id][1] != label_id
+        and found[image_id][3] >= max(project.min_votes, FLAG_MIN_VOTES)
+    }
+    # What the decision's own rule says of each such image now, with what the project has
+    # learned of its volunteers, the model and their mistakes since it was made.
+    image_votes: dict[int, list[tuple[int, int | None]]] = {image_id: [] for image_id in disputed}
+    for image_id, user_id, index in zip(image_ids, user_ids, label_ids, strict=False):
+        if image_id in image_votes and user_id != MODEL_WORKER:
+            image_votes[image_id].append((user_id, keys[index]))
     reasons: dict[int, str] = {}
-    for image_id, label_id in crowd_decided.iterator(chunk_size=10_000):
-        if image_id not in found:
-            continue
-        row, choice, confidence, image_votes = found[image_id]
-        if choice == label_id:
-            continue
+    for image_id, label_id in disputed.items():
+        row, choice, confidence, count = found[image_id]
+        evidence = image_posterior(image_id=image_id, project=project, votes=image_votes[image_id])
+        decided_key = confusions.answer_key(label_id)
+        now = (
+            float(evidence.with_model[evidence.keys.index(decided_key)])
+            if decided_key in evidence.keys
+            else 0.0
+        )
         own = float(result.posteriors[row, key_index[label_id]])
-        report.disagreements[image_id] = (confidence, own, image_votes)
-        if confidence >= project.flag_confidence and image_votes >= max(
-            project.min_votes, FLAG_MIN_VOTES
-        ):
+        report.disagreements[image_id] = (confidence, own, count, now)
+        if result.converged and confidence >= project.flag_confidence and now <= FLAG_DECIDED_MAX:
             reasons[image_id] = flag_reason(
                 DAWID_SKENE_PREFERS,
                 choice=_name(names, choice),

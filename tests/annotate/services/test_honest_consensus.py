@@ -575,5 +575,19 @@ def test_the_report_lists_every_disagreement_flagged_or_not():
     project.save()
     report = aggregation.project_reaggregate(project=project)
     assert report.flagged == 0
-    confidence, own, votes = report.disagreements[trap.pk]
+    confidence, own, votes, now = report.disagreements[trap.pk]
     assert confidence > 0.9 and own < 0.1 and votes == 2
+    # The decision's own rule, with the liars now known for what they are, doubts it too.
+    assert now < aggregation.FLAG_DECIDED_MAX
+
+
+def test_a_flag_needs_the_calibrated_posterior_to_doubt_the_decision_too(monkeypatch):
+    """DS alone flagged mostly correct decisions on the bench: a flag needs both."""
+    project, a, b, trap = flag_project()
+    report = aggregation.project_reaggregate(project=project)
+    now = report.disagreements[trap.pk][3]
+    assert report.flagged == 1
+    monkeypatch.setattr(aggregation, "FLAG_DECIDED_MAX", now / 2)
+    report = aggregation.project_reaggregate(project=project)
+    trap.refresh_from_db()
+    assert report.flagged == 0 and report.unflagged == 1 and not trap.flagged_for_review
