@@ -121,12 +121,23 @@ def one_coin_init(
     return normalized
 
 
-def mistake_concentration(posteriors: np.ndarray, answers: np.ndarray, *, n_classes: int) -> float:
+def mistake_concentration(
+    posteriors: np.ndarray,
+    answers: np.ndarray,
+    *,
+    n_classes: int,
+    counted: np.ndarray | None = None,
+) -> float:
     """The Dirichlet concentration of the crowd's mistakes, from DS's posteriors of the items
     of the answers given: how often two mistakes on the same true answer agree (P), and the
     concentration at which a Polya urn repeats a mistake that often,
     P = (c / (K - 1) + 1) / (c + 1). Mistakes spread evenly give a large one, mistakes that go
-    to one look-alike a small one."""
+    to one look-alike a small one. `counted`: which answers count (default all): the
+    project's counts only its reliable volunteers', as a spammer's random answers say
+    nothing of where the others' mistakes go, and made them read as spread on the bench's
+    crowd (c) (concentration 3 for the honest volunteers' 1.3: decisions overclaimed)."""
+    if counted is not None:
+        posteriors, answers = posteriors[counted], answers[counted]
     expected = np.zeros((n_classes, n_classes))  # true x given, expected answers
     np.add.at(expected.T, answers, posteriors)
     np.fill_diagonal(expected, 0.0)
@@ -238,7 +249,10 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     report.images, report.votes = n_items, len(answers)
     report.iterations, report.converged = result.iterations, result.converged
     concentration = mistake_concentration(
-        result.posteriors[items[:human_votes]], answers[:human_votes], n_classes=n_classes
+        result.posteriors[items[:human_votes]],
+        answers[:human_votes],
+        n_classes=n_classes,
+        counted=accuracy[:human_votes] >= project.reliability_threshold,
     )
     Project.objects.filter(pk=project.pk).update(mistake_concentration=concentration)
     project.mistake_concentration = concentration

@@ -591,3 +591,15 @@ def test_a_flag_needs_the_calibrated_posterior_to_doubt_the_decision_too(monkeyp
     report = aggregation.project_reaggregate(project=project)
     trap.refresh_from_db()
     assert report.flagged == 0 and report.unflagged == 1 and not trap.flagged_for_review
+
+
+def test_unreliable_answers_do_not_make_look_alike_mistakes_read_as_spread():
+    k, rng = 10, np.random.default_rng(5)
+    truth = rng.integers(0, k, 3000)
+    honest = np.where(rng.random(3000) < 0.8, truth ^ 1, (truth + 2) % k)
+    spammer = rng.random(3000) < 0.5  # half the mistakes: random answers of spammers
+    answers = np.where(spammer, (truth + rng.integers(1, k, 3000)) % k, honest)
+    posteriors = np.eye(k)[truth]
+    pooled = aggregation.mistake_concentration(posteriors, answers, n_classes=k)
+    reliable = aggregation.mistake_concentration(posteriors, answers, n_classes=k, counted=~spammer)
+    assert reliable < 1.0 < 2 * reliable < pooled
