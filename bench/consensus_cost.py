@@ -293,7 +293,7 @@ def band_interval(measured: float, count: int) -> tuple[float, float]:
 
 # (DS's probability for its answer at least, the calibrated posterior's for the decided one
 # now at most); 1.0: DS alone.
-FLAG_SWEEP = [(0.9, 1.0), (0.99, 1.0), (0.9, 0.8), (0.9, 0.5), (0.99, 0.5), (0.9, 0.2)]
+FLAG_SWEEP = [(p, decided) for p in (0.9, 0.99, 0.999) for decided in (1.0, 0.8, 0.5)]
 
 
 def flag_sweep(ds: list[tuple[bool, float, float, int, float]], wrong: int) -> str:
@@ -398,6 +398,8 @@ def main() -> None:
     )
     for kind, ds in ds_pooled.items():
         print(f"  crowd {kind} ({wrong_pooled[kind]} wrong): {flag_sweep(ds, wrong_pooled[kind])}")
+    default = Project._meta.get_field("flag_confidence").default
+    print(f"  (the service's default: {default}/{aggregation.FLAG_DECIDED_MAX})")
     print(
         "\ncalibration, pooled over classes and models: band, claimed, measured (its 95%"
         " interval), decisions"
