@@ -370,7 +370,10 @@ def main() -> None:
                     noise = noise_ece(r["claims"]) if r["claims"] else float("nan")
                     if r["claims"] and ece > 0.02:
                         verdict = "noise" if ece <= noise else "ERROR"
-                        over_noise[verdict].append(f"{kind}{k} {model} {strategy} {ece:.3f}")
+                        mean_claim = float(np.mean([c for c, _ in r["claims"]]))
+                        measured = float(np.mean([ok for _, ok in r["claims"]]))
+                        way = "over" if mean_claim > measured else "under"
+                        over_noise[verdict].append(f"{kind}{k} {model} {strategy} {ece:.3f} {way}")
                     pooled[f"{kind} {strategy}"] += r["claims"]
                     ds_pooled[kind] += r["ds"]
                     wrong_pooled[kind] += r["wrong"]
@@ -387,7 +390,8 @@ def main() -> None:
                     )
     print(
         "\nruns with ECE above 0.02: within what sampling alone gives a calibrated rule"
-        " (its 95th percentile, 'ECE noise95'), or above it"
+        " (its 95th percentile, 'ECE noise95'), or above it; over/under: the mean claim above"
+        " or below the accuracy"
     )
     for verdict in ("noise", "ERROR"):
         print(f"  {verdict}: {len(over_noise[verdict])}  {'; '.join(over_noise[verdict])}")
