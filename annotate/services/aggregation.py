@@ -183,12 +183,10 @@ FLAG_PREFIX = "Dawid-Skene"
 # With one vote, DS disagreeing with it is only that voter's confusion matrix talking: on the
 # bench every such flag was on a correct decision.
 FLAG_MIN_VOTES = 2
-# A flag also needs the decision's own rule to doubt it: its calibrated posterior for the
-# decided answer, recomputed with what the project knows now (the volunteers' reliability,
-# the model's measured accuracy, the crowd's mistakes), at most this. DS alone, a full
-# confusion matrix per volunteer from some 20 answers, was wrong in 14 of its 24 flags at 0.9
-# on the consensus bench, 7 of 14 with this gate (at 0.5: 5 of 9, but (a) lost none of its
-# true flags and (b) three of its four); see the bench's sweep in the README.
+# A flag also needs the decision's own calibrated posterior, recomputed with what the project
+# knows now, to give the decided answer at most this. On the consensus bench DS alone at 0.9
+# was wrong in 24 of its 34 flags; with this gate in 7 of 14 (at 0.5, 5 of 9, losing more
+# true flags).
 FLAG_DECIDED_MAX = 0.8
 
 
@@ -318,11 +316,10 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     return report
 
 
-# A young project is re-aggregated as soon as its decided images reach YOUNG_FIRST, then each
-# time they double, up to YOUNG_LIMIT (then on the hourly schedule): until the first run the
-# dynamic rule assumes mistakes go to one look-alike and knows nothing of the model's measured
-# accuracy, and on the consensus bench a project's first 100 images cost 3.5 votes each on a
-# crowd whose mistakes are spread, 2.7 once measured.
+# A young project is re-aggregated once YOUNG_FIRST images are decided, then each time they
+# double, up to YOUNG_LIMIT: until measured, mistakes are taken for look-alike ones and the
+# model for a newcomer (on the bench's crowd (a) the first 100 images cost 3.5 votes each
+# before the first run, 2.7 after).
 YOUNG_FIRST, YOUNG_LIMIT = 20, 800
 
 
