@@ -59,6 +59,7 @@ from annotate.services import aggregation, reliability, voting  # noqa: E402
 VOLUNTEERS = 30
 MAX_VOTES = 6
 GOLD_IMAGES = 60
+HOLDOUT = 500  # the model's held-out images
 BANDS = [0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0001]
 NONE = -1  # "none of these" among simulated answers
 
@@ -137,6 +138,17 @@ def setup(name: str, crowd: Crowd, n_images: int, model: str, policy: dict):
     images = Image.objects.bulk_create(image(i, False) for i in range(n_images))
     gold = Image.objects.bulk_create(image(n_images + g, True) for g in range(GOLD_IMAGES))
     if model != "none":
+        # Its held-out top-1, as training measures it on verified labels it did not see.
+        held_out = range(n_images + GOLD_IMAGES, n_images + GOLD_IMAGES + HOLDOUT)
+        holdout_truth = np.random.default_rng([crowd.seed, 5]).integers(0, crowd.k, HOLDOUT)
+        top1 = float(
+            np.mean(
+                [
+                    model_guess(model, crowd, item, int(t))[0] == t
+                    for item, t in zip(held_out, holdout_truth, strict=True)
+                ]
+            )
+        )
         version = ModelVersion.objects.create(
             project=project,
             arch="bench",
@@ -145,9 +157,9 @@ def setup(name: str, crowd: Crowd, n_images: int, model: str, policy: dict):
             weights_source="bench",
             device="cpu",
             train_size=0,
-            holdout_size=0,
+            holdout_size=HOLDOUT,
             training_seconds=0,
-            top1=0,
+            top1=top1,
         )
         ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
         suggestions = []

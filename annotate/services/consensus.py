@@ -144,11 +144,12 @@ def image_posterior(
     label_keys = answer_keys_for(project=project)
     all_keys = [confusions.answer_key(label) for label in label_keys]
     frequencies = answer_prior(project=project, answer_keys=label_keys)
-    model = (
-        ml_suggestions.image_model_prior(image_id=image_id)
+    found = (
+        ml_suggestions.image_model_vote(image_id=image_id)
         if project.model_max_accuracy > 0
         else None
     )
+    model, holdout = found if found else (None, None)
     accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
     return posterior.image_evidence(
         project=project,
@@ -157,6 +158,7 @@ def image_posterior(
         votes=[(user_id, confusions.answer_key(label)) for user_id, label in votes],
         accuracy=accuracy,
         model=model,
+        model_holdout=holdout,
     )
 
 

@@ -162,19 +162,18 @@ def posterior(
     return normalized
 
 
-def model_accuracy(*, project: Project, confidence: float) -> float:
+def model_accuracy(*, project: Project, confidence: float, holdout: float | None = None) -> float:
     """What the model's top label is worth as a vote at this claimed confidence: the accuracy
     measured for its band, shrunk toward the model's accuracy measured over every band, which
-    starts where a new volunteer's does (MODEL_PRIOR_ACCURACY); never above the claim nor
+    starts at its held-out top-1 (`holdout`, measured on verified labels) or, without one,
+    where a new volunteer's does (MODEL_PRIOR_ACCURACY); never above the claim nor
     `model_max_accuracy`. The claim only bounds it: an overconfident model (on the bench, a
-    weak one claiming 0.9-1.0 for a top-1 of 0.75) is worth what it was measured to be, and
-    before any measurement as much as a newcomer."""
+    weak one claiming 0.9-1.0 for a top-1 of 0.75) is worth what it was measured to be."""
     measured = project.model_reliability or {}
     all_hits = sum(hits for hits, _ in measured.values())
     all_total = sum(total for _, total in measured.values())
-    overall = (all_hits + MODEL_PRIOR_STRENGTH * MODEL_PRIOR_ACCURACY) / (
-        all_total + MODEL_PRIOR_STRENGTH
-    )
+    start = holdout if holdout else MODEL_PRIOR_ACCURACY
+    overall = (all_hits + MODEL_PRIOR_STRENGTH * start) / (all_total + MODEL_PRIOR_STRENGTH)
     hits, total = measured.get(band_name(confidence)) or (0, 0)
     accuracy = (hits + MODEL_SHRINK * overall) / (total + MODEL_SHRINK)
     return float(min(accuracy, confidence, project.model_max_accuracy))
@@ -203,6 +202,7 @@ def image_evidence(
     votes: list[tuple[int, int]],
     accuracy: dict[int, float],
     model: dict[int, float] | None,
+    model_holdout: float | None = None,
 ) -> Evidence:
     """The posterior with and without the model, for (user id, answer key) `votes`.
     `prior_weights`: every answer key's prior weight (need not sum to 1)."""
@@ -212,7 +212,11 @@ def image_evidence(
     if model and project.model_max_accuracy > 0:
         model_key = max(model, key=lambda label: model[label])
         model_voter = Voter(
-            0, model_key, model_accuracy(project=project, confidence=float(model[model_key]))
+            0,
+            model_key,
+            model_accuracy(
+                project=project, confidence=float(model[model_key]), holdout=model_holdout
+            ),
         )
     extra = {NONE_KEY} | ({model_voter.key} if model_voter else set())
     crowd = read_crowd(project_id=project.pk, given_keys=voted | extra)

@@ -112,9 +112,14 @@ def test_the_model_weighs_what_it_was_measured_to_be_not_what_it_claims():
     def worth(confidence):
         return posterior.model_accuracy(project=project, confidence=confidence)
 
-    # Unmeasured: a newcomer's prior, whatever it claims (and never above its claim).
+    # Unmeasured: a newcomer's prior, whatever it claims (and never above its claim); with a
+    # held-out top-1 from training, that.
     assert worth(0.999) == pytest.approx(posterior.MODEL_PRIOR_ACCURACY)
     assert worth(0.55) == pytest.approx(0.55)
+    assert posterior.model_accuracy(
+        project=project, confidence=0.999, holdout=0.75
+    ) == pytest.approx(0.75)
+    assert posterior.model_accuracy(project=project, confidence=0.999, holdout=0.98) == 0.9
     # Measured at 0.75 over every band: its 0.95 claims are worth 0.75, its band's own
     # measurement moving that by as much as it weighs against MODEL_SHRINK answers.
     project.model_reliability = {"0.95": [150, 200], "0.90": [75, 100]}

@@ -122,7 +122,9 @@ def test_a_volunteer_whose_mistakes_go_to_one_partner_is_modelled_so():
 @pytest.fixture
 def model_says(monkeypatch):
     said: dict[int, float] = {}
-    monkeypatch.setattr(ml_suggestions, "image_model_prior", lambda image_id: dict(said) or None)
+    monkeypatch.setattr(
+        ml_suggestions, "image_model_vote", lambda image_id: (dict(said), 0.0) if said else None
+    )
     return said
 
 
