@@ -30,7 +30,9 @@ def project_reaggregate(project_id: int) -> dict:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return {}
-    return vars(aggregation.project_reaggregate(project=project))
+    report = dict(vars(aggregation.project_reaggregate(project=project)))
+    report.pop("disagreements", None)  # the bench's, not worth a result's space
+    return report
 
 
 @shared_task(name="annotate.projects_reaggregate")

@@ -132,3 +132,14 @@ def test_the_model_weighs_what_it_was_measured_to_be_not_what_it_claims():
     assert worth(0.82) == pytest.approx(overall)
     project.model_reliability = MEASURED_SURE
     assert worth(0.99) == 0.9
+
+
+def test_the_task_result_leaves_the_disagreements_out():
+    import json
+
+    from worker import tasks
+
+    project, a, b, trap = flag_project()
+    result = tasks.project_reaggregate(project.pk)
+    assert "disagreements" not in result and result["flagged"] == 1
+    json.dumps(result)
