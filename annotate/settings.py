@@ -337,6 +337,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotate.projects_reaggregate",
         "schedule": env.float("REAGGREGATE_SECONDS", default=3600.0),
     },
+    "re-aggregate-young-projects": {
+        "task": "annotate.young_projects_reaggregate",
+        "schedule": env.float("YOUNG_REAGGREGATE_SECONDS", default=60.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 

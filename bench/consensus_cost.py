@@ -59,6 +59,7 @@ from annotate.services import aggregation, reliability, voting  # noqa: E402
 VOLUNTEERS = 30
 MAX_VOTES = 6
 GOLD_IMAGES = 60
+HOLDOUT = 500  # the model's held-out images
 BANDS = [0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0001]
 NONE = -1  # "none of these" among simulated answers
 
@@ -137,6 +138,17 @@ def setup(name: str, crowd: Crowd, n_images: int, model: str, policy: dict):
     images = Image.objects.bulk_create(image(i, False) for i in range(n_images))
     gold = Image.objects.bulk_create(image(n_images + g, True) for g in range(GOLD_IMAGES))
     if model != "none":
+        # Its held-out top-1, as training measures it on verified labels it did not see.
+        held_out = range(n_images + GOLD_IMAGES, n_images + GOLD_IMAGES + HOLDOUT)
+        holdout_truth = np.random.default_rng([crowd.seed, 5]).integers(0, crowd.k, HOLDOUT)
+        top1 = float(
+            np.mean(
+                [
+                    model_guess(model, crowd, item, int(t))[0] == t
+                    for item, t in zip(held_out, holdout_truth, strict=True)
+                ]
+            )
+        )
         version = ModelVersion.objects.create(
             project=project,
             arch="bench",
@@ -145,9 +157,9 @@ def setup(name: str, crowd: Crowd, n_images: int, model: str, policy: dict):
             weights_source="bench",
             device="cpu",
             train_size=0,
-            holdout_size=0,
+            holdout_size=HOLDOUT,
             training_seconds=0,
-            top1=0,
+            top1=top1,
         )
         ActiveModel.objects.create(project=project, version=version, promoted_at=timezone.now())
         suggestions = []
@@ -196,7 +208,11 @@ def run(crowd: Crowd, n_images: int, model: str, policy: dict, name: str) -> dic
             answer = crowd.answer(volunteer, index, int(truth[index]))
             if vote(project, user, img.pk, label_of(answer)).state != Image.State.OPEN:
                 break
-        if (index + 1) % 100 == 0:
+        # The hourly re-aggregation (every 100 images here) and the young projects' one
+        # (annotate.young_projects_reaggregate, once the decided images double).
+        if (index + 1) % 100 == 0 or (
+            project.mode == Project.Mode.DYNAMIC and aggregation.reaggregation_due(project=project)
+        ):
             aggregation.project_reaggregate(project=project)
     report = aggregation.project_reaggregate(project=project)
     return measure(project, images, truth, label_ids, report)
@@ -240,6 +256,14 @@ def measure(project, images, truth, label_ids, report) -> dict:
         "model_decided": sum(1 for _, decided in shares if decided),
         "model_share": float(np.mean([s for s, _ in shares])) if shares else 0.0,
         "iterations": report.iterations,
+        # Every decision DS disagrees with: (decision right, DS's probability for its answer,
+        # its probability for the decided one, human votes, the calibrated posterior's for the
+        # decided one at the end), for the flag rule's sweep.
+        "ds": [
+            (right[image_id], *report.disagreements[image_id])
+            for image_id in report.disagreements
+            if image_id in right
+        ],
     }
 
 
@@ -256,6 +280,45 @@ def calibration(
             table.append((f"{low:.3f}-{min(high, 1):.3f}", claimed, measured, len(inside)))
             ece += len(inside) / len(claims) * abs(claimed - measured)
     return table, ece
+
+
+def noise_ece(claims: list[tuple[float, bool]], draws: int = 400) -> float:
+    """The 95th percentile of the ECE that perfectly calibrated decisions with these same
+    claims would show (each right with the probability it claims): the part of a run's ECE
+    that sampling alone explains. A run's ECE above it is error, not noise."""
+    rng = np.random.default_rng(0)
+    confidence = np.array([c for c, _ in claims])
+    found = [
+        calibration(list(zip(confidence, rng.random(len(confidence)) < confidence, strict=True)))[1]
+        for _ in range(draws)
+    ]
+    return float(np.quantile(found, 0.95))
+
+
+def band_interval(measured: float, count: int) -> tuple[float, float]:
+    """The Wilson 95% interval of a band's measured accuracy."""
+    z = 1.96
+    centre = (measured + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * np.sqrt(measured * (1 - measured) / count + z * z / (4 * count * count))
+    return centre - half / (1 + z * z / count), centre + half / (1 + z * z / count)
+
+
+# (DS's probability for its answer at least, the calibrated posterior's for the decided one
+# now at most); 1.0: DS alone.
+FLAG_SWEEP = [(p, decided) for p in (0.9, 0.99, 0.999) for decided in (1.0, 0.8, 0.5)]
+
+
+def flag_sweep(ds: list[tuple[bool, float, float, int, float]], wrong: int) -> str:
+    """DS flags (true/false) and recall (true flags over wrong decisions) at each threshold
+    of FLAG_SWEEP, on the decisions with two votes or more."""
+    cells = []
+    for confidence, decided_max in FLAG_SWEEP:
+        flags = [right for right, p, _, _, now in ds if p >= confidence and now <= decided_max]
+        true = sum(1 for right in flags if not right)
+        cells.append(
+            f"{confidence}/{decided_max}: {true}/{len(flags) - true} r{true / max(wrong, 1):.2f}"
+        )
+    return "  ".join(cells)
 
 
 DYNAMIC = {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES}
@@ -296,10 +359,13 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     logging.getLogger("annotate").setLevel(logging.WARNING)
     pooled: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    ds_pooled: dict[str, list[tuple[bool, float, float, int, float]]] = defaultdict(list)
+    wrong_pooled: dict[str, int] = defaultdict(int)
+    over_noise: dict[str, list[str]] = defaultdict(list)
     print(
         f"{'crowd':5s} {'K':>3s} {'model':11s} {'strategy':24s} {'votes/dec':>9s} {'accuracy':>8s}"
         f" {'ECE':>6s} {'disputed':>8s} {'DS flags T/F':>12s} {'no-human':>8s} {'model-dec':>9s}"
-        f" {'DS it':>5s} {'s':>4s}"
+        f" {'DS it':>5s} {'s':>4s} {'ECE noise95':>11s}"
     )
     started = time.time()
     for kind in args.crowds:
@@ -313,7 +379,16 @@ def main() -> None:
                     name = f"{kind}{k}-{model}-{strategy}"
                     r = run(crowd, n_images, model, policy, name)
                     table, ece = calibration(r["claims"])
+                    noise = noise_ece(r["claims"]) if r["claims"] else float("nan")
+                    if r["claims"] and ece > 0.02:
+                        verdict = "noise" if ece <= noise else "ERROR"
+                        mean_claim = float(np.mean([c for c, _ in r["claims"]]))
+                        measured = float(np.mean([ok for _, ok in r["claims"]]))
+                        way = "over" if mean_claim > measured else "under"
+                        over_noise[verdict].append(f"{kind}{k} {model} {strategy} {ece:.3f} {way}")
                     pooled[f"{kind} {strategy}"] += r["claims"]
+                    ds_pooled[kind] += r["ds"]
+                    wrong_pooled[kind] += r["wrong"]
                     print(
                         f"{kind:5s} {k:3d} {model:11s} {strategy:24s}"
                         f" {r['votes'] / max(r['decided'], 1):9.2f}"
@@ -322,22 +397,45 @@ def main() -> None:
                         f" {r['disputed'] / r['images']:8.1%}"
                         f" {r['flags_true']:5d}/{r['flags_false']:<6d}"
                         f" {r['no_human']:8d} {r['model_decided']:9d} {r['iterations']:5d}"
-                        f" {time.time() - t0:4.0f}",
+                        f" {time.time() - t0:4.0f} {noise:11.3f}",
                         flush=True,
                     )
-    print("\ncalibration, pooled over classes and models: band, claimed, measured, decisions")
+    print(
+        "\nruns with ECE above 0.02: within what sampling alone gives a calibrated rule"
+        " (its 95th percentile, 'ECE noise95'), or above it; over/under: the mean claim above"
+        " or below the accuracy"
+    )
+    for verdict in ("noise", "ERROR"):
+        print(f"  {verdict}: {len(over_noise[verdict])}  {'; '.join(over_noise[verdict])}")
+    print(
+        "\nDS flags by threshold (DS's probability for its answer at least / the calibrated"
+        " posterior's for the decided one at most; 1.0: DS alone): true/false, recall over the"
+        " crowd's wrong decisions"
+    )
+    for kind, ds in ds_pooled.items():
+        print(f"  crowd {kind} ({wrong_pooled[kind]} wrong): {flag_sweep(ds, wrong_pooled[kind])}")
+    default = Project._meta.get_field("flag_confidence").default
+    print(f"  (the service's default: {default}/{aggregation.FLAG_DECIDED_MAX})")
+    print(
+        "\ncalibration, pooled over classes and models: band, claimed, measured (its 95%"
+        " interval), decisions"
+    )
     for name, claims in pooled.items():
         if not claims:
             continue
         table, ece = calibration(claims)
         print(f"crowd {name}: ECE {ece:.4f}")
         for band, claimed, measured, count in table:
-            mark = (
-                "  <-- off by more than 0.02"
-                if count >= 100 and abs(claimed - measured) > 0.02
-                else ""
+            low, high = band_interval(measured, count)
+            mark = ""
+            if count >= 100 and abs(claimed - measured) > 0.02:
+                inside = low <= claimed <= high
+                mark = "  <-- off by more than 0.02" + (
+                    " (claim inside the interval: noise)" if inside else " (outside the interval)"
+                )
+            print(
+                f"  {band}  {claimed:.4f}  {measured:.4f} ({low:.3f}-{high:.3f})  {count:6d}{mark}"
             )
-            print(f"  {band}  {claimed:.4f}  {measured:.4f}  {count:6d}{mark}")
     took = time.time() - started
     print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seed {args.seed}, {took:.0f} s")
 

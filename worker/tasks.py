@@ -30,7 +30,9 @@ def project_reaggregate(project_id: int) -> dict:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return {}
-    return vars(aggregation.project_reaggregate(project=project))
+    report = dict(vars(aggregation.project_reaggregate(project=project)))
+    report.pop("disagreements", None)  # the bench's, not worth a result's space
+    return report
 
 
 @shared_task(name="annotate.projects_reaggregate")
@@ -41,6 +43,21 @@ def projects_reaggregate() -> int:
     for project_id in ids:
         project_reaggregate.delay(project_id)
     return len(ids)
+
+
+@shared_task(name="annotate.young_projects_reaggregate")
+def young_projects_reaggregate() -> int:
+    """Beat, every minute: queue a re-aggregation for each dynamic-rule project whose decided
+    images have doubled since its last one (aggregation.reaggregation_due): a young project's
+    estimates are worth measuring long before the hourly run."""
+    due = [
+        project.pk
+        for project in Project.objects.filter(mode=Project.Mode.DYNAMIC).only("id", "answer_counts")
+        if aggregation.reaggregation_due(project=project)
+    ]
+    for project_id in due:
+        project_reaggregate.delay(project_id)
+    return len(due)
 
 
 @shared_task(name="annotate.jobs_flush")

@@ -79,10 +79,12 @@ def suggestion() -> str:
 
 @cache
 def model_probabilities() -> str:
-    """The active model's probabilities (JSON) for an image. Parameter: image id."""
+    """The active model's probabilities (JSON) for an image, and the model's held-out top-1.
+    Parameter: image id."""
     return sql(
-        "SELECT s.{Suggestion.probabilities} FROM {Suggestion} s"
+        "SELECT s.{Suggestion.probabilities}, v.{ModelVersion.top1} FROM {Suggestion} s"
         " JOIN {ActiveModel} m ON m.{ActiveModel.version} = s.{Suggestion.model_version}"
+        " JOIN {ModelVersion} v ON v.{ModelVersion.id} = s.{Suggestion.model_version}"
         " WHERE s.{Suggestion.image} = %s LIMIT 1"
     )
 

@@ -25,6 +25,7 @@ _MODELS = {
     "Image": "annotate.Image",
     "ImageHashBand": "annotate.ImageHashBand",
     "Label": "annotate.Label",
+    "ModelVersion": "annotate.ModelVersion",
     "Project": "annotate.Project",
     "Suggestion": "annotate.Suggestion",
     "Token": "authtoken.Token",

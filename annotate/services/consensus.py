@@ -136,29 +136,39 @@ def _label(key: int) -> int | None:
     return None if key == NONE_KEY else key
 
 
-def dynamic_image_outcome(
-    *, image: Image, project: Project, votes: list[tuple[int, int | None]]
-) -> Outcome:
-    """The dynamic rule on the image's calibrated posterior, the model a bounded voter: what
-    the model adds counts only toward an answer some volunteer gave, one of them at or above
-    `reliability_threshold`; otherwise the volunteers' votes decide alone."""
+def image_posterior(
+    *, image_id: int, project: Project, votes: list[tuple[int, int | None]]
+) -> posterior.Evidence:
+    """The calibrated posterior of the image's true answer, with and without the model, from
+    its (user id, label id) `votes` and what the project knows now of its volunteers."""
     label_keys = answer_keys_for(project=project)
     all_keys = [confusions.answer_key(label) for label in label_keys]
     frequencies = answer_prior(project=project, answer_keys=label_keys)
-    model = (
-        ml_suggestions.image_model_prior(image_id=image.pk)
+    found = (
+        ml_suggestions.image_model_vote(image_id=image_id)
         if project.model_max_accuracy > 0
         else None
     )
+    model, holdout = found if found else (None, None)
     accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
-    evidence = posterior.image_evidence(
+    return posterior.image_evidence(
         project=project,
         all_keys=all_keys,
         prior_weights=dict(zip(all_keys, frequencies.tolist(), strict=True)),
         votes=[(user_id, confusions.answer_key(label)) for user_id, label in votes],
         accuracy=accuracy,
         model=model,
+        model_holdout=holdout,
     )
+
+
+def dynamic_image_outcome(
+    *, image: Image, project: Project, votes: list[tuple[int, int | None]]
+) -> Outcome:
+    """The dynamic rule on the image's calibrated posterior, the model a bounded voter: what
+    the model adds counts only toward an answer some volunteer gave, one of them at or above
+    `reliability_threshold`; otherwise the volunteers' votes decide alone."""
+    evidence = image_posterior(image_id=image.pk, project=project, votes=votes)
     keys = [_label(key) for key in evidence.keys]
 
     def outcome(posterior: np.ndarray, allowed: set[int]) -> Outcome:

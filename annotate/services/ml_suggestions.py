@@ -35,12 +35,19 @@ def suggestion_for_image(*, image_id: int) -> dict[str, Any] | None:
 def image_model_prior(*, image_id: int) -> dict[int, float] | None:
     """The active model's calibrated probability of every label for an image (the dynamic
     consensus prior), whether or not the project shows suggestions; None without one."""
+    found = image_model_vote(image_id=image_id)
+    return None if found is None else found[0]
+
+
+def image_model_vote(*, image_id: int) -> tuple[dict[int, float], float] | None:
+    """image_model_prior() and the model's held-out top-1 (measured on verified labels it did
+    not train on), in one statement; None without a model."""
     row = rows.fetch_one(lookup_sql.model_probabilities(), [image_id])
     if row is None:
         return None
     # JSON columns come back as text from both databases (Django decodes them itself).
     probabilities = json.loads(row[0]) if isinstance(row[0], str) else row[0]
-    return {int(label_id): p for label_id, p in probabilities.items()}
+    return {int(label_id): p for label_id, p in probabilities.items()}, float(row[1])
 
 
 def _uncertainty(probabilities: list[float]) -> float:

@@ -32,8 +32,11 @@ from annotate.rows.confusion import ROW_TOTAL
 # A volunteer's own counts weigh against this many answers of the one-coin-with-crowd prior.
 SHRINK = 4.0
 MAX_ACCURACY = 0.995
-# A model band's measured accuracy weighs against this many answers at its claimed confidence.
-MODEL_SHRINK = 20.0
+# A model band's measured accuracy weighs against this many answers at the model's accuracy
+# over every band, and that against MODEL_PRIOR_STRENGTH answers at MODEL_PRIOR_ACCURACY (a
+# new volunteer's prior, annotate.services.reliability).
+MODEL_SHRINK = 10.0
+MODEL_PRIOR_ACCURACY, MODEL_PRIOR_STRENGTH = 0.7, 4.0
 
 
 @dataclass
@@ -159,17 +162,21 @@ def posterior(
     return normalized
 
 
-def model_accuracy(*, project: Project, confidence: float) -> float:
+def model_accuracy(*, project: Project, confidence: float, holdout: float | None = None) -> float:
     """What the model's top label is worth as a vote at this claimed confidence: the accuracy
-    measured for its band (shrunk toward the claim), never above `model_max_accuracy`."""
-    band = (
-        project.model_reliability.get(band_name(confidence)) if project.model_reliability else None
-    )
-    claimed = confidence
-    if band:
-        hits, total = band
-        claimed = (hits + MODEL_SHRINK * confidence) / (total + MODEL_SHRINK)
-    return min(claimed, project.model_max_accuracy)
+    measured for its band, shrunk toward the model's accuracy measured over every band, which
+    starts at its held-out top-1 (`holdout`, measured on verified labels) or, without one,
+    where a new volunteer's does (MODEL_PRIOR_ACCURACY); never above the claim nor
+    `model_max_accuracy`. The claim only bounds it: an overconfident model (on the bench, a
+    weak one claiming 0.9-1.0 for a top-1 of 0.75) is worth what it was measured to be."""
+    measured = project.model_reliability or {}
+    all_hits = sum(hits for hits, _ in measured.values())
+    all_total = sum(total for _, total in measured.values())
+    start = holdout if holdout else MODEL_PRIOR_ACCURACY
+    overall = (all_hits + MODEL_PRIOR_STRENGTH * start) / (all_total + MODEL_PRIOR_STRENGTH)
+    hits, total = measured.get(band_name(confidence)) or (0, 0)
+    accuracy = (hits + MODEL_SHRINK * overall) / (total + MODEL_SHRINK)
+    return float(min(accuracy, confidence, project.model_max_accuracy))
 
 
 def band_name(confidence: float) -> str:
@@ -195,6 +202,7 @@ def image_evidence(
     votes: list[tuple[int, int]],
     accuracy: dict[int, float],
     model: dict[int, float] | None,
+    model_holdout: float | None = None,
 ) -> Evidence:
     """The posterior with and without the model, for (user id, answer key) `votes`.
     `prior_weights`: every answer key's prior weight (need not sum to 1)."""
@@ -204,7 +212,11 @@ def image_evidence(
     if model and project.model_max_accuracy > 0:
         model_key = max(model, key=lambda label: model[label])
         model_voter = Voter(
-            0, model_key, model_accuracy(project=project, confidence=float(model[model_key]))
+            0,
+            model_key,
+            model_accuracy(
+                project=project, confidence=float(model[model_key]), holdout=model_holdout
+            ),
         )
     extra = {NONE_KEY} | ({model_voter.key} if model_voter else set())
     crowd = read_crowd(project_id=project.pk, given_keys=voted | extra)

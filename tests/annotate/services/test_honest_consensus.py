@@ -122,8 +122,14 @@ def test_a_volunteer_whose_mistakes_go_to_one_partner_is_modelled_so():
 @pytest.fixture
 def model_says(monkeypatch):
     said: dict[int, float] = {}
-    monkeypatch.setattr(ml_suggestions, "image_model_prior", lambda image_id: dict(said) or None)
+    monkeypatch.setattr(
+        ml_suggestions, "image_model_vote", lambda image_id: (dict(said), 0.0) if said else None
+    )
     return said
+
+
+# A model measured right on every one of 1,000 images its volunteers agreed on at 0.95-1.0.
+MEASURED_SURE = {"0.95": [1000, 1000]}
 
 
 def dynamic_project(**fields):
@@ -133,6 +139,7 @@ def dynamic_project(**fields):
         "max_votes": 3,
         "target_confidence": 0.95,
         "reliability_threshold": 0.6,
+        "model_reliability": MEASURED_SURE,
     }
     project = ProjectFactory(**{**policy, **fields})
     return project, [LabelFactory(project=project) for _ in range(10)]

@@ -523,6 +523,11 @@ def test_suggestions_are_computed_once_per_image_and_version(
         labels[1].pk: 0.85,
         labels[2].pk: 0.05,
     }
+    # The same statement brings the model's held-out top-1, its vote's prior worth.
+    assert ml_suggestions.image_model_vote(image_id=clear.pk) == (
+        ml_suggestions.image_model_prior(image_id=clear.pk),
+        version.top1,
+    )
 
 
 def test_uncertain_order_serves_the_least_certain_image_first(project, labels, queued):
