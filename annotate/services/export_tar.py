@@ -6,9 +6,12 @@ both use it."""
 from __future__ import annotations
 
 import os
-import tarfile
 
-_ZEROS = bytes(tarfile.BLOCKSIZE)
+# tarfile's BLOCKSIZE and REGTYPE: the worker processes do not import tarfile (a fixed cost of
+# their start); gnu() does, in the exporting process.
+BLOCKSIZE = 512
+REGTYPE = b"0"
+_ZEROS = bytes(BLOCKSIZE)
 
 
 class UstarHeaders:
@@ -23,9 +26,7 @@ class UstarHeaders:
         self.mtime = mtime
         self._owner = b"0000644\x000000000\x000000000\x00"  # mode, uid, gid
         self._mtime = b"%011o\x00" % mtime
-        self._tail = (tarfile.REGTYPE + bytes(100) + b"ustar\x0000").ljust(
-            tarfile.BLOCKSIZE - 156, b"\x00"
-        )
+        self._tail = (REGTYPE + bytes(100) + b"ustar\x0000").ljust(BLOCKSIZE - 156, b"\x00")
         self._fixed_sum = sum(self._owner) + sum(self._mtime) + sum(b" " * 8) + sum(self._tail)
         self._prefix = f"{prefix}/".encode()
         self._prefix_sum = sum(self._prefix)
@@ -36,6 +37,8 @@ class UstarHeaders:
 
     def gnu(self, relpath: str, size: int) -> bytes:
         """The header (with its long-name blocks) of a member that does not fit a plain one."""
+        import tarfile
+
         info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
         info.size, info.mtime, info.mode = size, self.mtime, 0o644
         return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
@@ -57,7 +60,7 @@ class UstarHeaders:
 
 def member_buffers(header: bytes, data: bytes) -> list[bytes]:
     """A tar member: its header, its bytes, and the zeros padding it to a whole block."""
-    return [header, data, _ZEROS[: -len(data) % tarfile.BLOCKSIZE]]
+    return [header, data, _ZEROS[: -len(data) % BLOCKSIZE]]
 
 
 def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:

@@ -17,44 +17,51 @@ name or header, or a file path per image for a dataset folder. Unreadable files 
 with their reason and get no member. Any other failure is answered ("failed", message) and
 ends the worker; so does the end of the connection (the exporting process stopped or died).
 
-No Django and no database here: the process starts with `python -m` and imports only this,
-Pillow, imaging (for ingest's conversion to RGB) and, for storages other than a local folder,
-the storage classes (ingest_worker).
+No Django and no database here: the process starts with `python -c` (see main) and imports
+only this and the standard library's lighter modules (not multiprocessing, dataclasses or
+typing: the messages are read and written here, in the format of multiprocessing's
+Connection, which the exporting process uses). Pillow and imaging (for ingest's conversion to
+RGB), export_privacy and, for storages other than a local folder, the storage classes
+(ingest_worker) are imported when a file or the export first needs them. A worker's start-up
+is a fixed cost of every export: importing Pillow, imaging, dataclasses and multiprocessing
+made it about 0.1 s of CPU per worker, more than copying a thousand images.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
+import pickle
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections import namedtuple
 
-import PIL.Image
-
-from annotate.services import export_privacy, jpeg_metadata
+from annotate.services import jpeg_metadata
 from annotate.services.export_tar import (
     MEMBERS_PER_CALL,
     UstarHeaders,
     member_buffers,
     pwrite_all,
 )
-from annotate.services.imaging import jpeg_upright_rgb
+
+# (typing is not imported at run time: mypy reads any `TYPE_CHECKING` as true.)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Literal
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
-# What a stored file that cannot be read or decoded raises: it is left out and reported.
-UNREADABLE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    PIL.Image.DecompressionBombError,
-    PIL.Image.DecompressionBombWarning,
-)
+# What a stored file that cannot be read or decoded raises: it is left out and reported. With
+# Pillow loaded (a file was converted), its refusals of decompression bombs too.
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def unreadable_errors() -> tuple[type[BaseException], ...]:
+    pil = sys.modules.get("PIL.Image")
+    if pil is None:
+        return _READ_ERRORS
+    return (*_READ_ERRORS, pil.DecompressionBombError, pil.DecompressionBombWarning)
 
 
 # --- JPEG ------------------------------------------------------------------------------------
@@ -131,6 +138,8 @@ def jpeg_for_export(data: bytes, *, resize: int | None, quality: int) -> bytes:
     for byte."""
     if jpeg_kept(data, resize):
         return data
+    from annotate.services.imaging import jpeg_upright_rgb
+
     # The one conversion of ingest, display copy and export (16-bit grey scaled, not
     # clipped; alpha over white; first frame).
     return jpeg_upright_rgb(data, short_side=resize, quality=quality)
@@ -139,21 +148,39 @@ def jpeg_for_export(data: bytes, *, resize: int | None, quality: int) -> bytes:
 # --- the copier -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CopyConfig:
-    """What a worker needs to know, once (picklable): where the stored files are (a local
-    folder, or a storage to rebuild), where to write (a tar file, with its folder prefix and
-    mtime; or None for a dataset folder), and how to convert."""
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-    source: str | Any  # a local folder, or an ingest_worker.StorageTarget
-    tar_path: str | None
-    tar_prefix: str
-    tar_mtime: int
-    resize: int | None
-    quality: int
-    # The kinds of metadata (jpeg_metadata.KINDS) that files keep; the others are dropped.
-    keep_metadata: tuple[str, ...] = ()
-    blur_faces: bool = False
+    class CopyConfig(NamedTuple):
+        source: str | Any
+        tar_path: str | None
+        tar_prefix: str
+        tar_mtime: int
+        resize: int | None
+        quality: int
+        keep_metadata: tuple[str, ...] = ()
+        blur_faces: bool = False
+
+else:
+    # What a worker needs to know, once (picklable): where the stored files are (`source`: a
+    # local folder, or an ingest_worker.StorageTarget to rebuild), where to write (`tar_path`,
+    # with the tar's folder prefix and mtime; or None for a dataset folder), how to convert
+    # (`resize`, `quality`), the kinds of metadata (jpeg_metadata.KINDS) that files keep (the
+    # others are dropped) and whether faces are blurred. (A named tuple: see the docstring.)
+    CopyConfig = namedtuple(
+        "CopyConfig",
+        (
+            "source",
+            "tar_path",
+            "tar_prefix",
+            "tar_mtime",
+            "resize",
+            "quality",
+            "keep_metadata",
+            "blur_faces",
+        ),
+        defaults=((), False),
+    )
 
 
 # What a worker says of each image it read: (size, SHA-256, the metadata kinds dropped as
@@ -231,6 +258,8 @@ class Copier:
             except jpeg_metadata.NotJpeg:
                 # Pillow decodes it (leniently) but the walker cannot follow it to its end
                 # (truncated, say): written anew.
+                from annotate.services import export_privacy
+
                 mask = jpeg_metadata.header_kinds(data)
                 data = export_privacy.reencode(data, quality=quality)
         else:
@@ -239,6 +268,8 @@ class Copier:
             data = jpeg_metadata.strip(self.convert(data), keep).data
         faces = 0
         if self.config.blur_faces:
+            from annotate.services import export_privacy
+
             data, faces = export_privacy.blur_faces_in(data, quality=quality, keep=keep)
         return data, mask, faces
 
@@ -252,7 +283,9 @@ class Copier:
         for name in names:
             try:
                 data, mask, faces = self.prepare(self.read_stored(name))
-            except UNREADABLE_ERRORS as error:
+            except Exception as error:
+                if not isinstance(error, unreadable_errors()):
+                    raise
                 results.append(f"unreadable: {error}"[:300])
                 continue
             kept.append(data)
@@ -298,6 +331,8 @@ def _end_with(parent: int) -> None:
     """On Linux, have this process killed when the exporting process `parent` ends, however it
     ends: a worker blocked reading a slow file would not see its connection close."""
     try:
+        import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the closed connection ends it
@@ -306,13 +341,48 @@ def _end_with(parent: int) -> None:
         os._exit(1)
 
 
+class Channel:
+    """The worker's end of its connection: multiprocessing.connection.Connection's format (a
+    4-byte big-endian length, or -1 and an 8-byte one, then a pickle), read and written on the
+    socket's file descriptor here, so that a worker need not import multiprocessing."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def _read(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            chunk = os.read(self.fd, size)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def recv(self) -> Any:
+        size = int.from_bytes(self._read(4), "big", signed=True)
+        if size == -1:
+            size = int.from_bytes(self._read(8), "big")
+        return pickle.loads(self._read(size))
+
+    def send(self, message: Any) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        size = len(data)
+        header = (
+            size.to_bytes(4, "big")
+            if size <= 0x7FFFFFFF
+            else (-1).to_bytes(4, "big", signed=True) + size.to_bytes(8, "big")
+        )
+        view = memoryview(header + data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+
 def serve(fd: int, parent: int | None = None) -> None:
     """A worker process's loop on the connection at file descriptor `fd`."""
-    from multiprocessing.connection import Connection
-
     if parent is not None:
         _end_with(parent)
-    connection = Connection(fd)
+    connection = Channel(fd)
     batch = None
     try:
         config = connection.recv()
@@ -338,8 +408,13 @@ def serve(fd: int, parent: int | None = None) -> None:
         raise SystemExit(1) from None
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """A worker process: `python -c "...main()" FD PARENT_PID` (export.copiers)."""
     serve(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
     # Done: every write was made with pwrite and acknowledged, nothing is buffered. Ending
     # here skips the interpreter's teardown, which the exporting process would wait for.
     os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,8 @@ No Django here: export_worker imports it in its processes.
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 from collections.abc import Collection
-from dataclasses import dataclass
 
 # The kinds of metadata, each a bit in a mask (compact to send between processes).
 KINDS = ("exif", "xmp", "iptc", "icc", "comment", "other", "trailing")
@@ -39,11 +39,25 @@ class NotJpeg(ValueError):
     """The bytes are not a JPEG this walker can follow to its end."""
 
 
-@dataclass(frozen=True)
-class Segment:
-    marker: int
-    start: int  # offset of its FF
-    end: int  # offset just past it
+# Named tuples made with collections, not dataclasses or typing's: the export's worker
+# processes import this, and `dataclasses` alone cost them more to import than the rest.
+# (mypy reads any `TYPE_CHECKING` as true.)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Segment(NamedTuple):
+        marker: int
+        start: int  # offset of its FF
+        end: int  # offset just past it
+
+    class Stripped(NamedTuple):
+        data: bytes
+        mask: int  # the kinds dropped, as BIT flags
+
+else:
+    Segment = namedtuple("Segment", ("marker", "start", "end"))
+    Stripped = namedtuple("Stripped", ("data", "mask"))
 
 
 def kind_of(marker: int, payload: bytes) -> str | None:
@@ -108,40 +122,63 @@ def segments(data: bytes) -> tuple[list[Segment], int]:
         i = stop
 
 
-@dataclass(frozen=True)
-class Stripped:
-    data: bytes
-    mask: int  # the kinds dropped, as BIT flags
-
-
 def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
     """`data` without its metadata segments and trailing bytes, except the kinds in `keep`.
-    Returns the same bytes object when there is nothing to drop. Raises NotJpeg."""
-    found, past_end = segments(data)
+    Returns the same bytes object when there is nothing to drop. Raises NotJpeg.
+
+    The walk of segments() made in place, with no object per segment: an export strips
+    every file it copies, and this is most of the cost of stripping one."""
+    if data[:2] != b"\xff\xd8":
+        raise NotJpeg("no start of image")
     mask = 0
     pieces: list[bytes] = []
-    copied = 0  # data[copied:segment.start] is still to be copied
-    for segment in found:
-        kind = kind_of(segment.marker, data[segment.start + 4 : segment.start + 40])
-        if kind is None and segment.marker == _APP0 and "other" not in keep:
-            # JFIF itself stays, but not a thumbnail inside it (a small copy of the picture,
-            # possibly from before an edit): its fixed fields are kept, the size set to 0x0.
-            payload = data[segment.start + 4 : segment.end]
-            if len(payload) > 14:
-                mask |= BIT["other"]
-                pieces.append(data[copied : segment.start])
-                pieces.append(b"\xff\xe0\x00\x10" + payload[:12] + b"\x00\x00")
-                copied = segment.end
+    copied = 0  # data[copied:start of the segment] is still to be copied
+    i, end = 2, len(data)
+    while True:
+        if i + 2 > end:
+            raise NotJpeg("ends before its end-of-image marker")
+        if data[i] != 0xFF:
+            raise NotJpeg(f"no marker at offset {i}")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
             continue
-        if kind is None or kind in keep:
+        if marker == _EOI:
+            past_end = i + 2
+            break
+        if marker in _STANDALONE:
+            i += 2
             continue
-        mask |= BIT[kind]
-        pieces.append(data[copied : segment.start])
-        copied = segment.end
-    if past_end < len(data) and "trailing" not in keep:
+        if i + 4 > end:
+            raise NotJpeg("a segment's length runs past the end")
+        stop = i + 2 + (data[i + 2] << 8 | data[i + 3])
+        if stop > end or stop < i + 4:
+            raise NotJpeg("a segment's length runs past the end")
+        if marker == _SOS:  # its header, then the entropy-coded data up to the next marker
+            following = _NEXT_MARKER.search(data, stop)
+            if following is None:
+                raise NotJpeg("ends inside its scan data")
+            stop = following.start()
+        elif marker >= _APP0:  # APPn, JPGn or COM: kind_of() tells the metadata among them
+            kind = kind_of(marker, data[i + 4 : i + 40])
+            if kind is None and marker == _APP0 and "other" not in keep:
+                # JFIF itself stays, but not a thumbnail inside it (a small copy of the
+                # picture, possibly from before an edit): its fixed fields are kept, the size
+                # set to 0x0.
+                if stop - i - 4 > 14:
+                    mask |= BIT["other"]
+                    pieces.append(data[copied:i])
+                    pieces.append(b"\xff\xe0\x00\x10" + data[i + 4 : i + 16] + b"\x00\x00")
+                    copied = stop
+            elif kind is not None and kind not in keep:
+                mask |= BIT[kind]
+                pieces.append(data[copied:i])
+                copied = stop
+        i = stop
+    if past_end < end and "trailing" not in keep:
         mask |= BIT["trailing"]
     else:
-        past_end = len(data)
+        past_end = end
     if not mask:
         return Stripped(data, 0)
     pieces.append(data[copied:past_end])
