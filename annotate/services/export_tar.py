@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False  # (mypy reads any `TYPE_CHECKING` as true; typing is not imported)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from annotate.services.jpeg_metadata import Buffer
+
 # tarfile's BLOCKSIZE and REGTYPE: the worker processes do not import tarfile (a fixed cost of
 # their start); gnu() does, in the exporting process.
 BLOCKSIZE = 512
@@ -58,12 +64,13 @@ class UstarHeaders:
         )
 
 
-def member_buffers(header: bytes, data: bytes) -> list[bytes]:
-    """A tar member: its header, its bytes, and the zeros padding it to a whole block."""
-    return [header, data, _ZEROS[: -len(data) % BLOCKSIZE]]
+def member_buffers(header: bytes, *pieces: Buffer) -> list[Buffer]:
+    """A tar member: its header, its bytes (in one piece or more), and the zeros padding it to
+    a whole block."""
+    return [header, *pieces, _ZEROS[: -sum(map(len, pieces)) % BLOCKSIZE]]
 
 
-def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
+def pwrite_all(fd: int, buffers: Sequence[Buffer], offset: int) -> None:
     """Write `buffers` at `offset`, in one system call: the bytes go from where they were read
     straight to the page cache. (Through a 4 MiB buffer, each file was copied once more, into
     a buffer too large for the CPU's cache, which made writing cost as much as reading and
@@ -78,5 +85,6 @@ def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
             rest, offset = rest[written:], offset + written
 
 
-# At most this many buffers in one pwritev() (IOV_MAX is 1024 on Linux): three per member.
-MEMBERS_PER_CALL = 300
+# At most this many buffers in one pwritev() (IOV_MAX is 1024 on Linux): a member's header, its
+# pieces (one or a few) and its padding.
+MAX_BUFFERS = 1000

@@ -38,7 +38,7 @@ from collections import namedtuple
 
 from annotate.services import jpeg_metadata
 from annotate.services.export_tar import (
-    MEMBERS_PER_CALL,
+    MAX_BUFFERS,
     UstarHeaders,
     member_buffers,
     pwrite_all,
@@ -49,6 +49,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Literal
+
+    from annotate.services.jpeg_metadata import Buffer
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -239,13 +241,14 @@ class Copier:
         )
         self.headers = UstarHeaders(config.tar_prefix, config.tar_mtime)
         self.out = os.open(config.tar_path, os.O_WRONLY | os.O_CLOEXEC) if config.tar_path else None
-        self.held: dict[int, list[bytes]] = {}
+        self.held: dict[int, list[list[Buffer]]] = {}
 
     def convert(self, data: bytes) -> bytes:
         return jpeg_for_export(data, resize=self.config.resize, quality=self.config.quality)
 
-    def prepare(self, data: bytes) -> tuple[bytes, int, int]:
-        """A stored file as the export writes it, the metadata kinds dropped from it (as
+    def prepare(self, data: bytes) -> tuple[list[Buffer], int, int]:
+        """A stored file as the export writes it (the pieces that make it up, see
+        jpeg_metadata.strip_pieces), the metadata kinds dropped from it (as
         jpeg_metadata.BIT flags) and the faces blurred in it. An upright RGB JPEG keeps its
         image data byte for byte, less its metadata segments (jpeg_metadata); anything else
         is converted (jpeg_for_export), which writes none. Faces are blurred on request, the
@@ -253,25 +256,26 @@ class Copier:
         keep, quality = self.config.keep_metadata, self.config.quality
         if jpeg_kept(data, self.config.resize):
             try:
-                stripped = jpeg_metadata.strip(data, keep)
-                data, mask = stripped.data, stripped.mask
+                pieces, mask = jpeg_metadata.strip_pieces(data, keep)
             except jpeg_metadata.NotJpeg:
                 # Pillow decodes it (leniently) but the walker cannot follow it to its end
                 # (truncated, say): written anew.
                 from annotate.services import export_privacy
 
                 mask = jpeg_metadata.header_kinds(data)
-                data = export_privacy.reencode(data, quality=quality)
+                pieces = [export_privacy.reencode(data, quality=quality)]
         else:
             mask = jpeg_metadata.header_kinds(data)
             # (What Pillow writes holds no metadata; stripped all the same, for certain.)
-            data = jpeg_metadata.strip(self.convert(data), keep).data
+            pieces = [jpeg_metadata.strip(self.convert(data), keep).data]
         faces = 0
         if self.config.blur_faces:
             from annotate.services import export_privacy
 
-            data, faces = export_privacy.blur_faces_in(data, quality=quality, keep=keep)
-        return data, mask, faces
+            whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            blurred, faces = export_privacy.blur_faces_in(bytes(whole), quality=quality, keep=keep)
+            pieces = [blurred]
+        return pieces, mask, faces
 
     def read(self, batch: int, names: list[str]) -> list[ReadResult]:
         """Read the batch's files, converting those that need it; hold the bytes to write and
@@ -279,17 +283,21 @@ class Copier:
         recorded at upload: a stored file may have rotted since), what was stripped and how
         many faces were blurred; or why it is unreadable."""
         results: list[ReadResult] = []
-        kept: list[bytes] = []
+        kept: list[list[Buffer]] = []
+        sha256 = hashlib.sha256
         for name in names:
             try:
-                data, mask, faces = self.prepare(self.read_stored(name))
+                pieces, mask, faces = self.prepare(self.read_stored(name))
             except Exception as error:
                 if not isinstance(error, unreadable_errors()):
                     raise
                 results.append(f"unreadable: {error}"[:300])
                 continue
-            kept.append(data)
-            results.append((len(data), hashlib.sha256(data).hexdigest(), mask, faces))
+            kept.append(pieces)
+            digest = sha256(pieces[0])
+            for piece in pieces[1:]:
+                digest.update(piece)
+            results.append((sum(map(len, pieces)), digest.hexdigest(), mask, faces))
         self.held[batch] = kept
         return results
 
@@ -297,29 +305,29 @@ class Copier:
         """Write the batch's readable files, in order: into the tar from offset `start`, each
         member given as (its name under the prefix, None) or (_, its full header) when a plain
         one does not hold it; or, with no tar, each to the path given."""
-        data = self.held.pop(batch)
-        if len(data) != len(members):
-            raise RuntimeError(f"batch {batch}: {len(members)} places for {len(data)} files")
+        files = self.held.pop(batch)
+        if len(files) != len(members):
+            raise RuntimeError(f"batch {batch}: {len(members)} places for {len(files)} files")
         if self.out is None:
-            for path, content in zip(members, data, strict=False):
-                with open(path, "wb") as f:
-                    f.write(content)
+            for path, pieces in zip(members, files, strict=False):
+                with open(path, "wb", buffering=0) as f:
+                    for piece in pieces:
+                        f.write(piece)  # (unbuffered: all of it, short of an error)
             return
         if not members:
             return  # every file of the batch was unreadable: nothing was placed
         if start is None:
             raise ValueError(f"batch {batch}: no offset to write the tar members at")
         offset = start
-        for first in range(0, len(members), MEMBERS_PER_CALL):
-            buffers: list[bytes] = []
-            for (name, header), content in zip(
-                members[first : first + MEMBERS_PER_CALL],
-                data[first : first + MEMBERS_PER_CALL],
-                strict=True,
-            ):
-                buffers += member_buffers(header or self.headers(name, len(content)), content)
-            pwrite_all(self.out, buffers, offset)
-            offset += sum(map(len, buffers))
+        buffers: list[Buffer] = []
+        for (name, header), pieces in zip(members, files, strict=True):
+            if len(buffers) + len(pieces) + 2 > MAX_BUFFERS:
+                pwrite_all(self.out, buffers, offset)
+                offset += sum(map(len, buffers))
+                buffers = []
+            size = sum(map(len, pieces))
+            buffers += member_buffers(header or self.headers(name, size), *pieces)
+        pwrite_all(self.out, buffers, offset)
 
     def close(self) -> None:
         if self.out is not None:

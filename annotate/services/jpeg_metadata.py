@@ -55,6 +55,8 @@ if TYPE_CHECKING:
         data: bytes
         mask: int  # the kinds dropped, as BIT flags
 
+    Buffer = bytes | memoryview
+
 else:
     Segment = namedtuple("Segment", ("marker", "start", "end"))
     Stripped = namedtuple("Stripped", ("data", "mask"))
@@ -124,14 +126,24 @@ def segments(data: bytes) -> tuple[list[Segment], int]:
 
 def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
     """`data` without its metadata segments and trailing bytes, except the kinds in `keep`.
-    Returns the same bytes object when there is nothing to drop. Raises NotJpeg.
+    Returns the same bytes object when there is nothing to drop. Raises NotJpeg."""
+    pieces, mask = strip_pieces(data, keep)
+    return Stripped(b"".join(pieces) if mask else data, mask)
+
+
+def strip_pieces(data: bytes, keep: Collection[str] = ()) -> tuple[list[Buffer], int]:
+    """What strip() returns, as the pieces that make it up (views into `data`, and a new
+    JFIF header if one is cut short) without joining them: the export hashes them and writes
+    them as they are, which spares two copies of each file. Just [data] when there is nothing
+    to drop.
 
     The walk of segments() made in place, with no object per segment: an export strips
     every file it copies, and this is most of the cost of stripping one."""
     if data[:2] != b"\xff\xd8":
         raise NotJpeg("no start of image")
+    view = memoryview(data)
     mask = 0
-    pieces: list[bytes] = []
+    pieces: list[Buffer] = []
     copied = 0  # data[copied:start of the segment] is still to be copied
     i, end = 2, len(data)
     while True:
@@ -167,12 +179,12 @@ def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
                 # set to 0x0.
                 if stop - i - 4 > 14:
                     mask |= BIT["other"]
-                    pieces.append(data[copied:i])
+                    pieces.append(view[copied:i])
                     pieces.append(b"\xff\xe0\x00\x10" + data[i + 4 : i + 16] + b"\x00\x00")
                     copied = stop
             elif kind is not None and kind not in keep:
                 mask |= BIT[kind]
-                pieces.append(data[copied:i])
+                pieces.append(view[copied:i])
                 copied = stop
         i = stop
     if past_end < end and "trailing" not in keep:
@@ -180,9 +192,9 @@ def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
     else:
         past_end = end
     if not mask:
-        return Stripped(data, 0)
-    pieces.append(data[copied:past_end])
-    return Stripped(b"".join(pieces), mask)
+        return [data], 0
+    pieces.append(view[copied:past_end])
+    return pieces, mask
 
 
 def header_kinds(data: bytes) -> int:
