@@ -6,9 +6,18 @@ both use it."""
 from __future__ import annotations
 
 import os
-import tarfile
 
-_ZEROS = bytes(tarfile.BLOCKSIZE)
+TYPE_CHECKING = False  # (mypy reads any `TYPE_CHECKING` as true; typing is not imported)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from annotate.services.jpeg_metadata import Buffer
+
+# tarfile's BLOCKSIZE and REGTYPE: the worker processes do not import tarfile (a fixed cost of
+# their start); gnu() does, in the exporting process.
+BLOCKSIZE = 512
+REGTYPE = b"0"
+_ZEROS = bytes(BLOCKSIZE)
 
 
 class UstarHeaders:
@@ -23,9 +32,7 @@ class UstarHeaders:
         self.mtime = mtime
         self._owner = b"0000644\x000000000\x000000000\x00"  # mode, uid, gid
         self._mtime = b"%011o\x00" % mtime
-        self._tail = (tarfile.REGTYPE + bytes(100) + b"ustar\x0000").ljust(
-            tarfile.BLOCKSIZE - 156, b"\x00"
-        )
+        self._tail = (REGTYPE + bytes(100) + b"ustar\x0000").ljust(BLOCKSIZE - 156, b"\x00")
         self._fixed_sum = sum(self._owner) + sum(self._mtime) + sum(b" " * 8) + sum(self._tail)
         self._prefix = f"{prefix}/".encode()
         self._prefix_sum = sum(self._prefix)
@@ -36,6 +43,8 @@ class UstarHeaders:
 
     def gnu(self, relpath: str, size: int) -> bytes:
         """The header (with its long-name blocks) of a member that does not fit a plain one."""
+        import tarfile
+
         info = tarfile.TarInfo(f"{self.prefix}/{relpath}")
         info.size, info.mtime, info.mode = size, self.mtime, 0o644
         return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
@@ -55,12 +64,13 @@ class UstarHeaders:
         )
 
 
-def member_buffers(header: bytes, data: bytes) -> list[bytes]:
-    """A tar member: its header, its bytes, and the zeros padding it to a whole block."""
-    return [header, data, _ZEROS[: -len(data) % tarfile.BLOCKSIZE]]
+def member_buffers(header: bytes, *pieces: Buffer) -> list[Buffer]:
+    """A tar member: its header, its bytes (in one piece or more), and the zeros padding it to
+    a whole block."""
+    return [header, *pieces, _ZEROS[: -sum(map(len, pieces)) % BLOCKSIZE]]
 
 
-def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
+def pwrite_all(fd: int, buffers: Sequence[Buffer], offset: int) -> None:
     """Write `buffers` at `offset`, in one system call: the bytes go from where they were read
     straight to the page cache. (Through a 4 MiB buffer, each file was copied once more, into
     a buffer too large for the CPU's cache, which made writing cost as much as reading and
@@ -75,5 +85,6 @@ def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
             rest, offset = rest[written:], offset + written
 
 
-# At most this many buffers in one pwritev() (IOV_MAX is 1024 on Linux): three per member.
-MEMBERS_PER_CALL = 300
+# At most this many buffers in one pwritev() (IOV_MAX is 1024 on Linux): a member's header, its
+# pieces (one or a few) and its padding.
+MAX_BUFFERS = 1000

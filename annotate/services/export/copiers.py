@@ -53,8 +53,13 @@ def _wait_for(process: subprocess.Popen[bytes], seconds: float) -> None:
     process.wait()
 
 
+# A worker's entry point: `-c` rather than `-m`, which would import runpy and then the module
+# twice (as __main__, and under its name for the configuration it unpickles).
+_WORKER_CODE = "from annotate.services.export_worker import main; main()"
+
+
 def _worker_command(fd: int) -> list[str]:
-    return [sys.executable, "-m", "annotate.services.export_worker", str(fd), str(os.getpid())]
+    return [sys.executable, "-c", _WORKER_CODE, str(fd), str(os.getpid())]
 
 
 class _Copiers:

@@ -15,8 +15,10 @@ from annotate.services.export_tar import (
     pwrite_all,
 )
 
-# A tar being written is written back to disk every this many bytes (see _Writeback).
-WRITEBACK_BYTES = 64 << 20
+# A tar being written is written back to disk every this many bytes (see _Writeback). At
+# 64 MiB an export of 2,000 files of 32 KB (63 MB) found all of it still to write at its
+# closing fsync (35 to 45 ms, on a shared machine); at 16 MiB that fsync took 5 to 15 ms.
+WRITEBACK_BYTES = 16 << 20
 
 
 class DirectorySink:

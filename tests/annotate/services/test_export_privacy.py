@@ -196,3 +196,39 @@ def test_blur_faces_is_an_option_of_the_command(astronaut_project, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert file_of(manifest, astronaut.pk)[1]["faces"] == 1
     assert Export.objects.get().blur_faces is True
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_a_stripped_file_in_the_tar_is_the_stripped_bytes_and_hashed_as_written(
+    private_project, settings, processes
+):
+    # The worker hashes and writes a stripped file as the pieces it is cut into (views of the
+    # stored file and a new JFIF header), never joined: the tar member and the manifest's
+    # SHA-256 must still be those of strip()'s bytes.
+    import hashlib
+    import tarfile
+
+    from annotate.models import Export
+    from annotate.services import jpeg_metadata
+
+    settings.EXPORT_PROCESSES = processes
+    project, everything, _ = private_project
+    source = Path(everything.file.path).read_bytes()
+    expected = jpeg_metadata.strip(source).data
+    assert len(jpeg_metadata.strip_pieces(source)[0]) > 2  # cut in several places
+    export = export_service.export_create(project=project, enqueue=False)
+    assert export_service.export_run(export_id=export.pk, run_token="t") == "done"
+    export.refresh_from_db()
+    assert export.state == Export.State.DONE
+    with tarfile.open(export.location) as tar:
+        manifest = json.loads(tar.extractfile(f"{export.name}/manifest.json").read())
+        path, entry = file_of(manifest, everything.pk)
+        written = tar.extractfile(f"{export.name}/{path}").read()
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert written == expected
+    assert entry["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert entry["bytes"] == len(expected)
+    for relpath, file_entry in manifest["files"].items():  # every file, as the manifest says
+        if relpath != "manifest.json":
+            data = members[f"{export.name}/{relpath}"]
+            assert hashlib.sha256(data).hexdigest() == file_entry["sha256"], relpath
