@@ -5,7 +5,7 @@ the device, once per batch, so loader processes stay light and batches cross to 
 quarter of the float size.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import PIL.Image
 import torch
@@ -69,6 +69,15 @@ def make_loader(
         pin_memory=device.type == "cuda",
         generator=generator,
     )
+
+
+def endless(
+    samples: Sequence[Sample], config: TrainConfig, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches of `samples` without end, reshuffled each pass."""
+    loader = make_loader(samples, config, training=True, device=device)
+    while True:
+        yield from loader
 
 
 class Normalize(torch.nn.Module):
