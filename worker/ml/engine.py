@@ -201,7 +201,9 @@ def _fold_logits(
     on_progress: ProgressCallback | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Out-of-fold logits of every training sample: `config.calibration_folds` models, each
-    trained by the cold recipe on the other folds, predict the fold they never saw."""
+    trained by the cold recipe on the other folds, predict the fold they never saw. Each
+    trains for its share of the data of the steps (or budget): as many epochs as the main
+    model, so about as sure of itself, at (k-1)/k of the cost."""
     folds = config.calibration_folds
     order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(config.seed))
     logits, targets = [], []
@@ -221,6 +223,7 @@ def _fold_logits(
             unlabeled_paths,
             config,
             device,
+            share=len(rest) / len(samples),
             on_progress=on_progress,
         )
         loader = make_loader(
