@@ -107,11 +107,12 @@ def test_without_sure_pool_images_self_training_is_supervised(colours, tmp_path,
     # A threshold no probability reaches: the pool is judged, nothing is taken from it.
     decided: list[list[tuple[str, int]]] = []
     judge = selftrain.pseudo_labels_of_pool
-    monkeypatch.setattr(
-        selftrain,
-        "pseudo_labels_of_pool",
-        lambda *a, **k: decided.append(judge(*a, **k)) or decided[-1],
-    )
+
+    def spy(*args, **kwargs):
+        decided.append(judge(*args, **kwargs))
+        return decided[-1]
+
+    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
     result = train(
         colours[:18],
         colours[18:30],

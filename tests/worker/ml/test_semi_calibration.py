@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.ml_data import write_colour_samples
-from worker.ml import TrainConfig, engine, train
+from worker.ml import TrainConfig, engine, selftrain, train
 from worker.ml.calibration import calibrate, reliability
 from worker.ml.config import resolve_arch
 from worker.ml.data import CachedImageDataset, eval_transform
@@ -179,7 +179,7 @@ def test_the_default_architecture_follows_the_device():
 
 def test_each_fold_model_trains_its_share_of_the_steps(colours, tmp_path, monkeypatch):
     calls: list[tuple[int, float]] = []
-    real = engine.fit_by_method
+    real = selftrain.fit_by_method
 
     def spy(model, normalize, samples, *args, **kwargs):
         calls.append((len(samples), kwargs.get("share", 1.0)))
