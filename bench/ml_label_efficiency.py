@@ -1,7 +1,9 @@
-"""Label efficiency of the ML worker: supervised-only vs semi-supervised (FixMatch) training at
-5, 10, 20 and 50 labels per class, in one run, same architecture, same time budget per arm.
+"""Label efficiency of the ML worker: supervised-only vs semi-supervised (the configured
+method, self-training by default) training at 5, 10, 20 and 50 labels per class, in one run,
+same architecture, same time budget (CPU seconds) per arm.
 
-    python bench/ml_label_efficiency.py     # ~8 CPU minutes (35 min wall on a loaded 2-core box)
+    python bench/ml_label_efficiency.py     # ~16 CPU minutes (~45 min wall on a loaded 2-core box)
+    python bench/ml_label_efficiency.py --per-class 5,10,50 --no-warm --goals 0.9,0.95,0.99
     python bench/ml_label_efficiency.py --budget 60 --image-size 64 --threads 8   # bigger
     python bench/ml_label_efficiency.py --archs               # the CPU default architecture
 
@@ -13,8 +15,10 @@ the unlabeled set. As in the service, a fifth of the labeled images is held out,
 that is under ML_CALIBRATION_MIN_HOLDOUT the temperature is also fitted out-of-fold.
 
 Per (set, labels per class, arm): test top-1, test ECE (of the calibrated probabilities, on
-images no part of training saw) beside the version's own cross-validated ECE estimate, and
-training seconds (calibration folds included). Then, from a simulated one-coin crowd
+images no part of training saw) with its noise floor (what a perfectly calibrated model with
+those confidences shows on that many images) beside the version's own cross-validated ECE
+estimate, steps, the share of the pool taken as pseudo-labels, and training seconds
+(calibration folds included). Then, from a simulated one-coin crowd
 (volunteers right with probability 0.6-0.9, wrong answers uniform) and the dynamic consensus
 rule (stop when the posterior reaches --target), human votes per decided image with no model
 and with each model's probabilities as the prior; the serving orders `uncertain`, `closest`
