@@ -51,9 +51,9 @@ class TrainConfig:
     time_budget_s: float = 0.0
     # Horizontal flips as augmentation: right for photos and shapes, wrong for digits/text.
     hflip: bool = True
-    # Semi-supervised learning (FixMatch): the unlabeled images' weakly augmented views give
-    # pseudo-labels where the model is at least `pseudo_threshold` sure; their strongly
-    # augmented views are trained toward them, weighted by `unlabeled_weight`.
+    # Semi-supervised learning from the unlabeled images: pseudo-labels where the model is at
+    # least `pseudo_threshold` sure (self-training: calibrated, of the whole pool once;
+    # FixMatch: of each weakly augmented view), their loss weighted by `unlabeled_weight`.
     semi_supervised: bool = True
     # "self_training" (worker.ml.selftrain: pseudo-labels of the whole pool, once, from the
     # model trained on the labels for `self_training_split` of the run) or "fixmatch"
