@@ -458,7 +458,11 @@ ML_TRAIN_CONFIG = {
     "pretrained": env.bool("ML_PRETRAINED", default=True),
     "init_checkpoint": env("ML_INIT_CHECKPOINT", default=""),
     "seed": env.int("ML_SEED", default=0),
-    # Semi-supervised training (issue 22; a project turns it off with semi_supervised).
+    # Semi-supervised training (issue 22; a project turns it off with semi_supervised):
+    # "self_training" (pseudo-labels of the pool once ML_SELF_TRAINING_SPLIT of the steps are
+    # done, at calibrated confidence >= ML_PSEUDO_THRESHOLD) or "fixmatch".
+    "semi_method": env("ML_SEMI_METHOD", default="self_training"),
+    "self_training_split": env.float("ML_SELF_TRAINING_SPLIT", default=0.5),
     "pseudo_threshold": env.float("ML_PSEUDO_THRESHOLD", default=0.95),
     "unlabeled_ratio": env.int("ML_UNLABELED_RATIO", default=1),
     "max_unlabeled": env.int("ML_MAX_UNLABELED", default=20000),

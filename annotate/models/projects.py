@@ -62,10 +62,10 @@ class Project(TimeStamped):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Suggestions below this calibrated confidence are not shown to volunteers.",
     )
-    # The model also learns from the unlabeled images (FixMatch, issue 22). Off by default: on
-    # bench/ml_label_efficiency.py at CPU budgets it has not yet beaten supervised training
-    # (2-8 points worse, and 2.7x the work per step); a project with a GPU worker turns it on.
-    semi_supervised = models.BooleanField(default=False)
+    # The model also learns from the unlabeled images (self-training, worker.ml.selftrain;
+    # issue 22): on bench/ml_label_efficiency.py it is as accurate or better than supervised
+    # training in the same CPU budget. A project turns it off here.
+    semi_supervised = models.BooleanField(default=True)
     serving_order = models.CharField(
         max_length=16, choices=ServingOrder.choices, default=ServingOrder.CLOSEST
     )

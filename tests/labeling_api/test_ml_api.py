@@ -160,8 +160,8 @@ def test_each_version_carries_its_calibration(client_for, admin_user, project, l
 def test_a_project_turns_semi_supervised_training_on_and_off_through_the_api(
     client_for, admin_user, project
 ):
-    assert project.semi_supervised is False  # off until it beats supervised on the bench
-    for wanted in (True, False):
+    assert project.semi_supervised is True  # on by default (self-training, issue 22)
+    for wanted in (False, True):
         response = client_for(admin_user).patch(
             f"/api/projects/{project.pk}/", {"semi_supervised": wanted}, format="json"
         )

@@ -12,6 +12,7 @@ ARCHITECTURES = ("auto", "small_cnn", "resnet18", "mobilenet_v3_small", "resnet5
 # The fastest architecture that is not less accurate on bench/ml_label_efficiency.py --archs
 # (README: the CPU default); a GPU has the time for a residual network.
 CPU_ARCH = "small_cnn"
+SEMI_METHODS = ("self_training", "fixmatch")
 GPU_ARCH = "resnet18"
 CPU_IMAGE_SIZE = 64
 GPU_IMAGE_SIZE = 128
@@ -50,10 +51,16 @@ class TrainConfig:
     time_budget_s: float = 0.0
     # Horizontal flips as augmentation: right for photos and shapes, wrong for digits/text.
     hflip: bool = True
-    # Semi-supervised learning (FixMatch): the unlabeled images' weakly augmented views give
-    # pseudo-labels where the model is at least `pseudo_threshold` sure; their strongly
-    # augmented views are trained toward them, weighted by `unlabeled_weight`.
+    # Semi-supervised learning from the unlabeled images: pseudo-labels where the model is at
+    # least `pseudo_threshold` sure (self-training: calibrated, of the whole pool once;
+    # FixMatch: of each weakly augmented view), their loss weighted by `unlabeled_weight`.
     semi_supervised: bool = True
+    # "self_training" (worker.ml.selftrain: pseudo-labels of the whole pool, once, from the
+    # model trained on the labels for `self_training_split` of the run) or "fixmatch"
+    # (worker.ml.semi). Self-training is the default: at CPU budgets FixMatch is worse than no
+    # unlabeled images at all (README, issue 22).
+    semi_method: str = "self_training"
+    self_training_split: float = 0.5
     pseudo_threshold: float = 0.95
     unlabeled_weight: float = 1.0
     # Unlabeled images per labeled one in a step (FixMatch's mu; 7 in the paper, less on CPU).
@@ -84,6 +91,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 < self.pseudo_threshold <= 1:
             raise ValueError("pseudo_threshold must be in (0, 1]")
+        if self.semi_method not in SEMI_METHODS:
+            raise ValueError(f"semi_method must be one of {', '.join(SEMI_METHODS)}")
+        if not 0 < self.self_training_split < 1:
+            raise ValueError("self_training_split must be in (0, 1)")
         if not 0 < self.warm_epochs_share <= 1:
             raise ValueError("warm_epochs_share must be in (0, 1]")
 

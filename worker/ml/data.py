@@ -5,7 +5,7 @@ the device, once per batch, so loader processes stay light and batches cross to 
 quarter of the float size.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import PIL.Image
 import torch
@@ -33,19 +33,30 @@ def eval_transform(size: int) -> v2.Transform:
     return v2.Compose([v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
 
 
+# Training sets up to this many images keep their decoded copies in memory (~100 kB each at
+# the cache's 160 px): a small set is read for every one of many epochs, and decoding each
+# JPEG again cost about as much CPU as the training step itself.
+DECODED_IN_MEMORY_MAX = 4096
+
+
 class CachedImageDataset(Dataset[tuple[torch.Tensor, int]]):
-    def __init__(self, samples: Sequence[Sample], transform: v2.Transform):
+    def __init__(self, samples: Sequence[Sample], transform: v2.Transform, keep: bool = False):
         self.samples = list(samples)
         self.transform = transform
+        self.decoded: dict[int, torch.Tensor] | None = {} if keep else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
-        # torchvision's own decoders are deprecated (0.29); Pillow uses libjpeg-turbo too.
-        with PIL.Image.open(path) as img:
-            image = pil_to_tensor(img.convert("RGB"))
+        image = self.decoded.get(index) if self.decoded is not None else None
+        if image is None:
+            # torchvision's own decoders are deprecated (0.29); Pillow uses libjpeg-turbo too.
+            with PIL.Image.open(path) as img:
+                image = pil_to_tensor(img.convert("RGB"))
+            if self.decoded is not None:
+                self.decoded[index] = image
         return self.transform(image), target
 
 
@@ -59,7 +70,9 @@ def make_loader(
     )
     generator = torch.Generator().manual_seed(config.seed) if training else None
     return DataLoader(
-        CachedImageDataset(samples, transform),
+        CachedImageDataset(
+            samples, transform, keep=training and len(samples) <= DECODED_IN_MEMORY_MAX
+        ),
         batch_size=config.batch_size,
         shuffle=training,
         # A last batch of one would break BatchNorm in training mode.
@@ -69,6 +82,15 @@ def make_loader(
         pin_memory=device.type == "cuda",
         generator=generator,
     )
+
+
+def endless(
+    samples: Sequence[Sample], config: TrainConfig, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches of `samples` without end, reshuffled each pass."""
+    loader = make_loader(samples, config, training=True, device=device)
+    while True:
+        yield from loader
 
 
 class Normalize(torch.nn.Module):

@@ -30,8 +30,8 @@ from worker.ml.config import (
     resolve_image_size,
 )
 from worker.ml.data import Normalize, Sample, make_loader
-from worker.ml.factory import build_model, new_model, replace_head
-from worker.ml.fitting import fit
+from worker.ml.factory import build_model, new_model, replace_head, warm_state
+from worker.ml.selftrain import fit_by_method
 
 logger = logging.getLogger(__name__)
 
@@ -190,27 +190,10 @@ def load_checkpoint(path: str, device: torch.device) -> tuple[nn.Module, dict[st
     return model.to(device).eval(), payload
 
 
-def _warm_state(config: TrainConfig, arch: str, num_classes: int) -> dict[str, Any] | None:
-    """The active model's weights when they fit this training (same architecture, input size
-    and classes), else None: a cold start."""
-    if not config.warm_start:
-        return None
-    try:
-        payload = torch.load(config.warm_start, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as error:
-        logger.warning("no warm start: %s can't be read (%s)", config.warm_start, error)
-        return None
-    found = (payload.get("arch"), payload.get("num_classes"), payload.get("image_size"))
-    if found != (arch, num_classes, config.image_size):
-        logger.info("no warm start: the active model is %s, this training %s", found, arch)
-        return None
-    state: dict[str, Any] = payload["state_dict"]
-    return state
-
-
 def _fold_logits(
     init_state: dict[str, Any],
     samples: Sequence[Sample],
+    holdout: Sequence[Sample],
     unlabeled_paths: Sequence[str],
     config: TrainConfig,
     num_classes: int,
@@ -218,7 +201,9 @@ def _fold_logits(
     on_progress: ProgressCallback | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Out-of-fold logits of every training sample: `config.calibration_folds` models, each
-    trained by the cold recipe on the other folds, predict the fold they never saw."""
+    trained by the cold recipe on the other folds, predict the fold they never saw. Each
+    trains for its share of the data of the steps (or budget): as many epochs as the main
+    model, so about as sure of itself, at (k-1)/k of the cost."""
     folds = config.calibration_folds
     order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(config.seed))
     logits, targets = [], []
@@ -230,7 +215,17 @@ def _fold_logits(
         model.to(device)
         normalize = Normalize().to(device)
         rest = [s for i, s in enumerate(samples) if i not in held]
-        fit(model, normalize, rest, unlabeled_paths, config, device, on_progress=on_progress)
+        fit_by_method(
+            model,
+            normalize,
+            rest,
+            holdout,
+            unlabeled_paths,
+            config,
+            device,
+            share=len(rest) / len(samples),
+            on_progress=on_progress,
+        )
         loader = make_loader(
             [samples[i] for i in sorted(held)], config, training=False, device=device
         )
@@ -270,19 +265,20 @@ def train(
     started = time.monotonic()
     cold = build_model(config, num_classes)
     cold_state = copy.deepcopy(cold.model.state_dict())
-    warm_state = _warm_state(config, config.arch, num_classes)
+    warm_weights = warm_state(config, config.arch, num_classes)
     model = cold.model
     weights_source = cold.weights_source
-    if warm_state is not None:
-        model.load_state_dict(warm_state)
+    if warm_weights is not None:
+        model.load_state_dict(warm_weights)
         weights_source = f"warm:{Path(config.warm_start).name}"
     model.to(device)
     normalize = Normalize().to(device)
-    warm = warm_state is not None
-    fitted = fit(
+    warm = warm_weights is not None
+    fitted = fit_by_method(
         model,
         normalize,
         train_samples,
+        holdout_samples,
         unlabeled,
         config,
         device,
@@ -306,7 +302,14 @@ def train(
     if len(holdout_samples) < config.calibration_min_holdout and folds >= 2:
         if len(train_samples) >= 2 * folds:
             fold_logits, fold_targets = _fold_logits(
-                cold_state, train_samples, unlabeled, config, num_classes, device, on_progress
+                cold_state,
+                train_samples,
+                holdout_samples,
+                unlabeled,
+                config,
+                num_classes,
+                device,
+                on_progress,
             )
             pool_logits = torch.cat([logits, fold_logits])
             pool_targets = torch.cat([targets, fold_targets])

@@ -148,3 +148,21 @@ def build_model(config: TrainConfig, num_classes: int) -> BuiltModel:
         logger.info("model %s trains from scratch (pretrained weights not requested)", config.arch)
     replace_head(model, config.arch, num_classes)
     return BuiltModel(model, "scratch")
+
+
+def warm_state(config: TrainConfig, arch: str, num_classes: int) -> dict[str, Any] | None:
+    """The active model's weights when they fit this training (same architecture, input size
+    and classes), else None: a cold start."""
+    if not config.warm_start:
+        return None
+    try:
+        payload = torch.load(config.warm_start, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as error:
+        logger.warning("no warm start: %s can't be read (%s)", config.warm_start, error)
+        return None
+    found = (payload.get("arch"), payload.get("num_classes"), payload.get("image_size"))
+    if found != (arch, num_classes, config.image_size):
+        logger.info("no warm start: the active model is %s, this training %s", found, arch)
+        return None
+    state: dict[str, Any] = payload["state_dict"]
+    return state

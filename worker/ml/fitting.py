@@ -10,15 +10,16 @@ first full-size steps would knock trained weights away from where they are good.
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from worker.ml.config import TrainConfig
-from worker.ml.data import Sample, make_loader
+from worker.ml.data import Sample, endless, make_loader
 from worker.ml.semi import (
     consistency_loss,
     frozen_batch_norm_statistics,
@@ -50,6 +51,23 @@ def learning_rate_factor(progress: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - WARMUP_SHARE) / (1 - WARMUP_SHARE))))
 
 
+def _mixed_loaders(
+    samples: Sequence[Sample],
+    pseudo: Sequence[Sample],
+    config: TrainConfig,
+    device: torch.device,
+) -> tuple[DataLoader[tuple[torch.Tensor, int]], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """Labeled batches and endless pseudo-labeled ones that together make one batch of
+    `batch_size` (a step costs what a supervised one does): pseudo-labels in proportion to
+    their number, at most half, at least one."""
+    share = min(0.5, len(pseudo) / (len(pseudo) + len(samples)))
+    extra = max(1, min(config.batch_size - 2, round(config.batch_size * share)))
+    labeled = make_loader(
+        samples, replace(config, batch_size=config.batch_size - extra), training=True, device=device
+    )
+    return labeled, endless(pseudo, replace(config, batch_size=extra), device)
+
+
 def fit(
     model: nn.Module,
     normalize: nn.Module,
@@ -61,9 +79,18 @@ def fit(
     share: float = 1.0,
     warm: bool = False,
     on_progress: Callable[[int, int, int], None] | None = None,
+    pseudo_source: Callable[[], Sequence[Sample]] | None = None,
 ) -> FitResult:
-    """Train `model` in place for `share` of the configured epochs (or time budget)."""
+    """Train `model` in place for `share` of the configured epochs (or time budget).
+
+    Self-training (worker.ml.selftrain): once `self_training_split` of the run is done,
+    `pseudo_source()` gives model-decided (image, class) pairs; from then on part of each
+    batch is drawn from them (in proportion, at most half), their loss weighted by
+    `unlabeled_weight`, within the same budget. The learning rate's warm-up and decay run
+    once before that point and once after it (the teacher ends converged; the student
+    starts at the full rate)."""
     loader = make_loader(samples, config, training=True, device=device)
+    pseudo_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
     per_epoch = max(1, len(loader))
     epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
     total_steps = max(1, round(epochs * per_epoch * share))
@@ -75,6 +102,9 @@ def fit(
     model.train()
     started, cpu_started = time.monotonic(), time.process_time()
     step, epoch, start_loss = 0, 0, math.nan
+    # The learning rate's cycle (shares of the run): with self-training, a first one for the
+    # supervised teacher, a second one, at the full rate again, once pseudo-labels join.
+    cycle = (0.0, config.self_training_split if pseudo_source is not None else 1.0)
     epoch_loss, confident, views = 0.0, 0, 0
 
     def progress() -> float:
@@ -91,12 +121,28 @@ def fit(
             if done >= 1:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = peak * learning_rate_factor(done)
+                group["lr"] = peak * learning_rate_factor((done - cycle[0]) / (cycle[1] - cycle[0]))
+            if pseudo_source is not None and done >= config.self_training_split:
+                decided = pseudo_source()
+                pseudo_source = None
+                cycle = (done, 1.0)
+                if decided:
+                    loader, pseudo_batches = _mixed_loaders(samples, decided, config, device)
+                    break  # the epoch goes on with the mixed batches
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             count = len(targets)
-            labeled_loss = F.cross_entropy(model(normalize(images)), targets)
-            loss = labeled_loss
+            if pseudo_batches is None:
+                labeled_loss = F.cross_entropy(model(normalize(images)), targets)
+                loss = labeled_loss
+            else:
+                # One forward pass over both: batch norm sees the images the model will judge.
+                extra_images, extra_targets = next(pseudo_batches)
+                logits = model(normalize(torch.cat([images, extra_images.to(device)])))
+                labeled_loss = F.cross_entropy(logits[:count], targets)
+                loss = labeled_loss + config.unlabeled_weight * F.cross_entropy(
+                    logits[count:], extra_targets.to(device)
+                )
             if unlabeled is not None and done >= config.semi_start_share:
                 pairs = next(unlabeled).to(device, non_blocking=True)
                 pseudo, mask = pseudo_labels(

@@ -10,8 +10,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from annotate.demo_verify import verify_demo_create
-from annotate.models import Project, User
-from annotate.services import accounts, ingest, projects
+from annotate.models import Project, TrainingRun, User
+from annotate.services import accounts, ingest, ml_runs, projects
+from annotate.services.errors import Conflict, InvalidInput
 
 DEMO_PROJECT = "Demo: shapes"
 # With each label's Chinese name (the mapping file's name column), shown to volunteers whose
@@ -154,6 +155,14 @@ class Command(BaseCommand):
                 f"Users admin, reviewer, volunteer; password: {password}"
             )
         )
+        # The first model now: the worker takes it as soon as it starts, instead of at beat's
+        # first check a minute later (issue 22: a first model within two minutes).
+        if not TrainingRun.objects.filter(project=project).exists():
+            try:
+                run = ml_runs.training_request(project=project, reason=TrainingRun.Reason.GROWTH)
+                self.stdout.write(f"First training of the demo project queued (run {run.pk}).")
+            except (Conflict, InvalidInput) as error:
+                self.stdout.write(f"No first training queued: {error}")
         verify = verify_demo_create(
             synsets=SYNSETS,
             draw=draw_shape,

@@ -1,15 +1,17 @@
 """Issue 22 in worker.ml: pseudo-labels, cross-validated calibration, warm starts, the CPU
 default architecture."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from tests.ml_data import write_colour_samples
-from worker.ml import TrainConfig, train
+from worker.ml import TrainConfig, engine, selftrain, train
 from worker.ml.calibration import calibrate, reliability
 from worker.ml.config import resolve_arch
+from worker.ml.data import CachedImageDataset, eval_transform
 from worker.ml.engine import load_checkpoint
 from worker.ml.semi import consistency_loss, pseudo_labels
 
@@ -173,3 +175,35 @@ def test_the_default_architecture_follows_the_device():
     assert resolve_arch(config, torch.device("cpu")) == "small_cnn"
     assert resolve_arch(config, torch.device("cuda")) == "resnet18"
     assert resolve_arch(TrainConfig(arch="resnet50"), torch.device("cpu")) == "resnet50"
+
+
+def test_each_fold_model_trains_its_share_of_the_steps(colours, tmp_path, monkeypatch):
+    calls: list[tuple[int, float]] = []
+    real = selftrain.fit_by_method
+
+    def spy(model, normalize, samples, *args, **kwargs):
+        calls.append((len(samples), kwargs.get("share", 1.0)))
+        return real(model, normalize, samples, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "fit_by_method", spy)
+    train(
+        colours[:30],
+        colours[30:],
+        num_classes=3,
+        config=TrainConfig(**TINY | {"semi_supervised": False, "calibration_folds": 3}),
+        checkpoint_path=str(tmp_path / "m.pt"),
+    )
+    # The model itself, then three fold models on 20 of the 30 images for 2/3 of the steps:
+    # as many epochs, not as many steps.
+    assert calls == [(30, 1.0)] + [(20, pytest.approx(20 / 30))] * 3
+
+
+def test_a_small_training_set_is_decoded_once(colours, tmp_path):
+    path = tmp_path / "one.jpg"
+    path.write_bytes(Path(colours[0][0]).read_bytes())
+    kept = CachedImageDataset([(str(path), 0)], eval_transform(32), keep=True)
+    first = kept[0][0]
+    path.unlink()  # a second read would fail
+    assert torch.equal(kept[0][0], first)
+    with pytest.raises(FileNotFoundError):
+        CachedImageDataset([(str(path), 0)], eval_transform(32))[0]
