@@ -3,6 +3,7 @@
 import io
 import json
 import random
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +207,6 @@ def test_a_stripped_file_in_the_tar_is_the_stripped_bytes_and_hashed_as_written(
     # stored file and a new JFIF header), never joined: the tar member and the manifest's
     # SHA-256 must still be those of strip()'s bytes.
     import hashlib
-    import tarfile
 
     from annotate.models import Export
     from annotate.services import jpeg_metadata
@@ -221,10 +221,10 @@ def test_a_stripped_file_in_the_tar_is_the_stripped_bytes_and_hashed_as_written(
     export.refresh_from_db()
     assert export.state == Export.State.DONE
     with tarfile.open(export.location) as tar:
-        manifest = json.loads(tar.extractfile(f"{export.name}/manifest.json").read())
+        manifest = json.loads(member_bytes(tar, f"{export.name}/manifest.json"))
         path, entry = file_of(manifest, everything.pk)
-        written = tar.extractfile(f"{export.name}/{path}").read()
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        written = member_bytes(tar, f"{export.name}/{path}")
+        members = {m.name: member_bytes(tar, m) for m in tar.getmembers() if m.isfile()}
     assert written == expected
     assert entry["sha256"] == hashlib.sha256(expected).hexdigest()
     assert entry["bytes"] == len(expected)
@@ -232,3 +232,9 @@ def test_a_stripped_file_in_the_tar_is_the_stripped_bytes_and_hashed_as_written(
         if relpath != "manifest.json":
             data = members[f"{export.name}/{relpath}"]
             assert hashlib.sha256(data).hexdigest() == file_entry["sha256"], relpath
+
+
+def member_bytes(tar: tarfile.TarFile, member: str | tarfile.TarInfo) -> bytes:
+    extracted = tar.extractfile(member)
+    assert extracted is not None, member  # a regular file
+    return extracted.read()
