@@ -455,6 +455,7 @@ ML_TRAIN_CONFIG = {
     "num_threads": env.int("ML_THREADS", default=0),  # 0: all cores
     "num_workers": env.int("ML_LOADER_WORKERS", default=0),
     "device": env("ML_DEVICE", default="auto"),  # auto: CUDA when present
+    "precision": env("ML_PRECISION", default="auto"),  # auto: bf16 on a GPU with it, else fp32
     "pretrained": env.bool("ML_PRETRAINED", default=True),
     "init_checkpoint": env("ML_INIT_CHECKPOINT", default=""),
     "seed": env.int("ML_SEED", default=0),

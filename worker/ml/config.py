@@ -38,6 +38,9 @@ class TrainConfig:
     # Data loader processes; 0 decodes in the training process (the cached JPEGs are small).
     num_workers: int = 0
     device: str = "auto"  # "auto": CUDA when present, else CPU
+    # "auto": bfloat16 autocast and channels-last on a GPU that has bfloat16, plain float32
+    # elsewhere (worker.ml.accel); "bf16" or "fp32" to choose.
+    precision: str = "auto"
     seed: int = 0
     # Deterministic algorithms and a seeded order: reproducible runs, somewhat slower.
     deterministic: bool = False
@@ -91,6 +94,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 < self.pseudo_threshold <= 1:
             raise ValueError("pseudo_threshold must be in (0, 1]")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError("precision must be auto, bf16 or fp32")
         if self.semi_method not in SEMI_METHODS:
             raise ValueError(f"semi_method must be one of {', '.join(SEMI_METHODS)}")
         if not 0 < self.self_training_split < 1:

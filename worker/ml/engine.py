@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
+from worker.ml.accel import accel_for, to_device
 from worker.ml.calibration import Calibration, calibrate
 from worker.ml.config import (
     TrainConfig,
@@ -122,9 +123,11 @@ def collect_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and targets of every sample, in loader order (eval loaders do not shuffle)."""
     model.eval()
+    accel = accel_for(device)  # bfloat16 on a GPU that has it; float32 logits either way
     logits, targets = [], []
     for images, batch_targets in loader:
-        logits.append(model(normalize(images.to(device, non_blocking=True))).float().cpu())
+        with accel.autocast():
+            logits.append(model(normalize(to_device(images, accel))).float().cpu())
         targets.append(batch_targets)
     if not logits:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from worker.ml.accel import accel_for, prepare_model, to_device
 from worker.ml.config import TrainConfig
 from worker.ml.data import Sample, endless, make_loader
 from worker.ml.semi import (
@@ -98,6 +99,9 @@ def fit(
     semi = config.semi_supervised and len(unlabeled_paths) > 0
     unlabeled = unlabeled_batches(unlabeled_paths, config, device) if semi else None
     peak = config.learning_rate * (WARM_LEARNING_RATE_SHARE if warm else 1.0)
+    # On a GPU: bfloat16 autocast and channels-last batches; on a CPU (auto) plain float32.
+    accel = accel_for(device, config.precision)
+    prepare_model(model, accel)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=config.weight_decay)
     model.train()
     started, cpu_started = time.monotonic(), time.process_time()
@@ -129,36 +133,38 @@ def fit(
                 if decided:
                     loader, pseudo_batches = _mixed_loaders(samples, decided, config, device)
                     break  # the epoch goes on with the mixed batches
-            images = images.to(device, non_blocking=True)
+            images = to_device(images, accel)
             targets = targets.to(device, non_blocking=True)
             count = len(targets)
-            if pseudo_batches is None:
-                labeled_loss = F.cross_entropy(model(normalize(images)), targets)
-                loss = labeled_loss
-            else:
-                # One forward pass over both: batch norm sees the images the model will judge.
-                extra_images, extra_targets = next(pseudo_batches)
-                logits = model(normalize(torch.cat([images, extra_images.to(device)])))
-                labeled_loss = F.cross_entropy(logits[:count], targets)
-                loss = labeled_loss + config.unlabeled_weight * F.cross_entropy(
-                    logits[count:], extra_targets.to(device)
-                )
-            if unlabeled is not None and done >= config.semi_start_share:
-                pairs = next(unlabeled).to(device, non_blocking=True)
-                pseudo, mask = pseudo_labels(
-                    teacher_logits(model, normalize(pairs[:, 0])), config.pseudo_threshold
-                )
-                confident += int(mask.sum())
-                views += len(mask)
-                if int(mask.sum()) >= 2:  # batch norm needs two rows in training mode
-                    # Only the strong views with a pseudo-label are worth a forward pass; their
-                    # distorted statistics stay out of batch norm's running averages.
-                    with frozen_batch_norm_statistics(model):
-                        strong = model(normalize(pairs[mask, 1]))
-                    share = float(mask.float().mean())
-                    loss = loss + config.unlabeled_weight * share * consistency_loss(
-                        strong, pseudo[mask], torch.ones_like(pseudo[mask], dtype=torch.bool)
+            # The forward passes and losses under autocast (the losses run in float32 there).
+            with accel.autocast():
+                if pseudo_batches is None:
+                    labeled_loss = F.cross_entropy(model(normalize(images)), targets)
+                    loss = labeled_loss
+                else:
+                    # One forward pass over both: batch norm sees the images the model will judge.
+                    extra_images, extra_targets = next(pseudo_batches)
+                    logits = model(normalize(torch.cat([images, extra_images.to(device)])))
+                    labeled_loss = F.cross_entropy(logits[:count], targets)
+                    loss = labeled_loss + config.unlabeled_weight * F.cross_entropy(
+                        logits[count:], extra_targets.to(device)
                     )
+                if unlabeled is not None and done >= config.semi_start_share:
+                    pairs = next(unlabeled).to(device, non_blocking=True)
+                    pseudo, mask = pseudo_labels(
+                        teacher_logits(model, normalize(pairs[:, 0])), config.pseudo_threshold
+                    )
+                    confident += int(mask.sum())
+                    views += len(mask)
+                    if int(mask.sum()) >= 2:  # batch norm needs two rows in training mode
+                        # Only the strong views with a pseudo-label are worth a forward pass; their
+                        # distorted statistics stay out of batch norm's running averages.
+                        with frozen_batch_norm_statistics(model):
+                            strong = model(normalize(pairs[mask, 1]))
+                        share = float(mask.float().mean())
+                        loss = loss + config.unlabeled_weight * share * consistency_loss(
+                            strong, pseudo[mask], torch.ones_like(pseudo[mask], dtype=torch.bool)
+                        )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

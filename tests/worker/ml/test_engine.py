@@ -182,3 +182,42 @@ def test_unknown_architecture_is_refused():
 def test_metrics_of_an_empty_set():
     result = engine.metrics(torch.empty(0, 3), torch.empty(0, dtype=torch.long), 1.0, 3)
     assert (result.count, result.top1, math.isinf(result.nll)) == (0, 0.0, True)
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)]
+)
+def test_the_workers_training_runs_in_the_configured_precision(
+    colour_samples, tmp_path, monkeypatch, precision, dtype
+):
+    # The training loop itself (worker.ml.fitting) takes the fast path of a GPU trainer:
+    # bfloat16 autocast (which a CPU runs too), while weights and losses stay float32.
+    seen: set[torch.dtype] = set()
+    built = factory.build_model
+
+    def spying(config, num_classes):
+        result = built(config, num_classes)
+        conv = next(m for m in result.model.modules() if isinstance(m, torch.nn.Conv2d))
+        # The training passes (evaluation takes the device's default: float32 on a CPU).
+        conv.register_forward_hook(
+            lambda module, args, out: seen.add(out.dtype) if module.training else None
+        )
+        return result
+
+    monkeypatch.setattr(engine, "build_model", spying)
+    result = train(
+        colour_samples[:30],
+        colour_samples[30:],
+        num_classes=3,
+        config=TrainConfig(**{**TINY, "epochs": 1, "precision": precision}),
+        checkpoint_path=str(tmp_path / "m.pt"),
+    )
+    assert seen == {dtype}
+    assert math.isfinite(result.holdout.nll)
+    weights = torch.load(tmp_path / "m.pt", weights_only=False)["state_dict"]
+    assert {w.dtype for w in weights.values() if w.is_floating_point()} == {torch.float32}
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
