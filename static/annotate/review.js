@@ -21,6 +21,9 @@
   const inFlight = new Set(); // images whose decision is sent and not answered yet
   let fetches = 0; // queue reads answered so far
   let countedInFlight = new Set(); // of inFlight, those the last queue read still counted
+  // Images whose decision this page saw saved. A queue read answered after that may still
+  // list (and count) one of them: the server read the queue before the decision was stored.
+  const saved = new Set();
   const labelName = (id) => {
     const label = labels.find((l) => l.id === id);
     return label ? label.display_name || label.name : gettext("none of these");
@@ -56,7 +59,7 @@
     if (response.status === 401) throw signedOutError();
     if (!response.ok) throw new Error(interpolate(gettext("could not load the queue (%s)"), [response.status]));
     const page = await response.json();
-    queueCount = page.count;
+    queueCount = page.count - page.results.filter((item) => saved.has(item.id)).length;
     // Whether this count still holds the images whose decision is on its way: the queue's
     // page lists them while they are in it (see decide()).
     fetches++;
@@ -175,6 +178,7 @@
         const detail = window.labeling.errorText(body, response.statusText);
         say(interpolate(gettext("Image %s: %s"), [item.id, detail]), true);
       } else {
+        saved.add(item.id);
         // Less one, unless the queue was read again meanwhile without this image in it.
         if (fetches === fetchesBefore || countedInFlight.has(item.id)) {
           queueCount = Math.max(0, queueCount - 1);

@@ -1,6 +1,7 @@
 """A reviewer clears a disputed image with one key; volunteers are refused the review pages."""
 
 import io
+from typing import Any
 
 import pytest
 
@@ -116,4 +117,50 @@ def test_queue_count_and_message_follow_each_action(transactional_db, page):
     assert remaining.inner_text() == "2 in the queue"
 
     decide_by_key(page, images[2].pk, "x", queue_after=1)
+    assert page.js_errors == []
+
+
+def test_a_queue_read_older_than_a_saved_decision_does_not_count_it(transactional_db, page):
+    # The race CI once met: the page reads the queue while a decision is on its way, the
+    # server answers that read before it stores the decision, and the read's answer reaches
+    # the page after the decision's. The count must stay without the decided image.
+    project, labels, images = disputed_project(colors=[(200, 120, 40), (60, 60, 60)])
+    sign_in(page, UserFactory(role="reviewer"))
+    page.goto(f"/projects/{project.pk}/review/")
+    remaining = page.locator("#remaining")
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.image === '{images[0].pk}'"
+    )
+    page.keyboard.press("s")  # passed over: it stays in the queue; images[1] is the last one
+    page.wait_for_function(
+        f"() => document.getElementById('image').dataset.image === '{images[1].pk}'"
+    )
+    assert remaining.inner_text() == "2 in the queue"
+
+    held: dict[str, Any] = {}
+
+    def hold_decision(route):
+        held["decision"] = route  # answered later, after the queue was read
+
+    def read_queue_now_answer_later(route):
+        held["queue"] = (route, route.fetch())  # the server reads the queue now
+
+    page.route(f"**/api/images/{images[1].pk}/decision/", hold_decision)
+    page.route(f"**/api/projects/{project.pk}/review/", read_queue_now_answer_later)
+    page.keyboard.press("x")
+    deadline = 100
+    while len(held) < 2 and deadline:
+        page.wait_for_timeout(50)
+        deadline -= 1
+    assert set(held) == {"decision", "queue"}
+    with page.expect_response(lambda r: r.url.endswith(f"/api/images/{images[1].pk}/decision/")):
+        held["decision"].continue_()
+    page.wait_for_function(
+        "() => document.getElementById('remaining').textContent === '1 in the queue'"
+    )
+    queue_route, stale = held["queue"]
+    assert images[1].pk in [item["id"] for item in stale.json()["results"]]
+    queue_route.fulfill(response=stale)
+    page.wait_for_timeout(300)
+    assert remaining.inner_text() == "1 in the queue"
     assert page.js_errors == []
