@@ -174,7 +174,14 @@ def test_web_and_workers_on_separate_hosts_share_only_the_database_redis_and_s3(
         )
         run = TrainingRun.objects.get(pk=run_id)
         assert (run.status, run.promoted, run.error) == ("succeeded", True, "")
-        assert "image cache, training run" in worker_b.log()
+        # The cache's account of the run is logged as the task ends, just after the run is
+        # marked succeeded.
+        wait_until(
+            lambda: "image cache, training run" in worker_b.log(),
+            30,
+            "worker B to log the training's image cache figures",
+            log=lambda: worker_b.log()[-4000:],
+        )
         assert f"models/project-{project.pk}/run-{run_id}.pt" in s3_server.keys(bucket, "models/")
 
         # Suggestions for the open images, computed on worker B, visible through web B.
