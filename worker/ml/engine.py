@@ -8,7 +8,6 @@ never sees half a file. They hold {"format", "arch", "num_classes", "image_size"
 import copy
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from worker.ml.accel import accel_for, to_device
 from worker.ml.calibration import Calibration, calibrate
+from worker.ml.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from worker.ml.config import (
     TrainConfig,
     apply_threads,
@@ -36,7 +36,6 @@ from worker.ml.selftrain import fit_by_method
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
 # Called after each training step with (epoch, step, steps per epoch); the caller decides
 # what to do with it (the service records a heartbeat).
 ProgressCallback = Callable[[int, int, int], None]
@@ -166,31 +165,6 @@ def metrics(
     return EvalResult(
         count=count, top1=float(correct.float().mean()), top5=top5, nll=nll, per_class=per_class
     )
-
-
-def save_checkpoint(payload: dict[str, Any], path: str) -> None:
-    """Write to a temporary name beside `path`, flush it to disk, then rename: atomic."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint of format {CHECKPOINT_FORMAT}")
-    model = new_model(payload["arch"])
-    replace_head(model, payload["arch"], payload["num_classes"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload
 
 
 def _fold_logits(

@@ -7,6 +7,7 @@ import pytest
 
 from annotate.models import Decision, Image, Project
 from annotate.services import aggregation, posterior
+from annotate.services import dawid_skene as ds
 from tests.annotate.services.test_honest_consensus import MEASURED_SURE, flag_project
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory
 
@@ -21,10 +22,10 @@ def test_a_few_spread_mistakes_do_not_pass_for_a_spread_crowd():
     truth = np.repeat(np.arange(k), 2)  # two mistakes on each true answer, never alike
     posteriors = np.eye(k)[truth]
     spread = (truth + np.tile([1, 2], k)) % k
-    few = aggregation.mistake_concentration(posteriors, spread, n_classes=k)
+    few = ds.mistake_concentration(posteriors, spread, n_classes=k)
     assert few < 3.0  # without the prior pairs: MAX_CONCENTRATION, mistakes read as spread
     many_truth = np.repeat(np.arange(k), 40)
-    many = aggregation.mistake_concentration(
+    many = ds.mistake_concentration(
         np.eye(k)[many_truth], (many_truth + np.tile(np.arange(1, k), 45)[:400]) % k, n_classes=k
     )
     assert many > 20.0
@@ -100,8 +101,8 @@ def test_unreliable_answers_do_not_make_look_alike_mistakes_read_as_spread():
     spammer = rng.random(3000) < 0.5  # half the mistakes: random answers of spammers
     answers = np.where(spammer, (truth + rng.integers(1, k, 3000)) % k, honest)
     posteriors = np.eye(k)[truth]
-    pooled = aggregation.mistake_concentration(posteriors, answers, n_classes=k)
-    reliable = aggregation.mistake_concentration(posteriors, answers, n_classes=k, counted=~spammer)
+    pooled = ds.mistake_concentration(posteriors, answers, n_classes=k)
+    reliable = ds.mistake_concentration(posteriors, answers, n_classes=k, counted=~spammer)
     assert reliable < 1.0 < 2 * reliable < pooled
 
 

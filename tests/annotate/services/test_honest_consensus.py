@@ -16,6 +16,7 @@ from annotate.models import (
     VolunteerConfusion,
 )
 from annotate.services import aggregation, confusions, ml_suggestions, policies, reliability
+from annotate.services import dawid_skene as ds
 from tests.annotate.services.test_quality import reliable_user, vote
 from tests.api_errors import assert_error_shape
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
@@ -232,10 +233,10 @@ def test_smoothed_dawid_skene_keeps_a_three_to_one_image():
     items, workers, answers = map(np.array, zip(*UNANIMOUS_CASE, strict=True))
 
     def run(
-        confusion_strength: float = aggregation.CONFUSION_STRENGTH,
-        class_strength: float = aggregation.CLASS_STRENGTH,
-    ) -> aggregation.DawidSkeneResult:
-        return aggregation.dawid_skene(
+        confusion_strength: float = ds.CONFUSION_STRENGTH,
+        class_strength: float = ds.CLASS_STRENGTH,
+    ) -> ds.DawidSkeneResult:
+        return ds.dawid_skene(
             items,
             workers,
             answers,
@@ -430,8 +431,8 @@ def test_mistake_concentration_tells_look_alike_mistakes_from_spread_ones():
     posteriors = np.eye(k)[truth]
     look_alike = np.where(rng.random(2000) < 0.8, truth ^ 1, (truth + 2) % k)
     spread = (truth + rng.integers(1, k, 2000)) % k
-    concentrated = aggregation.mistake_concentration(posteriors, look_alike, n_classes=k)
-    even = aggregation.mistake_concentration(posteriors, spread, n_classes=k)
+    concentrated = ds.mistake_concentration(posteriors, look_alike, n_classes=k)
+    even = ds.mistake_concentration(posteriors, spread, n_classes=k)
     assert concentrated < 1.0 < 20.0 < even
 
 

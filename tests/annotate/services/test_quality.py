@@ -8,6 +8,7 @@ import pytest
 from annotate import selectors
 from annotate.models import AnnotatorStats, Decision, Image, Project
 from annotate.services import aggregation, projects, reliability, review, serving, voting
+from annotate.services import dawid_skene as ds
 from annotate.services.consensus import dynamic_outcome, one_coin_posterior
 from annotate.services.errors import InvalidInput
 from tests.factories import ImageFactory, LabelFactory, ProjectFactory, UserFactory
@@ -324,7 +325,7 @@ def test_numpy_dawid_skene_matches_crowd_kit():
     from crowdkit.aggregation import DawidSkene
 
     items, workers, answers, truth = simulated_crowd()
-    ours = aggregation.dawid_skene(items, workers, answers, n_items=300, n_workers=25, n_classes=4)
+    ours = ds.dawid_skene(items, workers, answers, n_items=300, n_workers=25, n_classes=4)
     frame = pd.DataFrame({"task": items, "worker": workers, "label": answers})
     theirs = DawidSkene(n_iter=100).fit(frame)
     their_labels = theirs.labels_.sort_index().to_numpy()

@@ -10,7 +10,16 @@ import torch
 from torchvision import models
 
 from tests.ml_data import write_colour_samples
-from worker.ml import TrainConfig, calibration, engine, evaluate, factory, predict, train
+from worker.ml import (
+    TrainConfig,
+    calibration,
+    checkpoints,
+    engine,
+    evaluate,
+    factory,
+    predict,
+    train,
+)
 from worker.ml.factory import build_model
 
 # Small and quick: 32 px crops, one thread (the test machine is shared).
@@ -143,7 +152,7 @@ def test_the_other_architectures_build_with_the_right_head(arch):
 
 def test_a_failed_checkpoint_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "model.pt"
-    engine.save_checkpoint({"format": 1, "weights": torch.ones(3)}, str(path))
+    checkpoints.save_checkpoint({"format": 1, "weights": torch.ones(3)}, str(path))
     before = path.read_bytes()
 
     def crash(obj, f):
@@ -152,7 +161,7 @@ def test_a_failed_checkpoint_write_leaves_the_old_file_intact(tmp_path, monkeypa
 
     monkeypatch.setattr(engine.torch, "save", crash)
     with pytest.raises(OSError):
-        engine.save_checkpoint({"format": 1, "weights": torch.zeros(3)}, str(path))
+        checkpoints.save_checkpoint({"format": 1, "weights": torch.zeros(3)}, str(path))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 

@@ -10,9 +10,9 @@ import torch
 from tests.ml_data import write_colour_samples
 from worker.ml import TrainConfig, engine, selftrain, train
 from worker.ml.calibration import calibrate, reliability
+from worker.ml.checkpoints import load_checkpoint
 from worker.ml.config import resolve_arch
 from worker.ml.data import CachedImageDataset, eval_transform
-from worker.ml.engine import load_checkpoint
 from worker.ml.semi import consistency_loss, pseudo_labels
 
 TINY: dict[str, Any] = {
