@@ -8,11 +8,13 @@ image whose rows do not commit (annotate.services.ingest).
 
 import dataclasses
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from django.core.files.base import ContentFile, File
-from django.core.files.storage import Storage
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage
+from django.utils.functional import LazyObject
 from django.utils.module_loading import import_string
 
 from annotate.services import imaging
@@ -69,26 +71,29 @@ def files_write(
     try:
         original.seek(0)
         written.append(
-            storage.save(
+            file_save(
+                storage,
                 original_name(
                     project_id=project_id,
                     sha256=inspected.sha256,
                     filename=stored_filename(storage, name),
                 ),
-                File(original),
+                original.read(),
             )
         )
         written.append(
-            storage.save(
+            file_save(
+                storage,
                 preprocessed_name(project_id=project_id, sha256=inspected.sha256),
-                ContentFile(inspected.preprocessed),
+                inspected.preprocessed,
             )
         )
         if not inspected.display_is_original:
             written.append(
-                storage.save(
+                file_save(
+                    storage,
                     display_name(project_id=project_id, sha256=inspected.sha256),
-                    ContentFile(inspected.display),
+                    inspected.display,
                 )
             )
     except BaseException:
@@ -97,6 +102,61 @@ def files_write(
         raise
     # A file with nothing to drop is its own display copy: one file fewer to write.
     return written[0], written[1], written[0] if inspected.display_is_original else written[2]
+
+
+def file_save(storage: Storage, name: str, data: bytes) -> str:
+    """Store `data` as a new file `name` (or, if that name is taken, under the free name the
+    storage picks); the name it got.
+
+    Into Django's local file storage the file is written here, as its save() writes it (the
+    same folders, name, permissions and group, never over an existing file), without the
+    costs of the general path: an existence check, a folder creation attempt and a lock per
+    file, and Python's file objects. For an import they were about half a millisecond of
+    CPU per image, a tenth of all its work. Any other storage: its save()."""
+    local = _plain_local(storage)
+    if local is None:
+        return storage.save(name, ContentFile(data))
+    path = local.path(name)  # refuses a name that leads out of the storage's folder
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:  # its folder is new (an original's always is)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        return storage.save(name, ContentFile(data))
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if local.file_permissions_mode is not None:
+            os.fchmod(fd, local.file_permissions_mode)
+        group = os.stat(local.location).st_gid
+        if os.fstat(fd).st_gid != group:
+            try:
+                os.fchown(fd, -1, group)
+            except PermissionError:
+                pass
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return name
+
+
+def _plain_local(storage: Storage) -> FileSystemStorage | None:
+    """`storage` (or what the lazy default storage stands for) when it is Django's own local
+    file storage with the options file_save() writes as it does; else None."""
+    if isinstance(storage, LazyObject):
+        storage.location  # noqa: B018 - sets the lazy object up
+        storage = storage._wrapped
+    if type(storage) is not FileSystemStorage or os.name != "posix":
+        return None
+    if storage.directory_permissions_mode is not None:
+        return None  # folders made with a mode: its save() does that
+    return storage
 
 
 _target: StorageTarget | None = None

@@ -6,6 +6,7 @@ The rules of what is accepted are the ingest service's; the caps arrive as `Limi
 
 import functools
 import hashlib
+import io
 import math
 import struct
 import warnings
@@ -169,26 +170,28 @@ def inspect(
     read) before the shape is checked, so a decompression bomb or a thin strip is refused
     before anything is decoded.
     """
-    sha256, size = file_digest(stream, limits.max_bytes)
+    # The whole file, read once (within the byte cap): hashed, then decoded from memory. Read
+    # through the open file, Pillow's decoder asked for it in some forty pieces.
+    stream.seek(0)
+    data = stream.read(limits.max_bytes + 1)
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"file is larger than the limit of {limits.max_bytes} bytes")
+    if not data:
+        raise ImageRejected("empty file")
+    sha256, size = hashlib.sha256(data).hexdigest(), len(data)
     if sha256 in known:
         return Known(sha256)
-    stream.seek(0)
     display, display_is_original = b"", False
     try:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice that; we refuse instead.
             warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(stream, formats=ALLOWED_FORMATS) as img:
+            with PIL.Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
                 shape_check(img.width, img.height, limits)
                 oriented_size = convert.upright_size(img)
                 if _display_as_is(img, limits):
-                    # Read before the decode: Pillow seeks to the scan data when it loads.
-                    position = stream.tell()
-                    stream.seek(0)
-                    data = stream.read()
                     display = jpeg_without_metadata(data) or b""
                     display_is_original = display == data
-                    stream.seek(position)
                 if img.format == "JPEG":
                     # libjpeg reads and entropy-decodes every byte of the file at any scale,
                     # so truncated or damaged data fails the same way; only the inverse DCT

@@ -32,7 +32,10 @@ def upright_size(img: PIL.Image.Image) -> tuple[int, int]:
 
 
 def upright(img: PIL.Image.Image) -> PIL.Image.Image:
-    """The image with its EXIF orientation applied (the first frame of an animation)."""
+    """The image with its EXIF orientation applied (the first frame of an animation): the
+    image itself when it is upright already (Pillow would copy its pixels)."""
+    if orientation(img) == 1:
+        return img
     try:
         return ImageOps.exif_transpose(img)
     except _EXIF_ERRORS:

@@ -313,17 +313,19 @@ def tagged(seed: int) -> bytes:
 
 
 def test_a_storage_failure_rejects_that_file_only(project, media, monkeypatch):
-    real_save = default_storage.save
+    from annotate.services import ingest_worker
+
+    real_save = ingest_worker.file_save
     calls = {"n": 0}
 
-    def save_failing_second_copy(name, content, **kwargs):
+    def save_failing_second_copy(storage, name, data):
         if name.startswith("display/"):  # the last file written: the other two must go
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(28, "No space left on device")
-        return real_save(name, content, **kwargs)
+        return real_save(storage, name, data)
 
-    monkeypatch.setattr(default_storage, "save", save_failing_second_copy)
+    monkeypatch.setattr(ingest_worker, "file_save", save_failing_second_copy)
     result = upload(project, ("a.jpg", tagged(60)), ("b.jpg", tagged(61)), ("c.jpg", tagged(62)))
     assert len(result.created) == 2
     assert result.rejected == [
