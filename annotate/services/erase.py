@@ -11,8 +11,9 @@ resting on votes that are gone (issue 19). This is the deliberate way to delete 
   (or disputed), and the other voters' agreement records follow; decisions by reviewers and
   gold answers stand;
 - the user's leases out now are released (`leases_count`, `free_slots`);
-- open candidates the user answered lose those answers from `yes_count` / `no_count`, and grids
-  out now release their candidates; decided candidates keep their decisions;
+- the user's verification answers leave open candidates' counts, and a decided candidate whose
+  decision counted one of them is decided again on the answers left, its image following
+  (annotate.services.verification_erase); grids out now release their candidates;
 - then the account, its token, its votes and its statistics are deleted.
 """
 
@@ -20,19 +21,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F
 
 from annotate.models import (
     Assignment,
-    Candidate,
-    CandidateVote,
     Decision,
-    GridItem,
     Image,
     User,
     Vote,
 )
-from annotate.services import reliability
+from annotate.services import reliability, verification_erase
 from annotate.services.consensus import (
     current_decision,
     decides,
@@ -53,11 +50,14 @@ class EraseReport:
     images: int = 0  # images that lost votes or leases
     reopened: list[int] = field(default_factory=list)  # decided before, open or disputed now
     redecided: list[int] = field(default_factory=list)  # decided again, on fewer votes
+    candidates: list[int] = field(default_factory=list)  # verification outcomes changed
 
 
 def user_erase(*, user: User) -> EraseReport:
     report = EraseReport()
     with transaction.atomic():
+        # Candidates first, then images: the order in which grid_answer locks them.
+        report.candidates = verification_erase.answers_erase(user=user)
         voted = Counter(Vote.objects.filter(user=user).values_list("image_id", flat=True))
         leased = Counter(
             Assignment.objects.filter(user=user, state=Assignment.State.ACTIVE).values_list(
@@ -81,7 +81,6 @@ def user_erase(*, user: User) -> EraseReport:
             image.free_slots = image_free_slots(image=image, project=image.project)
             image.save(update_fields=["votes_count", "leases_count", "free_slots", "state"])
         report.images = len(images)
-        _release_verification(user)
         User.objects.filter(pk=user.pk).delete()
     return report
 
@@ -119,23 +118,3 @@ def _decide_again(image: Image, report: EraseReport) -> None:
         reliability.stats_apply(project_id=image.project_id, deltas=deltas)
         report.reopened.append(image.pk)
     image.state = outcome.state
-
-
-def _release_verification(user: User) -> None:
-    """The user's answers leave the counts of candidates still open (every answer to an open,
-    non-gold candidate was counted); a decided candidate's counts were frozen at its decision,
-    which stands."""
-    answers = CandidateVote.objects.filter(user=user)
-    for candidate_id, answer in answers.values_list("candidate_id", "answer"):
-        counter = "yes_count" if answer else "no_count"
-        Candidate.objects.filter(
-            pk=candidate_id, state=Candidate.State.OPEN, is_gold=False, **{f"{counter}__gt": 0}
-        ).update(**{counter: F(counter) - 1})
-    answers.delete()
-    out_now = GridItem.objects.filter(
-        volunteer=user, grid__answered_at__isnull=True, grid__expired=False
-    )
-    for candidate_id in out_now.values_list("candidate_id", flat=True):
-        Candidate.objects.filter(pk=candidate_id, leases_count__gt=0).update(
-            leases_count=F("leases_count") - 1
-        )

@@ -271,14 +271,16 @@ def grid_answer(
                 else:
                     candidate.no_count += 1
                 counted.append(candidate)
-        decided = _decide(project=grid.project, label_id=grid.label_id, candidates=counted)
+        decided = candidates_decide(
+            project=grid.project, label_id=grid.label_id, candidates=counted
+        )
         changed = [c for c in candidates.values() if not c.is_gold]
         if changed:
             Candidate.objects.bulk_update(
                 changed, ["leases_count", "yes_count", "no_count", "state", "posterior"]
             )
         for candidate in sorted(decided, key=lambda c: c.image_id):
-            _settle_image(project=grid.project, candidate=candidate)
+            candidate_image_settle(project=grid.project, candidate=candidate)
         grid.answered_at = now
         grid.save(update_fields=["answered_at", "updated_at"])
         # A record in the project's annotator table (verification figures are read from
@@ -287,7 +289,9 @@ def grid_answer(
     return GridAnswer(grid=grid, decided=len(decided))
 
 
-def _decide(*, project: Project, label_id: int, candidates: list[Candidate]) -> list[Candidate]:
+def candidates_decide(
+    *, project: Project, label_id: int, candidates: list[Candidate]
+) -> list[Candidate]:
     """Re-estimate the posterior of each open candidate from all its votes and decide it;
     the decided ones."""
     if not candidates:
@@ -340,7 +344,7 @@ def _reference(candidate: Candidate) -> bool | None:
     return consensus_math.rating_reference(posterior_before=candidate.posterior)
 
 
-def _settle_image(*, project: Project, candidate: Candidate) -> None:
+def candidate_image_settle(*, project: Project, candidate: Candidate) -> None:
     """What a decided candidate means for its image: accepted decides the image with the
     label; the last rejection sends it to its next candidate, the classify queue or out, per
     the project; a dispute puts it in the review queue."""

@@ -27,5 +27,6 @@ class Command(BaseCommand):
         report = erase.user_erase(user=user)
         self.stdout.write(
             f"Erased {username}: {report.images} images corrected, {len(report.reopened)} "
-            f"reopened, {len(report.redecided)} decided again."
+            f"reopened, {len(report.redecided)} decided again; "
+            f"{len(report.candidates)} verification candidates decided again."
         )

@@ -130,3 +130,139 @@ def test_verification_answers_leave_open_candidates_counts() -> None:
     assert (open_one.yes_count, open_one.no_count) == (1, 0)
     assert (decided.yes_count, decided.state) == (3, Candidate.State.ACCEPTED)
     assert CandidateVote.objects.filter(user_id=gone.pk).count() == 0
+
+
+def _verify_until_settled(project, candidate, yes: bool) -> list:
+    """Volunteers answer `candidate`'s grid until it is decided; the volunteers, in order."""
+    from annotate.models import Candidate
+    from annotate.services import verification
+
+    volunteers = []
+    for _ in range(project.max_votes):
+        grid = verification.grid_lease(project=project, user=UserFactory())
+        assert grid is not None
+        items = list(grid.items.values_list("id", flat=True))
+        verification.grid_answer(
+            grid_id=grid.pk, user=grid.volunteer, yes_item_ids=items if yes else []
+        )
+        volunteers.append(grid.volunteer)
+        candidate.refresh_from_db()
+        if candidate.state != Candidate.State.OPEN:
+            return volunteers
+    raise AssertionError("the candidate was never decided")
+
+
+def _verify_project(**fields):
+    from annotate.models import Project
+
+    settings = {"task": Project.Task.VERIFY, "min_votes": 3, "max_votes": 6}
+    return ProjectFactory(**(settings | {"target_confidence": 0.9} | fields))
+
+
+def _one_candidate(project):
+    from annotate.models import Candidate
+    from annotate.services import verification_candidates
+
+    label = LabelFactory(project=project)
+    image = ImageFactory(project=project)
+    verification_candidates.candidates_add(
+        project=project, pairs=[(image.pk, label.pk)], source=Candidate.Source.IMPORT
+    )
+    return Candidate.objects.get(image=image)
+
+
+def test_an_acceptance_that_counted_the_erased_answer_is_decided_again() -> None:
+    from annotate.models import Candidate
+    from annotate.services import verification
+
+    project = _verify_project()
+    candidate = _one_candidate(project)
+    voters = _verify_until_settled(project, candidate, yes=True)
+    image = Image.objects.get(pk=candidate.image_id)
+    assert (candidate.state, image.state) == (Candidate.State.ACCEPTED, Image.State.CONSENSUS)
+
+    report = erase.user_erase(user=voters[0])
+
+    candidate.refresh_from_db()
+    image.refresh_from_db()
+    # Accepted at min_votes: one answer fewer cannot accept it.
+    assert len(voters) == project.min_votes
+    assert report.candidates == [candidate.pk]
+    assert (candidate.state, candidate.yes_count, candidate.no_count) == (
+        Candidate.State.OPEN,
+        len(voters) - 1,
+        0,
+    )
+    assert (image.state, image.free_slots) == (Image.State.OPEN, 0)  # held for its candidate
+    assert not Decision.objects.filter(image=image, is_current=True).exists()
+    # Verified again: one more answer accepts it, and the image is decided once more.
+    grid = verification.grid_lease(project=project, user=UserFactory())
+    assert grid is not None
+    verification.grid_answer(
+        grid_id=grid.pk,
+        user=grid.volunteer,
+        yes_item_ids=list(grid.items.values_list("id", flat=True)),
+    )
+    candidate.refresh_from_db()
+    image.refresh_from_db()
+    assert (candidate.state, image.state) == (Candidate.State.ACCEPTED, Image.State.CONSENSUS)
+    decision = Decision.objects.get(image=image, is_current=True)
+    assert (decision.label_id, decision.rule) == (candidate.label_id, Decision.Rule.VERIFIED)
+
+
+def test_an_exclusion_that_counted_the_erased_answer_is_undone() -> None:
+    from annotate.models import Candidate, Project
+
+    project = _verify_project(when_all_rejected=Project.AllRejected.EXCLUDE)
+    candidate = _one_candidate(project)
+    voters = _verify_until_settled(project, candidate, yes=False)
+    image = Image.objects.get(pk=candidate.image_id)
+    assert (candidate.state, image.state) == (Candidate.State.REJECTED, Image.State.EXCLUDED)
+
+    erase.user_erase(user=voters[-1])
+
+    candidate.refresh_from_db()
+    image.refresh_from_db()
+    assert len(voters) == project.min_votes
+    assert candidate.state == Candidate.State.OPEN
+    assert (image.state, image.free_slots) == (Image.State.OPEN, 0)
+    assert not Decision.objects.filter(image=image, is_current=True).exists()
+
+
+def test_an_answer_given_after_the_decision_changes_nothing() -> None:
+    from annotate.models import Candidate, CandidateVote
+
+    project = _verify_project()
+    candidate = _one_candidate(project)
+    _verify_until_settled(project, candidate, yes=True)
+    late = UserFactory()
+    # Answered from a grid leased before the decision: recorded, not counted.
+    CandidateVote.objects.create(candidate=candidate, user=late, answer=False, reference=True)
+    counts = (candidate.yes_count, candidate.no_count, candidate.posterior)
+
+    report = erase.user_erase(user=late)
+
+    candidate.refresh_from_db()
+    assert report.candidates == []
+    assert (candidate.yes_count, candidate.no_count, candidate.posterior) == counts
+    assert candidate.state == Candidate.State.ACCEPTED
+    assert Image.objects.get(pk=candidate.image_id).state == Image.State.CONSENSUS
+
+
+def test_an_acceptance_that_still_holds_keeps_its_decision_with_the_answers_left() -> None:
+    from annotate.models import Candidate
+
+    project = _verify_project(min_votes=2)
+    candidate = _one_candidate(project)
+    voters = _verify_until_settled(project, candidate, yes=True)
+    assert len(voters) > project.min_votes
+    decision = Decision.objects.get(image_id=candidate.image_id, is_current=True)
+
+    report = erase.user_erase(user=voters[0])
+
+    candidate.refresh_from_db()
+    assert report.candidates == []  # its outcome did not change
+    assert (candidate.state, candidate.yes_count) == (Candidate.State.ACCEPTED, len(voters) - 1)
+    decision.refresh_from_db()
+    assert decision.is_current and decision.votes_count == len(voters) - 1
+    assert decision.confidence == candidate.posterior >= project.target_confidence

@@ -10,7 +10,6 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, InMemoryStorage
 
-from annotate.services import ingest_worker
 from annotate.services.ingest_worker import file_save
 
 
@@ -54,7 +53,7 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     def fchmod_failing(fd, mode):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ingest_worker.os, "fchmod", fchmod_failing)
+    monkeypatch.setattr(os, "fchmod", fchmod_failing)
     with pytest.raises(OSError, match="No space"):
         file_save(storage, "images/1/aa/a.jpg", b"bytes")
     assert not (tmp_path / "images" / "1" / "aa" / "a.jpg").exists()
