@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -80,12 +81,105 @@ def baseline(files: list[Path], out: Path, workers: int) -> float:
     return len(files) / (time.perf_counter() - started)
 
 
+def cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def backend_cpu() -> float | None:
+    """CPU seconds of this process's PostgreSQL backend so far (a server on this machine), or
+    None (SQLite, or a server elsewhere)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stages(files: list[Path], workdir: Path) -> None:
+    """CPU per image of each step, in this process, over `files`: what the baseline does and
+    what ingest does besides (its CNN copy, perceptual hash, display copy check, two files)."""
+    from PIL import Image
+
+    from annotate.services import imaging, ingest_worker
+    from annotate.services.imaging import checks, convert
+    from annotate.services.ingest.inspection import limits
+
+    caps = limits()
+    datas = [f.read_bytes() for f in files]
+
+    def cpu_ms(step) -> float:
+        started = time.process_time()
+        for data in datas:
+            step(data)
+        return (time.process_time() - started) / len(datas) * 1e3
+
+    def full_decode(data: bytes) -> None:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+
+    def draft_decode(data: bytes) -> Image.Image:
+        img = Image.open(io.BytesIO(data))
+        img.draft(None, checks._draft_size(img.size, caps, for_display=False))
+        img.load()
+        return img
+
+    decoded = {id(data): draft_decode(data) for data in datas}
+    small = {key: convert.preprocessed_copy(img, caps.short_side) for key, img in decoded.items()}
+    storage = ingest_worker.StorageTarget(
+        ingest_worker.FILE_SYSTEM_STORAGE, {"location": str(workdir)}, 0
+    ).storage()
+    written = iter(range(10**9))
+    rows = [
+        ("SHA-256", cpu_ms(lambda d: hashlib.sha256(d).hexdigest()), "both"),
+        ("decode, full size", cpu_ms(full_decode), "baseline"),
+        ("decode at the copies' scale (draft)", cpu_ms(draft_decode), "ingest"),
+        (
+            "CNN copy: resize",
+            cpu_ms(lambda d: convert.preprocessed_copy(decoded[id(d)], caps.short_side)),
+            "ingest",
+        ),
+        ("CNN copy: encode", cpu_ms(lambda d: convert.encode_jpeg(small[id(d)])), "ingest"),
+        ("perceptual hash", cpu_ms(lambda d: checks.perceptual_hash(small[id(d)])), "ingest"),
+        ("display copy (metadata walk)", cpu_ms(imaging.jpeg_without_metadata), "ingest"),
+        (
+            "files: original + CNN copy",
+            cpu_ms(
+                lambda d: [
+                    ingest_worker.file_save(storage, f"{kind}/{next(written)}.jpg", d)
+                    for kind in ("images", "preprocessed")
+                ]
+            ),
+            "ingest",
+        ),
+        (
+            "whole inspection (one worker's call)",
+            cpu_ms(lambda d: checks.inspect(io.BytesIO(d), caps)),
+            "ingest",
+        ),
+    ]
+    print(f"CPU per image by step, in one process, over {len(datas)} of the files (ms):")
+    for name, ms, who in rows:
+        print(f"  {name:<40} {ms:6.2f}   {who}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--size", default="500x375")
     parser.add_argument("--rounds", type=int, default=2, help="baseline/ingest turns")
+    parser.add_argument(
+        "--stages", type=int, default=200, help="files timed step by step (0: none)"
+    )
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
 
@@ -118,16 +212,30 @@ def main() -> None:
     projects = []
     try:
         base_rates, ingest_rates = [], []
+        base_cpu, ingest_cpu = [], []  # (workers, this process, the database) per image, ms
         # Baseline and ingest take turns, so that a noisy neighbour on the machine hits both.
         for attempt in range(args.rounds):
             out = work / f"baseline{attempt}"
             out.mkdir()
+            children = cpu_children()
             base_rates.append(baseline(files, out, args.workers))
+            base_cpu.append((cpu_children() - children) / args.images * 1e3)
             shutil.rmtree(out)
             projects.append(Project.objects.create(name=f"bench ingest {time.time_ns()}"))
+            children, own, backend = cpu_children(), time.process_time(), backend_cpu()
             started = time.perf_counter()
             result = ingest.images_import(project=projects[-1], path=source, workers=args.workers)
             ingest_rates.append(args.images / (time.perf_counter() - started))
+            backend_after = backend_cpu()
+            ingest_cpu.append(
+                (
+                    (cpu_children() - children) / args.images * 1e3,
+                    (time.process_time() - own) / args.images * 1e3,
+                    (backend_after - backend) / args.images * 1e3
+                    if backend is not None and backend_after is not None
+                    else float("nan"),
+                )
+            )
             assert len(result.created) == args.images, (len(result.created), result.rejected[:3])
         started = time.perf_counter()
         again = ingest.images_import(project=projects[-1], path=source, workers=args.workers)
@@ -144,7 +252,15 @@ def main() -> None:
             f"(rounds: {', '.join(f'{r:.1f}' for r in ingest_rates)})"
         )
         print(f"ingest / baseline: {100 * rate / base:.0f}% (target >= 60%)")
+        workers_ms, own_ms, db_ms = (min(turn[i] for turn in ingest_cpu) for i in range(3))
+        print(
+            f"CPU per image (least of the rounds, ms): baseline's workers {min(base_cpu):.2f}; "
+            f"ingest's workers {workers_ms:.2f} (their start-up included), the importing "
+            f"process {own_ms:.2f}, its PostgreSQL backend {db_ms:.2f}"
+        )
         print(f"re-run of the same import (adds nothing): {rerun_rate:7.1f} images/s")
+        if args.stages:
+            stages(files[: args.stages], work / "stages")
     finally:
         for project in projects:
             project.delete()
