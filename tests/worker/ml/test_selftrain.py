@@ -219,3 +219,36 @@ def test_rounds_and_batch_share_are_checked():
         TrainConfig(self_training_rounds=0)
     with pytest.raises(ValueError, match="pseudo_batch_share"):
         TrainConfig(pseudo_batch_share=1.0)
+
+
+def test_a_round_sure_of_nothing_keeps_the_last_pseudo_labels(colours, tmp_path, monkeypatch):
+    pool = [path for path, _ in colours[30:]]
+    decided: list[list[tuple[str, int]]] = []
+    judge = selftrain.pseudo_labels_of_pool
+
+    def spy(*args, **kwargs):
+        # The first round finds some; the later ones none.
+        found = judge(*args, **kwargs)[:12] if not decided else []
+        decided.append(found)
+        return found
+
+    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    result = train(
+        colours[:18],
+        colours[18:30],
+        num_classes=3,
+        config=TrainConfig(
+            **TINY
+            | {
+                "min_steps": 60,
+                "pseudo_threshold": 0.6,
+                "self_training_rounds": 3,
+                "pseudo_min_share": 0,
+            }
+        ),
+        checkpoint_path=str(tmp_path / "m.pt"),
+        unlabeled_paths=pool,
+    )
+    # Judged in every round (pseudo-labels were in use), the first round's kept.
+    assert [len(found) for found in decided] == [12, 0, 0]
+    assert result.pseudo_label_share == pytest.approx(12 / len(pool))
