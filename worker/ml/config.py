@@ -55,10 +55,10 @@ class TrainConfig:
     # Horizontal flips as augmentation: right for photos and shapes, wrong for digits/text.
     hflip: bool = True
     # Semi-supervised learning from the unlabeled images: pseudo-labels where the model is at
-    # least `pseudo_threshold` sure (self-training: calibrated, of the whole pool once;
+    # least `pseudo_threshold` sure (self-training: calibrated, of the whole pool each round;
     # FixMatch: of each weakly augmented view), their loss weighted by `unlabeled_weight`.
     semi_supervised: bool = True
-    # "self_training" (worker.ml.selftrain: pseudo-labels of the whole pool, once, from the
+    # "self_training" (worker.ml.selftrain: pseudo-labels of the whole pool, each round, from the
     # model trained on the labels for `self_training_split` of the run) or "fixmatch"
     # (worker.ml.semi). Self-training is the default: at CPU budgets FixMatch is worse than no
     # unlabeled images at all (README, issue 22).

@@ -2,7 +2,7 @@
 FixMatch, worker.ml.semi, needs far more steps than a CPU worker has).
 
 1. The model trains on the verified labels alone for `self_training_split` of the run.
-2. Then it judges the unlabeled pool once (eval mode, no augmentation). Its probabilities are
+2. Then it judges the unlabeled pool (eval mode, no augmentation). Its probabilities are
    calibrated with a temperature fitted on the held-out images' true labels; per class, the
    most confident images at or above `pseudo_threshold` become pseudo-labels, at most as
    many per class as the median class has (a model that prefers one class does not get to
