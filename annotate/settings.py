@@ -461,9 +461,13 @@ ML_TRAIN_CONFIG = {
     "seed": env.int("ML_SEED", default=0),
     # Semi-supervised training (issue 22; a project turns it off with semi_supervised):
     # "self_training" (pseudo-labels of the pool once ML_SELF_TRAINING_SPLIT of the steps are
-    # done, at calibrated confidence >= ML_PSEUDO_THRESHOLD) or "fixmatch".
+    # done, at calibrated confidence >= ML_PSEUDO_THRESHOLD, judged again in each of
+    # ML_SELF_TRAINING_ROUNDS rounds) or "fixmatch".
     "semi_method": env("ML_SEMI_METHOD", default="self_training"),
-    "self_training_split": env.float("ML_SELF_TRAINING_SPLIT", default=0.5),
+    "self_training_split": env.float("ML_SELF_TRAINING_SPLIT", default=0.4),
+    "self_training_rounds": env.int("ML_SELF_TRAINING_ROUNDS", default=3),
+    "pseudo_batch_share": env.float("ML_PSEUDO_BATCH_SHARE", default=0.75),
+    "pseudo_min_share": env.float("ML_PSEUDO_MIN_SHARE", default=1.0),
     "pseudo_threshold": env.float("ML_PSEUDO_THRESHOLD", default=0.95),
     "unlabeled_ratio": env.int("ML_UNLABELED_RATIO", default=1),
     "max_unlabeled": env.int("ML_MAX_UNLABELED", default=20000),

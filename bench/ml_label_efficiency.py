@@ -6,6 +6,7 @@ same architecture, same time budget (CPU seconds) per arm.
     python bench/ml_label_efficiency.py --per-class 5,10,50 --no-warm --goals 0.9,0.95,0.99
     python bench/ml_label_efficiency.py --budget 60 --image-size 64 --threads 8   # bigger
     python bench/ml_label_efficiency.py --archs               # the CPU default architecture
+    python bench/ml_label_efficiency.py --sets digits --semi-config '{"self_training_rounds": 1}'
 
 Data: the demo's generated shapes (annotate/management/commands/demo.py, 4 classes) and
 scikit-learn's bundled handwritten digits (`load_digits`, 1,797 8x8 scans, 10 classes: a real
@@ -28,6 +29,7 @@ points at 5 and 10; ECE <= 0.03; warm start >= 2x faster to the same accuracy.
 """
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -248,7 +250,10 @@ def efficiency(args, data: DataSet, folder: Path) -> list[dict]:
     for per_class in args.per_class:
         train_set, holdout, unlabeled = labeled_split(data, per_class)
         for arm in ("supervised", "semi"):
-            config = config_for(args, data, semi_supervised=arm == "semi")
+            semi = arm == "semi"
+            config = config_for(
+                args, data, semi_supervised=semi, **(args.semi_config if semi else {})
+            )
             path = folder / f"{data.name}-{per_class}-{arm}.pt"
             started = time.perf_counter()
             result = train(
@@ -380,6 +385,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--unlabeled-ratio", type=int, default=1)
     parser.add_argument("--folds", type=int, default=3, help="calibration folds")
+    parser.add_argument(
+        "--semi-config",
+        default={},
+        type=json.loads,
+        help="TrainConfig fields of the semi arm, as JSON: '{\"self_training_rounds\": 1}'",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)

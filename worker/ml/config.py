@@ -55,15 +55,24 @@ class TrainConfig:
     # Horizontal flips as augmentation: right for photos and shapes, wrong for digits/text.
     hflip: bool = True
     # Semi-supervised learning from the unlabeled images: pseudo-labels where the model is at
-    # least `pseudo_threshold` sure (self-training: calibrated, of the whole pool once;
+    # least `pseudo_threshold` sure (self-training: calibrated, of the whole pool each round;
     # FixMatch: of each weakly augmented view), their loss weighted by `unlabeled_weight`.
     semi_supervised: bool = True
-    # "self_training" (worker.ml.selftrain: pseudo-labels of the whole pool, once, from the
+    # "self_training" (worker.ml.selftrain: pseudo-labels of the whole pool, each round, from the
     # model trained on the labels for `self_training_split` of the run) or "fixmatch"
     # (worker.ml.semi). Self-training is the default: at CPU budgets FixMatch is worse than no
     # unlabeled images at all (README, issue 22).
     semi_method: str = "self_training"
-    self_training_split: float = 0.5
+    self_training_split: float = 0.4
+    # Judgings of the pool: the first at `self_training_split`, the others spread over the
+    # rest of the run, each by the model the previous pseudo-labels improved (each round
+    # restarts the learning rate's warm-up and decay, so a judge has converged).
+    self_training_rounds: int = 3
+    # Pseudo-labels are taken only when at least this share of the verified labels' number
+    # (0: any number).
+    pseudo_min_share: float = 1.0
+    # The most pseudo-labels per batch (a share of it).
+    pseudo_batch_share: float = 0.75
     pseudo_threshold: float = 0.95
     unlabeled_weight: float = 1.0
     # Unlabeled images per labeled one in a step (FixMatch's mu; 7 in the paper, less on CPU).
@@ -100,6 +109,10 @@ class TrainConfig:
             raise ValueError(f"semi_method must be one of {', '.join(SEMI_METHODS)}")
         if not 0 < self.self_training_split < 1:
             raise ValueError("self_training_split must be in (0, 1)")
+        if self.self_training_rounds < 1:
+            raise ValueError("self_training_rounds must be at least 1")
+        if not 0 < self.pseudo_batch_share < 1:
+            raise ValueError("pseudo_batch_share must be in (0, 1)")
         if not 0 < self.warm_epochs_share <= 1:
             raise ValueError("warm_epochs_share must be in (0, 1]")
 

@@ -60,8 +60,8 @@ def _mixed_loaders(
 ) -> tuple[DataLoader[tuple[torch.Tensor, int]], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """Labeled batches and endless pseudo-labeled ones that together make one batch of
     `batch_size` (a step costs what a supervised one does): pseudo-labels in proportion to
-    their number, at most half, at least one."""
-    share = min(0.5, len(pseudo) / (len(pseudo) + len(samples)))
+    their number, at most `pseudo_batch_share`, at least one."""
+    share = min(config.pseudo_batch_share, len(pseudo) / (len(pseudo) + len(samples)))
     extra = max(1, min(config.batch_size - 2, round(config.batch_size * share)))
     labeled = make_loader(
         samples, replace(config, batch_size=config.batch_size - extra), training=True, device=device
@@ -86,10 +86,11 @@ def fit(
 
     Self-training (worker.ml.selftrain): once `self_training_split` of the run is done,
     `pseudo_source()` gives model-decided (image, class) pairs; from then on part of each
-    batch is drawn from them (in proportion, at most half), their loss weighted by
-    `unlabeled_weight`, within the same budget. The learning rate's warm-up and decay run
-    once before that point and once after it (the teacher ends converged; the student
-    starts at the full rate)."""
+    batch is drawn from them (in proportion, at most `pseudo_batch_share`), their loss weighted by
+    `unlabeled_weight`, within the same budget; in `self_training_rounds` rounds, each
+    judging the pool again. The learning rate's warm-up and decay run once before that point
+    and once in each round (each judge has converged; each student starts at the full
+    rate)."""
     loader = make_loader(samples, config, training=True, device=device)
     pseudo_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
     per_epoch = max(1, len(loader))
@@ -108,7 +109,9 @@ def fit(
     step, epoch, start_loss = 0, 0, math.nan
     # The learning rate's cycle (shares of the run): with self-training, a first one for the
     # supervised teacher, a second one, at the full rate again, once pseudo-labels join.
-    cycle = (0.0, config.self_training_split if pseudo_source is not None else 1.0)
+    split, rounds = config.self_training_split, config.self_training_rounds
+    judgings = [split + (1 - split) * r / rounds for r in range(rounds)] if pseudo_source else []
+    cycle = (0.0, judgings[0] if judgings else 1.0)
     epoch_loss, confident, views = 0.0, 0, 0
 
     def progress() -> float:
@@ -124,15 +127,19 @@ def fit(
             done = progress()
             if done >= 1:
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = peak * learning_rate_factor((done - cycle[0]) / (cycle[1] - cycle[0]))
-            if pseudo_source is not None and done >= config.self_training_split:
+            if pseudo_source is not None and judgings and done >= judgings[0]:
+                judgings.pop(0)
                 decided = pseudo_source()
-                pseudo_source = None
-                cycle = (done, 1.0)
+                if not decided and pseudo_batches is None:
+                    # Sure of nothing: one last cycle on the labels, no more judgings (each
+                    # restart of the learning rate without new images only costs steps).
+                    judgings.clear()
+                cycle = (done, judgings[0] if judgings else 1.0)
                 if decided:
                     loader, pseudo_batches = _mixed_loaders(samples, decided, config, device)
                     break  # the epoch goes on with the mixed batches
+            for group in optimizer.param_groups:
+                group["lr"] = peak * learning_rate_factor((done - cycle[0]) / (cycle[1] - cycle[0]))
             images = to_device(images, accel)
             targets = targets.to(device, non_blocking=True)
             count = len(targets)

@@ -2,15 +2,20 @@
 FixMatch, worker.ml.semi, needs far more steps than a CPU worker has).
 
 1. The model trains on the verified labels alone for `self_training_split` of the run.
-2. Then it judges the unlabeled pool once (eval mode, no augmentation). Its probabilities are
+2. Then it judges the unlabeled pool (eval mode, no augmentation). Its probabilities are
    calibrated with a temperature fitted on the held-out images' true labels; per class, the
    most confident images at or above `pseudo_threshold` become pseudo-labels, at most as
    many per class as the median class has (a model that prefers one class does not get to
-   teach that preference), and none unless they are at least as many as the verified labels.
+   teach that preference), and none unless they are at least `pseudo_min_share` of the
+   verified labels' number (measured on demo-like data, a pool of 15 per class against 32
+   labels per class: the few pseudo-labels it gave cost accuracy).
 3. It goes on training on batches of verified labels and pseudo-labels (in proportion to
-   their numbers, at most half pseudo-labels; their loss weighted by `unlabeled_weight`), the
-   learning rate warming up and decaying once more. A step costs what a supervised one does;
-   with too few images sure enough it goes on with the verified labels alone.
+   their numbers, at most `pseudo_batch_share` pseudo-labels; their loss weighted by
+   `unlabeled_weight`), the learning rate warming up and decaying once more. A step costs
+   what a supervised one does; with too few images sure enough it goes on with the verified
+   labels alone, one last cycle.
+4. `self_training_rounds` rounds: the model each round ends with judges the whole pool
+   again (sure of more images, and right about more); its pseudo-labels replace the last.
 
 Pseudo-labels exist for one training only: never stored, never ground truth. The held-out
 images are never trained on, so they still grade and calibrate the final model.
@@ -88,12 +93,19 @@ def self_train(
     chosen: list[Sample] = []
 
     def pseudo_labeled() -> list[Sample]:
-        chosen.extend(
-            pseudo_labels_of_pool(
-                model, normalize, pool, holdout, config, device, at_least=len(samples)
-            )
+        # Each round judges the whole pool again; an empty judgment keeps the last one.
+        found = pseudo_labels_of_pool(
+            model,
+            normalize,
+            pool,
+            holdout,
+            config,
+            device,
+            at_least=math.ceil(config.pseudo_min_share * len(samples)),
         )
-        return chosen
+        if found:
+            chosen[:] = found
+        return found
 
     fitted = fit(
         model,

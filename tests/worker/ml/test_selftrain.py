@@ -88,11 +88,13 @@ def test_self_training_learns_pseudo_labels_of_the_unlabeled_pool_only(
         labeled,
         holdout,
         num_classes=3,
-        config=TrainConfig(**TINY | {"min_steps": 40, "pseudo_threshold": 0.6}),
+        config=TrainConfig(
+            **TINY | {"min_steps": 40, "pseudo_threshold": 0.6, "self_training_rounds": 1}
+        ),
         checkpoint_path=str(tmp_path / "m.pt"),
         unlabeled_paths=list(truth),
     )
-    # Judged once, halfway (self_training_split), and only pool images got pseudo-labels.
+    # Judged once (one round), and only pool images got pseudo-labels.
     assert len(decided) == 1
     chosen = decided[0]
     assert chosen and {path for path, _ in chosen} <= set(truth)
@@ -142,3 +144,111 @@ def test_fixmatch_remains_a_choice(colours, tmp_path, monkeypatch):
 def test_unknown_semi_supervised_method_is_refused():
     with pytest.raises(ValueError, match="semi_method"):
         TrainConfig(semi_method="mixmatch")
+
+
+def test_each_round_judges_the_pool_again_and_its_pseudo_labels_replace_the_last(
+    colours, tmp_path, monkeypatch
+):
+    pool = [path for path, _ in colours[30:]]
+    decided: list[list[tuple[str, int]]] = []
+    judge = selftrain.pseudo_labels_of_pool
+
+    def spy(*args, **kwargs):
+        # Each round a different share of the pool: the last round's pseudo-labels are used.
+        found = judge(*args, **kwargs)[: 10 * (len(decided) + 1)]
+        decided.append(found)
+        return found
+
+    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    result = train(
+        colours[:18],
+        colours[18:30],
+        num_classes=3,
+        config=TrainConfig(
+            **TINY
+            | {
+                "min_steps": 60,
+                "pseudo_threshold": 0.6,
+                "self_training_rounds": 3,
+                "pseudo_min_share": 0,
+            }
+        ),
+        checkpoint_path=str(tmp_path / "m.pt"),
+        unlabeled_paths=pool,
+    )
+    assert len(decided) == 3
+    assert [len(found) for found in decided] == [10, 20, 30]
+    assert result.pseudo_label_share == pytest.approx(30 / len(pool))
+
+
+def test_a_pool_smaller_than_the_labels_gives_pseudo_labels_only_below_the_minimum_share(
+    colours, tmp_path, monkeypatch
+):
+    # 30 labeled images, a pool of 20: the minimum share decides whether it is used.
+    decided: list[list[tuple[str, int]]] = []
+    judge = selftrain.pseudo_labels_of_pool
+
+    def spy(*args, **kwargs):
+        decided.append(judge(*args, **kwargs))
+        return decided[-1]
+
+    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    for min_share in (0.0, 1.0):
+        train(
+            colours[:30],
+            colours[30:42],
+            num_classes=3,
+            config=TrainConfig(
+                **TINY
+                | {
+                    "min_steps": 40,
+                    "pseudo_threshold": 0.6,
+                    "pseudo_min_share": min_share,
+                    "self_training_rounds": 1,
+                }
+            ),
+            checkpoint_path=str(tmp_path / "m.pt"),
+            unlabeled_paths=[path for path, _ in colours[42:62]],
+        )
+    assert len(decided) == 2
+    assert decided[0] and decided[1] == []
+
+
+def test_rounds_and_batch_share_are_checked():
+    with pytest.raises(ValueError, match="self_training_rounds"):
+        TrainConfig(self_training_rounds=0)
+    with pytest.raises(ValueError, match="pseudo_batch_share"):
+        TrainConfig(pseudo_batch_share=1.0)
+
+
+def test_a_round_sure_of_nothing_keeps_the_last_pseudo_labels(colours, tmp_path, monkeypatch):
+    pool = [path for path, _ in colours[30:]]
+    decided: list[list[tuple[str, int]]] = []
+    judge = selftrain.pseudo_labels_of_pool
+
+    def spy(*args, **kwargs):
+        # The first round finds some; the later ones none.
+        found = judge(*args, **kwargs)[:12] if not decided else []
+        decided.append(found)
+        return found
+
+    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    result = train(
+        colours[:18],
+        colours[18:30],
+        num_classes=3,
+        config=TrainConfig(
+            **TINY
+            | {
+                "min_steps": 60,
+                "pseudo_threshold": 0.6,
+                "self_training_rounds": 3,
+                "pseudo_min_share": 0,
+            }
+        ),
+        checkpoint_path=str(tmp_path / "m.pt"),
+        unlabeled_paths=pool,
+    )
+    # Judged in every round (pseudo-labels were in use), the first round's kept.
+    assert [len(found) for found in decided] == [12, 0, 0]
+    assert result.pseudo_label_share == pytest.approx(12 / len(pool))
