@@ -150,7 +150,11 @@ def image_posterior(
         else None
     )
     model, holdout = found if found else (None, None)
-    accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
+    accuracy = reliability.accuracies(
+        project_id=project.pk,
+        user_ids=[u for u, _ in votes],
+        default=project.reliability_prior_accuracy,
+    )
     return posterior.image_evidence(
         project=project,
         all_keys=all_keys,
