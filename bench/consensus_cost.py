@@ -252,6 +252,9 @@ def measure(project, images, truth, label_ids, report) -> dict:
     )
     return {
         "images": len(images),
+        # Each image's decision right (True), wrong (False) or none (None), in image order:
+        # to compare two runs on the images both decided.
+        "per_image": [right.get(img.pk) for img in images],
         "votes": Vote.objects.filter(image__project=project).count(),
         "decided": len(decisions),
         "correct": sum(right.values()),
@@ -322,6 +325,7 @@ def main() -> None:
     wrong_pooled: dict[str, int] = defaultdict(int)
     over_noise: dict[str, list[str]] = defaultdict(list)
     results: dict[tuple[str, int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    per_image: dict[tuple[str, int, str, str], list[bool | None]] = defaultdict(list)
     print(
         f"{'crowd':5s} {'K':>3s} {'model':11s} {'strategy':24s} {'seed':>4s} {'votes/dec':>9s}"
         f" {'accuracy':>8s} {'ECE':>6s} {'disputed':>8s} {'DS flags T/F':>12s} {'no-human':>8s}"
@@ -355,6 +359,7 @@ def main() -> None:
                         total = results[kind, k, model, strategy]
                         for i, field in enumerate(("votes", "decided", "correct")):
                             total[i] += r[field]
+                        per_image[kind, k, model, strategy] += r["per_image"]
                         print(
                             f"{kind:5s} {k:3d} {model:11s} {strategy:24s} {seed:4d}"
                             f" {r['votes'] / max(r['decided'], 1):9.2f}"
@@ -388,7 +393,7 @@ def main() -> None:
     )
     print("\n".join(calibration_report(pooled)))
     print("\ntargets, pooled over seeds:")
-    print("\n".join(target_summary(dict(results))))
+    print("\n".join(target_summary(dict(results), dict(per_image))))
     took = time.time() - started
     print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seeds {args.seeds}, {took:.0f} s")
 

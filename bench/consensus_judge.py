@@ -112,10 +112,23 @@ def _cell(figures: list[int]) -> str:
     return f"{votes / max(decided, 1):.2f} votes at {correct / max(decided, 1):.3f}"
 
 
-def target_summary(results: Figures) -> list[str]:
+def on_both(mine: list[bool | None], theirs: list[bool | None]) -> str:
+    """Two runs' accuracy on the images both decided (a diagnostic: a rule that decides the
+    hard images another leaves disputed is judged on more of them)."""
+    both = [(a, b) for a, b in zip(mine, theirs, strict=True) if a is not None and b is not None]
+    if not both:
+        return "no image decided by both"
+    right = sum(a for a, _ in both), sum(b for _, b in both)
+    return f"on the {len(both)} both decided: {right[0]} vs {right[1]} right"
+
+
+def target_summary(
+    results: Figures, per_image: dict[tuple[str, int, str, str], list[bool | None]]
+) -> list[str]:
     """The issue's targets that compare runs: the weak model never below no model; fewer
     votes than fixed 3-vote majority at equal or better accuracy (no model); the strong
-    model on crowd (c). Pooled over seeds."""
+    model on crowd (c). Pooled over seeds; `per_image`: each run's decisions by image, for
+    the misses' diagnostic (on_both())."""
     lines = ["weak model >= no model (accuracy, same crowd, classes and target):"]
     met = total = 0
     for (kind, k, model, strategy), figures in sorted(results.items()):
@@ -127,9 +140,13 @@ def target_summary(results: Figures) -> list[str]:
         met += mine >= theirs
         if mine < theirs:
             wrong = figures[1] - figures[2], plain[1] - plain[2]
+            both = on_both(
+                per_image[kind, k, model, strategy], per_image[kind, k, "none", strategy]
+            )
             lines.append(
                 f"  MISS {kind}{k} {model} {strategy}: {mine:.4f} vs {theirs:.4f}"
-                f" ({wrong[0]} vs {wrong[1]} wrong of {figures[1]} / {plain[1]})"
+                f" ({wrong[0]} vs {wrong[1]} wrong of {figures[1]} / {plain[1]});"
+                f" {both}"
             )
     lines.append(f"  met {met} of {total}")
     lines.append("fewer votes than fixed 3-vote majority at equal or better accuracy, no model:")
@@ -156,6 +173,12 @@ def target_summary(results: Figures) -> list[str]:
         lines.append(
             f"  {'met ' if better else 'MISS'} {kind}{k}: fixed-3 {_cell(fixed)}; {others}"
         )
+        if not better:
+            for strategy, _ in runs:
+                if strategy != "majority 3 votes":
+                    mine = per_image[kind, k, "none", strategy]
+                    fixed_images = per_image[kind, k, "none", "majority 3 votes"]
+                    lines.append(f"       {strategy} vs fixed-3 {on_both(mine, fixed_images)}")
     lines.append(f"  met {met} of {total}")
     lines.append(">= 99% accuracy at <= 2.5 human votes per decided image, strong model, crowd c:")
     for (kind, k, model, strategy), figures in sorted(results.items()):
