@@ -176,9 +176,11 @@ def target_summary(
         if not better:
             for strategy, _ in runs:
                 if strategy != "majority 3 votes":
-                    mine = per_image[kind, k, "none", strategy]
-                    fixed_images = per_image[kind, k, "none", "majority 3 votes"]
-                    lines.append(f"       {strategy} vs fixed-3 {on_both(mine, fixed_images)}")
+                    both = on_both(
+                        per_image[kind, k, "none", strategy],
+                        per_image[kind, k, "none", "majority 3 votes"],
+                    )
+                    lines.append(f"       {strategy} vs fixed-3 {both}")
     lines.append(f"  met {met} of {total}")
     lines.append(">= 99% accuracy at <= 2.5 human votes per decided image, strong model, crowd c:")
     for (kind, k, model, strategy), figures in sorted(results.items()):
