@@ -52,7 +52,7 @@ def project_prior(project: Project) -> tuple[float, float]:
 
 # The fitted prior's bounds (in answers), and what a fit needs: volunteers with at least
 # FIT_MIN_ANSWERS counted answers each, FIT_MIN_VOLUNTEERS of them.
-MIN_STRENGTH, MAX_STRENGTH = PRIOR_STRENGTH, 20.0
+MIN_STRENGTH, MAX_STRENGTH = PRIOR_STRENGTH, 100.0
 FIT_MIN_ANSWERS, FIT_MIN_VOLUNTEERS = 10.0, 5
 
 
@@ -79,29 +79,21 @@ def fit_prior(hits: list[float], answers: list[float]) -> tuple[float, float] | 
 
 
 def prior_refit(*, project: Project) -> tuple[float, float]:
-    """Fit the project's reliability prior to its volunteers' records, leaving out those
-    whose counted rate is nearer chance than `reliability_threshold` (spammers: their rates
-    would read the crowd as spread and leave the prior as weak as the fixed one; a cut at the
-    threshold itself left out honest volunteers near it and read the crowd as better than it
-    is), and re-estimate every record with it (fit_prior(); the prior is kept as it was when
-    too few say). Between MIN_STRENGTH (the fixed prior's) and MAX_STRENGTH answers. Returns
-    the prior."""
-    records = AnnotatorStats.objects.filter(project=project).values_list(
-        "gold_votes", "gold_correct", "decided_votes", "agreed_votes"
+    """Fit the project's reliability prior to its reliable volunteers' records (those at or
+    above `reliability_threshold`: a few spammers' rates near chance would read the crowd as
+    spread and leave the prior as weak as the fixed one; on the consensus bench's crowd (c),
+    strength 4.3 with them, 26 without) and re-estimate every record with it (fit_prior();
+    the prior is kept as it was when too few say). Never weaker than the fixed prior
+    (MIN_STRENGTH). Returns the prior."""
+    records = list(
+        AnnotatorStats.objects.filter(
+            project=project, estimated_accuracy__gte=project.reliability_threshold
+        ).values_list("gold_votes", "gold_correct", "decided_votes", "agreed_votes")
     )
-    counted = [
-        (GOLD_WEIGHT * correct + agreed, GOLD_WEIGHT * gold + decided)
-        for gold, correct, decided, agreed in records
-    ]
-    # By their own rate, not their estimate: an estimate made with a fitted prior cannot then
-    # decide who fits the next one (on the bench, a first fit at 0.55 kept every volunteer
-    # below the threshold, and so out of every later fit).
-    chance = 1.0 / (project.labels.count() + 1)  # the labels and "none of these"
-    floor = (chance + project.reliability_threshold) / 2.0
-    reliable = [
-        (hits, answers) for hits, answers in counted if answers > 0 and hits / answers >= floor
-    ]
-    fitted = fit_prior([hits for hits, _ in reliable], [answers for _, answers in reliable])
+    fitted = fit_prior(
+        [GOLD_WEIGHT * correct + agreed for _, correct, _, agreed in records],
+        [GOLD_WEIGHT * gold + decided for gold, _, decided, _ in records],
+    )
     if fitted is None:
         return project_prior(project)
     mean, strength = fitted
