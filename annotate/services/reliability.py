@@ -52,8 +52,8 @@ def project_prior(project: Project) -> tuple[float, float]:
 
 # The fitted prior's bounds (in answers), and what a fit needs: volunteers with at least
 # FIT_MIN_ANSWERS counted answers each, FIT_MIN_VOLUNTEERS of them.
-MIN_STRENGTH, MAX_STRENGTH = PRIOR_STRENGTH, 100.0
-FIT_MIN_ANSWERS, FIT_MIN_VOLUNTEERS = 10.0, 5
+MIN_STRENGTH, MAX_STRENGTH = 2.0, 100.0
+FIT_MIN_ANSWERS, FIT_MIN_VOLUNTEERS = 5.0, 5
 
 
 def fit_prior(hits: list[float], answers: list[float]) -> tuple[float, float] | None:
@@ -79,16 +79,12 @@ def fit_prior(hits: list[float], answers: list[float]) -> tuple[float, float] | 
 
 
 def prior_refit(*, project: Project) -> tuple[float, float]:
-    """Fit the project's reliability prior to its reliable volunteers' records (those at or
-    above `reliability_threshold`: a few spammers' rates near chance would read the crowd as
-    spread and leave the prior as weak as the fixed one; on the consensus bench's crowd (c),
-    strength 4.3 with them, 26 without) and re-estimate every record with it (fit_prior();
-    the prior is kept as it was when too few say). Never weaker than the fixed prior
-    (MIN_STRENGTH). Returns the prior."""
+    """Fit the project's reliability prior to its volunteers' records (fit_prior(); kept as
+    it was when too few say) and re-estimate every record with it. Returns the prior."""
     records = list(
-        AnnotatorStats.objects.filter(
-            project=project, estimated_accuracy__gte=project.reliability_threshold
-        ).values_list("gold_votes", "gold_correct", "decided_votes", "agreed_votes")
+        AnnotatorStats.objects.filter(project=project).values_list(
+            "gold_votes", "gold_correct", "decided_votes", "agreed_votes"
+        )
     )
     fitted = fit_prior(
         [GOLD_WEIGHT * correct + agreed for _, correct, _, agreed in records],
