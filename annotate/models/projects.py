@@ -115,11 +115,6 @@ class Project(TimeStamped):
     # How alike the crowd's mistakes on one true answer are (a Dirichlet concentration: small,
     # they go to one look-alike; large, spread evenly), estimated by re-aggregation.
     mistake_concentration = models.FloatField(default=1.0)
-    # The prior of a volunteer's estimated accuracy (annotate.services.reliability): its mean
-    # and its weight in answers, fitted to the project's volunteers by re-aggregation (an
-    # empirical-Bayes prior: the crowd's spread decides how far ~20 answers move an estimate).
-    reliability_prior_accuracy = models.FloatField(default=0.7)
-    reliability_prior_strength = models.FloatField(default=4.0)
     lease_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(10), MaxValueValidator(24 * 3600)]
     )

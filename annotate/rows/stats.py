@@ -34,24 +34,12 @@ def _double(value: float) -> str:
     return f"CAST('{value!r}' AS DOUBLE PRECISION)"
 
 
-def _upsert(rows_sql: str, gold_weight: float) -> str:
-    # The accuracy estimate (reliability.estimated_accuracy) over the counters as updated, with
-    # the project's reliability prior (its mean times its strength, and its strength).
+def _upsert(rows_sql: str, prior_hits: float, prior_strength: float, gold_weight: float) -> str:
+    # The accuracy estimate (reliability.estimated_accuracy) over the counters as updated.
     added = {field: _added(field) for field in COUNT_FIELDS}
-
-    def prior(expression: str) -> str:
-        return sql(
-            "(SELECT {expression} FROM {Project} p"
-            " WHERE p.{Project.id} = s.{AnnotatorStats.project})",
-            expression=expression,
-        )
-
-    mean = "p." + column("Project", "reliability_prior_accuracy")
-    strength = "p." + column("Project", "reliability_prior_strength")
-    prior_hits, prior_strength = prior(f"{mean} * {strength}"), prior(strength)
     accuracy = (
-        f"({prior_hits} + {_double(gold_weight)} * {added['gold_correct']}"
-        f" + {added['agreed_votes']}) / ({prior_strength} + {_double(gold_weight)}"
+        f"({_double(prior_hits)} + {_double(gold_weight)} * {added['gold_correct']}"
+        f" + {added['agreed_votes']}) / ({_double(prior_strength)} + {_double(gold_weight)}"
         f" * {added['gold_votes']} + {added['decided_votes']})"
     )
     updates = ", ".join(f"{column('AnnotatorStats', field)} = {added[field]}" for field in added)
@@ -69,9 +57,9 @@ def _upsert(rows_sql: str, gold_weight: float) -> str:
 
 
 @cache
-def add_from_arrays(gold_weight: float) -> str:
+def add_from_arrays(prior_hits: float, prior_strength: float, gold_weight: float) -> str:
     """The upsert that adds each volunteer's deltas and re-estimates their accuracy (with the
-    project's reliability prior and a gold answer's weight), its rows as
+    estimate's constants: the prior's hits and strength, a gold answer's weight), its rows as
     arrays (PostgreSQL), so that its text (prepared once per connection) and its number of
     parameters stay the same for any number of volunteers, and locked in user order.
     Parameters: created_at, updated_at, project id, then one array each of user ids and of
@@ -83,16 +71,18 @@ def add_from_arrays(gold_weight: float) -> str:
         " CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS double precision[]))"
         " AS d(user_id, votes, decided_votes, agreed_votes, gold_votes, gold_correct,"
         " estimated_accuracy) ORDER BY d.user_id",
+        prior_hits,
+        prior_strength,
         gold_weight,
     )
 
 
 @lru_cache(maxsize=64)
-def add_values(records: int, gold_weight: float) -> str:
+def add_values(records: int, prior_hits: float, prior_strength: float, gold_weight: float) -> str:
     """add_from_arrays() with `records` rows of values (SQLite). Parameters per row, in user
     order: created_at, updated_at, project id, user id, STATS_FIELDS."""
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * records)
-    return _upsert("VALUES " + values, gold_weight)
+    return _upsert("VALUES " + values, prior_hits, prior_strength, gold_weight)
 
 
 @lru_cache(maxsize=64)

@@ -18,9 +18,10 @@ from django.db.models import Count, Q
 
 from annotate.flag_reasons import DAWID_SKENE_PREFERS, flag_reason
 from annotate.models import AnnotatorStats, Decision, Image, Label, Project, Suggestion, Vote
-from annotate.services import confusions, reliability
+from annotate.services import confusions
 from annotate.services.consensus import answer_keys_for, image_posterior
 from annotate.services.dawid_skene import (
+    PRIOR_ACCURACY,
     dawid_skene,
     mistake_concentration,
     one_coin_init,
@@ -78,7 +79,6 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
         label_ids.append(key_index[label_id])
     _refresh_answer_counts(project=project)
     confusions.crowd_compact(project_id=project.pk)
-    reliability.prior_refit(project=project)
     if not image_ids:
         _withdraw_flags(project=project, keep=set())
         return report
@@ -103,8 +103,7 @@ def project_reaggregate(*, project: Project) -> ReaggregationReport:
     estimates = dict(
         AnnotatorStats.objects.filter(project=project).values_list("user_id", "estimated_accuracy")
     )
-    newcomer = project.reliability_prior_accuracy
-    accuracy = np.array([estimates.get(int(u), newcomer) for u in user_of])[workers]
+    accuracy = np.array([estimates.get(int(u), PRIOR_ACCURACY) for u in user_of])[workers]
     n_items, n_classes = len(image_of), len(keys)
     result = dawid_skene(
         items,

@@ -150,11 +150,7 @@ def image_posterior(
         else None
     )
     model, holdout = found if found else (None, None)
-    accuracy = reliability.accuracies(
-        project_id=project.pk,
-        user_ids=[u for u, _ in votes],
-        default=project.reliability_prior_accuracy,
-    )
+    accuracy = reliability.accuracies(project_id=project.pk, user_ids=[u for u, _ in votes])
     return posterior.image_evidence(
         project=project,
         all_keys=all_keys,

@@ -1,11 +1,10 @@
 """Annotator reliability: each volunteer's estimated accuracy in a project.
 
-The estimate is a Beta posterior mean: a prior worth some answers at some accuracy (the
-project's, fitted to its volunteers at each re-aggregation, prior_refit(); PRIOR_STRENGTH
-answers at PRIOR_ACCURACY until then), plus gold answers (weight GOLD_WEIGHT: their truth is
-known) and agreement with decisions that stand without the volunteer's own vote (leave-one-out,
-weight 1: a decision's vote never vouches for itself). The same answers feed the volunteer's
-confusion counts (annotate.services.confusions).
+The estimate is a Beta posterior mean: a prior worth PRIOR_STRENGTH answers at PRIOR_ACCURACY,
+plus gold answers (weight GOLD_WEIGHT: their truth is known) and agreement with decisions that
+stand without the volunteer's own vote (leave-one-out, weight 1: a decision's vote never
+vouches for itself). The same answers feed the volunteer's confusion counts
+(annotate.services.confusions).
 Counters change in the transactions that change their causes; nothing is recomputed in full.
 
 Lock order: stats rows are locked last (after any image row) and in user-id order.
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 
 from annotate import rows
@@ -32,76 +30,11 @@ GOLD_WEIGHT = confusions.GOLD_WEIGHT
 
 
 def estimated_accuracy(
-    *,
-    gold_votes: int,
-    gold_correct: int,
-    decided_votes: int,
-    agreed_votes: int,
-    prior: tuple[float, float] = (PRIOR_ACCURACY, PRIOR_STRENGTH),
+    *, gold_votes: int, gold_correct: int, decided_votes: int, agreed_votes: int
 ) -> float:
-    """`prior`: (mean, strength), the project's (project_prior())."""
-    mean, strength = prior
-    hits = mean * strength + GOLD_WEIGHT * gold_correct + agreed_votes
-    total = strength + GOLD_WEIGHT * gold_votes + decided_votes
+    hits = PRIOR_ACCURACY * PRIOR_STRENGTH + GOLD_WEIGHT * gold_correct + agreed_votes
+    total = PRIOR_STRENGTH + GOLD_WEIGHT * gold_votes + decided_votes
     return hits / total
-
-
-def project_prior(project: Project) -> tuple[float, float]:
-    return project.reliability_prior_accuracy, project.reliability_prior_strength
-
-
-# The fitted prior's bounds (in answers), and what a fit needs: volunteers with at least
-# FIT_MIN_ANSWERS counted answers each, FIT_MIN_VOLUNTEERS of them.
-MIN_STRENGTH, MAX_STRENGTH = 2.0, 100.0
-FIT_MIN_ANSWERS, FIT_MIN_VOLUNTEERS = 5.0, 5
-
-
-def fit_prior(hits: list[float], answers: list[float]) -> tuple[float, float] | None:
-    """The empirical-Bayes Beta prior of the volunteers' accuracy, from each one's counted
-    answers and hits (gold weighted as in the estimate): the mean is the pooled rate, the
-    strength s from the spread of their rates beyond the binomial noise of their answers
-    (the moment estimator of the beta-binomial's intra-class correlation rho = 1 / (s + 1):
-    E[n (p - m)^2] = m (1 - m) (1 + (n - 1) rho)). None when too few volunteers say.
-
-    A fixed weak prior lets some 20 answers read a volunteer of true accuracy 0.65 as 0.9 (the
-    consensus bench's crowd (c)); the crowd's own spread says how far they may move it."""
-    found = [(x, n) for x, n in zip(hits, answers, strict=True) if n >= FIT_MIN_ANSWERS]
-    if len(found) < FIT_MIN_VOLUNTEERS:
-        return None
-    total = sum(n for _, n in found)
-    mean = sum(x for x, _ in found) / total
-    if not 0.0 < mean < 1.0:
-        return None
-    spread = sum((x - n * mean) ** 2 / n for x, n in found) / (mean * (1.0 - mean))
-    rho = (spread - len(found)) / max(sum(n - 1.0 for _, n in found), 1e-9)
-    rho = min(max(rho, 1.0 / (MAX_STRENGTH + 1.0)), 1.0 / (MIN_STRENGTH + 1.0))
-    return mean, 1.0 / rho - 1.0
-
-
-def prior_refit(*, project: Project) -> tuple[float, float]:
-    """Fit the project's reliability prior to its volunteers' records (fit_prior(); kept as
-    it was when too few say) and re-estimate every record with it. Returns the prior."""
-    records = list(
-        AnnotatorStats.objects.filter(project=project).values_list(
-            "gold_votes", "gold_correct", "decided_votes", "agreed_votes"
-        )
-    )
-    fitted = fit_prior(
-        [GOLD_WEIGHT * correct + agreed for _, correct, _, agreed in records],
-        [GOLD_WEIGHT * gold + decided for gold, _, decided, _ in records],
-    )
-    if fitted is None:
-        return project_prior(project)
-    mean, strength = fitted
-    Project.objects.filter(pk=project.pk).update(
-        reliability_prior_accuracy=mean, reliability_prior_strength=strength
-    )
-    project.reliability_prior_accuracy, project.reliability_prior_strength = mean, strength
-    AnnotatorStats.objects.filter(project=project).update(
-        estimated_accuracy=(mean * strength + GOLD_WEIGHT * F("gold_correct") + F("agreed_votes"))
-        / (strength + GOLD_WEIGHT * F("gold_votes") + F("decided_votes"))
-    )
-    return fitted
 
 
 @dataclass
@@ -113,11 +46,12 @@ class StatsDelta:
     gold_correct: int = 0
 
 
+# The estimate's constants as the stats statements take them (annotate.rows.stats).
+_ESTIMATE = (PRIOR_ACCURACY * PRIOR_STRENGTH, PRIOR_STRENGTH, GOLD_WEIGHT)
+
+
 def stats_added_statement(
-    *,
-    project_id: int,
-    deltas: dict[int, StatsDelta],
-    prior: tuple[float, float] = (PRIOR_ACCURACY, PRIOR_STRENGTH),
+    *, project_id: int, deltas: dict[int, StatsDelta]
 ) -> tuple[str, list[Any]] | None:
     """stats_apply() as one statement, for deltas that only add (None when one takes away):
     an upsert that adds each delta and re-estimates the accuracy in the database, a volunteer
@@ -126,11 +60,7 @@ def stats_added_statement(
 
     (Why not for deltas that take away: the database checks each proposed row against the
     counters' `>= 0` constraints before it finds the conflict, so a negative delta cannot
-    travel in the row; stats_apply() reads, locks and updates instead.)
-
-    An existing record is re-estimated with the project's prior, read in the statement; a new
-    one's estimate, from its deltas alone, with `prior` (the project's, where the caller
-    holds it)."""
+    travel in the row; stats_apply() reads, locks and updates instead.)"""
     if not deltas or any(
         getattr(delta, field) < 0 for delta in deltas.values() for field in COUNT_FIELDS
     ):
@@ -145,7 +75,6 @@ def stats_added_statement(
                 gold_correct=deltas[user_id].gold_correct,
                 decided_votes=deltas[user_id].decided_votes,
                 agreed_votes=deltas[user_id].agreed_votes,
-                prior=prior,
             ),
         )
         for user_id in sorted(deltas)
@@ -153,42 +82,35 @@ def stats_added_statement(
     if connection.vendor == "postgresql":
         # Each array as its text form: psycopg's list adaptation cost more than the statement.
         columns = ("{" + ",".join(map(repr, column)) + "}" for column in zip(*records, strict=True))
-        return stats_sql.add_from_arrays(GOLD_WEIGHT), [now, now, project_id, *columns]
+        return stats_sql.add_from_arrays(*_ESTIMATE), [now, now, project_id, *columns]
     params = [value for record in records for value in (now, now, project_id, *record)]
-    return stats_sql.add_values(len(records), GOLD_WEIGHT), params
+    return stats_sql.add_values(len(records), *_ESTIMATE), params
 
 
-def stats_apply(
-    *, project_id: int, deltas: dict[int, StatsDelta], prior: tuple[float, float] | None = None
-) -> None:
-    """Add `deltas` (by user id) to the project's annotator stats and re-estimate accuracy
-    with the project's reliability prior (`prior`, read when not given and needed); counters
-    never go below zero.
+def stats_apply(*, project_id: int, deltas: dict[int, StatsDelta]) -> None:
+    """Add `deltas` (by user id) to the project's annotator stats and re-estimate accuracy;
+    counters never go below zero.
 
     Call inside a transaction; rows are locked in user-id order so two decisions sharing
     voters never deadlock.
     """
-    added = stats_added_statement(
-        project_id=project_id, deltas=deltas, prior=prior or (PRIOR_ACCURACY, PRIOR_STRENGTH)
-    )
+    added = stats_added_statement(project_id=project_id, deltas=deltas)
     if added is not None:
         rows.execute(*added)
         return
     if not deltas:
         return
-    if prior is None:
-        prior = project_prior(
-            Project.objects.only("reliability_prior_accuracy", "reliability_prior_strength").get(
-                pk=project_id
-            )
-        )
     user_ids = sorted(deltas)
     now = rows.moment(timezone.now())
     # Volunteers with no record yet start at zero and the prior; then every row is read
     # locked, in user-id order.
     rows.execute(
         stats_sql.create_missing(len(user_ids)),
-        [value for user_id in user_ids for value in (now, now, project_id, user_id, prior[0])],
+        [
+            value
+            for user_id in user_ids
+            for value in (now, now, project_id, user_id, PRIOR_ACCURACY)
+        ],
     )
     stats_columns = rows.columns(AnnotatorStats, "s")
     found = rows.fetch_all(stats_sql.locked_records(len(user_ids)), [project_id, *user_ids])
@@ -202,7 +124,6 @@ def stats_apply(
             gold_correct=row.gold_correct,
             decided_votes=row.decided_votes,
             agreed_votes=row.agreed_votes,
-            prior=prior,
         )
         changed.append([*(getattr(row, field) for field in STATS_FIELDS), now, row.pk])
     rows.execute_many(stats_sql.update_record(), changed)
@@ -256,15 +177,12 @@ def image_votes(*, image_id: int) -> list[tuple[int, int | None]]:
     return list(Vote.objects.filter(image_id=image_id).values_list("user_id", "label_id"))
 
 
-def accuracies(
-    *, project_id: int, user_ids: list[int], default: float = PRIOR_ACCURACY
-) -> dict[int, float]:
-    """Estimated accuracy of each user (`default`, the project's prior mean, for those with no
-    record yet)."""
+def accuracies(*, project_id: int, user_ids: list[int]) -> dict[int, float]:
+    """Estimated accuracy of each user (the prior for those with no record yet)."""
     known = {}
     if user_ids:
         known = dict(rows.fetch_all(stats_sql.accuracies(len(user_ids)), [project_id, *user_ids]))
-    return {user_id: known.get(user_id, default) for user_id in user_ids}
+    return {user_id: known.get(user_id, PRIOR_ACCURACY) for user_id in user_ids}
 
 
 def gold_rate_for(*, project: Project, stats: AnnotatorStats | None) -> float:

@@ -201,11 +201,7 @@ def _vote_plan(
     # image was open, so the decision is its first and every stats change adds (module
     # docstring).
     if decided is None:
-        stats = reliability.stats_added_statement(
-            project_id=project.pk,
-            deltas={user.pk: own},
-            prior=reliability.project_prior(project),
-        )
+        stats = reliability.stats_added_statement(project_id=project.pk, deltas={user.pk: own})
         writes.append(stats or _impossible("a vote's own stats take something away"))
     else:
         if current is not None:
