@@ -13,9 +13,15 @@ a volunteer's mistakes go to the class's look-alike; (c) (b) plus 5% spammers an
 who answers "none of these" 10% of the time. Models: none; weak (top-1 about 0.75) and strong
 (about 0.98), each calibrated or overconfident (claims a quarter of the error it makes).
 
-    python bench/consensus_cost.py                      # reduced: 200 images a run
+    python bench/consensus_cost.py                      # 500 images a run, seed 1
+    python bench/consensus_cost.py --seeds 1,2          # pooled over two seeds
     python bench/consensus_cost.py --full               # 2,000 images a run
-    python bench/consensus_cost.py --crowds c --classes 10 --models strong --images 500
+    python bench/consensus_cost.py --crowds c --classes 10 --models strong --images 200
+
+Calibration is judged per confidence band, pooled over classes, models and seeds: a band of
+100 decisions or more misses when its claim lies outside the 95% interval of its measured
+accuracy *and* more than 0.02 from it (at 100 decisions sampling alone moves the measured
+accuracy by about 0.02, so the interval says whether a gap is error or noise).
 """
 
 import argparse
@@ -39,6 +45,13 @@ import django
 
 django.setup()
 
+from consensus_judge import (  # noqa: E402
+    calibration,
+    calibration_report,
+    flag_sweep,
+    noise_ece,
+    target_summary,
+)
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -60,7 +73,6 @@ VOLUNTEERS = 30
 MAX_VOTES = 6
 GOLD_IMAGES = 60
 HOLDOUT = 500  # the model's held-out images
-BANDS = [0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0001]
 NONE = -1  # "none of these" among simulated answers
 
 
@@ -240,6 +252,9 @@ def measure(project, images, truth, label_ids, report) -> dict:
     )
     return {
         "images": len(images),
+        # Each image's decision right (True), wrong (False) or none (None), in image order:
+        # to compare two runs on the images both decided.
+        "per_image": [right.get(img.pk) for img in images],
         "votes": Vote.objects.filter(image__project=project).count(),
         "decided": len(decisions),
         "correct": sum(right.values()),
@@ -267,60 +282,6 @@ def measure(project, images, truth, label_ids, report) -> dict:
     }
 
 
-def calibration(
-    claims: list[tuple[float, bool]],
-) -> tuple[list[tuple[str, float, float, int]], float]:
-    """(band, mean claimed, measured, decisions) per band, and the expected calibration error."""
-    table, ece = [], 0.0
-    for low, high in zip(BANDS, BANDS[1:], strict=False):
-        inside = [(c, ok) for c, ok in claims if low <= c < high]
-        if inside:
-            claimed = float(np.mean([c for c, _ in inside]))
-            measured = float(np.mean([ok for _, ok in inside]))
-            table.append((f"{low:.3f}-{min(high, 1):.3f}", claimed, measured, len(inside)))
-            ece += len(inside) / len(claims) * abs(claimed - measured)
-    return table, ece
-
-
-def noise_ece(claims: list[tuple[float, bool]], draws: int = 400) -> float:
-    """The 95th percentile of the ECE that perfectly calibrated decisions with these same
-    claims would show (each right with the probability it claims): the part of a run's ECE
-    that sampling alone explains. A run's ECE above it is error, not noise."""
-    rng = np.random.default_rng(0)
-    confidence = np.array([c for c, _ in claims])
-    found = [
-        calibration(list(zip(confidence, rng.random(len(confidence)) < confidence, strict=True)))[1]
-        for _ in range(draws)
-    ]
-    return float(np.quantile(found, 0.95))
-
-
-def band_interval(measured: float, count: int) -> tuple[float, float]:
-    """The Wilson 95% interval of a band's measured accuracy."""
-    z = 1.96
-    centre = (measured + z * z / (2 * count)) / (1 + z * z / count)
-    half = z * np.sqrt(measured * (1 - measured) / count + z * z / (4 * count * count))
-    return centre - half / (1 + z * z / count), centre + half / (1 + z * z / count)
-
-
-# (DS's probability for its answer at least, the calibrated posterior's for the decided one
-# now at most); 1.0: DS alone.
-FLAG_SWEEP = [(p, decided) for p in (0.9, 0.99, 0.999) for decided in (1.0, 0.8, 0.5)]
-
-
-def flag_sweep(ds: list[tuple[bool, float, float, int, float]], wrong: int) -> str:
-    """DS flags (true/false) and recall (true flags over wrong decisions) at each threshold
-    of FLAG_SWEEP, on the decisions with two votes or more."""
-    cells = []
-    for confidence, decided_max in FLAG_SWEEP:
-        flags = [right for right, p, _, _, now in ds if p >= confidence and now <= decided_max]
-        true = sum(1 for right in flags if not right)
-        cells.append(
-            f"{confidence}/{decided_max}: {true}/{len(flags) - true} r{true / max(wrong, 1):.2f}"
-        )
-    return "  ".join(cells)
-
-
 DYNAMIC = {"mode": "dynamic", "min_votes": 1, "max_votes": MAX_VOTES}
 STRATEGIES = {
     # Fixed 3 votes: 2 of 3 decide, 1-1-1 is disputed; no gold (the rule reads no reliability).
@@ -342,12 +303,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--full", action="store_true", help="2,000 images a run")
     parser.add_argument("--crowds", default="abc")
     parser.add_argument("--classes", default="10,100")
     parser.add_argument("--models", default="none,weak,weak-over,strong,strong-over")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", default="1", help="comma-separated; the tables pool them")
     parser.add_argument(
         "--strategies",
         default="majority 3 votes,dynamic 0.90,dynamic 0.95",
@@ -356,50 +317,60 @@ def main() -> None:
     args = parser.parse_args()
     chosen = {name: STRATEGIES[name] for name in args.strategies.split(",")}
     n_images = 2000 if args.full else args.images
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     call_command("migrate", verbosity=0)
     logging.getLogger("annotate").setLevel(logging.WARNING)
     pooled: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     ds_pooled: dict[str, list[tuple[bool, float, float, int, float]]] = defaultdict(list)
     wrong_pooled: dict[str, int] = defaultdict(int)
     over_noise: dict[str, list[str]] = defaultdict(list)
+    results: dict[tuple[str, int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    per_image: dict[tuple[str, int, str, str], list[bool | None]] = defaultdict(list)
     print(
-        f"{'crowd':5s} {'K':>3s} {'model':11s} {'strategy':24s} {'votes/dec':>9s} {'accuracy':>8s}"
-        f" {'ECE':>6s} {'disputed':>8s} {'DS flags T/F':>12s} {'no-human':>8s} {'model-dec':>9s}"
-        f" {'DS it':>5s} {'s':>4s} {'ECE noise95':>11s}"
+        f"{'crowd':5s} {'K':>3s} {'model':11s} {'strategy':24s} {'seed':>4s} {'votes/dec':>9s}"
+        f" {'accuracy':>8s} {'ECE':>6s} {'disputed':>8s} {'DS flags T/F':>12s} {'no-human':>8s}"
+        f" {'model-dec':>9s} {'DS it':>5s} {'s':>4s} {'ECE noise95':>11s}"
     )
     started = time.time()
-    for kind in args.crowds:
-        for k in (int(x) for x in args.classes.split(",")):
-            crowd = Crowd(kind, k, args.seed)
-            for model in args.models.split(","):
-                for strategy, policy in chosen.items():
-                    if strategy.startswith("majority") and model != "none":
-                        continue  # the model plays no part in the majority rule
-                    t0 = time.time()
-                    name = f"{kind}{k}-{model}-{strategy}"
-                    r = run(crowd, n_images, model, policy, name)
-                    table, ece = calibration(r["claims"])
-                    noise = noise_ece(r["claims"]) if r["claims"] else float("nan")
-                    if r["claims"] and ece > 0.02:
-                        verdict = "noise" if ece <= noise else "ERROR"
-                        mean_claim = float(np.mean([c for c, _ in r["claims"]]))
-                        measured = float(np.mean([ok for _, ok in r["claims"]]))
-                        way = "over" if mean_claim > measured else "under"
-                        over_noise[verdict].append(f"{kind}{k} {model} {strategy} {ece:.3f} {way}")
-                    pooled[f"{kind} {strategy}"] += r["claims"]
-                    ds_pooled[kind] += r["ds"]
-                    wrong_pooled[kind] += r["wrong"]
-                    print(
-                        f"{kind:5s} {k:3d} {model:11s} {strategy:24s}"
-                        f" {r['votes'] / max(r['decided'], 1):9.2f}"
-                        f" {r['correct'] / max(r['decided'], 1):8.3f}"
-                        f" {ece if r['claims'] else float('nan'):6.3f}"
-                        f" {r['disputed'] / r['images']:8.1%}"
-                        f" {r['flags_true']:5d}/{r['flags_false']:<6d}"
-                        f" {r['no_human']:8d} {r['model_decided']:9d} {r['iterations']:5d}"
-                        f" {time.time() - t0:4.0f} {noise:11.3f}",
-                        flush=True,
-                    )
+    for seed in seeds:
+        for kind in args.crowds:
+            for k in (int(x) for x in args.classes.split(",")):
+                crowd = Crowd(kind, k, seed)
+                for model in args.models.split(","):
+                    for strategy, policy in chosen.items():
+                        if strategy.startswith("majority") and model != "none":
+                            continue  # the model plays no part in the majority rule
+                        t0 = time.time()
+                        name = f"{kind}{k}-{model}-{strategy}-{seed}"
+                        r = run(crowd, n_images, model, policy, name)
+                        table, ece = calibration(r["claims"])
+                        noise = noise_ece(r["claims"]) if r["claims"] else float("nan")
+                        if r["claims"] and ece > 0.02:
+                            verdict = "noise" if ece <= noise else "ERROR"
+                            mean_claim = float(np.mean([c for c, _ in r["claims"]]))
+                            measured = float(np.mean([ok for _, ok in r["claims"]]))
+                            way = "over" if mean_claim > measured else "under"
+                            over_noise[verdict].append(
+                                f"{kind}{k} {model} {strategy} {seed} {ece:.3f} {way}"
+                            )
+                        pooled[f"{kind} {strategy}"] += r["claims"]
+                        ds_pooled[kind] += r["ds"]
+                        wrong_pooled[kind] += r["wrong"]
+                        total = results[kind, k, model, strategy]
+                        for i, field in enumerate(("votes", "decided", "correct")):
+                            total[i] += r[field]
+                        per_image[kind, k, model, strategy] += r["per_image"]
+                        print(
+                            f"{kind:5s} {k:3d} {model:11s} {strategy:24s} {seed:4d}"
+                            f" {r['votes'] / max(r['decided'], 1):9.2f}"
+                            f" {r['correct'] / max(r['decided'], 1):8.3f}"
+                            f" {ece if r['claims'] else float('nan'):6.3f}"
+                            f" {r['disputed'] / r['images']:8.1%}"
+                            f" {r['flags_true']:5d}/{r['flags_false']:<6d}"
+                            f" {r['no_human']:8d} {r['model_decided']:9d} {r['iterations']:5d}"
+                            f" {time.time() - t0:4.0f} {noise:11.3f}",
+                            flush=True,
+                        )
     print(
         "\nruns with ECE above 0.02: within what sampling alone gives a calibrated rule"
         " (its 95th percentile, 'ECE noise95'), or above it; over/under: the mean claim above"
@@ -417,27 +388,14 @@ def main() -> None:
     default = Project._meta.get_field("flag_confidence").default
     print(f"  (the service's default: {default}/{aggregation.FLAG_DECIDED_MAX})")
     print(
-        "\ncalibration, pooled over classes and models: band, claimed, measured (its 95%"
-        " interval), decisions"
+        "\ncalibration, pooled over classes, models and seeds: band, claimed, measured (its 95%"
+        " interval), decisions, verdict (a miss: further than 0.02 and outside the interval)"
     )
-    for name, claims in pooled.items():
-        if not claims:
-            continue
-        table, ece = calibration(claims)
-        print(f"crowd {name}: ECE {ece:.4f}")
-        for band, claimed, measured, count in table:
-            low, high = band_interval(measured, count)
-            mark = ""
-            if count >= 100 and abs(claimed - measured) > 0.02:
-                inside = low <= claimed <= high
-                mark = "  <-- off by more than 0.02" + (
-                    " (claim inside the interval: noise)" if inside else " (outside the interval)"
-                )
-            print(
-                f"  {band}  {claimed:.4f}  {measured:.4f} ({low:.3f}-{high:.3f})  {count:6d}{mark}"
-            )
+    print("\n".join(calibration_report(pooled)))
+    print("\ntargets, pooled over seeds:")
+    print("\n".join(target_summary(dict(results), dict(per_image))))
     took = time.time() - started
-    print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seed {args.seed}, {took:.0f} s")
+    print(f"\n{n_images} images a run, {VOLUNTEERS} volunteers, seeds {args.seeds}, {took:.0f} s")
 
 
 if __name__ == "__main__":

@@ -185,6 +185,17 @@ def accuracies(*, project_id: int, user_ids: list[int]) -> dict[int, float]:
     return {user_id: known.get(user_id, PRIOR_ACCURACY) for user_id in user_ids}
 
 
+def counted_answers(*, project_id: int, user_id: int) -> float:
+    """How many answers a volunteer's estimate rests on: gold (weighted) and decisions that
+    stand without their vote."""
+    row = (
+        AnnotatorStats.objects.filter(project_id=project_id, user_id=user_id)
+        .values_list("gold_votes", "decided_votes")
+        .first()
+    )
+    return 0.0 if row is None else GOLD_WEIGHT * row[0] + row[1]
+
+
 def gold_rate_for(*, project: Project, stats: AnnotatorStats | None) -> float:
     """The share of gold images to serve this volunteer now: high while new, falling with
     experience toward `gold_rate_min`; back at `gold_rate` while estimated unreliable."""

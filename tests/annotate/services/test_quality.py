@@ -7,7 +7,7 @@ import pytest
 
 from annotate import selectors
 from annotate.models import AnnotatorStats, Decision, Image, Project
-from annotate.services import aggregation, projects, reliability, review, serving, voting
+from annotate.services import aggregation, consensus, projects, reliability, review, serving, voting
 from annotate.services import dawid_skene as ds
 from annotate.services.consensus import dynamic_outcome, one_coin_posterior
 from annotate.services.errors import InvalidInput
@@ -80,9 +80,16 @@ def vote(project, user, label):
     )[1]
 
 
-def reliable_user(project, accuracy):
+def reliable_user(project, accuracy, answers=20):
+    """A volunteer estimated at `accuracy` from `answers` decisions that stood without them."""
     user = UserFactory()
-    AnnotatorStats.objects.create(project=project, user=user, estimated_accuracy=accuracy)
+    AnnotatorStats.objects.create(
+        project=project,
+        user=user,
+        estimated_accuracy=accuracy,
+        decided_votes=answers,
+        agreed_votes=round(accuracy * answers),
+    )
     return user
 
 
@@ -396,3 +403,23 @@ def test_a_project_with_votes_decisions_and_gold_can_be_deleted_but_a_used_label
         label.delete()  # votes and decisions still name it
     project.delete()
     assert not Image.objects.exists() and not Decision.objects.exists()
+
+
+def test_one_vote_decides_alone_only_from_a_volunteer_with_a_record():
+    """An estimate of 0.98 from no counted answer (a few lucky gold answers) does not let one
+    vote decide; the same estimate from 20 answers does; a second vote can."""
+    project = ProjectFactory(
+        mode=Project.Mode.DYNAMIC, min_votes=1, max_votes=5, target_confidence=0.9
+    )
+    labels = [LabelFactory(project=project) for _ in range(4)]
+    first, second = ImageFactory(project=project), ImageFactory(project=project)
+    assert 5 < consensus.LONE_MIN_ANSWERS <= 20
+    newcomer = reliable_user(project, 0.98, answers=5)
+    image = vote(project, newcomer, labels[2])
+    assert image.state == Image.State.OPEN
+    expert = reliable_user(project, 0.98, answers=20)
+    image = vote(project, expert, labels[2])
+    assert image.state == Image.State.CONSENSUS  # the second vote on the first image
+    decided = vote(project, reliable_user(project, 0.98), labels[1])
+    assert decided.pk == second.pk and decided.state == Image.State.CONSENSUS
+    assert image.pk == first.pk
