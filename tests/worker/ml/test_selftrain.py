@@ -107,14 +107,7 @@ def test_self_training_learns_pseudo_labels_of_the_unlabeled_pool_only(
 
 def test_without_sure_pool_images_self_training_is_supervised(colours, tmp_path, monkeypatch):
     # A threshold no probability reaches: the pool is judged, nothing is taken from it.
-    decided: list[list[tuple[str, int]]] = []
-    judge = selftrain.pseudo_labels_of_pool
-
-    def spy(*args, **kwargs):
-        decided.append(judge(*args, **kwargs))
-        return decided[-1]
-
-    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    decided = _record_judgments(monkeypatch)
     result = train(
         colours[:18],
         colours[18:30],
@@ -149,32 +142,9 @@ def test_unknown_semi_supervised_method_is_refused():
 def test_each_round_judges_the_pool_again_and_its_pseudo_labels_replace_the_last(
     colours, tmp_path, monkeypatch
 ):
-    pool = [path for path, _ in colours[30:]]
-    decided: list[list[tuple[str, int]]] = []
-    judge = selftrain.pseudo_labels_of_pool
-
-    def spy(*args, **kwargs):
-        # Each round a different share of the pool: the last round's pseudo-labels are used.
-        found = judge(*args, **kwargs)[: 10 * (len(decided) + 1)]
-        decided.append(found)
-        return found
-
-    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
-    result = train(
-        colours[:18],
-        colours[18:30],
-        num_classes=3,
-        config=TrainConfig(
-            **TINY
-            | {
-                "min_steps": 60,
-                "pseudo_threshold": 0.6,
-                "self_training_rounds": 3,
-                "pseudo_min_share": 0,
-            }
-        ),
-        checkpoint_path=str(tmp_path / "m.pt"),
-        unlabeled_paths=pool,
+    # Each round a different share of the pool: the last round's pseudo-labels are used.
+    decided, result, pool = _three_rounds(
+        colours, tmp_path, monkeypatch, lambda round_, found: found[: 10 * (round_ + 1)]
     )
     assert len(decided) == 3
     assert [len(found) for found in decided] == [10, 20, 30]
@@ -185,14 +155,7 @@ def test_a_pool_smaller_than_the_labels_gives_pseudo_labels_only_below_the_minim
     colours, tmp_path, monkeypatch
 ):
     # 30 labeled images, a pool of 20: the minimum share decides whether it is used.
-    decided: list[list[tuple[str, int]]] = []
-    judge = selftrain.pseudo_labels_of_pool
-
-    def spy(*args, **kwargs):
-        decided.append(judge(*args, **kwargs))
-        return decided[-1]
-
-    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    decided = _record_judgments(monkeypatch)
     for min_share in (0.0, 1.0):
         train(
             colours[:30],
@@ -222,17 +185,20 @@ def test_rounds_and_batch_share_are_checked():
 
 
 def test_a_round_sure_of_nothing_keeps_the_last_pseudo_labels(colours, tmp_path, monkeypatch):
+    # The first round finds some; the later ones none.
+    decided, result, pool = _three_rounds(
+        colours, tmp_path, monkeypatch, lambda round_, found: [] if round_ else found[:12]
+    )
+    # Judged in every round (pseudo-labels were in use), the first round's kept.
+    assert [len(found) for found in decided] == [12, 0, 0]
+    assert result.pseudo_label_share == pytest.approx(12 / len(pool))
+
+
+def _three_rounds(colours, tmp_path, monkeypatch, pick):
+    """A three-round self-training on 18 labels, each round's judgment of the pool passed
+    through pick(round, found): the judgments taken, the result and the pool."""
     pool = [path for path, _ in colours[30:]]
-    decided: list[list[tuple[str, int]]] = []
-    judge = selftrain.pseudo_labels_of_pool
-
-    def spy(*args, **kwargs):
-        # The first round finds some; the later ones none.
-        found = judge(*args, **kwargs)[:12] if not decided else []
-        decided.append(found)
-        return found
-
-    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    decided = _record_judgments(monkeypatch, pick)
     result = train(
         colours[:18],
         colours[18:30],
@@ -249,6 +215,19 @@ def test_a_round_sure_of_nothing_keeps_the_last_pseudo_labels(colours, tmp_path,
         checkpoint_path=str(tmp_path / "m.pt"),
         unlabeled_paths=pool,
     )
-    # Judged in every round (pseudo-labels were in use), the first round's kept.
-    assert [len(found) for found in decided] == [12, 0, 0]
-    assert result.pseudo_label_share == pytest.approx(12 / len(pool))
+    return decided, result, pool
+
+
+def _record_judgments(monkeypatch, pick=lambda round_, found: found):
+    """Each judgment of the pool, as pick(round, found) makes it (what the round then takes),
+    recorded in the list returned."""
+    decided: list[list[tuple[str, int]]] = []
+    judge = selftrain.pseudo_labels_of_pool
+
+    def spy(*args, **kwargs):
+        found = pick(len(decided), judge(*args, **kwargs))
+        decided.append(found)
+        return found
+
+    monkeypatch.setattr(selftrain, "pseudo_labels_of_pool", spy)
+    return decided
