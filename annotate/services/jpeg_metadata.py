@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 # The kinds of metadata, each a bit in a mask (compact to send between processes).
 KINDS = ("exif", "xmp", "iptc", "icc", "comment", "other", "trailing")
@@ -88,13 +88,12 @@ def kind_of(marker: int, payload: bytes) -> str | None:
     return "other"
 
 
-def segments(data: bytes) -> tuple[list[Segment], int]:
-    """The marker segments of the JPEG `data` (scans included, each as its header with its
-    entropy-coded data), and the offset just past EOI. Raises NotJpeg when the structure is
-    broken (a length running past the end, no EOI)."""
+def _walk(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) of each marker segment of the JPEG `data` after its start of image,
+    scans included (each as its header with its entropy-coded data), its end of image last.
+    Raises NotJpeg when the structure is broken (a length running past the end, no EOI)."""
     if data[:2] != b"\xff\xd8":
         raise NotJpeg("no start of image")
-    found = [Segment(0xD8, 0, 2)]
     i, end = 2, len(data)
     while True:
         if i + 2 > end:
@@ -105,11 +104,10 @@ def segments(data: bytes) -> tuple[list[Segment], int]:
         if marker == 0xFF:  # fill byte before a marker
             i += 1
             continue
-        if marker == _EOI:
-            found.append(Segment(marker, i, i + 2))
-            return found, i + 2
-        if marker in _STANDALONE:
-            found.append(Segment(marker, i, i + 2))
+        if marker == _EOI or marker in _STANDALONE:
+            yield marker, i, i + 2
+            if marker == _EOI:
+                return
             i += 2
             continue
         if i + 4 > end:
@@ -122,8 +120,17 @@ def segments(data: bytes) -> tuple[list[Segment], int]:
             if following is None:
                 raise NotJpeg("ends inside its scan data")
             stop = following.start()
-        found.append(Segment(marker, i, stop))
+        yield marker, i, stop
         i = stop
+
+
+def segments(data: bytes) -> tuple[list[Segment], int]:
+    """The marker segments of the JPEG `data` (scans included, each as its header with its
+    entropy-coded data), and the offset just past EOI. Raises NotJpeg when the structure is
+    broken (a length running past the end, no EOI)."""
+    found = [Segment(0xD8, 0, 2)]
+    found.extend(Segment(marker, start, stop) for marker, start, stop in _walk(data))
+    return found, found[-1].end
 
 
 def strip(data: bytes, keep: Collection[str] = ()) -> Stripped:
@@ -139,40 +146,16 @@ def strip_pieces(data: bytes, keep: Collection[str] = ()) -> tuple[list[Buffer],
     them as they are, which spares two copies of each file. Just [data] when there is nothing
     to drop.
 
-    The walk of segments() made in place, with no object per segment: an export strips
-    every file it copies, and this is most of the cost of stripping one."""
-    if data[:2] != b"\xff\xd8":
-        raise NotJpeg("no start of image")
+    The walk of segments() without a Segment per segment: an export strips every file it
+    copies, and the walk is most of the cost of stripping one."""
     view = memoryview(data)
     mask = 0
     pieces: list[Buffer] = []
     copied = 0  # data[copied:start of the segment] is still to be copied
-    i, end = 2, len(data)
-    while True:
-        if i + 2 > end:
-            raise NotJpeg("ends before its end-of-image marker")
-        if data[i] != 0xFF:
-            raise NotJpeg(f"no marker at offset {i}")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
+    past_end = end = len(data)
+    for marker, i, stop in _walk(data):
         if marker == _EOI:
-            past_end = i + 2
-            break
-        if marker in _STANDALONE:
-            i += 2
-            continue
-        if i + 4 > end:
-            raise NotJpeg("a segment's length runs past the end")
-        stop = i + 2 + (data[i + 2] << 8 | data[i + 3])
-        if stop > end or stop < i + 4:
-            raise NotJpeg("a segment's length runs past the end")
-        if marker == _SOS:  # its header, then the entropy-coded data up to the next marker
-            following = _NEXT_MARKER.search(data, stop)
-            if following is None:
-                raise NotJpeg("ends inside its scan data")
-            stop = following.start()
+            past_end = stop
         elif marker >= _APP0:  # APPn, JPGn or COM: kind_of() tells the metadata among them
             kind = kind_of(marker, data[i + 4 : i + 40])
             if kind is None and marker == _APP0 and "other" not in keep:
@@ -188,7 +171,6 @@ def strip_pieces(data: bytes, keep: Collection[str] = ()) -> tuple[list[Buffer],
                 mask |= BIT[kind]
                 pieces.append(view[copied:i])
                 copied = stop
-        i = stop
     if past_end < end and "trailing" not in keep:
         mask |= BIT["trailing"]
     else:
